@@ -1,0 +1,37 @@
+namespace IoMux;
+
+/// <summary>The kernel mechanism behind a backend.</summary>
+public enum BackendKind
+{
+    /// <summary>Linux epoll(7).</summary>
+    Epoll,
+    /// <summary>kqueue(2): FreeBSD, macOS and the other BSDs.</summary>
+    Kqueue,
+    /// <summary>Event ports: illumos and Solaris.</summary>
+    EventPorts,
+    /// <summary>poll(2): any POSIX system.</summary>
+    Poll,
+    /// <summary>select(2): the last resort; descriptors below FD_SETSIZE only.</summary>
+    Select,
+}
+
+/// <summary>What a backend does natively and what IoMux emulates on top of it. Emulated or native, the
+/// observable behaviour is the one in docs/SEMANTICS.md; these flags tell the cost, not the contract.</summary>
+/// <param name="Kind">The mechanism.</param>
+/// <param name="Name">The name accepted by <c>IOMUX_BACKEND</c>.</param>
+/// <param name="NativeEdge">The kernel has an edge-triggered mode (EPOLLET, EV_CLEAR); otherwise edge mode
+/// is emulated by disarming a direction after reporting it until the consumer hits would-block.</param>
+/// <param name="NativeOneshot">The kernel disarms a registration after one event (EPOLLONESHOT, ports).</param>
+/// <param name="NativeReadHangup">The kernel reports a peer half-close by itself (EPOLLRDHUP, POLLRDHUP,
+/// EV_EOF); otherwise it is derived from a zero-byte readable probe when the registration reads.</param>
+/// <param name="TimeoutResolution">The finest timeout the wait call honours; finer timeouts are rounded up.</param>
+/// <param name="MaxDescriptor">The highest descriptor number the backend accepts (FD_SETSIZE - 1 for select),
+/// or <see cref="int.MaxValue"/> when only the process limit applies.</param>
+public readonly record struct BackendCapabilities(
+    BackendKind Kind,
+    string Name,
+    bool NativeEdge,
+    bool NativeOneshot,
+    bool NativeReadHangup,
+    TimeSpan TimeoutResolution,
+    int MaxDescriptor);

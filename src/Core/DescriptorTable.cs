@@ -1,0 +1,125 @@
+using IoMux.Interop;
+
+namespace IoMux;
+
+/// <summary>One descriptor as a backend sees it.</summary>
+public sealed class DescriptorEntry
+{
+    internal DescriptorEntry(int fd, int slot, uint generation)
+    {
+        Descriptor = fd;
+        Slot = slot;
+        Generation = generation;
+    }
+
+    /// <summary>The descriptor number.</summary>
+    public int Descriptor { get; }
+    /// <summary>The token to report in events.</summary>
+    public ulong Token { get; internal set; }
+    /// <summary>What the registration watches.</summary>
+    public Interest Interest { get; internal set; }
+    /// <summary>The trigger mode.</summary>
+    public TriggerMode Mode { get; internal set; }
+    /// <summary>The directions currently armed (emulated edge and oneshot clear them after reporting).</summary>
+    public Interest Armed { get; set; }
+    /// <summary>What the descriptor is (for backends that derive hangups); <see cref="DescriptorKind.Other"/> when unknown.</summary>
+    internal DescriptorKind Kind { get; set; }
+    /// <summary>For stream sockets and pipes a zero-byte readable probe means end of stream.</summary>
+    internal bool CanDeriveEndOfStream { get; set; }
+    /// <summary>Backend-private position (e.g. index in a pollfd array).</summary>
+    public int Index { get; set; } = -1;
+    internal int Slot { get; }
+    internal uint Generation { get; }
+    internal bool Removed { get; set; }
+
+    /// <summary>The 64-bit value a kernel carries for this entry (epoll data, kevent udata, portev_user):
+    /// slot and generation, so that an event for a removed entry whose slot was reused is recognised.</summary>
+    public ulong KernelData => ((ulong)Generation << 32) | (uint)Slot;
+}
+
+/// <summary>
+/// The registrations of one backend: descriptor → entry for the control calls, and kernel data → entry for
+/// the wait, with generation-checked slots. Not thread-safe: the backend holds its own lock around
+/// mutations; <see cref="Resolve"/> is safe without it (it may miss a change made during the wait).
+/// </summary>
+public sealed class DescriptorTable
+{
+    /// <summary>Kernel data reserved for a backend's wake channel; never produced by <see cref="DescriptorEntry.KernelData"/>.</summary>
+    public const ulong WakeData = ulong.MaxValue;
+
+    private readonly Dictionary<int, DescriptorEntry> _byDescriptor = new();
+    private DescriptorEntry?[] _slots = new DescriptorEntry?[16];
+    private readonly Stack<int> _free = new();
+    private int _highWater;
+    private uint _generation;
+
+    /// <summary>Live entries.</summary>
+    public int Count => _byDescriptor.Count;
+
+    /// <summary>Every live entry (allocates an enumerator; not for the wait path).</summary>
+    public IEnumerable<DescriptorEntry> Entries => _byDescriptor.Values;
+
+    /// <summary>Adds an entry with every interest armed.</summary>
+    /// <exception cref="AlreadyRegisteredException">Already present.</exception>
+    public DescriptorEntry Add(int fd, ulong token, Interest interest, TriggerMode mode)
+    {
+        if (_byDescriptor.ContainsKey(fd))
+            throw new AlreadyRegisteredException(fd);
+        int slot;
+        if (_free.Count > 0)
+            slot = _free.Pop();
+        else
+        {
+            if (_highWater == _slots.Length)
+            {
+                var grown = new DescriptorEntry?[_slots.Length * 2];
+                Array.Copy(_slots, grown, _slots.Length);
+                Volatile.Write(ref _slots, grown);
+            }
+            slot = _highWater++;
+        }
+        if (++_generation == uint.MaxValue) _generation = 1;
+        var entry = new DescriptorEntry(fd, slot, _generation);
+        Update(entry, token, interest, mode);
+        _slots[slot] = entry;
+        _byDescriptor.Add(fd, entry);
+        return entry;
+    }
+
+    /// <summary>Sets token, interest and mode, and arms every interest again.</summary>
+    public static void Update(DescriptorEntry entry, ulong token, Interest interest, TriggerMode mode)
+    {
+        entry.Token = token;
+        entry.Interest = interest;
+        entry.Mode = mode;
+        entry.Armed = interest;
+    }
+
+    /// <summary>The entry for <paramref name="fd"/>.</summary>
+    /// <exception cref="NotRegisteredException">Not present.</exception>
+    public DescriptorEntry Get(int fd) =>
+        _byDescriptor.TryGetValue(fd, out var entry) ? entry : throw new NotRegisteredException(fd);
+
+    /// <summary>The entry for <paramref name="fd"/>, or null.</summary>
+    public DescriptorEntry? Find(int fd) => _byDescriptor.GetValueOrDefault(fd);
+
+    /// <summary>Removes <paramref name="entry"/>; later events carrying its kernel data resolve to nothing.</summary>
+    public void Remove(DescriptorEntry entry)
+    {
+        entry.Removed = true;
+        _byDescriptor.Remove(entry.Descriptor);
+        _slots[entry.Slot] = null;
+        _free.Push(entry.Slot);
+    }
+
+    /// <summary>The live entry that <paramref name="kernelData"/> names, or null when it is stale.</summary>
+    public DescriptorEntry? Resolve(ulong kernelData)
+    {
+        var slots = Volatile.Read(ref _slots);
+        uint slot = (uint)kernelData;
+        if (slot >= (uint)slots.Length)
+            return null;
+        var entry = slots[slot];
+        return entry is not null && entry.Generation == (uint)(kernelData >> 32) && !entry.Removed ? entry : null;
+    }
+}

@@ -1,0 +1,70 @@
+using System.Runtime.InteropServices;
+
+namespace IoMux;
+
+/// <summary>
+/// errno values for the OS this process runs on, and their symbolic names. The numbers differ per OS
+/// (EAGAIN is 11 on Linux and illumos, 35 on the BSDs and macOS), so code compares against these fields,
+/// never against literals.
+/// </summary>
+public static class Errno
+{
+    private enum Family { Linux, Bsd, Illumos }
+
+    private static readonly Family Os =
+        OperatingSystem.IsLinux() || OperatingSystem.IsAndroid() ? Family.Linux
+        : OperatingSystem.IsMacOS() || OperatingSystem.IsFreeBSD() || OperatingSystem.IsIOS() ? Family.Bsd
+        : RuntimeInformation.OSDescription.Contains("SunOS", StringComparison.OrdinalIgnoreCase)
+          || RuntimeInformation.OSDescription.Contains("illumos", StringComparison.OrdinalIgnoreCase) ? Family.Illumos
+        : Family.Bsd; // NetBSD, OpenBSD, DragonFly share the 4.4BSD numbering for everything below.
+
+    private static int Pick(int linux, int bsd, int illumos) => Os switch
+    {
+        Family.Linux => linux,
+        Family.Bsd => bsd,
+        _ => illumos,
+    };
+
+#pragma warning disable CS1591 // the names are the documentation
+    public static readonly int EPERM = 1, ENOENT = 2, EINTR = 4, EIO = 5, EBADF = 9, ECHILD = 10;
+    public static readonly int ENOMEM = 12, EACCES = 13, EFAULT = 14, EEXIST = 17, EINVAL = 22;
+    public static readonly int ENFILE = 23, EMFILE = 24, ESPIPE = 29, EPIPE = 32;
+    public static readonly int EAGAIN = Pick(11, 35, 11);
+    public static readonly int EINPROGRESS = Pick(115, 36, 150);
+    public static readonly int ENOSYS = Pick(38, 78, 89);
+    public static readonly int ENOTSOCK = Pick(88, 38, 95);
+    public static readonly int ECONNABORTED = Pick(103, 53, 130);
+    public static readonly int ECONNRESET = Pick(104, 54, 131);
+    public static readonly int ENOBUFS = Pick(105, 55, 132);
+    public static readonly int ENOTCONN = Pick(107, 57, 134);
+    public static readonly int ETIMEDOUT = Pick(110, 60, 145);
+    public static readonly int ECONNREFUSED = Pick(111, 61, 146);
+    public static readonly int ETIME = Pick(62, 101, 62);
+    public static readonly int EBADFD = Pick(77, -1, 81);
+#pragma warning restore CS1591
+
+    private static readonly Dictionary<int, string> Names = BuildNames();
+
+    private static Dictionary<int, string> BuildNames()
+    {
+        var names = new Dictionary<int, string>();
+        foreach (var field in typeof(Errno).GetFields(System.Reflection.BindingFlags.Public | System.Reflection.BindingFlags.Static))
+        {
+            if (field.FieldType == typeof(int) && field.GetValue(null) is int value && value > 0)
+                names.TryAdd(value, field.Name);
+        }
+        return names;
+    }
+
+    /// <summary>The symbolic name of <paramref name="errno"/> ("EBADF"), or "errno N" when it has none here.</summary>
+    public static string Name(int errno) => Names.TryGetValue(errno, out var name) ? name : $"errno {errno}";
+
+    /// <summary>The C library's description of <paramref name="errno"/> (strerror).</summary>
+    public static string Describe(int errno) => Marshal.GetPInvokeErrorMessage(errno);
+
+    /// <summary>The errno of the last LibraryImport call on this thread, read right after it.</summary>
+    public static int Last => Marshal.GetLastPInvokeError();
+
+    /// <summary>Throws a <see cref="PosixException"/> for the last call's errno.</summary>
+    public static PosixException Fail(string operation, string? detail = null) => new(operation, Last, detail);
+}

@@ -1,0 +1,91 @@
+using System.Runtime.InteropServices;
+
+namespace IoMux.Interop;
+
+/// <summary>The portable libc calls IoMux shares across backends. Every call records errno
+/// (SetLastError); read it with <see cref="Errno.Last"/> right after the call.</summary>
+internal static unsafe partial class LibC
+{
+    public const int F_GETFD = 1, F_SETFD = 2, F_GETFL = 3, F_SETFL = 4;
+    public const int FD_CLOEXEC = 1;
+
+    public static readonly int O_NONBLOCK = OperatingSystem.IsLinux() ? 0x800 : Platform.IsIllumos ? 0x80 : 0x4;
+    /// <summary>FIONREAD: bytes available to read. Linux 0x541B; BSD _IOR('f', 127, int); illumos ('f'&lt;&lt;8)|127.</summary>
+    public static readonly nuint FIONREAD = OperatingSystem.IsLinux() ? 0x541Bu : Platform.IsIllumos ? 0x667Fu : 0x4004667Fu;
+    public static readonly int MSG_PEEK = 0x2;
+    public static readonly int MSG_DONTWAIT = OperatingSystem.IsLinux() ? 0x40 : Platform.IsIllumos ? 0x80 : 0x80;
+
+    [LibraryImport("libc", SetLastError = true)] public static partial nint read(int fd, byte* buffer, nuint count);
+    [LibraryImport("libc", SetLastError = true)] public static partial nint write(int fd, byte* buffer, nuint count);
+    [LibraryImport("libc", SetLastError = true)] public static partial int close(int fd);
+    [LibraryImport("libc", SetLastError = true)] public static partial int fcntl(int fd, int cmd, int arg);
+    [LibraryImport("libc", SetLastError = true)] public static partial int ioctl(int fd, nuint request, int* arg);
+    [LibraryImport("libc", SetLastError = true)] public static partial int pipe(int* fds);
+    [LibraryImport("libc", SetLastError = true)] public static partial int dup(int fd);
+    [LibraryImport("libc", SetLastError = true)] public static partial int accept(int fd, void* address, void* addressLength);
+    [LibraryImport("libc", SetLastError = true)] public static partial int accept4(int fd, void* address, void* addressLength, int flags);
+    [LibraryImport("libc", SetLastError = true)] public static partial int getpeername(int fd, void* address, uint* addressLength);
+    [LibraryImport("libc", SetLastError = true)] public static partial int getsockopt(int fd, int level, int option, void* value, uint* length);
+    [LibraryImport("libc", SetLastError = true)] public static partial int socketpair(int domain, int type, int protocol, int* fds);
+    [LibraryImport("libc", SetLastError = true)] public static partial int shutdown(int fd, int how);
+    [LibraryImport("libc", SetLastError = true)] public static partial int getuid();
+    [LibraryImport("libc", SetLastError = true)] public static partial int geteuid();
+    [LibraryImport("libc", SetLastError = true)] public static partial int getgid();
+    [LibraryImport("libc", SetLastError = true)] public static partial int getegid();
+
+    // macOS x86-64 exports the 64-bit-inode stat under a suffixed name; arm64 macOS and every other OS
+    // export plain "fstat" with the modern layout (glibc since 2.33).
+    [LibraryImport("libc", EntryPoint = "fstat", SetLastError = true)] private static partial int fstat_plain(int fd, byte* buffer);
+    [LibraryImport("libc", EntryPoint = "fstat$INODE64", SetLastError = true)] private static partial int fstat_inode64(int fd, byte* buffer);
+
+    public static int fstat(int fd, byte* buffer) =>
+        OperatingSystem.IsMacOS() && RuntimeInformation.ProcessArchitecture == Architecture.X64
+            ? fstat_inode64(fd, buffer) : fstat_plain(fd, buffer);
+
+    /// <summary>Creates a pipe with both ends non-blocking and close-on-exec (pipe2 is not on every OS).</summary>
+    public static void CreateNonBlockingPipe(out int readEnd, out int writeEnd)
+    {
+        int* fds = stackalloc int[2];
+        if (pipe(fds) != 0)
+            throw Errno.Fail("pipe");
+        readEnd = fds[0];
+        writeEnd = fds[1];
+        SetNonBlockingCloseOnExec(readEnd);
+        SetNonBlockingCloseOnExec(writeEnd);
+    }
+
+    public static void SetNonBlockingCloseOnExec(int fd)
+    {
+        int flags = fcntl(fd, F_GETFL, 0);
+        if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0 || fcntl(fd, F_SETFD, FD_CLOEXEC) < 0)
+        {
+            var error = Errno.Fail("fcntl", $"fd {fd}");
+            throw error;
+        }
+    }
+
+    /// <summary>Closes <paramref name="fd"/>, ignoring EINTR (on Linux the descriptor is released anyway;
+    /// retrying could close a number another thread just got).</summary>
+    public static void CloseQuietly(int fd)
+    {
+        if (fd >= 0)
+            close(fd);
+    }
+}
+
+/// <summary>OS facts that <see cref="OperatingSystem"/> does not answer.</summary>
+internal static class Platform
+{
+    /// <summary>illumos and Solaris (the .NET community ports report "SunOS" or "illumos").</summary>
+    public static readonly bool IsIllumos =
+        RuntimeInformation.OSDescription.Contains("SunOS", StringComparison.OrdinalIgnoreCase)
+        || RuntimeInformation.OSDescription.Contains("illumos", StringComparison.OrdinalIgnoreCase)
+        || IsPlatformNamed("ILLUMOS") || IsPlatformNamed("SOLARIS");
+
+    // Read through a variable: the analyzer only knows the platform names Microsoft ships.
+    private static bool IsPlatformNamed(string name) => OperatingSystem.IsOSPlatform(name);
+
+    /// <summary>True when the process runs with other privileges than the user who started it; environment
+    /// overrides are then ignored, as libevent and libev do.</summary>
+    public static bool IsSetuid => LibC.getuid() != LibC.geteuid() || LibC.getgid() != LibC.getegid();
+}

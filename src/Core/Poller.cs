@@ -1,0 +1,265 @@
+using System.Runtime.InteropServices;
+
+namespace IoMux;
+
+/// <summary>
+/// Waits on many descriptors at once through one <see cref="IPollerBackend"/>, with the semantics of
+/// docs/SEMANTICS.md on every backend. The poller adds what backends should not each re-implement:
+/// registration objects that hold a <see cref="SafeHandle"/> (so a descriptor number cannot be closed and
+/// reused under a live registration), generation-checked tokens (so events of a deregistered or replaced
+/// registration never reach the caller), the one-waiter rule and safe disposal while another thread waits.
+/// </summary>
+/// <remarks>Register, modify, deregister and <see cref="Wake"/> are safe from any thread; one thread waits at a time.</remarks>
+public sealed class Poller : IDisposable
+{
+    private const int Idle = 0, Waiting = 1, Disposed = 2, DisposedWhileWaiting = 3;
+
+    private readonly IPollerBackend _backend;
+    private readonly object _gate = new();
+    private readonly Dictionary<int, Registration> _byDescriptor = new();
+    private Registration?[] _slots = new Registration?[16];
+    private int[] _freeSlots = new int[16];
+    private int _freeCount;
+    private int _slotHighWater;
+    private uint _nextGeneration = 1;
+    private int _state;
+
+    /// <summary>Wraps <paramref name="backend"/>; the poller owns it from now on and disposes it.</summary>
+    public Poller(IPollerBackend backend) => _backend = backend ?? throw new ArgumentNullException(nameof(backend));
+
+    /// <summary>The backend's capabilities (which mechanism, what is native, what is emulated).</summary>
+    public BackendCapabilities Capabilities => _backend.Capabilities;
+
+    /// <summary>The backend's diagnostic counters.</summary>
+    public BackendCounters Counters => _backend.Counters;
+
+    /// <summary>How many registrations are live.</summary>
+    public int RegistrationCount { get { lock (_gate) return _byDescriptor.Count; } }
+
+    internal IPollerBackend Backend => _backend;
+
+    /// <summary>Registers a descriptor owned by <paramref name="handle"/>. The handle is referenced until the
+    /// registration is disposed, so closing it meanwhile defers the real close(2) and the number stays ours.</summary>
+    /// <exception cref="ObjectDisposedException">The handle or the poller is closed.</exception>
+    public Registration Register(SafeHandle handle, ulong token, Interest interest, TriggerMode mode = TriggerMode.Level)
+    {
+        ArgumentNullException.ThrowIfNull(handle);
+        if (handle.IsInvalid)
+            throw new ArgumentException("The handle is invalid.", nameof(handle));
+        bool added = false;
+        handle.DangerousAddRef(ref added); // throws ObjectDisposedException when already closed
+        try
+        {
+            var registration = RegisterCore((int)handle.DangerousGetHandle(), token, interest, mode, handle);
+            added = false; // the registration releases it now
+            return registration;
+        }
+        finally
+        {
+            if (added)
+                handle.DangerousRelease();
+        }
+    }
+
+    /// <summary>Registers a raw descriptor the caller owns. Deregister it before closing it: a raw number
+    /// closed while registered keeps its registration (a new descriptor with the same number is refused with
+    /// <see cref="AlreadyRegisteredException"/>) and, on epoll, a dup of it may keep delivering events that
+    /// the poller then drops.</summary>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="fd"/> is negative.</exception>
+    public Registration Register(int fd, ulong token, Interest interest, TriggerMode mode = TriggerMode.Level)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(fd);
+        return RegisterCore(fd, token, interest, mode, null);
+    }
+
+    private Registration RegisterCore(int fd, ulong token, Interest interest, TriggerMode mode, SafeHandle? handle)
+    {
+        ValidateMode(mode);
+        lock (_gate)
+        {
+            ThrowIfDisposed();
+            if (_byDescriptor.ContainsKey(fd))
+                throw new AlreadyRegisteredException(fd);
+            int slot = TakeSlot();
+            uint generation = _nextGeneration++;
+            if (_nextGeneration == 0) _nextGeneration = 1;
+            var registration = new Registration(this, fd, token, interest, mode, handle, slot, generation);
+            try
+            {
+                _backend.Add(fd, registration.KernelToken, interest, mode);
+            }
+            catch
+            {
+                ReturnSlot(slot);
+                throw;
+            }
+            _slots[slot] = registration;
+            _byDescriptor.Add(fd, registration);
+            return registration;
+        }
+    }
+
+    internal void Modify(Registration registration, Interest interest, TriggerMode mode)
+    {
+        ValidateMode(mode);
+        lock (_gate)
+        {
+            ThrowIfDisposed();
+            if (!registration.IsActive)
+                throw new ObjectDisposedException(nameof(Registration), $"The registration of descriptor {registration.Descriptor} was disposed.");
+            _backend.Modify(registration.Descriptor, registration.KernelToken, interest, mode);
+            registration.Update(interest, mode);
+        }
+    }
+
+    internal void Deregister(Registration registration)
+    {
+        lock (_gate)
+        {
+            if (!registration.IsActive)
+                return;
+            if (_state < Disposed)
+                _backend.Delete(registration.Descriptor); // before the handle can release the number
+            Retire(registration);
+        }
+    }
+
+    internal void Rearm(Registration registration, Interest directions)
+    {
+        if (registration.IsActive && _state < Disposed)
+            _backend.Rearm(registration.Descriptor, directions);
+    }
+
+    /// <summary>Waits forever for readiness or a <see cref="Wake"/>; see <see cref="Wait(Span{PollEvent}, TimeSpan)"/>.</summary>
+    public int Wait(Span<PollEvent> events) => Wait(events, Timeout.InfiniteTimeSpan);
+
+    /// <summary>
+    /// Blocks until registrations are ready, <paramref name="timeout"/> passes or <see cref="Wake"/> is
+    /// called, then fills <paramref name="events"/> (at most one event per registration, carrying every ready
+    /// direction) and returns how many it wrote. Returns 0 on timeout, on a wake, and when another thread
+    /// disposed the poller during the wait. Allocates nothing.
+    /// </summary>
+    /// <exception cref="ArgumentException"><paramref name="events"/> is empty.</exception>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="timeout"/> is negative and not infinite.</exception>
+    /// <exception cref="InvalidOperationException">Another thread is already waiting on this poller.</exception>
+    /// <exception cref="ObjectDisposedException">The poller is disposed.</exception>
+    public int Wait(Span<PollEvent> events, TimeSpan timeout)
+    {
+        if (events.IsEmpty)
+            throw new ArgumentException("The event span is empty: a wait needs room for at least one event.", nameof(events));
+        if (timeout < TimeSpan.Zero && timeout != Timeout.InfiniteTimeSpan)
+            throw new ArgumentOutOfRangeException(nameof(timeout), timeout, "A wait timeout must be zero or positive, or Timeout.InfiniteTimeSpan.");
+
+        int previous = Interlocked.CompareExchange(ref _state, Waiting, Idle);
+        if (previous == Waiting)
+            throw new InvalidOperationException("Another thread is already waiting on this poller; only one thread may wait at a time.");
+        if (previous != Idle)
+            throw new ObjectDisposedException(nameof(Poller));
+        try
+        {
+            int count = _backend.Wait(events, timeout);
+            return Translate(events[..count]);
+        }
+        finally
+        {
+            if (Interlocked.CompareExchange(ref _state, Idle, Waiting) != Waiting)
+            {
+                // Disposed while we waited: the disposing thread left the teardown to us, because the
+                // backend's descriptors must outlive the kernel wait that uses them.
+                Volatile.Write(ref _state, Disposed);
+                Teardown();
+            }
+        }
+    }
+
+    /// <summary>Rewrites kernel tokens into the callers' tokens and drops events of registrations that are
+    /// gone or were replaced (their generation no longer matches).</summary>
+    private int Translate(Span<PollEvent> events)
+    {
+        var slots = Volatile.Read(ref _slots);
+        int written = 0;
+        foreach (ref readonly var e in events)
+        {
+            int slot = (int)(uint)e.Token;
+            uint generation = (uint)(e.Token >> 32);
+            if ((uint)slot >= (uint)slots.Length)
+                continue;
+            var registration = slots[slot];
+            if (registration is null || registration.Generation != generation || !registration.IsActive || e.Readiness == Readiness.None)
+                continue;
+            events[written++] = new PollEvent(registration.Token, e.Readiness);
+        }
+        return written;
+    }
+
+    /// <summary>Makes the current or next <see cref="Wait(Span{PollEvent}, TimeSpan)"/> return. Any thread;
+    /// coalesced; a no-op once the poller is disposed (wakers may race with shutdown).</summary>
+    public void Wake()
+    {
+        if (Volatile.Read(ref _state) < Disposed)
+            _backend.Wake();
+    }
+
+    /// <summary>Releases every registration and the backend. A thread blocked in a wait returns 0 promptly.</summary>
+    public void Dispose()
+    {
+        while (true)
+        {
+            int state = Volatile.Read(ref _state);
+            if (state == Idle && Interlocked.CompareExchange(ref _state, Disposed, Idle) == Idle)
+            {
+                Teardown();
+                return;
+            }
+            if (state == Waiting && Interlocked.CompareExchange(ref _state, DisposedWhileWaiting, Waiting) == Waiting)
+            {
+                _backend.Wake();
+                return;
+            }
+            if (state >= Disposed)
+                return;
+        }
+    }
+
+    private void Teardown()
+    {
+        lock (_gate)
+        {
+            foreach (var registration in _byDescriptor.Values.ToArray())
+                Retire(registration);
+        }
+        _backend.Dispose(); // closing the kernel object drops every remaining kernel registration
+    }
+
+    private void Retire(Registration registration)
+    {
+        _byDescriptor.Remove(registration.Descriptor);
+        _slots[registration.Slot] = null;
+        ReturnSlot(registration.Slot);
+        registration.Retire();
+    }
+
+    private int TakeSlot()
+    {
+        if (_freeCount > 0)
+            return _freeSlots[--_freeCount];
+        if (_slotHighWater == _slots.Length)
+        {
+            var grown = new Registration?[_slots.Length * 2];
+            Array.Copy(_slots, grown, _slots.Length);
+            Volatile.Write(ref _slots, grown);
+            Array.Resize(ref _freeSlots, grown.Length);
+        }
+        return _slotHighWater++;
+    }
+
+    private void ReturnSlot(int slot) => _freeSlots[_freeCount++] = slot;
+
+    private void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(_state >= Disposed, this);
+
+    private static void ValidateMode(TriggerMode mode)
+    {
+        if (mode is not (TriggerMode.Level or TriggerMode.Edge or TriggerMode.Oneshot))
+            throw new ArgumentOutOfRangeException(nameof(mode), mode, "Unknown trigger mode.");
+    }
+}

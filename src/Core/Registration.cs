@@ -1,0 +1,191 @@
+using System.Runtime.InteropServices;
+using IoMux.Interop;
+using Microsoft.Win32.SafeHandles;
+
+namespace IoMux;
+
+/// <summary>The result of a registration-level I/O helper.</summary>
+public enum IoOutcome
+{
+    /// <summary>Bytes moved (or a connection was accepted).</summary>
+    Completed,
+    /// <summary>The call would block; the registration is armed again for that direction.</summary>
+    WouldBlock,
+    /// <summary>A read returned 0: the peer closed its writing side.</summary>
+    EndOfStream,
+}
+
+/// <summary>
+/// One descriptor registered with a <see cref="Poller"/>. Dispose it to deregister (before closing a raw
+/// descriptor). Its I/O helpers read, write and accept without blocking and, when they hit would-block, tell
+/// the poller, so an edge registration on a backend that emulates edge mode never misses a wakeup. Consumers
+/// that do their own I/O call <see cref="NotifyWouldBlock"/> instead.
+/// </summary>
+public sealed unsafe class Registration : IDisposable
+{
+    private readonly Poller _poller;
+    private readonly SafeHandle? _handle;
+    private volatile bool _active = true;
+    private bool _needsRearm;
+
+    internal Registration(Poller poller, int fd, ulong token, Interest interest, TriggerMode mode, SafeHandle? handle, int slot, uint generation)
+    {
+        _poller = poller;
+        Descriptor = fd;
+        Token = token;
+        _handle = handle;
+        Slot = slot;
+        Generation = generation;
+        Update(interest, mode);
+    }
+
+    /// <summary>The descriptor number.</summary>
+    public int Descriptor { get; }
+
+    /// <summary>The caller's token, returned in every event of this registration.</summary>
+    public ulong Token { get; }
+
+    /// <summary>The directions currently watched.</summary>
+    public Interest Interest { get; private set; }
+
+    /// <summary>The current trigger mode.</summary>
+    public TriggerMode Mode { get; private set; }
+
+    /// <summary>False once disposed (or once the poller was disposed).</summary>
+    public bool IsActive => _active;
+
+    internal int Slot { get; }
+    internal uint Generation { get; }
+    internal ulong KernelToken => ((ulong)Generation << 32) | (uint)Slot;
+
+    internal void Update(Interest interest, TriggerMode mode)
+    {
+        Interest = interest;
+        Mode = mode;
+        _needsRearm = mode == TriggerMode.Edge && !_poller.Capabilities.NativeEdge;
+    }
+
+    /// <summary>Changes the watched directions and mode; also re-arms a oneshot registration and every
+    /// direction of an edge registration.</summary>
+    public void Modify(Interest interest, TriggerMode mode) => _poller.Modify(this, interest, mode);
+
+    /// <summary>Changes the watched directions, keeping the mode.</summary>
+    public void Modify(Interest interest) => _poller.Modify(this, interest, Mode);
+
+    /// <summary>Re-arms a oneshot registration with its current interest.</summary>
+    public void Rearm() => _poller.Modify(this, Interest, Mode);
+
+    /// <summary>For consumers that do their own I/O: call when a read (<see cref="Interest.Readable"/>) or a
+    /// write (<see cref="Interest.Writable"/>) returned EAGAIN. Cheap and harmless on every mode and backend.</summary>
+    public void NotifyWouldBlock(Interest directions)
+    {
+        if (_needsRearm)
+            _poller.Rearm(this, directions);
+    }
+
+    /// <summary>Reads without blocking. Returns <see cref="IoOutcome.Completed"/> with the byte count,
+    /// <see cref="IoOutcome.EndOfStream"/> at end of stream, or <see cref="IoOutcome.WouldBlock"/> (re-arming).</summary>
+    /// <exception cref="PosixException">read(2) failed, e.g. ECONNRESET.</exception>
+    public IoOutcome TryRead(Span<byte> buffer, out int bytesRead)
+    {
+        fixed (byte* p = buffer)
+        {
+            while (true)
+            {
+                nint n = LibC.read(Descriptor, p, (nuint)buffer.Length);
+                if (n >= 0)
+                {
+                    bytesRead = (int)n;
+                    return n > 0 || buffer.IsEmpty ? IoOutcome.Completed : IoOutcome.EndOfStream;
+                }
+                int errno = Errno.Last;
+                if (errno == Errno.EINTR)
+                    continue;
+                bytesRead = 0;
+                if (errno == Errno.EAGAIN)
+                {
+                    NotifyWouldBlock(Interest.Readable);
+                    return IoOutcome.WouldBlock;
+                }
+                throw new PosixException("read", errno, $"fd {Descriptor}");
+            }
+        }
+    }
+
+    /// <summary>Writes without blocking; may write fewer bytes than given. Returns <see cref="IoOutcome.Completed"/>
+    /// with the count, or <see cref="IoOutcome.WouldBlock"/> (re-arming) when the buffer is full.</summary>
+    /// <exception cref="PosixException">write(2) failed, e.g. EPIPE when the reader is gone.</exception>
+    public IoOutcome TryWrite(ReadOnlySpan<byte> data, out int bytesWritten)
+    {
+        fixed (byte* p = data)
+        {
+            while (true)
+            {
+                nint n = LibC.write(Descriptor, p, (nuint)data.Length);
+                if (n >= 0)
+                {
+                    bytesWritten = (int)n;
+                    return IoOutcome.Completed;
+                }
+                int errno = Errno.Last;
+                if (errno == Errno.EINTR)
+                    continue;
+                bytesWritten = 0;
+                if (errno == Errno.EAGAIN)
+                {
+                    NotifyWouldBlock(Interest.Writable);
+                    return IoOutcome.WouldBlock;
+                }
+                throw new PosixException("write", errno, $"fd {Descriptor}");
+            }
+        }
+    }
+
+    /// <summary>Accepts one pending connection on a listening socket, non-blocking and close-on-exec.
+    /// Returns <see cref="IoOutcome.WouldBlock"/> (re-arming) when none is pending. A connection that was reset
+    /// before it could be accepted (ECONNABORTED) is skipped, as accept(2) advises.</summary>
+    /// <exception cref="PosixException">accept failed, e.g. EMFILE when the process is out of descriptors
+    /// (the pending connection stays queued: stop accepting for a while).</exception>
+    public IoOutcome TryAccept(out SafeFileHandle? connection)
+    {
+        const int SOCK_NONBLOCK_LINUX = 0x800, SOCK_CLOEXEC_LINUX = 0x80000;
+        while (true)
+        {
+            int fd = OperatingSystem.IsLinux()
+                ? LibC.accept4(Descriptor, null, null, SOCK_NONBLOCK_LINUX | SOCK_CLOEXEC_LINUX)
+                : LibC.accept(Descriptor, null, null);
+            if (fd >= 0)
+            {
+                connection = new SafeFileHandle(fd, ownsHandle: true);
+                if (!OperatingSystem.IsLinux())
+                {
+                    try { LibC.SetNonBlockingCloseOnExec(fd); }
+                    catch { connection.Dispose(); throw; }
+                }
+                return IoOutcome.Completed;
+            }
+            int errno = Errno.Last;
+            if (errno == Errno.EINTR || errno == Errno.ECONNABORTED)
+                continue;
+            connection = null;
+            if (errno == Errno.EAGAIN)
+            {
+                NotifyWouldBlock(Interest.Readable);
+                return IoOutcome.WouldBlock;
+            }
+            throw new PosixException("accept", errno, $"fd {Descriptor}");
+        }
+    }
+
+    /// <summary>Deregisters (before releasing a held handle). Idempotent.</summary>
+    public void Dispose() => _poller.Deregister(this);
+
+    internal void Retire()
+    {
+        _active = false;
+        _handle?.DangerousRelease();
+    }
+
+    /// <inheritdoc />
+    public override string ToString() => $"Registration(fd {Descriptor}, token {Token}, {Interest}, {Mode}{(IsActive ? "" : ", disposed")})";
+}

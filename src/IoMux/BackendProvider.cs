@@ -1,0 +1,58 @@
+using IoMux.Backends.Epoll;
+using IoMux.Backends.Poll;
+
+namespace IoMux;
+
+/// <summary>A backend IoMux knows how to build: its name, whether this OS can run it, and how to create it.</summary>
+/// <param name="Kind">The mechanism.</param>
+/// <param name="Name">The name <c>IOMUX_BACKEND</c> accepts (also variant names such as "poll-derived").</param>
+/// <param name="Description">One line for listings.</param>
+/// <param name="UnsupportedReason">Returns why this OS cannot run the backend, or null when it can.</param>
+/// <param name="Create">Creates the backend; may throw when the OS refuses (EMFILE, ENOSYS ...).</param>
+public sealed record BackendProvider(
+    BackendKind Kind,
+    string Name,
+    string Description,
+    Func<string?> UnsupportedReason,
+    Func<IPollerBackend> Create)
+{
+    /// <summary>True when this OS can run the backend (creation may still fail).</summary>
+    public bool IsSupported => UnsupportedReason() is null;
+
+    /// <inheritdoc />
+    public override string ToString() => Name;
+}
+
+/// <summary>The backends this build of IoMux contains, in the order each OS prefers them.</summary>
+public static class BackendCatalog
+{
+    private static string? LinuxOnly() => OperatingSystem.IsLinux() ? null : "epoll exists on Linux only";
+    private static string? PosixOnly() => OperatingSystem.IsWindows() ? "needs a POSIX system" : null;
+
+    /// <summary>epoll (Linux).</summary>
+    public static readonly BackendProvider Epoll = new(BackendKind.Epoll, "epoll",
+        "Linux epoll(7); eventfd wake; epoll_pwait2 for sub-millisecond timeouts", LinuxOnly, () => new EpollBackend());
+
+    /// <summary>poll(2) (any POSIX system).</summary>
+    public static readonly BackendProvider Poll = new(BackendKind.Poll, "poll",
+        "poll(2); pipe wake; edge and oneshot emulated", PosixOnly, () => new PollBackend());
+
+    /// <summary>select(2), descriptors below FD_SETSIZE only.</summary>
+    public static readonly BackendProvider Select = new(BackendKind.Select, "select",
+        "select(2); pipe wake; edge, oneshot and hangups emulated; fds below FD_SETSIZE", PosixOnly, () => new SelectBackend());
+
+    /// <summary>Every backend in this build, best first for this OS. kqueue and event ports arrive with their
+    /// backends; on Linux the order is epoll, poll, select.</summary>
+    public static IReadOnlyList<BackendProvider> All { get; } = [Epoll, Poll, Select];
+
+    /// <summary>Variants that exist to prove emulated paths on Linux: the same contract, other code paths.</summary>
+    public static IReadOnlyList<BackendProvider> TestVariants { get; } =
+    [
+        new(BackendKind.Epoll, "epoll-ms", "epoll with epoll_wait's millisecond timeouts (no epoll_pwait2)", LinuxOnly, () => new EpollBackend(allowPwait2: false)),
+        new(BackendKind.Poll, "poll-derived", "poll(2) without POLLRDHUP: read hangup derived as on systems that lack it", PosixOnly, () => new PollBackend(useNativeReadHangup: false)),
+    ];
+
+    /// <summary>Finds a backend or variant by name (case-insensitive).</summary>
+    public static BackendProvider? Find(string name) =>
+        All.Concat(TestVariants).FirstOrDefault(p => string.Equals(p.Name, name, StringComparison.OrdinalIgnoreCase));
+}

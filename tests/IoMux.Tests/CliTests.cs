@@ -1,0 +1,63 @@
+using IoMux.Cli;
+
+namespace IoMux.Tests;
+
+/// <summary>The iomux command's two jobs, run in-process.</summary>
+public sealed class CliTests
+{
+    [Test]
+    public void BackendsListsEveryBackendAndTheChosenOne()
+    {
+        var output = new StringWriter();
+        int rc = Commands.Backends(output);
+        var text = output.ToString();
+        Assert.That(rc, Is.EqualTo(0), text);
+        Assert.That(text, Does.Contain("epoll").And.Contain("poll").And.Contain("select").And.Contain("poll-derived"));
+        if (OperatingSystem.IsLinux() && Environment.GetEnvironmentVariable(BackendSelector.EnvironmentVariable) is null)
+            Assert.That(text, Does.Contain("chosen: epoll"));
+        Assert.That(text, Does.Contain("emulated"), "poll and select emulate edge mode");
+    }
+
+    [Test]
+    public void CheckPrintsAScenarioByBackendTableAndSucceeds()
+    {
+        var output = new StringWriter();
+        int rc = Commands.Check(output, "select", "H8");
+        var text = output.ToString();
+        Assert.That(rc, Is.EqualTo(0), text);
+        Assert.That(text, Does.Match(@"H8\s+pass"));
+        Assert.That(text, Does.Contain("check: 1 passed, 0 failed, 0 skipped"));
+    }
+
+    [Test]
+    public void CheckReportsSkipsWithTheirReason()
+    {
+        var output = new StringWriter();
+        int rc = Commands.Check(output, "select", "X6");
+        Assert.That(rc, Is.EqualTo(0));
+        Assert.That(output.ToString(), Does.Contain("skip X6 on select: select watches descriptors up to"));
+    }
+
+    [Test]
+    public void CheckRefusesUnknownNames()
+    {
+        Assert.That(Commands.Check(new StringWriter(), "iocp", null), Is.EqualTo(2));
+        Assert.That(Commands.Check(new StringWriter(), null, "Z99"), Is.EqualTo(2));
+    }
+}
+
+/// <summary>docs/SEMANTICS.md and the scenario catalogue must not drift apart.</summary>
+public sealed class SemanticsDocumentTests
+{
+    [Test]
+    public void EveryScenarioHasARowInSemanticsMd()
+    {
+        var dir = new DirectoryInfo(TestContext.CurrentContext.TestDirectory);
+        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "IoMux.sln")))
+            dir = dir.Parent;
+        Assert.That(dir, Is.Not.Null, "repository root not found");
+        var doc = File.ReadAllText(Path.Combine(dir!.FullName, "docs", "SEMANTICS.md"));
+        foreach (var scenario in Conformance.ScenarioCatalog.All)
+            Assert.That(doc, Does.Contain($"| {scenario.Id} | "), $"docs/SEMANTICS.md has no row for {scenario.Id}");
+    }
+}

@@ -1,0 +1,183 @@
+using System.Diagnostics;
+using System.Runtime.InteropServices;
+using IoMux.Backends.Epoll;
+using IoMux.Interop;
+
+namespace IoMux.Tests;
+
+/// <summary>
+/// Every struct and constant that crosses into the kernel, checked against this machine's C headers: a C probe
+/// is compiled with gcc during the test and prints sizeof/offsetof/values. Skipped (with the reason) where no
+/// compiler is installed. The layouts of other OSes (kevent, port_event_t) are checked against their documented
+/// ABI in the tests of those backends.
+/// </summary>
+public sealed class LayoutTests
+{
+    private static Dictionary<string, long>? _probe;
+    private static string? _skipReason;
+
+    private const string ProbeSource = """
+        #define _GNU_SOURCE
+        #include <stdio.h>
+        #include <stddef.h>
+        #include <errno.h>
+        #include <fcntl.h>
+        #include <poll.h>
+        #include <time.h>
+        #include <sys/epoll.h>
+        #include <sys/eventfd.h>
+        #include <sys/ioctl.h>
+        #include <sys/select.h>
+        #include <sys/socket.h>
+        #include <sys/stat.h>
+        #define P(name, value) printf("%s=%ld\n", name, (long)(value))
+        int main(void) {
+            P("epoll_event.size", sizeof(struct epoll_event));
+            P("epoll_event.data", offsetof(struct epoll_event, data));
+            P("timespec.size", sizeof(struct timespec));
+            P("timespec.nsec", offsetof(struct timespec, tv_nsec));
+            P("stat.st_mode", offsetof(struct stat, st_mode));
+            P("stat.st_mode.size", sizeof(((struct stat*)0)->st_mode));
+            P("pollfd.size", sizeof(struct pollfd));
+            P("fd_set.size", sizeof(fd_set));
+            P("FD_SETSIZE", FD_SETSIZE);
+            P("EPOLLIN", EPOLLIN); P("EPOLLOUT", EPOLLOUT); P("EPOLLPRI", EPOLLPRI); P("EPOLLERR", EPOLLERR);
+            P("EPOLLHUP", EPOLLHUP); P("EPOLLRDHUP", EPOLLRDHUP); P("EPOLLET", EPOLLET); P("EPOLLONESHOT", EPOLLONESHOT);
+            P("EPOLLEXCLUSIVE", EPOLLEXCLUSIVE); P("EPOLL_CLOEXEC", EPOLL_CLOEXEC);
+            P("EPOLL_CTL_ADD", EPOLL_CTL_ADD); P("EPOLL_CTL_DEL", EPOLL_CTL_DEL); P("EPOLL_CTL_MOD", EPOLL_CTL_MOD);
+            P("EFD_CLOEXEC", EFD_CLOEXEC); P("EFD_NONBLOCK", EFD_NONBLOCK);
+            P("POLLRDHUP", POLLRDHUP);
+            P("O_NONBLOCK", O_NONBLOCK); P("FIONREAD", FIONREAD); P("MSG_PEEK", MSG_PEEK); P("MSG_DONTWAIT", MSG_DONTWAIT);
+            P("EAGAIN", EAGAIN); P("EINTR", EINTR); P("EBADF", EBADF); P("ECONNRESET", ECONNRESET); P("ENOTCONN", ENOTCONN);
+            P("ECONNREFUSED", ECONNREFUSED); P("EINPROGRESS", EINPROGRESS); P("ENOSYS", ENOSYS); P("ENOTSOCK", ENOTSOCK);
+            P("ETIME", ETIME); P("EMFILE", EMFILE); P("EPIPE", EPIPE); P("ECONNABORTED", ECONNABORTED);
+            return 0;
+        }
+        """;
+
+    [OneTimeSetUp]
+    public void CompileProbe()
+    {
+        if (!OperatingSystem.IsLinux())
+        {
+            _skipReason = "the C probe uses Linux headers";
+            return;
+        }
+        var dir = Directory.CreateTempSubdirectory("iomux-layout-");
+        try
+        {
+            var source = Path.Combine(dir.FullName, "probe.c");
+            var binary = Path.Combine(dir.FullName, "probe");
+            File.WriteAllText(source, ProbeSource);
+            var (rc, output) = Run("gcc", $"-O0 -o {binary} {source}");
+            if (rc == -1)
+            {
+                _skipReason = "gcc is not installed; install it to check struct layouts against the C headers";
+                return;
+            }
+            Assert.That(rc, Is.EqualTo(0), $"the C probe did not compile: {output}");
+            (rc, output) = Run(binary, "");
+            Assert.That(rc, Is.EqualTo(0), output);
+            _probe = output.Split('\n', StringSplitOptions.RemoveEmptyEntries)
+                .Select(line => line.Split('='))
+                .ToDictionary(kv => kv[0], kv => long.Parse(kv[1]));
+        }
+        finally
+        {
+            dir.Delete(recursive: true);
+        }
+    }
+
+    private static (int, string) Run(string file, string arguments)
+    {
+        try
+        {
+            using var process = Process.Start(new ProcessStartInfo(file, arguments) { RedirectStandardOutput = true, RedirectStandardError = true })!;
+            string output = process.StandardOutput.ReadToEnd() + process.StandardError.ReadToEnd();
+            process.WaitForExit();
+            return (process.ExitCode, output);
+        }
+        catch (System.ComponentModel.Win32Exception)
+        {
+            return (-1, "");
+        }
+    }
+
+    private static long C(string name)
+    {
+        if (_skipReason is not null)
+            Assert.Ignore(_skipReason);
+        return _probe![name];
+    }
+
+    [Test]
+    public void EpollEventMatchesTheHeader()
+    {
+        Assert.That(EpollInterop.EventSize, Is.EqualTo(C("epoll_event.size")));
+        Assert.That(EpollInterop.DataOffset, Is.EqualTo(C("epoll_event.data")));
+    }
+
+    [Test]
+    public unsafe void TimespecMatchesTheHeader()
+    {
+        Assert.That(sizeof(Timespec), Is.EqualTo(C("timespec.size")));
+        Assert.That(Marshal.OffsetOf<Timespec>(nameof(Timespec.Nanoseconds)).ToInt64(), Is.EqualTo(C("timespec.nsec")));
+    }
+
+    [Test]
+    public void StatModeOffsetMatchesTheHeader()
+    {
+        Assert.That(DescriptorProbe.ModeField.Offset, Is.EqualTo(C("stat.st_mode")));
+        Assert.That(DescriptorProbe.ModeField.Width, Is.EqualTo(C("stat.st_mode.size")));
+    }
+
+    [TestCase("EPOLLIN", EpollInterop.EPOLLIN)]
+    [TestCase("EPOLLOUT", EpollInterop.EPOLLOUT)]
+    [TestCase("EPOLLPRI", EpollInterop.EPOLLPRI)]
+    [TestCase("EPOLLERR", EpollInterop.EPOLLERR)]
+    [TestCase("EPOLLHUP", EpollInterop.EPOLLHUP)]
+    [TestCase("EPOLLRDHUP", EpollInterop.EPOLLRDHUP)]
+    [TestCase("EPOLLET", EpollInterop.EPOLLET)]
+    [TestCase("EPOLLONESHOT", EpollInterop.EPOLLONESHOT)]
+    [TestCase("EPOLLEXCLUSIVE", EpollInterop.EPOLLEXCLUSIVE)]
+    public void EpollFlagsMatchTheHeader(string name, uint value) => Assert.That((uint)C(name), Is.EqualTo(value));
+
+    [Test]
+    public void EpollCallConstantsMatchTheHeader()
+    {
+        Assert.That(EpollInterop.EPOLL_CLOEXEC, Is.EqualTo(C("EPOLL_CLOEXEC")));
+        Assert.That(EpollInterop.EPOLL_CTL_ADD, Is.EqualTo(C("EPOLL_CTL_ADD")));
+        Assert.That(EpollInterop.EPOLL_CTL_DEL, Is.EqualTo(C("EPOLL_CTL_DEL")));
+        Assert.That(EpollInterop.EPOLL_CTL_MOD, Is.EqualTo(C("EPOLL_CTL_MOD")));
+        Assert.That(EpollInterop.EFD_CLOEXEC, Is.EqualTo(C("EFD_CLOEXEC")));
+        Assert.That(EpollInterop.EFD_NONBLOCK, Is.EqualTo(C("EFD_NONBLOCK")));
+    }
+
+    [Test]
+    public void LibcConstantsMatchTheHeader()
+    {
+        Assert.That(LibC.O_NONBLOCK, Is.EqualTo(C("O_NONBLOCK")));
+        Assert.That((long)LibC.FIONREAD, Is.EqualTo(C("FIONREAD")));
+        Assert.That(LibC.MSG_PEEK, Is.EqualTo(C("MSG_PEEK")));
+        Assert.That(LibC.MSG_DONTWAIT, Is.EqualTo(C("MSG_DONTWAIT")));
+    }
+
+    [TestCase("EAGAIN")]
+    [TestCase("EINTR")]
+    [TestCase("EBADF")]
+    [TestCase("ECONNRESET")]
+    [TestCase("ENOTCONN")]
+    [TestCase("ECONNREFUSED")]
+    [TestCase("EINPROGRESS")]
+    [TestCase("ENOSYS")]
+    [TestCase("ENOTSOCK")]
+    [TestCase("ETIME")]
+    [TestCase("EMFILE")]
+    [TestCase("EPIPE")]
+    [TestCase("ECONNABORTED")]
+    public void ErrnoValuesMatchTheHeader(string name)
+    {
+        var field = typeof(Errno).GetField(name)!;
+        Assert.That((int)field.GetValue(null)!, Is.EqualTo(C(name)));
+    }
+}

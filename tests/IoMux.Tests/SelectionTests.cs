@@ -1,0 +1,121 @@
+namespace IoMux.Tests;
+
+public sealed class SelectionTests
+{
+    private static BackendProvider Failing(string name) => new(BackendKind.Epoll, name, "fails on purpose", () => null,
+        () => throw new PosixException("epoll_create1", Errno.EMFILE));
+
+    private static BackendProvider Unsupported(string name) => new(BackendKind.Kqueue, name, "not here", () => "needs another OS",
+        () => throw new InvalidOperationException("must not be created"));
+
+    private static Func<string, string?> Env(string? backend) => name => name == BackendSelector.EnvironmentVariable ? backend : null;
+
+    [Test]
+    public void FallsThroughToTheNextBackendWhenOneFailsToInitialise()
+    {
+        var selector = new BackendSelector([Failing("broken"), BackendCatalog.Poll, BackendCatalog.Select], environment: Env(null), ignoreEnvironment: false);
+        var selection = selector.Select();
+        using var backend = selection.Backend;
+        Assert.That(selection.Provider, Is.EqualTo(BackendCatalog.Poll));
+        Assert.That(backend.Capabilities.Kind, Is.EqualTo(BackendKind.Poll));
+        Assert.That(selection.Skipped.Single().Provider.Name, Is.EqualTo("broken"));
+        Assert.That(selection.Skipped.Single().Reason, Does.Contain("EMFILE"));
+    }
+
+    [Test]
+    public void PassesOverBackendsThisOsCannotRun()
+    {
+        var selector = new BackendSelector([Unsupported("kq"), BackendCatalog.Select], environment: Env(null), ignoreEnvironment: false);
+        var selection = selector.Select();
+        using var backend = selection.Backend;
+        Assert.That(selection.Provider, Is.EqualTo(BackendCatalog.Select));
+        Assert.That(selection.Skipped.Single().Reason, Is.EqualTo("needs another OS"));
+    }
+
+    [Test]
+    public void NoBackendAtAllIsATypedErrorNamingEachReason()
+    {
+        var selector = new BackendSelector([Failing("one"), Unsupported("two")], environment: Env(null), ignoreEnvironment: false);
+        var e = Assert.Throws<BackendUnavailableException>(() => selector.Select())!;
+        Assert.That(e.Message, Does.Contain("one: failed to initialise").And.Contain("two: needs another OS"));
+    }
+
+    [Test]
+    public void EnvironmentForcesABackendByName()
+    {
+        var selector = new BackendSelector(BackendCatalog.All, BackendCatalog.TestVariants, Env("SELECT"), ignoreEnvironment: false);
+        var selection = selector.Select();
+        using var backend = selection.Backend;
+        Assert.That(selection.Forced, Is.True);
+        Assert.That(backend.Capabilities.Kind, Is.EqualTo(BackendKind.Select));
+    }
+
+    [Test]
+    public void UnknownForcedNameListsWhatIsAvailable()
+    {
+        var selector = new BackendSelector(BackendCatalog.All, BackendCatalog.TestVariants, Env("iocp"), ignoreEnvironment: false);
+        var e = Assert.Throws<BackendUnavailableException>(() => selector.Select())!;
+        Assert.That(e.Message, Does.Contain("IOMUX_BACKEND=iocp").And.Contain("epoll, poll, select"));
+    }
+
+    [Test]
+    public void UnavailableForcedNameSaysWhyAndListsWhatIsAvailable()
+    {
+        var selector = new BackendSelector([Unsupported("kqueue"), BackendCatalog.Poll], environment: Env("kqueue"), ignoreEnvironment: false);
+        var e = Assert.Throws<BackendUnavailableException>(() => selector.Select())!;
+        Assert.That(e.Message, Does.Contain("cannot run here: needs another OS").And.Contain("Available here: poll"));
+    }
+
+    [Test]
+    public void ForcedBackendThatFailsToInitialiseIsNotSilentlyReplaced()
+    {
+        var selector = new BackendSelector([Failing("broken"), BackendCatalog.Poll], environment: Env("broken"), ignoreEnvironment: false);
+        var e = Assert.Throws<BackendUnavailableException>(() => selector.Select())!;
+        Assert.That(e.Message, Does.Contain("failed to initialise").And.Contain("EMFILE"));
+        Assert.That(e.InnerException, Is.InstanceOf<PosixException>());
+    }
+
+    [Test]
+    public void EnvironmentIsIgnoredInSetuidProcesses()
+    {
+        var selector = new BackendSelector(BackendCatalog.All, BackendCatalog.TestVariants, Env("select"), ignoreEnvironment: true);
+        Assert.That(selector.ForcedName, Is.Null);
+        var selection = selector.Select();
+        using var backend = selection.Backend;
+        Assert.That(selection.Forced, Is.False);
+        Assert.That(selection.Provider, Is.EqualTo(BackendCatalog.All[0]));
+    }
+
+    [Test]
+    public void ThisTestProcessIsNotSetuid() => Assert.That(Interop.Platform.IsSetuid, Is.False);
+
+    [Test]
+    public void LinuxPrefersEpollAndTheChoiceCanBeQueried()
+    {
+        if (!OperatingSystem.IsLinux())
+            Assert.Ignore("Linux order only");
+        var selector = new BackendSelector(BackendCatalog.All, BackendCatalog.TestVariants, Env(null), ignoreEnvironment: false);
+        var selection = selector.Select();
+        using var poller = new Poller(selection.Backend);
+        Assert.That(poller.Capabilities.Kind, Is.EqualTo(BackendKind.Epoll));
+        Assert.That(poller.Capabilities.NativeEdge && poller.Capabilities.NativeOneshot && poller.Capabilities.NativeReadHangup, Is.True);
+        Assert.That(poller.Capabilities.MaxDescriptor, Is.EqualTo(int.MaxValue));
+    }
+
+    [TestCase("epoll", BackendKind.Epoll)]
+    [TestCase("poll", BackendKind.Poll)]
+    [TestCase("select", BackendKind.Select)]
+    public void FactoryCreatesByName(string name, BackendKind kind)
+    {
+        using var poller = PollerFactory.Create(name);
+        Assert.That(poller.Capabilities.Kind, Is.EqualTo(kind));
+        Assert.That(poller.Capabilities.Name, Is.EqualTo(name));
+    }
+
+    [Test]
+    public void FactoryRefusesAKindThisBuildLacks()
+    {
+        var e = Assert.Throws<BackendUnavailableException>(() => PollerFactory.Create(BackendKind.EventPorts))!;
+        Assert.That(e.Message, Does.Contain("EventPorts").And.Contain("Available here"));
+    }
+}

@@ -56,8 +56,8 @@ public sealed class DescriptorTable
     /// <summary>Live entries.</summary>
     public int Count => _byDescriptor.Count;
 
-    /// <summary>Every live entry (allocates an enumerator; not for the wait path).</summary>
-    public IEnumerable<DescriptorEntry> Entries => _byDescriptor.Values;
+    /// <summary>Every live entry; enumerating it with foreach allocates nothing.</summary>
+    public Dictionary<int, DescriptorEntry>.ValueCollection Live => _byDescriptor.Values;
 
     /// <summary>Adds an entry with every interest armed.</summary>
     /// <exception cref="AlreadyRegisteredException">Already present.</exception>

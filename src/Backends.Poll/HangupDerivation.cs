@@ -1,0 +1,50 @@
+using IoMux.Interop;
+
+namespace IoMux.Backends.Poll;
+
+/// <summary>
+/// Read hangup for kernels that do not report it (select everywhere; poll without POLLRDHUP). A readable
+/// stream socket or pipe with nothing buffered is at end of stream. The probe consumes nothing: recv with
+/// MSG_PEEK or SO_ERROR would swallow a pending error (Linux clears sk_err on read) that the consumer's own
+/// read must still see. While data is buffered nothing is derived; the hangup shows once it is drained
+/// (allowance D in docs/SEMANTICS.md).
+/// </summary>
+internal static unsafe class HangupDerivation
+{
+    private static readonly int SolSocket = OperatingSystem.IsLinux() ? 1 : 0xffff;
+    private static readonly int SoType = OperatingSystem.IsLinux() ? 3 : 0x1008;
+    private static readonly int SockStream = Platform.IsIllumos ? 2 : 1;
+
+    /// <summary>Whether a zero-byte readable probe means end of stream for this descriptor (FIFOs and pipes,
+    /// stream sockets; not datagram sockets, where an empty datagram reads as 0 too).</summary>
+    public static bool CanDerive(int fd, DescriptorKind kind)
+    {
+        if (kind == DescriptorKind.Fifo)
+            return true;
+        if (kind != DescriptorKind.Socket)
+            return false;
+        int type = 0;
+        uint length = sizeof(int);
+        return LibC.getsockopt(fd, SolSocket, SoType, &type, &length) == 0 && type == SockStream;
+    }
+
+    /// <summary>For a readable descriptor: sets <paramref name="hangup"/> (pipe writer gone) or
+    /// <paramref name="readHangup"/> (socket peer shut its side) when nothing is buffered.</summary>
+    public static void Derive(DescriptorEntry entry, ref bool hangup, ref bool readHangup)
+    {
+        int available = -1;
+        if (LibC.ioctl(entry.Descriptor, LibC.FIONREAD, &available) != 0 || available != 0)
+            return;
+        if (entry.Kind == DescriptorKind.Fifo)
+        {
+            hangup = true;
+            return;
+        }
+        // A socket that was never connected is readable with nothing buffered too; only a connected one
+        // (getpeername succeeds, even after the peer's FIN) is at end of stream.
+        byte* address = stackalloc byte[128];
+        uint length = 128;
+        if (LibC.getpeername(entry.Descriptor, address, &length) == 0)
+            readHangup = true;
+    }
+}

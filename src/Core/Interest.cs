@@ -4,8 +4,9 @@ namespace IoMux;
 [Flags]
 public enum Interest : byte
 {
-    /// <summary>No direction: the registration stays, but only <see cref="Readiness.Error"/> and
-    /// <see cref="Readiness.Hangup"/> can be reported (useful to pause a descriptor without losing its slot).</summary>
+    /// <summary>No direction: the registration keeps its slot but is paused (flow control). Backends that
+    /// emulate modes report nothing for it; epoll may still report <see cref="Readiness.Error"/> and
+    /// <see cref="Readiness.Hangup"/>.</summary>
     None = 0,
     /// <summary>Data (or a connection, or end of stream) can be read without blocking.</summary>
     Readable = 1,

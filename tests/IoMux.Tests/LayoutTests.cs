@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Runtime.InteropServices;
 using IoMux.Backends.Epoll;
+using IoMux.Backends.Poll;
 using IoMux.Interop;
 
 namespace IoMux.Tests;
@@ -39,6 +40,12 @@ public sealed class LayoutTests
             P("stat.st_mode", offsetof(struct stat, st_mode));
             P("stat.st_mode.size", sizeof(((struct stat*)0)->st_mode));
             P("pollfd.size", sizeof(struct pollfd));
+            P("pollfd.events", offsetof(struct pollfd, events));
+            P("pollfd.revents", offsetof(struct pollfd, revents));
+            P("timeval.size", sizeof(struct timeval));
+            P("timeval.usec", offsetof(struct timeval, tv_usec));
+            P("POLLIN", POLLIN); P("POLLPRI", POLLPRI); P("POLLOUT", POLLOUT); P("POLLERR", POLLERR);
+            P("POLLHUP", POLLHUP); P("POLLNVAL", POLLNVAL);
             P("fd_set.size", sizeof(fd_set));
             P("FD_SETSIZE", FD_SETSIZE);
             P("EPOLLIN", EPOLLIN); P("EPOLLOUT", EPOLLOUT); P("EPOLLPRI", EPOLLPRI); P("EPOLLERR", EPOLLERR);
@@ -130,6 +137,34 @@ public sealed class LayoutTests
         Assert.That(DescriptorProbe.ModeField.Offset, Is.EqualTo(C("stat.st_mode")));
         Assert.That(DescriptorProbe.ModeField.Width, Is.EqualTo(C("stat.st_mode.size")));
     }
+
+    [Test]
+    public unsafe void PollStructsMatchTheHeader()
+    {
+        Assert.That(sizeof(PollFd), Is.EqualTo(C("pollfd.size")));
+        Assert.That(Marshal.OffsetOf<PollFd>(nameof(PollFd.Events)).ToInt64(), Is.EqualTo(C("pollfd.events")));
+        Assert.That(Marshal.OffsetOf<PollFd>(nameof(PollFd.ReturnedEvents)).ToInt64(), Is.EqualTo(C("pollfd.revents")));
+        Assert.That(sizeof(Timeval), Is.EqualTo(C("timeval.size")));
+        Assert.That(Marshal.OffsetOf<Timeval>(nameof(Timeval.Microseconds)).ToInt64(), Is.EqualTo(C("timeval.usec")));
+    }
+
+    [Test]
+    public void SelectBitmapMatchesTheHeader()
+    {
+        Assert.That(PollInterop.FD_SETSIZE, Is.EqualTo(C("FD_SETSIZE")));
+        Assert.That(PollInterop.FD_SETSIZE / 8, Is.EqualTo(C("fd_set.size")), "one bit per descriptor, in 64-bit words");
+    }
+
+    [TestCase("POLLIN", PollInterop.POLLIN)]
+    [TestCase("POLLPRI", PollInterop.POLLPRI)]
+    [TestCase("POLLOUT", PollInterop.POLLOUT)]
+    [TestCase("POLLERR", PollInterop.POLLERR)]
+    [TestCase("POLLHUP", PollInterop.POLLHUP)]
+    [TestCase("POLLNVAL", PollInterop.POLLNVAL)]
+    public void PollFlagsMatchTheHeader(string name, short value) => Assert.That((short)C(name), Is.EqualTo(value));
+
+    [Test]
+    public void PollRdHupMatchesTheHeader() => Assert.That((long)PollInterop.POLLRDHUP, Is.EqualTo(C("POLLRDHUP")));
 
     [TestCase("EPOLLIN", EpollInterop.EPOLLIN)]
     [TestCase("EPOLLOUT", EpollInterop.EPOLLOUT)]

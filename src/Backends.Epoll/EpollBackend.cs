@@ -18,7 +18,8 @@ public sealed unsafe class EpollBackend : IPollerBackend
     private readonly object _gate = new();
     private readonly BackendCounters _counters = new();
     private readonly bool _hasPwait2;
-    private byte[] _nativeEvents = [];
+    private byte[] _nativeEvents = [];   // pinned: _nativeBuffer points into it
+    private byte* _nativeBuffer;
     private int _nativeCapacity;
     private bool _disposed;
 
@@ -121,7 +122,7 @@ public sealed unsafe class EpollBackend : IPollerBackend
             var entry = _table.Get(fd);
             if (Control(EPOLL_CTL_MOD, fd, KernelMask(interest, mode), entry.KernelData) != 0)
                 throw Errno.Fail("epoll_ctl(MOD)", $"fd {fd}");
-            DescriptorTable.Update(entry, token, interest, mode);
+            _table.Update(entry, token, interest, mode);
         }
     }
 
@@ -165,36 +166,34 @@ public sealed unsafe class EpollBackend : IPollerBackend
         int capacity = Math.Min(events.Length, 1 << 16);
         if (capacity > _nativeCapacity)
             GrowBuffer(capacity);
-        fixed (byte* buffer = _nativeEvents)
+        byte* buffer = _nativeBuffer;
+        while (true)
         {
-            while (true)
+            var slice = _waker.Gate.BeginWait(deadline);
+            int n = KernelWait(buffer, capacity, slice);
+            int errno = n < 0 ? Errno.Last : 0;
+            bool woken = _waker.Gate.EndWait(deadline);
+            if (n < 0)
             {
-                var slice = _waker.Gate.PrepareToSleep() ? deadline.NextSlice() : TimeSpan.Zero;
-                int n = KernelWait(buffer, capacity, slice);
-                bool woken = _waker.Gate.FinishSleep();
-                if (n < 0)
-                {
-                    int errno = Errno.Last;
-                    if (errno != Errno.EINTR)
-                        throw new PosixException(_hasPwait2 ? "epoll_pwait2" : "epoll_wait", errno);
-                    _counters.OnInterrupted();
-                    if (woken)
-                        return 0;
-                    continue; // resume with the time left
-                }
-                int written = Translate(buffer, n, events);
-                // Only the wake channel fired, with no wake requested: a write that raced with the end of
-                // the previous wait. Keep waiting.
-                if (written > 0 || woken || deadline.HasPassed)
-                    return written;
+                if (errno != Errno.EINTR)
+                    throw new PosixException(_hasPwait2 ? "epoll_pwait2" : "epoll_wait", errno);
+                _counters.OnInterrupted();
+                if (woken)
+                    return 0;
+                continue; // resume with the time left
             }
+            int written = Translate(buffer, n, events);
+            // Only the wake channel fired, with no wake requested: a write that raced with the end of the
+            // previous wait. Keep waiting.
+            if (written > 0 || woken || deadline.HasPassed)
+                return written;
         }
     }
 
     private int KernelWait(byte* buffer, int capacity, TimeSpan slice)
     {
         _counters.OnKernelWait();
-        if (_hasPwait2 && slice != Timeout.InfiniteTimeSpan)
+        if (_hasPwait2 && slice != Timeout.InfiniteTimeSpan && slice != TimeSpan.Zero)
         {
             var ts = Timespec.From(slice);
             return epoll_pwait2(_epollFd, buffer, capacity, &ts, null);
@@ -207,21 +206,19 @@ public sealed unsafe class EpollBackend : IPollerBackend
     {
         int written = 0;
         int size = EventSize;
+        var states = _table.States;
         for (int i = 0; i < count; i++)
         {
             byte* slot = buffer + i * size;
             ulong data = ReadData(slot);
-            if (data == DescriptorTable.WakeData)
-                continue;
-            var entry = _table.Resolve(data);
-            if (entry is null)
-                continue; // deleted during this wait
+            if (!DescriptorTable.TryGetState(states, data, out var state))
+                continue; // the wake channel (WakeData never resolves), or an entry deleted during this wait
             uint m = ReadEvents(slot);
-            var readiness = ReadinessRules.Normalize(entry.Interest,
+            var readiness = ReadinessRules.Normalize(state.Interest,
                 input: (m & EPOLLIN) != 0, output: (m & EPOLLOUT) != 0, priority: (m & EPOLLPRI) != 0,
                 error: (m & EPOLLERR) != 0, hangup: (m & EPOLLHUP) != 0, readHangup: (m & EPOLLRDHUP) != 0);
             if (readiness != Readiness.None)
-                events[written++] = new PollEvent(entry.Token, readiness);
+                events[written++] = new PollEvent(state.Token, readiness);
         }
         return written;
     }
@@ -229,6 +226,7 @@ public sealed unsafe class EpollBackend : IPollerBackend
     private void GrowBuffer(int capacity)
     {
         _nativeEvents = GC.AllocateUninitializedArray<byte>(capacity * EventSize, pinned: true);
+        _nativeBuffer = (byte*)System.Runtime.CompilerServices.Unsafe.AsPointer(ref System.Runtime.InteropServices.MemoryMarshal.GetArrayDataReference(_nativeEvents));
         _nativeCapacity = capacity;
     }
 

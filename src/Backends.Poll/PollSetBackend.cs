@@ -77,7 +77,7 @@ public abstract unsafe class PollSetBackend : IPollerBackend
         lock (_gate)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
-            DescriptorTable.Update(_table.Get(fd), token, interest, mode);
+            _table.Update(_table.Get(fd), token, interest, mode);
             Changed();
         }
     }
@@ -128,11 +128,11 @@ public abstract unsafe class PollSetBackend : IPollerBackend
                     Rebuild();
                 _waiterInKernel = true; // under the lock: a change made after this point nudges us
             }
-            var slice = _waker.Gate.PrepareToSleep() ? deadline.NextSlice() : TimeSpan.Zero;
+            var slice = _waker.Gate.BeginWait(deadline);
             _counters.OnKernelWait();
             int rc = KernelWait(slice);
             int errno = rc < 0 ? Errno.Last : 0;
-            bool woken = _waker.Gate.FinishSleep();
+            bool woken = _waker.Gate.EndWait(deadline);
             int written = 0;
             lock (_gate)
             {

@@ -37,10 +37,24 @@ public sealed class DescriptorEntry
     public ulong KernelData => ((ulong)Generation << 32) | (uint)Slot;
 }
 
+/// <summary>What the wait path needs of one slot, kept in one contiguous array so that translating a batch of
+/// kernel events touches no per-registration object (measured: the object hop cost several ns per event).</summary>
+public struct SlotState
+{
+    /// <summary>The token to report.</summary>
+    public ulong Token;
+    /// <summary>Matches the upper half of the kernel data while the slot's entry is live.</summary>
+    public uint Generation;
+    /// <summary>What the registration watches.</summary>
+    public Interest Interest;
+    /// <summary>False once the entry was removed.</summary>
+    public bool Live;
+}
+
 /// <summary>
 /// The registrations of one backend: descriptor → entry for the control calls, and kernel data → entry for
 /// the wait, with generation-checked slots. Not thread-safe: the backend holds its own lock around
-/// mutations; <see cref="Resolve"/> is safe without it (it may miss a change made during the wait).
+/// mutations; <see cref="Resolve(ulong)"/> is safe without it (it may miss a change made during the wait).
 /// </summary>
 public sealed class DescriptorTable
 {
@@ -49,6 +63,7 @@ public sealed class DescriptorTable
 
     private readonly Dictionary<int, DescriptorEntry> _byDescriptor = new();
     private DescriptorEntry?[] _slots = new DescriptorEntry?[16];
+    private SlotState[] _states = new SlotState[16];
     private readonly Stack<int> _free = new();
     private int _highWater;
     private uint _generation;
@@ -74,25 +89,29 @@ public sealed class DescriptorTable
             {
                 var grown = new DescriptorEntry?[_slots.Length * 2];
                 Array.Copy(_slots, grown, _slots.Length);
+                var grownStates = new SlotState[grown.Length];
+                Array.Copy(_states, grownStates, _states.Length);
                 Volatile.Write(ref _slots, grown);
+                Volatile.Write(ref _states, grownStates);
             }
             slot = _highWater++;
         }
         if (++_generation == uint.MaxValue) _generation = 1;
         var entry = new DescriptorEntry(fd, slot, _generation);
-        Update(entry, token, interest, mode);
         _slots[slot] = entry;
+        Update(entry, token, interest, mode);
         _byDescriptor.Add(fd, entry);
         return entry;
     }
 
     /// <summary>Sets token, interest and mode, and arms every interest again.</summary>
-    public static void Update(DescriptorEntry entry, ulong token, Interest interest, TriggerMode mode)
+    public void Update(DescriptorEntry entry, ulong token, Interest interest, TriggerMode mode)
     {
         entry.Token = token;
         entry.Interest = interest;
         entry.Mode = mode;
         entry.Armed = interest;
+        _states[entry.Slot] = new SlotState { Token = token, Generation = entry.Generation, Interest = interest, Live = true };
     }
 
     /// <summary>The entry for <paramref name="fd"/>.</summary>
@@ -109,13 +128,38 @@ public sealed class DescriptorTable
         entry.Removed = true;
         _byDescriptor.Remove(entry.Descriptor);
         _slots[entry.Slot] = null;
+        _states[entry.Slot].Live = false;
         _free.Push(entry.Slot);
     }
 
     /// <summary>The live entry that <paramref name="kernelData"/> names, or null when it is stale.</summary>
-    public DescriptorEntry? Resolve(ulong kernelData)
+    public DescriptorEntry? Resolve(ulong kernelData) => Resolve(Slots, kernelData);
+
+    /// <summary>The slot states as they are now, for translating a whole batch of kernel events with one
+    /// volatile read. Use <see cref="TryGetState"/> on it.</summary>
+    public SlotState[] States => Volatile.Read(ref _states);
+
+    /// <summary>The live state that <paramref name="kernelData"/> names, or false when it is stale.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    public static bool TryGetState(SlotState[] states, ulong kernelData, out SlotState state)
     {
-        var slots = Volatile.Read(ref _slots);
+        uint slot = (uint)kernelData;
+        if (slot < (uint)states.Length)
+        {
+            state = states[slot];
+            return state.Live && state.Generation == (uint)(kernelData >> 32);
+        }
+        state = default;
+        return false;
+    }
+
+    /// <summary>The slot array as it is now, to resolve a whole batch of events with one volatile read.</summary>
+    public DescriptorEntry?[] Slots => Volatile.Read(ref _slots);
+
+    /// <summary>The live entry of <paramref name="slots"/> that <paramref name="kernelData"/> names, or null when stale.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    public static DescriptorEntry? Resolve(DescriptorEntry?[] slots, ulong kernelData)
+    {
         uint slot = (uint)kernelData;
         if (slot >= (uint)slots.Length)
             return null;

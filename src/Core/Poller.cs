@@ -6,8 +6,10 @@ namespace IoMux;
 /// Waits on many descriptors at once through one <see cref="IPollerBackend"/>, with the semantics of
 /// docs/SEMANTICS.md on every backend. The poller adds what backends should not each re-implement:
 /// registration objects that hold a <see cref="SafeHandle"/> (so a descriptor number cannot be closed and
-/// reused under a live registration), generation-checked tokens (so events of a deregistered or replaced
-/// registration never reach the caller), the one-waiter rule and safe disposal while another thread waits.
+/// reused under a live registration), the one-waiter rule and safe disposal while another thread waits.
+/// Events of a deregistered or replaced registration are dropped by the backends themselves
+/// (<see cref="DescriptorTable"/> tags kernel registrations with a generation), so a wait passes the
+/// backend's events through untouched: one pass over the events, not two.
 /// </summary>
 /// <remarks>Register, modify, deregister and <see cref="Wake"/> are safe from any thread; one thread waits at a time.</remarks>
 public sealed class Poller : IDisposable
@@ -17,11 +19,6 @@ public sealed class Poller : IDisposable
     private readonly IPollerBackend _backend;
     private readonly object _gate = new();
     private readonly Dictionary<int, Registration> _byDescriptor = new();
-    private Registration?[] _slots = new Registration?[16];
-    private int[] _freeSlots = new int[16];
-    private int _freeCount;
-    private int _slotHighWater;
-    private uint _nextGeneration = 1;
     private int _state;
 
     /// <summary>Wraps <paramref name="backend"/>; the poller owns it from now on and disposes it.</summary>
@@ -80,20 +77,8 @@ public sealed class Poller : IDisposable
             ThrowIfDisposed();
             if (_byDescriptor.ContainsKey(fd))
                 throw new AlreadyRegisteredException(fd);
-            int slot = TakeSlot();
-            uint generation = _nextGeneration++;
-            if (_nextGeneration == 0) _nextGeneration = 1;
-            var registration = new Registration(this, fd, token, interest, mode, handle, slot, generation);
-            try
-            {
-                _backend.Add(fd, registration.KernelToken, interest, mode);
-            }
-            catch
-            {
-                ReturnSlot(slot);
-                throw;
-            }
-            _slots[slot] = registration;
+            var registration = new Registration(this, fd, token, interest, mode, handle);
+            _backend.Add(fd, token, interest, mode);
             _byDescriptor.Add(fd, registration);
             return registration;
         }
@@ -107,7 +92,7 @@ public sealed class Poller : IDisposable
             ThrowIfDisposed();
             if (!registration.IsActive)
                 throw new ObjectDisposedException(nameof(Registration), $"The registration of descriptor {registration.Descriptor} was disposed.");
-            _backend.Modify(registration.Descriptor, registration.KernelToken, interest, mode);
+            _backend.Modify(registration.Descriptor, registration.Token, interest, mode);
             registration.Update(interest, mode);
         }
     }
@@ -157,8 +142,7 @@ public sealed class Poller : IDisposable
             throw new ObjectDisposedException(nameof(Poller));
         try
         {
-            int count = _backend.Wait(events, timeout);
-            return Translate(events[..count]);
+            return _backend.Wait(events, timeout);
         }
         finally
         {
@@ -170,26 +154,6 @@ public sealed class Poller : IDisposable
                 Teardown();
             }
         }
-    }
-
-    /// <summary>Rewrites kernel tokens into the callers' tokens and drops events of registrations that are
-    /// gone or were replaced (their generation no longer matches).</summary>
-    private int Translate(Span<PollEvent> events)
-    {
-        var slots = Volatile.Read(ref _slots);
-        int written = 0;
-        foreach (ref readonly var e in events)
-        {
-            int slot = (int)(uint)e.Token;
-            uint generation = (uint)(e.Token >> 32);
-            if ((uint)slot >= (uint)slots.Length)
-                continue;
-            var registration = slots[slot];
-            if (registration is null || registration.Generation != generation || !registration.IsActive || e.Readiness == Readiness.None)
-                continue;
-            events[written++] = new PollEvent(registration.Token, e.Readiness);
-        }
-        return written;
     }
 
     /// <summary>Makes the current or next <see cref="Wait(Span{PollEvent}, TimeSpan)"/> return. Any thread;
@@ -234,26 +198,8 @@ public sealed class Poller : IDisposable
     private void Retire(Registration registration)
     {
         _byDescriptor.Remove(registration.Descriptor);
-        _slots[registration.Slot] = null;
-        ReturnSlot(registration.Slot);
         registration.Retire();
     }
-
-    private int TakeSlot()
-    {
-        if (_freeCount > 0)
-            return _freeSlots[--_freeCount];
-        if (_slotHighWater == _slots.Length)
-        {
-            var grown = new Registration?[_slots.Length * 2];
-            Array.Copy(_slots, grown, _slots.Length);
-            Volatile.Write(ref _slots, grown);
-            Array.Resize(ref _freeSlots, grown.Length);
-        }
-        return _slotHighWater++;
-    }
-
-    private void ReturnSlot(int slot) => _freeSlots[_freeCount++] = slot;
 
     private void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(_state >= Disposed, this);
 

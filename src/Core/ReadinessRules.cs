@@ -15,8 +15,15 @@ public static class ReadinessRules
     /// <param name="error">POLLERR: an error is pending.</param>
     /// <param name="hangup">POLLHUP.</param>
     /// <param name="readHangup">POLLRDHUP / EPOLLRDHUP / a derived end-of-stream.</param>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
     public static Readiness Normalize(Interest interest, bool input, bool output, bool priority, bool error, bool hangup, bool readHangup)
     {
+        if (!(error | hangup | readHangup))
+        {
+            // The common case, kept branch-light: Interest and Readiness share the values of the three directions.
+            var plain = (input ? Readiness.Readable : 0) | (output ? Readiness.Writable : 0) | (priority ? Readiness.Priority : 0);
+            return plain & (Readiness)interest;
+        }
         bool wantsRead = (interest & Interest.Readable) != 0;
         bool wantsWrite = (interest & Interest.Writable) != 0;
         var r = Readiness.None;

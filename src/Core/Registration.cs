@@ -28,14 +28,12 @@ public sealed unsafe class Registration : IDisposable
     private volatile bool _active = true;
     private bool _needsRearm;
 
-    internal Registration(Poller poller, int fd, ulong token, Interest interest, TriggerMode mode, SafeHandle? handle, int slot, uint generation)
+    internal Registration(Poller poller, int fd, ulong token, Interest interest, TriggerMode mode, SafeHandle? handle)
     {
         _poller = poller;
         Descriptor = fd;
         Token = token;
         _handle = handle;
-        Slot = slot;
-        Generation = generation;
         Update(interest, mode);
     }
 
@@ -53,10 +51,6 @@ public sealed unsafe class Registration : IDisposable
 
     /// <summary>False once disposed (or once the poller was disposed).</summary>
     public bool IsActive => _active;
-
-    internal int Slot { get; }
-    internal uint Generation { get; }
-    internal ulong KernelToken => ((ulong)Generation << 32) | (uint)Slot;
 
     internal void Update(Interest interest, TriggerMode mode)
     {

@@ -11,7 +11,7 @@ public readonly struct WaitDeadline
     /// millisecond int both overflow eventually. A slice that ends early just loops.</summary>
     public static readonly TimeSpan MaxSlice = TimeSpan.FromMinutes(30);
 
-    private readonly long _endTimestamp; // Stopwatch ticks; long.MaxValue for infinite
+    private readonly long _endTimestamp; // Stopwatch ticks; long.MaxValue for infinite, 0 for "poll only"
 
     private WaitDeadline(long end) => _endTimestamp = end;
 
@@ -22,6 +22,8 @@ public readonly struct WaitDeadline
             return new WaitDeadline(long.MaxValue);
         if (timeout < TimeSpan.Zero)
             throw new ArgumentOutOfRangeException(nameof(timeout), timeout, "A wait timeout must be zero or positive, or Timeout.InfiniteTimeSpan.");
+        if (timeout == TimeSpan.Zero)
+            return default; // the busiest case (a loop polling between work items) reads no clock at all
         long ticks = (long)(timeout.Ticks * (Stopwatch.Frequency / (double)TimeSpan.TicksPerSecond));
         long now = Stopwatch.GetTimestamp();
         return new WaitDeadline(ticks >= long.MaxValue - now ? long.MaxValue : now + ticks);
@@ -30,12 +32,17 @@ public readonly struct WaitDeadline
     /// <summary>True for a wait without a deadline.</summary>
     public bool IsInfinite => _endTimestamp == long.MaxValue;
 
+    /// <summary>True for a zero timeout: look, never block.</summary>
+    public bool IsZero => _endTimestamp == 0;
+
     /// <summary>The time left, zero once passed, capped at <see cref="MaxSlice"/>; infinite waits give
     /// <see cref="Timeout.InfiniteTimeSpan"/>.</summary>
     public TimeSpan NextSlice()
     {
         if (IsInfinite)
             return Timeout.InfiniteTimeSpan;
+        if (IsZero)
+            return TimeSpan.Zero;
         long left = _endTimestamp - Stopwatch.GetTimestamp();
         if (left <= 0)
             return TimeSpan.Zero;
@@ -44,7 +51,7 @@ public readonly struct WaitDeadline
     }
 
     /// <summary>True once the deadline has passed.</summary>
-    public bool HasPassed => !IsInfinite && Stopwatch.GetTimestamp() >= _endTimestamp;
+    public bool HasPassed => IsZero || (!IsInfinite && Stopwatch.GetTimestamp() >= _endTimestamp);
 
     /// <summary>Milliseconds for epoll_wait/poll: rounded up so that a sub-millisecond timeout does not
     /// become a zero timeout and spin (mio#1615, bun#34780); -1 for infinite.</summary>

@@ -37,6 +37,22 @@ public sealed class WakeGate
         return Interlocked.Exchange(ref _requested, 0) == 1;
     }
 
+    /// <summary>Waiter side, before the kernel wait: the timeout slice to pass to the kernel (zero when a wake is
+    /// pending). A zero-timeout wait never sleeps, so it skips the announcement and its atomic operation.</summary>
+    public TimeSpan BeginWait(in WaitDeadline deadline)
+    {
+        if (deadline.IsZero)
+            return TimeSpan.Zero;
+        return PrepareToSleep() ? deadline.NextSlice() : TimeSpan.Zero;
+    }
+
+    /// <summary>Waiter side, after the kernel wait: true when a wake was requested (and is now consumed).</summary>
+    public bool EndWait(in WaitDeadline deadline) => deadline.IsZero ? TryConsume() : FinishSleep();
+
+    /// <summary>Waiter side, for a wait that does not block (zero timeout): consumes a pending request.
+    /// Costs no atomic operation when none is pending.</summary>
+    public bool TryConsume() => Volatile.Read(ref _requested) == 1 && Interlocked.Exchange(ref _requested, 0) == 1;
+
     /// <summary>True when a wake has been requested and not yet consumed.</summary>
     public bool IsRequested => Volatile.Read(ref _requested) == 1;
 }

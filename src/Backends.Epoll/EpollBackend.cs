@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using IoMux.Interop;
 using static IoMux.Backends.Epoll.EpollInterop;
 
@@ -204,21 +205,23 @@ public sealed unsafe class EpollBackend : IPollerBackend
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private int Translate(byte* buffer, int count, Span<PollEvent> events)
     {
+        // count <= events.Length (the kernel got at most that many slots), so the writes below stay in bounds.
+        ref PollEvent output = ref MemoryMarshal.GetReference(events);
         int written = 0;
         int size = EventSize;
         var states = _table.States;
         for (int i = 0; i < count; i++)
         {
             byte* slot = buffer + i * size;
-            ulong data = ReadData(slot);
-            if (!DescriptorTable.TryGetState(states, data, out var state))
+            ref readonly var state = ref DescriptorTable.LiveState(states, ReadData(slot));
+            if (Unsafe.IsNullRef(in state))
                 continue; // the wake channel (WakeData never resolves), or an entry deleted during this wait
             uint m = ReadEvents(slot);
             var readiness = ReadinessRules.Normalize(state.Interest,
                 input: (m & EPOLLIN) != 0, output: (m & EPOLLOUT) != 0, priority: (m & EPOLLPRI) != 0,
                 error: (m & EPOLLERR) != 0, hangup: (m & EPOLLHUP) != 0, readHangup: (m & EPOLLRDHUP) != 0);
             if (readiness != Readiness.None)
-                events[written++] = new PollEvent(state.Token, readiness);
+                Unsafe.Add(ref output, written++) = new PollEvent(state.Token, readiness);
         }
         return written;
     }

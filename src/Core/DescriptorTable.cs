@@ -136,21 +136,22 @@ public sealed class DescriptorTable
     public DescriptorEntry? Resolve(ulong kernelData) => Resolve(Slots, kernelData);
 
     /// <summary>The slot states as they are now, for translating a whole batch of kernel events with one
-    /// volatile read. Use <see cref="TryGetState"/> on it.</summary>
+    /// volatile read. Use <see cref="LiveState"/> on it.</summary>
     public SlotState[] States => Volatile.Read(ref _states);
 
-    /// <summary>The live state that <paramref name="kernelData"/> names, or false when it is stale.</summary>
+    /// <summary>The live state that <paramref name="kernelData"/> names, or a null reference when it is stale
+    /// (test with <c>Unsafe.IsNullRef</c>). A reference, not a copy: this runs once per kernel event.</summary>
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-    public static bool TryGetState(SlotState[] states, ulong kernelData, out SlotState state)
+    public static ref readonly SlotState LiveState(SlotState[] states, ulong kernelData)
     {
         uint slot = (uint)kernelData;
         if (slot < (uint)states.Length)
         {
-            state = states[slot];
-            return state.Live && state.Generation == (uint)(kernelData >> 32);
+            ref readonly var state = ref states[slot];
+            if (state.Live && state.Generation == (uint)(kernelData >> 32))
+                return ref state;
         }
-        state = default;
-        return false;
+        return ref System.Runtime.CompilerServices.Unsafe.NullRef<SlotState>();
     }
 
     /// <summary>The slot array as it is now, to resolve a whole batch of events with one volatile read.</summary>

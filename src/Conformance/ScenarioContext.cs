@@ -169,7 +169,7 @@ public sealed unsafe class ScenarioContext : IDisposable
         var clock = Stopwatch.StartNew();
         while (clock.Elapsed < MustArrive)
         {
-            var events = WaitOnce(poller, MustArrive - clock.Elapsed);
+            var events = WaitOnce(poller, Left(MustArrive, clock));
             Check(events.Count(e => e.Token == token) <= 1, $"{what}: more than one event for one registration in one wait: {Show(events)}");
             foreach (var e in events)
                 if (e.Token == token)
@@ -186,7 +186,7 @@ public sealed unsafe class ScenarioContext : IDisposable
         var last = Readiness.None;
         while (clock.Elapsed < MustArrive)
         {
-            var events = WaitOnce(poller, MustArrive - clock.Elapsed);
+            var events = WaitOnce(poller, Left(MustArrive, clock));
             Check(events.Count(e => e.Token == token) <= 1, $"{what}: more than one event for one registration in one wait: {Show(events)}");
             foreach (var e in events.Where(e => e.Token == token))
             {
@@ -207,7 +207,7 @@ public sealed unsafe class ScenarioContext : IDisposable
         var seen = Readiness.None;
         while (clock.Elapsed < Quiet)
         {
-            foreach (var e in WaitOnce(poller, Quiet - clock.Elapsed))
+            foreach (var e in WaitOnce(poller, Left(Quiet, clock)))
             {
                 if (e.Token != token)
                     continue;
@@ -224,11 +224,19 @@ public sealed unsafe class ScenarioContext : IDisposable
         var clock = Stopwatch.StartNew();
         while (clock.Elapsed < Quiet)
         {
-            var events = WaitOnce(poller, Quiet - clock.Elapsed);
+            var events = WaitOnce(poller, Left(Quiet, clock));
             foreach (var e in events)
                 if (e.Token == token)
                     throw new ConformanceFailure($"{what}: unexpected event {e.Readiness}");
         }
+    }
+
+    /// <summary>What is left of <paramref name="total"/>; never negative (the clock may pass it between the
+    /// loop's check and this call).</summary>
+    private static TimeSpan Left(TimeSpan total, Stopwatch clock)
+    {
+        var left = total - clock.Elapsed;
+        return left > TimeSpan.Zero ? left : TimeSpan.Zero;
     }
 
     /// <summary>Checks that <paramref name="actual"/> has every flag of <paramref name="required"/> and none of <paramref name="forbidden"/>.</summary>

@@ -1,4 +1,6 @@
 using IoMux.Backends.Epoll;
+using IoMux.Backends.EventPorts;
+using IoMux.Interop;
 using IoMux.Backends.Poll;
 
 namespace IoMux;
@@ -28,6 +30,7 @@ public static class BackendCatalog
 {
     private static string? LinuxOnly() => OperatingSystem.IsLinux() ? null : "epoll exists on Linux only";
     private static string? PosixOnly() => OperatingSystem.IsWindows() ? "needs a POSIX system" : null;
+    private static string? IllumosOnly() => Platform.IsIllumos ? null : "event ports exist on illumos and Solaris only";
 
     /// <summary>epoll (Linux).</summary>
     public static readonly BackendProvider Epoll = new(BackendKind.Epoll, "epoll",
@@ -41,9 +44,15 @@ public static class BackendCatalog
     public static readonly BackendProvider Select = new(BackendKind.Select, "select",
         "select(2); pipe wake; edge, oneshot and hangups emulated; fds below FD_SETSIZE", PosixOnly, () => new SelectBackend());
 
-    /// <summary>Every backend in this build, best first for this OS. kqueue and event ports arrive with their
-    /// backends; on Linux the order is epoll, poll, select.</summary>
-    public static IReadOnlyList<BackendProvider> All { get; } = [Epoll, Poll, Select];
+    /// <summary>Event ports (illumos, Solaris).</summary>
+    public static readonly BackendProvider EventPorts = new(BackendKind.EventPorts, "ports",
+        "event ports; port_send wake; level and edge emulated over one-shot associations", IllumosOnly, () => new EventPortsBackend());
+
+    /// <summary>Every backend in this build, best first for this OS: event ports first on illumos and Solaris
+    /// (illumos's own epoll(5) says native applications should prefer them), epoll first on Linux; poll and
+    /// select are the fallbacks everywhere. kqueue arrives with its backend.</summary>
+    public static IReadOnlyList<BackendProvider> All { get; } =
+        Platform.IsIllumos ? [EventPorts, Poll, Select, Epoll] : [Epoll, EventPorts, Poll, Select];
 
     /// <summary>Variants that exist to prove emulated paths on Linux: the same contract, other code paths.</summary>
     public static IReadOnlyList<BackendProvider> TestVariants { get; } =

@@ -115,7 +115,17 @@ public sealed class SelectionTests
     [Test]
     public void FactoryRefusesAKindThisBuildLacks()
     {
-        var e = Assert.Throws<BackendUnavailableException>(() => PollerFactory.Create(BackendKind.EventPorts))!;
-        Assert.That(e.Message, Does.Contain("EventPorts").And.Contain("Available here"));
+        var e = Assert.Throws<BackendUnavailableException>(() => PollerFactory.Create(BackendKind.Kqueue))!;
+        Assert.That(e.Message, Does.Contain("Kqueue").And.Contain("Available here"));
+    }
+
+    [Test]
+    public void EventPortsAreRefusedOutsideIllumosWithTheReason()
+    {
+        if (Interop.Platform.IsIllumos)
+            Assert.Ignore("this is illumos: ports are available");
+        var selector = new BackendSelector(BackendCatalog.All, BackendCatalog.TestVariants, Env("ports"), ignoreEnvironment: false);
+        var e = Assert.Throws<BackendUnavailableException>(() => selector.Select())!;
+        Assert.That(e.Message, Does.Contain("IOMUX_BACKEND=ports cannot run here: event ports exist on illumos and Solaris only"));
     }
 }

@@ -1,6 +1,4 @@
-using IoMux.Interop;
-
-namespace IoMux.Backends.Poll;
+namespace IoMux.Interop;
 
 /// <summary>
 /// Read hangup for kernels that do not report it (select everywhere; poll without POLLRDHUP). A readable

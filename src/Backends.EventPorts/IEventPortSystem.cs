@@ -1,0 +1,76 @@
+using System.Runtime.InteropServices;
+
+namespace IoMux.Backends.EventPorts;
+
+/// <summary>port_event_t (port_get(3C)): 24 bytes on LP64 — events, source, padding, object, user.</summary>
+[StructLayout(LayoutKind.Sequential)]
+public struct PortEvent
+{
+    /// <summary>portev_events: the poll bits that fired (PORT_SOURCE_FD) or the port_send events.</summary>
+    public int Events;
+    /// <summary>portev_source: PORT_SOURCE_FD, PORT_SOURCE_USER ...</summary>
+    public ushort Source;
+    /// <summary>portev_pad.</summary>
+    public ushort Pad;
+    /// <summary>portev_object: the file descriptor for PORT_SOURCE_FD.</summary>
+    public ulong Object;
+    /// <summary>portev_user: the value given to port_associate or port_send.</summary>
+    public ulong User;
+}
+
+/// <summary>
+/// The event-port system calls, as a seam: the backend's logic runs over the real calls on illumos and
+/// Solaris, and over <c>EventPortModel</c> (src/Conformance/Models) on Linux, where the whole conformance
+/// suite runs against it. Calls return 0 or a negative errno, as the backend needs the errno anyway.
+/// </summary>
+public interface IEventPortSystem
+{
+    /// <summary>The poll bits of this OS (illumos: POLLRDHUP 0x4000; Solaris has none: 0).</summary>
+    PortPollBits Bits { get; }
+
+    /// <summary>port_create(3C): a port descriptor, or a negative errno.</summary>
+    int Create();
+
+    /// <summary>port_associate(port, PORT_SOURCE_FD, fd, events, user): 0 or a negative errno.</summary>
+    int Associate(int port, int fd, int events, ulong user);
+
+    /// <summary>port_dissociate(port, PORT_SOURCE_FD, fd): 0 or a negative errno (ENOENT when not associated).</summary>
+    int Dissociate(int port, int fd);
+
+    /// <summary>port_getn(3C): blocks until <paramref name="nget"/> events are available (at most
+    /// <paramref name="events"/>.Length), or the timeout (null: infinite) passes. Returns 0, or a negative errno
+    /// (ETIME, EINTR) — in which case events may still have been retrieved: <paramref name="nget"/> says how many.</summary>
+    int GetN(int port, Span<PortEvent> events, ref uint nget, TimeSpan? timeout);
+
+    /// <summary>port_send(3C): queues a PORT_SOURCE_USER event; 0 or a negative errno.</summary>
+    int Send(int port, int events, ulong user);
+
+    /// <summary>Closes the port.</summary>
+    void Close(int port);
+}
+
+/// <summary>The poll(2) bits a port reports, per OS.</summary>
+/// <param name="In">POLLIN.</param>
+/// <param name="Pri">POLLPRI.</param>
+/// <param name="Out">POLLOUT.</param>
+/// <param name="Err">POLLERR.</param>
+/// <param name="Hup">POLLHUP.</param>
+/// <param name="Nval">POLLNVAL.</param>
+/// <param name="RdHup">POLLRDHUP, or 0 where the OS has none (Solaris).</param>
+public readonly record struct PortPollBits(int In, int Pri, int Out, int Err, int Hup, int Nval, int RdHup)
+{
+    /// <summary>illumos: sys/poll.h defines POLLRDHUP 0x4000.</summary>
+    public static PortPollBits Illumos => new(0x1, 0x2, 0x4, 0x8, 0x10, 0x20, 0x4000);
+
+    /// <summary>Oracle Solaris: no POLLRDHUP (mio: "POLLRDHUP isn't supported on Solaris").</summary>
+    public static PortPollBits Solaris => Illumos with { RdHup = 0 };
+}
+
+/// <summary>Event port constants (sys/port.h).</summary>
+public static class PortSource
+{
+    /// <summary>PORT_SOURCE_USER: events queued by port_send.</summary>
+    public const ushort User = 3;
+    /// <summary>PORT_SOURCE_FD: a file descriptor associated with port_associate.</summary>
+    public const ushort Fd = 4;
+}

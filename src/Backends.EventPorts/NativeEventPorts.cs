@@ -1,0 +1,62 @@
+using System.Runtime.InteropServices;
+using IoMux.Interop;
+
+namespace IoMux.Backends.EventPorts;
+
+/// <summary>The real event-port calls of illumos and Solaris libc.</summary>
+internal sealed unsafe partial class NativeEventPorts : IEventPortSystem
+{
+    [StructLayout(LayoutKind.Sequential)]
+    private struct Timespec
+    {
+        public long Seconds;
+        public long Nanoseconds;
+    }
+
+    [LibraryImport("libc", SetLastError = true)] private static partial int port_create();
+    [LibraryImport("libc", SetLastError = true)] private static partial int port_associate(int port, int source, nuint obj, int events, void* user);
+    [LibraryImport("libc", SetLastError = true)] private static partial int port_dissociate(int port, int source, nuint obj);
+    [LibraryImport("libc", SetLastError = true)] private static partial int port_getn(int port, PortEvent* list, uint max, uint* nget, Timespec* timeout);
+    [LibraryImport("libc", SetLastError = true)] private static partial int port_send(int port, int events, void* user);
+
+    /// <summary>illumos defines POLLRDHUP; Oracle Solaris does not. Which one this is shows in the OS name.</summary>
+    public PortPollBits Bits { get; } = RuntimeInformation.OSDescription.Contains("illumos", StringComparison.OrdinalIgnoreCase)
+        || RuntimeInformation.OSDescription.Contains("OmniOS", StringComparison.OrdinalIgnoreCase)
+        || RuntimeInformation.OSDescription.Contains("SmartOS", StringComparison.OrdinalIgnoreCase)
+        ? PortPollBits.Illumos : PortPollBits.Solaris;
+
+    public int Create()
+    {
+        int port = port_create();
+        return port >= 0 ? port : -Errno.Last;
+    }
+
+    public int Associate(int port, int fd, int events, ulong user) =>
+        port_associate(port, PortSource.Fd, (nuint)fd, events, (void*)user) == 0 ? 0 : -Errno.Last;
+
+    public int Dissociate(int port, int fd) =>
+        port_dissociate(port, PortSource.Fd, (nuint)fd) == 0 ? 0 : -Errno.Last;
+
+    public int GetN(int port, Span<PortEvent> events, ref uint nget, TimeSpan? timeout)
+    {
+        fixed (PortEvent* list = events)
+        fixed (uint* n = &nget)
+        {
+            int rc;
+            if (timeout is { } t)
+            {
+                var ts = new Timespec { Seconds = t.Ticks / TimeSpan.TicksPerSecond, Nanoseconds = t.Ticks % TimeSpan.TicksPerSecond * 100 };
+                rc = port_getn(port, list, (uint)events.Length, n, &ts);
+            }
+            else
+            {
+                rc = port_getn(port, list, (uint)events.Length, n, null);
+            }
+            return rc == 0 ? 0 : -Errno.Last;
+        }
+    }
+
+    public int Send(int port, int events, ulong user) => port_send(port, events, (void*)user) == 0 ? 0 : -Errno.Last;
+
+    public void Close(int port) => LibC.CloseQuietly(port);
+}

@@ -1,0 +1,228 @@
+using System.Diagnostics;
+using System.Runtime.InteropServices;
+using IoMux.Backends.EventPorts;
+using IoMux.Interop;
+
+namespace IoMux.Conformance.Models;
+
+/// <summary>
+/// A model of illumos/Solaris event ports on real Linux descriptors, so that the event-ports backend runs
+/// the whole conformance suite here. What it reproduces (each pinned by EventPortModelTests, citing the man
+/// page): an association is one-shot — retrieving its event dissociates the descriptor; at most one event
+/// per associated descriptor, carrying every fired poll bit; POLLHUP, POLLERR and POLLNVAL are reported even
+/// when not requested; re-associating replaces the events and the user value; port_getn waits for nget
+/// events (at most max), and when the timeout passes first it fails with ETIME, having retrieved what was
+/// there (nget updated); port_send queues PORT_SOURCE_USER events; port_dissociate of a descriptor that is
+/// not associated fails with ENOENT; a closed descriptor's association disappears. Readiness itself comes
+/// from Linux poll(2), whose POLLRDHUP stands in for illumos's (reported only when the model plays illumos).
+/// </summary>
+public sealed unsafe partial class EventPortModel : IEventPortSystem
+{
+    private const short LinuxPollRdHup = 0x2000;
+
+    [StructLayout(LayoutKind.Sequential)]
+    private struct PollFd
+    {
+        public int Fd;
+        public short Events;
+        public short ReturnedEvents;
+    }
+
+    [LibraryImport("libc", SetLastError = true)] private static partial int poll(PollFd* fds, nuint count, int timeoutMs);
+
+    private sealed class Port(int readEnd, int writeEnd)
+    {
+        public readonly int ReadEnd = readEnd, WriteEnd = writeEnd; // a pipe: the port's number, and its doorbell
+        public readonly Dictionary<int, (int Events, ulong User)> Associations = new();
+        public readonly Queue<(int Events, ulong User)> UserEvents = new();
+    }
+
+    private readonly object _gate = new();
+    private readonly Dictionary<int, Port> _ports = new();
+
+    /// <summary>A model of illumos (<paramref name="withReadHangup"/>: POLLRDHUP exists) or of Solaris (it does not).</summary>
+    public EventPortModel(bool withReadHangup) => Bits = withReadHangup ? PortPollBits.Illumos : PortPollBits.Solaris;
+
+    /// <inheritdoc />
+    public PortPollBits Bits { get; }
+
+    /// <inheritdoc />
+    public int Create()
+    {
+        try
+        {
+            LibC.CreateNonBlockingPipe(out int r, out int w);
+            lock (_gate)
+                _ports[r] = new Port(r, w);
+            return r;
+        }
+        catch (PosixException e)
+        {
+            return -e.Errno;
+        }
+    }
+
+    private Port? Find(int port) => _ports.GetValueOrDefault(port);
+
+    /// <inheritdoc />
+    public int Associate(int port, int fd, int events, ulong user)
+    {
+        if (LibC.fcntl(fd, LibC.F_GETFD, 0) < 0)
+            return -Errno.EBADF;
+        lock (_gate)
+        {
+            if (Find(port) is not { } p)
+                return -Errno.EBADF;
+            p.Associations[fd] = (events, user);
+            Ring(p);
+            return 0;
+        }
+    }
+
+    /// <inheritdoc />
+    public int Dissociate(int port, int fd)
+    {
+        lock (_gate)
+        {
+            if (Find(port) is not { } p)
+                return -Errno.EBADF;
+            return p.Associations.Remove(fd) ? 0 : -Errno.ENOENT;
+        }
+    }
+
+    /// <inheritdoc />
+    public int Send(int port, int events, ulong user)
+    {
+        lock (_gate)
+        {
+            if (Find(port) is not { } p)
+                return -Errno.EBADF;
+            p.UserEvents.Enqueue((events, user));
+            Ring(p);
+            return 0;
+        }
+    }
+
+    private static void Ring(Port p)
+    {
+        byte one = 1;
+        LibC.write(p.WriteEnd, &one, 1);
+    }
+
+    /// <inheritdoc />
+    public int GetN(int port, Span<PortEvent> events, ref uint nget, TimeSpan? timeout)
+    {
+        uint wanted = Math.Max(1, Math.Min(nget, (uint)events.Length));
+        long deadline = timeout is { } t ? Stopwatch.GetTimestamp() + (long)(t.TotalSeconds * Stopwatch.Frequency) : long.MaxValue;
+        int count = 0;
+        var set = new List<(int Fd, int Events, ulong User)>();
+        while (true)
+        {
+            Port p;
+            lock (_gate)
+            {
+                if (Find(port) is not { } found)
+                    return -Errno.EBADF;
+                p = found;
+                Drain(p);
+                while (count < events.Length && p.UserEvents.TryDequeue(out var user))
+                    events[count++] = new PortEvent { Events = user.Events, Source = PortSource.User, User = user.User };
+                set.Clear();
+                foreach (var (fd, a) in p.Associations)
+                    set.Add((fd, a.Events, a.User));
+            }
+            count = Deliver(p, set, events, count, timeoutMs: 0);
+            if (count >= wanted)
+            {
+                nget = (uint)count;
+                return 0;
+            }
+            long left = deadline - Stopwatch.GetTimestamp();
+            if (left <= 0)
+            {
+                nget = (uint)count;
+                return -Errno.ETIME; // "the timeout elapsed before nget events": what was retrieved stays in list
+            }
+            // Block until a descriptor or the doorbell (associate, send) fires, then look again.
+            int ms = deadline == long.MaxValue ? -1 : (int)Math.Min(int.MaxValue, (left * 1000 + Stopwatch.Frequency - 1) / Stopwatch.Frequency);
+            if (Block(p, set, ms) < 0 && Errno.Last == Errno.EINTR)
+            {
+                nget = (uint)count;
+                return -Errno.EINTR;
+            }
+        }
+    }
+
+    /// <summary>Polls the associations once; every one that fired becomes an event and is dissociated.</summary>
+    private int Deliver(Port p, List<(int Fd, int Events, ulong User)> set, Span<PortEvent> events, int count, int timeoutMs)
+    {
+        if (set.Count == 0 || count >= events.Length)
+            return count;
+        var fds = new PollFd[set.Count];
+        for (int i = 0; i < set.Count; i++)
+            fds[i] = new PollFd { Fd = set[i].Fd, Events = ToLinux(set[i].Events) };
+        fixed (PollFd* f = fds)
+        {
+            if (poll(f, (nuint)fds.Length, timeoutMs) <= 0)
+                return count;
+        }
+        lock (_gate)
+        {
+            for (int i = 0; i < fds.Length && count < events.Length; i++)
+            {
+                short r = fds[i].ReturnedEvents;
+                if (r == 0)
+                    continue;
+                // Associated meanwhile with other values, or dissociated: that association did not fire.
+                if (!p.Associations.TryGetValue(set[i].Fd, out var now) || now != (set[i].Events, set[i].User))
+                    continue;
+                p.Associations.Remove(set[i].Fd); // one-shot: the event dissociates the descriptor
+                if ((r & 0x20) != 0)
+                    continue; // POLLNVAL: closed; a closed descriptor's association just disappears
+                events[count++] = new PortEvent { Events = FromLinux(r, set[i].Events), Source = PortSource.Fd, Object = (ulong)set[i].Fd, User = set[i].User };
+            }
+        }
+        return count;
+    }
+
+    private int Block(Port p, List<(int Fd, int Events, ulong User)> set, int timeoutMs)
+    {
+        var fds = new PollFd[set.Count + 1];
+        fds[0] = new PollFd { Fd = p.ReadEnd, Events = 1 };
+        for (int i = 0; i < set.Count; i++)
+            fds[i + 1] = new PollFd { Fd = set[i].Fd, Events = ToLinux(set[i].Events) };
+        fixed (PollFd* f = fds)
+            return poll(f, (nuint)fds.Length, timeoutMs);
+    }
+
+    private static void Drain(Port p)
+    {
+        byte* buffer = stackalloc byte[64];
+        while (LibC.read(p.ReadEnd, buffer, 64) > 0)
+        {
+        }
+    }
+
+    // illumos and Linux share the low poll bits; only POLLRDHUP differs (0x4000 vs 0x2000).
+    private short ToLinux(int events) => (short)((events & 0x3F) | ((Bits.RdHup != 0 && (events & Bits.RdHup) != 0) ? LinuxPollRdHup : 0));
+
+    private int FromLinux(short returned, int requested)
+    {
+        int events = returned & 0x3F;
+        if (Bits.RdHup != 0 && (returned & LinuxPollRdHup) != 0 && (requested & Bits.RdHup) != 0)
+            events |= Bits.RdHup;
+        return events;
+    }
+
+    /// <inheritdoc />
+    public void Close(int port)
+    {
+        lock (_gate)
+        {
+            if (!_ports.Remove(port, out var p))
+                return;
+            LibC.CloseQuietly(p.ReadEnd);
+            LibC.CloseQuietly(p.WriteEnd);
+        }
+    }
+}

@@ -131,6 +131,17 @@ public sealed class LayoutTests
         Assert.That(Marshal.OffsetOf<Timespec>(nameof(Timespec.Nanoseconds)).ToInt64(), Is.EqualTo(C("timespec.nsec")));
     }
 
+    [Test(Description = "port_get(3C) / sys/port.h on LP64: int portev_events; ushort_t portev_source; ushort_t portev_pad; uintptr_t portev_object; void *portev_user: 24 bytes. Checked against the documented ABI: no illumos headers here.")]
+    public unsafe void PortEventMatchesTheDocumentedAbi()
+    {
+        Assert.That(sizeof(IoMux.Backends.EventPorts.PortEvent), Is.EqualTo(24));
+        Assert.That(Marshal.OffsetOf<IoMux.Backends.EventPorts.PortEvent>("Events").ToInt32(), Is.EqualTo(0));
+        Assert.That(Marshal.OffsetOf<IoMux.Backends.EventPorts.PortEvent>("Source").ToInt32(), Is.EqualTo(4));
+        Assert.That(Marshal.OffsetOf<IoMux.Backends.EventPorts.PortEvent>("Pad").ToInt32(), Is.EqualTo(6));
+        Assert.That(Marshal.OffsetOf<IoMux.Backends.EventPorts.PortEvent>("Object").ToInt32(), Is.EqualTo(8));
+        Assert.That(Marshal.OffsetOf<IoMux.Backends.EventPorts.PortEvent>("User").ToInt32(), Is.EqualTo(16));
+    }
+
     [Test]
     public void StatModeOffsetMatchesTheHeader()
     {

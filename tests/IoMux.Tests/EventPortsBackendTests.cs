@@ -1,0 +1,124 @@
+using IoMux.Backends.EventPorts;
+using IoMux.Conformance.Models;
+using IoMux.Interop;
+
+namespace IoMux.Tests;
+
+/// <summary>Event-port quirks the conformance scenarios cannot provoke through the model: port_getn failing with
+/// ETIME or EINTR while it did deliver events, user events mixed in, and stale associations.</summary>
+public sealed unsafe class EventPortsBackendTests
+{
+    /// <summary>The model, except that the next port_getn returns what the test scripts.</summary>
+    private sealed class ScriptedPorts : IEventPortSystem
+    {
+        private readonly EventPortModel _model = new(withReadHangup: true);
+        public readonly List<(int Fd, int Events, ulong User)> Associations = [];
+        public (int Rc, PortEvent[] Events)? Next;
+
+        public PortPollBits Bits => _model.Bits;
+        public int Create() => _model.Create();
+        public int Dissociate(int port, int fd) => _model.Dissociate(port, fd);
+        public int Send(int port, int events, ulong user) => _model.Send(port, events, user);
+        public void Close(int port) => _model.Close(port);
+
+        public int Associate(int port, int fd, int events, ulong user)
+        {
+            Associations.Add((fd, events, user));
+            return _model.Associate(port, fd, events, user);
+        }
+
+        public int GetN(int port, Span<PortEvent> events, ref uint nget, TimeSpan? timeout)
+        {
+            if (Next is not { } scripted)
+                return _model.GetN(port, events, ref nget, timeout);
+            Next = null;
+            scripted.Events.CopyTo(events);
+            nget = (uint)scripted.Events.Length;
+            return scripted.Rc;
+        }
+    }
+
+    private static int Pipe(List<int> fds)
+    {
+        LibC.CreateNonBlockingPipe(out int r, out int w);
+        fds.Add(r);
+        fds.Add(w);
+        return r;
+    }
+
+    [TestCase("ETIME")]
+    [TestCase("EINTR")]
+    public void EventsDeliveredWithAnErrorReturnAreProcessed(string error)
+    {
+        int errno = error == "ETIME" ? Errno.ETIME : Errno.EINTR;
+        var fds = new List<int>();
+        var system = new ScriptedPorts();
+        try
+        {
+            using var backend = new EventPortsBackend(system);
+            int r = Pipe(fds);
+            backend.Add(r, 77, Interest.Readable, TriggerMode.Level);
+            ulong user = system.Associations.Last().User;
+            system.Next = (-errno, [
+                new PortEvent { Source = PortSource.User, Events = 0, User = DescriptorTable.WakeData },
+                new PortEvent { Source = PortSource.Fd, Events = 0x1, Object = (ulong)r, User = user },
+            ]);
+            var events = new PollEvent[4];
+            int n = backend.Wait(events, TimeSpan.FromSeconds(1));
+            Assert.That(n, Is.EqualTo(1), "the fd event counts; the user event is the wake channel's");
+            Assert.That(events[0], Is.EqualTo(new PollEvent(77, Readiness.Readable)));
+            Assert.That(backend.Counters.Interruptions, Is.EqualTo(errno == Errno.EINTR ? 1 : 0));
+        }
+        finally
+        {
+            fds.ForEach(fd => LibC.close(fd));
+        }
+    }
+
+    [Test]
+    public void AnEventOfAReplacedAssociationIsDropped()
+    {
+        var fds = new List<int>();
+        var system = new ScriptedPorts();
+        try
+        {
+            using var backend = new EventPortsBackend(system);
+            int r = Pipe(fds);
+            backend.Add(r, 1, Interest.Readable, TriggerMode.Level);
+            ulong stale = system.Associations.Last().User;
+            backend.Delete(r);
+            backend.Add(r, 2, Interest.Readable, TriggerMode.Level);
+            Assert.That(system.Associations.Last().User, Is.Not.EqualTo(stale), "a new generation in portev_user");
+            system.Next = (0, [new PortEvent { Source = PortSource.Fd, Events = 0x1, Object = (ulong)r, User = stale }]);
+            Assert.That(backend.Wait(new PollEvent[4], TimeSpan.Zero), Is.Zero);
+        }
+        finally
+        {
+            fds.ForEach(fd => LibC.close(fd));
+        }
+    }
+
+    [Test]
+    public void LevelRegistrationsAreReassociatedInOneBatchBeforeTheNextWait()
+    {
+        var fds = new List<int>();
+        var system = new ScriptedPorts();
+        try
+        {
+            using var backend = new EventPortsBackend(system);
+            var reads = Enumerable.Range(0, 3).Select(_ => Pipe(fds)).ToArray();
+            for (int i = 0; i < reads.Length; i++)
+                backend.Add(reads[i], (ulong)i, Interest.Readable, TriggerMode.Level);
+            var users = system.Associations.Select(a => a.User).ToArray();
+            system.Next = (0, reads.Select((fd, i) => new PortEvent { Source = PortSource.Fd, Events = 0x1, Object = (ulong)fd, User = users[i] }).ToArray());
+            Assert.That(backend.Wait(new PollEvent[4], TimeSpan.Zero), Is.EqualTo(3));
+            system.Associations.Clear();
+            backend.Wait(new PollEvent[4], TimeSpan.Zero);
+            Assert.That(system.Associations.Select(a => a.Fd), Is.EquivalentTo(reads), "every delivered level registration is watched again");
+        }
+        finally
+        {
+            fds.ForEach(fd => LibC.close(fd));
+        }
+    }
+}

@@ -65,12 +65,7 @@ public sealed class EventPortsBackend : IPollerBackend
         lock (_gate)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
-            if (_table.Find(fd) is not null)
-                throw new AlreadyRegisteredException(fd);
-            var kind = DescriptorProbe.RequireWaitable(fd, "port_associate");
-            var entry = _table.Add(fd, token, interest, mode);
-            entry.Kind = kind;
-            entry.CanDeriveEndOfStream = HangupDerivation.CanDerive(fd, kind);
+            var entry = _table.AddChecked(fd, token, interest, mode, "port_associate");
             try
             {
                 Associate(entry);
@@ -115,13 +110,9 @@ public sealed class EventPortsBackend : IPollerBackend
     {
         lock (_gate)
         {
-            if (_disposed || _table.Find(fd) is not { Mode: TriggerMode.Edge } entry)
-                return;
-            var armed = entry.Armed | (directions & entry.Interest);
-            if (armed == entry.Armed)
-                return;
-            entry.Armed = armed;
-            Associate(entry); // from any thread: ports accept associations while another thread waits
+            // From any thread: ports accept associations while another thread waits.
+            if (!_disposed && _table.TryRearm(fd, directions) is { } entry)
+                Associate(entry);
         }
     }
 
@@ -222,29 +213,19 @@ public sealed class EventPortsBackend : IPollerBackend
             bool input = (m & _bits.In) != 0, hangup = (m & _bits.Hup) != 0;
             bool readHangup = _nativeReadHangup && (m & _bits.RdHup) != 0;
             var armed = entry.Armed;
-            if (!_nativeReadHangup && input && (armed & Interest.Readable) != 0 && entry.CanDeriveEndOfStream)
-                HangupDerivation.Derive(entry, ref hangup, ref readHangup);
+            if (!_nativeReadHangup)
+                HangupDerivation.DeriveIfReadable(entry, armed, input, ref hangup, ref readHangup);
             var readiness = ReadinessRules.Normalize(armed, input, (m & _bits.Out) != 0, (m & _bits.Pri) != 0,
                 (m & _bits.Err) != 0, hangup, readHangup);
+            // The port dissociated the descriptor with this event. Oneshot leaves it so (native); level watches
+            // it again before the next port_getn; edge re-associates only the directions not delivered.
             if (readiness != Readiness.None)
-                events[written++] = new PollEvent(entry.Token, readiness);
-            switch (entry.Mode)
             {
-                case TriggerMode.Oneshot when readiness != Readiness.None:
-                    entry.Armed = Interest.None; // the port already dissociated it: that is oneshot
-                    break;
-                case TriggerMode.Edge:
-                    if ((readiness & Readiness.Readable) != 0) armed &= ~Interest.Readable;
-                    if ((readiness & Readiness.Writable) != 0) armed &= ~Interest.Writable;
-                    if ((readiness & Readiness.Priority) != 0) armed &= ~Interest.Priority;
-                    entry.Armed = armed;
-                    if (armed != Interest.None)
-                        Pend(entry); // keep watching the directions not delivered
-                    break;
-                default:
-                    Pend(entry); // level: watch again before the next port_getn
-                    break;
+                events[written++] = new PollEvent(entry.Token, readiness);
+                entry.DisarmReported(readiness);
             }
+            if (entry.Armed != Interest.None)
+                Pend(entry);
         }
         return written;
     }

@@ -61,12 +61,7 @@ public abstract unsafe class PollSetBackend : IPollerBackend
         lock (_gate)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
-            if (_table.Find(fd) is not null)
-                throw new AlreadyRegisteredException(fd);
-            var kind = DescriptorProbe.RequireWaitable(fd, Capabilities.Name);
-            var entry = _table.Add(fd, token, interest, mode);
-            entry.Kind = kind;
-            entry.CanDeriveEndOfStream = HangupDerivation.CanDerive(fd, kind);
+            _table.AddChecked(fd, token, interest, mode, Capabilities.Name);
             Changed();
         }
     }
@@ -98,13 +93,8 @@ public abstract unsafe class PollSetBackend : IPollerBackend
     {
         lock (_gate)
         {
-            if (_disposed || _table.Find(fd) is not { Mode: TriggerMode.Edge } entry)
-                return; // a registration deleted meanwhile by another thread: nothing to re-arm
-            var armed = entry.Armed | (directions & entry.Interest);
-            if (armed == entry.Armed)
-                return;
-            entry.Armed = armed;
-            Changed();
+            if (!_disposed && _table.TryRearm(fd, directions) is not null)
+                Changed();
         }
     }
 
@@ -198,38 +188,16 @@ public abstract unsafe class PollSetBackend : IPollerBackend
                 continue;
             }
             var armed = entry.Armed; // may have shrunk since the set was built
-            // Also when the kernel said HUP: without RDHUP, HUP with OUT looks like Linux's never-connected
-            // socket, and only the derivation tells a connected socket's real hangup apart from it.
-            if (derive && input && !readHangup && (armed & Interest.Readable) != 0 && entry.CanDeriveEndOfStream)
-                HangupDerivation.Derive(entry, ref hangup, ref readHangup);
+            if (derive)
+                HangupDerivation.DeriveIfReadable(entry, armed, input, ref hangup, ref readHangup);
             var readiness = ReadinessRules.Normalize(armed, input, output, priority, error, hangup, readHangup);
             if (readiness == Readiness.None)
                 continue;
             events[written++] = new PollEvent(entry.Token, readiness);
-            Disarm(entry, readiness);
+            if (entry.DisarmReported(readiness))
+                _dirty = true; // the set changes: rebuilt before the next kernel call
         }
         return written;
-    }
-
-    private void Disarm(DescriptorEntry entry, Readiness reported)
-    {
-        if (entry.Mode == TriggerMode.Oneshot)
-        {
-            entry.Armed = Interest.None;
-            _dirty = true;
-        }
-        else if (entry.Mode == TriggerMode.Edge)
-        {
-            var armed = entry.Armed;
-            if ((reported & Readiness.Readable) != 0) armed &= ~Interest.Readable;
-            if ((reported & Readiness.Writable) != 0) armed &= ~Interest.Writable;
-            if ((reported & Readiness.Priority) != 0) armed &= ~Interest.Priority;
-            if (armed != entry.Armed)
-            {
-                entry.Armed = armed;
-                _dirty = true;
-            }
-        }
     }
 
     /// <inheritdoc />

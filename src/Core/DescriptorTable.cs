@@ -32,6 +32,25 @@ public sealed class DescriptorEntry
     internal uint Generation { get; }
     internal bool Removed { get; set; }
 
+    /// <summary>After an event was reported: oneshot disarms every direction, edge the reported ones (they
+    /// come back through <see cref="DescriptorTable.TryRearm"/> when the consumer hits would-block); level
+    /// keeps everything. Returns true when the armed set changed.</summary>
+    public bool DisarmReported(Readiness reported)
+    {
+        var armed = Mode switch
+        {
+            TriggerMode.Oneshot => Interest.None,
+            TriggerMode.Edge => Armed & ~((reported & Readiness.Readable) != 0 ? Interest.Readable : 0)
+                                      & ~((reported & Readiness.Writable) != 0 ? Interest.Writable : 0)
+                                      & ~((reported & Readiness.Priority) != 0 ? Interest.Priority : 0),
+            _ => Armed,
+        };
+        if (armed == Armed)
+            return false;
+        Armed = armed;
+        return true;
+    }
+
     /// <summary>The 64-bit value a kernel carries for this entry (epoll data, kevent udata, portev_user):
     /// slot and generation, so that an event for a removed entry whose slot was reused is recognised.</summary>
     public ulong KernelData => ((ulong)Generation << 32) | (uint)Slot;
@@ -101,6 +120,35 @@ public sealed class DescriptorTable
         _slots[slot] = entry;
         Update(entry, token, interest, mode);
         _byDescriptor.Add(fd, entry);
+        return entry;
+    }
+
+    /// <summary>Adds an entry for a descriptor the backend's kernel call does not check by itself (poll,
+    /// select, event ports): it must be open (EBADF otherwise) and waitable (regular files and directories
+    /// are refused as on epoll), and its kind decides whether a hangup can be derived for it.</summary>
+    /// <exception cref="AlreadyRegisteredException">Already present.</exception>
+    public DescriptorEntry AddChecked(int fd, ulong token, Interest interest, TriggerMode mode, string operation)
+    {
+        if (Find(fd) is not null)
+            throw new AlreadyRegisteredException(fd);
+        var kind = DescriptorProbe.RequireWaitable(fd, operation);
+        var entry = Add(fd, token, interest, mode);
+        entry.Kind = kind;
+        entry.CanDeriveEndOfStream = HangupDerivation.CanDerive(fd, kind);
+        return entry;
+    }
+
+    /// <summary>The consumer hit would-block in <paramref name="directions"/>: arms them again on an edge entry.
+    /// Returns the entry when its armed set grew (the backend then watches it again), else null (unknown
+    /// descriptor — deleted meanwhile by another thread —, not edge, or nothing new).</summary>
+    public DescriptorEntry? TryRearm(int fd, Interest directions)
+    {
+        if (Find(fd) is not { Mode: TriggerMode.Edge } entry)
+            return null;
+        var armed = entry.Armed | (directions & entry.Interest);
+        if (armed == entry.Armed)
+            return null;
+        entry.Armed = armed;
         return entry;
     }
 

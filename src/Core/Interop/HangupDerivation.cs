@@ -26,6 +26,16 @@ internal static unsafe class HangupDerivation
         return LibC.getsockopt(fd, SolSocket, SoType, &type, &length) == 0 && type == SockStream;
     }
 
+    /// <summary>For a backend whose kernel reports no read hangup: derives one when the descriptor was reported
+    /// readable, the registration reads, and the descriptor is a pipe or a stream socket. Also when the kernel
+    /// said POLLHUP: without RDHUP, HUP with OUT looks like Linux's never-connected socket, and only the
+    /// probe tells a connected socket's real hangup apart from it.</summary>
+    public static void DeriveIfReadable(DescriptorEntry entry, Interest armed, bool input, ref bool hangup, ref bool readHangup)
+    {
+        if (input && !readHangup && (armed & Interest.Readable) != 0 && entry.CanDeriveEndOfStream)
+            Derive(entry, ref hangup, ref readHangup);
+    }
+
     /// <summary>For a readable descriptor: sets <paramref name="hangup"/> (pipe writer gone) or
     /// <paramref name="readHangup"/> (socket peer shut its side) when nothing is buffered.</summary>
     public static void Derive(DescriptorEntry entry, ref bool hangup, ref bool readHangup)

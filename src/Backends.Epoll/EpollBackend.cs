@@ -229,7 +229,7 @@ public sealed unsafe class EpollBackend : IPollerBackend
     private void GrowBuffer(int capacity)
     {
         _nativeEvents = GC.AllocateUninitializedArray<byte>(capacity * EventSize, pinned: true);
-        _nativeBuffer = (byte*)System.Runtime.CompilerServices.Unsafe.AsPointer(ref System.Runtime.InteropServices.MemoryMarshal.GetArrayDataReference(_nativeEvents));
+        _nativeBuffer = (byte*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_nativeEvents));
         _nativeCapacity = capacity;
     }
 

@@ -33,8 +33,6 @@ public sealed class Poller : IDisposable
     /// <summary>How many registrations are live.</summary>
     public int RegistrationCount { get { lock (_gate) return _byDescriptor.Count; } }
 
-    internal IPollerBackend Backend => _backend;
-
     /// <summary>Registers a descriptor owned by <paramref name="handle"/>. The handle is referenced until the
     /// registration is disposed, so closing it meanwhile defers the real close(2) and the number stays ours.</summary>
     /// <exception cref="ObjectDisposedException">The handle or the poller is closed.</exception>

@@ -67,6 +67,8 @@ public static class ConformanceRunner
             LinuxOnly, () => new Backends.EventPorts.EventPortsBackend(new Models.EventPortModel(withReadHangup: true))),
         new(BackendKind.EventPorts, "ports-model-solaris", "event ports backend over a model of Solaris event ports (no POLLRDHUP: derived)",
             LinuxOnly, () => new Backends.EventPorts.EventPortsBackend(new Models.EventPortModel(withReadHangup: false))),
+        new(BackendKind.Kqueue, "kqueue-model", "kqueue backend over a model of FreeBSD kqueue (Linux fds, epoll underneath)",
+            LinuxOnly, () => new Backends.Kqueue.KqueueBackend(new Models.KqueueModel())),
     ];
 
     /// <summary>The backends the suite and `iomux check` run against: every backend of this build, the

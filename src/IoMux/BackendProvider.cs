@@ -1,5 +1,6 @@
 using IoMux.Backends.Epoll;
 using IoMux.Backends.EventPorts;
+using IoMux.Backends.Kqueue;
 using IoMux.Interop;
 using IoMux.Backends.Poll;
 
@@ -48,11 +49,19 @@ public static class BackendCatalog
     public static readonly BackendProvider EventPorts = new(BackendKind.EventPorts, "ports",
         "event ports; port_send wake; level and edge emulated over one-shot associations", IllumosOnly, () => new EventPortsBackend());
 
+    /// <summary>kqueue (FreeBSD, macOS, the BSDs; on Linux through libkqueue when IOMUX_KQUEUE_LIBRARY is set).</summary>
+    public static readonly BackendProvider Kqueue = new(BackendKind.Kqueue, "kqueue",
+        "kqueue(2); EVFILT_USER wake (pipe where absent); per-filter events merged, oneshot across filters",
+        KqueueBackend.UnsupportedReason, () => new KqueueBackend());
+
     /// <summary>Every backend in this build, best first for this OS: event ports first on illumos and Solaris
     /// (illumos's own epoll(5) says native applications should prefer them), epoll first on Linux; poll and
-    /// select are the fallbacks everywhere. kqueue arrives with its backend.</summary>
+    /// select are the fallbacks everywhere; kqueue first on macOS and the BSDs. On Linux, kqueue (libkqueue)
+    /// is never chosen automatically: <c>IOMUX_BACKEND=kqueue</c> with <c>IOMUX_KQUEUE_LIBRARY</c> forces it.</summary>
     public static IReadOnlyList<BackendProvider> All { get; } =
-        Platform.IsIllumos ? [EventPorts, Poll, Select, Epoll] : [Epoll, EventPorts, Poll, Select];
+        Platform.IsIllumos ? [EventPorts, Poll, Select, Epoll, Kqueue]
+        : OperatingSystem.IsLinux() ? [Epoll, Poll, Select, EventPorts, Kqueue]
+        : [Kqueue, Poll, Select, Epoll, EventPorts];
 
     /// <summary>Variants that exist to prove emulated paths on Linux: the same contract, other code paths.</summary>
     public static IReadOnlyList<BackendProvider> TestVariants { get; } =

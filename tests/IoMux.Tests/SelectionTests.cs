@@ -113,10 +113,21 @@ public sealed class SelectionTests
     }
 
     [Test]
-    public void FactoryRefusesAKindThisBuildLacks()
+    public void FactoryRefusesAKindThisOsCannotRunAndSaysHowToGetIt()
     {
+        if (!OperatingSystem.IsLinux() || Environment.GetEnvironmentVariable("IOMUX_KQUEUE_LIBRARY") is not null)
+            Assert.Ignore("Linux without libkqueue only");
         var e = Assert.Throws<BackendUnavailableException>(() => PollerFactory.Create(BackendKind.Kqueue))!;
-        Assert.That(e.Message, Does.Contain("Kqueue").And.Contain("Available here"));
+        Assert.That(e.Message, Does.Contain("backend 'kqueue' cannot run here").And.Contain("IOMUX_KQUEUE_LIBRARY").And.Contain("Available here: epoll"));
+    }
+
+    [Test]
+    public void KqueueIsNeverChosenAutomaticallyOnLinux()
+    {
+        if (!OperatingSystem.IsLinux())
+            Assert.Ignore("Linux order only");
+        var linux = BackendCatalog.All.Select(p => p.Name).ToList();
+        Assert.That(linux.IndexOf("kqueue"), Is.GreaterThan(linux.IndexOf("select")), "libkqueue is opt-in: after every native fallback");
     }
 
     [Test]

@@ -1,0 +1,106 @@
+using System.Runtime.InteropServices;
+using IoMux.Interop;
+
+namespace IoMux.Backends.Kqueue;
+
+/// <summary>
+/// The real kqueue: libc's on the BSDs and macOS, or libkqueue (a user-space kqueue for Linux) when the
+/// environment variable <c>IOMUX_KQUEUE_LIBRARY</c> names its shared object. libkqueue uses the 32-byte
+/// struct and FreeBSD's filter numbers. With the variable unset nothing here is loaded on Linux.
+/// </summary>
+internal sealed unsafe partial class NativeKqueue : IKqueueSystem
+{
+    public const string LibraryVariable = "IOMUX_KQUEUE_LIBRARY";
+
+    [StructLayout(LayoutKind.Sequential)]
+    private struct Timespec
+    {
+        public long Seconds;
+        public long Nanoseconds;
+    }
+
+    [LibraryImport("libc", SetLastError = true)] private static partial int kqueue();
+    [LibraryImport("libc", SetLastError = true)] private static partial int kevent(int kq, byte* changes, int changeCount, byte* events, int eventCount, Timespec* timeout);
+
+    private readonly KeventLayout _layout;
+    private readonly delegate* unmanaged<int> _libKqueue;
+    private readonly delegate* unmanaged<int, byte*, int, byte*, int, Timespec*, int> _libKevent;
+
+    private NativeKqueue(KeventLayout layout, KqueueFilters filters, nint library)
+    {
+        _layout = layout;
+        Filters = filters;
+        if (library != 0)
+        {
+            _libKqueue = (delegate* unmanaged<int>)NativeLibrary.GetExport(library, "kqueue");
+            _libKevent = (delegate* unmanaged<int, byte*, int, byte*, int, Timespec*, int>)NativeLibrary.GetExport(library, "kevent");
+        }
+    }
+
+    /// <summary>The OS's kqueue, or libkqueue when <c>IOMUX_KQUEUE_LIBRARY</c> is set; null where neither exists.</summary>
+    public static NativeKqueue? ForThisSystem()
+    {
+        if (OperatingSystem.IsFreeBSD())
+            return new NativeKqueue(KeventLayout.FreeBsd, KqueueFilters.FreeBsd, 0);
+        if (OperatingSystem.IsMacOS())
+            return new NativeKqueue(KeventLayout.Darwin, KqueueFilters.Darwin, 0);
+        if (RuntimeInformation.OSDescription.Contains("NetBSD", StringComparison.OrdinalIgnoreCase))
+            return new NativeKqueue(KeventLayout.NetBsd, KqueueFilters.NetBsd, 0);
+        if (Environment.GetEnvironmentVariable(LibraryVariable) is { Length: > 0 } path && !Platform.IsSetuid)
+            return new NativeKqueue(KeventLayout.Darwin, KqueueFilters.FreeBsd, NativeLibrary.Load(path));
+        return null;
+    }
+
+    public KqueueFilters Filters { get; }
+
+    public KeventLayout Layout => _layout;
+
+    public int Create()
+    {
+        int kq;
+        if (_libKqueue != null)
+        {
+            Marshal.SetLastSystemError(0);
+            kq = _libKqueue();
+            return kq >= 0 ? kq : -Marshal.GetLastSystemError(); // function pointers have no SetLastError
+        }
+        kq = kqueue();
+        return kq >= 0 ? kq : -Errno.Last;
+    }
+
+    public int Kevent(int kq, ReadOnlySpan<KEvent> changes, Span<KEvent> events, TimeSpan? timeout)
+    {
+        int size = _layout.Size;
+        // Small batches on the stack; the backend's wait buffer is bounded (1 024) so this stays under 64 KiB.
+        byte* changeBuffer = stackalloc byte[changes.Length * size];
+        byte* eventBuffer = stackalloc byte[events.Length * size];
+        for (int i = 0; i < changes.Length; i++)
+            _layout.Write(changeBuffer + i * size, changes[i]);
+        Timespec ts = default;
+        Timespec* tp = null;
+        if (timeout is { } t)
+        {
+            ts = new Timespec { Seconds = t.Ticks / TimeSpan.TicksPerSecond, Nanoseconds = t.Ticks % TimeSpan.TicksPerSecond * 100 };
+            tp = &ts;
+        }
+        int n;
+        if (_libKevent != null)
+        {
+            Marshal.SetLastSystemError(0);
+            n = _libKevent(kq, changeBuffer, changes.Length, eventBuffer, events.Length, tp);
+            if (n < 0)
+                return -Marshal.GetLastSystemError();
+        }
+        else
+        {
+            n = kevent(kq, changeBuffer, changes.Length, eventBuffer, events.Length, tp);
+            if (n < 0)
+                return -Errno.Last;
+        }
+        for (int i = 0; i < n; i++)
+            events[i] = _layout.Read(eventBuffer + i * size);
+        return n;
+    }
+
+    public void Close(int kq) => LibC.CloseQuietly(kq);
+}

@@ -142,6 +142,26 @@ public sealed class LayoutTests
         Assert.That(Marshal.OffsetOf<IoMux.Backends.EventPorts.PortEvent>("User").ToInt32(), Is.EqualTo(16));
     }
 
+    // struct kevent per OS, from each sys/event.h: FreeBSD 12+ (uintptr_t ident; short filter; u_short flags;
+    // u_int fflags; int64_t data; void *udata; uint64_t ext[4]), macOS and libkqueue (intptr_t data, no ext),
+    // NetBSD (uint32_t filter and flags). No BSD headers here: checked against the documented layouts.
+    [TestCase("freebsd", 64, 8, 10, 12, 16, 24)]
+    [TestCase("darwin", 32, 8, 10, 12, 16, 24)]
+    [TestCase("netbsd", 40, 8, 12, 16, 24, 32)]
+    public unsafe void KeventLayoutsMatchTheDocumentedAbi(string os, int size, int filter, int flags, int fflags, int data, int udata)
+    {
+        var layout = os switch { "freebsd" => IoMux.Backends.Kqueue.KeventLayout.FreeBsd, "darwin" => IoMux.Backends.Kqueue.KeventLayout.Darwin, _ => IoMux.Backends.Kqueue.KeventLayout.NetBsd };
+        Assert.That((layout.Size, layout.FilterOffset, layout.FlagsOffset, layout.FFlagsOffset, layout.DataOffset, layout.UDataOffset),
+            Is.EqualTo((size, filter, flags, fflags, data, udata)));
+        var original = new IoMux.Backends.Kqueue.KEvent { Ident = 0x1122334455667788, Filter = -2, Flags = 0x8041, FFlags = 0xCAFE, Data = -77, UData = 0x99AABBCCDDEEFF00 };
+        byte* buffer = stackalloc byte[size + 8];
+        buffer[size] = 0x5A; // a canary just past the struct
+        layout.Write(buffer, original);
+        Assert.That(layout.Read(buffer), Is.EqualTo(original), "round trip");
+        Assert.That(buffer[size], Is.EqualTo(0x5A), "nothing written past the struct");
+        Assert.That(*(ulong*)(buffer + udata), Is.EqualTo(original.UData), "udata where the header puts it");
+    }
+
     [Test]
     public void StatModeOffsetMatchesTheHeader()
     {

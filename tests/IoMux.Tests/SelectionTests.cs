@@ -140,3 +140,39 @@ public sealed class SelectionTests
         Assert.That(e.Message, Does.Contain("IOMUX_BACKEND=ports cannot run here: event ports exist on illumos and Solaris only"));
     }
 }
+
+/// <summary>libkqueue on Linux: the backend is selectable by name only when IOMUX_KQUEUE_LIBRARY is set, and
+/// setting nothing changes nothing. (No libkqueue package exists for this Debian, so the load itself is shown
+/// failing with a typed error naming the library, which proves the kqueue path was taken.)</summary>
+[NonParallelizable]
+public sealed class LibKqueueSelectionTests
+{
+    [TearDown]
+    public void Unset() => Environment.SetEnvironmentVariable("IOMUX_KQUEUE_LIBRARY", null);
+
+    [Test]
+    public void WithoutTheVariableKqueueCannotRunOnLinux()
+    {
+        if (!OperatingSystem.IsLinux())
+            Assert.Ignore("Linux only");
+        Environment.SetEnvironmentVariable("IOMUX_KQUEUE_LIBRARY", null);
+        Assert.That(BackendCatalog.Kqueue.IsSupported, Is.False);
+        using var poller = PollerFactory.Create();
+        Assert.That(poller.Capabilities.Kind, Is.EqualTo(BackendKind.Epoll), "the default choice is untouched");
+    }
+
+    [Test]
+    public void WithTheVariableForcingKqueueLoadsThatLibrary()
+    {
+        if (!OperatingSystem.IsLinux())
+            Assert.Ignore("Linux only");
+        Environment.SetEnvironmentVariable("IOMUX_KQUEUE_LIBRARY", "/nonexistent/libkqueue.so.0");
+        Assert.That(BackendCatalog.Kqueue.IsSupported, Is.True);
+        var selector = new BackendSelector(BackendCatalog.All, BackendCatalog.TestVariants,
+            name => name == BackendSelector.EnvironmentVariable ? "kqueue" : Environment.GetEnvironmentVariable(name), ignoreEnvironment: false);
+        var e = Assert.Throws<BackendUnavailableException>(() => selector.Select())!;
+        Assert.That(e.Message, Does.Contain("IOMUX_BACKEND=kqueue failed to initialise").And.Contain("libkqueue.so.0"));
+        using var poller = PollerFactory.Create();
+        Assert.That(poller.Capabilities.Kind, Is.EqualTo(BackendKind.Epoll), "libkqueue is never chosen automatically");
+    }
+}

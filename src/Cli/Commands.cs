@@ -60,7 +60,7 @@ internal static class Commands
         {
             output.WriteLine($"no backend could be chosen: {selectionError}");
         }
-        output.WriteLine("kqueue (FreeBSD, macOS) is not part of this build yet. Rows named *-model run a backend over a model of another OS's system calls: evidence about IoMux's logic, not a native verification.");
+        output.WriteLine("Rows named *-model run a backend over a model of another OS's system calls: evidence about IoMux's logic, not a native verification.");
         return chosen is null ? 2 : 0;
     }
 

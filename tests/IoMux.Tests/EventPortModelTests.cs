@@ -15,6 +15,13 @@ public sealed unsafe class EventPortModelTests
     private int _port;
     private readonly List<int> _fds = [];
 
+    [OneTimeSetUp]
+    public void LinuxOnly()
+    {
+        if (!OperatingSystem.IsLinux())
+            Assert.Ignore("the models are built on Linux epoll/poll semantics");
+    }
+
     [SetUp]
     public void CreatePort()
     {

@@ -5,7 +5,7 @@ using IoMux.Samples;
 
 namespace IoMux.Tests;
 
-/// <summary>The README's echo server, end to end on loopback, on every backend: several clients push more
+/// <summary>The README's echo server, end to end on loopback, on every backend (and over the kqueue and ports models): several clients push more
 /// than the socket buffers hold, so back-pressure and edge re-arming are exercised.</summary>
 public sealed class EchoServerTests
 {
@@ -13,16 +13,19 @@ public sealed class EchoServerTests
     [TestCase("poll")]
     [TestCase("select")]
     [TestCase("poll-derived")]
+    [TestCase("kqueue-model")]
+    [TestCase("ports-model")]
     [CancelAfter(60_000)]
     public async Task EchoesEveryByteToConcurrentClients(string backend)
     {
-        if (BackendCatalog.Find(backend)?.UnsupportedReason() is { } reason)
+        var provider = Conformance.ConformanceRunner.Targets.Single(t => t.Name == backend);
+        if (provider.UnsupportedReason() is { } reason)
             Assert.Ignore(reason);
         using var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
         listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
         listener.Listen(64);
         var endpoint = (IPEndPoint)listener.LocalEndPoint!;
-        using var poller = PollerFactory.Create(backend);
+        using var poller = new Poller(provider.Create());
         using var stop = new CancellationTokenSource();
         var server = Task.Factory.StartNew(() => EchoServer.Serve(listener, poller, stop.Token), TaskCreationOptions.LongRunning);
 

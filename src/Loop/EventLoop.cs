@@ -1,0 +1,359 @@
+using System.Collections.Concurrent;
+using System.Runtime.ExceptionServices;
+
+namespace IoMux.Loop;
+
+/// <summary>A callback threw: the loop stopped (after running its exit sources) and rethrows it wrapped in this.</summary>
+public sealed class EventLoopException(EventSource? source, Exception inner)
+    : Exception($"A callback of {(source is null ? "a posted action" : source.ToString())} threw; the loop stopped.", inner)
+{
+    /// <summary>The source whose callback threw, or null for an action given to <see cref="EventLoop.Post"/>.</summary>
+    public EventSource? FailedSource { get; } = source;
+}
+
+/// <summary>
+/// An sd-event-style loop on one <see cref="IoMux.Poller"/>, on any backend. One iteration: compute the wait
+/// timeout from the timer heaps (zero when a defer source or a posted action is waiting), wait, then mark
+/// pending the ready I/O sources, the due timers, the defer sources and the posted actions, and dispatch them
+/// all in priority order (lower first; equal priorities in the order they became pending), then the post
+/// sources if anything else ran. The loop runs on one thread; <see cref="Post"/> and <see cref="Exit"/> may be
+/// called from any thread (they wake the poller, coalesced).
+/// </summary>
+/// <remarks>Exceptions: a callback that throws stops the loop; exit sources still run; <see cref="Run"/> (or
+/// <see cref="RunOnce"/>) then throws <see cref="EventLoopException"/> with the original inside. A loop that
+/// keeps going after an unexpected exception would do so in a state nobody planned for.</remarks>
+public sealed class EventLoop : IDisposable
+{
+    private readonly struct Pending(EventSource? source, Action? action, int priority, long order)
+    {
+        public readonly EventSource? Source = source;
+        public readonly Action? Action = action;
+        public readonly int Priority = priority;
+        public readonly long Order = order;
+    }
+
+    private static readonly Comparison<Pending> ByPriority = (a, b) =>
+        a.Priority != b.Priority ? a.Priority.CompareTo(b.Priority) : a.Order.CompareTo(b.Order);
+
+    private readonly bool _ownsPoller;
+    private readonly Dictionary<long, IoSource> _io = new();
+    private readonly List<DeferSource> _defers = [];
+    private readonly List<PostSource> _posts = [];
+    private readonly List<ExitSource> _exits = [];
+    private readonly TimerQueue _monotonic = new(), _realtime = new();
+    private readonly ConcurrentQueue<(Action Action, int Priority)> _posted = new();
+    private readonly List<Pending> _pending = [];
+    private readonly PollEvent[] _events = new PollEvent[256];
+    private readonly long[] _now = new long[2];
+    private long _nextSourceId = 1, _order;
+    private volatile bool _exitRequested;
+    private int _exitCode;
+    private int? _loopThread;
+    private bool _disposed;
+
+    /// <summary>A loop on <paramref name="poller"/>; <paramref name="ownsPoller"/> disposes it with the loop.</summary>
+    public EventLoop(Poller poller, bool ownsPoller = true)
+    {
+        Poller = poller;
+        _ownsPoller = ownsPoller;
+        UpdateNow();
+    }
+
+    /// <summary>The poller underneath.</summary>
+    public Poller Poller { get; }
+
+    /// <summary>Completed iterations.</summary>
+    public long Iterations { get; private set; }
+
+    /// <summary>The loop's cached time on <paramref name="clock"/> in nanoseconds, read once per iteration
+    /// after the wait (so every callback of an iteration sees the same now).</summary>
+    public long Now(LoopClock clock) => _now[(int)clock];
+
+    internal TimerQueue Timers(LoopClock clock) => clock == LoopClock.Monotonic ? _monotonic : _realtime;
+    internal long NextSourceId() => _nextSourceId++;
+
+    /// <summary>Watches a descriptor; the callback gets the readiness.</summary>
+    public IoSource AddIo(int fd, Interest interest, Action<IoSource, Readiness> callback, TriggerMode mode = TriggerMode.Level,
+        int priority = 0, SourceState state = SourceState.On, string? description = null)
+    {
+        ThrowIfDisposed();
+        var source = new IoSource(this, fd, interest, mode, callback, priority, state, description);
+        _io.Add(source.Id, source);
+        return source;
+    }
+
+    /// <summary>A timer due <paramref name="delay"/> from the loop's now; repeating when <paramref name="period"/> is set.</summary>
+    public TimerSource AddTimer(TimeSpan delay, Action<TimerSource> callback, TimeSpan? accuracy = null, TimeSpan? period = null,
+        LoopClock clock = LoopClock.Monotonic, int priority = 0, string? description = null)
+        => AddTimerAt(Now(clock) + delay.Ticks * 100, callback, accuracy, period, clock, priority, description);
+
+    /// <summary>A timer due at <paramref name="deadlineNanoseconds"/> on <paramref name="clock"/> (see <see cref="Now"/>).</summary>
+    public TimerSource AddTimerAt(long deadlineNanoseconds, Action<TimerSource> callback, TimeSpan? accuracy = null, TimeSpan? period = null,
+        LoopClock clock = LoopClock.Monotonic, int priority = 0, string? description = null)
+    {
+        ThrowIfDisposed();
+        long accuracyNs = (accuracy ?? TimerSource.DefaultAccuracy).Ticks * 100;
+        long periodNs = (period ?? TimeSpan.Zero).Ticks * 100;
+        return new TimerSource(this, clock, deadlineNanoseconds, accuracyNs, periodNs, callback, priority,
+            periodNs > 0 ? SourceState.On : SourceState.Oneshot, description);
+    }
+
+    /// <summary>A callback run every iteration while on.</summary>
+    public DeferSource AddDefer(Action<DeferSource> callback, int priority = 0, SourceState state = SourceState.On, string? description = null)
+    {
+        ThrowIfDisposed();
+        var source = new DeferSource(this, callback, priority, state, description);
+        _defers.Add(source);
+        return source;
+    }
+
+    /// <summary>A callback run after every iteration that dispatched something else.</summary>
+    public PostSource AddPost(Action<PostSource> callback, int priority = 0, SourceState state = SourceState.On, string? description = null)
+    {
+        ThrowIfDisposed();
+        var source = new PostSource(this, callback, priority, state, description);
+        _posts.Add(source);
+        return source;
+    }
+
+    /// <summary>A callback run when the loop exits.</summary>
+    public ExitSource AddExit(Action<ExitSource> callback, int priority = 0, SourceState state = SourceState.On, string? description = null)
+    {
+        ThrowIfDisposed();
+        var source = new ExitSource(this, callback, priority, state, description);
+        _exits.Add(source);
+        return source;
+    }
+
+    /// <summary>Runs <paramref name="action"/> on the loop thread in its next iteration, at <paramref name="priority"/>.
+    /// Any thread; no lock on the loop's path (a concurrent queue plus the poller's coalesced wake).</summary>
+    public void Post(Action action, int priority = 0)
+    {
+        ArgumentNullException.ThrowIfNull(action);
+        _posted.Enqueue((action, priority));
+        Poller.Wake();
+    }
+
+    /// <summary>Asks the loop to exit with <paramref name="code"/> after the current iteration. Any thread.</summary>
+    public void Exit(int code = 0)
+    {
+        _exitCode = code;
+        _exitRequested = true;
+        Poller.Wake();
+    }
+
+    /// <summary>Iterates until <see cref="Exit"/>; runs the exit sources; returns the exit code.</summary>
+    public int Run()
+    {
+        while (!_exitRequested)
+            Iterate(Timeout.InfiniteTimeSpan);
+        RunExitSources();
+        return _exitCode;
+    }
+
+    /// <summary>One iteration, waiting at most <paramref name="timeout"/>. Returns false once the loop has exited
+    /// (its exit sources then ran).</summary>
+    public bool RunOnce(TimeSpan timeout)
+    {
+        if (!_exitRequested)
+            Iterate(timeout);
+        if (!_exitRequested)
+            return true;
+        RunExitSources();
+        return false;
+    }
+
+    private void Iterate(TimeSpan maxTimeout)
+    {
+        ThrowIfDisposed();
+        int thread = Environment.CurrentManagedThreadId;
+        if (_loopThread is { } owner && owner != thread)
+            throw new InvalidOperationException("The loop runs on one thread; another thread is running it.");
+        _loopThread = thread;
+        try
+        {
+            var timeout = ComputeTimeout(maxTimeout);
+            int n = Poller.Wait(_events, timeout);
+            UpdateNow();
+            CollectPending(n);
+            DispatchPending();
+            Iterations++;
+        }
+        finally
+        {
+            _loopThread = null;
+        }
+    }
+
+    /// <summary>The wait ends at the earliest "latest" moment of any timer: every timer whose window contains
+    /// that moment is then due and runs in the same iteration, which is how overlapping windows coalesce into
+    /// one wakeup.</summary>
+    private TimeSpan ComputeTimeout(TimeSpan maxTimeout)
+    {
+        if (!_posted.IsEmpty || AnyOn(_defers) || _exitRequested)
+            return TimeSpan.Zero;
+        long wait = long.MaxValue; // nanoseconds
+        foreach (var clock in (ReadOnlySpan<LoopClock>)[LoopClock.Monotonic, LoopClock.Realtime])
+        {
+            if (Timers(clock).Latest is { } timer)
+                wait = Math.Min(wait, Math.Max(0, timer.LatestNanoseconds - TimerSource.ReadClock(clock)));
+        }
+        var timeout = wait == long.MaxValue ? Timeout.InfiniteTimeSpan : TimeSpan.FromTicks((wait + 99) / 100);
+        if (maxTimeout != Timeout.InfiniteTimeSpan && (timeout == Timeout.InfiniteTimeSpan || maxTimeout < timeout))
+            timeout = maxTimeout;
+        return timeout;
+    }
+
+    private static bool AnyOn<T>(List<T> sources) where T : EventSource
+    {
+        foreach (var source in sources)
+            if (source.State != SourceState.Off)
+                return true;
+        return false;
+    }
+
+    private void UpdateNow()
+    {
+        _now[(int)LoopClock.Monotonic] = TimerSource.ReadClock(LoopClock.Monotonic);
+        _now[(int)LoopClock.Realtime] = TimerSource.ReadClock(LoopClock.Realtime);
+    }
+
+    private void CollectPending(int eventCount)
+    {
+        _pending.Clear();
+        for (int i = 0; i < eventCount; i++)
+        {
+            if (_io.TryGetValue((long)_events[i].Token, out var io) && io.State != SourceState.Off)
+            {
+                io.Pending = _events[i].Readiness;
+                _pending.Add(new Pending(io, null, io.Priority, _order++));
+            }
+        }
+        foreach (var clock in (ReadOnlySpan<LoopClock>)[LoopClock.Monotonic, LoopClock.Realtime])
+        {
+            var timers = Timers(clock);
+            long now = Now(clock);
+            while (timers.Earliest is { } timer && timer.DeadlineNanoseconds <= now)
+            {
+                timers.Remove(timer);
+                _pending.Add(new Pending(timer, null, timer.Priority, _order++));
+            }
+        }
+        foreach (var defer in _defers)
+            if (defer.State != SourceState.Off)
+                _pending.Add(new Pending(defer, null, defer.Priority, _order++));
+        while (_posted.TryDequeue(out var posted))
+            _pending.Add(new Pending(null, posted.Action, posted.Priority, _order++));
+        _pending.Sort(ByPriority);
+    }
+
+    private void DispatchPending()
+    {
+        bool dispatched = false;
+        foreach (var pending in _pending)
+        {
+            if (pending.Source is { } source && (source.IsDisposed || source.State == SourceState.Off))
+                continue; // disposed or switched off by an earlier callback of this iteration
+            Invoke(pending.Source, pending.Action);
+            dispatched = true;
+        }
+        _pending.Clear();
+        if (!dispatched)
+            return;
+        // Post sources: after everything else of the iteration, in priority order.
+        int count = Snapshot(_posts);
+        for (int i = 0; i < count; i++)
+        {
+            var post = _snapshot[i];
+            _snapshot[i] = null!;
+            if (!post.IsDisposed && post.State != SourceState.Off)
+                Invoke(post, null);
+        }
+    }
+
+    private EventSource[] _snapshot = new EventSource[8];
+    private static readonly IComparer<EventSource> BySourcePriority = Comparer<EventSource>.Create((a, b) =>
+        a.Priority != b.Priority ? a.Priority.CompareTo(b.Priority) : a.Id.CompareTo(b.Id));
+
+    /// <summary>Copies the sources that are on into a reused array, sorted by priority (callbacks may add or
+    /// dispose sources while the copy is walked). No allocation once the array has grown.</summary>
+    private int Snapshot<T>(List<T> sources) where T : EventSource
+    {
+        if (_snapshot.Length < sources.Count)
+            _snapshot = new EventSource[sources.Count * 2];
+        int count = 0;
+        foreach (var source in sources)
+            if (source.State != SourceState.Off)
+                _snapshot[count++] = source;
+        Array.Sort(_snapshot, 0, count, BySourcePriority);
+        return count;
+    }
+
+    private void Invoke(EventSource? source, Action? action)
+    {
+        try
+        {
+            if (source is not null)
+            {
+                source.Dispatch();
+                source.AfterDispatch();
+            }
+            else
+            {
+                action!();
+            }
+        }
+        catch (Exception e)
+        {
+            _exitRequested = true;
+            _exitCode = -1;
+            RunExitSources();
+            ExceptionDispatchInfo.Throw(new EventLoopException(source, e));
+        }
+    }
+
+    private bool _exitSourcesRan;
+
+    private void RunExitSources()
+    {
+        if (_exitSourcesRan)
+            return;
+        _exitSourcesRan = true;
+        int count = Snapshot(_exits);
+        for (int i = 0; i < count; i++)
+        {
+            var exit = _snapshot[i];
+            _snapshot[i] = null!;
+            if (!exit.IsDisposed)
+            {
+                exit.Dispatch();
+                exit.AfterDispatch();
+            }
+        }
+    }
+
+    internal void Forget(EventSource source)
+    {
+        switch (source)
+        {
+            case IoSource io: _io.Remove(io.Id); break;
+            case DeferSource d: _defers.Remove(d); break;
+            case PostSource p: _posts.Remove(p); break;
+            case ExitSource x: _exits.Remove(x); break;
+        }
+    }
+
+    private void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(_disposed, this);
+
+    /// <summary>Disposes every source and, if the loop owns it, the poller.</summary>
+    public void Dispose()
+    {
+        if (_disposed)
+            return;
+        foreach (var io in _io.Values.ToList())
+            io.Dispose();
+        _disposed = true;
+        if (_ownsPoller)
+            Poller.Dispose();
+    }
+}

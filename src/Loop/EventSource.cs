@@ -1,0 +1,88 @@
+namespace IoMux.Loop;
+
+/// <summary>Whether a source may be dispatched (sd-event's SD_EVENT_ON / OFF / ONESHOT).</summary>
+public enum SourceState
+{
+    /// <summary>Never dispatched until switched on.</summary>
+    Off,
+    /// <summary>Dispatched whenever it is pending.</summary>
+    On,
+    /// <summary>Dispatched once, then switched off.</summary>
+    Oneshot,
+}
+
+/// <summary>
+/// Something the loop dispatches: I/O readiness, a timer, a defer, a post or an exit callback. Every source
+/// has a priority (lower runs first, sd-event's rule), a state, and a description for diagnostics; it can be
+/// disposed from anywhere on the loop thread, including its own callback or another source's: a disposed
+/// source is never dispatched again, even if it was already pending in the current iteration.
+/// </summary>
+public abstract class EventSource : IDisposable
+{
+    private SourceState _state;
+
+    private protected EventSource(EventLoop loop, int priority, SourceState state, string? description)
+    {
+        Loop = loop;
+        Priority = priority;
+        _state = state;
+        Description = description ?? GetType().Name;
+        Id = loop.NextSourceId();
+    }
+
+    /// <summary>The loop the source belongs to.</summary>
+    public EventLoop Loop { get; }
+
+    /// <summary>Lower values are dispatched first among the pending sources of an iteration.</summary>
+    public int Priority { get; set; }
+
+    /// <summary>Free text shown in diagnostics and in exceptions that escape the callback.</summary>
+    public string Description { get; set; }
+
+    /// <summary>True once disposed.</summary>
+    public bool IsDisposed { get; private set; }
+
+    internal long Id { get; }
+
+    /// <summary>On, off or oneshot. Switching a source on or off takes effect from the next dispatch decision.</summary>
+    public SourceState State
+    {
+        get => _state;
+        set
+        {
+            ObjectDisposedException.ThrowIf(IsDisposed, this);
+            if (_state == value)
+                return;
+            var previous = _state;
+            _state = value;
+            OnStateChanged(previous, value);
+        }
+    }
+
+    private protected virtual void OnStateChanged(SourceState previous, SourceState current) { }
+
+    /// <summary>Runs the callback; the loop calls it with the source pending and enabled.</summary>
+    internal abstract void Dispatch();
+
+    /// <summary>What the loop does after a dispatch: oneshot sources switch themselves off.</summary>
+    internal virtual void AfterDispatch()
+    {
+        if (!IsDisposed && _state == SourceState.Oneshot)
+            State = SourceState.Off;
+    }
+
+    private protected virtual void OnDispose() { }
+
+    /// <summary>Removes the source from the loop. Idempotent; safe inside any callback.</summary>
+    public void Dispose()
+    {
+        if (IsDisposed)
+            return;
+        IsDisposed = true;
+        OnDispose();
+        Loop.Forget(this);
+    }
+
+    /// <inheritdoc />
+    public override string ToString() => $"{GetType().Name}({Description}, priority {Priority}, {State})";
+}

@@ -1,0 +1,223 @@
+using IoMux.Conformance;
+using IoMux.Interop;
+using IoMux.Loop;
+
+namespace IoMux.Tests;
+
+/// <summary>The event loop, on every backend (and over the kqueue and ports models), like the conformance suite.</summary>
+[TestFixtureSource(nameof(Backends))]
+public sealed unsafe class LoopTests(BackendProvider backend)
+{
+    public static IEnumerable<TestFixtureData> Backends =>
+        ConformanceRunner.Targets.Where(t => t.Name is "epoll" or "poll" or "select" or "kqueue-model" or "ports-model")
+            .Select(t => new TestFixtureData(t).SetArgDisplayNames(t.Name));
+
+    private EventLoop _loop = null!;
+    private readonly List<int> _fds = [];
+
+    [SetUp]
+    public void CreateLoop()
+    {
+        if (backend.UnsupportedReason() is { } reason)
+            Assert.Ignore(reason);
+        _loop = new EventLoop(new Poller(backend.Create()));
+    }
+
+    [TearDown]
+    public void DisposeLoop()
+    {
+        _loop?.Dispose();
+        foreach (var fd in _fds)
+            LibC.close(fd);
+        _fds.Clear();
+    }
+
+    private (int Read, int Write) Pipe()
+    {
+        LibC.CreateNonBlockingPipe(out int r, out int w);
+        _fds.Add(r);
+        _fds.Add(w);
+        return (r, w);
+    }
+
+    private void RunUntil(Func<bool> done, int maxIterations = 10_000)
+    {
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        for (int i = 0; i < maxIterations && !done() && clock.Elapsed < TimeSpan.FromSeconds(10); i++)
+            _loop.RunOnce(TimeSpan.FromMilliseconds(50));
+        Assert.That(done(), Is.True, "the loop did not get there");
+    }
+
+    [Test]
+    public void PendingSourcesRunInStrictPriorityOrderAndPostSourcesLast()
+    {
+        var order = new List<string>();
+        var (r, w) = Pipe();
+        byte b = 1;
+        LibC.write(w, &b, 1);
+        _loop.AddIo(r, Interest.Readable, (_, _) => order.Add("io:5"), priority: 5, state: SourceState.Oneshot);
+        _loop.AddDefer(_ => order.Add("defer:-10"), priority: -10, state: SourceState.Oneshot);
+        _loop.AddDefer(_ => order.Add("defer:20"), priority: 20, state: SourceState.Oneshot);
+        _loop.AddPost(_ => order.Add("post:-100"), priority: -100, state: SourceState.Oneshot);
+        _loop.Post(() => order.Add("posted:0"));
+        _loop.AddTimer(TimeSpan.Zero, _ => order.Add("timer:1"), accuracy: TimeSpan.Zero, priority: 1);
+        Thread.Sleep(2);
+        _loop.RunOnce(TimeSpan.FromSeconds(1));
+        Assert.That(order, Is.EqualTo(new[] { "defer:-10", "posted:0", "timer:1", "io:5", "defer:20", "post:-100" }));
+    }
+
+    [Test]
+    public void ABusyHighPrioritySourceRunsFirstEveryIterationButDoesNotStarveLowerOnesOfTheirTurn()
+    {
+        // Documented behaviour: priorities order the pending sources of one iteration; a source that is
+        // always pending (a defer that stays on) runs first in every iteration, and every other pending
+        // source still runs later in the same iteration.
+        int busy = 0, low = 0;
+        _loop.AddDefer(_ => busy++, priority: -1);
+        var (r, w) = Pipe();
+        byte b = 1;
+        LibC.write(w, &b, 1);
+        _loop.AddIo(r, Interest.Readable, (_, _) => low++, priority: 10);
+        for (int i = 0; i < 5; i++)
+            _loop.RunOnce(TimeSpan.FromSeconds(1));
+        Assert.That((busy, low), Is.EqualTo((5, 5)));
+    }
+
+    [Test]
+    public void TimersFireInDeadlineOrderAndRepeat()
+    {
+        var fired = new List<int>();
+        _loop.AddTimer(TimeSpan.FromMilliseconds(30), _ => fired.Add(30), accuracy: TimeSpan.Zero);
+        _loop.AddTimer(TimeSpan.FromMilliseconds(10), _ => fired.Add(10), accuracy: TimeSpan.Zero);
+        _loop.AddTimer(TimeSpan.FromMilliseconds(20), _ => fired.Add(20), accuracy: TimeSpan.Zero);
+        int ticks = 0;
+        var repeating = _loop.AddTimer(TimeSpan.FromMilliseconds(5), _ => ticks++, accuracy: TimeSpan.Zero, period: TimeSpan.FromMilliseconds(5));
+        RunUntil(() => fired.Count == 3 && ticks >= 4);
+        Assert.That(fired, Is.EqualTo(new[] { 10, 20, 30 }));
+        repeating.Dispose();
+    }
+
+    [Test]
+    public void TimersDueWithinOneAccuracyWindowCostOneKernelWait()
+    {
+        // 1 000 timers spread over 20 ms with 100 ms accuracy: every window contains the earliest timer's
+        // latest moment, so one wakeup serves all of them.
+        int fired = 0;
+        for (int i = 0; i < 1_000; i++)
+            _loop.AddTimer(TimeSpan.FromMilliseconds(20.0 * i / 1_000), _ => fired++, accuracy: TimeSpan.FromMilliseconds(100));
+        long waits = _loop.Poller.Counters.KernelWaits;
+        _loop.RunOnce(TimeSpan.FromSeconds(5));
+        Assert.That(fired, Is.EqualTo(1_000));
+        Assert.That(_loop.Poller.Counters.KernelWaits - waits, Is.LessThanOrEqualTo(2), "one wait (a spurious early return is tolerated once)");
+    }
+
+    [Test]
+    public void CallbacksCancelAndRearmTimersAndDisposePendingSources()
+    {
+        int victimRuns = 0, rearmed = 0, deferRuns = 0;
+        var victim = _loop.AddTimer(TimeSpan.Zero, _ => victimRuns++, accuracy: TimeSpan.Zero, priority: 5);
+        DeferSource? doomed = null;
+        _loop.AddTimer(TimeSpan.Zero, t =>
+        {
+            victim.Dispose();         // pending in this very iteration: must not run
+            doomed!.Dispose();        // likewise
+            if (++rearmed < 3)
+                t.SetDelay(TimeSpan.FromMilliseconds(1)); // re-arm itself from its own callback
+        }, accuracy: TimeSpan.Zero, priority: 0);
+        doomed = _loop.AddDefer(_ => deferRuns++, priority: 10);
+        Thread.Sleep(2);
+        RunUntil(() => rearmed == 3);
+        Assert.That((victimRuns, deferRuns), Is.EqualTo((0, 0)));
+    }
+
+    [Test]
+    public void AnIoSourceCanDisposeItselfFromItsCallback()
+    {
+        var (r, w) = Pipe();
+        byte b = 1;
+        LibC.write(w, &b, 1);
+        int runs = 0;
+        _loop.AddIo(r, Interest.Readable, (self, readiness) =>
+        {
+            runs++;
+            Assert.That(readiness.HasFlag(Readiness.Readable));
+            self.Dispose();
+        });
+        for (int i = 0; i < 3; i++)
+            _loop.RunOnce(TimeSpan.FromMilliseconds(20));
+        Assert.That(runs, Is.EqualTo(1));
+        Assert.That(_loop.Poller.RegistrationCount, Is.Zero, "its registration is gone");
+    }
+
+    [Test]
+    public void PostsFromTwoThreadsAllRunOnceOnTheLoopThread()
+    {
+        const int PerThread = 20_000;
+        int ran = 0, wrongThread = 0;
+        int loopThread = Environment.CurrentManagedThreadId;
+        var posters = Enumerable.Range(0, 2).Select(_ => Task.Run(() =>
+        {
+            for (int i = 0; i < PerThread; i++)
+                _loop.Post(() => { ran++; if (Environment.CurrentManagedThreadId != loopThread) wrongThread++; });
+        })).ToArray();
+        RunUntil(() => ran == 2 * PerThread && posters.All(p => p.IsCompleted), maxIterations: 1_000_000);
+        Assert.That((ran, wrongThread), Is.EqualTo((2 * PerThread, 0)));
+    }
+
+    [Test]
+    public void ExitFromAnotherThreadEndsRunWithTheCodeAfterTheExitSources()
+    {
+        var exits = new List<int>();
+        _loop.AddExit(_ => exits.Add(2), priority: 2);
+        _loop.AddExit(_ => exits.Add(1), priority: 1);
+        var stopper = Task.Run(() => { Thread.Sleep(30); _loop.Exit(7); });
+        Assert.That(_loop.Run(), Is.EqualTo(7));
+        Assert.That(exits, Is.EqualTo(new[] { 1, 2 }));
+        stopper.Wait();
+    }
+
+    [Test]
+    public void AThrowingCallbackStopsTheLoopRunsExitSourcesAndSurfacesTheException()
+    {
+        bool exitRan = false;
+        _loop.AddExit(_ => exitRan = true);
+        _loop.AddDefer(_ => throw new InvalidTimeZoneException("boom"), description: "the faulty one");
+        var e = Assert.Throws<EventLoopException>(() => _loop.Run())!;
+        Assert.That(e.InnerException, Is.InstanceOf<InvalidTimeZoneException>());
+        Assert.That(e.Message, Does.Contain("the faulty one"));
+        Assert.That(exitRan, Is.True);
+        Assert.That(_loop.RunOnce(TimeSpan.Zero), Is.False, "the loop has exited");
+    }
+}
+
+/// <summary>Scale: a million armed timers, no kernel object each.</summary>
+public sealed class LoopScaleTests
+{
+    [Test]
+    [CancelAfter(60_000)]
+    public void AMillionArmedTimersAllFireInOrderWithFewWakeups()
+    {
+        using var loop = new EventLoop(PollerFactory.Create());
+        const int Count = 1_000_000;
+        int fired = 0;
+        long lastDeadline = long.MinValue;
+        bool inOrder = true;
+        var random = new Random(42);
+        for (int i = 0; i < Count; i++)
+        {
+            loop.AddTimer(TimeSpan.FromMilliseconds(random.NextDouble() * 200), t =>
+            {
+                fired++;
+                inOrder &= t.Deadline >= lastDeadline || t.Deadline - lastDeadline > -10_000_000; // within one accuracy window
+                lastDeadline = Math.Max(lastDeadline, t.Deadline);
+            }, accuracy: TimeSpan.FromMilliseconds(10));
+        }
+        long waits = loop.Poller.Counters.KernelWaits;
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        while (fired < Count && clock.Elapsed < TimeSpan.FromSeconds(30))
+            loop.RunOnce(TimeSpan.FromSeconds(1));
+        Assert.That(fired, Is.EqualTo(Count));
+        Assert.That(inOrder, Is.True, "timers ran in deadline order, give or take their accuracy");
+        Assert.That(loop.Poller.Counters.KernelWaits - waits, Is.LessThan(200), "a 200 ms spread with 10 ms accuracy needs about 20 wakeups, not one per timer");
+    }
+}

@@ -40,6 +40,8 @@ public sealed class EventLoop : IDisposable
     private readonly List<DeferSource> _defers = [];
     private readonly List<PostSource> _posts = [];
     private readonly List<ExitSource> _exits = [];
+    private readonly List<SignalSource> _signals = [];
+    private readonly LoopSynchronizationContext _context;
     private readonly TimerQueue _monotonic = new(), _realtime = new();
     private readonly ConcurrentQueue<(Action Action, int Priority)> _posted = new();
     private readonly List<Pending> _pending = [];
@@ -56,6 +58,7 @@ public sealed class EventLoop : IDisposable
     {
         Poller = poller;
         _ownsPoller = ownsPoller;
+        _context = new LoopSynchronizationContext(this);
         UpdateNow();
     }
 
@@ -78,6 +81,15 @@ public sealed class EventLoop : IDisposable
     {
         ThrowIfDisposed();
         var source = new IoSource(this, fd, interest, mode, callback, priority, state, description);
+        _io.Add(source.Id, source);
+        return source;
+    }
+
+    /// <summary>Watches a descriptor for code that awaits <see cref="IoSource.NextAsync"/> on the loop thread.</summary>
+    public IoSource AddIo(int fd, Interest interest, int priority = 0, string? description = null)
+    {
+        ThrowIfDisposed();
+        var source = new IoSource(this, fd, interest, TriggerMode.Oneshot, null, priority, SourceState.On, description);
         _io.Add(source.Id, source);
         return source;
     }
@@ -125,6 +137,19 @@ public sealed class EventLoop : IDisposable
         return source;
     }
 
+    /// <summary>Delivers <paramref name="signal"/> on the loop thread (see <see cref="SignalSource"/>).</summary>
+    public SignalSource AddSignal(System.Runtime.InteropServices.PosixSignal signal, Action<SignalSource, int> callback, int priority = 0,
+        SourceState state = SourceState.On, string? description = null)
+    {
+        ThrowIfDisposed();
+        var source = new SignalSource(this, signal, callback, priority, state, description);
+        _signals.Add(source);
+        return source;
+    }
+
+    /// <summary>True on the thread that is running an iteration right now.</summary>
+    public bool IsLoopThread => _loopThread == Environment.CurrentManagedThreadId;
+
     /// <summary>Runs <paramref name="action"/> on the loop thread in its next iteration, at <paramref name="priority"/>.
     /// Any thread; no lock on the loop's path (a concurrent queue plus the poller's coalesced wake).</summary>
     public void Post(Action action, int priority = 0)
@@ -170,6 +195,8 @@ public sealed class EventLoop : IDisposable
         if (_loopThread is { } owner && owner != thread)
             throw new InvalidOperationException("The loop runs on one thread; another thread is running it.");
         _loopThread = thread;
+        var previousContext = SynchronizationContext.Current;
+        SynchronizationContext.SetSynchronizationContext(_context);
         try
         {
             var timeout = ComputeTimeout(maxTimeout);
@@ -181,6 +208,7 @@ public sealed class EventLoop : IDisposable
         }
         finally
         {
+            SynchronizationContext.SetSynchronizationContext(previousContext);
             _loopThread = null;
         }
     }
@@ -190,7 +218,7 @@ public sealed class EventLoop : IDisposable
     /// one wakeup.</summary>
     private TimeSpan ComputeTimeout(TimeSpan maxTimeout)
     {
-        if (!_posted.IsEmpty || AnyOn(_defers) || _exitRequested)
+        if (!_posted.IsEmpty || AnyOn(_defers) || _exitRequested || AnySignalPending())
             return TimeSpan.Zero;
         long wait = long.MaxValue; // nanoseconds
         foreach (var clock in (ReadOnlySpan<LoopClock>)[LoopClock.Monotonic, LoopClock.Realtime])
@@ -202,6 +230,14 @@ public sealed class EventLoop : IDisposable
         if (maxTimeout != Timeout.InfiniteTimeSpan && (timeout == Timeout.InfiniteTimeSpan || maxTimeout < timeout))
             timeout = maxTimeout;
         return timeout;
+    }
+
+    private bool AnySignalPending()
+    {
+        foreach (var signal in _signals)
+            if (signal.IsPending && signal.State != SourceState.Off)
+                return true;
+        return false;
     }
 
     private static bool AnyOn<T>(List<T> sources) where T : EventSource
@@ -239,6 +275,9 @@ public sealed class EventLoop : IDisposable
                 _pending.Add(new Pending(timer, null, timer.Priority, _order++));
             }
         }
+        foreach (var signal in _signals)
+            if (signal.IsPending && signal.State != SourceState.Off)
+                _pending.Add(new Pending(signal, null, signal.Priority, _order++));
         foreach (var defer in _defers)
             if (defer.State != SourceState.Off)
                 _pending.Add(new Pending(defer, null, defer.Priority, _order++));
@@ -340,6 +379,7 @@ public sealed class EventLoop : IDisposable
             case DeferSource d: _defers.Remove(d); break;
             case PostSource p: _posts.Remove(p); break;
             case ExitSource x: _exits.Remove(x); break;
+            case SignalSource g: _signals.Remove(g); break;
         }
     }
 
@@ -352,6 +392,8 @@ public sealed class EventLoop : IDisposable
             return;
         foreach (var io in _io.Values.ToList())
             io.Dispose();
+        foreach (var signal in _signals.ToList())
+            signal.Dispose();
         _disposed = true;
         if (_ownsPoller)
             Poller.Dispose();

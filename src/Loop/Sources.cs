@@ -1,14 +1,25 @@
+using System.Threading.Tasks.Sources;
+
 namespace IoMux.Loop;
 
 /// <summary>Readiness of one descriptor. While on, it is registered with the loop's poller; switched off, it
-/// is deregistered (so a hung-up descriptor cannot keep waking a loop that does not want to hear of it).</summary>
-public sealed class IoSource : EventSource
+/// is deregistered (so a hung-up descriptor cannot keep waking a loop that does not want to hear of it).
+/// Either a callback gets each readiness, or (sources made without a callback) code on the loop thread
+/// awaits <see cref="NextAsync"/>: the source is then registered oneshot and re-armed by each await, and an
+/// await allocates nothing (the source is its own <see cref="IValueTaskSource{TResult}"/>).</summary>
+public sealed class IoSource : EventSource, IValueTaskSource<Readiness>
 {
-    private readonly Action<IoSource, Readiness> _callback;
+    private readonly Action<IoSource, Readiness>? _callback;
+    private Action<object?>? _continuation;
+    private object? _continuationState;
+    private ExecutionContext? _executionContext;
+    private short _version;
+    private bool _awaiting, _completed, _armed = true;
+    private Readiness _result;
     private readonly int _fd;
     private Registration? _registration;
 
-    internal IoSource(EventLoop loop, int fd, Interest interest, TriggerMode mode, Action<IoSource, Readiness> callback, int priority, SourceState state, string? description)
+    internal IoSource(EventLoop loop, int fd, Interest interest, TriggerMode mode, Action<IoSource, Readiness>? callback, int priority, SourceState state, string? description)
         : base(loop, priority, state, description)
     {
         _fd = fd;
@@ -36,7 +47,11 @@ public sealed class IoSource : EventSource
         _registration?.Modify(interest, Mode);
     }
 
-    private void Register() => _registration = Loop.Poller.Register(_fd, (ulong)Id, Interest, Mode);
+    private void Register()
+    {
+        _registration = Loop.Poller.Register(_fd, (ulong)Id, Interest, _callback is null ? TriggerMode.Oneshot : Mode);
+        _armed = true;
+    }
 
     private protected override void OnStateChanged(SourceState previous, SourceState current)
     {
@@ -51,7 +66,82 @@ public sealed class IoSource : EventSource
         }
     }
 
-    internal override void Dispatch() => _callback(this, Pending);
+    internal override void Dispatch()
+    {
+        if (_callback is not null)
+        {
+            _callback(this, Pending);
+            return;
+        }
+        _armed = false; // oneshot: the registration is disarmed until the next await re-arms it
+        if (!_awaiting)
+            return;
+        _awaiting = false;
+        _result = Pending;
+        _completed = true;
+        var continuation = _continuation;
+        var state = _continuationState;
+        var context = _executionContext;
+        _continuation = null;
+        _continuationState = null;
+        _executionContext = null;
+        if (continuation is null)
+            return;
+        // Completion happens on the loop thread, which is where the loop's synchronization context would
+        // send the continuation anyway: run it inline instead of posting (no allocation, no extra iteration).
+        if (context is null)
+            continuation(state);
+        else
+            ExecutionContext.Run(context, static s => { var (c, st) = ((Action<object?>, object?))s!; c(st); }, (continuation, state));
+    }
+
+    /// <summary>Waits for the next readiness. Await it on the loop thread, one await at a time.</summary>
+    /// <exception cref="InvalidOperationException">The source has a callback, or an await is already pending.</exception>
+    public ValueTask<Readiness> NextAsync()
+    {
+        ObjectDisposedException.ThrowIf(IsDisposed, this);
+        if (_callback is not null)
+            throw new InvalidOperationException("This source reports through its callback; make one without a callback to await it.");
+        if (_awaiting)
+            throw new InvalidOperationException("An await on this source is already pending.");
+        _awaiting = true;
+        _completed = false;
+        if (!_armed)
+        {
+            _armed = true;
+            _registration?.Rearm();
+        }
+        return new ValueTask<Readiness>(this, _version);
+    }
+
+    /// <inheritdoc />
+    Readiness IValueTaskSource<Readiness>.GetResult(short token)
+    {
+        if (token != _version || !_completed)
+            throw new InvalidOperationException("The awaited readiness is not available (awaited twice, or not completed).");
+        _version++;
+        return _result;
+    }
+
+    /// <inheritdoc />
+    ValueTaskSourceStatus IValueTaskSource<Readiness>.GetStatus(short token) =>
+        token == _version && _completed ? ValueTaskSourceStatus.Succeeded : ValueTaskSourceStatus.Pending;
+
+    /// <inheritdoc />
+    void IValueTaskSource<Readiness>.OnCompleted(Action<object?> continuation, object? state, short token, ValueTaskSourceOnCompletedFlags flags)
+    {
+        if (_completed)
+        {
+            continuation(state);
+            return;
+        }
+        _continuation = continuation;
+        _continuationState = state;
+        // Async methods await through UnsafeOnCompleted, which does not ask for the flow (their builder
+        // carries the execution context itself): only a plain OnCompleted pays for capturing it.
+        if ((flags & ValueTaskSourceOnCompletedFlags.FlowExecutionContext) != 0)
+            _executionContext = ExecutionContext.Capture();
+    }
 
     private protected override void OnDispose()
     {

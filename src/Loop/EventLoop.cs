@@ -202,6 +202,7 @@ public sealed class EventLoop : IDisposable
             var timeout = ComputeTimeout(maxTimeout);
             int n = Poller.Wait(_events, timeout);
             UpdateNow();
+            ExpireRateLimits();
             CollectPending(n);
             DispatchPending();
             Iterations++;
@@ -221,6 +222,8 @@ public sealed class EventLoop : IDisposable
         if (!_posted.IsEmpty || AnyOn(_defers) || _exitRequested || AnySignalPending())
             return TimeSpan.Zero;
         long wait = long.MaxValue; // nanoseconds
+        if (EarliestLimitEnd() is var limitEnd and not long.MaxValue)
+            wait = Math.Max(0, limitEnd - TimerSource.ReadClock(LoopClock.Monotonic));
         foreach (var clock in (ReadOnlySpan<LoopClock>)[LoopClock.Monotonic, LoopClock.Realtime])
         {
             if (Timers(clock).Latest is { } timer)
@@ -235,7 +238,7 @@ public sealed class EventLoop : IDisposable
     private bool AnySignalPending()
     {
         foreach (var signal in _signals)
-            if (signal.IsPending && signal.State != SourceState.Off)
+            if (signal.IsPending && signal.State != SourceState.Off && !signal.IsRateLimited)
                 return true;
         return false;
     }
@@ -243,9 +246,35 @@ public sealed class EventLoop : IDisposable
     private static bool AnyOn<T>(List<T> sources) where T : EventSource
     {
         foreach (var source in sources)
-            if (source.State != SourceState.Off)
+            if (source.State != SourceState.Off && !source.IsRateLimited)
                 return true;
         return false;
+    }
+
+    private readonly List<EventSource> _limited = [];
+
+    /// <summary>Sources held back by their rate limit: the loop must wake when the first limit lifts.</summary>
+    internal void Track(EventSource source) => _limited.Add(source);
+
+    private long EarliestLimitEnd()
+    {
+        long earliest = long.MaxValue;
+        foreach (var source in _limited)
+            if (source.IsRateLimited)
+                earliest = Math.Min(earliest, source.LimitedUntil);
+        return earliest;
+    }
+
+    private void ExpireRateLimits()
+    {
+        long now = Now(LoopClock.Monotonic);
+        for (int i = _limited.Count - 1; i >= 0; i--)
+        {
+            var source = _limited[i];
+            source.ExpireRateLimit(now);
+            if (!source.IsRateLimited || source.IsDisposed)
+                _limited.RemoveAt(i);
+        }
     }
 
     private void UpdateNow()
@@ -276,10 +305,10 @@ public sealed class EventLoop : IDisposable
             }
         }
         foreach (var signal in _signals)
-            if (signal.IsPending && signal.State != SourceState.Off)
+            if (signal.IsPending && signal.State != SourceState.Off && !signal.IsRateLimited)
                 _pending.Add(new Pending(signal, null, signal.Priority, _order++));
         foreach (var defer in _defers)
-            if (defer.State != SourceState.Off)
+            if (defer.State != SourceState.Off && !defer.IsRateLimited)
                 _pending.Add(new Pending(defer, null, defer.Priority, _order++));
         while (_posted.TryDequeue(out var posted))
             _pending.Add(new Pending(null, posted.Action, posted.Priority, _order++));
@@ -291,9 +320,15 @@ public sealed class EventLoop : IDisposable
         bool dispatched = false;
         foreach (var pending in _pending)
         {
-            if (pending.Source is { } source && (source.IsDisposed || source.State == SourceState.Off))
-                continue; // disposed or switched off by an earlier callback of this iteration
+            if (pending.Source is TimerSource { IsRateLimited: true, IsDisposed: false } held && held.State != SourceState.Off)
+            {
+                held.PostponeTo(held.LimitedUntil); // a due timer is not lost to its rate limit, only delayed
+                continue;
+            }
+            if (pending.Source is { } source && (source.IsDisposed || source.State == SourceState.Off || source.IsRateLimited))
+                continue; // disposed, switched off or rate limited by an earlier callback of this iteration
             Invoke(pending.Source, pending.Action);
+            pending.Source?.CountDispatch(Now(LoopClock.Monotonic));
             dispatched = true;
         }
         _pending.Clear();

@@ -61,6 +61,64 @@ public abstract class EventSource : IDisposable
 
     private protected virtual void OnStateChanged(SourceState previous, SourceState current) { }
 
+    private long _limitInterval, _windowStart, _limitedUntil;
+    private int _limitBurst, _dispatchesInWindow;
+
+    /// <summary>Against starvation (sd-event's ratelimit): at most <paramref name="burst"/> dispatches per
+    /// <paramref name="interval"/>; past that the source is skipped (an I/O source is paused in the poller, so
+    /// it cannot keep the loop awake) until the interval ends. <paramref name="burst"/> 0 removes the limit.</summary>
+    public void SetRateLimit(TimeSpan interval, int burst)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(burst);
+        _limitInterval = interval.Ticks * 100;
+        _limitBurst = burst;
+        _dispatchesInWindow = 0;
+        _windowStart = Loop.Now(LoopClock.Monotonic);
+        if (_limitedUntil != 0)
+        {
+            _limitedUntil = 0;
+            OnRateLimitChanged(limited: false);
+        }
+    }
+
+    /// <summary>True while the rate limit holds the source back.</summary>
+    public bool IsRateLimited => _limitedUntil != 0;
+
+    /// <summary>When the rate limit lifts (monotonic nanoseconds), or 0.</summary>
+    internal long LimitedUntil => _limitedUntil;
+
+    /// <summary>Lifts the limit once its interval is over; called by the loop each iteration.</summary>
+    internal void ExpireRateLimit(long now)
+    {
+        if (_limitedUntil != 0 && now >= _limitedUntil)
+        {
+            _limitedUntil = 0;
+            _dispatchesInWindow = 0;
+            _windowStart = now;
+            OnRateLimitChanged(limited: false);
+        }
+    }
+
+    /// <summary>Counts a dispatch against the limit.</summary>
+    internal void CountDispatch(long now)
+    {
+        if (_limitBurst == 0)
+            return;
+        if (now - _windowStart >= _limitInterval)
+        {
+            _windowStart = now;
+            _dispatchesInWindow = 0;
+        }
+        if (++_dispatchesInWindow >= _limitBurst)
+        {
+            _limitedUntil = _windowStart + _limitInterval;
+            Loop.Track(this);
+            OnRateLimitChanged(limited: true);
+        }
+    }
+
+    private protected virtual void OnRateLimitChanged(bool limited) { }
+
     /// <summary>Runs the callback; the loop calls it with the source pending and enabled.</summary>
     internal abstract void Dispatch();
 

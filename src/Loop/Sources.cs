@@ -53,9 +53,14 @@ public sealed class IoSource : EventSource, IValueTaskSource<Readiness>
         _armed = true;
     }
 
-    private protected override void OnStateChanged(SourceState previous, SourceState current)
+    private protected override void OnStateChanged(SourceState previous, SourceState current) => SyncRegistration();
+
+    private protected override void OnRateLimitChanged(bool limited) => SyncRegistration();
+
+    /// <summary>Registered exactly while on and not rate limited.</summary>
+    private void SyncRegistration()
     {
-        if (current == SourceState.Off)
+        if (State == SourceState.Off || IsRateLimited)
         {
             _registration?.Dispose();
             _registration = null;

@@ -70,6 +70,13 @@ public sealed class TimerSource : EventSource
     /// <summary>Due <paramref name="delay"/> from the loop's cached now.</summary>
     public void SetDelay(TimeSpan delay) => SetDeadline(Loop.Now(Clock) + delay.Ticks * 100);
 
+    /// <summary>Puts a due timer back with its deadline moved to <paramref name="until"/> (rate limit).</summary>
+    internal void PostponeTo(long until)
+    {
+        DeadlineNanoseconds = Math.Max(DeadlineNanoseconds, until);
+        Loop.Timers(Clock).Add(this);
+    }
+
     private protected override void OnStateChanged(SourceState previous, SourceState current)
     {
         var timers = Loop.Timers(Clock);

@@ -302,3 +302,52 @@ public sealed class LoopSignalAndAsyncTests
         }
     }
 }
+
+/// <summary>Rate limits against starvation (sd-event's ratelimit).</summary>
+public sealed unsafe class LoopRateLimitTests
+{
+    [Test]
+    public void ABusyDeferSourceIsHeldBackAfterItsBurstAndTheLoopSleepsMeanwhile()
+    {
+        using var loop = new EventLoop(PollerFactory.Create());
+        int runs = 0;
+        var busy = loop.AddDefer(_ => runs++);
+        busy.SetRateLimit(TimeSpan.FromMilliseconds(200), burst: 5);
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        for (int i = 0; i < 5; i++)
+            loop.RunOnce(TimeSpan.FromSeconds(2));
+        Assert.That(runs, Is.EqualTo(5));
+        Assert.That(busy.IsRateLimited, Is.True);
+        loop.RunOnce(TimeSpan.FromSeconds(2)); // sleeps until the window ends, then runs it again
+        Assert.That(runs, Is.EqualTo(6));
+        Assert.That(clock.Elapsed, Is.GreaterThanOrEqualTo(TimeSpan.FromMilliseconds(190)), "held back until its interval ended");
+    }
+
+    [Test]
+    public void ARateLimitedIoSourceIsPausedInThePollerAndResumes()
+    {
+        using var loop = new EventLoop(PollerFactory.Create());
+        LibC.CreateNonBlockingPipe(out int r, out int w);
+        try
+        {
+            byte b = 1;
+            LibC.write(w, &b, 1); // level-ready forever: would be dispatched every iteration
+            int runs = 0;
+            var io = loop.AddIo(r, Interest.Readable, (_, _) => runs++);
+            io.SetRateLimit(TimeSpan.FromMilliseconds(150), burst: 3);
+            for (int i = 0; i < 3; i++)
+                loop.RunOnce(TimeSpan.FromSeconds(1));
+            Assert.That((runs, loop.Poller.RegistrationCount), Is.EqualTo((3, 0)), "paused: deregistered");
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            while (runs == 3 && clock.Elapsed < TimeSpan.FromSeconds(5))
+                loop.RunOnce(TimeSpan.FromSeconds(1));
+            Assert.That(runs, Is.EqualTo(4), "resumed after the interval");
+            Assert.That(loop.Poller.RegistrationCount, Is.EqualTo(1));
+        }
+        finally
+        {
+            LibC.close(r);
+            LibC.close(w);
+        }
+    }
+}

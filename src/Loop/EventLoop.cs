@@ -42,11 +42,11 @@ public sealed class EventLoop : IDisposable
     private readonly List<ExitSource> _exits = [];
     private readonly List<SignalSource> _signals = [];
     private readonly LoopSynchronizationContext _context;
-    private readonly TimerQueue _monotonic = new(), _realtime = new();
+    private readonly TimerQueue _monotonic = new(), _realtime = new(), _boottime = new();
     private readonly ConcurrentQueue<(Action Action, int Priority)> _posted = new();
     private readonly List<Pending> _pending = [];
     private readonly PollEvent[] _events = new PollEvent[256];
-    private readonly long[] _now = new long[2];
+    private readonly long[] _now = new long[3];
     private long _nextSourceId = 1, _order;
     private volatile bool _exitRequested;
     private int _exitCode;
@@ -72,7 +72,12 @@ public sealed class EventLoop : IDisposable
     /// after the wait (so every callback of an iteration sees the same now).</summary>
     public long Now(LoopClock clock) => _now[(int)clock];
 
-    internal TimerQueue Timers(LoopClock clock) => clock == LoopClock.Monotonic ? _monotonic : _realtime;
+    internal TimerQueue Timers(LoopClock clock) => clock switch
+    {
+        LoopClock.Monotonic => _monotonic,
+        LoopClock.Realtime => _realtime,
+        _ => _boottime,
+    };
     internal long NextSourceId() => _nextSourceId++;
 
     /// <summary>Watches a descriptor; the callback gets the readiness.</summary>
@@ -104,6 +109,8 @@ public sealed class EventLoop : IDisposable
         LoopClock clock = LoopClock.Monotonic, int priority = 0, string? description = null)
     {
         ThrowIfDisposed();
+        if (clock == LoopClock.Boottime && !BootClock.IsAvailable)
+            throw new PlatformNotSupportedException("CLOCK_BOOTTIME exists on Linux only.");
         long accuracyNs = (accuracy ?? TimerSource.DefaultAccuracy).Ticks * 100;
         long periodNs = (period ?? TimeSpan.Zero).Ticks * 100;
         return new TimerSource(this, clock, deadlineNanoseconds, accuracyNs, periodNs, callback, priority,
@@ -224,7 +231,7 @@ public sealed class EventLoop : IDisposable
         long wait = long.MaxValue; // nanoseconds
         if (EarliestLimitEnd() is var limitEnd and not long.MaxValue)
             wait = Math.Max(0, limitEnd - TimerSource.ReadClock(LoopClock.Monotonic));
-        foreach (var clock in (ReadOnlySpan<LoopClock>)[LoopClock.Monotonic, LoopClock.Realtime])
+        foreach (var clock in (ReadOnlySpan<LoopClock>)[LoopClock.Monotonic, LoopClock.Realtime, LoopClock.Boottime])
         {
             if (Timers(clock).Latest is { } timer)
                 wait = Math.Min(wait, Math.Max(0, timer.LatestNanoseconds - TimerSource.ReadClock(clock)));
@@ -281,6 +288,7 @@ public sealed class EventLoop : IDisposable
     {
         _now[(int)LoopClock.Monotonic] = TimerSource.ReadClock(LoopClock.Monotonic);
         _now[(int)LoopClock.Realtime] = TimerSource.ReadClock(LoopClock.Realtime);
+        _now[(int)LoopClock.Boottime] = TimerSource.ReadClock(LoopClock.Boottime);
     }
 
     private void CollectPending(int eventCount)
@@ -294,7 +302,7 @@ public sealed class EventLoop : IDisposable
                 _pending.Add(new Pending(io, null, io.Priority, _order++));
             }
         }
-        foreach (var clock in (ReadOnlySpan<LoopClock>)[LoopClock.Monotonic, LoopClock.Realtime])
+        foreach (var clock in (ReadOnlySpan<LoopClock>)[LoopClock.Monotonic, LoopClock.Realtime, LoopClock.Boottime])
         {
             var timers = Timers(clock);
             long now = Now(clock);

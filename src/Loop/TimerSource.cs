@@ -9,6 +9,9 @@ public enum LoopClock
     Monotonic,
     /// <summary>Wall clock (UTC); a deadline is a point in calendar time.</summary>
     Realtime,
+    /// <summary>Like monotonic, but it keeps counting while the system is suspended (Linux CLOCK_BOOTTIME).
+    /// Only where the OS has it: timers on it throw <see cref="PlatformNotSupportedException"/> elsewhere.</summary>
+    Boottime,
 }
 
 /// <summary>
@@ -113,9 +116,29 @@ public sealed class TimerSource : EventSource
 
     private protected override void OnDispose() => Loop.Timers(Clock).Remove(this);
 
-    internal static long ReadClock(LoopClock clock) => clock == LoopClock.Monotonic
-        ? (long)(Stopwatch.GetTimestamp() * (1_000_000_000.0 / Stopwatch.Frequency))
-        : (DateTime.UtcNow.Ticks - DateTime.UnixEpoch.Ticks) * 100;
+    internal static long ReadClock(LoopClock clock) => clock switch
+    {
+        LoopClock.Monotonic => (long)(Stopwatch.GetTimestamp() * (1_000_000_000.0 / Stopwatch.Frequency)),
+        LoopClock.Realtime => (DateTime.UtcNow.Ticks - DateTime.UnixEpoch.Ticks) * 100,
+        _ => BootClock.Read(),
+    };
+}
+
+/// <summary>CLOCK_BOOTTIME (Linux 2.6.39+, clock id 7).</summary>
+internal static unsafe partial class BootClock
+{
+    [System.Runtime.InteropServices.LibraryImport("libc", SetLastError = true)]
+    private static partial int clock_gettime(int clock, long* timespec);
+
+    public static bool IsAvailable => OperatingSystem.IsLinux();
+
+    public static long Read()
+    {
+        if (!IsAvailable)
+            return 0;
+        long* ts = stackalloc long[2];
+        return clock_gettime(7, ts) == 0 ? ts[0] * 1_000_000_000 + ts[1] : 0;
+    }
 }
 
 /// <summary>The timers of one clock: a min-heap by deadline (what is due) and one by latest allowed moment

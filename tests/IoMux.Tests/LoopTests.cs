@@ -112,6 +112,21 @@ public sealed unsafe class LoopTests(BackendProvider backend)
     }
 
     [Test]
+    public void TimersOnEveryClockFire()
+    {
+        var fired = new List<LoopClock>();
+        foreach (var clock in new[] { LoopClock.Monotonic, LoopClock.Realtime, LoopClock.Boottime })
+        {
+            if (clock == LoopClock.Boottime && !OperatingSystem.IsLinux())
+                continue;
+            Assert.That(_loop.Now(clock), Is.GreaterThan(0), $"{clock} now");
+            _loop.AddTimer(TimeSpan.FromMilliseconds(5), _ => fired.Add(clock), accuracy: TimeSpan.Zero, clock: clock);
+        }
+        RunUntil(() => fired.Count == (OperatingSystem.IsLinux() ? 3 : 2));
+        Assert.That(fired, Does.Contain(LoopClock.Realtime).And.Contain(LoopClock.Monotonic));
+    }
+
+    [Test]
     public void CallbacksCancelAndRearmTimersAndDisposePendingSources()
     {
         int victimRuns = 0, rearmed = 0, deferRuns = 0;

@@ -26,7 +26,7 @@ public static class Errno
     };
 
 #pragma warning disable CS1591 // the names are the documentation
-    public static readonly int EPERM = 1, ENOENT = 2, EINTR = 4, EIO = 5, EBADF = 9, ECHILD = 10;
+    public static readonly int EPERM = 1, ENOENT = 2, ESRCH = 3, EINTR = 4, EIO = 5, EBADF = 9, ECHILD = 10;
     public static readonly int ENOMEM = 12, EACCES = 13, EFAULT = 14, EEXIST = 17, EINVAL = 22;
     public static readonly int ENFILE = 23, EMFILE = 24, ESPIPE = 29, EPIPE = 32;
     public static readonly int EAGAIN = Pick(11, 35, 11);

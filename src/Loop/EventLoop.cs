@@ -36,7 +36,7 @@ public sealed class EventLoop : IDisposable
         a.Priority != b.Priority ? a.Priority.CompareTo(b.Priority) : a.Order.CompareTo(b.Order);
 
     private readonly bool _ownsPoller;
-    private readonly Dictionary<long, IoSource> _io = new();
+    private readonly Dictionary<long, EventSource> _io = new(); // sources with a poller registration, by token
     private readonly List<DeferSource> _defers = [];
     private readonly List<PostSource> _posts = [];
     private readonly List<ExitSource> _exits = [];
@@ -153,6 +153,32 @@ public sealed class EventLoop : IDisposable
         _signals.Add(source);
         return source;
     }
+
+    private readonly List<ChildSource> _children = [];
+    private SignalSource? _sigchld;
+
+    /// <summary>Reports the exit of child <paramref name="pid"/> (one this process spawned and nobody else reaps;
+    /// see <see cref="ChildSource"/>). The source disposes itself after reporting.</summary>
+    /// <exception cref="PosixException">ESRCH: no such process.</exception>
+    public ChildSource AddChild(int pid, Action<ChildSource, int> callback, int priority = 0, string? description = null)
+    {
+        ThrowIfDisposed();
+        var source = new ChildSource(this, pid, callback, priority, description);
+        _children.Add(source);
+        if (source.Registration is not null)
+            _io.Add(source.Id, source);
+        return source;
+    }
+
+    /// <summary>The SIGCHLD path, for systems without pidfd: every delivery makes the watched children pending
+    /// (each then tries a non-blocking waitpid).</summary>
+    internal void WatchChildrenBySignal() =>
+        _sigchld ??= AddSignal(System.Runtime.InteropServices.PosixSignal.SIGCHLD, (_, _) =>
+        {
+            foreach (var child in _children.ToArray())
+                if (!child.IsDisposed && child.TryReap())
+                    Invoke(child, null);
+        }, priority: int.MinValue, description: "SIGCHLD for child sources");
 
     /// <summary>True on the thread that is running an iteration right now.</summary>
     public bool IsLoopThread => _loopThread == Environment.CurrentManagedThreadId;
@@ -296,10 +322,11 @@ public sealed class EventLoop : IDisposable
         _pending.Clear();
         for (int i = 0; i < eventCount; i++)
         {
-            if (_io.TryGetValue((long)_events[i].Token, out var io) && io.State != SourceState.Off)
+            if (_io.TryGetValue((long)_events[i].Token, out var registered) && registered.State != SourceState.Off)
             {
-                io.Pending = _events[i].Readiness;
-                _pending.Add(new Pending(io, null, io.Priority, _order++));
+                if (registered is IoSource io)
+                    io.Pending = _events[i].Readiness;
+                _pending.Add(new Pending(registered, null, registered.Priority, _order++));
             }
         }
         foreach (var clock in (ReadOnlySpan<LoopClock>)[LoopClock.Monotonic, LoopClock.Realtime, LoopClock.Boottime])
@@ -419,6 +446,7 @@ public sealed class EventLoop : IDisposable
         switch (source)
         {
             case IoSource io: _io.Remove(io.Id); break;
+            case ChildSource child: _io.Remove(child.Id); _children.Remove(child); break;
             case DeferSource d: _defers.Remove(d); break;
             case PostSource p: _posts.Remove(p); break;
             case ExitSource x: _exits.Remove(x); break;
@@ -433,8 +461,8 @@ public sealed class EventLoop : IDisposable
     {
         if (_disposed)
             return;
-        foreach (var io in _io.Values.ToList())
-            io.Dispose();
+        foreach (var registered in _io.Values.ToList())
+            registered.Dispose();
         foreach (var signal in _signals.ToList())
             signal.Dispose();
         _disposed = true;

@@ -366,3 +366,67 @@ public sealed unsafe class LoopRateLimitTests
         }
     }
 }
+
+/// <summary>Child-process exit sources (pidfd on Linux; SIGCHLD + waitpid elsewhere).</summary>
+public sealed unsafe partial class LoopChildTests
+{
+    [System.Runtime.InteropServices.LibraryImport("libc", SetLastError = true)]
+    private static partial int posix_spawnp(int* pid, byte* file, void* fileActions, void* attributes, byte** argv, byte** envp);
+
+    [System.Runtime.InteropServices.DllImport("libc")] private static extern int kill(int pid, int signal);
+
+    /// <summary>Spawns `sh -c script` with posix_spawnp: a child the runtime does not know, so nobody else reaps it.</summary>
+    private static int Spawn(string script)
+    {
+        var args = new[] { "sh", "-c", script };
+        var pointers = args.Select(a => System.Runtime.InteropServices.Marshal.StringToCoTaskMemUTF8(a)).ToArray();
+        try
+        {
+            byte** argv = stackalloc byte*[args.Length + 1];
+            for (int i = 0; i < args.Length; i++)
+                argv[i] = (byte*)pointers[i];
+            argv[args.Length] = null;
+            byte** envp = stackalloc byte*[1];
+            envp[0] = null;
+            int pid;
+            int rc = posix_spawnp(&pid, argv[0], null, null, argv, envp);
+            Assert.That(rc, Is.Zero, $"posix_spawnp: {Errno.Name(rc)}");
+            return pid;
+        }
+        finally
+        {
+            foreach (var p in pointers)
+                System.Runtime.InteropServices.Marshal.FreeCoTaskMem(p);
+        }
+    }
+
+    [TestCase("exit 7", -1, 7)]
+    [TestCase("sleep 30", 9, 128 + 9)]
+    public void AChildsExitIsReportedOnceOnTheLoopThreadWithItsStatus(string script, int killWith, int expected)
+    {
+        using var loop = new EventLoop(PollerFactory.Create());
+        int pid = Spawn(script);
+        int calls = 0, code = -1, thread = -1;
+        var child = loop.AddChild(pid, (_, exit) => { calls++; code = exit; thread = Environment.CurrentManagedThreadId; });
+        if (killWith > 0)
+            Assert.That(kill(pid, killWith), Is.Zero);
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        while (calls == 0 && clock.Elapsed < TimeSpan.FromSeconds(10))
+            loop.RunOnce(TimeSpan.FromSeconds(1));
+        loop.RunOnce(TimeSpan.FromMilliseconds(20));
+        Assert.That((calls, code), Is.EqualTo((1, expected)));
+        Assert.That(thread, Is.EqualTo(Environment.CurrentManagedThreadId));
+        Assert.That(child.IsDisposed && child.HasExited, Is.True, "the source disposes itself once the child is reaped");
+        Assert.That(loop.Poller.RegistrationCount, Is.Zero);
+    }
+
+    [Test]
+    public void AnUnknownProcessIsATypedError()
+    {
+        if (!OperatingSystem.IsLinux())
+            Assert.Ignore("pidfd_open reports ESRCH on Linux");
+        using var loop = new EventLoop(PollerFactory.Create());
+        var e = Assert.Throws<PosixException>(() => loop.AddChild(int.MaxValue - 7, (_, _) => { }))!;
+        Assert.That(e.ErrorName, Is.EqualTo("ESRCH"));
+    }
+}

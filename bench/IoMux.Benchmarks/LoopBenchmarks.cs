@@ -104,12 +104,61 @@ public class TimerChurn
     }
 
     [Benchmark(OperationsPerInvoke = Count)]
+    public void TaskDelayWithCancellation()
+    {
+        for (int i = 0; i < Count; i++)
+        {
+            _sources[i] = new CancellationTokenSource();
+            _delays[i] = Task.Delay(TimeSpan.FromHours(1), _sources[i].Token);
+        }
+        for (int i = 0; i < Count; i++)
+            _sources[i].Cancel();
+    }
+
+    private readonly CancellationTokenSource[] _sources = new CancellationTokenSource[Count];
+    private readonly Task[] _delays = new Task[Count];
+
+    [Benchmark(OperationsPerInvoke = Count)]
     public void LoopTimer()
     {
         for (int i = 0; i < Count; i++)
             _timers[i] = _loop.AddTimer(TimeSpan.FromHours(1), Nothing);
         for (int i = 0; i < Count; i++)
             _timers[i].Dispose();
+    }
+
+    [GlobalCleanup]
+    public void Cleanup() => _loop.Dispose();
+}
+
+/// <summary>Cross-thread posts: another thread posts 100 000 actions while the loop runs them.</summary>
+[MemoryDiagnoser]
+public class CrossThreadPosts
+{
+    private const int Count = 100_000;
+    private EventLoop _loop = null!;
+    private int _ran;
+    private Action _increment = null!;
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        _loop = new EventLoop(new Poller(Fixtures.Backend("epoll")));
+        _increment = () => _ran++;
+    }
+
+    [Benchmark(OperationsPerInvoke = Count)]
+    public void PostFromAnotherThread()
+    {
+        _ran = 0;
+        var producer = Task.Run(() =>
+        {
+            for (int i = 0; i < Count; i++)
+                _loop.Post(_increment);
+        });
+        while (_ran < Count)
+            _loop.RunOnce(TimeSpan.FromSeconds(1));
+        producer.Wait();
     }
 
     [GlobalCleanup]

@@ -61,8 +61,14 @@ public abstract class EventSource : IDisposable
 
     private protected virtual void OnStateChanged(SourceState previous, SourceState current) { }
 
-    private long _limitInterval, _windowStart, _limitedUntil;
-    private int _limitBurst, _dispatchesInWindow;
+    // Kept out of line: most sources never get a rate limit, and every armed timer pays for each field here.
+    private sealed class RateLimit
+    {
+        public long Interval, WindowStart, LimitedUntil;
+        public int Burst, Dispatches;
+    }
+
+    private RateLimit? _limit;
 
     /// <summary>Against starvation (sd-event's ratelimit): at most <paramref name="burst"/> dispatches per
     /// <paramref name="interval"/>; past that the source is skipped (an I/O source is paused in the poller, so
@@ -70,31 +76,26 @@ public abstract class EventSource : IDisposable
     public void SetRateLimit(TimeSpan interval, int burst)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(burst);
-        _limitInterval = interval.Ticks * 100;
-        _limitBurst = burst;
-        _dispatchesInWindow = 0;
-        _windowStart = Loop.Now(LoopClock.Monotonic);
-        if (_limitedUntil != 0)
-        {
-            _limitedUntil = 0;
+        bool wasLimited = IsRateLimited;
+        _limit = burst == 0 ? null : new RateLimit { Interval = interval.Ticks * 100, Burst = burst, WindowStart = Loop.Now(LoopClock.Monotonic) };
+        if (wasLimited)
             OnRateLimitChanged(limited: false);
-        }
     }
 
     /// <summary>True while the rate limit holds the source back.</summary>
-    public bool IsRateLimited => _limitedUntil != 0;
+    public bool IsRateLimited => _limit is { LimitedUntil: not 0 };
 
     /// <summary>When the rate limit lifts (monotonic nanoseconds), or 0.</summary>
-    internal long LimitedUntil => _limitedUntil;
+    internal long LimitedUntil => _limit?.LimitedUntil ?? 0;
 
     /// <summary>Lifts the limit once its interval is over; called by the loop each iteration.</summary>
     internal void ExpireRateLimit(long now)
     {
-        if (_limitedUntil != 0 && now >= _limitedUntil)
+        if (_limit is { LimitedUntil: not 0 } limit && now >= limit.LimitedUntil)
         {
-            _limitedUntil = 0;
-            _dispatchesInWindow = 0;
-            _windowStart = now;
+            limit.LimitedUntil = 0;
+            limit.Dispatches = 0;
+            limit.WindowStart = now;
             OnRateLimitChanged(limited: false);
         }
     }
@@ -102,16 +103,16 @@ public abstract class EventSource : IDisposable
     /// <summary>Counts a dispatch against the limit.</summary>
     internal void CountDispatch(long now)
     {
-        if (_limitBurst == 0)
+        if (_limit is not { } limit)
             return;
-        if (now - _windowStart >= _limitInterval)
+        if (now - limit.WindowStart >= limit.Interval)
         {
-            _windowStart = now;
-            _dispatchesInWindow = 0;
+            limit.WindowStart = now;
+            limit.Dispatches = 0;
         }
-        if (++_dispatchesInWindow >= _limitBurst)
+        if (++limit.Dispatches >= limit.Burst)
         {
-            _limitedUntil = _windowStart + _limitInterval;
+            limit.LimitedUntil = limit.WindowStart + limit.Interval;
             Loop.Track(this);
             OnRateLimitChanged(limited: true);
         }

@@ -15,13 +15,16 @@ public sealed unsafe class LoopTests(BackendProvider backend)
     private EventLoop _loop = null!;
     private readonly List<int> _fds = [];
 
-    [SetUp]
-    public void CreateLoop()
+    /// <summary>A loop on <paramref name="backend"/>, or the test is skipped with the reason it cannot run here.</summary>
+    internal static EventLoop NewLoop(BackendProvider backend)
     {
         if (backend.UnsupportedReason() is { } reason)
             Assert.Ignore(reason);
-        _loop = new EventLoop(new Poller(backend.Create()));
+        return new EventLoop(new Poller(backend.Create()));
     }
+
+    [SetUp]
+    public void CreateLoop() => _loop = NewLoop(backend);
 
     [TearDown]
     public void DisposeLoop()
@@ -239,8 +242,11 @@ public sealed class LoopScaleTests
 
 /// <summary>Signals and async/await on the loop (epoll; the mechanics above the poller are backend-neutral).</summary>
 [NonParallelizable]
-public sealed class LoopSignalAndAsyncTests
+[TestFixtureSource(typeof(LoopTests), nameof(LoopTests.Backends))]
+public sealed class LoopSignalAndAsyncTests(BackendProvider backend)
 {
+    private EventLoop NewLoop() => LoopTests.NewLoop(backend);
+
     [System.Runtime.InteropServices.DllImport("libc")] private static extern int kill(int pid, int signal);
 
     private static unsafe void WriteByte(int fd) { byte b = 1; LibC.write(fd, &b, 1); }
@@ -251,7 +257,7 @@ public sealed class LoopSignalAndAsyncTests
     {
         if (!OperatingSystem.IsLinux())
             Assert.Ignore("SIGUSR1 is 10 on Linux");
-        using var loop = new EventLoop(PollerFactory.Create());
+        using var loop = NewLoop();
         int deliveries = 0, calls = 0, thread = -1;
         loop.AddSignal((System.Runtime.InteropServices.PosixSignal)10, (_, count) =>
         {
@@ -272,7 +278,7 @@ public sealed class LoopSignalAndAsyncTests
     [Test]
     public void AwaitInsideACallbackResumesOnTheLoopThreadAndAwaitedReadinessArrivesInOrder()
     {
-        using var loop = new EventLoop(PollerFactory.Create());
+        using var loop = NewLoop();
         LibC.CreateNonBlockingPipe(out int r, out int w);
         try
         {
@@ -319,12 +325,15 @@ public sealed class LoopSignalAndAsyncTests
 }
 
 /// <summary>Rate limits against starvation (sd-event's ratelimit).</summary>
-public sealed unsafe class LoopRateLimitTests
+[TestFixtureSource(typeof(LoopTests), nameof(LoopTests.Backends))]
+public sealed unsafe class LoopRateLimitTests(BackendProvider backend)
 {
+    private EventLoop NewLoop() => LoopTests.NewLoop(backend);
+
     [Test]
     public void ABusyDeferSourceIsHeldBackAfterItsBurstAndTheLoopSleepsMeanwhile()
     {
-        using var loop = new EventLoop(PollerFactory.Create());
+        using var loop = NewLoop();
         int runs = 0;
         var busy = loop.AddDefer(_ => runs++);
         busy.SetRateLimit(TimeSpan.FromMilliseconds(200), burst: 5);
@@ -341,7 +350,7 @@ public sealed unsafe class LoopRateLimitTests
     [Test]
     public void ARateLimitedIoSourceIsPausedInThePollerAndResumes()
     {
-        using var loop = new EventLoop(PollerFactory.Create());
+        using var loop = NewLoop();
         LibC.CreateNonBlockingPipe(out int r, out int w);
         try
         {
@@ -368,8 +377,11 @@ public sealed unsafe class LoopRateLimitTests
 }
 
 /// <summary>Child-process exit sources (pidfd on Linux; SIGCHLD + waitpid elsewhere).</summary>
-public sealed unsafe partial class LoopChildTests
+[TestFixtureSource(typeof(LoopTests), nameof(LoopTests.Backends))]
+public sealed unsafe partial class LoopChildTests(BackendProvider backend)
 {
+    private EventLoop NewLoop() => LoopTests.NewLoop(backend);
+
     [System.Runtime.InteropServices.LibraryImport("libc", SetLastError = true)]
     private static partial int posix_spawnp(int* pid, byte* file, void* fileActions, void* attributes, byte** argv, byte** envp);
 
@@ -404,7 +416,7 @@ public sealed unsafe partial class LoopChildTests
     [TestCase("sleep 30", 9, 128 + 9)]
     public void AChildsExitIsReportedOnceOnTheLoopThreadWithItsStatus(string script, int killWith, int expected)
     {
-        using var loop = new EventLoop(PollerFactory.Create());
+        using var loop = NewLoop();
         int pid = Spawn(script);
         int calls = 0, code = -1, thread = -1;
         var child = loop.AddChild(pid, (_, exit) => { calls++; code = exit; thread = Environment.CurrentManagedThreadId; });
@@ -425,7 +437,7 @@ public sealed unsafe partial class LoopChildTests
     {
         if (!OperatingSystem.IsLinux())
             Assert.Ignore("pidfd_open reports ESRCH on Linux");
-        using var loop = new EventLoop(PollerFactory.Create());
+        using var loop = NewLoop();
         var e = Assert.Throws<PosixException>(() => loop.AddChild(int.MaxValue - 7, (_, _) => { }))!;
         Assert.That(e.ErrorName, Is.EqualTo("ESRCH"));
     }

@@ -42,7 +42,8 @@ internal static class Commands
                     caps.NativeReadHangup ? "native" : "derived",
                     FormatResolution(caps.TimeoutResolution),
                     caps.MaxDescriptor == int.MaxValue ? "rlimit" : caps.MaxDescriptor.ToString(),
-                    variant ? $"test variant: {provider.Description}" : provider.Description,
+                    ConformanceRunner.Models.Contains(provider) ? $"model, not native: {provider.Description}"
+                        : variant ? $"test variant: {provider.Description}" : provider.Description,
                 ]);
             }
             catch (Exception e)

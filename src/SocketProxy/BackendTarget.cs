@@ -1,0 +1,77 @@
+using System.Net;
+using System.Net.Sockets;
+
+namespace IoMux.SocketProxy;
+
+/// <summary>Where the proxy connects: <c>HOST:PORT</c>, <c>[IPv6]:PORT</c>, a Unix socket path, or (Linux) an
+/// abstract Unix socket written <c>@name</c> — the forms systemd-socket-proxyd accepts.</summary>
+public sealed class BackendTarget
+{
+    private readonly EndPoint? _fixed;
+
+    private BackendTarget(string text, string? host, int port, EndPoint? fixedEndpoint)
+    {
+        Text = text;
+        Host = host;
+        Port = port;
+        _fixed = fixedEndpoint;
+    }
+
+    /// <summary>The target as written on the command line.</summary>
+    public string Text { get; }
+
+    /// <summary>The host name to resolve, or null when the target is numeric or a Unix socket.</summary>
+    public string? Host { get; }
+
+    /// <summary>The TCP port (0 for a Unix socket).</summary>
+    public int Port { get; }
+
+    /// <summary>The endpoint when no name resolution is needed.</summary>
+    public EndPoint? FixedEndpoint => _fixed;
+
+    /// <summary>Parses a target. </summary>
+    /// <exception cref="FormatException">Not a path, not HOST:PORT, or the port is out of range.</exception>
+    public static BackendTarget Parse(string text)
+    {
+        ArgumentNullException.ThrowIfNull(text);
+        if (text.StartsWith('/') || text.StartsWith('@'))
+        {
+            // UnixDomainSocketEndPoint maps a leading '@' to the abstract namespace on Linux, as systemd does.
+            return new BackendTarget(text, null, 0, new UnixDomainSocketEndPoint(text));
+        }
+        int colon = text.LastIndexOf(':');
+        if (colon <= 0 || colon == text.Length - 1)
+            throw new FormatException($"'{text}' is neither HOST:PORT nor a socket path.");
+        string host = text[..colon];
+        if (!int.TryParse(text.AsSpan(colon + 1), System.Globalization.NumberStyles.None, null, out int port) || port is < 1 or > 65535)
+            throw new FormatException($"'{text}': the port must be a number from 1 to 65535.");
+        if (host.StartsWith('[') && host.EndsWith(']'))
+            host = host[1..^1];
+        else if (host.Contains(':'))
+            throw new FormatException($"'{text}': write an IPv6 address in brackets, [::1]:{port}.");
+        if (IPAddress.TryParse(host, out var address))
+            return new BackendTarget(text, null, port, new IPEndPoint(address, port));
+        return new BackendTarget(text, host, port, null);
+    }
+
+    /// <summary>Resolves the host off the loop thread (getaddrinfo blocks) and returns the first address;
+    /// numeric targets complete synchronously.</summary>
+    public ValueTask<EndPoint> ResolveAsync(CancellationToken cancellation = default)
+    {
+        if (_fixed is not null)
+            return ValueTask.FromResult(_fixed);
+        return new ValueTask<EndPoint>(ResolveSlowAsync(cancellation));
+    }
+
+    private async Task<EndPoint> ResolveSlowAsync(CancellationToken cancellation)
+    {
+        var addresses = await Dns.GetHostAddressesAsync(Host!, cancellation).ConfigureAwait(false);
+        if (addresses.Length == 0)
+            throw new SocketException((int)SocketError.HostNotFound);
+        // The kernel's preference order (RFC 6724, as getaddrinfo sorts) is kept: take the first.
+        return new IPEndPoint(addresses[0], Port);
+    }
+
+    /// <inheritdoc />
+    public override string ToString() => Text;
+}

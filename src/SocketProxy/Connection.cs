@@ -1,0 +1,223 @@
+using System.Net;
+using IoMux.Interop;
+using IoMux.Loop;
+
+namespace IoMux.SocketProxy;
+
+/// <summary>One accepted client and its backend connection: connect without blocking, then relay both ways
+/// until both have ended (half-close passed on each way) or either side fails (then both are closed, a reset
+/// passed on as a reset). Lives on the loop thread only.</summary>
+internal sealed class Connection
+{
+    private enum Phase { Resolving, Connecting, Relaying, Closed }
+
+    private readonly ProxyServer _server;
+    private readonly EventLoop _loop;
+    private readonly int _client;
+    private int _backend = -1;
+    private Phase _phase = Phase.Resolving;
+    private IoSource? _clientSource, _backendSource;
+    private TimerSource? _connectTimer;
+    private Direction? _toBackend, _toClient;
+
+    public Connection(ProxyServer server, int client, long id)
+    {
+        _server = server;
+        _loop = server.Loop;
+        _client = client;
+        Id = id;
+    }
+
+    /// <summary>A number for log lines.</summary>
+    public long Id { get; }
+
+    public bool IsClosed => _phase == Phase.Closed;
+
+    /// <summary>Bytes delivered client→backend and backend→client.</summary>
+    public long BytesToBackend => _toBackend?.BytesRelayed ?? 0;
+    public long BytesToClient => _toClient?.BytesRelayed ?? 0;
+
+    /// <summary>Starts the backend connection; name resolution (when the target is a name) runs off the loop.</summary>
+    public void Begin(BackendTarget target)
+    {
+        if (target.FixedEndpoint is { } endpoint)
+        {
+            Connect(endpoint);
+            return;
+        }
+        var pending = target.ResolveAsync();
+        pending.AsTask().ContinueWith(task => _loop.Post(() =>
+        {
+            if (_phase != Phase.Resolving)
+                return;
+            if (task.IsCompletedSuccessfully)
+                Connect(task.Result);
+            else
+                FailConnect(Errno.EINVAL, $"cannot resolve {target.Host}: {task.Exception?.GetBaseException().Message}");
+        }), TaskScheduler.Default);
+    }
+
+    private unsafe void Connect(EndPoint endpoint)
+    {
+        _phase = Phase.Connecting;
+        try
+        {
+            _backend = Sockets.OpenStreamSocket(Sockets.NativeFamily(endpoint));
+        }
+        catch (PosixException e)
+        {
+            FailConnect(e.Errno, null);
+            return;
+        }
+        var address = endpoint.Serialize();
+        int rc;
+        fixed (byte* sockaddr = address.Buffer.Span)
+            rc = Sockets.connect(_backend, sockaddr, (uint)address.Size);
+        int errno = rc == 0 ? 0 : Errno.Last;
+        _backendSource = _loop.AddIo(_backend, Interest.Writable, (_, readiness) => OnBackend(readiness), description: $"backend of connection {Id}");
+        if (rc == 0)
+        {
+            OnConnected();
+        }
+        else if (errno == Errno.EINPROGRESS || errno == Errno.EAGAIN || errno == Errno.EINTR)
+        {
+            // EAGAIN is a Unix socket whose listener's backlog is full; EINTR leaves the connect running.
+            _connectTimer = _loop.AddTimer(_server.Options.ConnectTimeout, _ => FailConnect(Errno.ETIMEDOUT, null),
+                accuracy: TimeSpan.FromMilliseconds(100), description: $"connect timeout of connection {Id}");
+        }
+        else
+        {
+            FailConnect(errno, null);
+        }
+    }
+
+    private void OnConnected()
+    {
+        _connectTimer?.Dispose();
+        _connectTimer = null;
+        try
+        {
+            _toBackend = new Direction(_client, _backend, RelayBuffer.Create(_server.Options.CopyMode));
+            _toClient = new Direction(_backend, _client, RelayBuffer.Create(_server.Options.CopyMode));
+        }
+        catch (PosixException e)
+        {
+            // EMFILE for the pipes: this client cannot be served now; the backend is fine.
+            _server.Log.ConnectionAborted(Id, e.Operation, e.Errno);
+            Close(abortive: false);
+            return;
+        }
+        _phase = Phase.Relaying;
+        _server.OnBackendReachable();
+        _clientSource = _loop.AddIo(_client, Interest.Readable, (_, readiness) => OnClient(readiness), description: $"client of connection {Id}");
+        UpdateInterest();
+    }
+
+    private void FailConnect(int errno, string? detail)
+    {
+        if (_phase == Phase.Closed)
+            return;
+        _server.OnBackendUnreachable(errno, detail);
+        Close(abortive: false);
+    }
+
+    private void OnBackend(Readiness readiness)
+    {
+        if (_phase == Phase.Connecting)
+        {
+            int error = Sockets.GetIntOption(_backend, Sockets.SOL_SOCKET, Sockets.SO_ERROR);
+            if (error != 0)
+                FailConnect(Math.Abs(error), null);
+            else if ((readiness & (Readiness.Writable | Readiness.Hangup | Readiness.Error)) != 0)
+                OnConnected();
+            return;
+        }
+        if (_phase == Phase.Relaying)
+            Relay(readiness, _toClient!, _toBackend!);
+    }
+
+    private void OnClient(Readiness readiness)
+    {
+        if (_phase == Phase.Relaying)
+            Relay(readiness, _toBackend!, _toClient!);
+    }
+
+    /// <summary>A readiness on one socket: <paramref name="reading"/> is the direction that reads it,
+    /// <paramref name="writing"/> the one that writes to it.</summary>
+    private void Relay(Readiness readiness, Direction reading, Direction writing)
+    {
+        // A hangup or an error is reported whatever the interest; reading or writing is what surfaces it.
+        bool surfaced = (readiness & (Readiness.Hangup | Readiness.Error)) != 0;
+        bool readable = surfaced || (readiness & (Readiness.Readable | Readiness.ReadHangup)) != 0;
+        int error = reading.Pump(readable && !reading.SourceEnded);
+        if (error != 0)
+        {
+            Abort(reading, error);
+            return;
+        }
+        if (writing.WantsWrite || (readiness & Readiness.Writable) != 0 || surfaced)
+        {
+            error = writing.Pump(sourceReadable: false);
+            if (error != 0)
+            {
+                Abort(writing, error);
+                return;
+            }
+        }
+        if (_toBackend!.Finished && _toClient!.Finished)
+            Close(abortive: false);
+        else
+            UpdateInterest();
+    }
+
+    /// <summary>Level-triggered interest that follows the buffers: read a socket while its direction's buffer is
+    /// empty, write it while the other direction holds bytes. A socket with nothing wanted is taken out of the
+    /// poller, so a hung-up peer cannot keep waking the loop while the other way drains.</summary>
+    private void UpdateInterest()
+    {
+        Apply(_clientSource!, (_toBackend!.WantsRead ? Interest.Readable : 0) | (_toClient!.WantsWrite ? Interest.Writable : 0));
+        Apply(_backendSource!, (_toClient.WantsRead ? Interest.Readable : 0) | (_toBackend.WantsWrite ? Interest.Writable : 0));
+    }
+
+    private static void Apply(IoSource source, Interest wanted)
+    {
+        if (wanted == Interest.None)
+        {
+            if (source.State != SourceState.Off)
+                source.State = SourceState.Off;
+            return;
+        }
+        if (source.Interest != wanted)
+            source.SetInterest(wanted);
+        if (source.State == SourceState.Off)
+            source.State = SourceState.On;
+    }
+
+    private void Abort(Direction failed, int errno)
+    {
+        _server.Log.ConnectionAborted(Id, failed.Source == _client ? "client" : "backend", errno);
+        Close(abortive: errno == Errno.ECONNRESET || errno == Errno.EPIPE);
+    }
+
+    /// <summary>Closes both sockets. <paramref name="abortive"/> passes a reset on (close with SO_LINGER 0).</summary>
+    public void Close(bool abortive)
+    {
+        if (_phase == Phase.Closed)
+            return;
+        _phase = Phase.Closed;
+        _connectTimer?.Dispose();
+        _clientSource?.Dispose();
+        _backendSource?.Dispose();
+        if (abortive)
+        {
+            Sockets.SetAbortiveClose(_client);
+            if (_backend >= 0)
+                Sockets.SetAbortiveClose(_backend);
+        }
+        LibC.CloseQuietly(_client);
+        LibC.CloseQuietly(_backend);
+        _toBackend?.Dispose();
+        _toClient?.Dispose();
+        _server.OnConnectionClosed(this);
+    }
+}

@@ -1,0 +1,83 @@
+namespace IoMux.SocketProxy;
+
+/// <summary>One way of a relayed connection: bytes from <see cref="Source"/> to <see cref="Destination"/>
+/// through a bounded <see cref="RelayBuffer"/>. Flow control is the buffer: while it holds bytes the
+/// destination has not taken, the source is not read (its socket buffer fills and TCP pushes back on the peer).
+/// End of stream from the source becomes shutdown(SHUT_WR) on the destination once everything is delivered.</summary>
+internal sealed class Direction(int source, int destination, RelayBuffer buffer) : IDisposable
+{
+    // A few fill/drain rounds per wakeup, then back to the loop so one bulk transfer cannot starve the rest.
+    private const int RoundsPerWakeup = 4;
+
+    private bool _lastFillWasFull;
+
+    public int Source { get; } = source;
+    public int Destination { get; } = destination;
+
+    /// <summary>Bytes delivered to the destination.</summary>
+    public long BytesRelayed { get; private set; }
+
+    /// <summary>The source reached end of stream.</summary>
+    public bool SourceEnded { get; private set; }
+
+    /// <summary>The end of stream was passed on (the destination's writing side is shut).</summary>
+    public bool Finished { get; private set; }
+
+    /// <summary>The loop should watch the source for reading: nothing is buffered and the source is open.</summary>
+    public bool WantsRead => !SourceEnded && buffer.Pending == 0;
+
+    /// <summary>The loop should watch the destination for writing: bytes wait for room.</summary>
+    public bool WantsWrite => buffer.Pending > 0;
+
+    /// <summary>Bytes held in the buffer.</summary>
+    public int Pending => buffer.Pending;
+
+    /// <summary>Moves what can move without blocking. <paramref name="sourceReadable"/> says the poller reported the
+    /// source readable (level-triggered, so a short fill needs no EAGAIN probe: more data is reported again).
+    /// Returns 0, or the errno that ends the connection (a reset, EPIPE...).</summary>
+    public int Pump(bool sourceReadable)
+    {
+        bool mayRead = sourceReadable;
+        for (int round = 0; ; round++)
+        {
+            while (buffer.Pending > 0)
+            {
+                int written = buffer.Drain(Destination);
+                if (written < 0)
+                {
+                    if (written == -Errno.EINTR)
+                        continue;
+                    return written == -Errno.EAGAIN ? 0 : -written;
+                }
+                BytesRelayed += written;
+            }
+            if (SourceEnded)
+            {
+                if (!Finished)
+                {
+                    Finished = true;
+                    // ENOTCONN when the destination is already gone: the pump of the other direction reports that.
+                    Interop.LibC.shutdown(Destination, Sockets.SHUT_WR);
+                }
+                return 0;
+            }
+            // After a full fill the source probably holds more: reading on is cheaper than another wait.
+            if (round == RoundsPerWakeup || (!mayRead && !_lastFillWasFull))
+                return 0;
+            int read = buffer.Fill(Source);
+            if (read < 0)
+            {
+                _lastFillWasFull = false;
+                if (read == -Errno.EINTR)
+                    continue;
+                return read == -Errno.EAGAIN ? 0 : -read;
+            }
+            if (read == 0)
+                SourceEnded = true;
+            _lastFillWasFull = read == buffer.Capacity;
+            mayRead = false;
+        }
+    }
+
+    public void Dispose() => buffer.Dispose();
+}

@@ -1,0 +1,106 @@
+using System.Runtime.InteropServices;
+
+namespace IoMux.SocketProxy;
+
+/// <summary>The socket and splice calls the proxy makes beyond Core's <c>LibC</c>. Constants are per OS:
+/// Linux numbers its socket options differently from the BSDs and illumos, and only Linux has splice,
+/// accept4's flag arguments everywhere, and F_SETPIPE_SZ.</summary>
+internal static unsafe partial class Sockets
+{
+    private static readonly bool Linux = OperatingSystem.IsLinux();
+    private static readonly bool Illumos = Interop.Platform.IsIllumos;
+
+    public const int AF_UNIX = 1, AF_INET = 2;
+    public static readonly int AF_INET6 = Linux ? 10 : Illumos ? 26 : OperatingSystem.IsMacOS() ? 30 : 28;
+    /// <summary>illumos kept SVR4's numbering, where SOCK_STREAM is 2.</summary>
+    public static readonly int SOCK_STREAM = Illumos ? 2 : 1;
+    public static readonly int SOL_SOCKET = Linux ? 1 : 0xffff;
+    public static readonly int SO_REUSEADDR = Linux ? 2 : 0x4;
+    public static readonly int SO_TYPE = Linux ? 3 : 0x1008;
+    public static readonly int SO_ERROR = Linux ? 4 : 0x1007;
+    public static readonly int SO_LINGER = Linux ? 13 : 0x80;
+    public static readonly int SO_ACCEPTCONN = Linux ? 30 : 0x2;
+    public const int SHUT_RD = 0, SHUT_WR = 1;
+    public const int IPPROTO_TCP = 6, TCP_NODELAY = 1;
+
+    // Linux only.
+    public const int SOCK_NONBLOCK = 0x800, SOCK_CLOEXEC = 0x80000;
+    public const int O_NONBLOCK_CLOEXEC = 0x800 | 0x80000;
+    public const int F_SETPIPE_SZ = 1031, F_GETPIPE_SZ = 1032;
+    public const uint SPLICE_F_MOVE = 1, SPLICE_F_NONBLOCK = 2;
+
+    [LibraryImport("libc", SetLastError = true)] public static partial int socket(int domain, int type, int protocol);
+    [LibraryImport("libc", SetLastError = true)] public static partial int connect(int fd, byte* address, uint length);
+    [LibraryImport("libc", SetLastError = true)] public static partial int bind(int fd, byte* address, uint length);
+    [LibraryImport("libc", SetLastError = true)] public static partial int listen(int fd, int backlog);
+    [LibraryImport("libc", SetLastError = true)] public static partial int setsockopt(int fd, int level, int option, void* value, uint length);
+    [LibraryImport("libc", SetLastError = true)] public static partial int pipe2(int* fds, int flags);
+    [LibraryImport("libc", SetLastError = true)] public static partial nint splice(int fdIn, long* offIn, int fdOut, long* offOut, nuint length, uint flags);
+    [LibraryImport("libc", SetLastError = true)] public static partial int unsetenv([MarshalAs(UnmanagedType.LPUTF8Str)] string name);
+    [LibraryImport("libc", SetLastError = true)] public static partial int getpid();
+
+    /// <summary>An int-valued socket option, or -errno.</summary>
+    public static int GetIntOption(int fd, int level, int option)
+    {
+        int value = 0;
+        uint length = sizeof(int);
+        return Interop.LibC.getsockopt(fd, level, option, &value, &length) == 0 ? value : -Errno.Last;
+    }
+
+    public static void SetIntOption(int fd, int level, int option, int value) =>
+        setsockopt(fd, level, option, &value, sizeof(int));
+
+    /// <summary>Makes close() send a reset instead of a FIN: how a reset on one side is passed to the other.</summary>
+    public static void SetAbortiveClose(int fd)
+    {
+        int* linger = stackalloc int[2] { 1, 0 };
+        setsockopt(fd, SOL_SOCKET, SO_LINGER, linger, 2 * sizeof(int));
+    }
+
+    /// <summary>A non-blocking, close-on-exec stream socket.</summary>
+    public static int OpenStreamSocket(int family)
+    {
+        int fd = Linux
+            ? socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)
+            : socket(family, SOCK_STREAM, 0);
+        if (fd < 0)
+            throw Errno.Fail("socket");
+        if (!Linux)
+            ConfigureOrClose(fd);
+        return fd;
+    }
+
+    /// <summary>accept with the new descriptor non-blocking and close-on-exec; -errno on failure.</summary>
+    public static int Accept(int listener)
+    {
+        int fd = Linux ? Interop.LibC.accept4(listener, null, null, SOCK_NONBLOCK | SOCK_CLOEXEC) : Interop.LibC.accept(listener, null, null);
+        if (fd < 0)
+            return -Errno.Last;
+        if (!Linux)
+            ConfigureOrClose(fd);
+        return fd;
+    }
+
+    private static void ConfigureOrClose(int fd)
+    {
+        try
+        {
+            Interop.LibC.SetNonBlockingCloseOnExec(fd);
+        }
+        catch
+        {
+            Interop.LibC.CloseQuietly(fd);
+            throw;
+        }
+    }
+
+    /// <summary>The address family a <see cref="System.Net.SocketAddress"/> holds, in this OS's numbering
+    /// (.NET serializes endpoints in the native sockaddr layout: sa_len first on the BSDs).</summary>
+    public static int NativeFamily(System.Net.EndPoint endpoint) => endpoint.AddressFamily switch
+    {
+        System.Net.Sockets.AddressFamily.InterNetwork => AF_INET,
+        System.Net.Sockets.AddressFamily.InterNetworkV6 => AF_INET6,
+        System.Net.Sockets.AddressFamily.Unix => AF_UNIX,
+        var other => throw new NotSupportedException($"address family {other}"),
+    };
+}

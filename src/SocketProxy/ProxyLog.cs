@@ -1,0 +1,38 @@
+using Microsoft.Extensions.Logging;
+
+namespace IoMux.SocketProxy;
+
+/// <summary>Every message the proxy logs, in one place (so the wording and the levels are reviewed together).</summary>
+internal sealed class ProxyLog(ILogger logger)
+{
+
+    public void Listening(int count, string target, string backend) =>
+        logger.LogInformation("Relaying {Count} listening socket(s) to {Target} ({Backend} backend).", count, target, backend);
+
+    public void BackendUnreachable(string target, int errno, string? detail) =>
+        logger.LogWarning("Cannot connect to {Target}: {Error}. Clients are closed until it answers again (logged once).",
+            target, detail ?? $"{Errno.Name(errno)} ({Errno.Describe(errno)})");
+
+    public void BackendReachable(string target, long failures) =>
+        logger.LogInformation("{Target} answers again after {Failures} failed connection(s).", target, failures);
+
+    public void ConnectionAborted(long id, string side, int errno) =>
+        logger.LogDebug("Connection {Id}: {Side} failed with {Error}; both sides closed.", id, side, Errno.Name(errno));
+
+    public void AcceptPaused(int errno, TimeSpan retry) =>
+        logger.LogWarning("accept: {Error}; not accepting for {Delay} ms (logged once until accepting works again).",
+            Errno.Name(errno), (int)retry.TotalMilliseconds);
+
+    public void AcceptFailed(int errno) =>
+        logger.LogError("accept: {Error} ({Description}).", Errno.Name(errno), Errno.Describe(errno));
+
+    public void IdleExit(TimeSpan idle) =>
+        logger.LogInformation("No connection for {Seconds} s; exiting.", idle.TotalSeconds);
+
+    public void Draining(int active, TimeSpan limit) =>
+        logger.LogInformation("Stopping: no new connections; waiting up to {Seconds} s for {Active} active connection(s).",
+            limit.TotalSeconds, active);
+
+    public void DrainTimedOut(int active) =>
+        logger.LogWarning("Stopping: closing {Active} connection(s) still active after the drain time.", active);
+}

@@ -1,0 +1,30 @@
+namespace IoMux.SocketProxy;
+
+/// <summary>What the proxy was asked to do; see <c>iomux-socket-proxyd --help</c>.</summary>
+public sealed class ProxyOptions
+{
+    /// <summary>systemd-socket-proxyd's default for <c>--connections-max</c>.</summary>
+    public const int DefaultConnectionsMax = 256;
+
+    /// <summary>Where connections go.</summary>
+    public required BackendTarget Target { get; init; }
+
+    /// <summary>At most this many connections at once; past it the listeners are not polled (clients wait in the
+    /// kernel's backlog instead of being accepted and dropped).</summary>
+    public int ConnectionsMax { get; init; } = DefaultConnectionsMax;
+
+    /// <summary>Exit after this long without a connection; null: never.</summary>
+    public TimeSpan? ExitIdleTime { get; init; }
+
+    /// <summary>How long a backend connect may take before the client is closed.</summary>
+    public TimeSpan ConnectTimeout { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>After SIGTERM or SIGINT: how long active connections may go on before they are closed.</summary>
+    public TimeSpan DrainTime { get; init; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>After EMFILE (or ENFILE, ENOBUFS, ENOMEM) on accept: how long accepting pauses.</summary>
+    public TimeSpan AcceptRetryDelay { get; init; } = TimeSpan.FromMilliseconds(200);
+
+    /// <summary>Splice on Linux, read/write elsewhere.</summary>
+    public CopyMode CopyMode { get; init; } = OperatingSystem.IsLinux() ? CopyMode.Splice : CopyMode.Buffer;
+}

@@ -1,0 +1,220 @@
+using IoMux.Interop;
+using IoMux.Loop;
+using Microsoft.Extensions.Logging;
+
+namespace IoMux.SocketProxy;
+
+/// <summary>Counts a run of the proxy (read on the loop thread, or after it stopped).</summary>
+public sealed class ProxyCounters
+{
+    /// <summary>Connections accepted.</summary>
+    public long Accepted { get; internal set; }
+    /// <summary>Connections whose backend connect failed (refused, unreachable, timed out, unresolvable).</summary>
+    public long BackendFailures { get; internal set; }
+    /// <summary>Connections closed, for any reason.</summary>
+    public long Closed { get; internal set; }
+    /// <summary>Bytes delivered from clients to the backend.</summary>
+    public long BytesToBackend { get; internal set; }
+    /// <summary>Bytes delivered from the backend to clients.</summary>
+    public long BytesToClients { get; internal set; }
+}
+
+/// <summary>The proxy on an <see cref="EventLoop"/>: accepts on the listening sockets it was given, relays each
+/// connection to the backend, applies <c>--connections-max</c> by not polling the listeners, exits when idle,
+/// and drains on <see cref="Stop"/>. Every member runs on the loop thread.</summary>
+public sealed class ProxyServer
+{
+    // Accepts per listener wakeup: enough to empty a burst, few enough to let established connections run.
+    private const int AcceptBatch = 32;
+
+    private readonly List<IoSource> _listeners = [];
+    private readonly HashSet<Connection> _connections = [];
+    private TimerSource? _idleTimer, _acceptRetry, _drainTimer;
+    private bool _acceptPaused, _stopping, _backendFailing;
+    private long _failuresWhileDown, _nextId;
+
+    /// <summary>Serves <paramref name="listeners"/> (non-blocking listening stream sockets, owned by the server from
+    /// now on) on <paramref name="loop"/>.</summary>
+    public ProxyServer(EventLoop loop, IReadOnlyList<int> listeners, ProxyOptions options, ILogger logger)
+    {
+        ArgumentNullException.ThrowIfNull(listeners);
+        if (listeners.Count == 0)
+            throw new ArgumentException("At least one listening socket is needed.", nameof(listeners));
+        Loop = loop;
+        Options = options;
+        Log = new ProxyLog(logger);
+        foreach (int fd in listeners)
+            _listeners.Add(loop.AddIo(fd, Interest.Readable, (source, _) => AcceptFrom(source), description: $"listener fd {fd}"));
+        Log.Listening(listeners.Count, options.Target.Text, loop.Poller.Capabilities.Name);
+        UpdateIdleTimer();
+    }
+
+    /// <summary>The loop the server runs on.</summary>
+    public EventLoop Loop { get; }
+
+    /// <summary>The options it was started with.</summary>
+    public ProxyOptions Options { get; }
+
+    /// <summary>Totals so far.</summary>
+    public ProxyCounters Counters { get; } = new();
+
+    /// <summary>Connections open now.</summary>
+    public int ActiveConnections => _connections.Count;
+
+    internal ProxyLog Log { get; }
+
+    private void AcceptFrom(IoSource listener)
+    {
+        for (int i = 0; i < AcceptBatch && IsAccepting; i++)
+        {
+            int fd = Sockets.Accept(listener.Descriptor);
+            if (fd >= 0)
+            {
+                StartConnection(fd);
+                continue;
+            }
+            int errno = -fd;
+            if (errno == Errno.EAGAIN)
+                break;
+            if (errno == Errno.EINTR || errno == Errno.ECONNABORTED)
+                continue;
+            if (errno == Errno.EMFILE || errno == Errno.ENFILE || errno == Errno.ENOBUFS || errno == Errno.ENOMEM)
+            {
+                PauseAccepting(errno);
+                break;
+            }
+            // EPROTO, EPERM (a firewall said no) and the like concern one pending connection only.
+            Log.AcceptFailed(errno);
+        }
+        UpdateListeners();
+    }
+
+    private void StartConnection(int fd)
+    {
+        Counters.Accepted++;
+        var connection = new Connection(this, fd, ++_nextId);
+        _connections.Add(connection);
+        UpdateIdleTimer();
+        connection.Begin(Options.Target);
+    }
+
+    private bool IsAccepting => !_stopping && !_acceptPaused && _connections.Count < Options.ConnectionsMax;
+
+    /// <summary>Listeners are polled exactly while accepting: at the cap, paused or stopping, clients wait in the
+    /// listen backlog (and connect() there still succeeds), which is what the cap promises.</summary>
+    private void UpdateListeners()
+    {
+        var wanted = IsAccepting ? SourceState.On : SourceState.Off;
+        foreach (var listener in _listeners)
+            if (!listener.IsDisposed && listener.State != wanted)
+                listener.State = wanted;
+    }
+
+    /// <summary>Out of descriptors: accepting again at once would spin (the pending connection keeps the listener
+    /// readable), so stop polling the listeners for a while. The kernel keeps the clients in the backlog.</summary>
+    private void PauseAccepting(int errno)
+    {
+        if (!_acceptPaused)
+            Log.AcceptPaused(errno, Options.AcceptRetryDelay);
+        _acceptPaused = true;
+        _acceptRetry?.Dispose();
+        _acceptRetry = Loop.AddTimer(Options.AcceptRetryDelay, _ =>
+        {
+            _acceptPaused = false;
+            UpdateListeners();
+        }, accuracy: TimeSpan.FromMilliseconds(10), description: "accept retry");
+    }
+
+    internal void OnConnectionClosed(Connection connection)
+    {
+        if (!_connections.Remove(connection))
+            return;
+        Counters.Closed++;
+        Counters.BytesToBackend += connection.BytesToBackend;
+        Counters.BytesToClients += connection.BytesToClient;
+        if (_stopping && _connections.Count == 0)
+        {
+            Loop.Exit(0);
+            return;
+        }
+        UpdateListeners();
+        UpdateIdleTimer();
+    }
+
+    internal void OnBackendUnreachable(int errno, string? detail)
+    {
+        Counters.BackendFailures++;
+        _failuresWhileDown++;
+        if (_backendFailing)
+            return;
+        _backendFailing = true;
+        Log.BackendUnreachable(Options.Target.Text, errno, detail);
+    }
+
+    internal void OnBackendReachable()
+    {
+        if (!_backendFailing)
+            return;
+        _backendFailing = false;
+        Log.BackendReachable(Options.Target.Text, _failuresWhileDown);
+        _failuresWhileDown = 0;
+    }
+
+    private void UpdateIdleTimer()
+    {
+        if (Options.ExitIdleTime is not { } idle || _stopping)
+            return;
+        if (_connections.Count > 0)
+        {
+            _idleTimer?.Dispose();
+            _idleTimer = null;
+        }
+        else if (_idleTimer is null)
+        {
+            _idleTimer = Loop.AddTimer(idle, _ =>
+            {
+                Log.IdleExit(idle);
+                Loop.Exit(0);
+            }, accuracy: TimeSpan.FromMilliseconds(50), description: "exit-idle-time");
+        }
+    }
+
+    /// <summary>Stops accepting (closing the listening sockets) and exits the loop with 0 once the active
+    /// connections have ended, or after <see cref="ProxyOptions.DrainTime"/> by closing them. A second call
+    /// closes them at once.</summary>
+    public void Stop()
+    {
+        if (_stopping)
+        {
+            CloseAll();
+            return;
+        }
+        _stopping = true;
+        _idleTimer?.Dispose();
+        _acceptRetry?.Dispose();
+        foreach (var listener in _listeners)
+        {
+            listener.Dispose();
+            LibC.CloseQuietly(listener.Descriptor);
+        }
+        if (_connections.Count == 0)
+        {
+            Loop.Exit(0);
+            return;
+        }
+        Log.Draining(_connections.Count, Options.DrainTime);
+        _drainTimer = Loop.AddTimer(Options.DrainTime, _ =>
+        {
+            Log.DrainTimedOut(_connections.Count);
+            CloseAll();
+        }, accuracy: TimeSpan.FromMilliseconds(50), description: "drain time");
+    }
+
+    private void CloseAll()
+    {
+        _drainTimer?.Dispose();
+        foreach (var connection in _connections.ToArray())
+            connection.Close(abortive: false);
+        Loop.Exit(0);
+    }
+}

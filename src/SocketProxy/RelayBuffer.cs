@@ -1,0 +1,126 @@
+using System.Runtime.InteropServices;
+using IoMux.Interop;
+
+namespace IoMux.SocketProxy;
+
+/// <summary>The bounded space between the two sockets of one direction. It is filled only when empty, which
+/// keeps one rule for both kinds: a fill that fails with EAGAIN means the source has nothing, never that the
+/// buffer is full (a splice into a pipe with free bytes but no free page slot would say EAGAIN too).</summary>
+internal abstract class RelayBuffer : IDisposable
+{
+    /// <summary>Bytes taken from the source and not yet given to the destination.</summary>
+    public int Pending { get; protected set; }
+
+    /// <summary>The most one fill asks for.</summary>
+    public abstract int Capacity { get; }
+
+    /// <summary>Reads up to <see cref="Capacity"/> bytes from <paramref name="source"/>; the byte count, 0 at end of
+    /// stream, or -errno.</summary>
+    public abstract int Fill(int source);
+
+    /// <summary>Writes pending bytes to <paramref name="destination"/>; the byte count or -errno.</summary>
+    public abstract int Drain(int destination);
+
+    /// <summary>Releases the pipe or the memory; pending bytes are discarded.</summary>
+    public abstract void Dispose();
+
+    /// <summary>splice(2) through a pipe on Linux (what systemd-socket-proxyd does), else read/write.</summary>
+    public static RelayBuffer Create(CopyMode mode) =>
+        mode == CopyMode.Splice ? new SplicePipe() : new MemoryBuffer();
+}
+
+/// <summary>How bytes move from one socket to the other.</summary>
+public enum CopyMode
+{
+    /// <summary>splice(2) into a pipe and out again: the bytes never enter user space (Linux).</summary>
+    Splice,
+    /// <summary>read(2) into a buffer and write(2) it out (every OS).</summary>
+    Buffer,
+}
+
+/// <summary>A pipe pair used as a zero-copy buffer.</summary>
+internal sealed unsafe class SplicePipe : RelayBuffer
+{
+    /// <summary>systemd-socket-proxyd's size: 64 KiB pipes (the default) cap a bulk copy at one window per wakeup.</summary>
+    public const int PreferredCapacity = 256 * 1024;
+
+    private readonly int _readEnd, _writeEnd;
+
+    public SplicePipe()
+    {
+        int* fds = stackalloc int[2];
+        if (Sockets.pipe2(fds, Sockets.O_NONBLOCK_CLOEXEC) != 0)
+            throw Errno.Fail("pipe2");
+        _readEnd = fds[0];
+        _writeEnd = fds[1];
+        // Past fs.pipe-user-pages-soft an unprivileged user cannot grow pipes: keep what the kernel gave.
+        LibC.fcntl(_writeEnd, Sockets.F_SETPIPE_SZ, PreferredCapacity);
+        int size = LibC.fcntl(_writeEnd, Sockets.F_GETPIPE_SZ, 0);
+        Capacity = size > 0 ? size : 4096;
+    }
+
+    public override int Capacity { get; }
+
+    public override int Fill(int source)
+    {
+        nint n = Sockets.splice(source, null, _writeEnd, null, (nuint)Capacity, Sockets.SPLICE_F_MOVE | Sockets.SPLICE_F_NONBLOCK);
+        if (n < 0)
+            return -Errno.Last;
+        Pending += (int)n;
+        return (int)n;
+    }
+
+    public override int Drain(int destination)
+    {
+        nint n = Sockets.splice(_readEnd, null, destination, null, (nuint)Pending, Sockets.SPLICE_F_MOVE | Sockets.SPLICE_F_NONBLOCK);
+        if (n < 0)
+            return -Errno.Last;
+        Pending -= (int)n;
+        return (int)n;
+    }
+
+    public override void Dispose()
+    {
+        LibC.CloseQuietly(_readEnd);
+        LibC.CloseQuietly(_writeEnd);
+    }
+}
+
+/// <summary>A native buffer for read/write copying (native so that no GC pinning is needed per call).</summary>
+internal sealed unsafe class MemoryBuffer : RelayBuffer
+{
+    private const int Size = 64 * 1024;
+    private byte* _memory = (byte*)NativeMemory.Alloc(Size);
+    private int _offset;
+
+    public override int Capacity => Size;
+
+    public override int Fill(int source)
+    {
+        nint n = LibC.read(source, _memory, Size);
+        if (n < 0)
+            return -Errno.Last;
+        _offset = 0;
+        Pending = (int)n;
+        return (int)n;
+    }
+
+    public override int Drain(int destination)
+    {
+        nint n = LibC.write(destination, _memory + _offset, (nuint)Pending);
+        if (n < 0)
+            return -Errno.Last;
+        _offset += (int)n;
+        Pending -= (int)n;
+        return (int)n;
+    }
+
+    public override void Dispose()
+    {
+        if (_memory is not null)
+        {
+            NativeMemory.Free(_memory);
+            _memory = null;
+        }
+    }
+}

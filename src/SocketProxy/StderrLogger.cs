@@ -1,0 +1,67 @@
+using Microsoft.Extensions.Logging;
+
+namespace IoMux.SocketProxy;
+
+/// <summary>Log lines on stderr, the way systemd's own daemons write them: under the journal (JOURNAL_STREAM set)
+/// each line carries its syslog priority as a <c>&lt;N&gt;</c> prefix, otherwise the program's name. The level
+/// comes from SYSTEMD_LOG_LEVEL (debug, info, notice, warning, err...), as for systemd-socket-proxyd.
+/// Hand-written rather than Microsoft.Extensions.Logging.Console: that one starts a queue thread and costs
+/// start-up time, which socket activation makes the first client wait for.</summary>
+public sealed class StderrLogger : ILogger
+{
+    private readonly string _program;
+    private readonly bool _journal;
+    private readonly TextWriter _output;
+
+    /// <summary>A logger for <paramref name="program"/> at <paramref name="minimum"/> writing to <paramref name="output"/> (stderr by default).</summary>
+    public StderrLogger(string program, LogLevel minimum, TextWriter? output = null)
+    {
+        _program = program;
+        Minimum = minimum;
+        _output = output ?? Console.Error;
+        _journal = output is null && Environment.GetEnvironmentVariable("JOURNAL_STREAM") is not null;
+    }
+
+    /// <summary>The least severe level written.</summary>
+    public LogLevel Minimum { get; }
+
+    /// <summary>Maps SYSTEMD_LOG_LEVEL's names and numbers; info when unset or unknown.</summary>
+    public static LogLevel LevelFromEnvironment() =>
+        Environment.GetEnvironmentVariable("SYSTEMD_LOG_LEVEL")?.Trim().ToLowerInvariant() switch
+        {
+            "debug" or "7" => LogLevel.Debug,
+            "notice" or "5" or "info" or "6" => LogLevel.Information,
+            "warning" or "4" => LogLevel.Warning,
+            "err" or "3" => LogLevel.Error,
+            "crit" or "alert" or "emerg" or "2" or "1" or "0" => LogLevel.Critical,
+            _ => LogLevel.Information,
+        };
+
+    /// <inheritdoc />
+    public IDisposable? BeginScope<TState>(TState state) where TState : notnull => null;
+
+    /// <inheritdoc />
+    public bool IsEnabled(LogLevel logLevel) => logLevel != LogLevel.None && logLevel >= Minimum;
+
+    /// <inheritdoc />
+    public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
+    {
+        if (!IsEnabled(logLevel))
+            return;
+        string message = formatter(state, exception);
+        if (exception is not null)
+            message += $" ({exception.GetType().Name}: {exception.Message})";
+        string line = _journal ? $"<{SyslogPriority(logLevel)}>{message}" : $"{_program}: {message}";
+        lock (_output)
+            _output.WriteLine(line);
+    }
+
+    private static int SyslogPriority(LogLevel level) => level switch
+    {
+        LogLevel.Trace or LogLevel.Debug => 7,
+        LogLevel.Information => 6,
+        LogLevel.Warning => 4,
+        LogLevel.Error => 3,
+        _ => 2,
+    };
+}

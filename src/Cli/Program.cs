@@ -20,10 +20,14 @@ var check = new Command("check", "Run the conformance scenarios of docs/SEMANTIC
 };
 check.SetAction(result => Commands.Check(Console.Out, result.GetValue(backendOption), result.GetValue(scenarioOption)));
 
+var proxy = IoMux.SocketProxy.ProxyCommand.Configure(new Command("proxy",
+    "The socket-activation proxy (the same as iomux-socket-proxyd): relay the sockets passed by LISTEN_FDS to HOST:PORT or a Unix socket."));
+
 var root = new RootCommand("iomux: the backends this machine offers and whether each keeps IoMux's contract. Without a command: backends, then check.")
 {
     backends,
     check,
+    proxy,
 };
 root.SetAction(_ =>
 {

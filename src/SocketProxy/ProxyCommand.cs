@@ -109,6 +109,8 @@ public static class ProxyCommand
         var server = new ProxyServer(loop, listeners, options, logger);
         using var term = loop.AddSignal(PosixSignal.SIGTERM, (_, _) => server.Stop());
         using var interrupt = loop.AddSignal(PosixSignal.SIGINT, (_, _) => server.Stop());
-        return loop.Run();
+        int code = loop.Run();
+        server.Log.Totals(server.Counters);
+        return code;
     }
 }

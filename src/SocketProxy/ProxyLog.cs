@@ -35,4 +35,8 @@ internal sealed class ProxyLog(ILogger logger)
 
     public void DrainTimedOut(int active) =>
         logger.LogWarning("Stopping: closing {Active} connection(s) still active after the drain time.", active);
+
+    public void Totals(ProxyCounters c) =>
+        logger.LogInformation("Relayed {Closed} connection(s): {ToBackend} bytes to the backend, {ToClients} bytes to clients; {Failures} backend connect failure(s).",
+            c.Closed, c.BytesToBackend, c.BytesToClients, c.BackendFailures);
 }

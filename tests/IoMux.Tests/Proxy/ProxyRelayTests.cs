@@ -1,0 +1,139 @@
+using System.Net.Sockets;
+using System.Text;
+
+namespace IoMux.Tests.Proxy;
+
+/// <summary>The relay of the real iomux-socket-proxyd process, started by systemd-socket-activate: every byte
+/// arrives (checksums and the proxy's own exact byte counts), half-closes pass through in both directions,
+/// hundreds of connections run at once, and a Unix-socket backend works like a TCP one.</summary>
+[TestFixture("splice")]
+[TestFixture("buffer")]
+[NonParallelizable]
+public sealed class ProxyRelayTests(string copy)
+{
+    private const long HundredMebibytes = 100L << 20;
+
+    private string CopyOption => $"--copy={copy}";
+
+    [Test, CancelAfter(120_000)]
+    public async Task HundredMebibytesEachWayArriveIntactAndAreCountedExactly()
+    {
+        using var backend = TestBackend.Tcp(TestBackend.Echo);
+        using var proxy = ProxyProcess.Activated(CopyOption, backend.Target);
+        var baseline = await proxy.WarmUpAndCountDescriptors();
+        using (var client = proxy.Connect())
+        {
+            var received = TestBackend.ReceiveAll(client);
+            string sent = await TestBackend.SendPattern(client, HundredMebibytes, seed: 1);
+            client.Shutdown(SocketShutdown.Send);
+            var (bytes, hash) = await received;
+            Assert.That(bytes, Is.EqualTo(HundredMebibytes));
+            Assert.That(hash, Is.EqualTo(sent), "the echo through the proxy differs from what was sent");
+        }
+        Assert.That(ProxyProcess.Eventually(() => proxy.CountDescriptors() == baseline, TimeSpan.FromSeconds(10)), Is.True,
+            "the connection's sockets stay open after both sides ended");
+        proxy.Signal(ProxyProcess.SIGTERM);
+        Assert.That(proxy.WaitForExit(TimeSpan.FromSeconds(10)), Is.True);
+        Assert.That(proxy.ExitCode, Is.EqualTo(0));
+        Assert.That(proxy.Log, Does.Contain($"Relayed 2 connection(s): {HundredMebibytes + 1} bytes to the backend, {HundredMebibytes + 1} bytes to clients"));
+        Assert.That(backend.Failures, Is.Empty);
+    }
+
+    [Test, CancelAfter(120_000)]
+    public async Task FiveHundredConnectionsRelayAtOnce()
+    {
+        const int clients = 500, bytesEach = 64 * 1024;
+        using var backend = TestBackend.Tcp(TestBackend.Echo);
+        using var proxy = ProxyProcess.Activated(CopyOption, "--connections-max=600", backend.Target);
+        var baseline = await proxy.WarmUpAndCountDescriptors();
+        int warmUps = backend.Accepted;
+        var sockets = new List<Socket>();
+        try
+        {
+            for (int i = 0; i < clients; i++)
+                sockets.Add(proxy.Connect());
+            // All 500 are relayed at the same time: the backend holds 500 connections from the proxy.
+            Assert.That(ProxyProcess.Eventually(() => backend.Accepted - warmUps == clients, TimeSpan.FromSeconds(30)), Is.True,
+                $"the backend saw {backend.Accepted - warmUps} connections");
+            var runs = sockets.Select(async (socket, i) =>
+            {
+                var received = TestBackend.ReceiveAll(socket);
+                string sent = await TestBackend.SendPattern(socket, bytesEach, seed: i);
+                socket.Shutdown(SocketShutdown.Send);
+                var (bytes, hash) = await received;
+                return bytes == bytesEach && hash == sent;
+            }).ToList();
+            var results = await Task.WhenAll(runs);
+            Assert.That(results.Count(ok => ok), Is.EqualTo(clients));
+        }
+        finally
+        {
+            foreach (var socket in sockets)
+                socket.Dispose();
+        }
+        Assert.That(ProxyProcess.Eventually(() => proxy.CountDescriptors() == baseline, TimeSpan.FromSeconds(15)), Is.True,
+            $"descriptors: {proxy.CountDescriptors()}, before: {baseline}");
+        proxy.Signal(ProxyProcess.SIGTERM);
+        Assert.That(proxy.WaitForExit(TimeSpan.FromSeconds(10)), Is.True);
+        Assert.That(proxy.Log, Does.Contain($"Relayed {clients + 1} connection(s): {clients * bytesEach + 1} bytes to the backend, {clients * bytesEach + 1} bytes to clients"));
+        Assert.That(backend.Failures, Is.Empty);
+    }
+
+    [Test, CancelAfter(60_000)]
+    public async Task ClientHalfCloseReachesTheBackendWhichCanStillAnswer()
+    {
+        var response = new byte[1 << 20];
+        Random.Shared.NextBytes(response);
+        using var backend = TestBackend.Tcp(async socket =>
+        {
+            var (requestBytes, _) = await TestBackend.ReceiveAll(socket); // returns at the client's half-close
+            Assert.That(requestBytes, Is.EqualTo(5));
+            await TestBackend.SendAll(socket, response);
+            socket.Shutdown(SocketShutdown.Send);
+        });
+        using var proxy = ProxyProcess.Activated(CopyOption, backend.Target);
+        using var client = proxy.Connect();
+        await TestBackend.SendAll(client, Encoding.ASCII.GetBytes("hello"));
+        client.Shutdown(SocketShutdown.Send);
+        var (bytes, hash) = await TestBackend.ReceiveAll(client);
+        Assert.That(bytes, Is.EqualTo(response.Length));
+        Assert.That(hash, Is.EqualTo(Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(response))));
+        Assert.That(backend.Failures, Is.Empty);
+    }
+
+    [Test, CancelAfter(60_000)]
+    public async Task BackendHalfCloseReachesTheClientWhichCanStillSend()
+    {
+        var received = new TaskCompletionSource<long>(TaskCreationOptions.RunContinuationsAsynchronously);
+        using var backend = TestBackend.Tcp(async socket =>
+        {
+            await TestBackend.SendAll(socket, new byte[300_000]);
+            socket.Shutdown(SocketShutdown.Send);
+            var (bytes, _) = await TestBackend.ReceiveAll(socket);
+            received.SetResult(bytes);
+        });
+        using var proxy = ProxyProcess.Activated(CopyOption, backend.Target);
+        using var client = proxy.Connect();
+        var (fromBackend, _) = await TestBackend.ReceiveAll(client); // the backend's FIN arrives as end of stream
+        Assert.That(fromBackend, Is.EqualTo(300_000));
+        await TestBackend.SendPattern(client, 2 << 20, seed: 7);
+        client.Shutdown(SocketShutdown.Send);
+        Assert.That(await received.Task.WaitAsync(TimeSpan.FromSeconds(20)), Is.EqualTo(2 << 20));
+        Assert.That(backend.Failures, Is.Empty);
+    }
+
+    [Test, CancelAfter(60_000)]
+    public async Task UnixSocketBackend()
+    {
+        using var backend = TestBackend.Unix(TestBackend.Echo);
+        using var proxy = ProxyProcess.Activated(CopyOption, backend.Target);
+        using var client = proxy.Connect();
+        var received = TestBackend.ReceiveAll(client);
+        string sent = await TestBackend.SendPattern(client, 8 << 20, seed: 3);
+        client.Shutdown(SocketShutdown.Send);
+        var (bytes, hash) = await received;
+        Assert.That(bytes, Is.EqualTo(8 << 20));
+        Assert.That(hash, Is.EqualTo(sent));
+        Assert.That(backend.Failures, Is.Empty);
+    }
+}

@@ -19,6 +19,11 @@ internal sealed class Connection
     private IoSource? _clientSource, _backendSource;
     private TimerSource? _connectTimer;
     private Direction? _toBackend, _toClient;
+    private int _descriptorRetries;
+
+    // Out of descriptors after accept: the client is kept and the connect retried this many times (each after
+    // the accept-retry delay) before it is given up.
+    private const int MaxDescriptorRetries = 50;
 
     public Connection(ProxyServer server, int client, long id)
     {
@@ -57,12 +62,20 @@ internal sealed class Connection
         }), TaskScheduler.Default);
     }
 
+    private EndPoint? _endpoint;
+
     private unsafe void Connect(EndPoint endpoint)
     {
         _phase = Phase.Connecting;
+        _endpoint = endpoint;
         try
         {
             _backend = Sockets.OpenStreamSocket(Sockets.NativeFamily(endpoint));
+        }
+        catch (PosixException e) when (IsOutOfDescriptors(e.Errno))
+        {
+            RetryWhenDescriptorsFree(endpoint, e.Errno);
+            return;
         }
         catch (PosixException e)
         {
@@ -77,7 +90,7 @@ internal sealed class Connection
         _backendSource = _loop.AddIo(_backend, Interest.Writable, (_, readiness) => OnBackend(readiness), description: $"backend of connection {Id}");
         if (rc == 0)
         {
-            OnConnected();
+            OnConnected(endpoint);
         }
         else if (errno == Errno.EINPROGRESS || errno == Errno.EAGAIN || errno == Errno.EINTR)
         {
@@ -91,7 +104,7 @@ internal sealed class Connection
         }
     }
 
-    private void OnConnected()
+    private void OnConnected(EndPoint endpoint)
     {
         _connectTimer?.Dispose();
         _connectTimer = null;
@@ -100,17 +113,43 @@ internal sealed class Connection
             _toBackend = new Direction(_client, _backend, RelayBuffer.Create(_server.Options.CopyMode));
             _toClient = new Direction(_backend, _client, RelayBuffer.Create(_server.Options.CopyMode));
         }
-        catch (PosixException e)
+        catch (PosixException e) when (IsOutOfDescriptors(e.Errno))
         {
-            // EMFILE for the pipes: this client cannot be served now; the backend is fine.
-            _server.Log.ConnectionAborted(Id, e.Operation, e.Errno);
-            Close(abortive: false);
+            // No descriptors for the pipes: give back what this connection holds except the client, and retry.
+            _toBackend?.Dispose();
+            _toBackend = null;
+            _backendSource?.Dispose();
+            _backendSource = null;
+            LibC.CloseQuietly(_backend);
+            _backend = -1;
+            RetryWhenDescriptorsFree(endpoint, e.Errno);
             return;
         }
         _phase = Phase.Relaying;
-        _server.OnBackendReachable();
+        _server.OnRelayStarted();
         _clientSource = _loop.AddIo(_client, Interest.Readable, (_, readiness) => OnClient(readiness), description: $"client of connection {Id}");
         UpdateInterest();
+    }
+
+    private static bool IsOutOfDescriptors(int errno) => errno == Errno.EMFILE || errno == Errno.ENFILE;
+
+    /// <summary>EMFILE after the accept: not the backend's fault and not the client's. The client waits (its bytes
+    /// stay in its socket buffer), accepting pauses, and the connect is tried again after the pause.</summary>
+    private void RetryWhenDescriptorsFree(EndPoint endpoint, int errno)
+    {
+        _server.OnOutOfDescriptors(errno);
+        if (++_descriptorRetries > MaxDescriptorRetries)
+        {
+            _server.Log.ConnectionAborted(Id, "descriptors", errno);
+            Close(abortive: false);
+            return;
+        }
+        _phase = Phase.Resolving;
+        _connectTimer = _loop.AddTimer(_server.Options.AcceptRetryDelay, _ =>
+        {
+            _connectTimer = null;
+            Connect(endpoint);
+        }, accuracy: TimeSpan.FromMilliseconds(10), description: $"descriptor retry of connection {Id}");
     }
 
     private void FailConnect(int errno, string? detail)
@@ -129,7 +168,7 @@ internal sealed class Connection
             if (error != 0)
                 FailConnect(Math.Abs(error), null);
             else if ((readiness & (Readiness.Writable | Readiness.Hangup | Readiness.Error)) != 0)
-                OnConnected();
+                OnConnected(_endpoint!);
             return;
         }
         if (_phase == Phase.Relaying)

@@ -20,7 +20,7 @@ internal sealed class ProxyLog(ILogger logger)
         logger.LogDebug("Connection {Id}: {Side} failed with {Error}; both sides closed.", id, side, Errno.Name(errno));
 
     public void AcceptPaused(int errno, TimeSpan retry) =>
-        logger.LogWarning("accept: {Error}; not accepting for {Delay} ms (logged once until accepting works again).",
+        logger.LogWarning("Out of descriptors ({Error}): not accepting for {Delay} ms at a time until a connection can be relayed again (logged once).",
             Errno.Name(errno), (int)retry.TotalMilliseconds);
 
     public void AcceptFailed(int errno) =>

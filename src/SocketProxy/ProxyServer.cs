@@ -30,7 +30,7 @@ public sealed class ProxyServer
     private readonly List<IoSource> _listeners = [];
     private readonly HashSet<Connection> _connections = [];
     private TimerSource? _idleTimer, _acceptRetry, _drainTimer;
-    private bool _acceptPaused, _stopping, _backendFailing;
+    private bool _acceptPaused, _stopping, _backendFailing, _shortageLogged;
     private long _failuresWhileDown, _nextId;
 
     /// <summary>Serves <paramref name="listeners"/> (non-blocking listening stream sockets, owned by the server from
@@ -114,8 +114,9 @@ public sealed class ProxyServer
     /// readable), so stop polling the listeners for a while. The kernel keeps the clients in the backlog.</summary>
     private void PauseAccepting(int errno)
     {
-        if (!_acceptPaused)
+        if (!_shortageLogged)
             Log.AcceptPaused(errno, Options.AcceptRetryDelay);
+        _shortageLogged = true;
         _acceptPaused = true;
         _acceptRetry?.Dispose();
         _acceptRetry = Loop.AddTimer(Options.AcceptRetryDelay, _ =>
@@ -123,6 +124,13 @@ public sealed class ProxyServer
             _acceptPaused = false;
             UpdateListeners();
         }, accuracy: TimeSpan.FromMilliseconds(10), description: "accept retry");
+    }
+
+    /// <summary>A connection ran out of descriptors after its accept: accepting more would only make it worse.</summary>
+    internal void OnOutOfDescriptors(int errno)
+    {
+        PauseAccepting(errno);
+        UpdateListeners();
     }
 
     internal void OnConnectionClosed(Connection connection)
@@ -151,8 +159,10 @@ public sealed class ProxyServer
         Log.BackendUnreachable(Options.Target.Text, errno, detail);
     }
 
-    internal void OnBackendReachable()
+    /// <summary>A connection is relaying: the backend answers and descriptors were found.</summary>
+    internal void OnRelayStarted()
     {
+        _shortageLogged = false;
         if (!_backendFailing)
             return;
         _backendFailing = false;

@@ -1,0 +1,163 @@
+using System.Diagnostics;
+using System.Net.Sockets;
+
+namespace IoMux.Tests.Proxy;
+
+/// <summary>What the proxy does when something breaks: a backend that refuses, a reset on either side in the middle
+/// of a transfer, running out of descriptors. It keeps serving, closes what must be closed promptly, logs once,
+/// and leaks no socket or pipe.</summary>
+[NonParallelizable]
+public sealed class ProxyFaultTests
+{
+    [Test, CancelAfter(60_000)]
+    public async Task RefusingBackendClosesEachClientPromptlyLogsOnceAndRecovers()
+    {
+        int port = ProxyProcess.FreePort(); // nothing listens there: connects are refused
+        using var proxy = ProxyProcess.Activated($"127.0.0.1:{port}");
+        for (int i = 0; i < 5; i++)
+        {
+            using var client = proxy.Connect();
+            var clock = Stopwatch.StartNew();
+            var (bytes, _) = await TestBackend.ReceiveAll(client).WaitAsync(TimeSpan.FromSeconds(10));
+            Assert.That(bytes, Is.EqualTo(0));
+            Assert.That(clock.Elapsed, Is.LessThan(TimeSpan.FromSeconds(5)), "the client was not closed promptly");
+        }
+        Assert.That(proxy.CountOccurrences("Cannot connect to"), Is.EqualTo(1), proxy.Log);
+        Assert.That(proxy.Log, Does.Contain("ECONNREFUSED"));
+
+        using var backend = TestBackend.Tcp(TestBackend.Echo, port);
+        using (var client = proxy.Connect())
+        {
+            await TestBackend.SendAll(client, new byte[1000]);
+            client.Shutdown(SocketShutdown.Send);
+            Assert.That((await TestBackend.ReceiveAll(client)).Bytes, Is.EqualTo(1000));
+        }
+        proxy.WaitForLog("answers again after 5 failed connection(s)", TimeSpan.FromSeconds(5));
+        Assert.That(proxy.HasExited, Is.False);
+    }
+
+    [Test, CancelAfter(60_000)]
+    public async Task ClientResetMidStreamClosesBothSidesAndLeaksNothing()
+    {
+        var backendEnded = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
+        using var backend = TestBackend.Tcp(async socket =>
+        {
+            if (await EchoIfWarmUp(socket))
+                return;
+            var buffer = new byte[1 << 16];
+            try
+            {
+                // Reads slowly so the proxy holds bytes in flight when the client resets.
+                while (await socket.ReceiveAsync(buffer, SocketFlags.None) > 0)
+                    await Task.Delay(1);
+                backendEnded.TrySetResult("end of stream");
+            }
+            catch (SocketException e)
+            {
+                backendEnded.TrySetResult(e.SocketErrorCode.ToString());
+            }
+        });
+        using var proxy = ProxyProcess.Activated(backend.Target);
+        var baseline = await proxy.WarmUpAndCountDescriptors();
+
+        var client = proxy.Connect();
+        var sending = TestBackend.SendPattern(client, 64L << 20, seed: 5);
+        await Task.Delay(300);
+        client.LingerState = new LingerOption(true, 0);
+        client.Dispose(); // RST while the proxy is mid-transfer
+        try { await sending; } catch (Exception e) when (e is SocketException or ObjectDisposedException) { }
+
+        var outcome = await backendEnded.Task.WaitAsync(TimeSpan.FromSeconds(20));
+        Assert.That(outcome, Is.EqualTo("ConnectionReset"), "the client's reset should reach the backend as a reset");
+        Assert.That(ProxyProcess.Eventually(() => proxy.CountDescriptors() == baseline, TimeSpan.FromSeconds(10)), Is.True,
+            $"descriptors: {proxy.CountDescriptors()}, before: {baseline}");
+        Assert.That(proxy.HasExited, Is.False);
+    }
+
+    [Test, CancelAfter(60_000)]
+    public async Task BackendResetMidStreamClosesBothSidesAndLeaksNothing()
+    {
+        using var backend = TestBackend.Tcp(async socket =>
+        {
+            if (await EchoIfWarmUp(socket))
+                return;
+            await TestBackend.SendAll(socket, new byte[4 << 20]);
+            socket.LingerState = new LingerOption(true, 0);
+            socket.Close(); // RST
+        });
+        using var proxy = ProxyProcess.Activated(backend.Target);
+        var baseline = await proxy.WarmUpAndCountDescriptors();
+
+        using (var client = proxy.Connect())
+        {
+            await TestBackend.SendAll(client, new byte[] { 1 });
+            long received = 0;
+            string ending;
+            try
+            {
+                received = (await TestBackend.ReceiveAll(client).WaitAsync(TimeSpan.FromSeconds(20))).Bytes;
+                ending = "end of stream";
+            }
+            catch (SocketException e)
+            {
+                ending = e.SocketErrorCode.ToString();
+            }
+            Assert.That(ending, Is.EqualTo("ConnectionReset"), "the backend's reset should reach the client as a reset");
+            Assert.That(received, Is.LessThanOrEqualTo(4 << 20));
+        }
+        Assert.That(ProxyProcess.Eventually(() => proxy.CountDescriptors() == baseline, TimeSpan.FromSeconds(10)), Is.True,
+            $"descriptors: {proxy.CountDescriptors()}, before: {baseline}");
+        Assert.That(proxy.HasExited, Is.False);
+    }
+
+    [Test, CancelAfter(60_000)]
+    public async Task OutOfDescriptorsPausesAcceptingWithoutSpinningAndServesTheWaitingClientLater()
+    {
+        using var backend = TestBackend.Tcp(TestBackend.Echo);
+        using var proxy = ProxyProcess.Activated(backend.Target);
+        await proxy.WarmUpAndCountDescriptors();
+        int open = Directory.GetFiles($"/proc/{proxy.Pid}/fd").Length;
+        // Room for one relayed connection (client, backend, two pipes = 6 descriptors) and not for a second.
+        SetDescriptorLimit(proxy.Pid, open + 7);
+
+        using var first = proxy.Connect();
+        await TestBackend.SendAll(first, new byte[100]);
+        var firstEcho = new byte[100];
+        Assert.That(await first.ReceiveAsync(firstEcho, SocketFlags.None), Is.GreaterThan(0));
+
+        using var second = proxy.Connect(); // accepted by the kernel into the backlog
+        await TestBackend.SendAll(second, new byte[100]);
+        proxy.WaitForLog("Out of descriptors", TimeSpan.FromSeconds(10));
+        long cpuBefore = proxy.CpuTicks();
+        await Task.Delay(1000);
+        long cpuUsed = proxy.CpuTicks() - cpuBefore;
+        Assert.That(cpuUsed, Is.LessThan(30), "the proxy spins while out of descriptors (CPU ticks in one second)");
+        Assert.That(second.Available, Is.EqualTo(0), "the second client was relayed although no descriptor was free");
+
+        first.Dispose();
+        second.Shutdown(SocketShutdown.Send);
+        var (bytes, _) = await TestBackend.ReceiveAll(second).WaitAsync(TimeSpan.FromSeconds(20));
+        Assert.That(bytes, Is.EqualTo(100), "the waiting client was not served once descriptors were free");
+        Assert.That(proxy.CountOccurrences("Out of descriptors"), Is.EqualTo(1), proxy.Log);
+    }
+
+    /// <summary>Reads the first byte; the warm-up connection (byte 42) is echoed and true returned.</summary>
+    private static async Task<bool> EchoIfWarmUp(Socket socket)
+    {
+        var first = new byte[1];
+        if (await socket.ReceiveAsync(first, SocketFlags.None) == 0)
+            return true;
+        if (first[0] != 42)
+            return false;
+        await TestBackend.SendAll(socket, first);
+        await TestBackend.Echo(socket);
+        return true;
+    }
+
+    private static void SetDescriptorLimit(int pid, int limit)
+    {
+        using var prlimit = Process.Start("prlimit", $"--pid {pid} --nofile={limit}:{limit}")!;
+        prlimit.WaitForExit();
+        Assert.That(prlimit.ExitCode, Is.EqualTo(0), "prlimit failed");
+    }
+}

@@ -1,0 +1,107 @@
+using IoMux.SocketProxy;
+
+namespace IoMux.Tests.Proxy;
+
+/// <summary>systemd-socket-proxyd's command line, the socket-activation variables, and the forms of targets and
+/// time spans the proxy accepts.</summary>
+public sealed class ProxyCommandLineTests
+{
+    [Test]
+    public void HelpListsSystemdsOptionsAndMarksTheExtensions()
+    {
+        var (code, output) = ProxyProcess.RunToExit(null, "--help");
+        Assert.That(code, Is.EqualTo(0));
+        Assert.That(output, Does.Contain("-c, --connections-max"));
+        Assert.That(output, Does.Contain("--exit-idle-time"));
+        Assert.That(output, Does.Contain("--version"));
+        Assert.That(output, Does.Contain("--listen").And.Contain("Extension: listen on ADDRESS"));
+        Assert.That(output, Does.Contain("-h, /h, --help, -?, /?").Or.Contain("-h, --help").Or.Contain("-?, -h, --help"));
+    }
+
+    [Test]
+    public void VersionPrintsTheVersion()
+    {
+        var (code, output) = ProxyProcess.RunToExit(null, "--version");
+        Assert.That(code, Is.EqualTo(0));
+        Assert.That(output, Does.StartWith("0.1.0"));
+    }
+
+    [Test]
+    public void WithoutSocketsItSaysSoAndExitsOne()
+    {
+        var (code, output) = ProxyProcess.RunToExit(null, "127.0.0.1:9");
+        Assert.That(code, Is.EqualTo(1));
+        Assert.That(output, Does.Contain("No listening socket was passed (LISTEN_FDS is not set)"));
+    }
+
+    [Test]
+    public void SocketsMeantForAnotherProcessAreRefused()
+    {
+        var environment = new Dictionary<string, string> { ["LISTEN_PID"] = "1", ["LISTEN_FDS"] = "1" };
+        var (code, output) = ProxyProcess.RunToExit(environment, "127.0.0.1:9");
+        Assert.That(code, Is.EqualTo(1));
+        Assert.That(output, Does.Contain("LISTEN_PID=1 is not this process"));
+    }
+
+    [Test]
+    public void ABadTargetIsAUsageError()
+    {
+        var (code, output) = ProxyProcess.RunToExit(null, "no-port-here");
+        Assert.That(code, Is.EqualTo(2));
+        Assert.That(output, Does.Contain("neither HOST:PORT nor a socket path"));
+    }
+
+    [Test]
+    public void ActivationVariablesAreCheckedAndNamesRead()
+    {
+        Assert.Throws<SocketActivationException>(() => SocketActivation.Parse(null, null, null, 100));
+        Assert.That(() => SocketActivation.Parse("100", "0", null, 100), Throws.TypeOf<SocketActivationException>().With.Message.Contains("LISTEN_FDS=0"));
+        Assert.That(() => SocketActivation.Parse("abc", "1", null, 100), Throws.TypeOf<SocketActivationException>().With.Message.Contains("not this process"));
+        // fd 3 in the test host is not a listening socket, and the proxy says so rather than failing later.
+        Assert.That(() => SocketActivation.Parse("100", "1", "web", 100), Throws.TypeOf<SocketActivationException>().With.Message.StartsWith("fd 3:"));
+    }
+
+    [TestCase("127.0.0.1:8080", null, 8080)]
+    [TestCase("[::1]:443", null, 443)]
+    [TestCase("localhost:80", "localhost", 80)]
+    [TestCase("/run/app.sock", null, 0)]
+    [TestCase("@abstract", null, 0)]
+    public void TargetsParse(string text, string? host, int port)
+    {
+        var target = BackendTarget.Parse(text);
+        Assert.That(target.Host, Is.EqualTo(host));
+        Assert.That(target.Port, Is.EqualTo(port));
+        Assert.That(target.FixedEndpoint is null, Is.EqualTo(host is not null));
+    }
+
+    [TestCase("example")]
+    [TestCase("host:")]
+    [TestCase("host:70000")]
+    [TestCase("::1:80")]
+    public void BadTargetsAreRejected(string text) => Assert.Throws<FormatException>(() => BackendTarget.Parse(text));
+
+    [TestCase("30", 30_000)]
+    [TestCase("30s", 30_000)]
+    [TestCase("500ms", 500)]
+    [TestCase("1min 30s", 90_000)]
+    [TestCase("2h", 7_200_000)]
+    [TestCase("1.5s", 1_500)]
+    public void TimeSpansParseLikeSystemd(string text, int milliseconds) =>
+        Assert.That(TimeSpans.Parse(text), Is.EqualTo(TimeSpan.FromMilliseconds(milliseconds)));
+
+    [Test]
+    public void InfinityMeansNever() => Assert.That(TimeSpans.Parse("infinity"), Is.Null);
+
+    [TestCase("")]
+    [TestCase("5 parsecs")]
+    [TestCase("s")]
+    public void BadTimeSpansAreRejected(string text) => Assert.Throws<FormatException>(() => TimeSpans.Parse(text));
+
+    [Test]
+    public void IomuxProxyIsTheSameCommand()
+    {
+        using var output = new StringWriter();
+        var command = ProxyCommand.Configure(new System.CommandLine.Command("proxy"));
+        Assert.That(command.Options.Select(o => o.Name), Does.Contain("--connections-max").And.Contain("--exit-idle-time").And.Contain("--listen"));
+    }
+}

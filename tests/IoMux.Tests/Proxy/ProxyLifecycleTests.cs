@@ -1,0 +1,111 @@
+using System.Diagnostics;
+using System.Net.Sockets;
+
+namespace IoMux.Tests.Proxy;
+
+/// <summary>The proxy's life: the connection cap holds clients in the backlog instead of dropping them, an idle
+/// proxy exits, SIGTERM stops accepting and lets active connections finish (for a bounded time).</summary>
+[NonParallelizable]
+public sealed class ProxyLifecycleTests
+{
+    [Test, CancelAfter(60_000)]
+    public async Task AtTheConnectionCapTheNextClientWaitsUntilOneEnds()
+    {
+        using var backend = TestBackend.Tcp(TestBackend.Echo);
+        using var proxy = ProxyProcess.Activated("--connections-max=2", backend.Target);
+        using var first = proxy.Connect();
+        using var second = proxy.Connect();
+        foreach (var client in new[] { first, second })
+            Assert.That(await EchoOnce(client, TimeSpan.FromSeconds(10)), Is.True, "a client under the cap was not relayed");
+
+        using var third = proxy.Connect(); // completes in the kernel backlog; the proxy does not accept it yet
+        await TestBackend.SendAll(third, new byte[] { 1, 2, 3 });
+        Assert.That(await EchoOnce(third, TimeSpan.FromMilliseconds(700), send: false), Is.False, "the third client was relayed past the cap");
+        Assert.That(backend.Accepted, Is.EqualTo(2));
+
+        first.Dispose();
+        Assert.That(await EchoOnce(third, TimeSpan.FromSeconds(10), send: false), Is.True, "the waiting client was not relayed once a connection ended");
+        Assert.That(backend.Accepted, Is.EqualTo(3));
+    }
+
+    [Test, CancelAfter(60_000)]
+    public async Task ExitsWhenIdleForExitIdleTimeButNotWhileAConnectionIsOpen()
+    {
+        using var backend = TestBackend.Tcp(TestBackend.Echo);
+        using var proxy = ProxyProcess.Activated("--exit-idle-time=1s", backend.Target);
+        using (var client = proxy.Connect())
+        {
+            Assert.That(await EchoOnce(client, TimeSpan.FromSeconds(10)), Is.True);
+            await Task.Delay(2500); // longer than the idle time, with a connection open
+            Assert.That(proxy.HasExited, Is.False, "the proxy exited with a connection open");
+            Assert.That(await EchoOnce(client, TimeSpan.FromSeconds(10)), Is.True);
+        }
+        var clock = Stopwatch.StartNew();
+        Assert.That(proxy.WaitForExit(TimeSpan.FromSeconds(10)), Is.True, "the idle proxy did not exit");
+        Assert.That(proxy.ExitCode, Is.EqualTo(0));
+        Assert.That(clock.Elapsed, Is.GreaterThan(TimeSpan.FromMilliseconds(500)), "the proxy exited before the idle time");
+        Assert.That(proxy.Log, Does.Contain("No connection for 1 s; exiting."));
+    }
+
+    [Test, CancelAfter(60_000)]
+    public async Task SigtermStopsAcceptingAndLetsActiveConnectionsFinish()
+    {
+        using var backend = TestBackend.Tcp(TestBackend.Echo);
+        using var proxy = ProxyProcess.Activated("--drain-time=30s", backend.Target);
+        using var active = proxy.Connect();
+        Assert.That(await EchoOnce(active, TimeSpan.FromSeconds(10)), Is.True);
+
+        proxy.Signal(ProxyProcess.SIGTERM);
+        proxy.WaitForLog("Stopping: no new connections", TimeSpan.FromSeconds(10));
+        Assert.Catch<SocketException>(() => proxy.Connect().Dispose(), "a new connection was accepted while stopping");
+        Assert.That(await EchoOnce(active, TimeSpan.FromSeconds(10)), Is.True, "the active connection stopped working");
+        Assert.That(proxy.HasExited, Is.False);
+
+        active.Shutdown(SocketShutdown.Send);
+        Assert.That((await TestBackend.ReceiveAll(active)).Bytes, Is.EqualTo(0));
+        Assert.That(proxy.WaitForExit(TimeSpan.FromSeconds(10)), Is.True, "the proxy did not exit after its last connection");
+        Assert.That(proxy.ExitCode, Is.EqualTo(0));
+    }
+
+    [Test, CancelAfter(60_000)]
+    public async Task SigtermClosesConnectionsStillActiveAfterTheDrainTime()
+    {
+        using var backend = TestBackend.Tcp(TestBackend.Echo);
+        using var proxy = ProxyProcess.Activated("--drain-time=1s", backend.Target);
+        using var idle = proxy.Connect();
+        Assert.That(await EchoOnce(idle, TimeSpan.FromSeconds(10)), Is.True);
+
+        var clock = Stopwatch.StartNew();
+        proxy.Signal(ProxyProcess.SIGINT);
+        Assert.That(proxy.WaitForExit(TimeSpan.FromSeconds(10)), Is.True);
+        Assert.That(proxy.ExitCode, Is.EqualTo(0));
+        Assert.That(clock.Elapsed, Is.GreaterThan(TimeSpan.FromMilliseconds(800)), "the connection was not given its drain time");
+        Assert.That((await TestBackend.ReceiveAll(idle).WaitAsync(TimeSpan.FromSeconds(5))).Bytes, Is.EqualTo(0), "the client was not closed");
+        Assert.That(proxy.Log, Does.Contain("closing 1 connection(s) still active"));
+    }
+
+    /// <summary>Sends three bytes (unless <paramref name="send"/> is false) and waits for three back.</summary>
+    private static async Task<bool> EchoOnce(Socket client, TimeSpan timeout, bool send = true)
+    {
+        if (send)
+            await TestBackend.SendAll(client, new byte[] { 1, 2, 3 });
+        var buffer = new byte[3];
+        int got = 0;
+        using var cancel = new CancellationTokenSource(timeout);
+        try
+        {
+            while (got < 3)
+            {
+                int n = await client.ReceiveAsync(buffer.AsMemory(got), SocketFlags.None, cancel.Token);
+                if (n == 0)
+                    return false;
+                got += n;
+            }
+            return true;
+        }
+        catch (OperationCanceledException)
+        {
+            return false;
+        }
+    }
+}

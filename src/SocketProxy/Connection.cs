@@ -87,7 +87,17 @@ internal sealed class Connection
         fixed (byte* sockaddr = address.Buffer.Span)
             rc = Sockets.connect(_backend, sockaddr, (uint)address.Size);
         int errno = rc == 0 ? 0 : Errno.Last;
-        _backendSource = _loop.AddIo(_backend, Interest.Writable, (_, readiness) => OnBackend(readiness), description: $"backend of connection {Id}");
+        try
+        {
+            _backendSource = _loop.AddIo(_backend, Interest.Writable, (_, readiness) => OnBackend(readiness), description: $"backend of connection {Id}");
+        }
+        catch (DescriptorOutOfRangeException)
+        {
+            // select's FD_SETSIZE: the backend cannot watch one more descriptor, like EMFILE.
+            ReleaseBackend();
+            RetryWhenDescriptorsFree(endpoint, Errno.EMFILE);
+            return;
+        }
         if (rc == 0)
         {
             OnConnected(endpoint);
@@ -112,23 +122,29 @@ internal sealed class Connection
         {
             _toBackend = new Direction(_client, _backend, RelayBuffer.Create(_server.Options.CopyMode));
             _toClient = new Direction(_backend, _client, RelayBuffer.Create(_server.Options.CopyMode));
+            _clientSource = _loop.AddIo(_client, Interest.Readable, (_, readiness) => OnClient(readiness), description: $"client of connection {Id}");
         }
-        catch (PosixException e) when (IsOutOfDescriptors(e.Errno))
+        catch (Exception e) when (e is DescriptorOutOfRangeException || e is PosixException p && IsOutOfDescriptors(p.Errno))
         {
-            // No descriptors for the pipes: give back what this connection holds except the client, and retry.
-            _toBackend?.Dispose();
-            _toBackend = null;
-            _backendSource?.Dispose();
-            _backendSource = null;
-            LibC.CloseQuietly(_backend);
-            _backend = -1;
-            RetryWhenDescriptorsFree(endpoint, e.Errno);
+            // No descriptors for the pipes (or none the backend can watch): give back all but the client, retry.
+            ReleaseBackend();
+            RetryWhenDescriptorsFree(endpoint, Errno.EMFILE);
             return;
         }
         _phase = Phase.Relaying;
         _server.OnRelayStarted();
-        _clientSource = _loop.AddIo(_client, Interest.Readable, (_, readiness) => OnClient(readiness), description: $"client of connection {Id}");
         UpdateInterest();
+    }
+
+    private void ReleaseBackend()
+    {
+        _toBackend?.Dispose();
+        _toClient?.Dispose();
+        _toBackend = _toClient = null;
+        _backendSource?.Dispose();
+        _backendSource = null;
+        LibC.CloseQuietly(_backend);
+        _backend = -1;
     }
 
     private static bool IsOutOfDescriptors(int errno) => errno == Errno.EMFILE || errno == Errno.ENFILE;

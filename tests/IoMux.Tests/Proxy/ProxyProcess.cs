@@ -45,7 +45,9 @@ internal sealed partial class ProxyProcess : IDisposable
     public static ProxyProcess ActivatedWith(IDictionary<string, string>? environment, params string[] proxyArguments)
     {
         var port = FreePort();
-        var proxy = new ProxyProcess("systemd-socket-activate", ["-l", $"127.0.0.1:{port}", ProxyPath, .. proxyArguments], environment)
+        // systemd-socket-activate passes on only the variables named with -E (as a unit's Environment= would).
+        var passed = (environment ?? new Dictionary<string, string>()).SelectMany(pair => new[] { "-E", $"{pair.Key}={pair.Value}" });
+        var proxy = new ProxyProcess("systemd-socket-activate", ["-l", $"127.0.0.1:{port}", .. passed, ProxyPath, .. proxyArguments], null)
         {
             Endpoint = new IPEndPoint(IPAddress.Loopback, port),
         };

@@ -71,6 +71,8 @@ internal sealed class Connection
         try
         {
             _backend = Sockets.OpenStreamSocket(Sockets.NativeFamily(endpoint));
+            if (endpoint is IPEndPoint)
+                Sockets.SetIntOption(_backend, Sockets.IPPROTO_TCP, Sockets.TCP_NODELAY, 1);
         }
         catch (PosixException e) when (IsOutOfDescriptors(e.Errno))
         {
@@ -188,18 +190,18 @@ internal sealed class Connection
             return;
         }
         if (_phase == Phase.Relaying)
-            Relay(readiness, _toClient!, _toBackend!);
+            Relay(_backendSource!, readiness, _toClient!, _toBackend!);
     }
 
     private void OnClient(Readiness readiness)
     {
         if (_phase == Phase.Relaying)
-            Relay(readiness, _toBackend!, _toClient!);
+            Relay(_clientSource!, readiness, _toBackend!, _toClient!);
     }
 
     /// <summary>A readiness on one socket: <paramref name="reading"/> is the direction that reads it,
     /// <paramref name="writing"/> the one that writes to it.</summary>
-    private void Relay(Readiness readiness, Direction reading, Direction writing)
+    private void Relay(IoSource source, Readiness readiness, Direction reading, Direction writing)
     {
         // A hangup or an error is reported whatever the interest; reading or writing is what surfaces it.
         bool surfaced = (readiness & (Readiness.Hangup | Readiness.Error)) != 0;
@@ -222,21 +224,24 @@ internal sealed class Connection
         if (_toBackend!.Finished && _toClient!.Finished)
             Close(abortive: false);
         else
-            UpdateInterest();
+            UpdateInterest(source, readiness);
     }
 
     /// <summary>Level-triggered interest that follows the buffers: read a socket while its direction's buffer is
-    /// empty, write it while the other direction holds bytes. A socket with nothing wanted is taken out of the
-    /// poller, so a hung-up peer cannot keep waking the loop while the other way drains.</summary>
-    private void UpdateInterest()
+    /// empty, write it while the other direction holds bytes. Pausing is a change of interest (epoll_ctl MOD);
+    /// only a socket that hung up while nothing is wanted from it leaves the poller (hangups and errors are
+    /// reported whatever the interest, and would otherwise wake the loop while the other way drains).</summary>
+    private void UpdateInterest(IoSource? reporting = null, Readiness readiness = Readiness.None)
     {
-        Apply(_clientSource!, (_toBackend!.WantsRead ? Interest.Readable : 0) | (_toClient!.WantsWrite ? Interest.Writable : 0));
-        Apply(_backendSource!, (_toClient.WantsRead ? Interest.Readable : 0) | (_toBackend.WantsWrite ? Interest.Writable : 0));
+        Apply(_clientSource!, (_toBackend!.WantsRead ? Interest.Readable : 0) | (_toClient!.WantsWrite ? Interest.Writable : 0),
+            reporting == _clientSource ? readiness : Readiness.None);
+        Apply(_backendSource!, (_toClient.WantsRead ? Interest.Readable : 0) | (_toBackend.WantsWrite ? Interest.Writable : 0),
+            reporting == _backendSource ? readiness : Readiness.None);
     }
 
-    private static void Apply(IoSource source, Interest wanted)
+    private static void Apply(IoSource source, Interest wanted, Readiness reported)
     {
-        if (wanted == Interest.None)
+        if (wanted == Interest.None && (reported & (Readiness.Hangup | Readiness.Error)) != 0)
         {
             if (source.State != SourceState.Off)
                 source.State = SourceState.Off;
@@ -244,7 +249,7 @@ internal sealed class Connection
         }
         if (source.Interest != wanted)
             source.SetInterest(wanted);
-        if (source.State == SourceState.Off)
+        if (source.State == SourceState.Off && wanted != Interest.None)
             source.State = SourceState.On;
     }
 

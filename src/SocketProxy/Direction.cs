@@ -6,10 +6,11 @@ namespace IoMux.SocketProxy;
 /// End of stream from the source becomes shutdown(SHUT_WR) on the destination once everything is delivered.</summary>
 internal sealed class Direction(int source, int destination, RelayBuffer buffer) : IDisposable
 {
-    // A few fill/drain rounds per wakeup, then back to the loop so one bulk transfer cannot starve the rest.
-    private const int RoundsPerWakeup = 4;
+    // Fill/drain rounds per wakeup (at most 16 pipes' worth, 4 MiB), then back to the loop so that one bulk
+    // transfer cannot starve the other connections.
+    private const int RoundsPerWakeup = 16;
 
-    private bool _lastFillWasFull;
+    private bool _moreLikely;
 
     public int Source { get; } = source;
     public int Destination { get; } = destination;
@@ -42,6 +43,7 @@ internal sealed class Direction(int source, int destination, RelayBuffer buffer)
         {
             while (buffer.Pending > 0)
             {
+                int offered = buffer.Pending;
                 int written = buffer.Drain(Destination);
                 if (written < 0)
                 {
@@ -50,6 +52,10 @@ internal sealed class Direction(int source, int destination, RelayBuffer buffer)
                     return written == -Errno.EAGAIN ? 0 : -written;
                 }
                 BytesRelayed += written;
+                // A short write means the socket buffer is full: the poller says when it has room (level-triggered),
+                // so the EAGAIN that another try would return is not worth its system call.
+                if (written < offered)
+                    return 0;
             }
             if (SourceEnded)
             {
@@ -61,20 +67,22 @@ internal sealed class Direction(int source, int destination, RelayBuffer buffer)
                 }
                 return 0;
             }
-            // After a full fill the source probably holds more: reading on is cheaper than another wait.
-            if (round == RoundsPerWakeup || (!mayRead && !_lastFillWasFull))
+            // After a big fill the source probably holds more (a bulk stream): reading on is cheaper than another
+            // wait. After a small one (a request, a response) it is probably drained: the level-triggered poller
+            // reports it again if not, which saves the EAGAIN a read would return.
+            if (round == RoundsPerWakeup || (!mayRead && !_moreLikely))
                 return 0;
             int read = buffer.Fill(Source);
             if (read < 0)
             {
-                _lastFillWasFull = false;
+                _moreLikely = false;
                 if (read == -Errno.EINTR)
                     continue;
                 return read == -Errno.EAGAIN ? 0 : -read;
             }
             if (read == 0)
                 SourceEnded = true;
-            _lastFillWasFull = read == buffer.Capacity;
+            _moreLikely = read >= buffer.Capacity / 2;
             mayRead = false;
         }
     }

@@ -44,7 +44,12 @@ public sealed class ProxyServer
         Options = options;
         Log = new ProxyLog(logger);
         foreach (int fd in listeners)
-            _listeners.Add(loop.AddIo(fd, Interest.Readable, (source, _) => AcceptFrom(source), description: $"listener fd {fd}"));
+        {
+            // TCP_NODELAY goes on every relayed TCP socket: a proxy must not add Nagle's wait for an ACK when a
+            // response arrives in two pieces (nginx's headers, then its sendfile body) and the client delays its ACK.
+            bool tcp = Sockets.GetIntOption(fd, Sockets.IPPROTO_TCP, Sockets.TCP_NODELAY) >= 0;
+            _listeners.Add(loop.AddIo(fd, Interest.Readable, (source, _) => AcceptFrom(source, tcp), description: $"listener fd {fd}"));
+        }
         Log.Listening(listeners.Count, options.Target.Text, loop.Poller.Capabilities.Name);
         UpdateIdleTimer();
     }
@@ -63,13 +68,15 @@ public sealed class ProxyServer
 
     internal ProxyLog Log { get; }
 
-    private void AcceptFrom(IoSource listener)
+    private void AcceptFrom(IoSource listener, bool tcp)
     {
         for (int i = 0; i < AcceptBatch && IsAccepting; i++)
         {
             int fd = Sockets.Accept(listener.Descriptor);
             if (fd >= 0)
             {
+                if (tcp)
+                    Sockets.SetIntOption(fd, Sockets.IPPROTO_TCP, Sockets.TCP_NODELAY, 1);
                 StartConnection(fd);
                 continue;
             }

@@ -54,23 +54,27 @@ public sealed class BackendTarget
         return new BackendTarget(text, host, port, null);
     }
 
-    /// <summary>Resolves the host off the loop thread (getaddrinfo blocks) and returns the first address;
-    /// numeric targets complete synchronously.</summary>
-    public ValueTask<EndPoint> ResolveAsync(CancellationToken cancellation = default)
+    /// <summary>Resolves the host off the loop thread (getaddrinfo blocks): every address, in the resolver's
+    /// preference order (RFC 6724, as getaddrinfo sorts them).</summary>
+    /// <exception cref="SocketException">The name does not resolve.</exception>
+    public async Task<IReadOnlyList<EndPoint>> ResolveAllAsync(CancellationToken cancellation = default)
     {
         if (_fixed is not null)
-            return ValueTask.FromResult(_fixed);
-        return new ValueTask<EndPoint>(ResolveSlowAsync(cancellation));
-    }
-
-    private async Task<EndPoint> ResolveSlowAsync(CancellationToken cancellation)
-    {
+            return [_fixed];
+        if (_resolver is not null)
+            return await _resolver().ConfigureAwait(false);
         var addresses = await Dns.GetHostAddressesAsync(Host!, cancellation).ConfigureAwait(false);
         if (addresses.Length == 0)
             throw new SocketException((int)SocketError.HostNotFound);
-        // The kernel's preference order (RFC 6724, as getaddrinfo sorts) is kept: take the first.
-        return new IPEndPoint(addresses[0], Port);
+        return addresses.Select(address => (EndPoint)new IPEndPoint(address, Port)).ToArray();
     }
+
+    private Func<Task<IReadOnlyList<EndPoint>>>? _resolver;
+
+    /// <summary>A name target whose resolution the caller supplies (tests: a name with several addresses
+    /// without editing /etc/hosts).</summary>
+    internal static BackendTarget WithResolver(string name, int port, Func<Task<IReadOnlyList<EndPoint>>> resolver) =>
+        new($"{name}:{port}", name, port, null) { _resolver = resolver };
 
     /// <inheritdoc />
     public override string ToString() => Text;

@@ -50,19 +50,23 @@ internal sealed class Connection
             Connect(endpoint);
             return;
         }
-        var pending = target.ResolveAsync();
-        pending.AsTask().ContinueWith(task => _loop.Post(() =>
+        target.ResolveAllAsync().ContinueWith(task => _loop.Post(() =>
         {
             if (_phase != Phase.Resolving)
                 return;
             if (task.IsCompletedSuccessfully)
-                Connect(task.Result);
+            {
+                _candidates = task.Result;
+                Connect(_candidates[0]);
+            }
             else
                 FailConnect(Errno.EINVAL, $"cannot resolve {target.Host}: {task.Exception?.GetBaseException().Message}");
         }), TaskScheduler.Default);
     }
 
     private EndPoint? _endpoint;
+    private IReadOnlyList<EndPoint>? _candidates;
+    private int _nextCandidate = 1;
 
     private unsafe void Connect(EndPoint endpoint)
     {
@@ -174,6 +178,16 @@ internal sealed class Connection
     {
         if (_phase == Phase.Closed)
             return;
+        // A name with several addresses (localhost: ::1 and 127.0.0.1) is tried address by address, in
+        // getaddrinfo's order, before the client is given up.
+        if (_candidates is not null && _nextCandidate < _candidates.Count && _phase == Phase.Connecting)
+        {
+            _connectTimer?.Dispose();
+            _connectTimer = null;
+            ReleaseBackend();
+            Connect(_candidates[_nextCandidate++]);
+            return;
+        }
         _server.OnBackendUnreachable(errno, detail);
         Close(abortive: false);
     }

@@ -128,6 +128,23 @@ public sealed class ProxyRelayTests(string copy, string backend)
         Assert.That(server.Failures, Is.Empty);
     }
 
+    /// <summary>A name target goes through the resolver (on the thread pool, the answer posted to the loop).</summary>
+    [Test, CancelAfter(60_000)]
+    public async Task HostNameTargetIsResolved()
+    {
+        using var server = TestBackend.Tcp(TestBackend.Echo);
+        string port = server.Target.Split(':')[1];
+        using var proxy = ProxyProcess.ActivatedWith(Environment, CopyOption, $"localhost:{port}");
+        for (int i = 0; i < 3; i++)
+        {
+            using var client = proxy.Connect();
+            await TestBackend.SendAll(client, new byte[10_000]);
+            client.Shutdown(System.Net.Sockets.SocketShutdown.Send);
+            Assert.That((await TestBackend.ReceiveAll(client)).Bytes, Is.EqualTo(10_000));
+        }
+        Assert.That(proxy.Log, Does.Not.Contain("Cannot connect"));
+    }
+
     [Test, CancelAfter(60_000)]
     public async Task UnixSocketBackend()
     {

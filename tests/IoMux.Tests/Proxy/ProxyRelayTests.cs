@@ -128,6 +128,61 @@ public sealed class ProxyRelayTests(string copy, string backend)
         Assert.That(server.Failures, Is.Empty);
     }
 
+    /// <summary>Flow control: while the backend reads nothing, the proxy stops reading the client, so what the
+    /// client can send is bounded by socket buffers and one pipe, not by the proxy's memory. Once the backend
+    /// reads, every byte arrives.</summary>
+    [Test, CancelAfter(120_000)]
+    public async Task ASideThatCannotAbsorbStopsTheOtherSideInsteadOfBuffering()
+    {
+        var startReading = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var received = new TaskCompletionSource<(long, string)>(TaskCreationOptions.RunContinuationsAsynchronously);
+        using var server = TestBackend.Tcp(async socket =>
+        {
+            await startReading.Task;
+            received.SetResult(await TestBackend.ReceiveAll(socket));
+        });
+        using var proxy = ProxyProcess.ActivatedWith(Environment, CopyOption, server.Target);
+        using var client = proxy.Connect();
+        using var hash = System.Security.Cryptography.IncrementalHash.CreateHash(System.Security.Cryptography.HashAlgorithmName.SHA256);
+        var chunk = new byte[64 * 1024];
+        Random.Shared.NextBytes(chunk);
+        long accepted = 0;
+        const long ceiling = 256L << 20; // bounds the loop if flow control were missing
+        client.Blocking = false;
+        var lastProgress = System.Diagnostics.Stopwatch.StartNew();
+        while (accepted < ceiling && lastProgress.Elapsed < TimeSpan.FromSeconds(1))
+        {
+            try
+            {
+                int n = client.Send(chunk);
+                hash.AppendData(chunk, 0, n);
+                accepted += n;
+                lastProgress.Restart();
+            }
+            catch (SocketException e) when (e.SocketErrorCode == SocketError.WouldBlock)
+            {
+                await Task.Delay(20);
+            }
+        }
+        client.Blocking = true;
+        TestContext.Out.WriteLine($"accepted while the backend read nothing: {accepted} bytes");
+        // Client send buffer + proxy receive buffer + one pipe + proxy send buffer + backend receive buffer,
+        // each autotuned to a few MiB at most on Linux: tens of MiB, where unbounded buffering would take all 256.
+        Assert.That(accepted, Is.LessThan(48L << 20), $"the proxy absorbed {accepted} bytes with the backend reading nothing");
+
+        startReading.SetResult();
+        for (int i = 0; i < 16; i++)
+        {
+            await TestBackend.SendAll(client, chunk);
+            hash.AppendData(chunk);
+            accepted += chunk.Length;
+        }
+        client.Shutdown(SocketShutdown.Send);
+        var (bytes, digest) = await received.Task.WaitAsync(TimeSpan.FromSeconds(60));
+        Assert.That(bytes, Is.EqualTo(accepted));
+        Assert.That(digest, Is.EqualTo(Convert.ToHexString(hash.GetHashAndReset())));
+    }
+
     /// <summary>A name target goes through the resolver (on the thread pool, the answer posted to the loop).</summary>
     [Test, CancelAfter(60_000)]
     public async Task HostNameTargetIsResolved()

@@ -108,9 +108,10 @@ internal sealed class Connection
         {
             OnConnected(endpoint);
         }
-        else if (errno == Errno.EINPROGRESS || errno == Errno.EAGAIN || errno == Errno.EINTR)
+        else if (errno == Errno.EINPROGRESS || errno == Errno.EINTR)
         {
-            // EAGAIN is a Unix socket whose listener's backlog is full; EINTR leaves the connect running.
+            // EINTR leaves the connect running, as EINPROGRESS does. (EAGAIN, a Unix socket whose listener's
+            // backlog is full, starts nothing: it fails the connect below, as in systemd-socket-proxyd.)
             _connectTimer = _loop.AddTimer(_server.Options.ConnectTimeout, _ => FailConnect(Errno.ETIMEDOUT, null),
                 accuracy: TimeSpan.FromMilliseconds(100), description: $"connect timeout of connection {Id}");
         }

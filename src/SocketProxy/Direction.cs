@@ -1,3 +1,4 @@
+using IoMux.Interop;
 namespace IoMux.SocketProxy;
 
 /// <summary>One way of a relayed connection: bytes from <see cref="Source"/> to <see cref="Destination"/>

@@ -1,14 +1,14 @@
 using System.Runtime.InteropServices;
 
-namespace IoMux.SocketProxy;
+namespace IoMux.Interop;
 
-/// <summary>The socket and splice calls the proxy makes beyond Core's <c>LibC</c>. Constants are per OS:
+/// <summary>The socket and splice calls of the proxy and the web building blocks, beyond <c>LibC</c>. Constants are per OS:
 /// Linux numbers its socket options differently from the BSDs and illumos, and only Linux has splice,
 /// accept4's flag arguments everywhere, and F_SETPIPE_SZ.</summary>
 internal static unsafe partial class Sockets
 {
     private static readonly bool Linux = OperatingSystem.IsLinux();
-    private static readonly bool Illumos = Interop.Platform.IsIllumos;
+    private static readonly bool Illumos = Platform.IsIllumos;
 
     public const int AF_UNIX = 1, AF_INET = 2;
     public static readonly int AF_INET6 = Linux ? 10 : Illumos ? 26 : OperatingSystem.IsMacOS() ? 30 : 28;
@@ -16,6 +16,9 @@ internal static unsafe partial class Sockets
     public static readonly int SOCK_STREAM = Illumos ? 2 : 1;
     public static readonly int SOL_SOCKET = Linux ? 1 : 0xffff;
     public static readonly int SO_REUSEADDR = Linux ? 2 : 0x4;
+    /// <summary>Linux balances connections across a SO_REUSEPORT group; FreeBSD balances only with SO_REUSEPORT_LB
+    /// (0x10000), its SO_REUSEPORT (0x200) just allows the second bind, as macOS's does.</summary>
+    public static readonly int SO_REUSEPORT = Linux ? 15 : OperatingSystem.IsFreeBSD() ? 0x10000 : 0x200;
     public static readonly int SO_TYPE = Linux ? 3 : 0x1008;
     public static readonly int SO_ERROR = Linux ? 4 : 0x1007;
     public static readonly int SO_LINGER = Linux ? 13 : 0x80;
@@ -44,7 +47,7 @@ internal static unsafe partial class Sockets
     {
         int value = 0;
         uint length = sizeof(int);
-        return Interop.LibC.getsockopt(fd, level, option, &value, &length) == 0 ? value : -Errno.Last;
+        return LibC.getsockopt(fd, level, option, &value, &length) == 0 ? value : -Errno.Last;
     }
 
     public static void SetIntOption(int fd, int level, int option, int value) =>
@@ -73,7 +76,7 @@ internal static unsafe partial class Sockets
     /// <summary>accept with the new descriptor non-blocking and close-on-exec; -errno on failure.</summary>
     public static int Accept(int listener)
     {
-        int fd = Linux ? Interop.LibC.accept4(listener, null, null, SOCK_NONBLOCK | SOCK_CLOEXEC) : Interop.LibC.accept(listener, null, null);
+        int fd = Linux ? LibC.accept4(listener, null, null, SOCK_NONBLOCK | SOCK_CLOEXEC) : LibC.accept(listener, null, null);
         if (fd < 0)
             return -Errno.Last;
         if (!Linux)
@@ -85,11 +88,11 @@ internal static unsafe partial class Sockets
     {
         try
         {
-            Interop.LibC.SetNonBlockingCloseOnExec(fd);
+            LibC.SetNonBlockingCloseOnExec(fd);
         }
         catch
         {
-            Interop.LibC.CloseQuietly(fd);
+            LibC.CloseQuietly(fd);
             throw;
         }
     }
@@ -103,4 +106,34 @@ internal static unsafe partial class Sockets
         System.Net.Sockets.AddressFamily.Unix => AF_UNIX,
         var other => throw new NotSupportedException($"address family {other}"),
     };
+
+    /// <summary>A non-blocking listening socket on <paramref name="endpoint"/>; SO_REUSEADDR for TCP, and
+    /// <see cref="SO_REUSEPORT"/> when <paramref name="reusePort"/> (one member of a listener group).</summary>
+    /// <exception cref="PosixException">socket, setsockopt, bind or listen failed (EADDRINUSE...).</exception>
+    public static int Listen(System.Net.EndPoint endpoint, int backlog, bool reusePort = false)
+    {
+        int fd = OpenStreamSocket(NativeFamily(endpoint));
+        try
+        {
+            if (endpoint is System.Net.IPEndPoint)
+                SetIntOption(fd, SOL_SOCKET, SO_REUSEADDR, 1);
+            int one = 1;
+            if (reusePort && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(int)) != 0)
+                throw Errno.Fail("setsockopt", "SO_REUSEPORT");
+            var sockaddr = endpoint.Serialize();
+            fixed (byte* buffer = sockaddr.Buffer.Span)
+            {
+                if (bind(fd, buffer, (uint)sockaddr.Size) != 0)
+                    throw Errno.Fail("bind", endpoint.ToString());
+            }
+            if (listen(fd, backlog) != 0)
+                throw Errno.Fail("listen", endpoint.ToString());
+            return fd;
+        }
+        catch
+        {
+            LibC.CloseQuietly(fd);
+            throw;
+        }
+    }
 }

@@ -1,0 +1,109 @@
+using System.Net;
+using System.Net.Sockets;
+using IoMux.Interop;
+
+namespace IoMux.Web;
+
+/// <summary>One listening socket per loop thread on the same address (SO_REUSEPORT): the kernel spreads new
+/// connections across the group by a hash of the 4-tuple, so no thread sleeps on another's accept queue and
+/// there is no thundering herd.</summary>
+/// <remarks>The catch (the nginx talk's complaint): a connection is hashed to one member's queue when it
+/// arrives, so closing a member resets the connections queued on it. Linux 5.14's answer is
+/// <c>net.ipv4.tcp_migrate_req=1</c>: the kernel then moves a closing listener's queued (and half-open)
+/// connections to another member. <see cref="Close"/> relies on it when it is on, and otherwise drains the
+/// member (accepts what is queued) before closing it, which still loses what arrives in between.</remarks>
+public sealed class ListenerGroup : IDisposable
+{
+    private readonly int[] _listeners;
+
+    private ListenerGroup(IPEndPoint endpoint, int[] listeners)
+    {
+        Endpoint = endpoint;
+        _listeners = listeners;
+    }
+
+    /// <summary>The address every member listens on (with the port the kernel chose when 0 was asked).</summary>
+    public IPEndPoint Endpoint { get; }
+
+    /// <summary>The members' descriptors (non-blocking); -1 for a closed member.</summary>
+    public IReadOnlyList<int> Listeners => _listeners;
+
+    /// <summary>Binds <paramref name="size"/> listeners to <paramref name="endpoint"/> with SO_REUSEPORT.</summary>
+    /// <exception cref="PosixException">A bind failed (EADDRINUSE: something without SO_REUSEPORT holds the address).</exception>
+    public static ListenerGroup Bind(IPEndPoint endpoint, int size, int backlog = 4096)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(size, 1);
+        var listeners = new int[size];
+        Array.Fill(listeners, -1);
+        try
+        {
+            listeners[0] = Sockets.Listen(endpoint, backlog, reusePort: true);
+            var bound = LocalEndpoint(listeners[0]);
+            for (int i = 1; i < size; i++)
+                listeners[i] = Sockets.Listen(bound, backlog, reusePort: true);
+            return new ListenerGroup(bound, listeners);
+        }
+        catch
+        {
+            foreach (int fd in listeners)
+                LibC.CloseQuietly(fd);
+            throw;
+        }
+    }
+
+    /// <summary>net.ipv4.tcp_migrate_req in this network namespace: true, false, or null where the kernel has no
+    /// such setting (before 5.14, or not Linux).</summary>
+    public static bool? MigrationEnabled
+    {
+        get
+        {
+            try
+            {
+                return File.ReadAllText("/proc/sys/net/ipv4/tcp_migrate_req").Trim() == "1";
+            }
+            catch (IOException)
+            {
+                return null;
+            }
+            catch (UnauthorizedAccessException)
+            {
+                return null;
+            }
+        }
+    }
+
+    /// <summary>Closes member <paramref name="index"/>. With migration on, its queue moves to the other members
+    /// and nothing is returned; otherwise the connections already queued on it are accepted first and returned
+    /// (non-blocking descriptors, the caller's to serve), so that only those arriving during the close are lost.</summary>
+    public IReadOnlyList<int> Close(int index)
+    {
+        int fd = _listeners[index];
+        if (fd < 0)
+            return [];
+        var drained = new List<int>();
+        if (MigrationEnabled != true)
+        {
+            for (int accepted; (accepted = Sockets.Accept(fd)) >= 0;)
+                drained.Add(accepted);
+        }
+        _listeners[index] = -1;
+        LibC.CloseQuietly(fd);
+        return drained;
+    }
+
+    private static IPEndPoint LocalEndpoint(int fd)
+    {
+        using var view = new Socket(new SafeSocketHandle(fd, ownsHandle: false));
+        return (IPEndPoint)view.LocalEndPoint!;
+    }
+
+    /// <summary>Closes every member.</summary>
+    public void Dispose()
+    {
+        for (int i = 0; i < _listeners.Length; i++)
+        {
+            LibC.CloseQuietly(_listeners[i]);
+            _listeners[i] = -1;
+        }
+    }
+}

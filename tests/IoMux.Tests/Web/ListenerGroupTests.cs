@@ -1,0 +1,108 @@
+using System.Net;
+using System.Net.Sockets;
+using IoMux.Interop;
+using IoMux.Web;
+
+namespace IoMux.Tests.Web;
+
+/// <summary>SO_REUSEPORT listener groups, in a network namespace the test makes (its own tcp_migrate_req): the
+/// kernel's loss of connections queued on a closed member, and the two ways IoMux avoids it.</summary>
+[NonParallelizable]
+public sealed class ListenerGroupTests
+{
+    private const int Connections = 64;
+
+    [OneTimeSetUp]
+    public void RequireNamespaces()
+    {
+        if (NetworkNamespace.UnavailableReason() is { } reason)
+            Assert.Fail($"this test needs a network namespace: {reason}");
+    }
+
+    [Test]
+    public void WithoutMigrationClosingAMemberResetsTheConnectionsQueuedOnIt()
+    {
+        var (served, lost) = QueueThenCloseFirstMember(migrate: false, useGroupClose: false);
+        Assert.That(lost, Is.GreaterThan(0), "no connection was queued on the closed member: the test shows nothing");
+        Assert.That(served + lost, Is.EqualTo(Connections));
+    }
+
+    [Test]
+    public void WithTcpMigrateReqTheQueuedConnectionsMoveToAnotherMember()
+    {
+        var (served, lost) = QueueThenCloseFirstMember(migrate: true, useGroupClose: true);
+        Assert.That(lost, Is.EqualTo(0));
+        Assert.That(served, Is.EqualTo(Connections));
+    }
+
+    [Test]
+    public void WithoutMigrationTheGroupDrainsTheMemberBeforeClosingIt()
+    {
+        var (served, lost) = QueueThenCloseFirstMember(migrate: false, useGroupClose: true);
+        Assert.That(lost, Is.EqualTo(0));
+        Assert.That(served, Is.EqualTo(Connections));
+    }
+
+    /// <summary>Connects <see cref="Connections"/> clients to a two-member group, closes member 0, accepts
+    /// everything member 1 has, and checks which clients are really served (a byte each way).</summary>
+    private static (int Served, int Lost) QueueThenCloseFirstMember(bool migrate, bool useGroupClose) => NetworkNamespace.Run(() =>
+    {
+        NetworkNamespace.SetSysctl("net.ipv4.tcp_migrate_req", migrate ? "1" : "0");
+        Assert.That(ListenerGroup.MigrationEnabled, Is.EqualTo(migrate));
+        using var group = ListenerGroup.Bind(new IPEndPoint(IPAddress.Loopback, 0), size: 2);
+        var clients = new List<Socket>();
+        var accepted = new List<int>();
+        try
+        {
+            for (int i = 0; i < Connections; i++)
+            {
+                var client = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+                client.Connect(group.Endpoint); // completes in the kernel; nobody has accepted yet
+                clients.Add(client);
+            }
+            if (useGroupClose)
+            {
+                accepted.AddRange(group.Close(0));
+            }
+            else
+            {
+                LibC.close(group.Listeners[0]); // what a server does without either answer
+            }
+            Thread.Sleep(100); // lets the kernel reset (or migrate) the closed member's queue
+            for (int fd; (fd = Sockets.Accept(group.Listeners[1])) >= 0;)
+                accepted.Add(fd);
+
+            int served = 0;
+            foreach (int fd in accepted)
+                Assert.That(WriteByte(fd), Is.True);
+            foreach (var client in clients)
+            {
+                try
+                {
+                    client.ReceiveTimeout = 2000;
+                    var one = new byte[1];
+                    if (client.Receive(one) == 1)
+                        served++;
+                }
+                catch (SocketException)
+                {
+                    // ECONNRESET: the connection died with its listener.
+                }
+            }
+            return (served, Connections - served);
+        }
+        finally
+        {
+            foreach (int fd in accepted)
+                LibC.CloseQuietly(fd);
+            foreach (var client in clients)
+                client.Dispose();
+        }
+    });
+
+    private static unsafe bool WriteByte(int fd)
+    {
+        byte b = 7;
+        return LibC.write(fd, &b, 1) == 1;
+    }
+}

@@ -1,0 +1,183 @@
+using System.Text;
+
+namespace IoMux.Web.Http;
+
+/// <summary>What <see cref="HttpRequestParser.Parse"/> found.</summary>
+public enum ParseStatus
+{
+    /// <summary>The head is not complete yet: read more (unless the buffer is at the limit, which is an error).</summary>
+    Incomplete,
+    /// <summary>A complete, valid head.</summary>
+    Complete,
+    /// <summary>Invalid: answer with <see cref="HttpRequestHead.ErrorStatus"/> and close.</summary>
+    Invalid,
+}
+
+/// <summary>An HTTP/1.x request-head parser for servers that take no request bodies: strict about syntax
+/// (RFC 9112), bounded in size, allocation-free. It re-parses the buffered bytes from the start each time more
+/// arrive, which is cheap at these sizes and keeps no state between reads.</summary>
+public static class HttpRequestParser
+{
+    /// <summary>Longest request line accepted (nginx's large_client_header_buffers default is 8 KiB).</summary>
+    public const int MaxRequestLine = 8 * 1024;
+
+    /// <summary>Longest head (request line and headers) accepted.</summary>
+    public const int MaxHead = 16 * 1024;
+
+    /// <summary>Most header fields accepted.</summary>
+    public const int MaxHeaders = 100;
+
+    /// <summary>Parses the head at the start of <paramref name="data"/> into <paramref name="head"/>.</summary>
+    public static ParseStatus Parse(ReadOnlySpan<byte> data, HttpRequestHead head)
+    {
+        head.Reset();
+        int lineEnd = data.IndexOf((byte)'\n');
+        if (lineEnd < 0)
+            return data.Length >= MaxRequestLine ? Fail(head, 414) : ParseStatus.Incomplete;
+        if (lineEnd >= MaxRequestLine)
+            return Fail(head, 414);
+        var requestLine = TrimCr(data[..lineEnd]);
+        if (!ParseRequestLine(requestLine, head))
+            return ParseStatus.Invalid;
+
+        int position = lineEnd + 1;
+        int fields = 0;
+        while (true)
+        {
+            int next = data[position..].IndexOf((byte)'\n');
+            if (next < 0)
+                return data.Length >= MaxHead ? Fail(head, 431) : ParseStatus.Incomplete;
+            int end = position + next;
+            if (end >= MaxHead)
+                return Fail(head, 431);
+            var line = TrimCr(data[position..end]);
+            position = end + 1;
+            if (line.IsEmpty)
+                break;
+            if (++fields > MaxHeaders)
+                return Fail(head, 431);
+            if (!ParseField(line, head))
+                return ParseStatus.Invalid;
+        }
+        head.HeadLength = position;
+        if (head.Version == 11 && !head.HasHost)
+            return Fail(head, 400);
+        if (head.HasTransferEncoding || head.ContentLength > 0)
+            return Fail(head, 413);
+        return ParseStatus.Complete;
+    }
+
+    private static ParseStatus Fail(HttpRequestHead head, int status)
+    {
+        head.ErrorStatus = status;
+        return ParseStatus.Invalid;
+    }
+
+    private static bool Reject(HttpRequestHead head, int status)
+    {
+        head.ErrorStatus = status;
+        return false;
+    }
+
+    private static ReadOnlySpan<byte> TrimCr(ReadOnlySpan<byte> line) =>
+        !line.IsEmpty && line[^1] == '\r' ? line[..^1] : line;
+
+    private static bool ParseRequestLine(ReadOnlySpan<byte> line, HttpRequestHead head)
+    {
+        int firstSpace = line.IndexOf((byte)' ');
+        int lastSpace = line.LastIndexOf((byte)' ');
+        if (firstSpace <= 0 || lastSpace == firstSpace)
+            return Reject(head, 400);
+        var method = line[..firstSpace];
+        var target = line[(firstSpace + 1)..lastSpace];
+        var version = line[(lastSpace + 1)..];
+        foreach (byte b in method)
+            if (!IsTokenChar(b))
+                return Reject(head, 400);
+        if (target.IsEmpty || target[0] != '/')
+            return Reject(head, 400); // origin-form only; "*" and absolute-form are not served
+        foreach (byte b in target)
+            if (b <= ' ' || b >= 0x7f)
+                return Reject(head, 400);
+        if (version.SequenceEqual("HTTP/1.1"u8))
+            head.Version = 11;
+        else if (version.SequenceEqual("HTTP/1.0"u8))
+            head.Version = 10;
+        else
+            return Reject(head, version.StartsWith("HTTP/"u8) ? 505 : 400);
+        head.Method = method.SequenceEqual("GET"u8) ? HttpMethodKind.Get
+            : method.SequenceEqual("HEAD"u8) ? HttpMethodKind.Head
+            : HttpMethodKind.Other;
+        head.TargetStart = firstSpace + 1;
+        head.TargetLength = target.Length;
+        head.KeepAlive = head.Version == 11;
+        return true;
+    }
+
+    private static bool ParseField(ReadOnlySpan<byte> line, HttpRequestHead head)
+    {
+        int colon = line.IndexOf((byte)':');
+        if (colon <= 0)
+            return Reject(head, 400);
+        var name = line[..colon];
+        foreach (byte b in name)
+            if (!IsTokenChar(b)) // also rejects whitespace before the colon (RFC 9112 §5.1) and obs-fold
+                return Reject(head, 400);
+        var value = line[(colon + 1)..].Trim(" \t"u8);
+        foreach (byte b in value)
+            if (b < ' ' && b != '\t' || b == 0x7f)
+                return Reject(head, 400);
+        if (name.Length == 4 && Ascii.EqualsIgnoreCase(name, "Host"u8))
+        {
+            if (head.HasHost)
+                return Reject(head, 400);
+            head.HasHost = true;
+        }
+        else if (Ascii.EqualsIgnoreCase(name, "Connection"u8))
+        {
+            ApplyConnection(value, head);
+        }
+        else if (Ascii.EqualsIgnoreCase(name, "Content-Length"u8))
+        {
+            if (!TryParseLength(value, out long length) || head.ContentLength >= 0 && head.ContentLength != length)
+                return Reject(head, 400);
+            head.ContentLength = length;
+        }
+        else if (Ascii.EqualsIgnoreCase(name, "Transfer-Encoding"u8))
+        {
+            head.HasTransferEncoding = true;
+        }
+        return true;
+    }
+
+    private static void ApplyConnection(ReadOnlySpan<byte> value, HttpRequestHead head)
+    {
+        foreach (var range in value.Split((byte)','))
+        {
+            var option = value[range].Trim(" \t"u8);
+            if (Ascii.EqualsIgnoreCase(option, "close"u8))
+                head.KeepAlive = false;
+            else if (Ascii.EqualsIgnoreCase(option, "keep-alive"u8))
+                head.KeepAlive = true;
+        }
+    }
+
+    private static bool TryParseLength(ReadOnlySpan<byte> value, out long length)
+    {
+        length = 0;
+        if (value.IsEmpty || value.Length > 18)
+            return false;
+        foreach (byte b in value)
+        {
+            if (b < '0' || b > '9')
+                return false;
+            length = length * 10 + (b - '0');
+        }
+        return true;
+    }
+
+    // RFC 9110 tchar: "!#$%&'*+-.^_`|~", digits, letters.
+    private static bool IsTokenChar(byte b) =>
+        b is >= (byte)'a' and <= (byte)'z' or >= (byte)'A' and <= (byte)'Z' or >= (byte)'0' and <= (byte)'9'
+        || "!#$%&'*+-.^_`|~"u8.Contains(b);
+}

@@ -1,0 +1,124 @@
+using System.Buffers.Text;
+using System.Text;
+
+namespace IoMux.Web.Http;
+
+/// <summary>Writes a response head (and a small body) into a connection's output buffer, allocation-free.</summary>
+public ref struct HttpResponseWriter
+{
+    private readonly Span<byte> _buffer;
+    private int _length;
+
+    internal HttpResponseWriter(Span<byte> buffer)
+    {
+        _buffer = buffer;
+        _length = 0;
+    }
+
+    /// <summary>Bytes written so far.</summary>
+    public readonly int Length => _length;
+
+    /// <summary>Status line plus Server, Date, Content-Length and Connection.</summary>
+    public void Head(int status, long contentLength, bool keepAlive, ReadOnlySpan<byte> date)
+    {
+        Append("HTTP/1.1 "u8);
+        Number(status);
+        Append(" "u8);
+        Append(Reason(status));
+        Append("\r\nServer: iomux\r\nDate: "u8);
+        Append(date);
+        Append("\r\nContent-Length: "u8);
+        Number(contentLength);
+        Append(keepAlive ? "\r\nConnection: keep-alive\r\n"u8 : "\r\nConnection: close\r\n"u8);
+    }
+
+    /// <summary>One header line.</summary>
+    public void Header(ReadOnlySpan<byte> name, ReadOnlySpan<byte> value)
+    {
+        Append(name);
+        Append(": "u8);
+        Append(value);
+        Append("\r\n"u8);
+    }
+
+    /// <summary>Ends the head; <paramref name="body"/> (may be empty) follows it.</summary>
+    public void End(ReadOnlySpan<byte> body)
+    {
+        Append("\r\n"u8);
+        Append(body);
+    }
+
+    private void Append(ReadOnlySpan<byte> bytes)
+    {
+        bytes.CopyTo(_buffer[_length..]);
+        _length += bytes.Length;
+    }
+
+    private void Number(long value)
+    {
+        Utf8Formatter.TryFormat(value, _buffer[_length..], out int written);
+        _length += written;
+    }
+
+    /// <summary>The reason phrase for the statuses these servers send.</summary>
+    public static ReadOnlySpan<byte> Reason(int status) => status switch
+    {
+        200 => "OK"u8,
+        400 => "Bad Request"u8,
+        404 => "Not Found"u8,
+        405 => "Method Not Allowed"u8,
+        408 => "Request Timeout"u8,
+        413 => "Content Too Large"u8,
+        414 => "URI Too Long"u8,
+        431 => "Request Header Fields Too Large"u8,
+        500 => "Internal Server Error"u8,
+        503 => "Service Unavailable"u8,
+        505 => "HTTP Version Not Supported"u8,
+        _ => "Unknown"u8,
+    };
+}
+
+/// <summary>The Date header's value, formatted once per second into a fixed buffer (RFC 9110 IMF-fixdate).</summary>
+internal sealed class HttpDate
+{
+    private readonly byte[] _value = new byte[29];
+    private long _second = -1;
+
+    public ReadOnlySpan<byte> Current
+    {
+        get
+        {
+            var now = DateTime.UtcNow;
+            long second = now.Ticks / TimeSpan.TicksPerSecond;
+            if (second != _second)
+            {
+                _second = second;
+                now.TryFormat(_value, out _, "r", System.Globalization.CultureInfo.InvariantCulture);
+            }
+            return _value;
+        }
+    }
+}
+
+/// <summary>Content types by file extension, the common ones.</summary>
+internal static class ContentTypes
+{
+    private static readonly Dictionary<string, byte[]> ByExtension = new(StringComparer.OrdinalIgnoreCase)
+    {
+        [".html"] = "text/html; charset=utf-8"u8.ToArray(),
+        [".htm"] = "text/html; charset=utf-8"u8.ToArray(),
+        [".txt"] = "text/plain; charset=utf-8"u8.ToArray(),
+        [".css"] = "text/css"u8.ToArray(),
+        [".js"] = "text/javascript"u8.ToArray(),
+        [".json"] = "application/json"u8.ToArray(),
+        [".png"] = "image/png"u8.ToArray(),
+        [".jpg"] = "image/jpeg"u8.ToArray(),
+        [".svg"] = "image/svg+xml"u8.ToArray(),
+    };
+
+    private static readonly byte[] Default = "application/octet-stream"u8.ToArray();
+
+    public static byte[] For(string path) => ByExtension.GetValueOrDefault(Path.GetExtension(path), Default);
+
+    public static byte[] Ascii(string text) => Encoding.ASCII.GetBytes(text);
+}

@@ -1,0 +1,133 @@
+using System.Net;
+using IoMux.Interop;
+using IoMux.Loop;
+
+namespace IoMux.Web.Http;
+
+/// <summary>Limits and timeouts of an <see cref="HttpServer"/>.</summary>
+public sealed class HttpServerOptions
+{
+    /// <summary>Loop threads, each with its own SO_REUSEPORT listener (default: one per core).</summary>
+    public int Threads { get; init; } = Environment.ProcessorCount;
+
+    /// <summary>How long a request head may take to arrive once it started (slowloris); 408 and close after.</summary>
+    public TimeSpan HeaderTimeout { get; init; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>How long a kept-alive connection may stay idle between requests.</summary>
+    public TimeSpan KeepAliveTimeout { get; init; } = TimeSpan.FromSeconds(60);
+
+    /// <summary>Connections per loop thread; past it the thread's listener is not polled.</summary>
+    public int MaxConnectionsPerThread { get; init; } = 10_000;
+}
+
+/// <summary>Answers one request: writes the response into the connection (head, small body, or a file to send).</summary>
+internal abstract class HttpResponder
+{
+    public abstract void Respond(HttpConnection connection, HttpRequestHead head, ReadOnlySpan<byte> target);
+}
+
+/// <summary>An HTTP/1.1 server on IoMux: one event loop per thread, each accepting on its own member of a
+/// <see cref="ListenerGroup"/>, so connections stay on the thread that accepted them.</summary>
+public sealed class HttpServer : IDisposable
+{
+    private readonly ListenerGroup _group;
+    private readonly HttpWorker[] _workers;
+    private readonly Thread[] _threads;
+
+    private HttpServer(IPEndPoint endpoint, HttpServerOptions options, Func<HttpResponder> responder, string? backend)
+    {
+        _group = ListenerGroup.Bind(endpoint, options.Threads);
+        _workers = new HttpWorker[options.Threads];
+        _threads = new Thread[options.Threads];
+        for (int i = 0; i < options.Threads; i++)
+        {
+            var loop = new EventLoop(backend is null ? PollerFactory.Create() : PollerFactory.Create(backend));
+            _workers[i] = new HttpWorker(loop, _group.Listeners[i], options, responder());
+            var worker = _workers[i];
+            _threads[i] = new Thread(() => worker.Loop.Run()) { IsBackground = true, Name = $"IoMux http {i}" };
+        }
+        foreach (var thread in _threads)
+            thread.Start();
+    }
+
+    /// <summary>Serves the files under <paramref name="root"/> (GET and HEAD; directories answer their index.html).</summary>
+    public static HttpServer StaticFiles(IPEndPoint endpoint, string root, HttpServerOptions? options = null, string? backend = null)
+    {
+        string realRoot = RequestPath.RealPath(Path.GetFullPath(root)) ?? throw new DirectoryNotFoundException(root);
+        return new HttpServer(endpoint, options ?? new(), () => new StaticFileResponder(realRoot), backend);
+    }
+
+    /// <summary>Answers every GET with "Hello, World!" (the benchmark responder).</summary>
+    public static HttpServer Hello(IPEndPoint endpoint, HttpServerOptions? options = null, string? backend = null) =>
+        new(endpoint, options ?? new(), () => new HelloResponder(), backend);
+
+    /// <summary>The address served (with the port chosen when 0 was asked).</summary>
+    public IPEndPoint Endpoint => _group.Endpoint;
+
+    /// <summary>Open connections, all threads (approximate while running).</summary>
+    public int Connections => _workers.Sum(w => w.Connections);
+
+    /// <summary>Stops every loop, closes every connection and listener.</summary>
+    public void Dispose()
+    {
+        foreach (var worker in _workers)
+            worker.Loop.Post(worker.Stop);
+        foreach (var thread in _threads)
+            thread.Join();
+        foreach (var worker in _workers)
+            worker.Loop.Dispose();
+        _group.Dispose();
+    }
+}
+
+/// <summary>One loop thread of a server: its listener, its connections, its Date cache.</summary>
+internal sealed class HttpWorker
+{
+    private readonly IoSource _listener;
+    private readonly HashSet<HttpConnection> _connections = [];
+    private volatile int _count;
+
+    public HttpWorker(EventLoop loop, int listener, HttpServerOptions options, HttpResponder responder)
+    {
+        Loop = loop;
+        Options = options;
+        Responder = responder;
+        _listener = loop.AddIo(listener, Interest.Readable, (_, _) => Accept(listener), description: "http listener");
+    }
+
+    public EventLoop Loop { get; }
+    public HttpServerOptions Options { get; }
+    public HttpResponder Responder { get; }
+    public HttpDate Date { get; } = new();
+    public int Connections => _count;
+
+    private void Accept(int listener)
+    {
+        for (int i = 0; i < 64 && _connections.Count < Options.MaxConnectionsPerThread; i++)
+        {
+            int fd = Sockets.Accept(listener);
+            if (fd < 0)
+                break; // EAGAIN, or EMFILE: the listener stays readable and is retried next iteration
+            Sockets.SetIntOption(fd, Sockets.IPPROTO_TCP, Sockets.TCP_NODELAY, 1);
+            _connections.Add(new HttpConnection(this, fd));
+        }
+        _count = _connections.Count;
+        _listener.State = _connections.Count < Options.MaxConnectionsPerThread ? SourceState.On : SourceState.Off;
+    }
+
+    public void OnClosed(HttpConnection connection)
+    {
+        _connections.Remove(connection);
+        _count = _connections.Count;
+        if (_listener.State == SourceState.Off && !_listener.IsDisposed)
+            _listener.State = SourceState.On;
+    }
+
+    public void Stop()
+    {
+        _listener.Dispose();
+        foreach (var connection in _connections.ToArray())
+            connection.Close();
+        Loop.Exit();
+    }
+}

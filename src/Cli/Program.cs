@@ -23,11 +23,35 @@ check.SetAction(result => Commands.Check(Console.Out, result.GetValue(backendOpt
 var proxy = IoMux.SocketProxy.ProxyCommand.Configure(new Command("proxy",
     "The socket-activation proxy (the same as iomux-socket-proxyd): relay the sockets passed by LISTEN_FDS to HOST:PORT or a Unix socket."));
 
+var portOption = new Option<int>("--port", "-p") { Description = "TCP port (default 8080).", DefaultValueFactory = _ => 8080 };
+var addressOption = new Option<string>("--address", "-a") { Description = "Address to listen on (default 127.0.0.1).", DefaultValueFactory = _ => "127.0.0.1" };
+var threadsOption = new Option<int>("--threads", "-t") { Description = "Loop threads, one SO_REUSEPORT listener each (default: one per core).", DefaultValueFactory = _ => Environment.ProcessorCount };
+var directoryArgument = new Argument<string>("DIR") { Description = "The directory to serve." };
+
+var serve = new Command("serve", "Serve the files under DIR over HTTP/1.1 (GET, HEAD; keep-alive; sendfile) until SIGINT or SIGTERM.")
+{
+    directoryArgument, portOption, addressOption, threadsOption,
+};
+serve.SetAction(result => Servers.Run("serve", result.GetValue(addressOption)!, result.GetValue(portOption), result.GetValue(threadsOption), result.GetValue(directoryArgument)));
+var hello = new Command("hello", "Answer every HTTP GET with \"Hello, World!\" until SIGINT or SIGTERM (the benchmark responder).")
+{
+    portOption, addressOption, threadsOption,
+};
+hello.SetAction(result => Servers.Run("hello", result.GetValue(addressOption)!, result.GetValue(portOption), result.GetValue(threadsOption), null));
+var echo = new Command("echo", "A TCP echo server until SIGINT or SIGTERM.")
+{
+    portOption, addressOption, threadsOption,
+};
+echo.SetAction(result => Servers.Run("echo", result.GetValue(addressOption)!, result.GetValue(portOption), result.GetValue(threadsOption), null));
+
 var root = new RootCommand("iomux: the backends this machine offers and whether each keeps IoMux's contract. Without a command: backends, then check.")
 {
     backends,
     check,
     proxy,
+    serve,
+    hello,
+    echo,
 };
 root.SetAction(_ =>
 {

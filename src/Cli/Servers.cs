@@ -1,0 +1,50 @@
+using System.Net;
+using System.Runtime.InteropServices;
+using IoMux.Web.Echo;
+using IoMux.Web.Http;
+
+namespace IoMux.Cli;
+
+/// <summary>The servers of IoMux.Web behind the iomux command: serve, hello, echo.</summary>
+internal static class Servers
+{
+    /// <summary>Runs one server until SIGINT or SIGTERM; 0 after a clean stop, 1 when it cannot start.</summary>
+    public static int Run(string kind, string address, int port, int threads, string? directory)
+    {
+        if (!IPAddress.TryParse(address, out var ip))
+        {
+            Console.Error.WriteLine($"iomux {kind}: '{address}' is not an IP address");
+            return 1;
+        }
+        var endpoint = new IPEndPoint(ip, port);
+        var options = new HttpServerOptions { Threads = Math.Max(1, threads) };
+        IDisposable server;
+        IPEndPoint bound;
+        try
+        {
+            switch (kind)
+            {
+                case "echo":
+                    var echo = new EchoService(endpoint, options.Threads);
+                    (server, bound) = (echo, echo.Endpoint);
+                    break;
+                default:
+                    var http = kind == "serve" ? HttpServer.StaticFiles(endpoint, directory!, options) : HttpServer.Hello(endpoint, options);
+                    (server, bound) = (http, http.Endpoint);
+                    break;
+            }
+        }
+        catch (Exception e) when (e is PosixException or DirectoryNotFoundException)
+        {
+            Console.Error.WriteLine($"iomux {kind}: {e.Message}");
+            return 1;
+        }
+        using var stop = new ManualResetEventSlim();
+        using var term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, context => { context.Cancel = true; stop.Set(); });
+        using var interrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, context => { context.Cancel = true; stop.Set(); });
+        Console.Error.WriteLine($"iomux {kind}: listening on {bound} with {options.Threads} loop thread(s){(directory is null ? "" : $", serving {Path.GetFullPath(directory)}")}");
+        stop.Wait();
+        server.Dispose();
+        return 0;
+    }
+}

@@ -41,7 +41,8 @@ public sealed unsafe class FileSender : IDisposable
     private const long MaxChunk = 0x7ffff000;
     private const int CopyBufferSize = 64 * 1024;
 
-    private readonly SafeFileHandle _file;
+    private readonly SafeFileHandle? _file;
+    private int _rawFile = -1;
     private byte* _buffer;
     private int _bufferStart, _bufferPending;
     private long _readOffset;
@@ -64,6 +65,23 @@ public sealed unsafe class FileSender : IDisposable
             throw new PlatformNotSupportedException("FileSendMethod.SendFile is implemented for Linux; use Copy.");
     }
 
+    /// <summary>For a server's connection: a sender over a raw descriptor the caller owns, reused with
+    /// <see cref="Reset"/> from response to response (no allocation per file sent).</summary>
+    internal FileSender(FileSendMethod method)
+    {
+        Method = method;
+    }
+
+    /// <summary>Points a raw-descriptor sender at a new range.</summary>
+    internal void Reset(int file, long offset, long count)
+    {
+        _rawFile = file;
+        Offset = _readOffset = offset;
+        Remaining = count;
+        BytesSent = 0;
+        _bufferStart = _bufferPending = 0;
+    }
+
     /// <summary>sendfile on Linux; the copy fallback elsewhere.</summary>
     public static FileSendMethod DefaultMethod => OperatingSystem.IsLinux() ? FileSendMethod.SendFile : FileSendMethod.Copy;
 
@@ -84,6 +102,8 @@ public sealed unsafe class FileSender : IDisposable
     /// <exception cref="FileShrankException">The file ended early.</exception>
     public SendStatus SendTo(int socket)
     {
+        if (_file is null)
+            return Method == FileSendMethod.SendFile ? SendWithSendFile(socket, _rawFile) : SendWithCopy(socket, _rawFile);
         bool added = false;
         _file.DangerousAddRef(ref added);
         try

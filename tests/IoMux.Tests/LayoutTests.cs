@@ -39,6 +39,7 @@ public sealed class LayoutTests
             P("timespec.nsec", offsetof(struct timespec, tv_nsec));
             P("stat.st_mode", offsetof(struct stat, st_mode));
             P("stat.st_mode.size", sizeof(((struct stat*)0)->st_mode));
+            P("stat.st_size", offsetof(struct stat, st_size));
             P("pollfd.size", sizeof(struct pollfd));
             P("pollfd.events", offsetof(struct pollfd, events));
             P("pollfd.revents", offsetof(struct pollfd, revents));
@@ -167,6 +168,7 @@ public sealed class LayoutTests
     {
         Assert.That(DescriptorProbe.ModeField.Offset, Is.EqualTo(C("stat.st_mode")));
         Assert.That(DescriptorProbe.ModeField.Width, Is.EqualTo(C("stat.st_mode.size")));
+        Assert.That(DescriptorProbe.SizeOffset, Is.EqualTo(C("stat.st_size")));
     }
 
     [Test]

@@ -30,6 +30,39 @@ internal static unsafe class DescriptorProbe
         : Platform.IsIllumos ? (16, 4)
         : (8, 2); // NetBSD/OpenBSD: 32-bit st_dev, 32-bit st_mode after it on OpenBSD; best effort.
 
+    /// <summary>Offset of the 64-bit st_size: 48 on Linux (x86-64 and the generic layout alike), after four
+    /// timespecs on FreeBSD (112) and macOS (96), right after st_rdev on illumos amd64 (40).</summary>
+    internal static readonly int SizeOffset =
+        OperatingSystem.IsLinux() ? 48
+        : OperatingSystem.IsFreeBSD() ? 112
+        : OperatingSystem.IsMacOS() ? 96
+        : Platform.IsIllumos ? 40
+        : 48;
+
+    /// <summary>Kind and size in one fstat(2); 0, or -errno.</summary>
+    public static int TryGetKindAndSize(int fd, out DescriptorKind kind, out long size)
+    {
+        byte* buffer = stackalloc byte[512];
+        kind = DescriptorKind.Other;
+        size = 0;
+        if (LibC.fstat(fd, buffer) != 0)
+            return -Errno.Last;
+        int mode = ModeField.Width == 4 ? *(int*)(buffer + ModeField.Offset) : *(ushort*)(buffer + ModeField.Offset);
+        kind = KindOf(mode);
+        size = *(long*)(buffer + SizeOffset);
+        return 0;
+    }
+
+    private static DescriptorKind KindOf(int mode) => (mode & S_IFMT) switch
+    {
+        S_IFREG => DescriptorKind.RegularFile,
+        S_IFDIR => DescriptorKind.Directory,
+        S_IFIFO => DescriptorKind.Fifo,
+        S_IFSOCK => DescriptorKind.Socket,
+        S_IFCHR => DescriptorKind.CharacterDevice,
+        _ => DescriptorKind.Other,
+    };
+
     /// <summary>Returns the descriptor's kind, or -errno when fstat fails (e.g. EBADF for a closed fd).</summary>
     public static int TryGetKind(int fd, out DescriptorKind kind)
     {
@@ -38,15 +71,7 @@ internal static unsafe class DescriptorProbe
         if (LibC.fstat(fd, buffer) != 0)
             return -Errno.Last;
         int mode = ModeField.Width == 4 ? *(int*)(buffer + ModeField.Offset) : *(ushort*)(buffer + ModeField.Offset);
-        kind = (mode & S_IFMT) switch
-        {
-            S_IFREG => DescriptorKind.RegularFile,
-            S_IFDIR => DescriptorKind.Directory,
-            S_IFIFO => DescriptorKind.Fifo,
-            S_IFSOCK => DescriptorKind.Socket,
-            S_IFCHR => DescriptorKind.CharacterDevice,
-            _ => DescriptorKind.Other,
-        };
+        kind = KindOf(mode);
         return 0;
     }
 

@@ -32,6 +32,10 @@ internal static unsafe partial class Sockets
     public const int F_SETPIPE_SZ = 1031, F_GETPIPE_SZ = 1032;
     public const uint SPLICE_F_MOVE = 1, SPLICE_F_NONBLOCK = 2;
 
+    /// <summary>send(2) flag (Linux): more data follows, hold the segment (a response head before its sendfile body).</summary>
+    public const int MSG_MORE = 0x8000;
+
+    [LibraryImport("libc", SetLastError = true)] public static partial nint send(int fd, byte* buffer, nuint length, int flags);
     [LibraryImport("libc", SetLastError = true)] public static partial int socket(int domain, int type, int protocol);
     [LibraryImport("libc", SetLastError = true)] public static partial int connect(int fd, byte* address, uint length);
     [LibraryImport("libc", SetLastError = true)] public static partial int bind(int fd, byte* address, uint length);

@@ -1,6 +1,5 @@
 using IoMux.Interop;
 using IoMux.Loop;
-using Microsoft.Win32.SafeHandles;
 
 namespace IoMux.Web.Http;
 
@@ -18,8 +17,8 @@ internal sealed unsafe class HttpConnection
     private readonly byte[] _out = new byte[4096];
     private readonly HttpRequestHead _head = new();
     private int _inLength, _outLength, _outSent;
-    private FileSender? _file;
-    private SafeFileHandle? _fileHandle;
+    private readonly FileSender _sender = new(FileSender.DefaultMethod);
+    private int _fileFd = -1;
     private bool _closeAfterResponse, _closed, _awaitingHead, _lingering;
 
     // Lingering close (nginx's lingering_close): after the last response, shut our side and read and discard
@@ -42,7 +41,7 @@ internal sealed unsafe class HttpConnection
 
     private static long Nanoseconds(TimeSpan span) => span.Ticks * 100;
 
-    private bool ResponsePending => _outSent < _outLength || _file is not null;
+    private bool ResponsePending => _outSent < _outLength || _fileFd >= 0;
 
     private void OnReady(Readiness readiness)
     {
@@ -141,8 +140,9 @@ internal sealed unsafe class HttpConnection
         while (_outSent < _outLength)
         {
             nint n;
+            // MSG_MORE: the head waits for the file's first bytes instead of leaving in a packet of its own.
             fixed (byte* buffer = &_out[_outSent])
-                n = LibC.write(_fd, buffer, (nuint)(_outLength - _outSent));
+                n = Sockets.send(_fd, buffer, (nuint)(_outLength - _outSent), _fileFd >= 0 && OperatingSystem.IsLinux() ? Sockets.MSG_MORE : 0);
             if (n < 0)
             {
                 int errno = Errno.Last;
@@ -155,12 +155,12 @@ internal sealed unsafe class HttpConnection
             }
             _outSent += (int)n;
         }
-        if (_file is not null)
+        if (_fileFd >= 0)
         {
             SendStatus status;
             try
             {
-                status = _file.SendTo(_fd);
+                status = _sender.SendTo(_fd);
             }
             catch (Exception e) when (e is PosixException or FileShrankException)
             {
@@ -193,11 +193,11 @@ internal sealed unsafe class HttpConnection
         _outSent = 0;
     }
 
-    /// <summary>For responders: after the head, send <paramref name="length"/> bytes of <paramref name="file"/> (owned from now on).</summary>
-    internal void AttachFile(SafeFileHandle file, long length)
+    /// <summary>For responders: after the head, send <paramref name="length"/> bytes of <paramref name="fd"/> (owned from now on).</summary>
+    internal void AttachFile(int fd, long length)
     {
-        _fileHandle = file;
-        _file = new FileSender(file, 0, length);
+        _fileFd = fd;
+        _sender.Reset(fd, 0, length);
     }
 
     internal ReadOnlySpan<byte> Date => _worker.Date.Current;
@@ -254,10 +254,8 @@ internal sealed unsafe class HttpConnection
 
     private void ReleaseFile()
     {
-        _file?.Dispose();
-        _file = null;
-        _fileHandle?.Dispose();
-        _fileHandle = null;
+        LibC.CloseQuietly(_fileFd);
+        _fileFd = -1;
     }
 
     public void Close()
@@ -266,6 +264,7 @@ internal sealed unsafe class HttpConnection
             return;
         _closed = true;
         ReleaseFile();
+        _sender.Dispose();
         _timer.Dispose();
         _source.Dispose();
         LibC.CloseQuietly(_fd);

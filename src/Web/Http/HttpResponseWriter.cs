@@ -103,22 +103,31 @@ internal sealed class HttpDate
 /// <summary>Content types by file extension, the common ones.</summary>
 internal static class ContentTypes
 {
-    private static readonly Dictionary<string, byte[]> ByExtension = new(StringComparer.OrdinalIgnoreCase)
+    private static readonly (byte[] Extension, byte[] Type)[] Known =
+    [
+        ("html"u8.ToArray(), "text/html; charset=utf-8"u8.ToArray()),
+        ("htm"u8.ToArray(), "text/html; charset=utf-8"u8.ToArray()),
+        ("txt"u8.ToArray(), "text/plain; charset=utf-8"u8.ToArray()),
+        ("css"u8.ToArray(), "text/css"u8.ToArray()),
+        ("js"u8.ToArray(), "text/javascript"u8.ToArray()),
+        ("json"u8.ToArray(), "application/json"u8.ToArray()),
+        ("png"u8.ToArray(), "image/png"u8.ToArray()),
+        ("jpg"u8.ToArray(), "image/jpeg"u8.ToArray()),
+        ("svg"u8.ToArray(), "image/svg+xml"u8.ToArray()),
+    ];
+
+    public static readonly byte[] Default = "application/octet-stream"u8.ToArray();
+
+    /// <summary>The type for a path's extension (ASCII case-insensitive), else application/octet-stream.</summary>
+    public static byte[] For(ReadOnlySpan<byte> path)
     {
-        [".html"] = "text/html; charset=utf-8"u8.ToArray(),
-        [".htm"] = "text/html; charset=utf-8"u8.ToArray(),
-        [".txt"] = "text/plain; charset=utf-8"u8.ToArray(),
-        [".css"] = "text/css"u8.ToArray(),
-        [".js"] = "text/javascript"u8.ToArray(),
-        [".json"] = "application/json"u8.ToArray(),
-        [".png"] = "image/png"u8.ToArray(),
-        [".jpg"] = "image/jpeg"u8.ToArray(),
-        [".svg"] = "image/svg+xml"u8.ToArray(),
-    };
-
-    private static readonly byte[] Default = "application/octet-stream"u8.ToArray();
-
-    public static byte[] For(string path) => ByExtension.GetValueOrDefault(Path.GetExtension(path), Default);
-
-    public static byte[] Ascii(string text) => Encoding.ASCII.GetBytes(text);
+        int dot = path.LastIndexOf((byte)'.');
+        if (dot < 0 || path[dot..].Contains((byte)'/'))
+            return Default;
+        var extension = path[(dot + 1)..];
+        foreach (var (known, type) in Known)
+            if (Ascii.EqualsIgnoreCase(extension, known))
+                return type;
+        return Default;
+    }
 }

@@ -21,9 +21,12 @@ public sealed class HttpServerOptions
 }
 
 /// <summary>Answers one request: writes the response into the connection (head, small body, or a file to send).</summary>
-internal abstract class HttpResponder
+internal abstract class HttpResponder : IDisposable
 {
     public abstract void Respond(HttpConnection connection, HttpRequestHead head, ReadOnlySpan<byte> target);
+
+    /// <summary>Releases what the responder holds (the static root's directory descriptor).</summary>
+    public virtual void Dispose() { }
 }
 
 /// <summary>An HTTP/1.1 server on IoMux: one event loop per thread, each accepting on its own member of a
@@ -53,8 +56,9 @@ public sealed class HttpServer : IDisposable
     /// <summary>Serves the files under <paramref name="root"/> (GET and HEAD; directories answer their index.html).</summary>
     public static HttpServer StaticFiles(IPEndPoint endpoint, string root, HttpServerOptions? options = null, string? backend = null)
     {
-        string realRoot = RequestPath.RealPath(Path.GetFullPath(root)) ?? throw new DirectoryNotFoundException(root);
-        return new HttpServer(endpoint, options ?? new(), () => new StaticFileResponder(realRoot), backend);
+        if (StaticRoot.RealPath(Path.GetFullPath(root)) is null)
+            throw new DirectoryNotFoundException(root);
+        return new HttpServer(endpoint, options ?? new(), () => new StaticFileResponder(root), backend);
     }
 
     /// <summary>Answers every GET with "Hello, World!" (the benchmark responder).</summary>
@@ -75,7 +79,10 @@ public sealed class HttpServer : IDisposable
         foreach (var thread in _threads)
             thread.Join();
         foreach (var worker in _workers)
+        {
             worker.Loop.Dispose();
+            worker.Responder.Dispose();
+        }
         _group.Dispose();
     }
 }

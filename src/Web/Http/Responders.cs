@@ -21,10 +21,12 @@ internal sealed class HelloResponder : HttpResponder
 }
 
 /// <summary>Files under a root: GET sends the file with sendfile, HEAD its head; 404 for what is missing or
-/// outside the root, 400 for a malformed path, 405 for other methods. Opening and stat-ing happen on the loop
-/// thread (a cold disk can stall it; <see cref="FileReadPool"/> is the off-loop path for reads).</summary>
-internal sealed class StaticFileResponder(string realRoot) : HttpResponder
+/// outside the root, 400 for a malformed path, 405 for other methods. Opening and fstat happen on the loop thread
+/// (a cold disk can stall it; <see cref="FileReadPool"/> is the off-loop path for reads).</summary>
+internal sealed class StaticFileResponder(string root) : HttpResponder
 {
+    private readonly StaticRoot _root = new(root);
+
     public override void Respond(HttpConnection connection, HttpRequestHead head, ReadOnlySpan<byte> target)
     {
         if (head.Method == HttpMethodKind.Other)
@@ -32,32 +34,22 @@ internal sealed class StaticFileResponder(string realRoot) : HttpResponder
             connection.WriteError(405, close: false);
             return;
         }
-        int status = RequestPath.Resolve(target, realRoot, out string path);
+        int status = _root.Open(target, out int fd, out long length, out byte[] contentType);
         if (status != 0)
         {
             connection.WriteError(status, close: status == 400);
             return;
         }
-        Microsoft.Win32.SafeHandles.SafeFileHandle file;
-        long length;
-        try
-        {
-            file = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
-            length = RandomAccess.GetLength(file);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            connection.WriteError(404, close: false);
-            return;
-        }
         var writer = connection.BeginResponse();
         writer.Head(200, length, head.KeepAlive, connection.Date);
-        writer.Header("Content-Type"u8, ContentTypes.For(path));
+        writer.Header("Content-Type"u8, contentType);
         writer.End(default);
         connection.Commit(writer);
         if (head.Method == HttpMethodKind.Get && length > 0)
-            connection.AttachFile(file, length);
+            connection.AttachFile(fd, length);
         else
-            file.Dispose();
+            Interop.LibC.CloseQuietly(fd);
     }
+
+    public override void Dispose() => _root.Dispose();
 }

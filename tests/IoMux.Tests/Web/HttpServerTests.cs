@@ -33,6 +33,10 @@ public sealed class HttpServerTests(string backend)
         File.CreateSymbolicLink(Path.Combine(_root, "leak.txt"), Path.Combine(_outside, "secret.txt"));
         File.CreateSymbolicLink(Path.Combine(_root, "alias.txt"), Path.Combine(_root, "a.txt"));
         Directory.CreateSymbolicLink(Path.Combine(_root, "outdir"), _outside);
+        File.CreateSymbolicLink(Path.Combine(_root, "relative-leak.txt"), Path.Combine("..", Path.GetFileName(_outside), "secret.txt"));
+        File.CreateSymbolicLink(Path.Combine(_root, "sub", "relative-alias.txt"), Path.Combine("..", "a.txt"));
+        using (var mkfifo = System.Diagnostics.Process.Start("mkfifo", Path.Combine(_root, "fifo"))!)
+            mkfifo.WaitForExit();
         _server = HttpServer.StaticFiles(new IPEndPoint(IPAddress.Loopback, 0), _root,
             new HttpServerOptions { Threads = 2, HeaderTimeout = TimeSpan.FromSeconds(1), KeepAliveTimeout = TimeSpan.FromSeconds(2) }, backend);
     }
@@ -53,7 +57,10 @@ public sealed class HttpServerTests(string backend)
     [TestCase("/a.txt?x=1", 200, "alpha")]
     [TestCase("/%61.txt", 200, "alpha")]
     [TestCase("/sub/../a.txt", 200, "alpha")]
+    [TestCase("/sub/relative-alias.txt", 200, "alpha")]
     [TestCase("/missing", 404, null)]
+    [TestCase("/relative-leak.txt", 404, null)]
+    [TestCase("/fifo", 404, null)]
     [TestCase("/leak.txt", 404, null)]
     [TestCase("/outdir/secret.txt", 404, null)]
     [TestCase("/../etc/passwd", 400, null)]

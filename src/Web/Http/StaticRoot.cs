@@ -1,0 +1,201 @@
+using System.Runtime.InteropServices;
+using System.Text;
+using System.Text.Unicode;
+using IoMux.Interop;
+
+namespace IoMux.Web.Http;
+
+/// <summary>The directory a static server serves, and the one way into it: <see cref="Open"/> turns a request
+/// target into an open regular file under the root, or a status. Everything that would leave the root is
+/// refused: "..", its percent-encoded forms, NUL, invalid escapes or UTF-8, and symbolic links whose target is
+/// outside. On Linux 5.6+ the kernel enforces the last one in the open itself (openat2 with RESOLVE_BENEATH:
+/// one system call, no check-then-open race); elsewhere the real path is checked (realpath) before opening.</summary>
+internal sealed unsafe partial class StaticRoot : IDisposable
+{
+    private const int O_RDONLY = 0, O_DIRECTORY_LINUX = 0x10000, O_PATH_LINUX = 0x200000, O_CLOEXEC_LINUX = 0x80000;
+    private const ulong RESOLVE_NO_MAGICLINKS = 0x02, RESOLVE_BENEATH = 0x08;
+    private const long SYS_openat2 = 437;
+    private const int EXDEV = 18; // Linux only, like openat2 // the same number on every Linux architecture (added after the unification)
+
+    [StructLayout(LayoutKind.Sequential)]
+    private struct OpenHow
+    {
+        public ulong Flags, Mode, Resolve;
+    }
+
+    private readonly int _rootFd = -1;
+    private bool _openat2;
+
+    public StaticRoot(string root)
+    {
+        RealRoot = RealPath(Path.GetFullPath(root)) ?? throw new DirectoryNotFoundException(root);
+        if (OperatingSystem.IsLinux())
+        {
+            _rootFd = open(RealRoot, O_PATH_LINUX | O_DIRECTORY_LINUX | O_CLOEXEC_LINUX);
+            _openat2 = _rootFd >= 0;
+        }
+    }
+
+    /// <summary>The root with every symbolic link resolved.</summary>
+    public string RealRoot { get; }
+
+    /// <summary>Opens what <paramref name="target"/> names (a directory means its index.html). Returns 0 with an
+    /// open non-blocking descriptor of a regular file, its size and its content type; or 400 (malformed, climbing
+    /// above the root) or 404 (missing, not a regular file, or reached through a link that leaves the root).</summary>
+    public int Open(ReadOnlySpan<byte> target, out int fd, out long size, out byte[] contentType)
+    {
+        fd = -1;
+        size = 0;
+        contentType = ContentTypes.Default;
+        Span<byte> path = stackalloc byte[HttpRequestParser.MaxRequestLine + 16];
+        int status = Normalize(target, path, out int length);
+        if (status != 0)
+            return status;
+        fd = OpenBeneath(path, length);
+        if (fd < 0)
+            return 404;
+        if (DescriptorProbe.TryGetKindAndSize(fd, out var kind, out size) != 0 || kind == DescriptorKind.Directory)
+        {
+            LibC.CloseQuietly(fd);
+            fd = -1;
+            if (kind != DescriptorKind.Directory)
+                return 404;
+            var index = length == 0 ? "index.html"u8 : "/index.html"u8;
+            index.CopyTo(path[length..]);
+            length += index.Length;
+            fd = OpenBeneath(path, length);
+            if (fd < 0 || DescriptorProbe.TryGetKindAndSize(fd, out kind, out size) != 0 || kind != DescriptorKind.RegularFile)
+                return CloseAnd404(ref fd);
+        }
+        else if (kind != DescriptorKind.RegularFile)
+        {
+            return CloseAnd404(ref fd); // a FIFO, a device: never served (O_NONBLOCK kept the open from hanging)
+        }
+        contentType = ContentTypes.For(path[..length]);
+        return 0;
+    }
+
+    private static int CloseAnd404(ref int fd)
+    {
+        LibC.CloseQuietly(fd);
+        fd = -1;
+        return 404;
+    }
+
+    /// <summary>Percent-decodes and normalizes the path of <paramref name="target"/> into <paramref name="output"/>
+    /// (relative, no leading slash, "" for the root). 0, or 400.</summary>
+    internal static int Normalize(ReadOnlySpan<byte> target, Span<byte> output, out int length)
+    {
+        length = 0;
+        int end = target.IndexOfAny((byte)'?', (byte)'#');
+        if (end >= 0)
+            target = target[..end];
+        Span<byte> decoded = stackalloc byte[target.Length];
+        int n = 0;
+        for (int i = 0; i < target.Length; i++)
+        {
+            byte b = target[i];
+            if (b == '%')
+            {
+                if (i + 2 >= target.Length || !IsHex(target[i + 1]) || !IsHex(target[i + 2]))
+                    return 400;
+                b = (byte)(Hex(target[i + 1]) << 4 | Hex(target[i + 2]));
+                i += 2;
+                if (b == 0)
+                    return 400;
+            }
+            decoded[n++] = b;
+        }
+        decoded = decoded[..n];
+        if (!Utf8.IsValid(decoded))
+            return 400;
+        foreach (var range in decoded.Split((byte)'/'))
+        {
+            var segment = decoded[range];
+            if (segment.IsEmpty || segment.SequenceEqual("."u8))
+                continue;
+            if (segment.SequenceEqual(".."u8))
+            {
+                if (length == 0)
+                    return 400; // climbing above the root, answered as nginx does
+                int slash = output[..length].LastIndexOf((byte)'/');
+                length = slash < 0 ? 0 : slash;
+                continue;
+            }
+            if (length > 0)
+                output[length++] = (byte)'/';
+            segment.CopyTo(output[length..]);
+            length += segment.Length;
+        }
+        return 0;
+    }
+
+    private int OpenBeneath(Span<byte> path, int length)
+    {
+        Span<byte> terminated = stackalloc byte[length + 2];
+        if (length == 0)
+            terminated[0] = (byte)'.';
+        else
+            path[..length].CopyTo(terminated);
+        terminated[Math.Max(length, 1)] = 0;
+        int flags = O_RDONLY | LibC.O_NONBLOCK | (OperatingSystem.IsLinux() ? O_CLOEXEC_LINUX : 0);
+        if (_openat2)
+        {
+            var how = new OpenHow { Flags = (ulong)flags, Resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS };
+            fixed (byte* p = terminated)
+            {
+                long fd = openat2(SYS_openat2, _rootFd, p, &how, (nuint)sizeof(OpenHow));
+                if (fd >= 0)
+                    return (int)fd;
+                int errno = Errno.Last;
+                if (errno == Errno.ENOSYS)
+                    _openat2 = false; // a kernel before 5.6: the portable way from now on
+                else if (errno != EXDEV)
+                    return -1; // ENOENT, EACCES, ELOOP...
+                // EXDEV: resolution left the root, or met an absolute link (refused by RESOLVE_BENEATH even when it
+                // points back inside): the real path decides, below.
+            }
+        }
+        string full = length == 0 ? RealRoot : Path.Join(RealRoot, Encoding.UTF8.GetString(path[..length]));
+        string? real = RealPath(full);
+        if (real is null || real != RealRoot && !real.StartsWith(RealRoot + "/", StringComparison.Ordinal))
+            return -1;
+        int opened = open(real, flags);
+        if (opened >= 0 && !OperatingSystem.IsLinux())
+            LibC.fcntl(opened, LibC.F_SETFD, LibC.FD_CLOEXEC);
+        return opened;
+    }
+
+    /// <summary>realpath(3): every link, "." and ".." resolved by the kernel; null when the path does not exist.</summary>
+    public static string? RealPath(string path)
+    {
+        byte* resolved = realpath(path, null);
+        if (resolved is null)
+            return null;
+        try
+        {
+            return Marshal.PtrToStringUTF8((nint)resolved);
+        }
+        finally
+        {
+            NativeMemory.Free(resolved); // realpath(path, NULL) mallocs its result
+        }
+    }
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial byte* realpath([MarshalAs(UnmanagedType.LPUTF8Str)] string path, byte* resolved);
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial int open([MarshalAs(UnmanagedType.LPUTF8Str)] string path, int flags);
+
+    // glibc 2.36 has no openat2 wrapper: the raw system call (syscall(2) is assembly and reads no va_list, so
+    // binding it with fixed integer arguments is sound on x86-64 and arm64).
+    [LibraryImport("libc", EntryPoint = "syscall", SetLastError = true)]
+    private static partial long openat2(long number, int directory, byte* path, OpenHow* how, nuint size);
+
+    private static bool IsHex(byte b) => b is >= (byte)'0' and <= (byte)'9' or >= (byte)'a' and <= (byte)'f' or >= (byte)'A' and <= (byte)'F';
+
+    private static int Hex(byte b) => b <= '9' ? b - '0' : (b | 0x20) - 'a' + 10;
+
+    public void Dispose() => LibC.CloseQuietly(_rootFd);
+}

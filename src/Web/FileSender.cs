@@ -42,6 +42,9 @@ public sealed unsafe class FileSender : IDisposable
     private const int CopyBufferSize = 64 * 1024;
 
     private readonly SafeFileHandle? _file;
+    private readonly ISendFileCalls? _calls;
+    private readonly ReadOnlyMemory<byte> _head;
+    private int _headSent;
     private int _rawFile = -1;
     private byte* _buffer;
     private int _bufferStart, _bufferPending;
@@ -52,24 +55,43 @@ public sealed unsafe class FileSender : IDisposable
     /// <param name="offset">The first byte.</param>
     /// <param name="count">How many bytes.</param>
     /// <param name="method">sendfile where the OS has a supported one (Linux), else copying; <see cref="FileSendMethod.Copy"/> forces the fallback.</param>
-    public FileSender(SafeFileHandle file, long offset, long count, FileSendMethod? method = null)
+    /// <param name="head">Bytes to send before the file (a response head): in the same system call where the OS
+    /// allows it (FreeBSD and macOS hdtr, illumos sendfilev), with MSG_MORE on Linux.</param>
+    public FileSender(SafeFileHandle file, long offset, long count, FileSendMethod? method = null, ReadOnlyMemory<byte> head = default)
+        : this(file, offset, count, method ?? DefaultMethod, head, null)
+    {
+    }
+
+    /// <summary>With the OS call given (tests: another OS's sendfile convention, modelled on Linux).</summary>
+    internal FileSender(SafeFileHandle file, long offset, long count, FileSendMethod method, ReadOnlyMemory<byte> head, ISendFileCalls? calls)
     {
         ArgumentNullException.ThrowIfNull(file);
         ArgumentOutOfRangeException.ThrowIfNegative(offset);
         ArgumentOutOfRangeException.ThrowIfNegative(count);
         _file = file;
+        _head = head;
         Offset = _readOffset = offset;
         Remaining = count;
-        Method = method ?? DefaultMethod;
-        if (Method == FileSendMethod.SendFile && !OperatingSystem.IsLinux())
-            throw new PlatformNotSupportedException("FileSendMethod.SendFile is implemented for Linux; use Copy.");
+        Method = method;
+        if (Method == FileSendMethod.SendFile)
+            _calls = calls ?? NativeCalls ?? throw new PlatformNotSupportedException("No sendfile for this OS; use FileSendMethod.Copy.");
     }
+
+    /// <summary>This OS's sendfile, or null.</summary>
+    private static readonly ISendFileCalls? NativeCalls =
+        OperatingSystem.IsLinux() ? new LinuxSendFileCalls()
+        : OperatingSystem.IsFreeBSD() ? new FreeBsdSendFileCalls()
+        : OperatingSystem.IsMacOS() ? new MacSendFileCalls()
+        : Interop.Platform.IsIllumos ? new IllumosSendFileCalls()
+        : null;
 
     /// <summary>For a server's connection: a sender over a raw descriptor the caller owns, reused with
     /// <see cref="Reset"/> from response to response (no allocation per file sent).</summary>
     internal FileSender(FileSendMethod method)
     {
         Method = method;
+        if (method == FileSendMethod.SendFile)
+            _calls = NativeCalls;
     }
 
     /// <summary>Points a raw-descriptor sender at a new range.</summary>
@@ -79,11 +101,12 @@ public sealed unsafe class FileSender : IDisposable
         Offset = _readOffset = offset;
         Remaining = count;
         BytesSent = 0;
+        _headSent = 0;
         _bufferStart = _bufferPending = 0;
     }
 
-    /// <summary>sendfile on Linux; the copy fallback elsewhere.</summary>
-    public static FileSendMethod DefaultMethod => OperatingSystem.IsLinux() ? FileSendMethod.SendFile : FileSendMethod.Copy;
+    /// <summary>sendfile where the OS has one IoMux drives (Linux, FreeBSD, macOS, illumos/Solaris); copying elsewhere.</summary>
+    public static FileSendMethod DefaultMethod => NativeCalls is not null ? FileSendMethod.SendFile : FileSendMethod.Copy;
 
     /// <summary>The method in use.</summary>
     public FileSendMethod Method { get; }
@@ -120,18 +143,20 @@ public sealed unsafe class FileSender : IDisposable
 
     private SendStatus SendWithSendFile(int socket, int file)
     {
-        while (Remaining > 0)
+        while (_headSent < _head.Length || Remaining > 0)
         {
-            long offset = Offset;
-            nint sent = FileCalls.LinuxSendFile(socket, file, &offset, (nuint)Math.Min(Remaining, MaxChunk));
-            if (sent > 0)
+            var head = _head.Span[_headSent..];
+            long moved = _calls!.Send(socket, file, Offset, Math.Min(Remaining, MaxChunk), head, out int errno);
+            int headPart = (int)Math.Min(moved, head.Length);
+            _headSent += headPart;
+            if (moved > headPart)
+                Advance((nint)(moved - headPart));
+            if (errno == 0)
             {
-                Advance(sent);
+                if (moved == 0)
+                    throw new FileShrankException(Offset); // no error and no progress: the file ended
                 continue; // short or not: the next call tells a full socket (EAGAIN) from an interruption
             }
-            if (sent == 0)
-                throw new FileShrankException(Offset);
-            int errno = Errno.Last;
             if (errno == Errno.EAGAIN)
                 return SendStatus.WouldBlock;
             if (errno != Errno.EINTR)
@@ -142,6 +167,22 @@ public sealed unsafe class FileSender : IDisposable
 
     private SendStatus SendWithCopy(int socket, int file)
     {
+        while (_headSent < _head.Length)
+        {
+            nint written;
+            fixed (byte* head = _head.Span)
+                written = LibC.write(socket, head + _headSent, (nuint)(_head.Length - _headSent));
+            if (written < 0)
+            {
+                int errno = Errno.Last;
+                if (errno == Errno.EAGAIN)
+                    return SendStatus.WouldBlock;
+                if (errno != Errno.EINTR)
+                    throw new PosixException("write", errno, $"socket {socket}");
+                continue;
+            }
+            _headSent += (int)written;
+        }
         while (Remaining > 0)
         {
             if (_bufferPending == 0)

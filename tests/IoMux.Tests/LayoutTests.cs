@@ -29,6 +29,7 @@ public sealed class LayoutTests
         #include <sys/eventfd.h>
         #include <sys/ioctl.h>
         #include <sys/select.h>
+        #include <sys/uio.h>
         #include <sys/socket.h>
         #include <sys/stat.h>
         #define P(name, value) printf("%s=%ld\n", name, (long)(value))
@@ -40,6 +41,8 @@ public sealed class LayoutTests
             P("stat.st_mode", offsetof(struct stat, st_mode));
             P("stat.st_mode.size", sizeof(((struct stat*)0)->st_mode));
             P("stat.st_size", offsetof(struct stat, st_size));
+            P("iovec.size", sizeof(struct iovec));
+            P("iovec.iov_len", offsetof(struct iovec, iov_len));
             P("pollfd.size", sizeof(struct pollfd));
             P("pollfd.events", offsetof(struct pollfd, events));
             P("pollfd.revents", offsetof(struct pollfd, revents));
@@ -169,6 +172,8 @@ public sealed class LayoutTests
         Assert.That(DescriptorProbe.ModeField.Offset, Is.EqualTo(C("stat.st_mode")));
         Assert.That(DescriptorProbe.ModeField.Width, Is.EqualTo(C("stat.st_mode.size")));
         Assert.That(DescriptorProbe.SizeOffset, Is.EqualTo(C("stat.st_size")));
+        Assert.That(System.Runtime.CompilerServices.Unsafe.SizeOf<IoMux.Web.IoVec>(), Is.EqualTo(C("iovec.size")));
+        Assert.That((int)System.Runtime.InteropServices.Marshal.OffsetOf<IoMux.Web.IoVec>("Length"), Is.EqualTo(C("iovec.iov_len")));
     }
 
     [Test]

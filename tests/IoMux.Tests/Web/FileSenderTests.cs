@@ -7,12 +7,27 @@ using IoMux.Web;
 namespace IoMux.Tests.Web;
 
 /// <summary>Sending files into TCP sockets on loopback, driven by writable readiness on the event loop: with
-/// sendfile(2) and with the pread/write fallback, against a slow reader, a peer that resets, and a file that is
-/// shorter than the range.</summary>
-[TestFixture(FileSendMethod.SendFile)]
-[TestFixture(FileSendMethod.Copy)]
-public sealed class FileSenderTests(FileSendMethod method)
+/// Linux's sendfile(2), the pread/write fallback, and FreeBSD's, macOS's and illumos's sendfile conventions
+/// through models (<see cref="SendFileModels"/>); against a slow reader, a peer that resets, a file shorter than
+/// the range, and with a head sent before the file.</summary>
+[TestFixture("linux")]
+[TestFixture("copy")]
+[TestFixture("freebsd-model")]
+[TestFixture("macos-model")]
+[TestFixture("illumos-model")]
+public sealed class FileSenderTests(string kind)
 {
+    private FileSendMethod Method => kind == "copy" ? FileSendMethod.Copy : FileSendMethod.SendFile;
+
+    private unsafe FileSender CreateSender(Microsoft.Win32.SafeHandles.SafeFileHandle file, long offset, long count, ReadOnlyMemory<byte> head = default) => kind switch
+    {
+        "linux" => new FileSender(file, offset, count, FileSendMethod.SendFile, head, new LinuxSendFileCalls()),
+        "copy" => new FileSender(file, offset, count, FileSendMethod.Copy, head, null),
+        "freebsd-model" => new FileSender(file, offset, count, FileSendMethod.SendFile, head, new FreeBsdSendFileCalls(SendFileModels.FreeBsd)),
+        "macos-model" => new FileSender(file, offset, count, FileSendMethod.SendFile, head, new MacSendFileCalls(SendFileModels.Mac)),
+        _ => new FileSender(file, offset, count, FileSendMethod.SendFile, head, new IllumosSendFileCalls(SendFileModels.Illumos)),
+    };
+
     private string _path = null!;
     private byte[] _content = null!;
 
@@ -79,7 +94,7 @@ public sealed class FileSenderTests(FileSendMethod method)
             });
             var error = Assert.Throws<PosixException>(() => Drive(sender, 0, _content.Length));
             Assert.That(error!.ErrorName, Is.AnyOf("ECONNRESET", "EPIPE"));
-            Assert.That(error.Operation, Is.EqualTo(method == FileSendMethod.SendFile ? "sendfile" : "write"));
+            Assert.That(error.Operation, Is.EqualTo(Method == FileSendMethod.SendFile ? "sendfile" : "write"));
             resetter.Wait();
         }
     }
@@ -97,11 +112,32 @@ public sealed class FileSenderTests(FileSendMethod method)
         }
     }
 
+    [Test, CancelAfter(60_000)]
+    public async Task AHeadGoesOutBeforeTheFileRange()
+    {
+        var head = new byte[300];
+        new Random(4).NextBytes(head);
+        var (sender, receiver) = ConnectedPair();
+        using (sender)
+        using (receiver)
+        {
+            var reading = Task.Run(() => ReadAll(receiver, pauseEvery: 128 * 1024));
+            var (status, _, sent) = Drive(sender, 5, 3 << 20, head);
+            Assert.That(status, Is.EqualTo(SendStatus.Completed));
+            Assert.That(sent, Is.EqualTo(3 << 20));
+            sender.Shutdown(SocketShutdown.Send);
+            var received = await reading;
+            Assert.That(received.Length, Is.EqualTo(head.Length + (3 << 20)));
+            Assert.That(received.AsSpan(0, head.Length).SequenceEqual(head), Is.True, "the head is not first");
+            Assert.That(received.AsSpan(head.Length).SequenceEqual(_content.AsSpan(5, 3 << 20)), Is.True, "the file range differs");
+        }
+    }
+
     /// <summary>Runs the sender on an event loop: one writable source, SendTo on each readiness.</summary>
-    private (SendStatus Status, int Waits, long Sent) Drive(Socket socket, long offset, long count)
+    private (SendStatus Status, int Waits, long Sent) Drive(Socket socket, long offset, long count, byte[]? head = null)
     {
         using var file = File.OpenHandle(_path);
-        using var sender = new FileSender(file, offset, count, method);
+        using var sender = CreateSender(file, offset, count, head);
         using var loop = new EventLoop(PollerFactory.Create());
         int waits = 0;
         var status = sender.SendTo((int)socket.Handle);

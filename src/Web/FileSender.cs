@@ -171,16 +171,9 @@ public sealed unsafe class FileSender : IDisposable
         {
             nint written;
             fixed (byte* head = _head.Span)
-                written = LibC.write(socket, head + _headSent, (nuint)(_head.Length - _headSent));
+                written = Write(socket, head + _headSent, _head.Length - _headSent);
             if (written < 0)
-            {
-                int errno = Errno.Last;
-                if (errno == Errno.EAGAIN)
-                    return SendStatus.WouldBlock;
-                if (errno != Errno.EINTR)
-                    throw new PosixException("write", errno, $"socket {socket}");
-                continue;
-            }
+                return SendStatus.WouldBlock;
             _headSent += (int)written;
         }
         while (Remaining > 0)
@@ -201,21 +194,30 @@ public sealed unsafe class FileSender : IDisposable
                 _bufferPending = (int)read;
                 _readOffset += read;
             }
-            nint written = LibC.write(socket, _buffer + _bufferStart, (nuint)_bufferPending);
+            nint written = Write(socket, _buffer + _bufferStart, _bufferPending);
             if (written < 0)
-            {
-                int errno = Errno.Last;
-                if (errno == Errno.EAGAIN)
-                    return SendStatus.WouldBlock;
-                if (errno != Errno.EINTR)
-                    throw new PosixException("write", errno, $"socket {socket}");
-                continue;
-            }
+                return SendStatus.WouldBlock;
             _bufferStart += (int)written;
             _bufferPending -= (int)written;
             Advance(written);
         }
         return SendStatus.Completed;
+    }
+
+    /// <summary>write(2) retried on EINTR: the byte count, or -1 for EAGAIN; any other error throws.</summary>
+    private static nint Write(int socket, byte* data, int length)
+    {
+        while (true)
+        {
+            nint written = LibC.write(socket, data, (nuint)length);
+            if (written >= 0)
+                return written;
+            int errno = Errno.Last;
+            if (errno == Errno.EAGAIN)
+                return -1;
+            if (errno != Errno.EINTR)
+                throw new PosixException("write", errno, $"socket {socket}");
+        }
     }
 
     private void Advance(nint bytes)

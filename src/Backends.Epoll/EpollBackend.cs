@@ -80,9 +80,12 @@ public sealed unsafe class EpollBackend : IPollerBackend
     private static uint KernelMask(Interest interest, TriggerMode mode)
     {
         uint mask = 0;
-        if ((interest & Interest.Readable) != 0) mask |= EPOLLIN | EPOLLRDHUP;
+        // EPOLLEXCLUSIVE admits only IN, OUT, ERR, HUP, WAKEUP and ET beside it (EINVAL otherwise): no EPOLLRDHUP.
+        bool exclusive = (interest & Interest.Exclusive) != 0;
+        if ((interest & Interest.Readable) != 0) mask |= exclusive ? EPOLLIN : EPOLLIN | EPOLLRDHUP;
         if ((interest & Interest.Writable) != 0) mask |= EPOLLOUT;
         if ((interest & Interest.Priority) != 0) mask |= EPOLLPRI;
+        if ((interest & Interest.Exclusive) != 0) mask |= EPOLLEXCLUSIVE;
         return mode switch
         {
             TriggerMode.Edge => mask | EPOLLET,
@@ -121,6 +124,8 @@ public sealed unsafe class EpollBackend : IPollerBackend
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
             var entry = _table.Get(fd);
+            if (((interest | entry.Interest) & Interest.Exclusive) != 0)
+                throw new NotSupportedException($"fd {fd}: an exclusive (EPOLLEXCLUSIVE) registration cannot be modified; deregister and register it again.");
             if (Control(EPOLL_CTL_MOD, fd, KernelMask(interest, mode), entry.KernelData) != 0)
                 throw Errno.Fail("epoll_ctl(MOD)", $"fd {fd}");
             _table.Update(entry, token, interest, mode);

@@ -14,6 +14,13 @@ public enum Interest : byte
     Writable = 2,
     /// <summary>Urgent / out-of-band data is pending (EPOLLPRI, POLLPRI, select's except set).</summary>
     Priority = 4,
+    /// <summary>Not a direction: when several pollers (one per loop thread) watch the same descriptor, wake only
+    /// one of them per event instead of all (EPOLLEXCLUSIVE, Linux 4.5+): the cure for the thundering herd on a
+    /// listener shared by loops. Given at registration only (epoll refuses to modify such a registration, and
+    /// IoMux says so with <see cref="NotSupportedException"/>); backends without it ignore the flag and wake every
+    /// poller, which stays correct, only slower. Meant for listening sockets: epoll does not allow EPOLLRDHUP
+    /// beside it, so such a registration is not told of <see cref="Readiness.ReadHangup"/>, and it cannot be oneshot.</summary>
+    Exclusive = 8,
 }
 
 /// <summary>How a registration reports readiness.</summary>

@@ -1,0 +1,126 @@
+using System.Diagnostics;
+
+namespace IoMux.Tests.Packaging;
+
+/// <summary>The packages as a user gets them: `dotnet pack -c Release -o artifacts` (run by .ci/run before the
+/// tests; run here when missing), the IoMux package installed into a throw-away console project that waits on
+/// the default backend, and the iomux tool installed into a tool path. NuGet's package folder is a fresh
+/// directory per run, so a package rebuilt under the same version is never served from a stale cache.</summary>
+[NonParallelizable]
+public sealed class PackageInstallTests
+{
+    private static string RepositoryRoot()
+    {
+        for (var directory = new DirectoryInfo(AppContext.BaseDirectory); directory is not null; directory = directory.Parent)
+            if (File.Exists(Path.Combine(directory.FullName, "IoMux.sln")))
+                return directory.FullName;
+        throw new InvalidOperationException("IoMux.sln not found above the test binaries");
+    }
+
+    private static string Version => typeof(Poller).Assembly.GetName().Version is { } v ? $"{v.Major}.{v.Minor}.{v.Build}" : "0.1.0";
+
+    private static string Artifacts()
+    {
+        var root = RepositoryRoot();
+        var artifacts = Path.Combine(root, "artifacts");
+        if (!File.Exists(Path.Combine(artifacts, $"IoMux.{Version}.nupkg")) || !File.Exists(Path.Combine(artifacts, $"IoMux.Tool.{Version}.nupkg")))
+            Run(root, "dotnet", ["pack", "IoMux.sln", "-c", "Release", "-o", artifacts], null, TimeSpan.FromMinutes(5));
+        return artifacts;
+    }
+
+    private static string Run(string directory, string file, string[] arguments, string? packages, TimeSpan timeout)
+    {
+        var start = new ProcessStartInfo(file) { WorkingDirectory = directory, RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        foreach (var argument in arguments)
+            start.ArgumentList.Add(argument);
+        if (packages is not null)
+            start.Environment["NUGET_PACKAGES"] = packages;
+        start.Environment["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1";
+        start.Environment["DOTNET_NOLOGO"] = "1";
+        using var process = Process.Start(start)!;
+        var output = process.StandardOutput.ReadToEndAsync();
+        var error = process.StandardError.ReadToEndAsync();
+        if (!process.WaitForExit(timeout))
+        {
+            process.Kill(entireProcessTree: true);
+            Assert.Fail($"{file} {string.Join(' ', arguments)} did not finish in {timeout}");
+        }
+        Assert.That(process.ExitCode, Is.EqualTo(0), $"{file} {string.Join(' ', arguments)}:\n{output.Result}\n{error.Result}");
+        return output.Result;
+    }
+
+    [Test, CancelAfter(600_000)]
+    public void TheIoMuxPackageWaitsOnTheDefaultBackendInANewProject()
+    {
+        var artifacts = Artifacts();
+        var work = Directory.CreateTempSubdirectory("iomux-package-").FullName;
+        try
+        {
+            File.WriteAllText(Path.Combine(work, "nuget.config"), $"""
+                <?xml version="1.0" encoding="utf-8"?>
+                <configuration>
+                  <packageSources>
+                    <add key="artifacts" value="{artifacts}" />
+                  </packageSources>
+                </configuration>
+                """);
+            File.WriteAllText(Path.Combine(work, "Consumer.csproj"), $"""
+                <Project Sdk="Microsoft.NET.Sdk">
+                  <PropertyGroup>
+                    <OutputType>Exe</OutputType>
+                    <TargetFramework>net10.0</TargetFramework>
+                    <Nullable>enable</Nullable>
+                    <ImplicitUsings>enable</ImplicitUsings>
+                  </PropertyGroup>
+                  <ItemGroup>
+                    <PackageReference Include="IoMux" Version="{Version}" />
+                  </ItemGroup>
+                </Project>
+                """);
+            File.WriteAllText(Path.Combine(work, "Program.cs"), """
+                using System.IO.Pipes;
+                using IoMux;
+
+                using var poller = PollerFactory.Create();
+                using var server = new AnonymousPipeServerStream(PipeDirection.In);
+                using var client = new AnonymousPipeClientStream(PipeDirection.Out, server.ClientSafePipeHandle);
+                using var registration = poller.Register(server.SafePipeHandle, token: 7, Interest.Readable);
+                client.WriteByte(1);
+                var events = new PollEvent[4];
+                int n = poller.Wait(events, TimeSpan.FromSeconds(10));
+                Console.WriteLine($"backend={poller.Capabilities.Name} events={n} token={events[0].Token} readable={(events[0].Readiness & Readiness.Readable) != 0}");
+                """);
+            var output = Run(work, "dotnet", ["run", "-c", "Release"], Path.Combine(work, "packages"), TimeSpan.FromMinutes(5));
+            Assert.That(output, Does.Contain("events=1 token=7 readable=True"));
+            if (OperatingSystem.IsLinux())
+                Assert.That(output, Does.Contain("backend=epoll"));
+        }
+        finally
+        {
+            Directory.Delete(work, recursive: true);
+        }
+    }
+
+    [Test, CancelAfter(600_000)]
+    public void TheIomuxToolInstallsIntoAToolPathAndListsBackends()
+    {
+        var artifacts = Artifacts();
+        var work = Directory.CreateTempSubdirectory("iomux-tool-").FullName;
+        try
+        {
+            var tools = Path.Combine(work, "tools");
+            Run(work, "dotnet", ["tool", "install", "IoMux.Tool", "--tool-path", tools, "--add-source", artifacts, "--version", Version],
+                Path.Combine(work, "packages"), TimeSpan.FromMinutes(5));
+            var iomux = Path.Combine(tools, "iomux");
+            var backends = Run(work, iomux, ["backends"], null, TimeSpan.FromMinutes(1));
+            Assert.That(backends, Does.Contain("chosen:"));
+            var help = Run(work, iomux, ["--help"], null, TimeSpan.FromMinutes(1));
+            Assert.That(help, Does.Contain("proxy").And.Contain("serve").And.Contain("hello").And.Contain("echo"));
+            Assert.That(Run(work, iomux, ["--version"], null, TimeSpan.FromMinutes(1)), Does.StartWith(Version));
+        }
+        finally
+        {
+            Directory.Delete(work, recursive: true);
+        }
+    }
+}

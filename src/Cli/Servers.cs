@@ -17,7 +17,8 @@ internal static class Servers
             return 1;
         }
         var endpoint = new IPEndPoint(ip, port);
-        var options = new HttpServerOptions { Threads = Math.Max(1, threads) };
+        var logger = new IoMux.SocketProxy.StderrLogger($"iomux {kind}", IoMux.SocketProxy.StderrLogger.LevelFromEnvironment());
+        var options = new HttpServerOptions { Threads = Math.Max(1, threads), Logger = logger };
         IDisposable server;
         IPEndPoint bound;
         try
@@ -25,7 +26,7 @@ internal static class Servers
             switch (kind)
             {
                 case "echo":
-                    var echo = new EchoService(endpoint, options.Threads);
+                    var echo = new EchoService(endpoint, options.Threads, logger: logger);
                     (server, bound) = (echo, echo.Endpoint);
                     break;
                 default:

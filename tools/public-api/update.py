@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Adds every public symbol the PublicApiAnalyzers report as undeclared (RS0016) to the project's
 PublicAPI.Unshipped.txt, using the exact API line the analyzer puts in its SARIF log. Review the diff: that is
-the point of the files.   tools/public-api/update.py [src/Project ...]   (default: every library with the files)"""
+the point of the files. A removed or changed member is RS0017: delete its old line by hand (deliberately: a
+removal is a breaking change someone should see).   tools/public-api/update.py [src/Project ...]   (default: every library with the files)"""
 import glob
 import json
 import os

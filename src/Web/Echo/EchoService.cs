@@ -15,7 +15,11 @@ public sealed class EchoService : IDisposable
     private readonly HashSet<EchoConnection>[] _open;
 
     /// <summary>Starts <paramref name="threads"/> loops (default one per core) on <paramref name="endpoint"/>.</summary>
-    public EchoService(IPEndPoint endpoint, int threads = 0, string? backend = null)
+    /// <param name="endpoint">The address (port 0: the kernel picks).</param>
+    /// <param name="threads">Loop threads (0: one per core).</param>
+    /// <param name="backend">An IOMUX_BACKEND name, or null for the default.</param>
+    /// <param name="logger">Where accept failures are logged (default: nowhere).</param>
+    public EchoService(IPEndPoint endpoint, int threads = 0, string? backend = null, Microsoft.Extensions.Logging.ILogger? logger = null)
     {
         threads = threads > 0 ? threads : Environment.ProcessorCount;
         _group = ListenerGroup.Bind(endpoint, threads);
@@ -27,17 +31,24 @@ public sealed class EchoService : IDisposable
             var loop = _loops[i] = new EventLoop(backend is null ? PollerFactory.Create() : PollerFactory.Create(backend));
             var open = _open[i] = [];
             int listener = _group.Listeners[i];
-            loop.AddIo(listener, Interest.Readable, (_, _) =>
+            AcceptGate? gate = null;
+            var source = loop.AddIo(listener, Interest.Readable, (_, _) =>
             {
                 for (int n = 0; n < 64; n++)
                 {
                     int fd = Sockets.Accept(listener);
                     if (fd < 0)
+                    {
+                        if (gate!.Failed(-fd))
+                            continue;
                         break;
+                    }
+                    gate!.Accepted();
                     Sockets.SetIntOption(fd, Sockets.IPPROTO_TCP, Sockets.TCP_NODELAY, 1);
                     open.Add(new EchoConnection(loop, fd, open));
                 }
             }, description: "echo listener");
+            gate = new AcceptGate(loop, source, logger ?? Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance);
             _threads[i] = new Thread(() => loop.Run()) { IsBackground = true, Name = $"IoMux echo {i}" };
         }
         foreach (var thread in _threads)

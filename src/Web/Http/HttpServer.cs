@@ -18,6 +18,9 @@ public sealed class HttpServerOptions
 
     /// <summary>Connections per loop thread; past it the thread's listener is not polled.</summary>
     public int MaxConnectionsPerThread { get; init; } = 10_000;
+
+    /// <summary>Where the server logs (start, accept failures); never per request. Default: nowhere.</summary>
+    public Microsoft.Extensions.Logging.ILogger Logger { get; init; } = Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance;
 }
 
 /// <summary>Answers one request: writes the response into the connection (head, small body, or a file to send).</summary>
@@ -91,6 +94,7 @@ public sealed class HttpServer : IDisposable
 internal sealed class HttpWorker
 {
     private readonly IoSource _listener;
+    private readonly AcceptGate _gate;
     private readonly HashSet<HttpConnection> _connections = [];
     private volatile int _count;
 
@@ -100,6 +104,7 @@ internal sealed class HttpWorker
         Options = options;
         Responder = responder;
         _listener = loop.AddIo(listener, Interest.Readable, (_, _) => Accept(listener), description: "http listener");
+        _gate = new AcceptGate(loop, _listener, options.Logger);
     }
 
     public EventLoop Loop { get; }
@@ -114,19 +119,25 @@ internal sealed class HttpWorker
         {
             int fd = Sockets.Accept(listener);
             if (fd < 0)
-                break; // EAGAIN, or EMFILE: the listener stays readable and is retried next iteration
+            {
+                if (_gate.Failed(-fd))
+                    continue;
+                break;
+            }
+            _gate.Accepted();
             Sockets.SetIntOption(fd, Sockets.IPPROTO_TCP, Sockets.TCP_NODELAY, 1);
             _connections.Add(new HttpConnection(this, fd));
         }
         _count = _connections.Count;
-        _listener.State = _connections.Count < Options.MaxConnectionsPerThread ? SourceState.On : SourceState.Off;
+        if (!_gate.Paused)
+            _listener.State = _connections.Count < Options.MaxConnectionsPerThread ? SourceState.On : SourceState.Off;
     }
 
     public void OnClosed(HttpConnection connection)
     {
         _connections.Remove(connection);
         _count = _connections.Count;
-        if (_listener.State == SourceState.Off && !_listener.IsDisposed)
+        if (_listener.State == SourceState.Off && !_listener.IsDisposed && !_gate.Paused)
             _listener.State = SourceState.On;
     }
 

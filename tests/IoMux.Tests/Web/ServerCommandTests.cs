@@ -49,6 +49,57 @@ public sealed partial class ServerCommandTests
         }
     }
 
+    /// <summary>Out of descriptors, the server stops polling its listener for a while instead of spinning on it,
+    /// says so, and serves again once descriptors are available.</summary>
+    [Test, CancelAfter(60_000)]
+    public async Task OutOfDescriptorsTheServerPausesAcceptingWithoutSpinning()
+    {
+        await Run(["hello"], async port =>
+        {
+            using var http = new HttpClient();
+            Assert.That(await http.GetStringAsync($"http://127.0.0.1:{port}/"), Is.EqualTo("Hello, World!")); // warm
+            int pid = s_current!.Id;
+            int open = Directory.GetFiles($"/proc/{pid}/fd").Length;
+            using (var prlimit = Process.Start("prlimit", $"--pid {pid} --nofile={open + 1}:{open + 1}")!)
+                prlimit.WaitForExit();
+            var clients = new List<Socket>();
+            try
+            {
+                for (int i = 0; i < 4; i++)
+                {
+                    var client = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+                    await client.ConnectAsync("127.0.0.1", port); // completes in the backlog
+                    clients.Add(client);
+                }
+                await Task.Delay(500);
+                long before = CpuTicks(pid);
+                await Task.Delay(1000);
+                Assert.That(CpuTicks(pid) - before, Is.LessThan(30), "the server spins while out of descriptors");
+                lock (s_log)
+                    Assert.That(s_log.ToString(), Does.Contain("accept: EMFILE"));
+            }
+            finally
+            {
+                foreach (var client in clients)
+                    client.Dispose();
+            }
+            using (var prlimit = Process.Start("prlimit", $"--pid {pid} --nofile={open + 200}:{open + 200}")!)
+                prlimit.WaitForExit();
+            using var again = new HttpClient { Timeout = TimeSpan.FromSeconds(10) };
+            Assert.That(await again.GetStringAsync($"http://127.0.0.1:{port}/"), Is.EqualTo("Hello, World!"));
+        });
+    }
+
+    private static long CpuTicks(int pid)
+    {
+        var stat = File.ReadAllText($"/proc/{pid}/stat");
+        var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+        return long.Parse(fields[11]) + long.Parse(fields[12]);
+    }
+
+    private static Process? s_current;
+    private static readonly System.Text.StringBuilder s_log = new();
+
     private static async Task Run(string[] command, Func<int, Task> exercise)
     {
         int port = ProxyProcess.FreePort();
@@ -56,9 +107,22 @@ public sealed partial class ServerCommandTests
         foreach (var argument in command.Concat(["--port", port.ToString(), "--threads", "2"]))
             start.ArgumentList.Add(argument);
         using var process = Process.Start(start)!;
+        s_current = process;
+        s_log.Clear();
         try
         {
-            var line = await process.StandardError.ReadLineAsync().WaitAsync(TimeSpan.FromSeconds(20));
+            var listening = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
+            process.ErrorDataReceived += (_, e) =>
+            {
+                if (e.Data is null)
+                    return;
+                lock (s_log)
+                    s_log.AppendLine(e.Data);
+                if (e.Data.Contains("listening on", StringComparison.Ordinal))
+                    listening.TrySetResult(e.Data);
+            };
+            process.BeginErrorReadLine();
+            var line = await listening.Task.WaitAsync(TimeSpan.FromSeconds(20));
             Assert.That(line, Does.Contain($"listening on 127.0.0.1:{port} with 2 loop thread(s)"));
             await exercise(port);
             Assert.That(kill(process.Id, 15), Is.EqualTo(0));

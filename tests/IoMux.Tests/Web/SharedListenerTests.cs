@@ -28,6 +28,25 @@ public sealed partial class SharedListenerTests
         Assert.That(exclusive, Is.LessThan(herd * 0.6));
     }
 
+    /// <summary>Backends without EPOLLEXCLUSIVE ignore the flag: the registration works as a plain one.</summary>
+    [TestCaseSource(typeof(Conformance.ConformanceRunner), nameof(Conformance.ConformanceRunner.Targets))]
+    public void EveryBackendAcceptsTheFlagAndReportsTheListener(BackendProvider provider)
+    {
+        if (provider.UnsupportedReason() is { } reason)
+            Assert.Ignore(reason);
+        using var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        listener.Listen();
+        using var poller = new Poller(provider.Create());
+        using var registration = poller.Register(listener.SafeHandle, 5, Interest.Readable | Interest.Exclusive);
+        using var client = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        client.Connect(listener.LocalEndPoint!);
+        var events = new PollEvent[4];
+        Assert.That(poller.Wait(events, TimeSpan.FromSeconds(5)), Is.EqualTo(1));
+        Assert.That(events[0].Token, Is.EqualTo(5UL));
+        Assert.That(events[0].Readiness & Readiness.Readable, Is.EqualTo(Readiness.Readable));
+    }
+
     [Test]
     public void AnExclusiveRegistrationCannotBeModified()
     {

@@ -43,6 +43,16 @@ internal sealed class AcceptGate(EventLoop loop, IoSource listener, ILogger logg
         return false;
     }
 
+    /// <summary>An accepted connection the poller cannot watch (select's FD_SETSIZE): it is closed at once (the
+    /// client sees the connection end, not a hang), and the first of a run is logged.</summary>
+    public void CannotWatch(int fd, DescriptorOutOfRangeException error)
+    {
+        Interop.LibC.CloseQuietly(fd);
+        if (!_logged)
+            logger.LogWarning("Closed a connection the {Backend} backend cannot watch: {Message}", loop.Poller.Capabilities.Name, error.Message);
+        _logged = true;
+    }
+
     /// <summary>True while accepting is paused.</summary>
     public bool Paused => _resume is { IsDisposed: false, State: not SourceState.Off };
 }

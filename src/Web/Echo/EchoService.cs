@@ -45,7 +45,14 @@ public sealed class EchoService : IDisposable
                     }
                     gate!.Accepted();
                     Sockets.SetIntOption(fd, Sockets.IPPROTO_TCP, Sockets.TCP_NODELAY, 1);
-                    open.Add(new EchoConnection(loop, fd, open));
+                    try
+                    {
+                        open.Add(new EchoConnection(loop, fd, open));
+                    }
+                    catch (DescriptorOutOfRangeException e)
+                    {
+                        gate.CannotWatch(fd, e);
+                    }
                 }
             }, description: "echo listener");
             gate = new AcceptGate(loop, source, logger ?? Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance);

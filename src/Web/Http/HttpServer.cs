@@ -126,7 +126,14 @@ internal sealed class HttpWorker
             }
             _gate.Accepted();
             Sockets.SetIntOption(fd, Sockets.IPPROTO_TCP, Sockets.TCP_NODELAY, 1);
-            _connections.Add(new HttpConnection(this, fd));
+            try
+            {
+                _connections.Add(new HttpConnection(this, fd));
+            }
+            catch (DescriptorOutOfRangeException e)
+            {
+                _gate.CannotWatch(fd, e);
+            }
         }
         _count = _connections.Count;
         if (!_gate.Paused)

@@ -39,4 +39,51 @@ public sealed class EchoServiceTests(string backend)
         });
         Assert.That(await Task.WhenAll(runs), Is.All.True);
     }
+
+}
+
+/// <summary>select cannot watch descriptors at or past FD_SETSIZE (1024): a connection accepted there is closed at
+/// once (not left hanging, and the loop does not die), and serving goes on once low numbers are free.</summary>
+public sealed class SelectCeilingTests
+{
+    private const string backend = "select";
+
+    [Test, CancelAfter(60_000)]
+    public async Task AConnectionTheBackendCannotWatchIsClosedAndServingGoesOn()
+    {
+        using var echo = new EchoService(new IPEndPoint(IPAddress.Loopback, 0), threads: 1, backend);
+        var filler = new List<Microsoft.Win32.SafeHandles.SafeFileHandle>();
+        try
+        {
+            while (filler.Count < 1100)
+                filler.Add(File.OpenHandle("/dev/null"));
+            using var unwatchable = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+            await unwatchable.ConnectAsync(echo.Endpoint);
+            var buffer = new byte[16];
+            using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+            int n;
+            try
+            {
+                n = await unwatchable.ReceiveAsync(buffer, SocketFlags.None, timeout.Token);
+            }
+            catch (SocketException)
+            {
+                n = 0; // a reset says the same: closed
+            }
+            Assert.That(n, Is.EqualTo(0), "the connection past FD_SETSIZE was not closed");
+        }
+        finally
+        {
+            foreach (var handle in filler)
+                handle.Dispose();
+        }
+        using var client = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        await client.ConnectAsync(echo.Endpoint);
+        await client.SendAsync(new byte[] { 1, 2, 3 }, SocketFlags.None);
+        var back = new byte[3];
+        int got = 0;
+        while (got < 3)
+            got += await client.ReceiveAsync(back.AsMemory(got), SocketFlags.None);
+        Assert.That(back, Is.EqualTo(new byte[] { 1, 2, 3 }));
+    }
 }

@@ -96,7 +96,11 @@ public static class ProxyCommand
             if (listenAddresses.Count > 0)
                 listeners.AddRange(listenAddresses.Select(Listeners.Bind));
             else
-                listeners.AddRange(SocketActivation.TakeListenSockets().Select(s => s.Descriptor));
+            {
+                var passed = SocketActivation.TakeListenSockets();
+                listeners.AddRange(passed.Select(s => s.Descriptor));
+                logger.LogDebug("Received {Sockets} by socket activation.", string.Join(", ", passed.Select(s => $"fd {s.Descriptor} ({s.Name})")));
+            }
         }
         catch (Exception e) when (e is SocketActivationException or PosixException or FormatException)
         {

@@ -4,8 +4,35 @@ namespace IoMux.Tests.Proxy;
 
 /// <summary>systemd-socket-proxyd's command line, the socket-activation variables, and the forms of targets and
 /// time spans the proxy accepts.</summary>
-public sealed class ProxyCommandLineTests
+public sealed partial class ProxyCommandLineTests
 {
+    [System.Runtime.InteropServices.LibraryImport("libc", StringMarshalling = System.Runtime.InteropServices.StringMarshalling.Utf8)]
+    private static partial nint getenv(string name);
+
+    [System.Runtime.InteropServices.LibraryImport("libc", StringMarshalling = System.Runtime.InteropServices.StringMarshalling.Utf8)]
+    private static partial int setenv(string name, string value, int overwrite);
+
+    /// <summary>The variables are removed from .NET's environment and from the C one (what a child would inherit),
+    /// even when the sockets then turn out unusable.</summary>
+    [Test, NonParallelizable]
+    public void TheActivationVariablesAreRemovedOnceRead()
+    {
+        var names = new[] { "LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES" };
+        var values = new[] { Environment.ProcessId.ToString(), "1", "web" };
+        for (int i = 0; i < names.Length; i++)
+        {
+            Environment.SetEnvironmentVariable(names[i], values[i]);
+            setenv(names[i], values[i], 1);
+        }
+        Assert.That(getenv("LISTEN_FDS"), Is.Not.EqualTo(nint.Zero));
+        Assert.Throws<SocketActivationException>(() => SocketActivation.TakeListenSockets()); // fd 3 here is no listener
+        foreach (var name in names)
+        {
+            Assert.That(Environment.GetEnvironmentVariable(name), Is.Null, name);
+            Assert.That(getenv(name), Is.EqualTo(nint.Zero), $"{name} is still in the C environment");
+        }
+    }
+
     [Test]
     public void HelpListsSystemdsOptionsAndMarksTheExtensions()
     {

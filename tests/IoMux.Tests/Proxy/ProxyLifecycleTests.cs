@@ -84,6 +84,17 @@ public sealed class ProxyLifecycleTests
         Assert.That(proxy.Log, Does.Contain("closing 1 connection(s) still active"));
     }
 
+    [Test, CancelAfter(60_000)]
+    public async Task SocketNamesFromListenFdNamesAreRead()
+    {
+        using var backend = TestBackend.Tcp(TestBackend.Echo);
+        using var proxy = ProxyProcess.ActivatedWithOptions(new Dictionary<string, string> { ["SYSTEMD_LOG_LEVEL"] = "debug" },
+            ["--fdname=web"], backend.Target);
+        using var client = proxy.Connect();
+        Assert.That(await EchoOnce(client, TimeSpan.FromSeconds(10)), Is.True);
+        proxy.WaitForLog("Received fd 3 (web) by socket activation.", TimeSpan.FromSeconds(5));
+    }
+
     /// <summary>Sends three bytes (unless <paramref name="send"/> is false) and waits for three back.</summary>
     private static async Task<bool> EchoOnce(Socket client, TimeSpan timeout, bool send = true)
     {

@@ -42,12 +42,16 @@ internal sealed partial class ProxyProcess : IDisposable
     /// bound at once; the proxy itself starts with the first connection.</summary>
     public static ProxyProcess Activated(params string[] proxyArguments) => ActivatedWith(null, proxyArguments);
 
-    public static ProxyProcess ActivatedWith(IDictionary<string, string>? environment, params string[] proxyArguments)
+    public static ProxyProcess ActivatedWith(IDictionary<string, string>? environment, params string[] proxyArguments) =>
+        ActivatedWithOptions(environment, [], proxyArguments);
+
+    /// <summary>Activation with extra systemd-socket-activate options (e.g. --fdname).</summary>
+    public static ProxyProcess ActivatedWithOptions(IDictionary<string, string>? environment, string[] activatorOptions, params string[] proxyArguments)
     {
         var port = FreePort();
         // systemd-socket-activate passes on only the variables named with -E (as a unit's Environment= would).
         var passed = (environment ?? new Dictionary<string, string>()).SelectMany(pair => new[] { "-E", $"{pair.Key}={pair.Value}" });
-        var proxy = new ProxyProcess("systemd-socket-activate", ["-l", $"127.0.0.1:{port}", .. passed, ProxyPath, .. proxyArguments], null)
+        var proxy = new ProxyProcess("systemd-socket-activate", ["-l", $"127.0.0.1:{port}", .. activatorOptions, .. passed, ProxyPath, .. proxyArguments], null)
         {
             Endpoint = new IPEndPoint(IPAddress.Loopback, port),
         };

@@ -14,7 +14,7 @@ namespace IoMux.Tests.Proxy;
 [NonParallelizable]
 public sealed class ProxyRelayTests(string copy, string backend)
 {
-    private Dictionary<string, string> Environment => new() { ["IOMUX_BACKEND"] = backend };
+    private Dictionary<string, string> Environment => new() { ["IOMUX_BACKEND"] = backend, ["SYSTEMD_LOG_LEVEL"] = "debug" };
 
     private const long HundredMebibytes = 100L << 20;
 
@@ -41,6 +41,7 @@ public sealed class ProxyRelayTests(string copy, string backend)
         Assert.That(proxy.WaitForExit(TimeSpan.FromSeconds(10)), Is.True);
         Assert.That(proxy.ExitCode, Is.EqualTo(0));
         Assert.That(proxy.Log, Does.Contain($"({backend} backend)"));
+        Assert.That(proxy.Log, Does.Contain("Received fd 3 (unknown) by socket activation."), "LISTEN_FDS/LISTEN_FDNAMES were not read as passed");
         Assert.That(proxy.Log, Does.Contain($"Relayed 2 connection(s): {HundredMebibytes + 1} bytes to the backend, {HundredMebibytes + 1} bytes to clients"));
         Assert.That(server.Failures, Is.Empty);
     }

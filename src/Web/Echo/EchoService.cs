@@ -13,6 +13,7 @@ public sealed class EchoService : IDisposable
     private readonly EventLoop[] _loops;
     private readonly Thread[] _threads;
     private readonly HashSet<EchoConnection>[] _open;
+    private readonly AcceptGate[] _gates;
 
     /// <summary>Starts <paramref name="threads"/> loops (default one per core) on <paramref name="endpoint"/>.</summary>
     /// <param name="endpoint">The address (port 0: the kernel picks).</param>
@@ -26,6 +27,7 @@ public sealed class EchoService : IDisposable
         _loops = new EventLoop[threads];
         _threads = new Thread[threads];
         _open = new HashSet<EchoConnection>[threads];
+        _gates = new AcceptGate[threads];
         for (int i = 0; i < threads; i++)
         {
             var loop = _loops[i] = new EventLoop(backend is null ? PollerFactory.Create() : PollerFactory.Create(backend));
@@ -55,7 +57,7 @@ public sealed class EchoService : IDisposable
                     }
                 }
             }, description: "echo listener");
-            gate = new AcceptGate(loop, source, logger ?? Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance);
+            gate = _gates[i] = new AcceptGate(loop, source, logger ?? Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance);
             _threads[i] = new Thread(() => loop.Run()) { IsBackground = true, Name = $"IoMux echo {i}" };
         }
         foreach (var thread in _threads)
@@ -70,9 +72,10 @@ public sealed class EchoService : IDisposable
     {
         for (int i = 0; i < _loops.Length; i++)
         {
-            var (loop, open) = (_loops[i], _open[i]);
+            var (loop, open, gate) = (_loops[i], _open[i], _gates[i]);
             loop.Post(() =>
             {
+                gate.Dispose();
                 foreach (var connection in open.ToArray())
                     connection.Close();
                 loop.Exit();

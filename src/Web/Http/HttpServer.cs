@@ -150,6 +150,7 @@ internal sealed class HttpWorker
 
     public void Stop()
     {
+        _gate.Dispose();
         _listener.Dispose();
         foreach (var connection in _connections.ToArray())
             connection.Close();

@@ -30,6 +30,7 @@ public sealed class ProxyServer
     private readonly List<IoSource> _listeners = [];
     private readonly HashSet<Connection> _connections = [];
     private TimerSource? _idleTimer, _acceptRetry, _drainTimer;
+    private readonly SpareDescriptors _spares = new();
     private bool _acceptPaused, _stopping, _backendFailing, _shortageLogged;
     private long _failuresWhileDown, _nextId;
 
@@ -51,6 +52,7 @@ public sealed class ProxyServer
             _listeners.Add(loop.AddIo(fd, Interest.Readable, (source, _) => AcceptFrom(source, tcp), description: $"listener fd {fd}"));
         }
         Log.Listening(listeners.Count, options.Target.Text, loop.Poller.Capabilities.Name);
+        _spares.Take();
         UpdateIdleTimer();
     }
 
@@ -125,9 +127,20 @@ public sealed class ProxyServer
             Log.AcceptPaused(errno, Options.AcceptRetryDelay);
         _shortageLogged = true;
         _acceptPaused = true;
+        _spares.Give(); // headroom for the runtime while the process is at its limit
+        ScheduleAcceptRetry();
+    }
+
+    private void ScheduleAcceptRetry()
+    {
         _acceptRetry?.Dispose();
         _acceptRetry = Loop.AddTimer(Options.AcceptRetryDelay, _ =>
         {
+            if (!_spares.Take())
+            {
+                ScheduleAcceptRetry(); // still at the limit
+                return;
+            }
             _acceptPaused = false;
             UpdateListeners();
         }, accuracy: TimeSpan.FromMilliseconds(10), description: "accept retry");
@@ -209,6 +222,7 @@ public sealed class ProxyServer
         _stopping = true;
         _idleTimer?.Dispose();
         _acceptRetry?.Dispose();
+        _spares.Dispose();
         foreach (var listener in _listeners)
         {
             listener.Dispose();

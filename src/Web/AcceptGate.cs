@@ -6,49 +6,21 @@ namespace IoMux.Web;
 /// <summary>What a loop's listener does when accept(2) fails. Out of descriptors (EMFILE, ENFILE) or memory
 /// (ENOBUFS, ENOMEM) the pending connection keeps the listener readable, so accepting again at once would spin:
 /// the listener leaves the poller for <see cref="PauseTime"/> and the shortage is logged once per episode.
-/// Spare descriptors (/dev/null) are held while things are well and given back at the first EMFILE, so the
-/// process keeps a few free descriptors while it is at its limit: the runtime needs some now and then (measured:
-/// the .NET runtime aborted with "Out of memory." at the limit without them), and accepting resumes only once
-/// the spares could be taken again.</summary>
-internal sealed unsafe partial class AcceptGate : IDisposable
+/// <see cref="Interop.SpareDescriptors"/> keep headroom for the runtime while the process is at its limit.</summary>
+internal sealed class AcceptGate : IDisposable
 {
     private readonly EventLoop loop;
     private readonly IoSource listener;
     private readonly ILogger logger;
-    // Four spares: one was not always enough (the runtime aborted at the limit in 1 of 10 stressed runs).
-    private const int SpareCount = 4;
-    private readonly int[] _spares = [-1, -1, -1, -1];
+    private readonly Interop.SpareDescriptors _spares = new();
 
     public AcceptGate(EventLoop loop, IoSource listener, ILogger logger)
     {
         this.loop = loop;
         this.listener = listener;
         this.logger = logger;
-        TakeSpares();
+        _spares.Take();
     }
-
-    /// <summary>Opens the spares that are not held; false when the process is still at its limit.</summary>
-    private bool TakeSpares()
-    {
-        for (int i = 0; i < SpareCount; i++)
-            if (_spares[i] < 0 && (_spares[i] = OpenSpare()) < 0)
-                return false;
-        return true;
-    }
-
-    private void GiveSpares()
-    {
-        for (int i = 0; i < SpareCount; i++)
-        {
-            Interop.LibC.CloseQuietly(_spares[i]);
-            _spares[i] = -1;
-        }
-    }
-
-    [System.Runtime.InteropServices.LibraryImport("libc", EntryPoint = "open", SetLastError = true, StringMarshalling = System.Runtime.InteropServices.StringMarshalling.Utf8)]
-    private static partial int open(string path, int flags);
-
-    private static int OpenSpare() => open("/dev/null", OperatingSystem.IsLinux() ? 0x80000 : 0); // O_RDONLY | O_CLOEXEC
 
     /// <summary>How long accepting pauses after a shortage.</summary>
     public static readonly TimeSpan PauseTime = TimeSpan.FromMilliseconds(100);
@@ -72,7 +44,7 @@ internal sealed unsafe partial class AcceptGate : IDisposable
                 logger.LogWarning("accept: {Error}; not accepting for {Milliseconds} ms at a time until a connection is accepted again.",
                     Errno.Name(errno), (int)PauseTime.TotalMilliseconds);
             _logged = true;
-            GiveSpares(); // free descriptors for the rest of the process while it is at its limit
+            _spares.Give(); // free descriptors for the rest of the process while it is at its limit
             listener.State = SourceState.Off;
             ScheduleResume();
             return false;
@@ -88,7 +60,7 @@ internal sealed unsafe partial class AcceptGate : IDisposable
         {
             if (listener.IsDisposed)
                 return;
-            if (!TakeSpares())
+            if (!_spares.Take())
             {
                 ScheduleResume(); // still at the limit: stay paused
                 return;
@@ -101,7 +73,7 @@ internal sealed unsafe partial class AcceptGate : IDisposable
     public void Dispose()
     {
         _resume?.Dispose();
-        GiveSpares();
+        _spares.Dispose();
     }
 
     /// <summary>An accepted connection the poller cannot watch (select's FD_SETSIZE): it is closed at once (the

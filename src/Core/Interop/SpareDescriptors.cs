@@ -1,0 +1,37 @@
+namespace IoMux.Interop;
+
+/// <summary>A few descriptors (/dev/null) held while the process is well and given back when it hits its
+/// descriptor limit (EMFILE), so it keeps some headroom there: the .NET runtime itself needs a descriptor now
+/// and then, and was measured to abort ("Out of memory.") at the limit without any. A server gives the spares
+/// back at its first EMFILE and resumes accepting only once it could take them again.</summary>
+internal sealed partial class SpareDescriptors(int count = 4) : IDisposable
+{
+    private readonly int[] _fds = Enumerable.Repeat(-1, count).ToArray();
+
+    [System.Runtime.InteropServices.LibraryImport("libc", EntryPoint = "open", SetLastError = true, StringMarshalling = System.Runtime.InteropServices.StringMarshalling.Utf8)]
+    private static partial int open(string path, int flags);
+
+    private static int OpenOne() => open("/dev/null", OperatingSystem.IsLinux() ? 0x80000 : 0); // O_RDONLY | O_CLOEXEC
+
+    /// <summary>Opens the spares not held; false while the process is still at its limit.</summary>
+    public bool Take()
+    {
+        for (int i = 0; i < _fds.Length; i++)
+            if (_fds[i] < 0 && (_fds[i] = OpenOne()) < 0)
+                return false;
+        return true;
+    }
+
+    /// <summary>Closes every spare: that many descriptors are free for the rest of the process.</summary>
+    public void Give()
+    {
+        for (int i = 0; i < _fds.Length; i++)
+        {
+            LibC.CloseQuietly(_fds[i]);
+            _fds[i] = -1;
+        }
+    }
+
+    /// <inheritdoc />
+    public void Dispose() => Give();
+}

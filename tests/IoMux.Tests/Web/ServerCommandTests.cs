@@ -127,6 +127,7 @@ public sealed partial class ServerCommandTests
             await exercise(port);
             Assert.That(kill(process.Id, 15), Is.EqualTo(0));
             Assert.That(process.WaitForExit(10_000), Is.True, "SIGTERM did not stop the server");
+            process.WaitForExit(); // flushes the redirected stderr into the log
             lock (s_log)
                 Assert.That(process.ExitCode, Is.EqualTo(0), s_log.ToString());
         }

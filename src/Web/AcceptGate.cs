@@ -9,16 +9,16 @@ namespace IoMux.Web;
 /// <see cref="Interop.SpareDescriptors"/> keep headroom for the runtime while the process is at its limit.</summary>
 internal sealed class AcceptGate : IDisposable
 {
-    private readonly EventLoop loop;
-    private readonly IoSource listener;
-    private readonly ILogger logger;
+    private readonly EventLoop _loop;
+    private readonly IoSource _listener;
+    private readonly ILogger _logger;
     private readonly Interop.SpareDescriptors _spares = new();
 
     public AcceptGate(EventLoop loop, IoSource listener, ILogger logger)
     {
-        this.loop = loop;
-        this.listener = listener;
-        this.logger = logger;
+        _loop = loop;
+        _listener = listener;
+        _logger = logger;
         _spares.Take();
     }
 
@@ -41,31 +41,31 @@ internal sealed class AcceptGate : IDisposable
         if (errno == Errno.EMFILE || errno == Errno.ENFILE || errno == Errno.ENOBUFS || errno == Errno.ENOMEM)
         {
             if (!_logged)
-                logger.LogWarning("accept: {Error}; not accepting for {Milliseconds} ms at a time until a connection is accepted again.",
+                _logger.LogWarning("accept: {Error}; not accepting for {Milliseconds} ms at a time until a connection is accepted again.",
                     Errno.Name(errno), (int)PauseTime.TotalMilliseconds);
             _logged = true;
             _spares.Give(); // free descriptors for the rest of the process while it is at its limit
-            listener.State = SourceState.Off;
+            _listener.State = SourceState.Off;
             ScheduleResume();
             return false;
         }
-        logger.LogError("accept: {Error} ({Description}).", Errno.Name(errno), Errno.Describe(errno));
+        _logger.LogError("accept: {Error} ({Description}).", Errno.Name(errno), Errno.Describe(errno));
         return false;
     }
 
     private void ScheduleResume()
     {
         _resume?.Dispose();
-        _resume = loop.AddTimer(PauseTime, _ =>
+        _resume = _loop.AddTimer(PauseTime, _ =>
         {
-            if (listener.IsDisposed)
+            if (_listener.IsDisposed)
                 return;
             if (!_spares.Take())
             {
                 ScheduleResume(); // still at the limit: stay paused
                 return;
             }
-            listener.State = SourceState.On;
+            _listener.State = SourceState.On;
         }, accuracy: TimeSpan.FromMilliseconds(10), description: "accept pause");
     }
 
@@ -82,7 +82,7 @@ internal sealed class AcceptGate : IDisposable
     {
         Interop.LibC.CloseQuietly(fd);
         if (!_logged)
-            logger.LogWarning("Closed a connection the {Backend} backend cannot watch: {Message}", loop.Poller.Capabilities.Name, error.Message);
+            _logger.LogWarning("Closed a connection the {Backend} backend cannot watch: {Message}", _loop.Poller.Capabilities.Name, error.Message);
         _logged = true;
     }
 

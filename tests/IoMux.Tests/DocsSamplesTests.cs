@@ -13,13 +13,7 @@ public sealed partial class DocsSamplesTests
     [GeneratedRegex(@"```csharp", RegexOptions.Singleline)]
     private static partial Regex AnyCSharpBlock();
 
-    private static string Root()
-    {
-        for (var directory = new DirectoryInfo(AppContext.BaseDirectory); directory is not null; directory = directory.Parent)
-            if (File.Exists(Path.Combine(directory.FullName, "IoMux.sln")))
-                return directory.FullName;
-        throw new InvalidOperationException("IoMux.sln not found");
-    }
+    private static string Root() => TestProcesses.RepositoryRoot();
 
     public static IEnumerable<string> Documents()
     {

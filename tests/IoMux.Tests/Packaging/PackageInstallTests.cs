@@ -9,19 +9,11 @@ namespace IoMux.Tests.Packaging;
 [NonParallelizable]
 public sealed class PackageInstallTests
 {
-    private static string RepositoryRoot()
-    {
-        for (var directory = new DirectoryInfo(AppContext.BaseDirectory); directory is not null; directory = directory.Parent)
-            if (File.Exists(Path.Combine(directory.FullName, "IoMux.sln")))
-                return directory.FullName;
-        throw new InvalidOperationException("IoMux.sln not found above the test binaries");
-    }
-
     private static string Version => typeof(Poller).Assembly.GetName().Version is { } v ? $"{v.Major}.{v.Minor}.{v.Build}" : "0.1.0";
 
     private static string Artifacts()
     {
-        var root = RepositoryRoot();
+        var root = TestProcesses.RepositoryRoot();
         var artifacts = Path.Combine(root, "artifacts");
         if (!File.Exists(Path.Combine(artifacts, $"IoMux.{Version}.nupkg")) || !File.Exists(Path.Combine(artifacts, $"IoMux.Tool.{Version}.nupkg")))
             Run(root, "dotnet", ["pack", "IoMux.sln", "-c", "Release", "-o", artifacts], null, TimeSpan.FromMinutes(5));

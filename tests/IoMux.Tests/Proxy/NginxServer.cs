@@ -102,14 +102,11 @@ internal sealed partial class NginxServer : IDisposable
     [LibraryImport("libc")]
     private static partial int geteuid();
 
-    [LibraryImport("libc")]
-    private static partial int kill(int pid, int signal);
-
     public void Dispose()
     {
         if (!_process.HasExited)
         {
-            kill(_process.Id, 15); // SIGTERM: the master stops its workers
+            TestProcesses.Signal(_process.Id, 15); // SIGTERM: the master stops its workers
             if (!_process.WaitForExit(10_000))
                 _process.Kill(entireProcessTree: true);
         }

@@ -135,7 +135,7 @@ internal sealed partial class ProxyProcess : IDisposable
 
     public void Signal(int signal)
     {
-        if (kill(_process.Id, signal) != 0)
+        if (TestProcesses.Signal(_process.Id, signal) != 0)
             throw new InvalidOperationException($"kill({_process.Id}, {signal}) failed");
     }
 
@@ -188,13 +188,8 @@ internal sealed partial class ProxyProcess : IDisposable
         return previous;
     }
 
-    /// <summary>CPU time (user + system) the process has used, from /proc/PID/stat, in clock ticks (1/100 s).</summary>
-    public long CpuTicks()
-    {
-        var stat = File.ReadAllText($"/proc/{_process.Id}/stat");
-        var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
-        return long.Parse(fields[11]) + long.Parse(fields[12]); // utime, stime (fields 14 and 15 of the line)
-    }
+    /// <summary>CPU time the process has used, in clock ticks (1/100 s).</summary>
+    public long CpuTicks() => TestProcesses.CpuTicks(_process.Id);
 
     /// <summary>Waits until <paramref name="condition"/> holds, polling; false on timeout.</summary>
     public static bool Eventually(Func<bool> condition, TimeSpan timeout)
@@ -208,9 +203,6 @@ internal sealed partial class ProxyProcess : IDisposable
         }
         return condition();
     }
-
-    [LibraryImport("libc", SetLastError = true)]
-    private static partial int kill(int pid, int signal);
 
     public void Dispose()
     {

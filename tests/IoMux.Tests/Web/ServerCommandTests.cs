@@ -11,9 +11,6 @@ namespace IoMux.Tests.Web;
 [NonParallelizable]
 public sealed partial class ServerCommandTests
 {
-    [LibraryImport("libc")]
-    private static partial int kill(int pid, int signal);
-
     [Test, CancelAfter(60_000)]
     public async Task IomuxHelloServeAndEchoAnswerAndStopOnSigterm()
     {
@@ -72,9 +69,9 @@ public sealed partial class ServerCommandTests
                     clients.Add(client);
                 }
                 await Task.Delay(500);
-                long before = CpuTicks(pid);
+                long before = TestProcesses.CpuTicks(pid);
                 await Task.Delay(1000);
-                Assert.That(CpuTicks(pid) - before, Is.LessThan(30), "the server spins while out of descriptors");
+                Assert.That(TestProcesses.CpuTicks(pid) - before, Is.LessThan(30), "the server spins while out of descriptors");
                 lock (s_log)
                     Assert.That(s_log.ToString(), Does.Contain("accept: EMFILE"));
             }
@@ -88,13 +85,6 @@ public sealed partial class ServerCommandTests
             using var again = new HttpClient { Timeout = TimeSpan.FromSeconds(10) };
             Assert.That(await again.GetStringAsync($"http://127.0.0.1:{port}/"), Is.EqualTo("Hello, World!"));
         });
-    }
-
-    private static long CpuTicks(int pid)
-    {
-        var stat = File.ReadAllText($"/proc/{pid}/stat");
-        var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
-        return long.Parse(fields[11]) + long.Parse(fields[12]);
     }
 
     private static Process? s_current;
@@ -125,7 +115,7 @@ public sealed partial class ServerCommandTests
             var line = await listening.Task.WaitAsync(TimeSpan.FromSeconds(20));
             Assert.That(line, Does.Contain($"listening on 127.0.0.1:{port} with 2 loop thread(s)"));
             await exercise(port);
-            Assert.That(kill(process.Id, 15), Is.EqualTo(0));
+            Assert.That(TestProcesses.Signal(process.Id, 15), Is.EqualTo(0));
             Assert.That(process.WaitForExit(10_000), Is.True, "SIGTERM did not stop the server");
             process.WaitForExit(); // flushes the redirected stderr into the log
             lock (s_log)

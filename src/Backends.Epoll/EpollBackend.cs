@@ -11,18 +11,22 @@ namespace IoMux.Backends.Epoll;
 /// woken forever by a half-closed peer). Timeouts are sub-millisecond through epoll_pwait2 (Linux 5.11,
 /// glibc 2.35) where present, milliseconds rounded up otherwise.
 /// </summary>
-public sealed unsafe class EpollBackend : IPollerBackend
+public sealed unsafe class EpollBackend : IPollerBackend, IKernelWait, IOwnedRegistrations
 {
+    private readonly BackendCore _core = new();
     private readonly int _epollFd;
     private readonly EventFdWaker _waker;
-    private readonly DescriptorTable _table = new();
-    private readonly object _gate = new();
-    private readonly BackendCounters _counters = new();
     private readonly bool _hasPwait2;
     private byte[] _nativeEvents = [];   // pinned: _nativeBuffer points into it
     private byte* _nativeBuffer;
     private int _nativeCapacity;
-    private bool _disposed;
+    // Misuse recovery (closed before deregistered while a dup or a child process keeps the file open): epoll
+    // keeps such a registration, keyed by a file and a number that is gone, and no epoll_ctl can reach it. Its
+    // events resolve to no live entry. Set when a deletion found the number closed or reused (the registration
+    // may survive) and cleared by rebuilding the kernel set.
+    private bool _mayHoldStale;
+    private int _staleRounds;            // consecutive kernel waits that returned stale events
+    private bool _sawStale, _sawOrphan;
 
     /// <summary>Creates an epoll instance and its eventfd wake channel.</summary>
     /// <exception cref="PlatformNotSupportedException">Not Linux.</exception>
@@ -40,7 +44,7 @@ public sealed unsafe class EpollBackend : IPollerBackend
             throw Errno.Fail("epoll_create1");
         try
         {
-            _waker = new EventFdWaker(_epollFd, _counters);
+            _waker = new EventFdWaker(_epollFd);
         }
         catch
         {
@@ -58,7 +62,7 @@ public sealed unsafe class EpollBackend : IPollerBackend
     public BackendCapabilities Capabilities { get; }
 
     /// <inheritdoc />
-    public BackendCounters Counters => _counters;
+    public BackendCounters Counters => _core.Counters;
 
     /// <summary>True when epoll_pwait2 is used for nanosecond timeouts.</summary>
     public bool UsesPwait2 => _hasPwait2;
@@ -79,13 +83,19 @@ public sealed unsafe class EpollBackend : IPollerBackend
 
     private static uint KernelMask(Interest interest, TriggerMode mode)
     {
+        // EPOLLERR and EPOLLHUP cannot be masked (epoll_ctl(2): "epoll_wait will always wait for this event").
+        // A paused registration is therefore a disarmed oneshot: it may fire once more, which translates to
+        // nothing, and is then silent until Modify gives it interest again (a level EPOLLHUP would otherwise
+        // wake every wait at once: a busy loop the caller cannot see).
+        if ((interest & (Interest.Readable | Interest.Writable | Interest.Priority)) == 0)
+            return EPOLLONESHOT;
         uint mask = 0;
         // EPOLLEXCLUSIVE admits only IN, OUT, ERR, HUP, WAKEUP and ET beside it (EINVAL otherwise): no EPOLLRDHUP.
         bool exclusive = (interest & Interest.Exclusive) != 0;
         if ((interest & Interest.Readable) != 0) mask |= exclusive ? EPOLLIN : EPOLLIN | EPOLLRDHUP;
         if ((interest & Interest.Writable) != 0) mask |= EPOLLOUT;
         if ((interest & Interest.Priority) != 0) mask |= EPOLLPRI;
-        if ((interest & Interest.Exclusive) != 0) mask |= EPOLLEXCLUSIVE;
+        if (exclusive) mask |= EPOLLEXCLUSIVE;
         return mode switch
         {
             TriggerMode.Edge => mask | EPOLLET,
@@ -98,14 +108,22 @@ public sealed unsafe class EpollBackend : IPollerBackend
     public void Add(int fd, ulong token, Interest interest, TriggerMode mode)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(fd);
-        lock (_gate)
+        lock (_core.Gate)
         {
-            ObjectDisposedException.ThrowIf(_disposed, this);
-            var entry = _table.Add(fd, token, interest, mode);
-            if (Control(EPOLL_CTL_ADD, fd, KernelMask(interest, mode), entry.KernelData) != 0)
+            _core.ThrowIfDisposed(this);
+            var entry = _core.Table.Add(fd, token, interest, mode);
+            int errno = Control(EPOLL_CTL_ADD, fd, KernelMask(interest, mode), entry.KernelData);
+            if (errno == Errno.EEXIST)
             {
-                int errno = Errno.Last;
-                _table.Remove(entry);
+                // The kernel still holds a registration for this file under this number although the table has
+                // none: the number was closed before it was deregistered while a dup kept the file open, and
+                // dup2 brought the same file back. Take that registration over (libevent's epoll.c retries
+                // ADD as MOD for the same reason).
+                errno = Control(EPOLL_CTL_MOD, fd, KernelMask(interest, mode), entry.KernelData);
+            }
+            if (errno != 0)
+            {
+                _core.Table.Remove(entry);
                 if (errno == Errno.EPERM)
                 {
                     // epoll refuses descriptors without a poll method: regular files and directories.
@@ -120,35 +138,36 @@ public sealed unsafe class EpollBackend : IPollerBackend
     /// <inheritdoc />
     public void Modify(int fd, ulong token, Interest interest, TriggerMode mode)
     {
-        lock (_gate)
+        lock (_core.Gate)
         {
-            ObjectDisposedException.ThrowIf(_disposed, this);
-            var entry = _table.Get(fd);
+            _core.ThrowIfDisposed(this);
+            var entry = _core.Table.Get(fd);
             if (((interest | entry.Interest) & Interest.Exclusive) != 0)
                 throw new NotSupportedException($"fd {fd}: an exclusive (EPOLLEXCLUSIVE) registration cannot be modified; deregister and register it again.");
-            if (Control(EPOLL_CTL_MOD, fd, KernelMask(interest, mode), entry.KernelData) != 0)
-                throw Errno.Fail("epoll_ctl(MOD)", $"fd {fd}");
-            _table.Update(entry, token, interest, mode);
+            int errno = Control(EPOLL_CTL_MOD, fd, KernelMask(interest, mode), entry.KernelData);
+            if (errno != 0)
+                throw new PosixException("epoll_ctl(MOD)", errno, $"fd {fd}");
+            _core.Table.Update(entry, token, interest, mode);
         }
     }
 
     /// <inheritdoc />
     public void Delete(int fd)
     {
-        lock (_gate)
+        lock (_core.Gate)
         {
-            ObjectDisposedException.ThrowIf(_disposed, this);
-            var entry = _table.Get(fd);
-            _table.Remove(entry);
+            _core.ThrowIfDisposed(this);
+            var entry = _core.Table.Get(fd);
+            _core.Table.Remove(entry);
             // Deleting before close matters: epoll tracks file descriptions, so a dup of the descriptor
             // would keep the registration alive after close(). EBADF (already closed) and ENOENT (closed and
-            // the number reused) mean the kernel has nothing left under this number: not an error.
-            if (Control(EPOLL_CTL_DEL, fd, 0, 0) != 0)
-            {
-                int errno = Errno.Last;
-                if (errno != Errno.EBADF && errno != Errno.ENOENT)
-                    throw new PosixException("epoll_ctl(DEL)", errno, $"fd {fd}");
-            }
+            // the number reused) mean the kernel has nothing under this number any more: not an error, but the
+            // old registration may live on through a dup, which the wait path then sweeps away.
+            int errno = entry.Orphaned ? Errno.ENOENT : Control(EPOLL_CTL_DEL, fd, 0, 0);
+            if (errno == Errno.EBADF || errno == Errno.ENOENT)
+                _mayHoldStale = true;
+            else if (errno != 0)
+                throw new PosixException("epoll_ctl(DEL)", errno, $"fd {fd}");
         }
     }
 
@@ -158,77 +177,154 @@ public sealed unsafe class EpollBackend : IPollerBackend
         // Native edge mode re-arms itself when new readiness arrives.
     }
 
+    void IOwnedRegistrations.SetOwner(int fd, SafeHandle owner)
+    {
+        lock (_core.Gate)
+            _core.Table.SetOwner(fd, owner);
+    }
+
     private int Control(int op, int fd, uint mask, ulong data)
     {
         byte* ev = stackalloc byte[16];
         WriteEvent(ev, mask, data);
-        return epoll_ctl(_epollFd, op, fd, ev);
+        return epoll_ctl(_epollFd, op, fd, ev) == 0 ? 0 : Errno.Last;
     }
 
     /// <inheritdoc />
-    public int Wait(Span<PollEvent> events, TimeSpan timeout)
+    public int Wait(Span<PollEvent> events, TimeSpan timeout) => _core.Wait(this, events, timeout);
+
+    string IKernelWait.KernelCallName => _hasPwait2 ? "epoll_pwait2" : "epoll_wait";
+
+    void IKernelWait.BeforeWait()
     {
-        var deadline = WaitDeadline.Start(timeout);
-        int capacity = Math.Min(events.Length, 1 << 16);
-        if (capacity > _nativeCapacity)
-            GrowBuffer(capacity);
-        byte* buffer = _nativeBuffer;
-        while (true)
+        if (!(_sawStale | _sawOrphan))
         {
-            var slice = _waker.Gate.BeginWait(deadline);
-            int n = KernelWait(buffer, capacity, slice);
-            int errno = n < 0 ? Errno.Last : 0;
-            bool woken = _waker.Gate.EndWait(deadline);
-            if (n < 0)
-            {
-                if (errno != Errno.EINTR)
-                    throw new PosixException(_hasPwait2 ? "epoll_pwait2" : "epoll_wait", errno);
-                _counters.OnInterrupted();
-                if (woken)
-                    return 0;
-                continue; // resume with the time left
-            }
-            int written = Translate(buffer, n, events);
-            // Only the wake channel fired, with no wake requested: a write that raced with the end of the
-            // previous wait. Keep waiting.
-            if (written > 0 || woken || deadline.HasPassed)
-                return written;
+            _staleRounds = 0;
+            return;
         }
+        lock (_core.Gate)
+        {
+            _core.ThrowIfDisposed(this);
+            if (_sawOrphan)
+                StopWatchingOrphans();
+            // A registration that outlived its number fires on every wait (level) and can only be removed by
+            // replacing the kernel set. Two stale rounds in a row tell it from the one stale event of a
+            // registration deleted during a wait.
+            if (_sawStale && _mayHoldStale && ++_staleRounds >= 2)
+                RebuildKernelSet();
+        }
+        _sawStale = _sawOrphan = false;
     }
 
-    private int KernelWait(byte* buffer, int capacity, TimeSpan slice)
+    /// <summary>Registrations whose handle was closed: taken out of the kernel set (or left for the rebuild
+    /// when the number is gone already) and never reported again.</summary>
+    private void StopWatchingOrphans()
     {
-        _counters.OnKernelWait();
+        foreach (var entry in _core.Table.Orphans)
+        {
+            if (entry.Removed || entry.Orphaned)
+                continue;
+            entry.Orphaned = true;
+            if (Control(EPOLL_CTL_DEL, entry.Descriptor, 0, 0) != 0)
+                _mayHoldStale = true;
+            _core.Counters.OnOrphaned(entry.Descriptor);
+        }
+        _core.Table.Orphans.Clear();
+    }
+
+    /// <summary>Replaces the kernel set with a fresh one holding the live registrations only, under the same
+    /// descriptor number (dup3), so that registrations keyed by closed numbers are dropped with the old set.</summary>
+    private void RebuildKernelSet()
+    {
+        int fresh = epoll_create1(EPOLL_CLOEXEC);
+        if (fresh < 0)
+            return; // EMFILE: try again at the next stale round
+        bool ok = ControlOn(fresh, EPOLL_CTL_ADD, _waker.Descriptor, EPOLLIN | EPOLLET, DescriptorTable.WakeData);
+        foreach (var entry in _core.Table.Live)
+        {
+            if (!entry.Orphaned && entry.Interest != Interest.None)
+                ok &= ControlOn(fresh, EPOLL_CTL_ADD, entry.Descriptor, KernelMask(entry.Interest, entry.Mode), entry.KernelData);
+        }
+        if (ok && LibC.dup3(fresh, _epollFd, EPOLL_CLOEXEC) == _epollFd)
+        {
+            _mayHoldStale = false;
+            _staleRounds = 0;
+            _core.Counters.OnKernelSetRebuilt();
+        }
+        LibC.CloseQuietly(fresh);
+    }
+
+    private static bool ControlOn(int epollFd, int op, int fd, uint mask, ulong data)
+    {
+        byte* ev = stackalloc byte[16];
+        WriteEvent(ev, mask, data);
+        return epoll_ctl(epollFd, op, fd, ev) == 0;
+    }
+
+    int IKernelWait.KernelWait(int capacity, TimeSpan slice, out int errno)
+    {
+        capacity = Math.Min(capacity, 1 << 16);
+        if (capacity > _nativeCapacity)
+            GrowBuffer(capacity);
+        int n;
         if (_hasPwait2 && slice != Timeout.InfiniteTimeSpan && slice != TimeSpan.Zero)
         {
             var ts = Timespec.From(slice);
-            return epoll_pwait2(_epollFd, buffer, capacity, &ts, null);
+            n = epoll_pwait2(_epollFd, _nativeBuffer, capacity, &ts, null);
         }
-        return epoll_wait(_epollFd, buffer, capacity, WaitDeadline.ToMillisecondsRoundedUp(slice));
+        else
+        {
+            n = epoll_wait(_epollFd, _nativeBuffer, capacity, WaitDeadline.ToMillisecondsRoundedUp(slice));
+        }
+        errno = n < 0 ? Errno.Last : 0;
+        return Math.Max(n, 0);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private int Translate(byte* buffer, int count, Span<PollEvent> events)
+    int IKernelWait.Translate(int count, Span<PollEvent> events)
     {
         // count <= events.Length (the kernel got at most that many slots), so the writes below stay in bounds.
-        ref PollEvent output = ref MemoryMarshal.GetReference(events);
+        ref PollEvent first = ref MemoryMarshal.GetReference(events);
+        byte* buffer = _nativeBuffer;
         int written = 0;
         int size = EventSize;
-        var states = _table.States;
+        var states = _core.Table.States;
         for (int i = 0; i < count; i++)
         {
             byte* slot = buffer + i * size;
-            ref readonly var state = ref DescriptorTable.LiveState(states, ReadData(slot));
+            ulong data = ReadData(slot);
+            ref readonly var state = ref DescriptorTable.LiveState(states, data);
             if (Unsafe.IsNullRef(in state))
-                continue; // the wake channel (WakeData never resolves), or an entry deleted during this wait
+            {
+                // An entry deleted during this wait, or a registration that outlived its number.
+                _sawStale |= data != DescriptorTable.WakeData;
+                continue;
+            }
+            if (state.IsOrphaned)
+            {
+                _sawOrphan = true;
+                NoteOrphan(data);
+                continue;
+            }
             uint m = ReadEvents(slot);
-            var readiness = ReadinessRules.Normalize(state.Interest,
-                input: (m & EPOLLIN) != 0, output: (m & EPOLLOUT) != 0, priority: (m & EPOLLPRI) != 0,
-                error: (m & EPOLLERR) != 0, hangup: (m & EPOLLHUP) != 0, readHangup: (m & EPOLLRDHUP) != 0);
+            bool input = (m & EPOLLIN) != 0, output = (m & EPOLLOUT) != 0, error = (m & EPOLLERR) != 0;
+            bool hangup = (m & EPOLLHUP) != 0, readHangup = (m & EPOLLRDHUP) != 0;
+            if (HangupDerivation.IsLoneHangup(input, output, error, hangup, readHangup))
+                HangupDerivation.ExplainLoneHangup(state.Descriptor, ref input, ref hangup);
+            var readiness = ReadinessRules.Normalize(state.Interest, input, output, (m & EPOLLPRI) != 0, error, hangup, readHangup);
             if (readiness != Readiness.None)
-                Unsafe.Add(ref output, written++) = new PollEvent(state.Token, readiness);
+                Unsafe.Add(ref first, written++) = new PollEvent(state.Token, readiness);
         }
         return written;
+    }
+
+    private void NoteOrphan(ulong data)
+    {
+        lock (_core.Gate)
+        {
+            if (_core.Table.Resolve(data) is { } entry)
+                _core.Table.NoteOrphan(entry);
+        }
     }
 
     private void GrowBuffer(int capacity)
@@ -239,17 +335,15 @@ public sealed unsafe class EpollBackend : IPollerBackend
     }
 
     /// <inheritdoc />
-    public void Wake() => _waker.Wake();
+    public void Wake() => _core.Wake(this);
+
+    void IKernelWait.WriteWake() => _waker.Write();
 
     /// <summary>Closes the epoll instance and the eventfd. Registered descriptors stay open (they are the caller's).</summary>
     public void Dispose()
     {
-        lock (_gate)
-        {
-            if (_disposed)
-                return;
-            _disposed = true;
-        }
+        if (!_core.BeginDispose())
+            return;
         _waker.Dispose();
         LibC.CloseQuietly(_epollFd);
     }

@@ -5,16 +5,13 @@ namespace IoMux.Backends.Epoll;
 /// <summary>
 /// The epoll backend's wake channel: an eventfd registered edge-triggered. Each write produces a fresh
 /// edge, so the waiter never has to read the counter back (one system call per wake, as libuv#4400 and
-/// libevent#1619 do); the counter cannot realistically overflow (2^64 - 2 writes).
+/// libevent#1619 do); the counter cannot realistically overflow (2^64 - 2 writes). Coalescing and the race
+/// with disposal are <see cref="BackendCore"/>'s.
 /// </summary>
 internal sealed unsafe class EventFdWaker : IDisposable
 {
-    private readonly WakeGate _gate = new();
-    private readonly BackendCounters _counters;
-
-    public EventFdWaker(int epollFd, BackendCounters counters)
+    public EventFdWaker(int epollFd)
     {
-        _counters = counters;
         Descriptor = EpollInterop.eventfd(0, EpollInterop.EFD_CLOEXEC | EpollInterop.EFD_NONBLOCK);
         if (Descriptor < 0)
             throw Errno.Fail("eventfd");
@@ -30,31 +27,12 @@ internal sealed unsafe class EventFdWaker : IDisposable
 
     public int Descriptor { get; }
 
-    public WakeGate Gate => _gate;
-
-    private readonly CloseGuard _closeGuard = new();
-
-    public void Wake()
+    /// <summary>EAGAIN would need 2^64 - 2 unread wakes.</summary>
+    public void Write()
     {
-        if (!_gate.Request() || !_closeGuard.TryEnter())
-            return;
-        try
-        {
-            ulong one = 1;
-            // EAGAIN would need 2^64 - 2 unread wakes.
-            LibC.write(Descriptor, (byte*)&one, sizeof(ulong));
-            _counters.OnWakeWrite();
-        }
-        finally
-        {
-            _closeGuard.Exit();
-        }
+        ulong one = 1;
+        LibC.write(Descriptor, (byte*)&one, sizeof(ulong));
     }
 
-    public void Dispose()
-    {
-        // A waker racing with disposal must not write into a descriptor number that was closed and reused.
-        if (_closeGuard.Close())
-            LibC.CloseQuietly(Descriptor);
-    }
+    public void Dispose() => LibC.CloseQuietly(Descriptor);
 }

@@ -16,21 +16,16 @@ namespace IoMux.Backends.EventPorts;
 /// association that was removed or replaced is recognised and dropped. port_getn can fail with ETIME or
 /// EINTR and still have delivered events: the count in nget is what matters, not the return value.
 /// </summary>
-public sealed class EventPortsBackend : IPollerBackend
+public sealed class EventPortsBackend : IPollerBackend, IKernelWait, IOwnedRegistrations
 {
+    private readonly BackendCore _core = new();
     private readonly IEventPortSystem _system;
     private readonly PortPollBits _bits;
     private readonly int _port;
-    private readonly object _gate = new();
-    private readonly DescriptorTable _table = new();
-    private readonly BackendCounters _counters = new();
-    private readonly WakeGate _wakeGate = new();
-    private readonly CloseGuard _closeGuard = new();
     private readonly bool _nativeReadHangup;
     private DescriptorEntry[] _pending = new DescriptorEntry[16]; // delivered last wait, to re-associate
     private int _pendingCount;
     private PortEvent[] _buffer = [];
-    private bool _disposed;
 
     /// <summary>Event ports of this OS.</summary>
     /// <exception cref="PlatformNotSupportedException">Not illumos or Solaris.</exception>
@@ -39,7 +34,7 @@ public sealed class EventPortsBackend : IPollerBackend
     }
 
     /// <summary>Event ports through <paramref name="system"/>: the real calls, or a model of them.</summary>
-    public EventPortsBackend(IEventPortSystem system)
+    internal EventPortsBackend(IEventPortSystem system)
     {
         _system = system;
         _bits = system.Bits;
@@ -56,23 +51,23 @@ public sealed class EventPortsBackend : IPollerBackend
     public BackendCapabilities Capabilities { get; }
 
     /// <inheritdoc />
-    public BackendCounters Counters => _counters;
+    public BackendCounters Counters => _core.Counters;
 
     /// <inheritdoc />
     public void Add(int fd, ulong token, Interest interest, TriggerMode mode)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(fd);
-        lock (_gate)
+        lock (_core.Gate)
         {
-            ObjectDisposedException.ThrowIf(_disposed, this);
-            var entry = _table.AddChecked(fd, token, interest, mode, "port_associate");
+            _core.ThrowIfDisposed(this);
+            var entry = _core.Table.AddChecked(fd, token, interest, mode, "port_associate");
             try
             {
                 Associate(entry);
             }
             catch
             {
-                _table.Remove(entry);
+                _core.Table.Remove(entry);
                 throw;
             }
         }
@@ -81,11 +76,12 @@ public sealed class EventPortsBackend : IPollerBackend
     /// <inheritdoc />
     public void Modify(int fd, ulong token, Interest interest, TriggerMode mode)
     {
-        lock (_gate)
+        lock (_core.Gate)
         {
-            ObjectDisposedException.ThrowIf(_disposed, this);
-            var entry = _table.Get(fd);
-            _table.Update(entry, token, interest, mode);
+            _core.ThrowIfDisposed(this);
+            var entry = _core.Table.Get(fd);
+            _core.Table.Update(entry, token, interest, mode);
+            entry.Orphaned = false;
             Associate(entry); // re-associating replaces the events and re-arms a oneshot
         }
     }
@@ -93,11 +89,11 @@ public sealed class EventPortsBackend : IPollerBackend
     /// <inheritdoc />
     public void Delete(int fd)
     {
-        lock (_gate)
+        lock (_core.Gate)
         {
-            ObjectDisposedException.ThrowIf(_disposed, this);
-            var entry = _table.Get(fd);
-            _table.Remove(entry);
+            _core.ThrowIfDisposed(this);
+            var entry = _core.Table.Get(fd);
+            _core.Table.Remove(entry);
             // ENOENT: not associated right now (delivered, or oneshot); EBADF: closed already.
             int rc = _system.Dissociate(_port, fd);
             if (rc < 0 && -rc != Errno.ENOENT && -rc != Errno.EBADF && -rc != Errno.EBADFD)
@@ -108,12 +104,18 @@ public sealed class EventPortsBackend : IPollerBackend
     /// <inheritdoc />
     public void Rearm(int fd, Interest directions)
     {
-        lock (_gate)
+        lock (_core.Gate)
         {
             // From any thread: ports accept associations while another thread waits.
-            if (!_disposed && _table.TryRearm(fd, directions) is { } entry)
+            if (!_core.IsDisposed && _core.Table.TryRearm(fd, directions) is { Orphaned: false } entry)
                 Associate(entry);
         }
+    }
+
+    void IOwnedRegistrations.SetOwner(int fd, System.Runtime.InteropServices.SafeHandle owner)
+    {
+        lock (_core.Gate)
+            _core.Table.SetOwner(fd, owner);
     }
 
     private int KernelEvents(Interest armed)
@@ -138,36 +140,39 @@ public sealed class EventPortsBackend : IPollerBackend
     }
 
     /// <inheritdoc />
-    public int Wait(Span<PollEvent> events, TimeSpan timeout)
+    public int Wait(Span<PollEvent> events, TimeSpan timeout) => _core.Wait(this, events, timeout);
+
+    string IKernelWait.KernelCallName => "port_getn";
+
+    void IKernelWait.BeforeWait()
     {
-        var deadline = WaitDeadline.Start(timeout);
-        int capacity = Math.Min(events.Length, 1 << 16);
+        lock (_core.Gate)
+        {
+            _core.ThrowIfDisposed(this);
+            ReassociatePending();
+        }
+    }
+
+    int IKernelWait.KernelWait(int capacity, TimeSpan slice, out int errno)
+    {
+        capacity = Math.Min(capacity, 1 << 16);
         if (_buffer.Length < capacity)
             _buffer = new PortEvent[capacity];
-        while (true)
-        {
-            lock (_gate)
-            {
-                ObjectDisposedException.ThrowIf(_disposed, this);
-                ReassociatePending();
-            }
-            var slice = _wakeGate.BeginWait(deadline);
-            uint nget = 1;
-            _counters.OnKernelWait();
-            int rc = _system.GetN(_port, _buffer.AsSpan(0, capacity), ref nget, slice == Timeout.InfiniteTimeSpan ? null : slice);
-            bool woken = _wakeGate.EndWait(deadline);
-            int errno = -rc;
-            if (rc < 0 && errno != Errno.ETIME && errno != Errno.EINTR)
-                throw new PosixException("port_getn", errno);
-            if (errno == Errno.EINTR)
-                _counters.OnInterrupted();
-            // ETIME and EINTR may come with events: nget says how many were retrieved (T3).
-            int written;
-            lock (_gate)
-                written = Collect(Math.Min((int)nget, capacity), events);
-            if (written > 0 || woken || deadline.HasPassed)
-                return written;
-        }
+        // port_getn leaves nget untouched when it fails before retrieving anything (EINTR): mark the first slot
+        // unfilled so that such a slot is skipped by its source, as libuv's sunos.c does.
+        _buffer[0].Source = 0;
+        uint nget = 1;
+        int rc = _system.GetN(_port, _buffer.AsSpan(0, capacity), ref nget, slice == Timeout.InfiniteTimeSpan ? null : slice);
+        // ETIME (the timeout passed) is not an error, and may come with events: nget says how many were retrieved
+        // (T3; port_getn(3C), and libuv's sunos.c and libev's ev_port.c rely on the same).
+        errno = rc < 0 && -rc != Errno.ETIME ? -rc : 0;
+        return Math.Min((int)nget, capacity);
+    }
+
+    int IKernelWait.Translate(int count, Span<PollEvent> events)
+    {
+        lock (_core.Gate)
+            return Collect(count, events);
     }
 
     private void ReassociatePending()
@@ -175,15 +180,29 @@ public sealed class EventPortsBackend : IPollerBackend
         for (int i = 0; i < _pendingCount; i++)
         {
             var entry = _pending[i];
-            if (entry.Removed || entry.Armed == Interest.None)
+            if (entry.Removed || entry.Orphaned || entry.Armed == Interest.None)
                 continue;
+            if (entry.Owner is { IsClosed: true })
+            {
+                Orphan(entry); // the number may name another file by now: never associate it again
+                continue;
+            }
             int rc = _system.Associate(_port, entry.Descriptor, KernelEvents(entry.Armed), entry.KernelData);
-            if (rc == -Errno.EBADF)
-                entry.Armed = Interest.None; // closed without deregistering: stop watching, as epoll would
+            if (rc == -Errno.EBADF || rc == -Errno.EBADFD)
+                Orphan(entry); // illumos answers EBADFD for a closed descriptor (port_associate(3C)) // closed without deregistering: stop watching, as epoll would
             else if (rc < 0)
                 throw new PosixException("port_associate", -rc, $"fd {entry.Descriptor}");
         }
         _pendingCount = 0;
+    }
+
+    private void Orphan(DescriptorEntry entry)
+    {
+        if (entry.Orphaned)
+            return;
+        entry.Orphaned = true;
+        entry.Armed = Interest.None;
+        _core.Counters.OnOrphaned(entry.Descriptor);
     }
 
     private void Pend(DescriptorEntry entry)
@@ -201,22 +220,24 @@ public sealed class EventPortsBackend : IPollerBackend
             ref readonly var e = ref _buffer[i];
             if (e.Source != PortSource.Fd)
                 continue; // PORT_SOURCE_USER: our wake, or a stale one from a raced write
-            var entry = _table.Resolve(e.User);
-            if (entry is null)
+            var entry = _core.Table.Resolve(e.User);
+            if (entry is null || entry.Orphaned)
                 continue; // the association of a registration that is gone or was replaced
             int m = e.Events;
-            if ((m & _bits.Nval) != 0)
+            if ((m & _bits.Nval) != 0 || entry.Owner is { IsClosed: true })
             {
-                entry.Armed = Interest.None; // closed without deregistering: stop watching, as epoll would
+                Orphan(entry); // closed without deregistering: stop watching, as epoll would
                 continue;
             }
-            bool input = (m & _bits.In) != 0, hangup = (m & _bits.Hup) != 0;
+            bool input = (m & _bits.In) != 0, output = (m & _bits.Out) != 0, error = (m & _bits.Err) != 0;
+            bool hangup = (m & _bits.Hup) != 0;
             bool readHangup = _nativeReadHangup && (m & _bits.RdHup) != 0;
             var armed = entry.Armed;
             if (!_nativeReadHangup)
                 HangupDerivation.DeriveIfReadable(entry, armed, input, ref hangup, ref readHangup);
-            var readiness = ReadinessRules.Normalize(armed, input, (m & _bits.Out) != 0, (m & _bits.Pri) != 0,
-                (m & _bits.Err) != 0, hangup, readHangup);
+            if (HangupDerivation.IsLoneHangup(input, output, error, hangup, readHangup))
+                HangupDerivation.ExplainLoneHangup(entry.Descriptor, ref input, ref hangup);
+            var readiness = ReadinessRules.Normalize(armed, input, output, (m & _bits.Pri) != 0, error, hangup, readHangup);
             // The port dissociated the descriptor with this event. Oneshot leaves it so (native); level watches
             // it again before the next port_getn; edge re-associates only the directions not delivered.
             if (readiness != Readiness.None)
@@ -231,31 +252,14 @@ public sealed class EventPortsBackend : IPollerBackend
     }
 
     /// <inheritdoc />
-    public void Wake()
-    {
-        if (!_wakeGate.Request() || !_closeGuard.TryEnter())
-            return;
-        try
-        {
-            _system.Send(_port, 0, DescriptorTable.WakeData);
-            _counters.OnWakeWrite();
-        }
-        finally
-        {
-            _closeGuard.Exit();
-        }
-    }
+    public void Wake() => _core.Wake(this);
+
+    void IKernelWait.WriteWake() => _system.Send(_port, 0, DescriptorTable.WakeData);
 
     /// <summary>Closes the port; registered descriptors stay open (they are the caller's).</summary>
     public void Dispose()
     {
-        lock (_gate)
-        {
-            if (_disposed)
-                return;
-            _disposed = true;
-        }
-        if (_closeGuard.Close())
+        if (_core.BeginDispose())
             _system.Close(_port);
     }
 }

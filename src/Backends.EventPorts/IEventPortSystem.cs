@@ -4,7 +4,7 @@ namespace IoMux.Backends.EventPorts;
 
 /// <summary>port_event_t (port_get(3C)): 24 bytes on LP64 — events, source, padding, object, user.</summary>
 [StructLayout(LayoutKind.Sequential)]
-public struct PortEvent
+internal struct PortEvent
 {
     /// <summary>portev_events: the poll bits that fired (PORT_SOURCE_FD) or the port_send events.</summary>
     public int Events;
@@ -23,7 +23,7 @@ public struct PortEvent
 /// Solaris, and over <c>EventPortModel</c> (src/Conformance/Models) on Linux, where the whole conformance
 /// suite runs against it. Calls return 0 or a negative errno, as the backend needs the errno anyway.
 /// </summary>
-public interface IEventPortSystem
+internal interface IEventPortSystem
 {
     /// <summary>The poll bits of this OS (illumos: POLLRDHUP 0x4000; Solaris has none: 0).</summary>
     PortPollBits Bits { get; }
@@ -57,7 +57,7 @@ public interface IEventPortSystem
 /// <param name="Hup">POLLHUP.</param>
 /// <param name="Nval">POLLNVAL.</param>
 /// <param name="RdHup">POLLRDHUP, or 0 where the OS has none (Solaris).</param>
-public readonly record struct PortPollBits(int In, int Pri, int Out, int Err, int Hup, int Nval, int RdHup)
+internal readonly record struct PortPollBits(int In, int Pri, int Out, int Err, int Hup, int Nval, int RdHup)
 {
     /// <summary>illumos: sys/poll.h defines POLLRDHUP 0x4000.</summary>
     public static PortPollBits Illumos => new(0x1, 0x2, 0x4, 0x8, 0x10, 0x20, 0x4000);
@@ -67,7 +67,7 @@ public readonly record struct PortPollBits(int In, int Pri, int Out, int Err, in
 }
 
 /// <summary>Event port constants (sys/port.h).</summary>
-public static class PortSource
+internal static class PortSource
 {
     /// <summary>PORT_SOURCE_USER: events queued by port_send.</summary>
     public const ushort User = 3;

@@ -5,11 +5,11 @@ namespace IoMux.Backends.Kqueue;
 /// <summary>One kevent, in a form independent of the OS's struct layout (see <see cref="KeventLayout"/>):
 /// what goes into and comes out of kevent(2).</summary>
 [StructLayout(LayoutKind.Sequential)]
-public struct KEvent
+internal struct KEvent
 {
     /// <summary>ident: the descriptor (or a user-chosen id for EVFILT_USER).</summary>
     public ulong Ident;
-    /// <summary>filter: EVFILT_READ, EVFILT_WRITE ... (numbers per OS: <see cref="KqueueFilters"/>).</summary>
+    /// <summary>filter: EVFILT_READ, EVFILT_WRITE ... (numbers per OS: <see cref="KqueuePlatform"/>).</summary>
     public short Filter;
     /// <summary>flags: EV_ADD, EV_EOF ... (<see cref="Kq"/>).</summary>
     public ushort Flags;
@@ -21,31 +21,16 @@ public struct KEvent
     public ulong UData;
 }
 
-/// <summary>The kevent flag values (identical on FreeBSD, macOS, NetBSD, OpenBSD and in libkqueue).</summary>
-public static class Kq
+/// <summary>The kevent flag values: the same bits on FreeBSD 12+, macOS, NetBSD, OpenBSD 7, DragonFly and
+/// libkqueue (docs/research/kqueue-ports-constants.md has each OS's header). NOTE_OOB is not among them: its
+/// value differs per OS and lives in <see cref="KqueuePlatform.ExceptFlags"/>.</summary>
+internal static class Kq
 {
 #pragma warning disable CS1591 // the names are kqueue(2)'s
     public const ushort EV_ADD = 0x1, EV_DELETE = 0x2, EV_ENABLE = 0x4, EV_DISABLE = 0x8, EV_ONESHOT = 0x10,
         EV_CLEAR = 0x20, EV_RECEIPT = 0x40, EV_DISPATCH = 0x80, EV_ERROR = 0x4000, EV_EOF = 0x8000;
-    public const uint NOTE_TRIGGER = 0x01000000, NOTE_OOB = 0x2;
+    public const uint NOTE_TRIGGER = 0x01000000;
 #pragma warning restore CS1591
-}
-
-/// <summary>Filter numbers, which differ per OS.</summary>
-/// <param name="Read">EVFILT_READ.</param>
-/// <param name="Write">EVFILT_WRITE.</param>
-/// <param name="Except">EVFILT_EXCEPT (urgent data with NOTE_OOB), or 0 where the OS has none.</param>
-/// <param name="User">EVFILT_USER, or 0 where the OS has none.</param>
-public readonly record struct KqueueFilters(short Read, short Write, short Except, short User)
-{
-    /// <summary>FreeBSD (sys/event.h), also what libkqueue implements.</summary>
-    public static KqueueFilters FreeBsd => new(-1, -2, -15, -11);
-
-    /// <summary>macOS: EVFILT_USER is -10 there.</summary>
-    public static KqueueFilters Darwin => new(-1, -2, -15, -10);
-
-    /// <summary>NetBSD: filters are small positive numbers; no EVFILT_EXCEPT is assumed.</summary>
-    public static KqueueFilters NetBsd => new(0, 1, 0, 8);
 }
 
 /// <summary>
@@ -61,7 +46,7 @@ public readonly record struct KqueueFilters(short Read, short Write, short Excep
 /// <param name="FFlagsOffset">offsetof(fflags).</param>
 /// <param name="DataOffset">offsetof(data).</param>
 /// <param name="UDataOffset">offsetof(udata).</param>
-public sealed record KeventLayout(string Name, int Size, int FilterOffset, bool WideFilterAndFlags, int FlagsOffset, int FFlagsOffset, int DataOffset, int UDataOffset)
+internal sealed record KeventLayout(string Name, int Size, int FilterOffset, bool WideFilterAndFlags, int FlagsOffset, int FFlagsOffset, int DataOffset, int UDataOffset)
 {
     /// <summary>FreeBSD 12 and later (sys/event.h: ident, filter, flags, fflags, int64 data, udata, ext[4]).</summary>
     public static KeventLayout FreeBsd { get; } = new("freebsd", 64, 8, false, 10, 12, 16, 24);
@@ -108,10 +93,10 @@ public sealed record KeventLayout(string Name, int Size, int FilterOffset, bool 
 /// kqueue(2) and kevent(2) as a seam: the backend's logic runs over the OS's calls (or libkqueue's on Linux)
 /// and, in the conformance suite on Linux, over <c>KqueueModel</c>.
 /// </summary>
-public interface IKqueueSystem
+internal interface IKqueueSystem
 {
-    /// <summary>This system's filter numbers.</summary>
-    KqueueFilters Filters { get; }
+    /// <summary>This system's filter numbers and layout.</summary>
+    KqueuePlatform Platform { get; }
 
     /// <summary>kqueue(): a descriptor, or a negative errno.</summary>
     int Create();

@@ -20,26 +20,21 @@ namespace IoMux.Backends.Kqueue;
 /// Control calls use EV_RECEIPT, so each change's error comes back on its own. The wake is EVFILT_USER where
 /// the OS has it (probed at start), a pipe otherwise.
 /// </summary>
-public sealed class KqueueBackend : IPollerBackend
+public sealed class KqueueBackend : IPollerBackend, IKernelWait, IOwnedRegistrations
 {
     private const ulong WakeIdent = 0x494F_4D55_58; // "IOMUX": EVFILT_USER idents are ours to choose
     private const int MaxBatch = 1024;             // the native layer converts batches on the stack
 
+    private readonly BackendCore _core = new();
     private readonly IKqueueSystem _system;
-    private readonly KqueueFilters _filters;
+    private readonly KqueuePlatform _os;
     private readonly int _kq;
-    private readonly object _gate = new();
-    private readonly DescriptorTable _table = new();
-    private readonly BackendCounters _counters = new();
-    private readonly WakeGate _wakeGate = new();
-    private readonly CloseGuard _closeGuard = new();
     private readonly bool _userWake;
-    private readonly int _pipeRead = -1, _pipeWrite = -1;
+    private readonly WakePipe? _pipe;
     private readonly KEvent[] _receipts = new KEvent[3];
     private KEvent[] _buffer = [];
     private DescriptorEntry[] _batch = [];       // registrations seen in this batch, merged
     private Bits[] _bits = [];
-    private bool _disposed;
 
     [Flags]
     private enum Bits : byte { In = 1, Out = 2, Pri = 4, ReadEof = 8, WriteEof = 16, Error = 32 }
@@ -51,21 +46,22 @@ public sealed class KqueueBackend : IPollerBackend
     }
 
     /// <summary>kqueue through <paramref name="system"/>: the real calls, or a model of them.</summary>
-    public KqueueBackend(IKqueueSystem system)
+    internal KqueueBackend(IKqueueSystem system)
     {
         _system = system;
-        _filters = system.Filters;
+        _os = system.Platform;
         _kq = system.Create();
         if (_kq < 0)
             throw new PosixException("kqueue", -_kq);
         try
         {
-            _userWake = _filters.User != 0 && Control([new KEvent { Ident = WakeIdent, Filter = _filters.User, Flags = EV_ADD | EV_CLEAR | EV_RECEIPT }]) == 0;
+            // EVFILT_USER is probed rather than assumed: OpenBSD before 7.8 and old macOS lack it (EINVAL).
+            _userWake = _os.User is { } user && Control([new KEvent { Ident = WakeIdent, Filter = user, Flags = EV_ADD | EV_CLEAR | EV_RECEIPT }]) == 0;
             if (!_userWake)
             {
-                // No EVFILT_USER (older macOS, OpenBSD): a self-pipe whose read end is an ordinary filter.
-                LibC.CreateNonBlockingPipe(out _pipeRead, out _pipeWrite);
-                int rc = Control([new KEvent { Ident = (ulong)_pipeRead, Filter = _filters.Read, Flags = EV_ADD | EV_RECEIPT, UData = DescriptorTable.WakeData }]);
+                // No EVFILT_USER: a self-pipe whose read end is an ordinary filter.
+                _pipe = new WakePipe();
+                int rc = Control([new KEvent { Ident = (ulong)_pipe.ReadEnd, Filter = _os.Read, Flags = EV_ADD | EV_RECEIPT, UData = DescriptorTable.WakeData }]);
                 if (rc != 0)
                     throw new PosixException("kevent(EV_ADD, wake pipe)", rc);
             }
@@ -77,8 +73,12 @@ public sealed class KqueueBackend : IPollerBackend
         }
         Capabilities = new BackendCapabilities(BackendKind.Kqueue, "kqueue",
             NativeEdge: true, NativeOneshot: false, NativeReadHangup: true,
-            TimeoutResolution: TimeSpan.FromTicks(1), MaxDescriptor: int.MaxValue);
+            TimeoutResolution: TimeSpan.FromTicks(1), MaxDescriptor: int.MaxValue,
+            NativePriority: _os.Except is not null);
     }
+
+    /// <summary>The OS table the backend runs on (filters, layout).</summary>
+    internal KqueuePlatform Platform => _os;
 
     /// <summary>Why this OS has no kqueue, or null when it has one.</summary>
     public static string? UnsupportedReason() =>
@@ -93,12 +93,14 @@ public sealed class KqueueBackend : IPollerBackend
     public BackendCapabilities Capabilities { get; }
 
     /// <inheritdoc />
-    public BackendCounters Counters => _counters;
+    public BackendCounters Counters => _core.Counters;
 
     /// <summary>Submits changes with EV_RECEIPT; returns the first errno a receipt reports, or 0. Receipts of
     /// EV_DELETE that say ENOENT or EBADF (nothing to delete) are not errors.</summary>
     private int Control(ReadOnlySpan<KEvent> changes)
     {
+        if (changes.IsEmpty)
+            return 0;
         var receipts = _receipts.AsSpan(0, changes.Length);
         int n = _system.Kevent(_kq, changes, receipts, TimeSpan.Zero);
         if (n < 0)
@@ -113,46 +115,60 @@ public sealed class KqueueBackend : IPollerBackend
         return 0;
     }
 
-    /// <summary>The filters a registration uses: one change per filter, adding the wanted ones (with the
-    /// mode's flags) and deleting the others.</summary>
+    /// <summary>Brings the entry's filters in line with its interest: EV_ADD (with the mode's flags) for each
+    /// wanted direction, EV_DELETE for each direction added before and no longer wanted, nothing for the rest.
+    /// Only filters this OS has are ever named (kevent(2) answers EINVAL for an unknown filter, EV_DELETE
+    /// included); Priority on an OS without a filter for it was refused before this point.</summary>
     private int Submit(DescriptorEntry entry, bool delete)
     {
         Span<KEvent> changes = stackalloc KEvent[3];
         int count = 0;
         ushort mode = entry.Mode switch { TriggerMode.Edge => EV_CLEAR, TriggerMode.Oneshot => EV_DISPATCH, _ => 0 };
-        Add(ref changes, ref count, entry, _filters.Read, Interest.Readable, mode, 0, delete);
-        Add(ref changes, ref count, entry, _filters.Write, Interest.Writable, mode, 0, delete);
-        if (_filters.Except != 0)
-            Add(ref changes, ref count, entry, _filters.Except, Interest.Priority, mode, NOTE_OOB, delete);
-        return Control(changes[..count]);
+        var wanted = delete ? Interest.None : entry.Interest;
+        Change(ref changes, ref count, entry, _os.Read, Interest.Readable, mode, 0, wanted);
+        Change(ref changes, ref count, entry, _os.Write, Interest.Writable, mode, 0, wanted);
+        if (_os.Except is { } except)
+            Change(ref changes, ref count, entry, except, Interest.Priority, mode, _os.ExceptFlags, wanted);
+        int errno = Control(changes[..count]);
+        entry.InKernel = errno == 0 ? wanted & (Interest.Readable | Interest.Writable | Interest.Priority) : entry.InKernel | wanted;
+        return errno;
 
-        static void Add(ref Span<KEvent> changes, ref int count, DescriptorEntry entry, short filter, Interest direction, ushort mode, uint fflags, bool delete)
+        static void Change(ref Span<KEvent> changes, ref int count, DescriptorEntry entry, short filter, Interest direction, ushort mode, uint fflags, Interest wanted)
         {
-            bool wanted = !delete && (entry.Interest & direction) != 0;
+            bool add = (wanted & direction) != 0;
+            if (!add && (entry.InKernel & direction) == 0)
+                return; // never added: nothing to delete
             changes[count++] = new KEvent
             {
                 Ident = (ulong)entry.Descriptor,
                 Filter = filter,
-                Flags = (ushort)(EV_RECEIPT | (wanted ? EV_ADD | EV_ENABLE | mode : EV_DELETE)),
-                FFlags = wanted ? fflags : 0,
+                Flags = (ushort)(EV_RECEIPT | (add ? EV_ADD | EV_ENABLE | mode : EV_DELETE)),
+                FFlags = add ? fflags : 0,
                 UData = entry.KernelData,
             };
         }
+    }
+
+    private void RequireSupported(int fd, Interest interest)
+    {
+        if ((interest & Interest.Priority) != 0 && _os.Except is null)
+            throw new NotSupportedException($"fd {fd}: Interest.Priority needs a kqueue filter for out-of-band data, and {_os.Name} has none (no EVFILT_EXCEPT); see docs/SEMANTICS.md, row P1.");
     }
 
     /// <inheritdoc />
     public void Add(int fd, ulong token, Interest interest, TriggerMode mode)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(fd);
-        lock (_gate)
+        RequireSupported(fd, interest);
+        lock (_core.Gate)
         {
-            ObjectDisposedException.ThrowIf(_disposed, this);
+            _core.ThrowIfDisposed(this);
             // kqueue accepts regular files (always readable): refused first, like every backend.
-            var entry = _table.AddChecked(fd, token, interest, mode, "kevent(EV_ADD)");
+            var entry = _core.Table.AddChecked(fd, token, interest, mode, "kevent(EV_ADD)");
             int errno = Submit(entry, delete: false);
             if (errno != 0)
             {
-                _table.Remove(entry);
+                _core.Table.Remove(entry);
                 Submit(entry, delete: true);
                 throw new PosixException("kevent(EV_ADD)", errno, $"fd {fd}");
             }
@@ -162,12 +178,19 @@ public sealed class KqueueBackend : IPollerBackend
     /// <inheritdoc />
     public void Modify(int fd, ulong token, Interest interest, TriggerMode mode)
     {
-        lock (_gate)
+        RequireSupported(fd, interest);
+        lock (_core.Gate)
         {
-            ObjectDisposedException.ThrowIf(_disposed, this);
-            var entry = _table.Get(fd);
-            _table.Update(entry, token, interest, mode);
-            int errno = Submit(entry, delete: false); // EV_ADD of an existing knote updates and re-enables it
+            _core.ThrowIfDisposed(this);
+            var entry = _core.Table.Get(fd);
+            // EV_ADD of an existing knote updates fflags and udata and re-enables it, but keeps the EV_CLEAR or
+            // EV_DISPATCH it was created with (FreeBSD kqueue_register copies those at creation only): a new
+            // mode needs new knotes.
+            if (mode != entry.Mode)
+                Submit(entry, delete: true);
+            _core.Table.Update(entry, token, interest, mode);
+            entry.Orphaned = false;
+            int errno = Submit(entry, delete: false);
             if (errno != 0)
                 throw new PosixException("kevent(EV_ADD)", errno, $"fd {fd}");
         }
@@ -176,11 +199,11 @@ public sealed class KqueueBackend : IPollerBackend
     /// <inheritdoc />
     public void Delete(int fd)
     {
-        lock (_gate)
+        lock (_core.Gate)
         {
-            ObjectDisposedException.ThrowIf(_disposed, this);
-            var entry = _table.Get(fd);
-            _table.Remove(entry);
+            _core.ThrowIfDisposed(this);
+            var entry = _core.Table.Get(fd);
+            _core.Table.Remove(entry);
             // close() removes a descriptor's knotes by itself; deleting after close reports EBADF or
             // ENOENT, which Control does not count as errors.
             int errno = Submit(entry, delete: true);
@@ -195,39 +218,41 @@ public sealed class KqueueBackend : IPollerBackend
         // EV_CLEAR is native edge mode: new readiness re-arms it by itself.
     }
 
-    /// <inheritdoc />
-    public int Wait(Span<PollEvent> events, TimeSpan timeout)
+    void IOwnedRegistrations.SetOwner(int fd, SafeHandle owner)
     {
-        var deadline = WaitDeadline.Start(timeout);
-        int capacity = Math.Min(events.Length, MaxBatch);
+        lock (_core.Gate)
+            _core.Table.SetOwner(fd, owner);
+    }
+
+    /// <inheritdoc />
+    public int Wait(Span<PollEvent> events, TimeSpan timeout) => _core.Wait(this, events, timeout);
+
+    string IKernelWait.KernelCallName => "kevent";
+
+    void IKernelWait.BeforeWait()
+    {
+        if (_core.IsDisposed)
+            throw new ObjectDisposedException(nameof(KqueueBackend));
+    }
+
+    int IKernelWait.KernelWait(int capacity, TimeSpan slice, out int errno)
+    {
+        capacity = Math.Min(capacity, MaxBatch);
         if (_buffer.Length < capacity)
         {
             _buffer = new KEvent[capacity];
             _batch = new DescriptorEntry[capacity];
             _bits = new Bits[capacity];
         }
-        while (true)
-        {
-            ObjectDisposedException.ThrowIf(_disposed, this);
-            var slice = _wakeGate.BeginWait(deadline);
-            _counters.OnKernelWait();
-            int n = _system.Kevent(_kq, [], _buffer.AsSpan(0, capacity), slice == Timeout.InfiniteTimeSpan ? null : slice);
-            bool woken = _wakeGate.EndWait(deadline);
-            if (n < 0)
-            {
-                if (-n != Errno.EINTR)
-                    throw new PosixException("kevent", -n);
-                _counters.OnInterrupted();
-                if (woken)
-                    return 0;
-                continue;
-            }
-            int written;
-            lock (_gate)
-                written = Collect(n, events);
-            if (written > 0 || woken || deadline.HasPassed)
-                return written;
-        }
+        int n = _system.Kevent(_kq, [], _buffer.AsSpan(0, capacity), slice == Timeout.InfiniteTimeSpan ? null : slice);
+        errno = n < 0 ? -n : 0;
+        return Math.Max(n, 0);
+    }
+
+    int IKernelWait.Translate(int count, Span<PollEvent> events)
+    {
+        lock (_core.Gate)
+            return Collect(count, events);
     }
 
     private int Collect(int count, Span<PollEvent> events)
@@ -236,17 +261,21 @@ public sealed class KqueueBackend : IPollerBackend
         for (int i = 0; i < count; i++)
         {
             ref readonly var e = ref _buffer[i];
-            if (e.Filter == _filters.User && _filters.User != 0 || e.UData == DescriptorTable.WakeData)
+            if (e.UData == DescriptorTable.WakeData || _userWake && e.Filter == _os.User)
             {
-                if (!_userWake)
-                    DrainPipe();
+                _pipe?.Drain();
                 continue;
             }
             if ((e.Flags & EV_ERROR) != 0)
                 continue; // a sibling disable for a descriptor closed meanwhile: nothing to tell
-            var entry = _table.Resolve(e.UData);
-            if (entry is null || entry.Armed == Interest.None)
+            var entry = _core.Table.Resolve(e.UData);
+            if (entry is null || entry.Orphaned || entry.Armed == Interest.None)
                 continue; // gone, replaced, or a oneshot that already reported
+            if (entry.Owner is { IsClosed: true })
+            {
+                Orphan(entry);
+                continue;
+            }
             int k = entry.Index >= 0 && entry.Index < seen && ReferenceEquals(_batch[entry.Index], entry) ? entry.Index : -1;
             if (k < 0)
             {
@@ -256,9 +285,9 @@ public sealed class KqueueBackend : IPollerBackend
                 entry.Index = k;
             }
             bool eof = (e.Flags & EV_EOF) != 0;
-            if (e.Filter == _filters.Read) _bits[k] |= Bits.In | (eof ? Bits.ReadEof : 0);
-            else if (e.Filter == _filters.Write) _bits[k] |= Bits.Out | (eof ? Bits.WriteEof : 0);
-            else if (e.Filter == _filters.Except) _bits[k] |= Bits.Pri;
+            if (e.Filter == _os.Read) _bits[k] |= Bits.In | (eof ? Bits.ReadEof : 0);
+            else if (e.Filter == _os.Write) _bits[k] |= Bits.Out | (eof ? Bits.WriteEof : 0);
+            else if (e.Filter == _os.Except) _bits[k] |= Bits.Pri;
             if (eof && e.FFlags != 0)
                 _bits[k] |= Bits.Error; // EV_EOF's fflags carries the socket error (ECONNRESET ...)
         }
@@ -286,6 +315,16 @@ public sealed class KqueueBackend : IPollerBackend
         return written;
     }
 
+    /// <summary>The registered handle was closed: close(2) removed the knotes already (kqueue(2): "calling
+    /// close() on a file descriptor will remove any kevents that reference the descriptor"), unless the close
+    /// is still deferred by another reference; delete what may be left and never report it again.</summary>
+    private void Orphan(DescriptorEntry entry)
+    {
+        entry.Orphaned = true;
+        Submit(entry, delete: true);
+        _core.Counters.OnOrphaned(entry.Descriptor);
+    }
+
     /// <summary>A oneshot registration reported: disable all its filters now (the one that fired is disabled
     /// by EV_DISPATCH already; the others would fire later). Errors do not matter: a filter that is gone
     /// cannot fire either.</summary>
@@ -293,58 +332,33 @@ public sealed class KqueueBackend : IPollerBackend
     {
         Span<KEvent> changes = stackalloc KEvent[3];
         int count = 0;
-        if ((entry.Interest & Interest.Readable) != 0) changes[count++] = Disable(entry, _filters.Read);
-        if ((entry.Interest & Interest.Writable) != 0) changes[count++] = Disable(entry, _filters.Write);
-        if ((entry.Interest & Interest.Priority) != 0 && _filters.Except != 0) changes[count++] = Disable(entry, _filters.Except);
-        _system.Kevent(_kq, changes[..count], [], TimeSpan.Zero);
+        if ((entry.InKernel & Interest.Readable) != 0) changes[count++] = Disable(entry, _os.Read);
+        if ((entry.InKernel & Interest.Writable) != 0) changes[count++] = Disable(entry, _os.Write);
+        if ((entry.InKernel & Interest.Priority) != 0 && _os.Except is { } except) changes[count++] = Disable(entry, except);
+        if (count > 0)
+            _system.Kevent(_kq, changes[..count], [], TimeSpan.Zero);
 
         static KEvent Disable(DescriptorEntry entry, short filter) =>
             new() { Ident = (ulong)entry.Descriptor, Filter = filter, Flags = EV_DISABLE, UData = entry.KernelData };
     }
 
-    private unsafe void DrainPipe()
-    {
-        byte* buffer = stackalloc byte[64];
-        while (LibC.read(_pipeRead, buffer, 64) == 64)
-        {
-        }
-    }
-
     /// <inheritdoc />
-    public unsafe void Wake()
+    public void Wake() => _core.Wake(this);
+
+    void IKernelWait.WriteWake()
     {
-        if (!_wakeGate.Request() || !_closeGuard.TryEnter())
-            return;
-        try
-        {
-            if (_userWake)
-                _system.Kevent(_kq, [new KEvent { Ident = WakeIdent, Filter = _filters.User, FFlags = NOTE_TRIGGER }], [], TimeSpan.Zero);
-            else
-            {
-                byte one = 1;
-                LibC.write(_pipeWrite, &one, 1);
-            }
-            _counters.OnWakeWrite();
-        }
-        finally
-        {
-            _closeGuard.Exit();
-        }
+        if (_userWake)
+            _system.Kevent(_kq, [new KEvent { Ident = WakeIdent, Filter = _os.User!.Value, FFlags = NOTE_TRIGGER }], [], TimeSpan.Zero);
+        else
+            _pipe?.Write();
     }
 
     /// <summary>Closes the queue (and the wake pipe); registered descriptors stay open (they are the caller's).</summary>
     public void Dispose()
     {
-        lock (_gate)
-        {
-            if (_disposed)
-                return;
-            _disposed = true;
-        }
-        if (!_closeGuard.Close())
+        if (!_core.BeginDispose())
             return;
         _system.Close(_kq);
-        LibC.CloseQuietly(_pipeRead);
-        LibC.CloseQuietly(_pipeWrite);
+        _pipe?.Dispose();
     }
 }

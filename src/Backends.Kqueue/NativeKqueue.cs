@@ -22,14 +22,18 @@ internal sealed unsafe partial class NativeKqueue : IKqueueSystem
     [LibraryImport("libc", SetLastError = true)] private static partial int kqueue();
     [LibraryImport("libc", SetLastError = true)] private static partial int kevent(int kq, byte* changes, int changeCount, byte* events, int eventCount, Timespec* timeout);
 
+    // NetBSD's header renames kevent to __kevent50 (sys/event.h rev 1.54: __RENAME(__kevent50)); the plain
+    // symbol is a compat wrapper taking a timespec with a 32-bit tv_sec (lib/libc/compat/sys/compat_kevent.c).
+    [LibraryImport("libc", EntryPoint = "__kevent50", SetLastError = true)] private static partial int kevent50(int kq, byte* changes, nuint changeCount, byte* events, nuint eventCount, Timespec* timeout);
+
     private readonly KeventLayout _layout;
     private readonly delegate* unmanaged<int> _libKqueue;
     private readonly delegate* unmanaged<int, byte*, int, byte*, int, Timespec*, int> _libKevent;
 
-    private NativeKqueue(KeventLayout layout, KqueueFilters filters, nint library)
+    private NativeKqueue(KqueuePlatform platform, nint library)
     {
-        _layout = layout;
-        Filters = filters;
+        _layout = platform.Layout;
+        Platform = platform;
         if (library != 0)
         {
             _libKqueue = (delegate* unmanaged<int>)NativeLibrary.GetExport(library, "kqueue");
@@ -40,18 +44,23 @@ internal sealed unsafe partial class NativeKqueue : IKqueueSystem
     /// <summary>The OS's kqueue, or libkqueue when <c>IOMUX_KQUEUE_LIBRARY</c> is set; null where neither exists.</summary>
     public static NativeKqueue? ForThisSystem()
     {
+        string os = RuntimeInformation.OSDescription;
         if (OperatingSystem.IsFreeBSD())
-            return new NativeKqueue(KeventLayout.FreeBsd, KqueueFilters.FreeBsd, 0);
+            return new NativeKqueue(Environment.OSVersion.Version.Major >= 15 ? KqueuePlatform.FreeBsd15 : KqueuePlatform.FreeBsd14, 0);
         if (OperatingSystem.IsMacOS())
-            return new NativeKqueue(KeventLayout.Darwin, KqueueFilters.Darwin, 0);
-        if (RuntimeInformation.OSDescription.Contains("NetBSD", StringComparison.OrdinalIgnoreCase))
-            return new NativeKqueue(KeventLayout.NetBsd, KqueueFilters.NetBsd, 0);
-        if (Environment.GetEnvironmentVariable(LibraryVariable) is { Length: > 0 } path && !Platform.IsSetuid)
-            return new NativeKqueue(KeventLayout.Darwin, KqueueFilters.FreeBsd, NativeLibrary.Load(path));
+            return new NativeKqueue(KqueuePlatform.MacOS, 0);
+        if (os.Contains("NetBSD", StringComparison.OrdinalIgnoreCase))
+            return new NativeKqueue(KqueuePlatform.NetBsd, 0);
+        if (os.Contains("OpenBSD", StringComparison.OrdinalIgnoreCase))
+            return new NativeKqueue(KqueuePlatform.OpenBsd, 0); // EVFILT_USER is probed: 7.7 and older fall back to a pipe
+        if (os.Contains("DragonFly", StringComparison.OrdinalIgnoreCase))
+            return new NativeKqueue(KqueuePlatform.DragonFly, 0);
+        if (Environment.GetEnvironmentVariable(LibraryVariable) is { Length: > 0 } path && !IoMux.Interop.Platform.IsSetuid)
+            return new NativeKqueue(KqueuePlatform.LibKqueue, NativeLibrary.Load(path));
         return null;
     }
 
-    public KqueueFilters Filters { get; }
+    public KqueuePlatform Platform { get; }
 
     public KeventLayout Layout => _layout;
 
@@ -93,7 +102,9 @@ internal sealed unsafe partial class NativeKqueue : IKqueueSystem
         }
         else
         {
-            n = kevent(kq, changeBuffer, changes.Length, eventBuffer, events.Length, tp);
+            n = Platform.PositiveFilters // NetBSD
+                ? kevent50(kq, changeBuffer, (nuint)changes.Length, eventBuffer, (nuint)events.Length, tp)
+                : kevent(kq, changeBuffer, changes.Length, eventBuffer, events.Length, tp);
             if (n < 0)
                 return -Errno.Last;
         }

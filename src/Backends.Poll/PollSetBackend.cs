@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using IoMux.Interop;
 
 namespace IoMux.Backends.Poll;
@@ -10,30 +11,30 @@ namespace IoMux.Backends.Poll;
 /// thread while the waiter is inside the kernel nudges it through the wake pipe, so the change takes effect
 /// in that same wait.
 /// </summary>
-public abstract unsafe class PollSetBackend : IPollerBackend
+public abstract unsafe class PollSetBackend : IPollerBackend, IKernelWait, IOwnedRegistrations
 {
-    private readonly object _gate = new();
-    private readonly DescriptorTable _table = new();
-    private readonly PipeWaker _waker;
-    private readonly BackendCounters _counters = new();
+    private readonly BackendCore _core = new();
+    private readonly WakePipe _pipe = new();
     private DescriptorEntry[] _watched = new DescriptorEntry[16];
     private int _watchedCount;
     private int _scanStart;
     private bool _dirty = true;
     private bool _waiterInKernel;
-    private bool _disposed;
+    private int _nudgePending;
 
-    /// <summary>Creates the wake pipe.</summary>
-    protected PollSetBackend() => _waker = new PipeWaker(_counters);
+    /// <summary>Creates the backend's wake pipe.</summary>
+    protected PollSetBackend()
+    {
+    }
 
     /// <inheritdoc />
     public abstract BackendCapabilities Capabilities { get; }
 
     /// <inheritdoc />
-    public BackendCounters Counters => _counters;
+    public BackendCounters Counters => _core.Counters;
 
     /// <summary>The read end of the wake pipe, which every kernel set must watch for readability.</summary>
-    private protected int WakeDescriptor => _waker.ReadEnd;
+    private protected int WakeDescriptor => _pipe.ReadEnd;
 
     /// <summary>True when hangups must be derived (the kernel does not report POLLRDHUP).</summary>
     private protected abstract bool DerivesReadHangup { get; }
@@ -58,10 +59,10 @@ public abstract unsafe class PollSetBackend : IPollerBackend
     {
         ArgumentOutOfRangeException.ThrowIfNegative(fd);
         CheckDescriptor(fd);
-        lock (_gate)
+        lock (_core.Gate)
         {
-            ObjectDisposedException.ThrowIf(_disposed, this);
-            _table.AddChecked(fd, token, interest, mode, Capabilities.Name);
+            _core.ThrowIfDisposed(this);
+            _core.Table.AddChecked(fd, token, interest, mode, Capabilities.Name);
             Changed();
         }
     }
@@ -69,10 +70,12 @@ public abstract unsafe class PollSetBackend : IPollerBackend
     /// <inheritdoc />
     public void Modify(int fd, ulong token, Interest interest, TriggerMode mode)
     {
-        lock (_gate)
+        lock (_core.Gate)
         {
-            ObjectDisposedException.ThrowIf(_disposed, this);
-            _table.Update(_table.Get(fd), token, interest, mode);
+            _core.ThrowIfDisposed(this);
+            var entry = _core.Table.Get(fd);
+            _core.Table.Update(entry, token, interest, mode);
+            entry.Orphaned = false; // a modify proves the number is the caller's again
             Changed();
         }
     }
@@ -80,10 +83,10 @@ public abstract unsafe class PollSetBackend : IPollerBackend
     /// <inheritdoc />
     public void Delete(int fd)
     {
-        lock (_gate)
+        lock (_core.Gate)
         {
-            ObjectDisposedException.ThrowIf(_disposed, this);
-            _table.Remove(_table.Get(fd)); // nothing to tell the kernel: it only knows the set we pass it
+            _core.ThrowIfDisposed(this);
+            _core.Table.Remove(_core.Table.Get(fd)); // nothing to tell the kernel: it only knows the set we pass it
             Changed();
         }
     }
@@ -91,70 +94,106 @@ public abstract unsafe class PollSetBackend : IPollerBackend
     /// <inheritdoc />
     public void Rearm(int fd, Interest directions)
     {
-        lock (_gate)
+        lock (_core.Gate)
         {
-            if (!_disposed && _table.TryRearm(fd, directions) is not null)
+            if (!_core.IsDisposed && _core.Table.TryRearm(fd, directions) is { Orphaned: false })
                 Changed();
         }
+    }
+
+    void IOwnedRegistrations.SetOwner(int fd, SafeHandle owner)
+    {
+        lock (_core.Gate)
+            _core.Table.SetOwner(fd, owner);
     }
 
     private void Changed()
     {
         _dirty = true;
-        if (_waiterInKernel)
-            _waker.Nudge();
+        // A waiter inside poll/select only sees the set it passed: nudge it through the wake pipe so the change
+        // takes effect in this wait. The nudge is not the caller's wake: the loop keeps waiting after it.
+        if (_waiterInKernel && Interlocked.Exchange(ref _nudgePending, 1) == 0)
+            _pipe.Write();
     }
 
     /// <inheritdoc />
-    public int Wait(Span<PollEvent> events, TimeSpan timeout)
+    public int Wait(Span<PollEvent> events, TimeSpan timeout) => _core.Wait(this, events, timeout);
+
+    string IKernelWait.KernelCallName => Capabilities.Name;
+
+    void IKernelWait.BeforeWait()
     {
-        var deadline = WaitDeadline.Start(timeout);
-        while (true)
+        lock (_core.Gate)
         {
-            lock (_gate)
+            _core.ThrowIfDisposed(this);
+            if (_dirty)
+                Rebuild();
+            _waiterInKernel = true; // under the lock: a change made after this point nudges us
+        }
+    }
+
+    int IKernelWait.KernelWait(int capacity, TimeSpan slice, out int errno)
+    {
+        int rc = KernelWait(slice);
+        errno = rc < 0 ? Errno.Last : 0;
+        if (errno == Errno.EBADF)
+        {
+            // select(2) fails the whole call when one descriptor of the set was closed without being
+            // deregistered (poll marks just that one POLLNVAL). Do what poll does: stop watching the closed
+            // ones and wait again, so one misuse reads the same on every backend.
+            lock (_core.Gate)
+                StopWatchingClosed();
+            errno = 0;
+            rc = 0;
+        }
+        if (rc <= 0)
+        {
+            lock (_core.Gate)
+                _waiterInKernel = false; // no Translate follows to clear it
+        }
+        return Math.Max(rc, 0);
+    }
+
+    private void StopWatchingClosed()
+    {
+        for (int i = 0; i < _watchedCount; i++)
+        {
+            var entry = _watched[i];
+            if (!entry.Removed && LibC.fcntl(entry.Descriptor, LibC.F_GETFD, 0) < 0)
+                Orphan(entry);
+        }
+    }
+
+    private void Orphan(DescriptorEntry entry)
+    {
+        if (entry.Orphaned)
+            return;
+        entry.Orphaned = true;
+        entry.Armed = Interest.None;
+        _dirty = true;
+        _core.Counters.OnOrphaned(entry.Descriptor);
+    }
+
+    int IKernelWait.Translate(int count, Span<PollEvent> events)
+    {
+        lock (_core.Gate)
+        {
+            _waiterInKernel = false;
+            if (WakeFired())
             {
-                ObjectDisposedException.ThrowIf(_disposed, this);
-                if (_dirty)
-                    Rebuild();
-                _waiterInKernel = true; // under the lock: a change made after this point nudges us
+                Volatile.Write(ref _nudgePending, 0);
+                _pipe.Drain();
             }
-            var slice = _waker.Gate.BeginWait(deadline);
-            _counters.OnKernelWait();
-            int rc = KernelWait(slice);
-            int errno = rc < 0 ? Errno.Last : 0;
-            bool woken = _waker.Gate.EndWait(deadline);
-            int written = 0;
-            lock (_gate)
-            {
-                _waiterInKernel = false;
-                if (rc < 0 && errno != Errno.EINTR)
-                    throw new PosixException(Capabilities.Name, errno);
-                if (rc > 0)
-                {
-                    if (WakeFired())
-                        _waker.Drain();
-                    written = Collect(events);
-                }
-            }
-            if (rc < 0)
-            {
-                _counters.OnInterrupted();
-                if (woken)
-                    return 0;
-                continue; // EINTR: resume with the time left
-            }
-            // A nudge (registrations changed) or a stale wake byte is not the caller's wake: keep waiting.
-            if (written > 0 || woken || deadline.HasPassed)
-                return written;
+            return Collect(events);
         }
     }
 
     private void Rebuild()
     {
-        if (_watched.Length < _table.Count)
-            _watched = new DescriptorEntry[Math.Max(_table.Count, _watched.Length * 2)];
+        if (_watched.Length < _core.Table.Count)
+            _watched = new DescriptorEntry[Math.Max(_core.Table.Count, _watched.Length * 2)];
         _watchedCount = 0;
-        foreach (var entry in _table.Live) // a struct enumerator: no allocation
+        foreach (var entry in _core.Table.Live) // a struct enumerator: no allocation
         {
             if (entry.Armed != Interest.None)
                 _watched[_watchedCount++] = entry;
@@ -177,19 +216,21 @@ public abstract unsafe class PollSetBackend : IPollerBackend
             _scanStart = i + 1;
             var entry = _watched[i];
             Report(i, out bool input, out bool output, out bool priority, out bool error, out bool hangup, out bool readHangup, out bool invalid);
-            if (entry.Removed || !(input | output | priority | error | hangup | readHangup | invalid))
+            if (entry.Removed || entry.Orphaned || !(input | output | priority | error | hangup | readHangup | invalid))
                 continue;
-            if (invalid)
+            if (invalid || entry.Owner is { IsClosed: true })
             {
-                // POLLNVAL: the raw descriptor was closed without deregistering. epoll forgets closed
-                // descriptors silently; do the same rather than spin on it.
-                entry.Armed = Interest.None;
-                _dirty = true;
+                // POLLNVAL: the raw descriptor was closed without deregistering; or the registered handle was
+                // closed (its number may already name another file). epoll forgets closed descriptors silently;
+                // do the same rather than spin on it, or report another file's readiness under this token.
+                Orphan(entry);
                 continue;
             }
             var armed = entry.Armed; // may have shrunk since the set was built
             if (derive)
                 HangupDerivation.DeriveIfReadable(entry, armed, input, ref hangup, ref readHangup);
+            if (HangupDerivation.IsLoneHangup(input, output, error, hangup, readHangup))
+                HangupDerivation.ExplainLoneHangup(entry.Descriptor, ref input, ref hangup);
             var readiness = ReadinessRules.Normalize(armed, input, output, priority, error, hangup, readHangup);
             if (readiness == Readiness.None)
                 continue;
@@ -201,17 +242,14 @@ public abstract unsafe class PollSetBackend : IPollerBackend
     }
 
     /// <inheritdoc />
-    public void Wake() => _waker.Wake();
+    public void Wake() => _core.Wake(this);
+
+    void IKernelWait.WriteWake() => _pipe.Write();
 
     /// <summary>Closes the wake pipe; registered descriptors stay open (they are the caller's).</summary>
     public void Dispose()
     {
-        lock (_gate)
-        {
-            if (_disposed)
-                return;
-            _disposed = true;
-        }
-        _waker.Dispose();
+        if (_core.BeginDispose())
+            _pipe.Dispose();
     }
 }

@@ -70,25 +70,45 @@ internal static class BadInputScenarios
             "InvalidOperationException for the second; the first is unaffected", c =>
             {
                 var p = c.NewPoller();
+                // The first waiter must hold the poller before the second tries, whatever the scheduler does: it
+                // retries while the second's probe (a zero wait) holds it, and says when it got in.
                 var entered = new ManualResetEventSlim();
-                var first = Task.Run(() => { entered.Set(); return p.Wait(new PollEvent[4], MustArrive); });
+                var first = Task.Factory.StartNew(() =>
+                {
+                    var events = new PollEvent[4];
+                    var clock = Stopwatch.StartNew();
+                    while (true)
+                    {
+                        try
+                        {
+                            entered.Set();
+                            return p.Wait(events, MustArrive);
+                        }
+                        catch (InvalidOperationException) when (clock.Elapsed < MustArrive)
+                        {
+                            Thread.Yield(); // the probe below was inside its zero wait: try again
+                        }
+                    }
+                }, TaskCreationOptions.LongRunning);
                 entered.Wait();
                 var clock = Stopwatch.StartNew();
-                while (clock.Elapsed < MustArrive)
+                bool refused = false;
+                while (!refused && clock.Elapsed < MustArrive)
                 {
                     try
                     {
                         p.Wait(new PollEvent[4], TimeSpan.Zero);
-                        Thread.Sleep(1); // the first thread has not entered yet
+                        Thread.Sleep(1); // the first thread is not inside its wait yet
                     }
                     catch (InvalidOperationException)
                     {
-                        break;
+                        refused = true;
                     }
                 }
-                Check(clock.Elapsed < MustArrive, "a concurrent wait was never refused");
+                Check(refused, "a concurrent wait was never refused");
                 p.Wake();
                 Check(first.Wait(MustArrive), "the first waiter did not return");
+                Check(first.Result == 0, "the first waiter returns 0 for a wake");
             }),
         new("E7", "descriptor numbers up to and beyond the backend's limit",
             "up to MaxDescriptor works; above it DescriptorOutOfRangeException (select: FD_SETSIZE), never memory corruption", c =>

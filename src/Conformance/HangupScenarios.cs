@@ -180,10 +180,19 @@ internal static class HangupScenarios
                 Expect(p, 1, Readable | Writable, ReadHangup | Hangup | Error, "after one byte");
             }),
         new("P1", "TCP urgent (out-of-band) byte, Priority interest",
-            "Priority", c =>
+            "Priority where the kernel reports urgent data (epoll, poll, select, ports, kqueue on macOS, OpenBSD, DragonFly: EVFILT_EXCEPT); on kqueue without a filter for it (FreeBSD, NetBSD) Capabilities.NativePriority is false and registering Priority throws NotSupportedException naming the OS, never a silent drop", c =>
             {
                 var p = c.NewPoller();
                 var (local, peer) = c.TcpPair();
+                if (!p.Capabilities.NativePriority)
+                {
+                    var refused = Throws<NotSupportedException>(() => p.Register(Fd(local), 1, Interest.Readable | Interest.Priority), "Priority without a kernel filter for it");
+                    Check(refused.Message.Contains("EVFILT_EXCEPT"), $"the refusal must say what is missing: {refused.Message}");
+                    Check(p.RegistrationCount == 0, "a refused registration leaves nothing behind");
+                    var reg = p.Register(Fd(local), 1, Interest.Readable);
+                    Throws<NotSupportedException>(() => reg.Modify(Interest.Readable | Interest.Priority), "modify to Priority");
+                    return;
+                }
                 p.Register(Fd(local), 1, Interest.Readable | Interest.Priority);
                 peer.Send("!"u8, SocketFlags.OutOfBand);
                 Expect(p, 1, Priority, ReadHangup | Hangup | Error, "after an urgent byte");

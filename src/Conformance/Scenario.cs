@@ -60,21 +60,8 @@ public static class ConformanceRunner
         }
     }
 
-    /// <summary>Backends of other OSes over models of their system calls on this one.</summary>
-    public static IReadOnlyList<BackendProvider> Models { get; } =
-    [
-        new(BackendKind.EventPorts, "ports-model", "event ports backend over a model of illumos event ports (Linux fds)",
-            LinuxOnly, () => new Backends.EventPorts.EventPortsBackend(new Models.EventPortModel(withReadHangup: true))),
-        new(BackendKind.EventPorts, "ports-model-solaris", "event ports backend over a model of Solaris event ports (no POLLRDHUP: derived)",
-            LinuxOnly, () => new Backends.EventPorts.EventPortsBackend(new Models.EventPortModel(withReadHangup: false))),
-        new(BackendKind.Kqueue, "kqueue-model", "kqueue backend over a model of FreeBSD kqueue (Linux fds, epoll underneath)",
-            LinuxOnly, () => new Backends.Kqueue.KqueueBackend(new Models.KqueueModel())),
-    ];
-
-    /// <summary>The backends the suite and `iomux check` run against: every backend of this build, the
-    /// variants that exercise emulated paths (millisecond epoll, derived read hangup), and the backends of
-    /// other OSes running over faithful models of their system calls (never counted as natively verified).</summary>
-    public static IReadOnlyList<BackendProvider> Targets { get; } = [.. BackendCatalog.All, .. BackendCatalog.TestVariants, .. Models];
-
-    private static string? LinuxOnly() => OperatingSystem.IsLinux() ? null : "the models are built on Linux poll(2) semantics (POLLRDHUP)";
+    /// <summary>The backends `iomux check` runs against: every backend of this build and the variants that exercise
+    /// emulated paths (millisecond epoll, derived read hangup). The models of other OSes' kernels are test code
+    /// (tests/IoMux.Models) and run in the NUnit suite.</summary>
+    public static IReadOnlyList<BackendProvider> Targets { get; } = [.. BackendCatalog.All, .. BackendCatalog.TestVariants];
 }

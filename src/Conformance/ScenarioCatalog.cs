@@ -9,6 +9,7 @@ public static class ScenarioCatalog
         .. HangupScenarios.All,
         .. ModeScenarios.All,
         .. LifetimeScenarios.All,
+        .. MisuseScenarios.All,
         .. WakeAndTimeoutScenarios.All,
         .. BadInputScenarios.All,
     ];

@@ -27,6 +27,9 @@ public enum BackendKind
 /// <param name="TimeoutResolution">The finest timeout the wait call honours; finer timeouts are rounded up.</param>
 /// <param name="MaxDescriptor">The highest descriptor number the backend accepts (FD_SETSIZE - 1 for select),
 /// or <see cref="int.MaxValue"/> when only the process limit applies.</param>
+/// <param name="NativePriority">The kernel reports urgent (out-of-band) data, so <see cref="Interest.Priority"/>
+/// is accepted. False on kqueue where the OS has no filter for it (FreeBSD, NetBSD, DragonFly): registering
+/// Priority there throws <see cref="NotSupportedException"/> naming the OS (docs/SEMANTICS.md, row P1).</param>
 public readonly record struct BackendCapabilities(
     BackendKind Kind,
     string Name,
@@ -34,4 +37,5 @@ public readonly record struct BackendCapabilities(
     bool NativeOneshot,
     bool NativeReadHangup,
     TimeSpan TimeoutResolution,
-    int MaxDescriptor);
+    int MaxDescriptor,
+    bool NativePriority = true);

@@ -5,7 +5,7 @@ namespace IoMux;
 /// dispose), without a lock on the waker's path: writers enter and exit, the closer waits for them to leave.
 /// Writing into a closed number is worse than failing: the number may already belong to another file.
 /// </summary>
-public sealed class CloseGuard
+internal sealed class CloseGuard
 {
     private const int ClosedBit = 1 << 30;
     private int _state; // active writers, plus ClosedBit once closing began

@@ -1,9 +1,10 @@
+using System.Runtime.InteropServices;
 using IoMux.Interop;
 
 namespace IoMux;
 
 /// <summary>One descriptor as a backend sees it.</summary>
-public sealed class DescriptorEntry
+internal sealed class DescriptorEntry
 {
     internal DescriptorEntry(int fd, int slot, uint generation)
     {
@@ -31,6 +32,15 @@ public sealed class DescriptorEntry
     internal int Slot { get; }
     internal uint Generation { get; }
     internal bool Removed { get; set; }
+    /// <summary>Backend-private: the directions the kernel currently holds a filter for (kqueue).</summary>
+    internal Interest InKernel { get; set; }
+    /// <summary>The handle the caller registered, or null for a raw descriptor. It is not pinned (a pinned
+    /// <c>SafeSocketHandle</c> makes <c>Socket.Dispose</c> spin forever), so the wait path checks
+    /// <see cref="SafeHandle.IsClosed"/> instead: events of a closed handle never reach the caller.</summary>
+    internal SafeHandle? Owner { get; set; }
+    /// <summary>The owner was closed while registered: the backend stopped watching the descriptor and keeps
+    /// the entry only until the caller deregisters it (which then makes no kernel call).</summary>
+    internal bool Orphaned { get; set; }
 
     /// <summary>After an event was reported: oneshot disarms every direction, edge the reported ones (they
     /// come back through <see cref="DescriptorTable.TryRearm"/> when the consumer hits would-block); level
@@ -58,7 +68,7 @@ public sealed class DescriptorEntry
 
 /// <summary>What the wait path needs of one slot, kept in one contiguous array so that translating a batch of
 /// kernel events touches no per-registration object (measured: the object hop cost several ns per event).</summary>
-public struct SlotState
+internal struct SlotState
 {
     /// <summary>The token to report.</summary>
     public ulong Token;
@@ -68,6 +78,13 @@ public struct SlotState
     public Interest Interest;
     /// <summary>False once the entry was removed.</summary>
     public bool Live;
+    /// <summary>The descriptor number (for the rare checks the wait path makes on one descriptor).</summary>
+    public int Descriptor;
+    /// <summary>The registered handle, or null for a raw descriptor (see <see cref="DescriptorEntry.Owner"/>).</summary>
+    public SafeHandle? Owner;
+
+    /// <summary>True when the registered handle was closed: the event must not reach the caller.</summary>
+    public readonly bool IsOrphaned => Owner is { IsClosed: true };
 }
 
 /// <summary>
@@ -75,7 +92,7 @@ public struct SlotState
 /// the wait, with generation-checked slots. Not thread-safe: the backend holds its own lock around
 /// mutations; <see cref="Resolve(ulong)"/> is safe without it (it may miss a change made during the wait).
 /// </summary>
-public sealed class DescriptorTable
+internal sealed class DescriptorTable
 {
     /// <summary>Kernel data reserved for a backend's wake channel; never produced by <see cref="DescriptorEntry.KernelData"/>.</summary>
     public const ulong WakeData = ulong.MaxValue;
@@ -159,7 +176,26 @@ public sealed class DescriptorTable
         entry.Interest = interest;
         entry.Mode = mode;
         entry.Armed = interest;
-        _states[entry.Slot] = new SlotState { Token = token, Generation = entry.Generation, Interest = interest, Live = true };
+        _states[entry.Slot] = new SlotState { Token = token, Generation = entry.Generation, Interest = interest, Live = true, Descriptor = entry.Descriptor, Owner = entry.Owner };
+    }
+
+    /// <summary>Records the handle that owns <paramref name="fd"/>'s registration (see <see cref="DescriptorEntry.Owner"/>).</summary>
+    public void SetOwner(int fd, SafeHandle owner)
+    {
+        if (Find(fd) is not { } entry)
+            return;
+        entry.Owner = owner;
+        _states[entry.Slot].Owner = owner;
+    }
+
+    /// <summary>The entries whose registered handle was closed, found by the wait path and not yet dealt with.</summary>
+    public List<DescriptorEntry> Orphans { get; } = [];
+
+    /// <summary>Wait path: the entry's handle is closed; remember it for the backend to stop watching it.</summary>
+    public void NoteOrphan(DescriptorEntry entry)
+    {
+        if (!entry.Orphaned && !entry.Removed && !Orphans.Contains(entry))
+            Orphans.Add(entry);
     }
 
     /// <summary>The entry for <paramref name="fd"/>.</summary>
@@ -177,6 +213,7 @@ public sealed class DescriptorTable
         _byDescriptor.Remove(entry.Descriptor);
         _slots[entry.Slot] = null;
         _states[entry.Slot].Live = false;
+        _states[entry.Slot].Owner = null;
         _free.Push(entry.Slot);
     }
 
@@ -214,5 +251,24 @@ public sealed class DescriptorTable
             return null;
         var entry = slots[slot];
         return entry is not null && entry.Generation == (uint)(kernelData >> 32) && !entry.Removed ? entry : null;
+    }
+
+    /// <summary>For translators that work on entries (poll, select, kqueue, ports): the live entry that
+    /// <paramref name="kernelData"/> names and whose events may reach the caller, or null. An entry whose
+    /// registered handle was closed is noted in <see cref="Orphans"/> and gives null.</summary>
+    public DescriptorEntry? ResolveReportable(ulong kernelData) => Reportable(Resolve(kernelData));
+
+    /// <summary><paramref name="entry"/> when its events may reach the caller; null (noting an orphan) when its
+    /// handle was closed or it was orphaned already.</summary>
+    public DescriptorEntry? Reportable(DescriptorEntry? entry)
+    {
+        if (entry is null || entry.Orphaned)
+            return null;
+        if (entry.Owner is { IsClosed: true })
+        {
+            NoteOrphan(entry);
+            return null;
+        }
+        return entry;
     }
 }

@@ -61,7 +61,8 @@ public interface IPollerBackend : IDisposable
 /// (and by wakers for <see cref="WakeWrites"/>); read them from anywhere, approximately.</summary>
 public sealed class BackendCounters
 {
-    internal long _kernelWaits, _interruptions, _wakeWrites;
+    internal long _kernelWaits, _interruptions, _wakeWrites, _orphaned, _rebuilds;
+    internal int _lastOrphan = -1;
 
     /// <summary>Calls into the kernel's wait (epoll_wait, poll, select ...), including re-waits after EINTR.</summary>
     public long KernelWaits => Volatile.Read(ref _kernelWaits);
@@ -70,10 +71,30 @@ public sealed class BackendCounters
     /// <summary>Writes to the wake channel (eventfd, pipe ...): at most one per coalesced wake.</summary>
     public long WakeWrites => Volatile.Read(ref _wakeWrites);
 
-    /// <summary>Counts one kernel wait.</summary>
-    public void OnKernelWait() => _kernelWaits++;
-    /// <summary>Counts one EINTR.</summary>
-    public void OnInterrupted() => _interruptions++;
-    /// <summary>Counts one wake write (any thread).</summary>
-    public void OnWakeWrite() => Interlocked.Increment(ref _wakeWrites);
+    /// <summary>Registrations whose handle was closed while they were registered: the backend stopped watching
+    /// them and reported nothing more for them (deregister before closing to avoid this).</summary>
+    public long ClosedWhileRegistered => Volatile.Read(ref _orphaned);
+    /// <summary>The descriptor number of the last registration counted in <see cref="ClosedWhileRegistered"/>, or -1.</summary>
+    public int LastClosedWhileRegistered => Volatile.Read(ref _lastOrphan);
+    /// <summary>Times the kernel set was replaced to drop a registration that outlived its descriptor number
+    /// (epoll: a descriptor closed before it was deregistered while a dup kept its file open).</summary>
+    public long KernelSetRebuilds => Volatile.Read(ref _rebuilds);
+
+    internal void OnKernelWait() => _kernelWaits++;
+    internal void OnInterrupted() => _interruptions++;
+    internal void OnWakeWrite() => Interlocked.Increment(ref _wakeWrites);
+    internal void OnOrphaned(int fd)
+    {
+        Interlocked.Increment(ref _orphaned);
+        Volatile.Write(ref _lastOrphan, fd);
+    }
+    internal void OnKernelSetRebuilt() => Interlocked.Increment(ref _rebuilds);
+}
+
+/// <summary>Implemented by backends that check, on their wait path, whether a registered handle was closed
+/// (the poller then does not pin the handle, so <c>Socket.Dispose</c> never waits on a registration).</summary>
+internal interface IOwnedRegistrations
+{
+    /// <summary>Records the handle that owns the registration of <paramref name="fd"/>.</summary>
+    void SetOwner(int fd, System.Runtime.InteropServices.SafeHandle owner);
 }

@@ -4,9 +4,9 @@ namespace IoMux;
 [Flags]
 public enum Interest : byte
 {
-    /// <summary>No direction: the registration keeps its slot but is paused (flow control). Backends that
-    /// emulate modes report nothing for it; epoll may still report <see cref="Readiness.Error"/> and
-    /// <see cref="Readiness.Hangup"/>.</summary>
+    /// <summary>No direction: the registration keeps its slot but is paused (flow control). Nothing is reported
+    /// for it on any backend, not even <see cref="Readiness.Error"/> or <see cref="Readiness.Hangup"/> (epoll,
+    /// which cannot mask those, gets the registration disarmed until interest returns).</summary>
     None = 0,
     /// <summary>Data (or a connection, or end of stream) can be read without blocking.</summary>
     Readable = 1,

@@ -33,8 +33,11 @@ public sealed class Poller : IDisposable
     /// <summary>How many registrations are live.</summary>
     public int RegistrationCount { get { lock (_gate) return _byDescriptor.Count; } }
 
-    /// <summary>Registers a descriptor owned by <paramref name="handle"/>. The handle is referenced until the
-    /// registration is disposed, so closing it meanwhile defers the real close(2) and the number stays ours.</summary>
+    /// <summary>Registers a descriptor owned by <paramref name="handle"/>. The handle is referenced only while a
+    /// registration call runs, never in between, so disposing it (a <see cref="System.Net.Sockets.Socket"/>
+    /// included) is never held up by the registration. Once the handle is closed the registration reports
+    /// nothing more, even if its number is reused meanwhile, and the number can be registered again (the closed
+    /// registration is retired then); dispose the registration as usual, in either order.</summary>
     /// <exception cref="ObjectDisposedException">The handle or the poller is closed.</exception>
     public Registration Register(SafeHandle handle, ulong token, Interest interest, TriggerMode mode = TriggerMode.Level)
     {
@@ -45,9 +48,7 @@ public sealed class Poller : IDisposable
         handle.DangerousAddRef(ref added); // throws ObjectDisposedException when already closed
         try
         {
-            var registration = RegisterCore((int)handle.DangerousGetHandle(), token, interest, mode, handle);
-            added = false; // the registration releases it now
-            return registration;
+            return RegisterCore((int)handle.DangerousGetHandle(), token, interest, mode, handle);
         }
         finally
         {
@@ -73,10 +74,21 @@ public sealed class Poller : IDisposable
         lock (_gate)
         {
             ThrowIfDisposed();
-            if (_byDescriptor.ContainsKey(fd))
-                throw new AlreadyRegisteredException(fd);
-            var registration = new Registration(this, fd, token, interest, mode, handle);
+            if (_byDescriptor.TryGetValue(fd, out var existing))
+            {
+                if (!existing.HandleClosed)
+                    throw new AlreadyRegisteredException(fd);
+                // The earlier registration's handle was closed and the number now names another file: retire
+                // it (the backend's deletion finds nothing of the new file to remove) and register the new one.
+                _backend.Delete(fd);
+                Retire(existing);
+            }
+            var registration = new Registration(this, fd, token, interest, mode, handle, pinned: false);
             _backend.Add(fd, token, interest, mode);
+            if (handle is not null && _backend is IOwnedRegistrations owned)
+                owned.SetOwner(fd, handle);
+            else if (handle is not null)
+                registration.Pin(); // a backend that cannot check handles on its wait path
             _byDescriptor.Add(fd, registration);
             return registration;
         }
@@ -90,8 +102,16 @@ public sealed class Poller : IDisposable
             ThrowIfDisposed();
             if (!registration.IsActive)
                 throw new ObjectDisposedException(nameof(Registration), $"The registration of descriptor {registration.Descriptor} was disposed.");
-            _backend.Modify(registration.Descriptor, registration.Token, interest, mode);
-            registration.Update(interest, mode);
+            bool entered = registration.Enter(); // ObjectDisposedException once the registered handle is closed
+            try
+            {
+                _backend.Modify(registration.Descriptor, registration.Token, interest, mode);
+                registration.Update(interest, mode);
+            }
+            finally
+            {
+                registration.Exit(entered);
+            }
         }
     }
 

@@ -5,7 +5,7 @@ namespace IoMux;
 /// epoll, poll and event ports all speak these bits (with per-OS values); kqueue translates its filters
 /// into the same booleans first. The rules are spelled out in docs/SEMANTICS.md.
 /// </summary>
-public static class ReadinessRules
+internal static class ReadinessRules
 {
     /// <summary>Normalises one descriptor's kernel report.</summary>
     /// <param name="interest">What the registration asked for; directions it did not ask for are not reported.</param>
@@ -24,6 +24,10 @@ public static class ReadinessRules
             var plain = (input ? Readiness.Readable : 0) | (output ? Readiness.Writable : 0) | (priority ? Readiness.Priority : 0);
             return plain & (Readiness)interest;
         }
+        // A paused registration (Interest.None) is silent on every backend, also for errors and hangups that
+        // epoll and poll report whatever was asked.
+        if ((interest & (Interest.Readable | Interest.Writable | Interest.Priority)) == 0)
+            return Readiness.None;
         bool wantsRead = (interest & Interest.Readable) != 0;
         bool wantsWrite = (interest & Interest.Writable) != 0;
         var r = Readiness.None;

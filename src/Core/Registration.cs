@@ -27,14 +27,28 @@ public sealed unsafe class Registration : IDisposable
     private readonly SafeHandle? _handle;
     private volatile bool _active = true;
     private bool _needsRearm;
+    private bool _pinned;
 
-    internal Registration(Poller poller, int fd, ulong token, Interest interest, TriggerMode mode, SafeHandle? handle)
+    internal Registration(Poller poller, int fd, ulong token, Interest interest, TriggerMode mode, SafeHandle? handle, bool pinned)
     {
         _poller = poller;
         Descriptor = fd;
         Token = token;
         _handle = handle;
+        _pinned = pinned;
         Update(interest, mode);
+    }
+
+    /// <summary>True when the registered handle was closed (never for a raw descriptor).</summary>
+    internal bool HandleClosed => _handle is { IsClosed: true };
+
+    /// <summary>For a backend that cannot check handles on its wait path: hold the handle until deregistration
+    /// (the number then cannot be closed and reused under the registration).</summary>
+    internal void Pin()
+    {
+        bool added = false;
+        _handle!.DangerousAddRef(ref added);
+        _pinned = added;
     }
 
     /// <summary>The descriptor number.</summary>
@@ -82,6 +96,19 @@ public sealed unsafe class Registration : IDisposable
     /// <exception cref="PosixException">read(2) failed, e.g. ECONNRESET.</exception>
     public IoOutcome TryRead(Span<byte> buffer, out int bytesRead)
     {
+        bool entered = Enter();
+        try
+        {
+            return Read(buffer, out bytesRead);
+        }
+        finally
+        {
+            Exit(entered);
+        }
+    }
+
+    private IoOutcome Read(Span<byte> buffer, out int bytesRead)
+    {
         fixed (byte* p = buffer)
         {
             while (true)
@@ -110,6 +137,19 @@ public sealed unsafe class Registration : IDisposable
     /// with the count, or <see cref="IoOutcome.WouldBlock"/> (re-arming) when the buffer is full.</summary>
     /// <exception cref="PosixException">write(2) failed, e.g. EPIPE when the reader is gone.</exception>
     public IoOutcome TryWrite(ReadOnlySpan<byte> data, out int bytesWritten)
+    {
+        bool entered = Enter();
+        try
+        {
+            return Write(data, out bytesWritten);
+        }
+        finally
+        {
+            Exit(entered);
+        }
+    }
+
+    private IoOutcome Write(ReadOnlySpan<byte> data, out int bytesWritten)
     {
         fixed (byte* p = data)
         {
@@ -141,6 +181,19 @@ public sealed unsafe class Registration : IDisposable
     /// <exception cref="PosixException">accept failed, e.g. EMFILE when the process is out of descriptors
     /// (the pending connection stays queued: stop accepting for a while).</exception>
     public IoOutcome TryAccept(out SafeFileHandle? connection)
+    {
+        bool entered = Enter();
+        try
+        {
+            return Accept(out connection);
+        }
+        finally
+        {
+            Exit(entered);
+        }
+    }
+
+    private IoOutcome Accept(out SafeFileHandle? connection)
     {
         const int SOCK_NONBLOCK_LINUX = 0x800, SOCK_CLOEXEC_LINUX = 0x80000;
         while (true)
@@ -177,7 +230,30 @@ public sealed unsafe class Registration : IDisposable
     internal void Retire()
     {
         _active = false;
-        _handle?.DangerousRelease();
+        if (_pinned)
+        {
+            _pinned = false;
+            _handle!.DangerousRelease();
+        }
+    }
+
+    /// <summary>Keeps the registered handle open for one I/O call (its number must not be closed and reused
+    /// under the call); false when there is no handle.</summary>
+    /// <exception cref="ObjectDisposedException">The handle was closed.</exception>
+    internal bool Enter()
+    {
+        if (_handle is null || _pinned)
+            return false;
+        bool added = false;
+        _handle.DangerousAddRef(ref added);
+        return added;
+    }
+
+    /// <summary>Ends what <see cref="Enter"/> began.</summary>
+    internal void Exit(bool entered)
+    {
+        if (entered)
+            _handle!.DangerousRelease();
     }
 
     /// <inheritdoc />

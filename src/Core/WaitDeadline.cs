@@ -4,7 +4,7 @@ namespace IoMux;
 
 /// <summary>The deadline of one <see cref="IPollerBackend.Wait"/> call, so that a wait resumed after EINTR or a
 /// spurious wake uses the time left rather than starting over.</summary>
-public readonly struct WaitDeadline
+internal readonly struct WaitDeadline
 {
     /// <summary>Kernel waits are cut into slices no longer than this: some kernels mishandle very long
     /// epoll timeouts (libevent's MAX_EPOLL_TIMEOUT_MSEC is 35 minutes), and select's timeval and a

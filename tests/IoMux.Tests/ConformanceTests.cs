@@ -11,7 +11,7 @@ namespace IoMux.Tests;
 public sealed class ConformanceTests(BackendProvider backend)
 {
     public static IEnumerable<TestFixtureData> Backends =>
-        ConformanceRunner.Targets.Select(t => new TestFixtureData(t).SetArgDisplayNames(t.Name));
+        Models.ModelTargets.WithNative.Select(t => new TestFixtureData(t).SetArgDisplayNames(t.Name));
 
     public static IEnumerable<TestCaseData> Scenarios =>
         ScenarioCatalog.All.Select(s => new TestCaseData(s.Id).SetArgDisplayNames(s.Id).SetDescription($"{s.Title} => {s.Expectation}"));
@@ -27,7 +27,11 @@ public sealed class ConformanceTests(BackendProvider backend)
     public void Scenario(string id)
     {
         var scenario = ScenarioCatalog.Get(id);
+        Models.ModelTargets.ClearRefusals();
         var result = ConformanceRunner.Run(scenario, backend);
+        // A modelled kernel refused a change for a reason other than the caller's own descriptor (an unknown
+        // filter, above all): on that OS the backend would fail where the model let the scenario go on.
+        Assert.That(Models.ModelTargets.Refusals, Is.Empty, $"{id} on {backend.Name}: the modelled kernel refused what the backend sent");
         switch (result.Verdict)
         {
             case Verdict.Fail:

@@ -24,7 +24,9 @@ public sealed class CoreUnitTests
         Assert.That(ReadinessRules.Normalize(Interest.Writable, input: true, output: true, false, false, false, readHangup: true), Is.EqualTo(Readiness.Writable));
         Assert.That(ReadinessRules.Normalize(Interest.Readable, input: false, output: false, false, false, hangup: true, false),
             Is.EqualTo(Readiness.Readable | Readiness.ReadHangup | Readiness.Hangup));
-        Assert.That(ReadinessRules.Normalize(Interest.None, false, false, false, error: true, false, false), Is.EqualTo(Readiness.Error));
+        // A paused registration is silent, errors and hangups included (rule 10, N1).
+        Assert.That(ReadinessRules.Normalize(Interest.None, false, false, false, error: true, hangup: true, false), Is.EqualTo(Readiness.None));
+        Assert.That(ReadinessRules.Normalize(Interest.Writable, false, false, false, error: true, false, false), Is.EqualTo(Readiness.Writable | Readiness.Error));
     }
 
     [Test]

@@ -13,12 +13,13 @@ public sealed class EchoServerTests
     [TestCase("poll")]
     [TestCase("select")]
     [TestCase("poll-derived")]
-    [TestCase("kqueue-model")]
+    [TestCase("kqueue-model-freebsd-14")]
+    [TestCase("kqueue-model-macos")]
     [TestCase("ports-model")]
     [CancelAfter(60_000)]
     public async Task EchoesEveryByteToConcurrentClients(string backend)
     {
-        var provider = Conformance.ConformanceRunner.Targets.Single(t => t.Name == backend);
+        var provider = Models.ModelTargets.WithNative.Single(t => t.Name == backend);
         if (provider.UnsupportedReason() is { } reason)
             Assert.Ignore(reason);
         using var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);

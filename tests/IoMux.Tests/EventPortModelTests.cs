@@ -1,5 +1,5 @@
 using IoMux.Backends.EventPorts;
-using IoMux.Conformance.Models;
+using IoMux.Models;
 using IoMux.Interop;
 
 namespace IoMux.Tests;
@@ -165,7 +165,7 @@ public sealed unsafe class EventPortModelTests
         Assert.That(waiter.Result.Events.Single().User, Is.EqualTo(3UL));
     }
 
-    [Test(Description = "port_associate(3C): EBADF when the object is not a valid file descriptor; and a descriptor closed while associated is dissociated without an event.")]
+    [Test(Description = "port_associate(3C): EBADFD, the object argument is not a valid file descriptor (port_fd.c: getf(fd) == NULL gives EBADFD; EBADF is for an invalid port); and a descriptor closed while associated is dissociated without an event.")]
     public void ClosedDescriptorsAreRefusedAndDropped()
     {
         var (r, _) = Pipe();
@@ -174,7 +174,10 @@ public sealed unsafe class EventPortModelTests
         _fds.Remove(r);
         var (rc, events) = GetN(1, TimeSpan.Zero);
         Assert.That((rc, events.Length), Is.EqualTo((-Errno.ETIME, 0)));
-        Assert.That(_model.Associate(_port, r, PollIn, 1), Is.EqualTo(-Errno.EBADF));
+        Assert.That(_model.Associate(_port, r, PollIn, 1), Is.EqualTo(-Errno.EBADFD));
+        Assert.That(_model.Dissociate(_port, r), Is.EqualTo(-Errno.EBADFD), "port_dissociate of a closed descriptor");
+        var (open, _) = Pipe();
+        Assert.That(_model.Associate(_port + 1000, open, PollIn, 1), Is.EqualTo(-Errno.EBADF), "an invalid port");
     }
 
     [Test(Description = "illumos sys/poll.h defines POLLRDHUP (0x4000) and the model reports it when requested; the Solaris model has none, so the backend derives read hangup there.")]

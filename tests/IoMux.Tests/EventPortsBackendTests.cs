@@ -1,11 +1,13 @@
 using IoMux.Backends.EventPorts;
-using IoMux.Conformance.Models;
+using IoMux.Models;
 using IoMux.Interop;
 
 namespace IoMux.Tests;
 
 /// <summary>Event-port quirks the conformance scenarios cannot provoke through the model: port_getn failing with
-/// ETIME or EINTR while it did deliver events, user events mixed in, and stale associations.</summary>
+/// ETIME while it did deliver events, or with EINTR while it left nget and the list untouched (illumos libc
+/// event_port.c updates *nget on ETIME only), user events mixed in, stale associations, and a closed descriptor's
+/// re-association (EBADFD, port_fd.c).</summary>
 public sealed unsafe class EventPortsBackendTests
 {
     /// <summary>The model, except that the next port_getn returns what the test scripts.</summary>
@@ -13,7 +15,7 @@ public sealed unsafe class EventPortsBackendTests
     {
         private readonly EventPortModel _model = new(withReadHangup: true);
         public readonly List<(int Fd, int Events, ulong User)> Associations = [];
-        public (int Rc, PortEvent[] Events)? Next;
+        public (int Rc, PortEvent[]? Events)? Next; // Events null: fail without touching nget or the list
 
         public PortPollBits Bits => _model.Bits;
         public int Create() => _model.Create();
@@ -32,6 +34,8 @@ public sealed unsafe class EventPortsBackendTests
             if (Next is not { } scripted)
                 return _model.GetN(port, events, ref nget, timeout);
             Next = null;
+            if (scripted.Events is null)
+                return scripted.Rc;
             scripted.Events.CopyTo(events);
             nget = (uint)scripted.Events.Length;
             return scripted.Rc;
@@ -53,11 +57,10 @@ public sealed unsafe class EventPortsBackendTests
         return r;
     }
 
-    [TestCase("ETIME")]
-    [TestCase("EINTR")]
-    public void EventsDeliveredWithAnErrorReturnAreProcessed(string error)
+    [Test(Description = "port_get(3C): ETIME ... or nget is updated with the number of returned port_event_t structures in list[].")]
+    public void EventsDeliveredWithEtimeAreProcessed()
     {
-        int errno = error == "ETIME" ? Errno.ETIME : Errno.EINTR;
+        int errno = Errno.ETIME;
         var fds = new List<int>();
         var system = new ScriptedPorts();
         try
@@ -74,12 +77,77 @@ public sealed unsafe class EventPortsBackendTests
             int n = backend.Wait(events, TimeSpan.FromSeconds(1));
             Assert.That(n, Is.EqualTo(1), "the fd event counts; the user event is the wake channel's");
             Assert.That(events[0], Is.EqualTo(new PollEvent(77, Readiness.Readable)));
-            Assert.That(backend.Counters.Interruptions, Is.EqualTo(errno == Errno.EINTR ? 1 : 0));
+            Assert.That(backend.Counters.Interruptions, Is.Zero);
         }
         finally
         {
             fds.ForEach(fd => LibC.close(fd));
         }
+    }
+
+    [Test(Description = "illumos libc port_getn: on any error but ETIME it returns -1 without writing *nget: the list still holds the previous batch, which must not be reported again (libuv's sunos.c marks the first slot unfilled).")]
+    public void EintrLeavesTheListUntouchedAndNothingStaleIsReported()
+    {
+        var fds = new List<int>();
+        var system = new ScriptedPorts();
+        try
+        {
+            using var backend = new EventPortsBackend(system);
+            LibC.CreateNonBlockingPipe(out int r, out int w);
+            fds.Add(r);
+            fds.Add(w);
+            backend.Add(r, 5, Interest.Readable, TriggerMode.Level);
+            ConformanceWrite(w);
+            var events = new PollEvent[4];
+            Assert.That(backend.Wait(events, TimeSpan.FromSeconds(5)), Is.EqualTo(1), "the byte");
+            ConformanceRead(r);
+            system.Next = (-Errno.EINTR, null);
+            Assert.That(backend.Wait(events, TimeSpan.FromMilliseconds(50)), Is.Zero, "the previous batch is not reported again");
+            Assert.That(backend.Counters.Interruptions, Is.EqualTo(1));
+        }
+        finally
+        {
+            fds.ForEach(fd => LibC.close(fd));
+        }
+    }
+
+    [Test(Description = "port_associate(3C): EBADFD, the object argument is not a valid file descriptor: a level registration closed without deregistering stops being watched; later waits neither throw nor report it.")]
+    public void AClosedLevelRegistrationIsDroppedAtReassociation()
+    {
+        var fds = new List<int>();
+        var system = new ScriptedPorts();
+        try
+        {
+            using var backend = new EventPortsBackend(system);
+            LibC.CreateNonBlockingPipe(out int r, out int w);
+            fds.Add(w);
+            backend.Add(r, 5, Interest.Readable, TriggerMode.Level);
+            ConformanceWrite(w);
+            var events = new PollEvent[4];
+            Assert.That(backend.Wait(events, TimeSpan.FromSeconds(5)), Is.EqualTo(1));
+            LibC.close(r); // without deregistering: the re-association before the next wait gets EBADFD
+            Assert.That(backend.Wait(events, TimeSpan.Zero), Is.Zero);
+            Assert.That(backend.Wait(events, TimeSpan.Zero), Is.Zero);
+            Assert.That(backend.Counters.ClosedWhileRegistered, Is.EqualTo(1));
+            Assert.That(backend.Counters.LastClosedWhileRegistered, Is.EqualTo(r));
+            backend.Delete(r);
+        }
+        finally
+        {
+            fds.ForEach(fd => LibC.close(fd));
+        }
+    }
+
+    private static void ConformanceWrite(int fd)
+    {
+        byte one = 1;
+        Assert.That(LibC.write(fd, &one, 1), Is.EqualTo((nint)1));
+    }
+
+    private static void ConformanceRead(int fd)
+    {
+        byte b;
+        Assert.That(LibC.read(fd, &b, 1), Is.EqualTo((nint)1));
     }
 
     [Test]

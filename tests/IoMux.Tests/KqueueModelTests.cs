@@ -1,21 +1,23 @@
 using IoMux.Backends.Kqueue;
-using IoMux.Conformance.Models;
+using IoMux.Models;
 using IoMux.Interop;
 using static IoMux.Backends.Kqueue.Kq;
 
 namespace IoMux.Tests;
 
 /// <summary>
-/// Pins each behaviour of the kqueue model to the FreeBSD kqueue(2) sentence it reproduces (quoted or
-/// closely paraphrased). The conformance suite runs the kqueue backend over this model, so the model must
-/// be right before the suite means anything. Filters are FreeBSD's (read -1, write -2, user -11).
+/// Pins each behaviour of the kqueue model to the kqueue(2) sentence or kernel function it reproduces (quoted or
+/// closely paraphrased; docs/research/kqueue-ports-constants.md cites the sources). The conformance suite runs the
+/// kqueue backend over this model, so the model must be right before the suite means anything. Most tests play
+/// FreeBSD 14 (read -1, write -2, user -11); the per-OS rules are tested on each profile.
 /// </summary>
 public sealed unsafe class KqueueModelTests
 {
     private KqueueModel _model = null!;
     private int _kq;
     private readonly List<int> _fds = [];
-    private static readonly KqueueFilters F = KqueueFilters.FreeBsd;
+    private static readonly KqueuePlatform Os = KqueuePlatform.FreeBsd14;
+    private static readonly (short Read, short Write, short User) F = (Os.Read, Os.Write, Os.User!.Value);
 
     [OneTimeSetUp]
     public void LinuxOnly()
@@ -27,7 +29,8 @@ public sealed unsafe class KqueueModelTests
     [SetUp]
     public void Create()
     {
-        _model = new KqueueModel();
+        _model = new KqueueModel(Os);
+        KqueueModel.Refused.Clear();
         _kq = _model.Create();
     }
 
@@ -236,5 +239,98 @@ public sealed unsafe class KqueueModelTests
         LibC.close(a);
         _fds.Remove(a);
         Assert.That(Poll(), Is.Empty);
+    }
+
+    [Test(Description = "FreeBSD kern_event.c kqueue_fo_find: a filter outside -1..-EVFILT_SYSCOUNT is EINVAL, checked before the flags, so EV_DELETE too (the mistake an outside kqueue found: FreeBSD has no EVFILT_EXCEPT, -15).")]
+    public void UnknownFiltersAreEinvalEvenForDelete()
+    {
+        var (a, _) = Pair();
+        Assert.That(Change(Ev(a, -15, EV_ADD | EV_RECEIPT)).Single().Data, Is.EqualTo(Errno.EINVAL));
+        Assert.That(Change(Ev(a, -15, EV_DELETE | EV_RECEIPT)).Single().Data, Is.EqualTo(Errno.EINVAL));
+        Assert.That(KqueueModel.Refused, Has.Count.EqualTo(2), "both refusals are recorded for the conformance suite");
+    }
+
+    [TestCaseSource(nameof(Profiles))]
+    public void EachProfileAcceptsItsOwnFiltersAndRefusesTheOthers(string name)
+    {
+        var os = KqueuePlatform.All.Single(p => p.Name == name);
+        var model = new KqueueModel(os);
+        int kq = model.Create();
+        try
+        {
+            var (a, _) = Pair();
+            int Add(short filter, uint fflags = 0)
+            {
+                var receipts = new KEvent[1];
+                Assert.That(model.Kevent(kq, [Ev(a, filter, EV_ADD | EV_RECEIPT, fflags: fflags)], receipts, TimeSpan.Zero), Is.EqualTo(1));
+                return (int)receipts[0].Data;
+            }
+            Assert.That(Add(os.Read), Is.Zero, "EVFILT_READ");
+            Assert.That(Add(os.Write), Is.Zero, "EVFILT_WRITE");
+            if (os.Except is { } except)
+                Assert.That(Add(except, os.ExceptFlags), Is.Zero, "EVFILT_EXCEPT");
+            // FreeBSD's and libkqueue's -15 (none, or a jail descriptor filter), and NetBSD's -1 (its filters are positive).
+            short foreign = os.PositiveFilters ? (short)-1 : (short)-15;
+            if (os.Except != foreign)
+                Assert.That(Add(foreign), Is.EqualTo(Errno.EINVAL), $"filter {foreign} on {os.Name}");
+        }
+        finally
+        {
+            model.Close(kq);
+        }
+    }
+
+    public static IEnumerable<string> Profiles => KqueuePlatform.All.Select(p => p.Name);
+
+    [Test(Description = "FreeBSD knote_fdclose: close(2) removes the descriptor's knotes even while a dup keeps the file open; EV_DELETE afterwards is EBADF (fget fails before the lookup).")]
+    public void CloseRemovesKnotesEvenWithADupAlive()
+    {
+        var (a, b) = Pair();
+        int dup = LibC.dup(a);
+        _fds.Add(dup);
+        Change(Ev(a, F.Read, EV_ADD | EV_RECEIPT));
+        LibC.close(a);
+        _fds.Remove(a);
+        Write(b, 1);
+        Assert.That(Poll(), Is.Empty, "the knote went with the close, though the file lives on in the dup");
+        Assert.That(Change(Ev(a, F.Read, EV_DELETE | EV_RECEIPT)).Single().Data, Is.EqualTo(Errno.EBADF));
+        Assert.That(LibC.dup2(dup, a), Is.EqualTo(a));
+        _fds.Add(a);
+        Assert.That(Change(Ev(a, F.Read, EV_ADD | EV_RECEIPT, udata: 8)).Single().Data, Is.Zero, "the number can be watched again");
+        Assert.That(Poll().Single().UData, Is.EqualTo(8UL));
+    }
+
+    [Test(Description = "FreeBSD kqueue_register: EV_ADD of an existing knote updates fflags and udata but keeps EV_CLEAR/EV_ONESHOT/EV_DISPATCH from its creation.")]
+    public void ReAddingKeepsTheModeItWasCreatedWith()
+    {
+        var (a, b) = Pair();
+        Change(Ev(a, F.Read, EV_ADD | EV_DISPATCH | EV_RECEIPT));
+        Change(Ev(a, F.Read, EV_ADD | EV_ENABLE | EV_RECEIPT));
+        Write(b, 1);
+        Assert.That(Poll(), Has.Length.EqualTo(1));
+        Assert.That(Poll(), Is.Empty, "still EV_DISPATCH: disabled after the delivery, although the data is there");
+    }
+
+    [Test(Description = "FreeBSD filt_sowrite: only a protocol that needs a connection (PR_CONNREQUIRED) withholds writability while unconnected; an unconnected UDP socket is writable.")]
+    public void UnconnectedUdpIsWritable()
+    {
+        using var s = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.InterNetwork, System.Net.Sockets.SocketType.Dgram, System.Net.Sockets.ProtocolType.Udp);
+        int fd = (int)s.Handle;
+        Change(Ev(fd, F.Write, EV_ADD | EV_RECEIPT));
+        Assert.That(Poll().Single().Filter, Is.EqualTo(F.Write));
+        Change(Ev(fd, F.Write, EV_DELETE | EV_RECEIPT));
+    }
+
+    [Test(Description = "FreeBSD kqueue_kevent sets an error entry's flags to EV_ERROR alone; xnu kevent_register adds EV_ERROR to the change's flags.")]
+    public void ErrorEntriesFollowTheOs()
+    {
+        var (a, _) = Pair();
+        Assert.That(Change(Ev(a, F.Read, EV_DELETE | EV_RECEIPT)).Single().Flags, Is.EqualTo(EV_ERROR));
+        var mac = new KqueueModel(KqueuePlatform.MacOS);
+        int kq = mac.Create();
+        var receipts = new KEvent[1];
+        mac.Kevent(kq, [Ev(a, KqueuePlatform.MacOS.Read, EV_DELETE | EV_RECEIPT)], receipts, TimeSpan.Zero);
+        mac.Close(kq);
+        Assert.That(receipts[0].Flags, Is.EqualTo(EV_DELETE | EV_RECEIPT | EV_ERROR));
     }
 }

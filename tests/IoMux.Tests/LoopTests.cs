@@ -9,7 +9,7 @@ namespace IoMux.Tests;
 public sealed unsafe class LoopTests(BackendProvider backend)
 {
     public static IEnumerable<TestFixtureData> Backends =>
-        ConformanceRunner.Targets.Where(t => t.Name is "epoll" or "poll" or "select" or "kqueue-model" or "ports-model")
+        Models.ModelTargets.WithNative.Where(t => t.Name is "epoll" or "poll" or "select" or "kqueue-model-freebsd-14" or "ports-model")
             .Select(t => new TestFixtureData(t).SetArgDisplayNames(t.Name));
 
     private EventLoop _loop = null!;

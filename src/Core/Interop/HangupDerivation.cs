@@ -55,4 +55,29 @@ internal static unsafe class HangupDerivation
         if (LibC.getpeername(entry.Descriptor, address, &length) == 0)
             readHangup = true;
     }
+
+    /// <summary>
+    /// A POLLHUP that comes alone (no IN, OUT, ERR or RDHUP) on a stream socket means the socket was never
+    /// connected: Linux's tcp_poll reports POLLHUP for the TCP_CLOSE state, and a real end of a connection always
+    /// shuts the receive side too (POLLIN|POLLRDHUP, with POLLERR after a reset). It is not a hangup (contract
+    /// rule 2: no false positives); reads return at once (ENOTCONN), so it is reported as readable, like
+    /// select(2) does, never silently dropped (a level registration would otherwise wake the waiter forever and
+    /// deliver nothing). Only this rare combination pays for the fstat and getpeername.
+    /// </summary>
+    public static void ExplainLoneHangup(int fd, ref bool input, ref bool hangup)
+    {
+        if (DescriptorProbe.TryGetKind(fd, out var kind) != 0 || kind != DescriptorKind.Socket)
+            return;
+        byte* address = stackalloc byte[128];
+        uint length = 128;
+        if (LibC.getpeername(fd, address, &length) == 0 || Errno.Last != Errno.ENOTCONN)
+            return;
+        hangup = false;
+        input = true;
+    }
+
+    /// <summary>True for the combination <see cref="ExplainLoneHangup"/> looks into.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    public static bool IsLoneHangup(bool input, bool output, bool error, bool hangup, bool readHangup) =>
+        hangup & !(input | output | error | readHangup);
 }

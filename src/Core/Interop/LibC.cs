@@ -23,6 +23,7 @@ internal static unsafe partial class LibC
     [LibraryImport("libc", SetLastError = true)] public static partial int pipe(int* fds);
     [LibraryImport("libc", SetLastError = true)] public static partial int dup(int fd);
     [LibraryImport("libc", SetLastError = true)] public static partial int dup2(int fd, int target);
+    [LibraryImport("libc", SetLastError = true)] public static partial int dup3(int fd, int target, int flags);
     [LibraryImport("libc", SetLastError = true)] public static partial int accept(int fd, void* address, void* addressLength);
     [LibraryImport("libc", SetLastError = true)] public static partial int accept4(int fd, void* address, void* addressLength, int flags);
     [LibraryImport("libc", SetLastError = true)] public static partial int getpeername(int fd, void* address, uint* addressLength);

@@ -29,7 +29,7 @@ public sealed partial class SharedListenerTests
     }
 
     /// <summary>Backends without EPOLLEXCLUSIVE ignore the flag: the registration works as a plain one.</summary>
-    [TestCaseSource(typeof(Conformance.ConformanceRunner), nameof(Conformance.ConformanceRunner.Targets))]
+    [TestCaseSource(typeof(Models.ModelTargets), nameof(Models.ModelTargets.WithNative))]
     public void EveryBackendAcceptsTheFlagAndReportsTheListener(BackendProvider provider)
     {
         if (provider.UnsupportedReason() is { } reason)

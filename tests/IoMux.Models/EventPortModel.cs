@@ -3,7 +3,7 @@ using System.Runtime.InteropServices;
 using IoMux.Backends.EventPorts;
 using IoMux.Interop;
 
-namespace IoMux.Conformance.Models;
+namespace IoMux.Models;
 
 /// <summary>
 /// A model of illumos/Solaris event ports on real Linux descriptors, so that the event-ports backend runs
@@ -15,8 +15,13 @@ namespace IoMux.Conformance.Models;
 /// there (nget updated); port_send queues PORT_SOURCE_USER events; port_dissociate of a descriptor that is
 /// not associated fails with ENOENT; a closed descriptor's association disappears. Readiness itself comes
 /// from Linux poll(2), whose POLLRDHUP stands in for illumos's (reported only when the model plays illumos).
+/// Errors are illumos's (illumos-gate port_fd.c, port_associate(3C)): a closed or invalid descriptor is EBADFD
+/// for both port_associate and port_dissociate (EBADF means the port itself is invalid); port_getn fails with
+/// ETIME having retrieved what was there (nget updated) but leaves nget untouched on EINTR (libc event_port.c).
+/// Oracle Solaris 11.4 has no public source: the Solaris profile is illumos without POLLRDHUP (a Solaris 11.0
+/// sys/poll.h has none). Every refusal that is not about a closed or unassociated descriptor is recorded in <see cref="Refused"/>.
 /// </summary>
-public sealed unsafe partial class EventPortModel : IEventPortSystem
+internal sealed unsafe partial class EventPortModel : IEventPortSystem
 {
     private const short LinuxPollRdHup = 0x2000;
 
@@ -46,6 +51,10 @@ public sealed unsafe partial class EventPortModel : IEventPortSystem
     /// <inheritdoc />
     public PortPollBits Bits { get; }
 
+    /// <summary>Calls the modelled kernel refused for a reason other than the caller's descriptor being closed or
+    /// not associated (an invalid port, today; nothing else is refused by the model).</summary>
+    public static System.Collections.Concurrent.ConcurrentQueue<string> Refused { get; } = new();
+
     /// <inheritdoc />
     public int Create()
     {
@@ -68,11 +77,14 @@ public sealed unsafe partial class EventPortModel : IEventPortSystem
     public int Associate(int port, int fd, int events, ulong user)
     {
         if (LibC.fcntl(fd, LibC.F_GETFD, 0) < 0)
-            return -Errno.EBADF;
+            return -Errno.EBADFD; // port_associate_fd: "if ((fp = getf(fd)) == NULL) return (EBADFD)"
         lock (_gate)
         {
             if (Find(port) is not { } p)
+            {
+                Refused.Enqueue($"port_associate port {port}: EBADF");
                 return -Errno.EBADF;
+            }
             p.Associations[fd] = (events, user);
             Ring(p);
             return 0;
@@ -86,7 +98,9 @@ public sealed unsafe partial class EventPortModel : IEventPortSystem
         {
             if (Find(port) is not { } p)
                 return -Errno.EBADF;
-            return p.Associations.Remove(fd) ? 0 : -Errno.ENOENT;
+            if (p.Associations.Remove(fd))
+                return 0;
+            return LibC.fcntl(fd, LibC.F_GETFD, 0) < 0 ? -Errno.EBADFD : -Errno.ENOENT;
         }
     }
 
@@ -147,7 +161,9 @@ public sealed unsafe partial class EventPortModel : IEventPortSystem
             int ms = deadline == long.MaxValue ? -1 : (int)Math.Min(int.MaxValue, (left * 1000 + Stopwatch.Frequency - 1) / Stopwatch.Frequency);
             if (Block(p, set, ms) < 0 && Errno.Last == Errno.EINTR)
             {
-                nget = (uint)count;
+                // libc's port_getn sets errno and returns -1 without touching *nget for every error but ETIME.
+                // Events retrieved before the signal stay in the list here (the model retrieved them itself); a
+                // real port would not have retrieved them, so the count given back is the caller's own.
                 return -Errno.EINTR;
             }
         }

@@ -1,0 +1,74 @@
+namespace IoMux.Backends.Kqueue;
+
+/// <summary>
+/// One OS's kqueue as the backend uses it: the numbers of the filters it names, whether the OS has a filter
+/// for out-of-band data, and the struct layout. Every value comes from that OS's own <c>sys/event.h</c>; the
+/// file and revision are cited on each platform below, and docs/research/kqueue-ports-constants.md holds the
+/// full tables with the kernel behaviours. Filter numbers differ per OS and an unknown one is refused with
+/// EINVAL (also in an EV_DELETE), so the backend never names a filter its OS lacks.
+/// </summary>
+/// <param name="Name">The OS, for messages and model profiles.</param>
+/// <param name="Layout">struct kevent on this OS.</param>
+/// <param name="Read">EVFILT_READ.</param>
+/// <param name="Write">EVFILT_WRITE.</param>
+/// <param name="Except">EVFILT_EXCEPT, or null where the OS has none (no native <see cref="Interest.Priority"/>).</param>
+/// <param name="ExceptFlags">The fflags asking EVFILT_EXCEPT for out-of-band data (NOTE_OOB; its value differs per OS).</param>
+/// <param name="User">EVFILT_USER, or null where the OS has none (the wake then uses a pipe).</param>
+/// <param name="FilterCount">EVFILT_SYSCOUNT: the kernel accepts filters -1 .. -FilterCount (NetBSD: 0 .. FilterCount-1).</param>
+/// <param name="PositiveFilters">NetBSD numbers its filters from 0 upwards.</param>
+internal sealed record KqueuePlatform(
+    string Name,
+    KeventLayout Layout,
+    short Read,
+    short Write,
+    short? Except,
+    uint ExceptFlags,
+    short? User,
+    int FilterCount,
+    bool PositiveFilters = false)
+{
+    /// <summary>Whether the kernel's range check (FreeBSD <c>kqueue_fo_find</c>, xnu <c>kevent_register</c>,
+    /// OpenBSD and DragonFly <c>kqueue_register</c>) accepts <paramref name="filter"/>.</summary>
+    public bool FilterInRange(short filter) => PositiveFilters
+        ? filter >= 0 && filter < FilterCount
+        : filter < 0 && filter + FilterCount >= 0;
+
+    /// <summary>FreeBSD 13 and 14: sobomax/freebsd14_vendor sys/sys/event.h@5836bb2ab050 (EVFILT_READ -1,
+    /// EVFILT_WRITE -2, EVFILT_USER -11, EVFILT_SYSCOUNT 13, no EVFILT_EXCEPT and no NOTE_OOB; struct kevent 64
+    /// bytes since 12). 13 is assumed equal to 14 (EVFILT_EMPTY, -13, was the last filter added, in 12; no 13
+    /// header was readable).</summary>
+    public static KqueuePlatform FreeBsd14 { get; } = new("FreeBSD 14", KeventLayout.FreeBsd, -1, -2, null, 0, -11, 13);
+
+    /// <summary>FreeBSD 15: CHERI-Alliance/freebsd-src sys/sys/event.h@77adceafb231 adds EVFILT_JAIL -14 and
+    /// EVFILT_JAILDESC -15 (EVFILT_SYSCOUNT 15); still no EVFILT_EXCEPT. -15 is a jail descriptor filter there,
+    /// which sockets refuse (uipc_socket.c soo_kqfilter: "default: return (EINVAL)").</summary>
+    public static KqueuePlatform FreeBsd15 { get; } = FreeBsd14 with { Name = "FreeBSD 15", FilterCount = 15 };
+
+    /// <summary>macOS: apple-oss-distributions/xnu bsd/sys/event.h@1b191cb58250 (EVFILT_EXCEPT -15 with
+    /// NOTE_OOB 0x2, EVFILT_USER -10, EVFILT_SYSCOUNT 17; struct kevent 32 bytes).</summary>
+    public static KqueuePlatform MacOS { get; } = new("macOS", KeventLayout.Darwin, -1, -2, -15, 0x2, -10, 17);
+
+    /// <summary>NetBSD 10: sys/sys/event.h rev 1.54 (2022/07/19): EVFILT_READ 0U, EVFILT_WRITE 1U, EVFILT_USER 8U,
+    /// EVFILT_SYSCOUNT 10U, no EVFILT_EXCEPT; struct kevent 40 bytes (uint32 filter and flags).</summary>
+    public static KqueuePlatform NetBsd { get; } = new("NetBSD", KeventLayout.NetBsd, 0, 1, null, 0, 8, 10, PositiveFilters: true);
+
+    /// <summary>OpenBSD 7.8 and later: sys/sys/event.h rev 1.74 (2025/05/10): EVFILT_EXCEPT -9 with NOTE_OOB
+    /// 0x4 (0x2 is NOTE_EOF there), EVFILT_USER -10, EVFILT_SYSCOUNT 10; struct kevent 32 bytes.</summary>
+    public static KqueuePlatform OpenBsd { get; } = new("OpenBSD", KeventLayout.Darwin, -1, -2, -9, 0x4, -10, 10);
+
+    /// <summary>OpenBSD 6.8 to 7.7: EVFILT_EXCEPT (-9) but no EVFILT_USER yet (added to -current in May 2025);
+    /// EVFILT_SYSCOUNT 9 (inferred from rev 1.74 minus EVFILT_USER). The backend probes EVFILT_USER at start and
+    /// falls back to a pipe, so one table serves both; this profile exists for the model.</summary>
+    public static KqueuePlatform OpenBsdWithoutUser { get; } = OpenBsd with { Name = "OpenBSD 7.7", User = null, FilterCount = 9 };
+
+    /// <summary>DragonFly: tuxillo/DragonFlyBSD sys/sys/event.h@f3cb9a78af3e (EVFILT_EXCEPT -8 with NOTE_OOB 0x2,
+    /// EVFILT_USER -9, EVFILT_SYSCOUNT 10, EV_RECEIPT and EV_DISPATCH present; struct kevent 32 bytes).</summary>
+    public static KqueuePlatform DragonFly { get; } = new("DragonFly", KeventLayout.Darwin, -1, -2, -8, 0x2, -9, 10);
+
+    /// <summary>libkqueue (a user-space kqueue for Linux): mheily/libkqueue include/sys/event.h@126fd50891e7
+    /// (FreeBSD's numbers, EVFILT_USER -11, EVFILT_SYSCOUNT 11, no EVFILT_EXCEPT; struct kevent 32 bytes).</summary>
+    public static KqueuePlatform LibKqueue { get; } = new("libkqueue", KeventLayout.Darwin, -1, -2, null, 0, -11, 11);
+
+    /// <summary>Every platform above, for tests and model profiles.</summary>
+    public static IReadOnlyList<KqueuePlatform> All { get; } = [FreeBsd14, FreeBsd15, MacOS, NetBsd, OpenBsd, OpenBsdWithoutUser, DragonFly, LibKqueue];
+}

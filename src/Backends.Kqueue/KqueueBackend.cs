@@ -96,7 +96,7 @@ public sealed class KqueueBackend : IPollerBackend, IKernelWait, IOwnedRegistrat
     public BackendCounters Counters => _core.Counters;
 
     /// <summary>Submits changes with EV_RECEIPT; returns the first errno a receipt reports, or 0. Receipts of
-    /// EV_DELETE that say ENOENT or EBADF (nothing to delete) are not errors.</summary>
+    /// EV_DELETE that say ENOENT, EBADF or ENOTCAPABLE (nothing to delete) are not errors.</summary>
     private int Control(ReadOnlySpan<KEvent> changes)
     {
         if (changes.IsEmpty)
@@ -109,7 +109,8 @@ public sealed class KqueueBackend : IPollerBackend, IKernelWait, IOwnedRegistrat
         {
             int errno = (receipts[i].Flags & EV_ERROR) != 0 ? (int)receipts[i].Data : 0;
             bool deleting = (changes[i].Flags & EV_DELETE) != 0;
-            if (errno != 0 && !(deleting && (errno == Errno.ENOENT || errno == Errno.EBADF)))
+            // ENOTCAPABLE: FreeBSD's Capsicum sees the blank capability set of a closed number (libevent kqueue.c).
+            if (errno != 0 && !(deleting && (errno == Errno.ENOENT || errno == Errno.EBADF || errno == Errno.ENOTCAPABLE)))
                 return errno;
         }
         return 0;

@@ -41,6 +41,8 @@ public static class Errno
     public static readonly int ECONNREFUSED = Pick(111, 61, 146);
     public static readonly int ETIME = Pick(62, 101, 62);
     public static readonly int EBADFD = Pick(77, -1, 81);
+    // FreeBSD's Capsicum (sys/sys/errno.h: ENOTCAPABLE 93); on macOS 93 is ENOATTR, elsewhere there is none.
+    public static readonly int ENOTCAPABLE = OperatingSystem.IsFreeBSD() ? 93 : -1;
 #pragma warning restore CS1591
 
     private static readonly Dictionary<int, string> Names = BuildNames();

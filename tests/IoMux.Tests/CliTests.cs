@@ -39,6 +39,23 @@ public sealed class CliTests
     }
 
     [Test]
+    public void CheckFoldsABackendThatCannotRunHereIntoOneLine()
+    {
+        var output = new StringWriter();
+        int rc = Commands.Check(output, null, "H8");
+        var lines = output.ToString().Split('\n');
+        Assert.That(rc, Is.EqualTo(0), output.ToString());
+        foreach (var provider in Conformance.ConformanceRunner.Targets.Where(t => !t.IsSupported))
+        {
+            Assert.That(lines.Count(l => l.StartsWith($"skip {provider.Name} cannot run here")), Is.EqualTo(1), $"one line for {provider.Name}");
+            Assert.That(lines.Any(l => l.StartsWith($"skip H8 on {provider.Name}")), Is.False, "no per-scenario skip for it");
+        }
+        var onlyUnavailable = Conformance.ConformanceRunner.Targets.FirstOrDefault(t => !t.IsSupported);
+        if (onlyUnavailable is not null)
+            Assert.That(Commands.Check(new StringWriter(), onlyUnavailable.Name, "H8"), Is.EqualTo(2), "nothing could run: exit 2");
+    }
+
+    [Test]
     public void CheckRefusesUnknownNames()
     {
         Assert.That(Commands.Check(new StringWriter(), "iocp", null), Is.EqualTo(2));

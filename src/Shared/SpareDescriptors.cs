@@ -1,4 +1,11 @@
+using IoMux.Interop;
+// Compiled into the assemblies that use it (IoMux.Web, iomux-socket-proxyd), not into Core: app-level interop
+// is not part of the poller. Each assembly gets its own internal copy, in its own namespace.
+#if IOMUX_SOCKET_PROXY
+namespace IoMux.SocketProxy;
+#else
 namespace IoMux.Interop;
+#endif
 
 /// <summary>A few descriptors (/dev/null) held while the process is well and given back when it hits its
 /// descriptor limit (EMFILE), so it keeps some headroom there: the .NET runtime itself needs a descriptor now

@@ -1,6 +1,13 @@
+using IoMux.Interop;
 using System.Runtime.InteropServices;
 
+// Compiled into the assemblies that use it (IoMux.Web, iomux-socket-proxyd), not into Core: app-level interop
+// is not part of the poller. Each assembly gets its own internal copy, in its own namespace.
+#if IOMUX_SOCKET_PROXY
+namespace IoMux.SocketProxy;
+#else
 namespace IoMux.Interop;
+#endif
 
 /// <summary>The socket and splice calls of the proxy and the web building blocks, beyond <c>LibC</c>. Constants are per OS:
 /// Linux numbers its socket options differently from the BSDs and illumos, and only Linux has splice,

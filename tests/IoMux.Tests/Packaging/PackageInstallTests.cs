@@ -115,4 +115,17 @@ public sealed class PackageInstallTests
             Directory.Delete(work, recursive: true);
         }
     }
+
+    [Test(Description = "The models of other OSes' kernels are test code: no package ships them (issue 11).")]
+    public void NoPackageShipsTheModels()
+    {
+        var artifacts = Artifacts();
+        foreach (var package in Directory.GetFiles(artifacts, "*.nupkg"))
+        {
+            using var zip = System.IO.Compression.ZipFile.OpenRead(package);
+            Assert.That(zip.Entries.Select(e => e.Name), Has.None.StartsWith("IoMux.Models"), Path.GetFileName(package));
+            Assert.That(zip.Entries.Select(e => e.Name), Has.None.EqualTo("IoMux.Tests.dll"), Path.GetFileName(package));
+        }
+        Assert.That(Directory.GetFiles(artifacts, "IoMux.Models*.nupkg"), Is.Empty, "no package of the models");
+    }
 }

@@ -1,0 +1,68 @@
+using System.Net;
+using System.Net.Sockets;
+using Microsoft.AspNetCore.Connections;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Options;
+
+namespace IoMux.AspNetCore;
+
+/// <summary>Kestrel's transport factory for IoMux: binds TCP, Unix-domain and socket-activation endpoints, each
+/// served by the factory's event loops (started at the first bind, stopped when the host disposes the factory).</summary>
+public sealed class IoMuxTransportFactory : IConnectionListenerFactory, IConnectionListenerFactorySelector, IAsyncDisposable, IDisposable
+{
+    private readonly IoMuxTransportOptions _options;
+    private readonly ILogger _logger;
+    private readonly object _gate = new();
+    private LoopGroup? _loops;
+
+    /// <summary>Made by dependency injection (<see cref="IoMuxWebHostBuilderExtensions.UseIoMux"/>).</summary>
+    public IoMuxTransportFactory(IOptions<IoMuxTransportOptions> options, ILoggerFactory? loggerFactory = null)
+    {
+        _options = options.Value;
+        _logger = (loggerFactory ?? NullLoggerFactory.Instance).CreateLogger("IoMux.AspNetCore");
+        ArgumentOutOfRangeException.ThrowIfLessThan(_options.ThreadCount, 1, nameof(IoMuxTransportOptions.ThreadCount));
+    }
+
+    /// <inheritdoc />
+    public bool CanBind(EndPoint endpoint) => endpoint is IPEndPoint or UnixDomainSocketEndPoint or FileHandleEndPoint;
+
+    /// <inheritdoc />
+    public ValueTask<IConnectionListener> BindAsync(EndPoint endpoint, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(endpoint);
+        var socket = ListenSocket.Open(endpoint, _options.Backlog);
+        LoopGroup loops;
+        lock (_gate)
+        {
+            if (_loops is null)
+            {
+                _loops = new LoopGroup(_options);
+                _logger.LogInformation("IoMux transport: {Count} loop(s) on {Backend}, application code {Scheduling}",
+                    _loops.Count, _loops.BackendName, _options.Scheduling == ApplicationScheduling.Inline ? "inline on the loops" : "on the thread pool");
+            }
+            loops = _loops;
+        }
+        IConnectionListener listener = new IoMuxConnectionListener(socket, loops, _options, _logger);
+        return ValueTask.FromResult(listener);
+    }
+
+    /// <summary>Stops the loops (their threads end). Connections still open are closed.</summary>
+    public void Dispose()
+    {
+        LoopGroup? loops;
+        lock (_gate)
+        {
+            loops = _loops;
+            _loops = null;
+        }
+        loops?.Dispose();
+    }
+
+    /// <inheritdoc />
+    public ValueTask DisposeAsync()
+    {
+        Dispose();
+        return ValueTask.CompletedTask;
+    }
+}

@@ -67,7 +67,7 @@ internal sealed partial class IoMuxConnection : ConnectionContext,
         long read = options.MaxReadBufferSize ?? 0, write = options.MaxWriteBufferSize ?? 0;
         _input = new Pipe(new PipeOptions(pool, readerScheduler: appScheduler, writerScheduler: PipeScheduler.Inline,
             pauseWriterThreshold: read, resumeWriterThreshold: read / 2, useSynchronizationContext: false));
-        _output = new Pipe(new PipeOptions(pool, readerScheduler: PipeScheduler.Inline, writerScheduler: appScheduler,
+        _output = new Pipe(new PipeOptions(pool, readerScheduler: loop.Scheduler, writerScheduler: appScheduler,
             pauseWriterThreshold: write, resumeWriterThreshold: write / 2, useSynchronizationContext: false));
         Transport = new DuplexPipe(_input.Reader, _output.Writer);
         _writable.RunContinuationsAsynchronously = false;
@@ -350,9 +350,10 @@ internal sealed partial class IoMuxConnection : ConnectionContext,
     {
         if (Interlocked.Exchange(ref _disposed, 1) != 0)
             return;
+        // Completing the output lets the send loop send what is left, then FIN; it is not cancelled (that would
+        // drop the last response, which the loop may not have sent yet: sends run after the loop's iteration).
         _output.Writer.Complete();
         _input.Reader.Complete();
-        _output.Reader.CancelPendingRead();
         try
         {
             await _sending.WaitAsync(TimeSpan.FromSeconds(5)).ConfigureAwait(false);

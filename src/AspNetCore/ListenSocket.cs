@@ -19,47 +19,38 @@ internal static class ListenSocket
                 return socket;
             }
             case UnixDomainSocketEndPoint unix:
-            {
-                var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-                try
-                {
-                    socket.Bind(unix);
-                    socket.Listen(backlog);
-                    socket.Blocking = false;
-                    return socket;
-                }
-                catch (SocketException e) when (e.SocketErrorCode == SocketError.AddressAlreadyInUse)
-                {
-                    socket.Dispose();
-                    throw new AddressInUseException(e.Message, e);
-                }
-            }
+                return BindAndListen(new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified), unix, backlog);
             case IPEndPoint ip:
             {
                 var socket = new Socket(ip.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
-                try
-                {
-                    if (ip.Address.Equals(IPAddress.IPv6Any))
-                        socket.DualMode = true;
-                    socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
-                    socket.Bind(ip);
-                    socket.Listen(backlog);
-                    socket.Blocking = false;
-                    return socket;
-                }
-                catch (SocketException e) when (e.SocketErrorCode == SocketError.AddressAlreadyInUse)
-                {
-                    socket.Dispose();
-                    throw new AddressInUseException(e.Message, e);
-                }
-                catch
-                {
-                    socket.Dispose();
-                    throw;
-                }
+                if (ip.Address.Equals(IPAddress.IPv6Any))
+                    socket.DualMode = true;
+                socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
+                return BindAndListen(socket, ip, backlog);
             }
             default:
                 throw new NotSupportedException($"The IoMux transport binds IP, Unix-domain and file-handle endpoints, not {endpoint.GetType().Name}.");
+        }
+    }
+
+    private static Socket BindAndListen(Socket socket, EndPoint endpoint, int backlog)
+    {
+        try
+        {
+            socket.Bind(endpoint);
+            socket.Listen(backlog);
+            socket.Blocking = false;
+            return socket;
+        }
+        catch (SocketException e) when (e.SocketErrorCode == SocketError.AddressAlreadyInUse)
+        {
+            socket.Dispose();
+            throw new AddressInUseException(e.Message, e); // what Kestrel expects of a transport
+        }
+        catch
+        {
+            socket.Dispose();
+            throw;
         }
     }
 }

@@ -42,6 +42,9 @@ var app = builder.Build();
 var hello = "Hello, World!"u8.ToArray();
 app.MapGet("/plaintext", () => Results.Bytes(hello, "text/plain"));
 app.MapGet("/json", () => Results.Json(new Message("Hello, World!"), BenchJson.Default.Message));
+// With IOMUX_ALLOCATION_SAMPLES=1: the runtime's allocation samples (one per ~100 KB) by type, to find who allocates.
+var samples = Environment.GetEnvironmentVariable("IOMUX_ALLOCATION_SAMPLES") == "1" ? new AllocationSampler() : null;
+app.MapGet("/allocation-samples", () => Results.Text(samples?.Report() ?? "set IOMUX_ALLOCATION_SAMPLES=1"));
 // Bytes allocated by the whole process so far (every thread): the script takes the difference over a run.
 app.MapGet("/allocated", () => Results.Text(GC.GetTotalAllocatedBytes(precise: true).ToString()));
 Console.WriteLine($"listening on {port} ({transport}, {threads} threads)");
@@ -49,6 +52,30 @@ app.Run();
 return 0;
 
 internal sealed record Message(string message);
+
+/// <summary>GC AllocationTick events (Microsoft-Windows-DotNETRuntime, keyword GC, verbose) counted by type name.</summary>
+internal sealed class AllocationSampler : System.Diagnostics.Tracing.EventListener
+{
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, long> _bytes = new();
+
+    protected override void OnEventSourceCreated(System.Diagnostics.Tracing.EventSource source)
+    {
+        if (source.Name == "Microsoft-Windows-DotNETRuntime")
+            EnableEvents(source, System.Diagnostics.Tracing.EventLevel.Verbose, (System.Diagnostics.Tracing.EventKeywords)0x1);
+    }
+
+    protected override void OnEventWritten(System.Diagnostics.Tracing.EventWrittenEventArgs e)
+    {
+        if (e.EventName?.StartsWith("GCAllocationTick", StringComparison.Ordinal) != true || e.Payload is null)
+            return;
+        int i = e.PayloadNames!.IndexOf("TypeName");
+        int a = e.PayloadNames!.IndexOf("AllocationAmount64");
+        if (i >= 0)
+            _bytes.AddOrUpdate(e.Payload[i]?.ToString() ?? "?", _ => a >= 0 ? Convert.ToInt64(e.Payload[a]) : 1, (_, v) => v + (a >= 0 ? Convert.ToInt64(e.Payload[a]) : 1));
+    }
+
+    public string Report() => string.Join("\n", _bytes.OrderByDescending(p => p.Value).Take(25).Select(p => $"{p.Value,12} {p.Key}"));
+}
 
 [JsonSerializable(typeof(Message))]
 internal sealed partial class BenchJson : JsonSerializerContext;

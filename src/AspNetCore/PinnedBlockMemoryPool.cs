@@ -14,7 +14,7 @@ internal sealed unsafe class PinnedBlockMemoryPool : MemoryPool<byte>
 {
     public const int BlockSize = 4096;
     private const int BlocksPerSlab = 32;
-    private readonly ConcurrentStack<Block> _free = new();
+    private readonly ConcurrentQueue<Block> _free = new(); // a queue, not a stack: ConcurrentStack allocates a node per push
     private readonly List<byte[]> _slabs = []; // kept alive: the blocks point into them
     private readonly object _gate = new();
 
@@ -23,7 +23,7 @@ internal sealed unsafe class PinnedBlockMemoryPool : MemoryPool<byte>
     public override IMemoryOwner<byte> Rent(int minBufferSize = -1)
     {
         ArgumentOutOfRangeException.ThrowIfGreaterThan(minBufferSize, BlockSize);
-        if (_free.TryPop(out var block))
+        if (_free.TryDequeue(out var block))
             return block.Lease();
         lock (_gate)
         {
@@ -31,7 +31,7 @@ internal sealed unsafe class PinnedBlockMemoryPool : MemoryPool<byte>
             _slabs.Add(slab);
             byte* start = (byte*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(slab));
             for (int i = 1; i < BlocksPerSlab; i++)
-                _free.Push(new Block(this, slab, i * BlockSize, start + i * BlockSize));
+                _free.Enqueue(new Block(this, slab, i * BlockSize, start + i * BlockSize));
             return new Block(this, slab, 0, start).Lease();
         }
     }
@@ -68,7 +68,7 @@ internal sealed unsafe class PinnedBlockMemoryPool : MemoryPool<byte>
         {
             // The pipe returns the block when its segment is consumed; a double return must not put it twice.
             if (Interlocked.Exchange(ref _leased, 0) == 1)
-                pool._free.Push(this);
+                pool._free.Enqueue(this);
         }
     }
 }

@@ -79,7 +79,8 @@ load() { # cores connections script path -> "rps p50_us p99_us requests"
 import re, sys
 t = open(sys.argv[1]).read()
 def us(s):
-    v, u = re.match(r"([\d.]+)(us|ms|s)", s).groups(); return float(v) * {"us": 1, "ms": 1e3, "s": 1e6}[u]
+    m = re.match(r"([\d.]+)(us|ms|s|m)$", s)
+    return float(m.group(1)) * {"us": 1, "ms": 1e3, "s": 1e6, "m": 6e7}[m.group(2)] if m else 0
 rps = re.search(r"Requests/sec:\s+([\d.]+)", t); req = re.search(r"(\d+) requests in", t)
 p50 = re.search(r"50%\s+(\S+)", t); p99 = re.search(r"99%\s+(\S+)", t)
 print(rps.group(1) if rps else 0, us(p50.group(1)) if p50 else 0, us(p99.group(1)) if p99 else 0, req.group(1) if req else 0)
@@ -120,34 +121,4 @@ for round in $(seq 1 "$rounds"); do
   done
 done
 
-python3 - "$raw" <<'PY'
-import statistics, sys
-from collections import defaultdict
-runs = defaultdict(list); extra = {}
-for line in open(sys.argv[1]):
-    f = line.split()
-    if f[3] in ("allocated", "syscalls"):
-        extra[(f[2], f[3])] = f[5]; continue
-    runs[(int(f[1]), f[2], f[3], int(f[4]))].append((float(f[5]), float(f[6]), float(f[7])))
-med = lambda xs, i: statistics.median(x[i] for x in xs)
-who = ["iomux-inline", "iomux-threadpool", "sockets", "sockets-inline", "iomux-hello", "nginx"]
-for cores in (1, 2):
-    print(f"\n### {cores} core{'s' if cores > 1 else ''}: requests/s (p50 / p99 µs), ratio to Kestrel sockets\n")
-    print("| endpoint | conns | " + " | ".join(who) + " |")
-    print("| --- | --- |" + " --- |" * len(who))
-    for endpoint in ("plaintext", "pipelined16", "json"):
-        for conns in (50, 256):
-            base = runs.get((cores, "sockets", endpoint, conns))
-            cells = []
-            for w in who:
-                r = runs.get((cores, w, endpoint, conns))
-                if not r: cells.append("-"); continue
-                rps = med(r, 0); ratio = f" **{rps / med(base, 0):.2f}x**" if base else ""
-                cells.append(f"{rps:,.0f}{ratio} ({med(r, 1):.0f} / {med(r, 2):.0f})")
-            print(f"| {endpoint} | {conns} | " + " | ".join(cells) + " |")
-print("\n### one core, 50 connections, /plaintext: per request\n")
-print("| | " + " | ".join(who) + " |")
-print("| --- |" + " --- |" * len(who))
-print("| bytes allocated (whole process) | " + " | ".join(extra.get((w, "allocated"), "-") for w in who) + " |")
-print("| system calls (strace -c -f) | " + " | ".join(extra.get((w, "syscalls"), "-") for w in who) + " |")
-PY
+python3 bench/aspnetcore_summary.py "$raw"

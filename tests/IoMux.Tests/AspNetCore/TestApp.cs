@@ -117,6 +117,8 @@ public sealed class TestApp : IAsyncDisposable
             return Results.Text("late but complete");
         });
         app.MapGet("/abort", (HttpContext ctx) => ctx.Abort());
+        app.MapGet("/whoami", (HttpContext ctx) =>
+            $"{ctx.Connection.RemoteIpAddress}:{ctx.Connection.RemotePort} {ctx.Connection.LocalIpAddress}:{ctx.Connection.LocalPort} {ctx.Connection.Id}");
         app.Map("/ws", async (HttpContext ctx) =>
         {
             if (!ctx.WebSockets.IsWebSocketRequest)
@@ -140,7 +142,9 @@ public sealed class TestApp : IAsyncDisposable
         await app.StartAsync();
         var address = app.Services.GetRequiredService<Microsoft.AspNetCore.Hosting.Server.IServer>()
             .Features.Get<IServerAddressesFeature>()!.Addresses.First();
-        test.BaseAddress = new Uri(address.Replace("[::]", "127.0.0.1").Replace("0.0.0.0", "127.0.0.1"));
+        // A handle or Unix-socket endpoint has no usable URI here; its tests address it themselves.
+        test.BaseAddress = Uri.TryCreate(address.Replace("[::]", "127.0.0.1").Replace("0.0.0.0", "127.0.0.1"), UriKind.Absolute, out var uri) && uri.Port > 0
+            ? uri : new Uri("http://127.0.0.1:1");
         return test;
     }
 

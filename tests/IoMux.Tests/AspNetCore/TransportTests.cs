@@ -45,6 +45,81 @@ public sealed class TransportTests(TransportTarget target)
         Assert.That(await response.Content.ReadAsByteArrayAsync(), Is.EqualTo(body));
     }
 
+    [Test, CancelAfter(60_000)]
+    public async Task TheAppSeesTheConnectionsEndpointsAndId()
+    {
+        await using var app = await TestApp.StartAsync(target);
+        using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        await socket.ConnectAsync(IPAddress.Loopback, app.Port);
+        var local = (IPEndPoint)socket.LocalEndPoint!;
+        await socket.SendAsync(Encoding.ASCII.GetBytes("GET /whoami HTTP/1.0\r\nHost: x\r\n\r\n"));
+        var text = await ReadToEndAsync(socket);
+        var body = text[(text.IndexOf("\r\n\r\n", StringComparison.Ordinal) + 4)..].Split(' ');
+        Assert.That(body[0], Is.EqualTo($"127.0.0.1:{local.Port}"), "remote endpoint: the client's");
+        Assert.That(body[1], Is.EqualTo($"127.0.0.1:{app.Port}"), "local endpoint: the listener's");
+        Assert.That(body[2], Is.Not.Empty, "a connection id");
+    }
+
+    [Test, CancelAfter(60_000)]
+    public async Task AConnectionWhoseAppDoesNotReadIsBackPressured()
+    {
+        // The app reads nothing for a second: the transport stops reading at MaxReadBufferSize (1 MiB here, as
+        // Kestrel's socket transport), so the client can push only that plus the kernel's socket buffers.
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        long consumed = 0;
+        await using var app = await TestApp.StartAsync(target, o => o.Listen(IPAddress.Loopback, 0, l => l.Run(async connection =>
+        {
+            await release.Task;
+            while (true)
+            {
+                var result = await connection.Transport.Input.ReadAsync();
+                Interlocked.Add(ref consumed, result.Buffer.Length);
+                connection.Transport.Input.AdvanceTo(result.Buffer.End);
+                if (result.IsCompleted)
+                    break;
+            }
+        })));
+        using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { SendBufferSize = 64 * 1024 };
+        await socket.ConnectAsync(IPAddress.Loopback, app.Port);
+        socket.Blocking = false;
+        var chunk = new byte[64 * 1024];
+        long sent = 0;
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        while (clock.Elapsed < TimeSpan.FromSeconds(1) && sent < (256L << 20))
+        {
+            try
+            {
+                sent += socket.Send(chunk);
+            }
+            catch (SocketException e) when (e.SocketErrorCode == SocketError.WouldBlock)
+            {
+                await Task.Delay(5);
+            }
+        }
+        Assert.That(sent, Is.LessThan(48L << 20), $"{sent >> 20} MiB accepted while the app read nothing");
+        release.SetResult();
+        socket.Blocking = true;
+        socket.Shutdown(SocketShutdown.Send);
+        var deadline = System.Diagnostics.Stopwatch.StartNew();
+        while (Interlocked.Read(ref consumed) < sent && deadline.Elapsed < TimeSpan.FromSeconds(30))
+            await Task.Delay(10);
+        Assert.That(Interlocked.Read(ref consumed), Is.EqualTo(sent), "every byte reached the app once it read");
+    }
+
+    [Test, CancelAfter(60_000)]
+    public async Task AListeningHandleFromTheHost()
+    {
+        // Socket activation hands Kestrel a listening descriptor (ListenHandle → FileHandleEndPoint).
+        using var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        listener.Listen(16);
+        int port = ((IPEndPoint)listener.LocalEndPoint!).Port;
+        int handle = Interop.LibC.dup((int)listener.Handle); // the transport owns (and closes) what it is given
+        await using var app = await TestApp.StartAsync(target, o => o.ListenHandle((ulong)handle));
+        using var client = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}") };
+        Assert.That(await client.GetByteArrayAsync("/hello"), Is.EqualTo(TestApp.Hello));
+    }
+
     [Test, CancelAfter(180_000)]
     public async Task LargeUploadAndDownloadArriveWhole()
     {

@@ -12,8 +12,9 @@ namespace IoMux.Tests;
 /// helpers, peer shutdown or close, waits), runs each against every backend and model profile, and an executable
 /// reference model of docs/SEMANTICS.md (<see cref="ContractModel"/>) predicts every wait: what each registration must
 /// report, what it may report (the allowances D and E), what it must not. A mismatch shrinks to a minimal sequence
-/// (printed with its seed) to be kept as a named scenario. CI runs a bounded number of sequences per backend with
-/// fixed seeds; <c>IOMUX_PROPERTY_ITERATIONS</c> and <c>IOMUX_PROPERTY_SEED</c> run longer campaigns or replay one.
+/// (printed with its seed) to be kept as a named scenario. CI runs 300 sequences per backend (a random seed each run,
+/// printed on failure); <c>IOMUX_PROPERTY_ITERATIONS</c>, <c>IOMUX_PROPERTY_SECONDS</c> (per backend) and
+/// <c>IOMUX_PROPERTY_SEED</c> run longer campaigns or replay one.
 /// </summary>
 [TestFixtureSource(nameof(Backends))]
 public sealed class ContractPropertyTests(BackendProvider backend)
@@ -21,7 +22,10 @@ public sealed class ContractPropertyTests(BackendProvider backend)
     public static IEnumerable<TestFixtureData> Backends =>
         Models.ModelTargets.WithNative.Select(t => new TestFixtureData(t).SetArgDisplayNames(t.Name));
 
-    private static long Iterations => long.TryParse(Environment.GetEnvironmentVariable("IOMUX_PROPERTY_ITERATIONS"), out var n) ? n : 60;
+    private static long Iterations => long.TryParse(Environment.GetEnvironmentVariable("IOMUX_PROPERTY_ITERATIONS"), out var n) ? n : 300;
+
+    /// <summary>A campaign by time instead of count (seconds per backend), for long runs.</summary>
+    private static int Seconds => int.TryParse(Environment.GetEnvironmentVariable("IOMUX_PROPERTY_SECONDS"), out var s) ? s : -1;
 
     [OneTimeSetUp]
     public void Supported()
@@ -43,7 +47,7 @@ public sealed class ContractPropertyTests(BackendProvider backend)
             sequences++;
             operations += ops.Length;
             waits += ops.Count(o => o.Kind == OpKind.Wait);
-        }, seed: seed, iter: Iterations, threads: 1, print: Generators.Print);
+        }, seed: seed, iter: Seconds > 0 ? -1 : Iterations, time: Seconds, threads: 1, print: Generators.Print);
         TestContext.Out.WriteLine($"{backend.Name}: {sequences} sequences, {operations} operations, {waits} waits checked against the model in {clock.Elapsed.TotalSeconds:F1} s");
     }
 

@@ -6,6 +6,7 @@ namespace IoMux.Tests.Packaging;
 /// tests; run here when missing), the IoMux package installed into a throw-away console project that waits on
 /// the default backend, and the iomux tool installed into a tool path. NuGet's package folder is a fresh
 /// directory per run, so a package rebuilt under the same version is never served from a stale cache.</summary>
+[Category("System")]
 [NonParallelizable]
 public sealed class PackageInstallTests
 {
@@ -116,7 +117,7 @@ public sealed class PackageInstallTests
         }
     }
 
-    [Test(Description = "The models of other OSes' kernels are test code: no package ships them (issue 11).")]
+    [Test(Description = "The models of other OSes' kernels and the Mono.Posix oracle are test code: no package ships or depends on them.")]
     public void NoPackageShipsTheModels()
     {
         var artifacts = Artifacts();
@@ -125,6 +126,11 @@ public sealed class PackageInstallTests
             using var zip = System.IO.Compression.ZipFile.OpenRead(package);
             Assert.That(zip.Entries.Select(e => e.Name), Has.None.StartsWith("IoMux.Models"), Path.GetFileName(package));
             Assert.That(zip.Entries.Select(e => e.Name), Has.None.EqualTo("IoMux.Tests.dll"), Path.GetFileName(package));
+            // Mono.Posix is a test oracle only: it ships no natives for FreeBSD or illumos.
+            Assert.That(zip.Entries.Select(e => e.Name), Has.None.StartsWith("Mono.Posix"), Path.GetFileName(package));
+            var nuspec = zip.Entries.Single(e => e.Name.EndsWith(".nuspec", StringComparison.Ordinal));
+            using var reader = new StreamReader(nuspec.Open());
+            Assert.That(reader.ReadToEnd(), Does.Not.Contain("Mono.Posix"), $"{Path.GetFileName(package)} depends on Mono.Posix");
         }
         Assert.That(Directory.GetFiles(artifacts, "IoMux.Models*.nupkg"), Is.Empty, "no package of the models");
     }

@@ -4,6 +4,7 @@ namespace IoMux.Tests.Proxy;
 
 /// <summary>systemd-socket-proxyd's command line, the socket-activation variables, and the forms of targets and
 /// time spans the proxy accepts.</summary>
+[Category("System")]
 public sealed partial class ProxyCommandLineTests
 {
     [System.Runtime.InteropServices.LibraryImport("libc", StringMarshalling = System.Runtime.InteropServices.StringMarshalling.Utf8)]

@@ -6,6 +6,7 @@ namespace IoMux.Tests.Proxy;
 /// <summary>What the proxy does when something breaks: a backend that refuses, a reset on either side in the middle
 /// of a transfer, running out of descriptors. It keeps serving, closes what must be closed promptly, logs once,
 /// and leaks no socket or pipe.</summary>
+[Category("System")]
 [NonParallelizable]
 public sealed class ProxyFaultTests
 {

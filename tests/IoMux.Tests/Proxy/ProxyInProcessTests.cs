@@ -8,6 +8,7 @@ namespace IoMux.Tests.Proxy;
 
 /// <summary>The proxy's server class on an event loop inside the test process, on every backend that runs here:
 /// for what a process cannot be made to show (a name with several addresses) and for the counters.</summary>
+[Category("System")]
 [TestFixture("epoll")]
 [TestFixture("poll")]
 [TestFixture("select")]

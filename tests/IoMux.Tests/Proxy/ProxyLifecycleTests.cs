@@ -5,6 +5,7 @@ namespace IoMux.Tests.Proxy;
 
 /// <summary>The proxy's life: the connection cap holds clients in the backlog instead of dropping them, an idle
 /// proxy exits, SIGTERM stops accepting and lets active connections finish (for a bounded time).</summary>
+[Category("System")]
 [NonParallelizable]
 public sealed class ProxyLifecycleTests
 {

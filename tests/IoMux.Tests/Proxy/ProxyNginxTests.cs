@@ -5,6 +5,7 @@ namespace IoMux.Tests.Proxy;
 
 /// <summary>iomux-socket-proxyd in front of a real nginx, started by systemd-socket-activate as a service manager
 /// would: 100 MiB down and up with checksums, and 500 concurrent keep-alive clients.</summary>
+[Category("System")]
 [NonParallelizable]
 public sealed class ProxyNginxTests
 {

@@ -8,6 +8,7 @@ namespace IoMux.Tests.Proxy;
 /// hundreds of connections run at once, and a Unix-socket backend works like a TCP one.</summary>
 /// <remarks>Runs on the proxy's default (epoll with splice), with read/write copying, and on the poll backend
 /// (IOMUX_BACKEND). select is left out: 500 connections need descriptors past its FD_SETSIZE of 1024.</remarks>
+[Category("System")]
 [TestFixture("splice", "epoll")]
 [TestFixture("buffer", "epoll")]
 [TestFixture("splice", "poll")]

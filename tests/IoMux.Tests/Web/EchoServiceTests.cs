@@ -7,6 +7,7 @@ namespace IoMux.Tests.Web;
 
 /// <summary>The loop-per-thread echo server: concurrent clients pushing more than the socket buffers hold get
 /// every byte back, on every backend that runs here.</summary>
+[Category("System")]
 [TestFixture("epoll")]
 [TestFixture("poll")]
 [TestFixture("select")]
@@ -44,6 +45,7 @@ public sealed class EchoServiceTests(string backend)
 
 /// <summary>select cannot watch descriptors at or past FD_SETSIZE (1024): a connection accepted there is closed at
 /// once (not left hanging, and the loop does not die), and serving goes on once low numbers are free.</summary>
+[Category("System")]
 public sealed class SelectCeilingTests
 {
     private const string backend = "select";

@@ -8,6 +8,7 @@ namespace IoMux.Tests.Web;
 
 /// <summary>The static file server end to end on loopback, on every backend that runs here: what it serves,
 /// what it refuses (and with which status), keep-alive, pipelining, and its timeouts.</summary>
+[Category("System")]
 [TestFixture("epoll")]
 [TestFixture("poll")]
 [NonParallelizable]

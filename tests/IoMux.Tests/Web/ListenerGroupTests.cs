@@ -7,6 +7,7 @@ namespace IoMux.Tests.Web;
 
 /// <summary>SO_REUSEPORT listener groups, in a network namespace the test makes (its own tcp_migrate_req): the
 /// kernel's loss of connections queued on a closed member, and the two ways IoMux avoids it.</summary>
+[Category("System")]
 [NonParallelizable]
 public sealed class ListenerGroupTests
 {

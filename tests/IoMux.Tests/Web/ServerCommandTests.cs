@@ -8,6 +8,7 @@ namespace IoMux.Tests.Web;
 
 /// <summary>The servers as the iomux command runs them: started, answering on loopback, stopped by SIGTERM with
 /// exit code 0.</summary>
+[Category("System")]
 [NonParallelizable]
 public sealed partial class ServerCommandTests
 {

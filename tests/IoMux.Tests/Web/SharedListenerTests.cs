@@ -9,6 +9,7 @@ namespace IoMux.Tests.Web;
 /// while every thread sleeps. Without <see cref="Interest.Exclusive"/> each arrival wakes all four (the thundering
 /// herd: three of them find nothing to accept); with it (EPOLLEXCLUSIVE) one.</summary>
 /// <remarks>Measured here: 182–214 wakeups for 40 connections without the flag, 40 with it.</remarks>
+[Category("System")]
 [NonParallelizable]
 public sealed partial class SharedListenerTests
 {

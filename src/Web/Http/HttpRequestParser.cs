@@ -31,14 +31,22 @@ public static class HttpRequestParser
     public static ParseStatus Parse(ReadOnlySpan<byte> data, HttpRequestHead head)
     {
         head.Reset();
-        int lineEnd = data.IndexOf((byte)'\n');
+        // RFC 9112 §2.2: a server SHOULD ignore at least one empty line (CRLF) received before the request-line. They
+        // are skipped (and later consumed with the head) up to the request-line limit, so a flood of them is bounded
+        // like an over-long request line: 400 past it, and the header timeout while it arrives.
+        int start = SkipEmptyLines(data);
+        if (start >= MaxRequestLine)
+            return Fail(head, 400);
+        int lineEnd = data[start..].IndexOf((byte)'\n');
         if (lineEnd < 0)
-            return data.Length >= MaxRequestLine ? Fail(head, 414) : ParseStatus.Incomplete;
+            return data.Length - start >= MaxRequestLine ? Fail(head, 414) : ParseStatus.Incomplete;
         if (lineEnd >= MaxRequestLine)
             return Fail(head, 414);
-        var requestLine = TrimCr(data[..lineEnd]);
+        lineEnd += start;
+        var requestLine = TrimCr(data[start..lineEnd]);
         if (!ParseRequestLine(requestLine, head))
             return ParseStatus.Invalid;
+        head.TargetStart += start;
 
         int position = lineEnd + 1;
         int fields = 0;
@@ -79,6 +87,22 @@ public static class HttpRequestParser
         return false;
     }
 
+    /// <summary>How many bytes of empty lines (CRLF or a bare LF) start <paramref name="data"/>.</summary>
+    private static int SkipEmptyLines(ReadOnlySpan<byte> data)
+    {
+        int position = 0;
+        while (position < data.Length) // bounded by the data
+        {
+            if (data[position] == '\n')
+                position++;
+            else if (data[position] == '\r' && position + 1 < data.Length && data[position + 1] == '\n')
+                position += 2;
+            else
+                break;
+        }
+        return position;
+    }
+
     private static ReadOnlySpan<byte> TrimCr(ReadOnlySpan<byte> line) =>
         !line.IsEmpty && line[^1] == '\r' ? line[..^1] : line;
 
@@ -94,11 +118,17 @@ public static class HttpRequestParser
         foreach (byte b in method)
             if (!IsTokenChar(b))
                 return Reject(head, 400);
-        if (target.IsEmpty || target[0] != '/')
-            return Reject(head, 400); // origin-form only; "*" and absolute-form are not served
         foreach (byte b in target)
             if (b <= ' ' || b >= 0x7f)
                 return Reject(head, 400);
+        int pathStart = 0, pathLength = target.Length;
+        if (target.IsEmpty || target[0] != '/')
+        {
+            // RFC 9112 §3.2.2: a server MUST accept the absolute-form; its path is what is served (the authority
+            // names this server, like Host). "*" and the authority-form (CONNECT) are not served: 400.
+            if (!TryFindAbsoluteFormPath(target, out pathStart, out pathLength))
+                return Reject(head, 400);
+        }
         if (version.SequenceEqual("HTTP/1.1"u8))
             head.Version = 11;
         else if (version.SequenceEqual("HTTP/1.0"u8))
@@ -108,9 +138,37 @@ public static class HttpRequestParser
         head.Method = method.SequenceEqual("GET"u8) ? HttpMethodKind.Get
             : method.SequenceEqual("HEAD"u8) ? HttpMethodKind.Head
             : HttpMethodKind.Other;
-        head.TargetStart = firstSpace + 1;
-        head.TargetLength = target.Length;
+        head.TargetStart = firstSpace + 1 + pathStart;
+        head.TargetLength = pathLength;
         head.KeepAlive = head.Version == 11;
+        return true;
+    }
+
+    /// <summary>Where the path (and query) of an "http" or "https" absolute-form target starts and how long it is.
+    /// An empty path means "/" (RFC 9110 §4.2.3): the span is then the second slash of "://" and a query after the
+    /// empty path is dropped, which keeps the target pointing into the parsed bytes. An empty host and userinfo are
+    /// refused (RFC 9110 §4.2.1, §4.2.4).</summary>
+    private static bool TryFindAbsoluteFormPath(ReadOnlySpan<byte> target, out int start, out int length)
+    {
+        start = length = 0;
+        int schemeEnd = target.IndexOf("://"u8);
+        if (schemeEnd < 0)
+            return false;
+        var scheme = target[..schemeEnd];
+        if (!Ascii.EqualsIgnoreCase(scheme, "http"u8) && !Ascii.EqualsIgnoreCase(scheme, "https"u8))
+            return false;
+        int authorityStart = schemeEnd + 3;
+        int authorityLength = target[authorityStart..].IndexOfAny((byte)'/', (byte)'?', (byte)'#');
+        if (authorityLength < 0)
+            authorityLength = target.Length - authorityStart;
+        var authority = target.Slice(authorityStart, authorityLength);
+        if (authority.IsEmpty || authority[0] == ':' || authority.Contains((byte)'@'))
+            return false;
+        int pathStart = authorityStart + authorityLength;
+        if (pathStart < target.Length && target[pathStart] == '/')
+            (start, length) = (pathStart, target.Length - pathStart);
+        else
+            (start, length) = (authorityStart - 1, 1);
         return true;
     }
 

@@ -28,22 +28,50 @@ internal sealed partial class NginxServer : IDisposable
 
     public static string EnsureInstalled()
     {
+        // A missing tool is a reason to skip, said as such, not a failure of IoMux (.ci/run installs it as root).
+        var nginx = TryInstall(out string whyNot);
+        if (nginx is null)
+            Assert.Ignore(whyNot);
+        return nginx!;
+    }
+
+    /// <summary>The nginx binary, installed with apt-get when missing and this user is root; null (and why) when
+    /// that cannot be done, for tests whose nginx column is a comparison they can do without.</summary>
+    public static string? TryInstall(out string whyNot)
+    {
+        whyNot = "";
         foreach (var candidate in new[] { "/usr/sbin/nginx", "/usr/bin/nginx" })
             if (File.Exists(candidate))
                 return candidate;
-        // A missing tool is a reason to skip, said as such, not a failure of IoMux (.ci/run installs it as root).
         if (geteuid() != 0)
-            Assert.Ignore("nginx is not installed and this user cannot install it (apt-get install nginx as root)");
+        {
+            whyNot = "nginx is not installed and this user cannot install it (apt-get install nginx)";
+            return null;
+        }
         using var install = Process.Start("bash", ["-c", "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx"])!;
         install.WaitForExit();
-        if (install.ExitCode != 0)
-            Assert.Ignore($"nginx is not installed and apt-get install nginx failed (exit {install.ExitCode}): no package registry here?");
+        if (install.ExitCode != 0 || !File.Exists("/usr/sbin/nginx"))
+        {
+            whyNot = $"apt-get install nginx failed (exit code {install.ExitCode})";
+            return null;
+        }
         return "/usr/sbin/nginx";
     }
 
-    public static NginxServer Start()
+    /// <summary>nginx serving <paramref name="root"/> (default: a www directory of its own with an index.html).</summary>
+    public static NginxServer Start(string? root = null)
     {
-        string nginx = EnsureInstalled();
+        var server = TryStart(EnsureInstalled(), root, out string whyNot);
+        if (server is null)
+            Assert.Fail(whyNot);
+        return server!;
+    }
+
+    /// <summary>Starts <paramref name="nginx"/> serving <paramref name="root"/>; null (and why) when it does not
+    /// accept connections within 20 s.</summary>
+    public static NginxServer? TryStart(string nginx, string? root, out string whyNot)
+    {
+        whyNot = "";
         var directory = Directory.CreateTempSubdirectory("iomux-nginx-").FullName;
         Directory.CreateDirectory(Path.Combine(directory, "www", "upload"));
         Directory.CreateDirectory(Path.Combine(directory, "body"));
@@ -63,7 +91,7 @@ internal sealed partial class NginxServer : IDisposable
                 client_body_temp_path {{directory}}/body;
                 server {
                     listen 127.0.0.1:{{port}} backlog=4096;
-                    root {{directory}}/www;
+                    root {{root ?? $"{directory}/www"}};
                     keepalive_requests 100000;
                     location /upload/ {
                         dav_methods PUT;
@@ -82,7 +110,8 @@ internal sealed partial class NginxServer : IDisposable
         {
             string log = File.Exists(Path.Combine(directory, "error.log")) ? File.ReadAllText(Path.Combine(directory, "error.log")) : "";
             server.Dispose();
-            Assert.Fail($"nginx did not start: {log}");
+            whyNot = $"nginx did not start: {log}";
+            return null;
         }
         return server;
     }

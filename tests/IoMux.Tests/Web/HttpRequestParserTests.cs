@@ -38,14 +38,56 @@ public sealed class HttpRequestParserTests
         Assert.That(head.KeepAlive, Is.EqualTo(keepAlive));
     }
 
+    /// <summary>RFC 9112 §3.2.2: a server MUST accept the absolute-form (it was answered 400 until the hostile
+    /// request table compared it with nginx); the target handed on is its path and query.</summary>
+    [TestCase("GET http://example.com/file.txt?q=1 HTTP/1.1\r\nHost: example.com\r\n\r\n", "/file.txt?q=1")]
+    [TestCase("GET HTTPS://example.com:8443/a/b HTTP/1.1\r\nHost: x\r\n\r\n", "/a/b")]
+    [TestCase("GET http://example.com HTTP/1.1\r\nHost: x\r\n\r\n", "/")]
+    [TestCase("GET http://example.com?q=1 HTTP/1.0\r\n\r\n", "/")]
+    [TestCase("GET http://example.com/../secret HTTP/1.1\r\nHost: x\r\n\r\n", "/../secret")] // refused by the static root, not here
+    public void TheAbsoluteFormIsAcceptedAndItsPathIsTheTarget(string text, string target)
+    {
+        var (status, head) = Parse(text);
+        Assert.That(status, Is.EqualTo(ParseStatus.Complete));
+        Assert.That(Encoding.ASCII.GetString(Encoding.ASCII.GetBytes(text), head.TargetStart, head.TargetLength), Is.EqualTo(target));
+    }
+
+    /// <summary>RFC 9112 §2.2: a server SHOULD ignore at least one empty line before the request-line (they were
+    /// answered 400 until the hostile request table compared it with nginx). They belong to the head, so the next
+    /// pipelined request starts after them; past the request-line limit they are an error, not "read more".</summary>
+    [TestCase("\r\nGET /a HTTP/1.1\r\nHost: x\r\n\r\n")]
+    [TestCase("\n\n\r\n\nGET /a HTTP/1.1\r\nHost: x\r\n\r\n")]
+    public void EmptyLinesBeforeTheRequestLineAreIgnored(string text)
+    {
+        var (status, head) = Parse(text + "NEXT");
+        Assert.That(status, Is.EqualTo(ParseStatus.Complete));
+        Assert.That(Encoding.ASCII.GetString(Encoding.ASCII.GetBytes(text), head.TargetStart, head.TargetLength), Is.EqualTo("/a"));
+        Assert.That(head.HeadLength, Is.EqualTo(text.Length));
+    }
+
+    [Test]
+    public void AFloodOfEmptyLinesIsBounded()
+    {
+        Assert.That(Parse(string.Concat(Enumerable.Repeat("\r\n", 100))).Status, Is.EqualTo(ParseStatus.Incomplete));
+        var (status, head) = Parse(string.Concat(Enumerable.Repeat("\r\n", HttpRequestParser.MaxRequestLine / 2)) + "GET / HTTP/1.0\r\n\r\n");
+        Assert.That(status, Is.EqualTo(ParseStatus.Invalid));
+        Assert.That(head.ErrorStatus, Is.EqualTo(400));
+    }
+
     [TestCase("")]
+    [TestCase("\r\n\r")]
     [TestCase("GET / HT")]
     [TestCase("GET / HTTP/1.1\r\nHost: x\r\n")]
     public void APartialHeadIsIncomplete(string text) => Assert.That(Parse(text).Status, Is.EqualTo(ParseStatus.Incomplete));
 
     [TestCase("GET  / HTTP/1.1\r\nHost: x\r\n\r\n", 400)]
     [TestCase("G@T / HTTP/1.1\r\nHost: x\r\n\r\n", 400)]
-    [TestCase("GET http://x/ HTTP/1.1\r\nHost: x\r\n\r\n", 400)]
+    [TestCase("GET ftp://x/ HTTP/1.1\r\nHost: x\r\n\r\n", 400)]
+    [TestCase("GET http:///etc/passwd HTTP/1.1\r\nHost: x\r\n\r\n", 400)]
+    [TestCase("GET http://user@x/ HTTP/1.1\r\nHost: x\r\n\r\n", 400)]
+    [TestCase("GET x/y HTTP/1.1\r\nHost: x\r\n\r\n", 400)]
+    [TestCase("CONNECT x:443 HTTP/1.1\r\nHost: x:443\r\n\r\n", 400)]
+    [TestCase("OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n", 400)]
     [TestCase("GET / HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n", 400)]
     [TestCase("GET / HTTP/1.1\r\nHost: x\r\n folded\r\n\r\n", 400)]
     [TestCase("GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", 400)]

@@ -91,11 +91,16 @@ public sealed partial class ServerCommandTests
     private static Process? s_current;
     private static readonly System.Text.StringBuilder s_log = new();
 
-    private static async Task Run(string[] command, Func<int, Task> exercise)
+    /// <summary>The server process <see cref="Run"/> is exercising (for /proc/PID/...).</summary>
+    internal static int CurrentServerPid => s_current!.Id;
+
+    /// <summary>Starts `iomux COMMAND` on a free loopback port with <paramref name="threads"/> loop threads, runs
+    /// <paramref name="exercise"/> against the port, then checks that SIGTERM stops it with exit code 0.</summary>
+    internal static async Task Run(string[] command, Func<int, Task> exercise, int threads = 2)
     {
         int port = ProxyProcess.FreePort();
         var start = new ProcessStartInfo(Path.Combine(AppContext.BaseDirectory, "IoMux.Cli")) { RedirectStandardError = true, UseShellExecute = false };
-        foreach (var argument in command.Concat(["--port", port.ToString(), "--threads", "2"]))
+        foreach (var argument in command.Concat(["--port", port.ToString(), "--threads", threads.ToString()]))
             start.ArgumentList.Add(argument);
         using var process = Process.Start(start)!;
         s_current = process;
@@ -114,7 +119,7 @@ public sealed partial class ServerCommandTests
             };
             process.BeginErrorReadLine();
             var line = await listening.Task.WaitAsync(TimeSpan.FromSeconds(20));
-            Assert.That(line, Does.Contain($"listening on 127.0.0.1:{port} with 2 loop thread(s)"));
+            Assert.That(line, Does.Contain($"listening on 127.0.0.1:{port} with {threads} loop thread(s)"));
             await exercise(port);
             Assert.That(TestProcesses.Signal(process.Id, 15), Is.EqualTo(0));
             Assert.That(process.WaitForExit(10_000), Is.True, "SIGTERM did not stop the server");

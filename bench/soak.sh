@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Soak with faults (issue 13): iomux-socket-proxyd in front of `iomux echo`, and `iomux serve`, under sustained
+# loopback load for SECONDS (default 600), while faults are injected: clients that reset mid-transfer, the
+# backend restarted, the backend SIGSTOPped then SIGCONTed, the proxy's descriptor limit squeezed with prlimit
+# and released, and at the end SIGTERM drains under load. Every echoed byte and every downloaded file is checked
+# by SHA-256; RSS, descriptors and threads of each process are sampled every second.
+#   bench/soak.sh [SECONDS]        results: bench/out/soak/{samples.csv,summary.txt,soak.svg}
+# Bounded: every client, fault and wait has a deadline; everything started here is stopped on exit.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds=${1:-600}
+out=bench/out/soak
+mkdir -p "$out"
+need=""
+for tool in systemd-socket-activate prlimit gnuplot; do command -v "$tool" >/dev/null 2>&1 || need="$need $tool"; done
+if [ -n "$need" ] && [ "$(id -u)" = 0 ]; then
+  need=${need/gnuplot/gnuplot-nox}; need=${need/systemd-socket-activate/systemd}; need=${need/prlimit/util-linux}
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $need) >/dev/null 2>&1 || true
+fi
+dotnet publish src/Cli -c Release -o "$out/iomux" -v quiet -nologo | tail -n 1
+dotnet publish src/SocketProxy -c Release -o "$out/proxyd" -v quiet -nologo | tail -n 1
+exec python3 bench/soak/soak.py --seconds "$seconds" --iomux "$out/iomux/IoMux.Cli" --proxy "$out/proxyd/iomux-socket-proxyd" --out "$out"

@@ -30,7 +30,10 @@ public sealed class ProxyServer
     private readonly List<IoSource> _listeners = [];
     private readonly HashSet<Connection> _connections = [];
     private TimerSource? _idleTimer, _acceptRetry, _drainTimer;
-    private readonly SpareDescriptors _spares = new();
+    private readonly SpareDescriptors _spares = new(8);
+    private readonly DescriptorBudget _budget;
+    private readonly int _perConnection;
+    private TimerSource? _budgetCheck;
     private bool _acceptPaused, _stopping, _backendFailing, _shortageLogged;
     private long _failuresWhileDown, _nextId;
 
@@ -53,6 +56,13 @@ public sealed class ProxyServer
         }
         Log.Listening(listeners.Count, options.Target.Text, loop.Poller.Capabilities.Name);
         _spares.Take();
+        _budget = new DescriptorBudget();
+        // A relayed connection holds its client and backend sockets, and with splice one pipe per direction.
+        _perConnection = options.CopyMode == CopyMode.Splice ? 6 : 2;
+        // Another process may lower the limit under a running proxy (prlimit): look every quarter second, and give
+        // the spares back at once when what the proxy holds no longer leaves the runtime its reserve.
+        _budgetCheck = loop.AddTimer(TimeSpan.FromMilliseconds(250), _ => CheckBudget(), accuracy: TimeSpan.FromMilliseconds(50),
+            period: TimeSpan.FromMilliseconds(250), description: "descriptor budget");
         UpdateIdleTimer();
     }
 
@@ -74,6 +84,11 @@ public sealed class ProxyServer
     {
         for (int i = 0; i < AcceptBatch && IsAccepting; i++)
         {
+            if (!_budget.Allows((long)_connections.Count * _perConnection, _perConnection))
+            {
+                PauseAccepting(Errno.EMFILE); // the clients wait in the backlog; the runtime keeps its reserve
+                break;
+            }
             int fd = Sockets.Accept(listener.Descriptor);
             if (fd >= 0)
             {
@@ -136,7 +151,7 @@ public sealed class ProxyServer
         _acceptRetry?.Dispose();
         _acceptRetry = Loop.AddTimer(Options.AcceptRetryDelay, _ =>
         {
-            if (!_spares.Take())
+            if (!_budget.Allows((long)_connections.Count * _perConnection, _perConnection) || !_spares.Take())
             {
                 ScheduleAcceptRetry(); // still at the limit
                 return;
@@ -144,6 +159,14 @@ public sealed class ProxyServer
             _acceptPaused = false;
             UpdateListeners();
         }, accuracy: TimeSpan.FromMilliseconds(10), description: "accept retry");
+    }
+
+    private void CheckBudget()
+    {
+        if (_stopping || _budget.Allows((long)_connections.Count * _perConnection, 0))
+            return;
+        PauseAccepting(Errno.EMFILE);
+        UpdateListeners();
     }
 
     /// <summary>A connection ran out of descriptors after its accept: accepting more would only make it worse.</summary>
@@ -222,6 +245,7 @@ public sealed class ProxyServer
         _stopping = true;
         _idleTimer?.Dispose();
         _acceptRetry?.Dispose();
+        _budgetCheck?.Dispose();
         _spares.Dispose();
         foreach (var listener in _listeners)
         {

@@ -1,0 +1,67 @@
+using IoMux.Interop;
+
+// Compiled into the assemblies that use it (IoMux.Web, iomux-socket-proxyd), not into Core.
+#if IOMUX_SOCKET_PROXY
+namespace IoMux.SocketProxy;
+#else
+namespace IoMux.Interop;
+#endif
+
+/// <summary>
+/// Keeps a server's own descriptors <see cref="Reserve"/> below the soft RLIMIT_NOFILE, so the .NET runtime always
+/// finds free descriptors when it needs them. It needs them at moments nobody can predict: every thread it starts
+/// (the thread pool's, the tiered-compilation worker, a signal handler's) takes a pipe, two descriptors, while it
+/// starts (dotnet/runtime src/coreclr/pal/src/thread/threadsusp.cpp, InternalSuspendNewThreadFromData: pipe2), and
+/// EMFILE there makes the runtime fail the thread start as "out of memory", which aborts the process (exit 134,
+/// "Out of memory." or PAL_SEHException; docs/reliability/descriptor-limit.md). Giving spares back at the first
+/// EMFILE is not enough: the server's own accepts and connects take the freed slots first. So the server accepts
+/// only while what it holds plus what one more connection takes stays below the limit minus the reserve, and looks
+/// at the limit again now and then, because another process may lower it (prlimit).
+/// </summary>
+internal sealed unsafe partial class DescriptorBudget
+{
+    /// <summary>Descriptors left free for the runtime: a handful of concurrent thread starts (two each) and the
+    /// occasional file it opens.</summary>
+    public const int Reserve = 16;
+
+    [System.Runtime.InteropServices.LibraryImport("libc", SetLastError = true)]
+    private static partial int getrlimit(int resource, ulong* limits);
+
+    private static int RLIMIT_NOFILE => OperatingSystem.IsLinux() ? 7 : OperatingSystem.IsMacOS() || OperatingSystem.IsFreeBSD() ? 8 : 5;
+
+    /// <summary>Measures what the process holds before it serves anything (the runtime's descriptors, listeners, spares).</summary>
+    public DescriptorBudget() => Base = CountOpen();
+
+    /// <summary>Descriptors the process held when the server started.</summary>
+    public int Base { get; }
+
+    /// <summary>The soft descriptor limit now (long.MaxValue when unlimited or unknown).</summary>
+    public static long SoftLimit()
+    {
+        ulong* limits = stackalloc ulong[2];
+        return getrlimit(RLIMIT_NOFILE, limits) == 0 ? (long)Math.Min(limits[0], long.MaxValue) : long.MaxValue;
+    }
+
+    /// <summary>True when the server, holding <paramref name="inUse"/> descriptors for its connections, may take
+    /// <paramref name="more"/>.</summary>
+    public bool Allows(long inUse, int more) => Base + inUse + more + Reserve <= SoftLimit();
+
+    /// <summary>Open descriptors of this process (/proc/self/fd or /dev/fd); a conservative guess where neither lists them.</summary>
+    private static int CountOpen()
+    {
+        foreach (var directory in new[] { "/proc/self/fd", "/dev/fd" })
+        {
+            try
+            {
+                return Directory.GetFiles(directory).Length;
+            }
+            catch (IOException)
+            {
+            }
+            catch (UnauthorizedAccessException)
+            {
+            }
+        }
+        return 64;
+    }
+}

@@ -142,6 +142,50 @@ public sealed class ProxyFaultTests
         Assert.That(proxy.CountOccurrences("Out of descriptors"), Is.EqualTo(1), proxy.Log);
     }
 
+    /// <summary>Issue 13 item 5 (docs/reliability/descriptor-limit.md): held at its descriptor limit while clients
+    /// keep coming, the proxy survives a few seconds and then aborts ("Out of memory.", exit 134): the runtime
+    /// starts threads on demand (the tiering worker, again after 4 s idle, and others), and every one needs a
+    /// pipe(2) while it starts, and the failure is thrown out of whichever managed call asked for the thread. This
+    /// squeezes it as tools/fdlimit/stress.sh does, past the worker's idle exit, and expects it alive and relaying
+    /// afterwards. Explicit until the fix lands: it fails today (the doc's table).</summary>
+    [Test, CancelAfter(60_000), Explicit("issue 13 item 5 is not fixed yet: the proxy still aborts; docs/reliability/descriptor-limit.md")]
+    public async Task HeldAtTheDescriptorLimitWhileClientsKeepComingTheProxyDoesNotAbort()
+    {
+        using var backend = TestBackend.Tcp(TestBackend.Echo);
+        using var proxy = ProxyProcess.Activated(backend.Target);
+        await proxy.WarmUpAndCountDescriptors();
+        for (int round = 0; round < 2; round++)
+        {
+            int open = Directory.GetFiles($"/proc/{proxy.Pid}/fd").Length;
+            SetDescriptorLimit(proxy.Pid, open + 1);
+            var clients = new List<Socket>();
+            try
+            {
+                var until = Stopwatch.StartNew();
+                while (until.Elapsed < TimeSpan.FromSeconds(5) && !proxy.HasExited) // the tiering worker idles out after 4 s
+                {
+                    var client = proxy.Connect(); // completes in the backlog; the proxy relays at most one of them
+                    clients.Add(client);
+                    await TestBackend.SendAll(client, new byte[10]);
+                    await Task.Delay(100);
+                }
+            }
+            finally
+            {
+                foreach (var client in clients)
+                    client.Dispose();
+            }
+            SetDescriptorLimit(proxy.Pid, open + 200);
+            Assert.That(proxy.HasExited, Is.False, $"the proxy exited at its descriptor limit: {proxy.Log}");
+            using var again = proxy.Connect();
+            await TestBackend.SendAll(again, new byte[100]);
+            again.Shutdown(SocketShutdown.Send);
+            var (bytes, _) = await TestBackend.ReceiveAll(again).WaitAsync(TimeSpan.FromSeconds(20));
+            Assert.That(bytes, Is.EqualTo(100), "not relaying after the limit was raised again");
+        }
+        Assert.That(proxy.Log, Does.Not.Contain("Out of memory"));
+    }
+
     /// <summary>Reads the first byte; the warm-up connection (byte 42) is echoed and true returned.</summary>
     private static async Task<bool> EchoIfWarmUp(Socket socket)
     {

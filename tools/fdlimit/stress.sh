@@ -25,7 +25,11 @@ read -r -a EXTRA <<< "${EXTRA_ENV:-}"
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 open_count() { ls "/proc/$1/fd" 2>/dev/null | wc -l; }
-limit() { prlimit --pid "$1" --nofile="$2:$2" 2>/dev/null; }
+# Only the soft limit moves: a lowered hard limit cannot be raised again without CAP_SYS_RESOURCE (prlimit says
+# "Operation not permitted" even as root in a container), and the "release" would silently leave the process at
+# its limit for good.
+hard_limit() { awk '/^Max open files/ {print $5}' "/proc/$1/limits"; }
+limit() { prlimit --pid "$1" --nofile="$2:$(hard_limit "$1")" 2>/dev/null; }
 wait_listening() { for _ in $(seq 100); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done; return 1; }
 
 # Connections and requests at the limit: kept-open sockets that queue in the backlog, bursts of curl with request

@@ -281,7 +281,7 @@ internal sealed class FuzzTargets : IDisposable
             return;
         }
         using (backend)
-            Exercise(backend, input, platform.Except is not null);
+            Exercise(backend, input, platform.Except is not null, emulatedEdge: false);
     }
 
     private void PortTranslation(byte[] data)
@@ -289,7 +289,7 @@ internal sealed class FuzzTargets : IDisposable
         var input = new FuzzInput(data);
         var bits = input.Byte() % 2 == 0 ? PortPollBits.Illumos : PortPollBits.Solaris;
         using var backend = new EventPortsBackend(new ScriptedEventPorts(bits, input));
-        Exercise(backend, input, supportsPriority: true);
+        Exercise(backend, input, supportsPriority: true, emulatedEdge: true);
     }
 
     private sealed class Registration(int descriptor, Interest interest, TriggerMode mode)
@@ -298,11 +298,15 @@ internal sealed class FuzzTargets : IDisposable
         public Interest Interest { get; set; } = interest;
         public TriggerMode Mode { get; set; } = mode;
         public bool OneshotReported { get; set; }
+        /// <summary>Edge directions reported and not re-armed since (Rearm or Modify).</summary>
+        public Interest EdgeReported { get; set; }
     }
 
     /// <summary>Registers some of the real descriptors as the input says, then alternates changes and waits, and
-    /// checks every wait's events against what is registered. PosixException is the backends' documented error.</summary>
-    private void Exercise(IPollerBackend backend, FuzzInput input, bool supportsPriority)
+    /// checks every wait's events against what is registered. PosixException is the backends' documented error.
+    /// Where edge mode is emulated (event ports) the backend, not the kernel, owes the edge property: a direction
+    /// reported once comes back only after Rearm or Modify, whatever the kernel says.</summary>
+    private void Exercise(IPollerBackend backend, FuzzInput input, bool supportsPriority, bool emulatedEdge)
     {
         var descriptors = _descriptors.Value.All;
         var live = new Dictionary<ulong, Registration>();
@@ -337,11 +341,20 @@ internal sealed class FuzzTargets : IDisposable
                     registration.Interest = interest;
                     registration.Mode = mode;
                     registration.OneshotReported = false;
+                    registration.EdgeReported = Interest.None;
                     live[nextToken++] = registration;
+                }
+                else if (live.Count > 0 && action % 4 == 2)
+                {
+                    // The consumer hit would-block in some directions.
+                    var registration = live.ElementAt(action / 4 % live.Count).Value;
+                    var directions = (Interest)(input.Byte() % 8);
+                    backend.Rearm(registration.Descriptor, directions);
+                    registration.EdgeReported &= ~directions;
                 }
                 var batch = events.AsSpan(0, 1 + input.Byte() % events.Length);
                 int n = backend.Wait(batch, TimeSpan.Zero);
-                Check(batch, n, live);
+                Check(batch, n, live, emulatedEdge);
             }
         }
         catch (PosixException)
@@ -360,7 +373,7 @@ internal sealed class FuzzTargets : IDisposable
         return (interest, (TriggerMode)(b / 7 % 3));
     }
 
-    private static void Check(ReadOnlySpan<PollEvent> batch, int n, Dictionary<ulong, Registration> live)
+    private static void Check(ReadOnlySpan<PollEvent> batch, int n, Dictionary<ulong, Registration> live, bool emulatedEdge)
     {
         Require(n >= 0 && n <= batch.Length, $"Wait returned {n} for room for {batch.Length}");
         var seen = new HashSet<ulong>();
@@ -379,6 +392,13 @@ internal sealed class FuzzTargets : IDisposable
             Require(!registration.OneshotReported, $"oneshot token {e.Token} reported again without a re-arm");
             if (registration.Mode == TriggerMode.Oneshot)
                 registration.OneshotReported = true;
+            if (emulatedEdge && registration.Mode == TriggerMode.Edge)
+            {
+                var directions = (Interest)(e.Readiness & (Readiness.Readable | Readiness.Writable | Readiness.Priority));
+                Require((directions & registration.EdgeReported) == 0,
+                    $"edge token {e.Token} reported {directions & registration.EdgeReported} again without a re-arm");
+                registration.EdgeReported |= directions;
+            }
         }
     }
 

@@ -9,6 +9,9 @@ public sealed class BackendTarget
 {
     private readonly EndPoint? _fixed;
 
+    /// <summary>sockaddr_un's sun_path is 108 bytes on Linux (104 on the BSDs and macOS), terminator included.</summary>
+    private static int MaxSocketPathBytes => OperatingSystem.IsLinux() ? 107 : 103;
+
     private BackendTarget(string text, string? host, int port, EndPoint? fixedEndpoint)
     {
         Text = text;
@@ -30,14 +33,25 @@ public sealed class BackendTarget
     public EndPoint? FixedEndpoint => _fixed;
 
     /// <summary>Parses a target. </summary>
-    /// <exception cref="FormatException">Not a path, not HOST:PORT, or the port is out of range.</exception>
+    /// <exception cref="FormatException">Not a path, not HOST:PORT, the port is out of range, the host is empty, or the socket path is longer than sun_path.</exception>
     public static BackendTarget Parse(string text)
     {
         ArgumentNullException.ThrowIfNull(text);
         if (text.StartsWith('/') || text.StartsWith('@'))
         {
             // UnixDomainSocketEndPoint maps a leading '@' to the abstract namespace on Linux, as systemd does.
-            return new BackendTarget(text, null, 0, new UnixDomainSocketEndPoint(text));
+            UnixDomainSocketEndPoint endpoint;
+            try
+            {
+                endpoint = new UnixDomainSocketEndPoint(text);
+            }
+            catch (ArgumentException e)
+            {
+                // Longer than sun_path (108 bytes on Linux) in UTF-8: ArgumentOutOfRangeException, which the
+                // command line would have shown as a crash (found by fuzzing).
+                throw new FormatException($"'{text}': a socket path of at most {MaxSocketPathBytes} bytes is needed.", e);
+            }
+            return new BackendTarget(text, null, 0, endpoint);
         }
         int colon = text.LastIndexOf(':');
         if (colon <= 0 || colon == text.Length - 1)
@@ -49,6 +63,8 @@ public sealed class BackendTarget
             host = host[1..^1];
         else if (host.Contains(':'))
             throw new FormatException($"'{text}': write an IPv6 address in brackets, [::1]:{port}.");
+        if (host.Length == 0)
+            throw new FormatException($"'{text}': the host is empty."); // "[]:80" (the fuzz corpus's seed)
         if (IPAddress.TryParse(host, out var address))
             return new BackendTarget(text, null, port, new IPEndPoint(address, port));
         return new BackendTarget(text, host, port, null);

@@ -36,7 +36,12 @@ public static class SocketActivation
         return Parse(pidText, countText, namesText, Sockets.getpid());
     }
 
-    internal static IReadOnlyList<ListenSocket> Parse(string? pidText, string? countText, string? namesText, int ownPid)
+    internal static IReadOnlyList<ListenSocket> Parse(string? pidText, string? countText, string? namesText, int ownPid) =>
+        Parse(pidText, countText, namesText, ownPid, PrepareListeningStream);
+
+    /// <summary>The parse with the per-descriptor step as a seam: the fuzz targets and their corpus replay must not
+    /// probe or change the descriptors of the process they run in (a test host's fd 3 can be another test's socket).</summary>
+    internal static IReadOnlyList<ListenSocket> Parse(string? pidText, string? countText, string? namesText, int ownPid, Action<int> prepareDescriptor)
     {
         if (pidText is null || countText is null)
             throw new SocketActivationException(
@@ -46,16 +51,26 @@ public static class SocketActivation
             throw new SocketActivationException($"LISTEN_PID={pidText} is not this process ({ownPid}): the sockets were meant for another one.");
         if (!int.TryParse(countText, NumberStyles.None, CultureInfo.InvariantCulture, out int count) || count < 1)
             throw new SocketActivationException($"LISTEN_FDS={countText}: no listening socket was passed.");
+        // sd_listen_fds(3) refuses a count whose last descriptor would overflow an int (EINVAL).
+        if (count > int.MaxValue - FirstDescriptor)
+            throw new SocketActivationException($"LISTEN_FDS={countText}: more descriptors than a process can have.");
         var names = namesText?.Split(':') ?? [];
-        var sockets = new List<ListenSocket>(count);
+        // Not sized by the count: the count is the environment's word, and LISTEN_FDS=2000000000 made this list
+        // ask for 32 GB before the first descriptor was checked (OutOfMemoryException; found by fuzzing).
+        var sockets = new List<ListenSocket>(Math.Min(count, 64));
         for (int i = 0; i < count; i++)
         {
             int fd = FirstDescriptor + i;
-            CheckListeningStream(fd);
-            LibC.SetNonBlockingCloseOnExec(fd);
+            prepareDescriptor(fd);
             sockets.Add(new ListenSocket(fd, i < names.Length && names[i].Length > 0 ? names[i] : "unknown"));
         }
         return sockets;
+    }
+
+    private static void PrepareListeningStream(int fd)
+    {
+        CheckListeningStream(fd);
+        LibC.SetNonBlockingCloseOnExec(fd);
     }
 
     /// <summary>The proxy relays streams: a datagram socket or a plain file passed by mistake is refused up front.</summary>

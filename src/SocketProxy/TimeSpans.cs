@@ -2,7 +2,7 @@ using System.Globalization;
 
 namespace IoMux.SocketProxy;
 
-/// <summary>systemd.time(7) spans as systemd-socket-proxyd takes them: "30", "30s", "1min 30s", "500ms", "2h",
+/// <summary>systemd.time(7) spans as systemd-socket-proxyd takes them: "30", "30s", "1min 30s", "500ms", "2h", "1y",
 /// "infinity"; a bare number means seconds.</summary>
 public static class TimeSpans
 {
@@ -15,6 +15,9 @@ public static class TimeSpans
         ("hours", 3600), ("hour", 3600), ("hr", 3600), ("h", 3600),
         ("days", 86400), ("day", 86400), ("d", 86400),
         ("weeks", 604800), ("week", 604800), ("w", 604800),
+        // systemd's month and year are 30.44 and 365.25 days (time-util.c USEC_PER_MONTH, USEC_PER_YEAR).
+        ("months", 2629800), ("month", 2629800), ("M", 2629800),
+        ("years", 31557600), ("year", 31557600), ("y", 31557600),
     ];
 
     /// <summary>Parses <paramref name="text"/>; null for "infinity".</summary>
@@ -45,6 +48,10 @@ public static class TimeSpans
                 throw new FormatException($"'{text}': unknown unit '{unit}'.");
             total += value * scale;
         }
+        // A span past TimeSpan's range (about 29,000 years) is an error, as systemd's parse_sec answers ERANGE;
+        // TimeSpan.FromSeconds would throw OverflowException, which no caller expects (found by fuzzing).
+        if (!(total < TimeSpan.MaxValue.TotalSeconds))
+            throw new FormatException($"'{text}' is longer than {TimeSpan.MaxValue.TotalDays:F0} days.");
         return TimeSpan.FromSeconds(total);
     }
 }

@@ -106,6 +106,7 @@ public sealed partial class ProxyCommandLineTests
     [TestCase("host:")]
     [TestCase("host:70000")]
     [TestCase("::1:80")]
+    [TestCase("[]:80")]
     public void BadTargetsAreRejected(string text) => Assert.Throws<FormatException>(() => BackendTarget.Parse(text));
 
     [TestCase("30", 30_000)]
@@ -114,7 +115,9 @@ public sealed partial class ProxyCommandLineTests
     [TestCase("1min 30s", 90_000)]
     [TestCase("2h", 7_200_000)]
     [TestCase("1.5s", 1_500)]
-    public void TimeSpansParseLikeSystemd(string text, int milliseconds) =>
+    [TestCase("1y", 31_557_600_000L)]
+    [TestCase("1M", 2_629_800_000L)]
+    public void TimeSpansParseLikeSystemd(string text, long milliseconds) =>
         Assert.That(TimeSpans.Parse(text), Is.EqualTo(TimeSpan.FromMilliseconds(milliseconds)));
 
     [Test]
@@ -123,6 +126,7 @@ public sealed partial class ProxyCommandLineTests
     [TestCase("")]
     [TestCase("5 parsecs")]
     [TestCase("s")]
+    [TestCase("1000000000000")] // past TimeSpan.MaxValue: an error, as systemd's ERANGE
     public void BadTimeSpansAreRejected(string text) => Assert.Throws<FormatException>(() => TimeSpans.Parse(text));
 
     [Test]

@@ -32,8 +32,12 @@ internal sealed unsafe partial class DescriptorBudget
     /// <summary>Measures what the process holds before it serves anything (the runtime's descriptors, listeners, spares).</summary>
     public DescriptorBudget() => Base = CountOpen();
 
-    /// <summary>Descriptors the process held when the server started.</summary>
-    public int Base { get; }
+    /// <summary>Descriptors the process holds beside its connections' (measured at start, and again whenever the
+    /// server is idle: start-up leaves a few transient ones behind it).</summary>
+    public int Base { get; private set; }
+
+    /// <summary>Measures again; call it while no connection is open, so that all the process holds is the base.</summary>
+    public void Remeasure() => Base = CountOpen();
 
     /// <summary>The soft descriptor limit now (long.MaxValue when unlimited or unknown).</summary>
     public static long SoftLimit()
@@ -44,7 +48,18 @@ internal sealed unsafe partial class DescriptorBudget
 
     /// <summary>True when the server, holding <paramref name="inUse"/> descriptors for its connections, may take
     /// <paramref name="more"/>.</summary>
-    public bool Allows(long inUse, int more) => Base + inUse + more + Reserve <= SoftLimit();
+    public bool Allows(long inUse, int more)
+    {
+        long limit = SoftLimit();
+        // Far from the limit the accounting decides (no system call beyond getrlimit); near it, what is really
+        // open does (the accounting cannot see the runtime's own descriptors come and go).
+        if (Base + inUse + more + Reserve + NearLimit <= limit)
+            return true;
+        return CountOpen() + more + Reserve <= limit;
+    }
+
+    /// <summary>How close to the limit the real count is taken instead of the accounting.</summary>
+    private const int NearLimit = 64;
 
     /// <summary>Open descriptors of this process (/proc/self/fd or /dev/fd); a conservative guess where neither lists them.</summary>
     private static int CountOpen()

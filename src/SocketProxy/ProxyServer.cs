@@ -163,6 +163,8 @@ public sealed class ProxyServer
 
     private void CheckBudget()
     {
+        if (_connections.Count == 0 && !_acceptPaused)
+            _budget.Remeasure();
         if (_stopping || _budget.Allows((long)_connections.Count * _perConnection, 0))
             return;
         PauseAccepting(Errno.EMFILE);

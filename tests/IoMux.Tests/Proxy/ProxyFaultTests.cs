@@ -118,8 +118,9 @@ public sealed class ProxyFaultTests
         using var proxy = ProxyProcess.Activated(backend.Target);
         await proxy.WarmUpAndCountDescriptors();
         int open = Directory.GetFiles($"/proc/{proxy.Pid}/fd").Length;
-        // Room for one relayed connection (client, backend, two pipes = 6 descriptors) and not for a second.
-        SetDescriptorLimit(proxy.Pid, open + 7);
+        // Room for one relayed connection (client, backend, two pipes = 6 descriptors) above the reserve the proxy
+        // keeps free for the runtime (DescriptorBudget), and not for a second.
+        SetDescriptorLimit(proxy.Pid, open + 6 + IoMux.SocketProxy.DescriptorBudget.Reserve + 2);
 
         using var first = proxy.Connect();
         await TestBackend.SendAll(first, new byte[100]);

@@ -161,10 +161,12 @@ public sealed unsafe class EpollBackend : IPollerBackend, IKernelWait, IOwnedReg
             _core.Table.Remove(entry);
             // Deleting before close matters: epoll tracks file descriptions, so a dup of the descriptor
             // would keep the registration alive after close(). EBADF (already closed) and ENOENT (closed and
-            // the number reused) mean the kernel has nothing under this number any more: not an error, but the
-            // old registration may live on through a dup, which the wait path then sweeps away.
+            // the number reused) mean the kernel has nothing of ours under this number any more: not an error, but
+            // the old registration may live on through a dup, which the wait path then sweeps away.
+            // EPERM: the number was closed and now names a file epoll cannot watch (a regular file); it was never
+            // ours, as epoll refuses those at ADD (a registered handle closed under its registration, F1b).
             int errno = entry.Orphaned ? Errno.ENOENT : Control(EPOLL_CTL_DEL, fd, 0, 0);
-            if (errno == Errno.EBADF || errno == Errno.ENOENT)
+            if (errno == Errno.EBADF || errno == Errno.ENOENT || errno == Errno.EPERM)
                 _mayHoldStale = true;
             else if (errno != 0)
                 throw new PosixException("epoll_ctl(DEL)", errno, $"fd {fd}");

@@ -252,23 +252,4 @@ internal sealed class DescriptorTable
         var entry = slots[slot];
         return entry is not null && entry.Generation == (uint)(kernelData >> 32) && !entry.Removed ? entry : null;
     }
-
-    /// <summary>For translators that work on entries (poll, select, kqueue, ports): the live entry that
-    /// <paramref name="kernelData"/> names and whose events may reach the caller, or null. An entry whose
-    /// registered handle was closed is noted in <see cref="Orphans"/> and gives null.</summary>
-    public DescriptorEntry? ResolveReportable(ulong kernelData) => Reportable(Resolve(kernelData));
-
-    /// <summary><paramref name="entry"/> when its events may reach the caller; null (noting an orphan) when its
-    /// handle was closed or it was orphaned already.</summary>
-    public DescriptorEntry? Reportable(DescriptorEntry? entry)
-    {
-        if (entry is null || entry.Orphaned)
-            return null;
-        if (entry.Owner is { IsClosed: true })
-        {
-            NoteOrphan(entry);
-            return null;
-        }
-        return entry;
-    }
 }

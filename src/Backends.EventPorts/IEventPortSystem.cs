@@ -2,7 +2,7 @@ using System.Runtime.InteropServices;
 
 namespace IoMux.Backends.EventPorts;
 
-/// <summary>port_event_t (port_get(3C)): 24 bytes on LP64 — events, source, padding, object, user.</summary>
+/// <summary>port_event_t (illumos sys/port.h@12ef7bd6, port_get(3C)): 24 bytes on LP64 — events, source, padding, object, user.</summary>
 [StructLayout(LayoutKind.Sequential)]
 internal struct PortEvent
 {
@@ -62,14 +62,16 @@ internal interface IEventPortSystem
 /// <param name="RdHup">POLLRDHUP, or 0 where the OS has none (Solaris).</param>
 internal readonly record struct PortPollBits(int In, int Pri, int Out, int Err, int Hup, int Nval, int RdHup)
 {
-    /// <summary>illumos: sys/poll.h defines POLLRDHUP 0x4000.</summary>
+    /// <summary>illumos: usr/src/uts/common/sys/poll.h@0ceaf38333191201001ea6ff4813aef604f0c792 (POLLIN 0x1, POLLPRI 0x2,
+    /// POLLOUT 0x4, POLLERR 0x8, POLLHUP 0x10, POLLNVAL 0x20, POLLRDHUP 0x4000).</summary>
     public static PortPollBits Illumos => new(0x1, 0x2, 0x4, 0x8, 0x10, 0x20, 0x4000);
 
-    /// <summary>Oracle Solaris: no POLLRDHUP (mio: "POLLRDHUP isn't supported on Solaris").</summary>
+    /// <summary>Oracle Solaris: no POLLRDHUP (a Solaris 11.0 sys/poll.h, Arquivotheca/solaris11@766b42f8, has none; 11.4 has
+    /// no public source, so this is an assumption: docs/research/kqueue-ports-constants.md).</summary>
     public static PortPollBits Solaris => Illumos with { RdHup = 0 };
 }
 
-/// <summary>Event port constants (sys/port.h).</summary>
+/// <summary>Event port constants: illumos usr/src/uts/common/sys/port.h@12ef7bd6596eedcaafd544ec675d6b72dfd15998.</summary>
 internal static class PortSource
 {
     /// <summary>PORT_SOURCE_USER: events queued by port_send.</summary>

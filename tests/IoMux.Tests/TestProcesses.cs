@@ -12,6 +12,18 @@ internal static partial class TestProcesses
     public static int Signal(int pid, int signal) => KillNative(pid, signal);
 
     /// <summary>CPU time (user + system) a process has used, from /proc/PID/stat, in clock ticks (1/100 s).</summary>
+    /// <summary>Sets <paramref name="pid"/>'s soft descriptor limit with prlimit, asserting that it worked. The soft
+    /// limit only: a lowered hard limit cannot be raised again without CAP_SYS_RESOURCE (not even as root in a
+    /// container), which would leave the process squeezed for good.</summary>
+    public static void SetDescriptorLimit(int pid, int limit)
+    {
+        var hard = File.ReadLines($"/proc/{pid}/limits").First(l => l.StartsWith("Max open files", StringComparison.Ordinal))
+            .Split(' ', StringSplitOptions.RemoveEmptyEntries)[4];
+        using var prlimit = System.Diagnostics.Process.Start("prlimit", $"--pid {pid} --nofile={limit}:{hard}")!;
+        prlimit.WaitForExit();
+        NUnit.Framework.Assert.That(prlimit.ExitCode, NUnit.Framework.Is.EqualTo(0), "prlimit failed");
+    }
+
     public static long CpuTicks(int pid)
     {
         var stat = File.ReadAllText($"/proc/{pid}/stat");

@@ -120,7 +120,7 @@ public sealed class ProxyFaultTests
         int open = Directory.GetFiles($"/proc/{proxy.Pid}/fd").Length;
         // Room for one relayed connection (client, backend, two pipes = 6 descriptors) above the reserve the proxy
         // keeps free for the runtime (DescriptorBudget), and not for a second.
-        SetDescriptorLimit(proxy.Pid, open + 6 + IoMux.SocketProxy.DescriptorBudget.Reserve + 2);
+        TestProcesses.SetDescriptorLimit(proxy.Pid, open + 6 + IoMux.SocketProxy.DescriptorBudget.Reserve + 2);
 
         using var first = proxy.Connect();
         await TestBackend.SendAll(first, new byte[100]);
@@ -158,7 +158,7 @@ public sealed class ProxyFaultTests
         for (int round = 0; round < 2; round++)
         {
             int open = Directory.GetFiles($"/proc/{proxy.Pid}/fd").Length;
-            SetDescriptorLimit(proxy.Pid, open + 1);
+            TestProcesses.SetDescriptorLimit(proxy.Pid, open + 1);
             var clients = new List<Socket>();
             try
             {
@@ -176,7 +176,7 @@ public sealed class ProxyFaultTests
                 foreach (var client in clients)
                     client.Dispose();
             }
-            SetDescriptorLimit(proxy.Pid, open + 200);
+            TestProcesses.SetDescriptorLimit(proxy.Pid, open + 200);
             Assert.That(proxy.HasExited, Is.False, $"the proxy exited at its descriptor limit: {proxy.Log}");
             using var again = proxy.Connect();
             await TestBackend.SendAll(again, new byte[100]);
@@ -198,15 +198,5 @@ public sealed class ProxyFaultTests
         await TestBackend.SendAll(socket, first);
         await TestBackend.Echo(socket);
         return true;
-    }
-
-    private static void SetDescriptorLimit(int pid, int limit)
-    {
-        // The soft limit only: a lowered hard limit cannot be raised again without CAP_SYS_RESOURCE.
-        var hard = File.ReadLines($"/proc/{pid}/limits").First(l => l.StartsWith("Max open files", StringComparison.Ordinal))
-            .Split(' ', StringSplitOptions.RemoveEmptyEntries)[4];
-        using var prlimit = Process.Start("prlimit", $"--pid {pid} --nofile={limit}:{hard}")!;
-        prlimit.WaitForExit();
-        Assert.That(prlimit.ExitCode, Is.EqualTo(0), "prlimit failed");
     }
 }

@@ -58,8 +58,7 @@ public sealed partial class ServerCommandTests
             Assert.That(await http.GetStringAsync($"http://127.0.0.1:{port}/"), Is.EqualTo("Hello, World!")); // warm
             int pid = s_current!.Id;
             int open = Directory.GetFiles($"/proc/{pid}/fd").Length;
-            using (var prlimit = Process.Start("prlimit", $"--pid {pid} --nofile={open + 1}:{open + 1}")!)
-                prlimit.WaitForExit();
+            TestProcesses.SetDescriptorLimit(pid, open + 1);
             var clients = new List<Socket>();
             try
             {
@@ -81,8 +80,7 @@ public sealed partial class ServerCommandTests
                 foreach (var client in clients)
                     client.Dispose();
             }
-            using (var prlimit = Process.Start("prlimit", $"--pid {pid} --nofile={open + 200}:{open + 200}")!)
-                prlimit.WaitForExit();
+            TestProcesses.SetDescriptorLimit(pid, open + 200);
             using var again = new HttpClient { Timeout = TimeSpan.FromSeconds(10) };
             Assert.That(await again.GetStringAsync($"http://127.0.0.1:{port}/"), Is.EqualTo("Hello, World!"));
         });
@@ -120,7 +118,15 @@ public sealed partial class ServerCommandTests
             process.BeginErrorReadLine();
             var line = await listening.Task.WaitAsync(TimeSpan.FromSeconds(20));
             Assert.That(line, Does.Contain($"listening on 127.0.0.1:{port} with {threads} loop thread(s)"));
-            await exercise(port);
+            try
+            {
+                await exercise(port);
+            }
+            catch (Exception e) when (e is not AssertionException)
+            {
+                lock (s_log)
+                    throw new InvalidOperationException($"{e.GetType().Name}: {e.Message}\nserver log:\n{s_log}", e);
+            }
             Assert.That(TestProcesses.Signal(process.Id, 15), Is.EqualTo(0));
             Assert.That(process.WaitForExit(10_000), Is.True, "SIGTERM did not stop the server");
             process.WaitForExit(); // flushes the redirected stderr into the log

@@ -151,7 +151,8 @@ public sealed class ProxyServer
         _acceptRetry?.Dispose();
         _acceptRetry = Loop.AddTimer(Options.AcceptRetryDelay, _ =>
         {
-            if (!_budget.Allows((long)_connections.Count * _perConnection, _perConnection) || !_spares.Take())
+            // The spares count as the proxy's own: taking them back must not eat into the runtime's reserve either.
+            if (!_budget.Allows((long)_connections.Count * _perConnection, _perConnection + _spares.Missing) || !_spares.Take())
             {
                 ScheduleAcceptRetry(); // still at the limit
                 return;

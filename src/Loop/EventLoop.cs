@@ -180,6 +180,11 @@ public sealed class EventLoop : IDisposable
                     Invoke(child, null);
         }, priority: int.MinValue, description: "SIGCHLD for child sources");
 
+    /// <summary>Pings systemd's watchdog from this loop, as sd_event_set_watchdog does, when the service has one
+    /// (<c>WATCHDOG_USEC</c>, for this pid); returns it, or null when there is none. See <see cref="LoopWatchdog"/>.</summary>
+    /// <exception cref="FormatException">WATCHDOG_USEC or WATCHDOG_PID is malformed.</exception>
+    public LoopWatchdog? EnableWatchdog(SystemdNotifier? notifier) => LoopWatchdog.Enable(this, notifier);
+
     /// <summary>True on the thread that is running an iteration right now.</summary>
     public bool IsLoopThread => _loopThread == Environment.CurrentManagedThreadId;
 

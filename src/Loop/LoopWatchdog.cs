@@ -65,6 +65,14 @@ public sealed class LoopWatchdog
         return member;
     }
 
+    /// <summary><see cref="Attach"/> on the loop's own thread, in its next iteration: for a loop that already
+    /// runs on another thread. Any thread may call it.</summary>
+    public void AttachLater(EventLoop loop)
+    {
+        ArgumentNullException.ThrowIfNull(loop);
+        loop.Post(() => Attach(loop));
+    }
+
     private void CheckIn(Member member)
     {
         lock (_lock)

@@ -78,7 +78,16 @@ public sealed class ProxyServer
     /// <summary>Connections open now.</summary>
     public int ActiveConnections => _connections.Count;
 
+    /// <summary>Times accepting was paused for want of descriptors.</summary>
+    public long AcceptPauses { get; private set; }
+
     internal ProxyLog Log { get; }
+
+    /// <summary>Where READY/STATUS/STOPPING go (systemd's notify socket), if anywhere.</summary>
+    internal ServiceManager? Service { get; init; }
+
+    /// <summary>The status line while serving normally.</summary>
+    internal string RelayingStatus => $"Relaying {_listeners.Count} listening socket(s) to {Options.Target.Text}";
 
     private void AcceptFrom(IoSource listener, bool tcp)
     {
@@ -141,6 +150,11 @@ public sealed class ProxyServer
         if (!_shortageLogged)
             Log.AcceptPaused(errno, Options.AcceptRetryDelay);
         _shortageLogged = true;
+        if (!_acceptPaused)
+        {
+            AcceptPauses++;
+            Service?.Status($"Out of descriptors ({Errno.Name(errno)}): not accepting; {_connections.Count} connection(s) active");
+        }
         _acceptPaused = true;
         _spares.Give(); // headroom for the runtime while the process is at its limit
         ScheduleAcceptRetry();
@@ -157,6 +171,7 @@ public sealed class ProxyServer
                 return;
             }
             _acceptPaused = false;
+            Service?.Status(RelayingStatus);
             UpdateListeners();
         }, accuracy: TimeSpan.FromMilliseconds(10), description: "accept retry");
     }
@@ -229,6 +244,7 @@ public sealed class ProxyServer
             _idleTimer = Loop.AddTimer(idle, _ =>
             {
                 Log.IdleExit(idle);
+                Service?.Stopping($"No connection for {idle.TotalSeconds} s; exiting");
                 Loop.Exit(0);
             }, accuracy: TimeSpan.FromMilliseconds(50), description: "exit-idle-time");
         }
@@ -245,6 +261,7 @@ public sealed class ProxyServer
             return;
         }
         _stopping = true;
+        Service?.Stopping(_connections.Count == 0 ? "Stopping" : $"Draining {_connections.Count} connection(s) for up to {Options.DrainTime.TotalSeconds} s");
         _idleTimer?.Dispose();
         _acceptRetry?.Dispose();
         _budgetCheck?.Dispose();

@@ -60,6 +60,7 @@ public sealed class EventLoop : IDisposable
         _ownsPoller = ownsPoller;
         _context = new LoopSynchronizationContext(this);
         UpdateNow();
+        LoopMetrics.Loops.Add(this);
     }
 
     /// <summary>The poller underneath.</summary>
@@ -67,6 +68,14 @@ public sealed class EventLoop : IDisposable
 
     /// <summary>Completed iterations.</summary>
     public long Iterations { get; private set; }
+
+    /// <summary>Time spent in the poller's wait, counted while <see cref="LoopMetrics"/> has a listener for it.</summary>
+    internal long WaitNanoseconds { get; private set; }
+
+    /// <summary>Callbacks run (the iomux.loop.dispatches metric).</summary>
+    internal long Dispatches { get; private set; }
+
+    internal int IoSourceCount => _io.Count;
 
     /// <summary>The loop's cached time on <paramref name="clock"/> in nanoseconds, read once per iteration
     /// after the wait (so every callback of an iteration sees the same now).</summary>
@@ -238,8 +247,11 @@ public sealed class EventLoop : IDisposable
         try
         {
             var timeout = ComputeTimeout(maxTimeout);
+            long waitStart = LoopMetrics.MeasuresWaitTime ? TimerSource.ReadClock(LoopClock.Monotonic) : 0;
             int n = Poller.Wait(_events, timeout);
             UpdateNow();
+            if (waitStart != 0)
+                WaitNanoseconds += Now(LoopClock.Monotonic) - waitStart;
             ExpireRateLimits();
             CollectPending(n);
             DispatchPending();
@@ -405,6 +417,7 @@ public sealed class EventLoop : IDisposable
 
     private void Invoke(EventSource? source, Action? action)
     {
+        Dispatches++;
         try
         {
             if (source is not null)
@@ -466,6 +479,7 @@ public sealed class EventLoop : IDisposable
     {
         if (_disposed)
             return;
+        LoopMetrics.Loops.Retire(this);
         foreach (var registered in _io.Values.ToList())
             registered.Dispose();
         foreach (var signal in _signals.ToList())

@@ -13,10 +13,13 @@ public sealed class ProxyCounters
     public long BackendFailures { get; internal set; }
     /// <summary>Connections closed, for any reason.</summary>
     public long Closed { get; internal set; }
-    /// <summary>Bytes delivered from clients to the backend.</summary>
-    public long BytesToBackend { get; internal set; }
-    /// <summary>Bytes delivered from the backend to clients.</summary>
-    public long BytesToClients { get; internal set; }
+    /// <summary>Bytes delivered from clients to the backend (counted as they are written).</summary>
+    public long BytesToBackend => ToBackend.Bytes;
+    /// <summary>Bytes delivered from the backend to clients (counted as they are written).</summary>
+    public long BytesToClients => ToClients.Bytes;
+
+    internal ByteTally ToBackend { get; } = new();
+    internal ByteTally ToClients { get; } = new();
 }
 
 /// <summary>The proxy on an <see cref="EventLoop"/>: accepts on the listening sockets it was given, relays each
@@ -64,6 +67,8 @@ public sealed class ProxyServer
         _budgetCheck = loop.AddTimer(TimeSpan.FromMilliseconds(250), _ => CheckBudget(), accuracy: TimeSpan.FromMilliseconds(50),
             period: TimeSpan.FromMilliseconds(250), description: "descriptor budget");
         UpdateIdleTimer();
+        ProxyMetrics.Proxies.Add(this);
+        loop.AddExit(_ => ProxyMetrics.Proxies.Retire(this), description: "proxy metrics");
     }
 
     /// <summary>The loop the server runs on.</summary>
@@ -198,8 +203,6 @@ public sealed class ProxyServer
         if (!_connections.Remove(connection))
             return;
         Counters.Closed++;
-        Counters.BytesToBackend += connection.BytesToBackend;
-        Counters.BytesToClients += connection.BytesToClient;
         if (_stopping && _connections.Count == 0)
         {
             Loop.Exit(0);

@@ -27,7 +27,7 @@ public sealed unsafe partial class SystemdNotifier : IDisposable
     /// <summary>The variable naming the process the watchdog timeout is meant for.</summary>
     public const string WatchdogPidVariable = "WATCHDOG_PID";
 
-    private const int SOCK_DGRAM_Linux = 2, SOCK_CLOEXEC_Linux = 0x80000, MSG_NOSIGNAL_Linux = 0x4000;
+    private const int AF_UNIX = 1, SOCK_DGRAM_Linux = 2, SOCK_CLOEXEC_Linux = 0x80000, MSG_NOSIGNAL_Linux = 0x4000;
 
     [LibraryImport("libc", SetLastError = true)]
     private static partial int socket(int domain, int type, int protocol);
@@ -84,8 +84,6 @@ public sealed unsafe partial class SystemdNotifier : IDisposable
             throw error;
         }
     }
-
-    private const int AF_UNIX = 1;
 
     /// <summary>A notifier for <c>NOTIFY_SOCKET</c>, or null when the variable is unset or empty (the process is not
     /// supervised by a service manager that listens: sd_notify then sends nothing and returns 0).</summary>

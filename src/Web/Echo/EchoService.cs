@@ -69,6 +69,14 @@ public sealed class EchoService : IDisposable
     /// <summary>The address served.</summary>
     public IPEndPoint Endpoint => _group.Endpoint;
 
+    /// <summary>Makes every loop of the service a member of <paramref name="watchdog"/>: its pings stop when any of
+    /// them stops iterating (see <see cref="LoopWatchdog"/>).</summary>
+    public void AttachWatchdog(LoopWatchdog watchdog)
+    {
+        foreach (var loop in _loops)
+            watchdog.AttachLater(loop);
+    }
+
     /// <summary>Stops the loops (closing their connections' sources) and the listeners.</summary>
     public void Dispose()
     {

@@ -75,6 +75,14 @@ public sealed class HttpServer : IDisposable
     /// <summary>Open connections, all threads (approximate while running).</summary>
     public int Connections => _workers.Sum(w => w.Connections);
 
+    /// <summary>Makes every loop of the server a member of <paramref name="watchdog"/>: its pings stop when any of
+    /// them stops iterating (see <see cref="LoopWatchdog"/>).</summary>
+    public void AttachWatchdog(LoopWatchdog watchdog)
+    {
+        foreach (var worker in _workers)
+            watchdog.AttachLater(worker.Loop);
+    }
+
     /// <summary>Stops every loop, closes every connection and listener.</summary>
     public void Dispose()
     {

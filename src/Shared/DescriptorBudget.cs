@@ -33,7 +33,7 @@ internal sealed unsafe partial class DescriptorBudget
     // (illumos-gate usr/src/uts/common/sys/resource.h @ f35c5cf1).
     private static int RLIMIT_NOFILE =>
         OperatingSystem.IsLinux() ? 7
-        : OperatingSystem.IsOSPlatform("ILLUMOS") || OperatingSystem.IsOSPlatform("SOLARIS") ? 5
+        : Platform.IsIllumos ? 5
         : 8;
 
     /// <summary>Measures what the process holds before it serves anything (the runtime's descriptors, listeners, spares).</summary>

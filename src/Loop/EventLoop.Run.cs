@@ -8,7 +8,6 @@ public sealed partial class EventLoop : IAsyncDisposable
 {
     private int _runAsyncCalled;
     private Task<int>? _runTask;
-    private Thread? _runThread;
 
     /// <summary>Watches the descriptor of <paramref name="handle"/>, as <see cref="Poller.Register(SafeHandle, ulong, Interest, TriggerMode)"/>
     /// does: the handle is referenced while each registration call runs, and once it is closed the source
@@ -48,7 +47,7 @@ public sealed partial class EventLoop : IAsyncDisposable
 
     /// <summary>
     /// Runs the loop (as <see cref="Run"/>) on a thread of its own and completes with the exit code once the
-    /// loop has exited and its exit sources ran; faults with <see cref="EventLoopException"/> when a callback
+    /// loop has exited, its exit sources ran and its thread has ended; faults with <see cref="EventLoopException"/> when a callback
     /// threw. Cancelling <paramref name="cancellationToken"/> asks the loop to exit, as <see cref="Exit"/> from
     /// another thread does (exit code 0, unless an exit was asked already); the task then completes normally,
     /// as <c>IHost.RunAsync</c> does when its token asks it to stop. A loop runs once.
@@ -66,7 +65,6 @@ public sealed partial class EventLoop : IAsyncDisposable
             throw new InvalidOperationException("RunAsync was already called on this loop; a loop runs once.");
         var completion = new TaskCompletionSource<int>(TaskCreationOptions.RunContinuationsAsynchronously);
         var thread = new Thread(() => RunOnThread(completion, cancellationToken)) { IsBackground = true, Name = "IoMux loop" };
-        _runThread = thread;
         _runTask = completion.Task;
         thread.UnsafeStart(); // the loop thread does not inherit the caller's ExecutionContext (a host's scope)
         return completion.Task;
@@ -74,7 +72,8 @@ public sealed partial class EventLoop : IAsyncDisposable
 
     private void RunOnThread(TaskCompletionSource<int> completion, CancellationToken cancellationToken)
     {
-        int code;
+        int code = 0;
+        Exception? failure = null;
         try
         {
             using (cancellationToken.UnsafeRegister(static s => ((EventLoop)s!).ExitUnlessAsked(), this))
@@ -82,10 +81,19 @@ public sealed partial class EventLoop : IAsyncDisposable
         }
         catch (Exception e)
         {
-            completion.SetException(e);
-            return;
+            failure = e;
         }
-        completion.SetResult(code);
+        // The task completes once this thread has ended, so whoever awaits it (a host's StopAsync) knows the
+        // thread is gone: a pool thread waits for the end, which is only this method's return away.
+        var thread = Thread.CurrentThread;
+        ThreadPool.UnsafeQueueUserWorkItem(_ =>
+        {
+            thread.Join();
+            if (failure is null)
+                completion.SetResult(code);
+            else
+                completion.SetException(failure);
+        }, null);
     }
 
     /// <summary>Exit(0) unless an exit was asked already (its code stands). Any thread.</summary>
@@ -110,11 +118,10 @@ public sealed partial class EventLoop : IAsyncDisposable
     /// has exited).</summary>
     public async ValueTask DisposeAsync()
     {
-        if (_runTask is { } run && _runThread is { } thread)
+        if (_runTask is { } run)
         {
             ExitUnlessAsked();
-            await ((Task)run).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
-            thread.Join(); // the task completes as the thread's last step: this returns at once
+            await ((Task)run).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing); // completes once the thread ended
         }
         Dispose();
     }

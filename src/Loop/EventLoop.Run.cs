@@ -8,6 +8,7 @@ public sealed partial class EventLoop : IAsyncDisposable
 {
     private int _runAsyncCalled;
     private Task<int>? _runTask;
+    private int _runThreadId;
 
     /// <summary>Watches the descriptor of <paramref name="handle"/>, as <see cref="Poller.Register(SafeHandle, ulong, Interest, TriggerMode)"/>
     /// does: the handle is referenced while each registration call runs, and once it is closed the source
@@ -65,6 +66,7 @@ public sealed partial class EventLoop : IAsyncDisposable
             throw new InvalidOperationException("RunAsync was already called on this loop; a loop runs once.");
         var completion = new TaskCompletionSource<int>(TaskCreationOptions.RunContinuationsAsynchronously);
         var thread = new Thread(() => RunOnThread(completion, cancellationToken)) { IsBackground = true, Name = "IoMux loop" };
+        _runThreadId = thread.ManagedThreadId;
         _runTask = completion.Task;
         thread.UnsafeStart(); // the loop thread does not inherit the caller's ExecutionContext (a host's scope)
         return completion.Task;
@@ -107,7 +109,7 @@ public sealed partial class EventLoop : IAsyncDisposable
 
     private void ThrowIfRunningElsewhere()
     {
-        if (_runTask is { IsCompleted: false } && !IsLoopThread)
+        if (_runTask is { IsCompleted: false } && Environment.CurrentManagedThreadId != _runThreadId)
             throw new InvalidOperationException("RunAsync's thread still runs this loop; call DisposeAsync, which asks it to exit and waits for it.");
     }
 

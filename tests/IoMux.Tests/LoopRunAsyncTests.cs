@@ -142,6 +142,17 @@ public sealed class LoopRunAsyncTests(BackendProvider backend)
     }
 
     [Test]
+    public void DisposeFromAnExitSourceOnTheLoopThreadIsAllowed()
+    {
+        var loop = NewLoop();
+        loop.AddExit(_ => loop.Dispose());
+        var run = loop.RunAsync();
+        loop.Exit(4);
+        Assert.That(Await(run), Is.EqualTo(4));
+        Assert.Throws<ObjectDisposedException>(() => loop.AddDefer(_ => { }));
+    }
+
+    [Test]
     public void ACancelledNextAsyncEndsWithOperationCanceledAndTheSourceStaysUsable()
     {
         using var loop = NewLoop();
@@ -151,11 +162,14 @@ public sealed class LoopRunAsyncTests(BackendProvider backend)
         Exception? cancelled = null;
         Readiness after = Readiness.None;
         int continuationThread = -1;
+        using var waiting = new ManualResetEventSlim();
         async Task Reader()
         {
             try
             {
-                await source.NextAsync(cancel.Token);
+                var pending = source.NextAsync(cancel.Token);
+                waiting.Set(); // the await is pending now: the cancellation must come through the loop
+                await pending;
             }
             catch (OperationCanceledException e)
             {
@@ -168,8 +182,9 @@ public sealed class LoopRunAsyncTests(BackendProvider backend)
         }
         loop.Post(() => _ = Reader());
         var run = loop.RunAsync();
-        Thread.Sleep(20); // let the reader wait
-        Assert.That(cancelled, Is.Null, "nothing cancelled yet");
+        Assert.That(waiting.Wait(Patience), Is.True);
+        Thread.Sleep(20);
+        Assert.That(Volatile.Read(ref cancelled), Is.Null, "nothing cancelled yet");
         cancel.Cancel(); // from this thread: the await ends on the loop thread
         var clock = System.Diagnostics.Stopwatch.StartNew();
         while (Volatile.Read(ref cancelled) is null && clock.Elapsed < Patience)

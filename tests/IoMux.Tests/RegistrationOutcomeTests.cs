@@ -63,17 +63,40 @@ public sealed class RegistrationOutcomeTests(BackendProvider backend)
         Assert.Fail($"token {token} was never reported");
     }
 
-    [Test]
-    public void AResetIsTheConnectionResetOutcomeOfTryReadNotAnException()
+    /// <summary>A registered TCP socket whose peer reset the connection (an abortive close sends RST), once the
+    /// poller reported it.</summary>
+    private Registration ResetByPeer()
     {
         var (local, peer) = _context.TcpPair();
         var registration = _poller.Register(local.SafeHandle, 1, Interest.Readable);
         peer.LingerState = new LingerOption(true, 0);
-        peer.Close(); // an abortive close: the peer sends RST
+        peer.Close();
         WaitFor(1);
+        return registration;
+    }
+
+    [Test]
+    public void AResetIsTheConnectionResetOutcomeOfTryReadNotAnException()
+    {
+        var registration = ResetByPeer();
         var buffer = new byte[16];
         Assert.That(registration.TryRead(buffer, out int read), Is.EqualTo(IoOutcome.ConnectionReset));
         Assert.That(read, Is.Zero);
+    }
+
+    [Test]
+    public void AWriteAfterAResetIsAnOutcomeToo()
+    {
+        var registration = ResetByPeer();
+        var first = registration.TryWrite("x"u8, out int written);
+        Assert.That(written, Is.Zero);
+        // Linux returns the pending ECONNRESET first, then EPIPE (the reset shut both directions); a BSD may
+        // say EPIPE at once. Neither is an exception.
+        if (OperatingSystem.IsLinux())
+            Assert.That(first, Is.EqualTo(IoOutcome.ConnectionReset));
+        else
+            Assert.That(first, Is.AnyOf(IoOutcome.ConnectionReset, IoOutcome.BrokenPipe));
+        Assert.That(registration.TryWrite("x"u8, out _), Is.EqualTo(IoOutcome.BrokenPipe));
     }
 
     [Test]

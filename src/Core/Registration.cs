@@ -267,11 +267,12 @@ public sealed unsafe class Registration : IDisposable
     {
         AddressFamily.InterNetwork => new IPEndPoint(IPAddress.Any, 0).Create(address),
         AddressFamily.InterNetworkV6 => new IPEndPoint(IPAddress.IPv6Any, 0).Create(address),
-        AddressFamily.Unix => UnnamedUnixPeer.Create(address),
+        AddressFamily.Unix => UnixEndPointTemplate.Create(address),
         _ => null,
     };
 
-    private static readonly UnixDomainSocketEndPoint UnnamedUnixPeer = new(" ");
+    // Create() makes a new endpoint from the address; the template's own path is never used.
+    private static readonly UnixDomainSocketEndPoint UnixEndPointTemplate = new(" ");
 
     private IoOutcome Accept(out SafeFileHandle? connection, byte* address, uint capacity, out uint addressLength)
     {

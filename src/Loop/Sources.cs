@@ -177,6 +177,7 @@ public sealed class IoSource : EventSource, IValueTaskSource<Readiness>
         ThrowIfCannotAwait();
         _awaiting = true;
         _completed = false;
+        _cancellation = default; // NextAsync(token) sets its own after this
         if (!_armed)
         {
             _armed = true;

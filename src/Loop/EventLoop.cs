@@ -20,7 +20,8 @@ public sealed class EventLoopException(EventSource? source, Exception inner)
 /// called from any thread (they wake the poller, coalesced).
 /// </summary>
 /// <remarks>Exceptions: a callback that throws stops the loop; exit sources still run; <see cref="Run"/> (or
-/// <see cref="RunOnce"/>) then throws <see cref="EventLoopException"/> with the original inside. A loop that
+/// <see cref="RunOnce"/>) then throws <see cref="EventLoopException"/> with the original inside (<see cref="RunAsync"/>'s
+/// task faults with it). A loop that
 /// keeps going after an unexpected exception would do so in a state nobody planned for.</remarks>
 public sealed partial class EventLoop : IDisposable
 {

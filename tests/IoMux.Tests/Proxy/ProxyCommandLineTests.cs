@@ -126,8 +126,14 @@ public sealed partial class ProxyCommandLineTests
     [TestCase("")]
     [TestCase("5 parsecs")]
     [TestCase("s")]
-    [TestCase("1000000000000")] // past TimeSpan.MaxValue: an error, as systemd's ERANGE
+    [TestCase("-1s")] // systemd's ERANGE, as past 2^64 microseconds
+    [TestCase("584943y")]
     public void BadTimeSpansAreRejected(string text) => Assert.Throws<FormatException>(() => TimeSpans.Parse(text));
+
+    /// <summary>systemd takes spans up to 584,000 years; past TimeSpan's 29,000 they are its longest.</summary>
+    [Test]
+    public void SpansLongerThanATimeSpanAreItsLongest() =>
+        Assert.That(TimeSpans.Parse("1000000000000"), Is.EqualTo(TimeSpan.MaxValue));
 
     [Test]
     public void IomuxProxyIsTheSameCommand()

@@ -20,11 +20,8 @@ public static class ProxyCommand
             Description = "Where to relay each connection: HOST:PORT, [IPv6]:PORT, a Unix socket path, or @abstract.",
         }.ParsedWith(BackendTarget.Parse);
         var connectionsMax = UnixCommand.BoundedInt("--connections-max", "-c", "a connection count", 1, int.MaxValue, ProxyOptions.DefaultConnectionsMax);
-        connectionsMax.Description = "Set the maximum number of connections to be accepted (default 256). Past it, clients wait in the listen backlog.";
-        var exitIdle = new Option<TimeSpan?>("--exit-idle-time")
-        {
-            Description = "Exit when without a connection for this duration (systemd.time(7) format: 30s, 5min, infinity).",
-        }.ParsedWith(TimeSpans.Parse);
+        connectionsMax.Description = "Set the maximum number of connections to be accepted. Past it, clients wait in the listen backlog.";
+        var exitIdle = SpanOption("--exit-idle-time", "Exit when without a connection for this duration (systemd.time(7) format: 30s, 5min, infinity).");
         var listen = new Option<string[]>("--listen")
         {
             Description = "Extension: listen on ADDRESS (HOST:PORT or a socket path) itself instead of receiving sockets by socket activation (LISTEN_FDS). Repeatable.",
@@ -44,8 +41,8 @@ public static class ProxyCommand
                 }
             }
         });
-        var drain = SpanOption("--drain-time", "Extension: after SIGTERM/SIGINT, how long active connections may finish before they are closed (default 10s).", "10s");
-        var connectTimeout = SpanOption("--connect-timeout", "Extension: how long a backend connect may take before its client is closed (default 30s).", "30s");
+        var drain = SpanOption("--drain-time", "Extension: after SIGTERM/SIGINT, how long active connections may finish before they are closed (default 10s).");
+        var connectTimeout = SpanOption("--connect-timeout", "Extension: how long a backend connect may take before its client is closed (default 30s).");
         var copyMode = new Option<CopyMode?>("--copy")
         {
             Description = "Extension: splice (zero-copy through a pipe; Linux, the default there) or buffer (read/write).",
@@ -63,9 +60,9 @@ public static class ProxyCommand
             {
                 Target = result.GetValue(target)!,
                 ConnectionsMax = result.GetValue(connectionsMax),
-                ExitIdleTime = FitTimer(result.GetValue(exitIdle)),
-                DrainTime = FitTimer(result.GetValue(drain)) ?? MaxTimer,
-                ConnectTimeout = FitTimer(result.GetValue(connectTimeout)) ?? TimeSpan.FromDays(1),
+                ExitIdleTime = Span(result, exitIdle, fallback: null),
+                DrainTime = Span(result, drain, TimeSpan.FromSeconds(10)) ?? MaxTimer,
+                ConnectTimeout = Span(result, connectTimeout, TimeSpan.FromSeconds(30)) ?? TimeSpan.FromDays(1),
                 CopyMode = result.GetValue(copyMode) ?? (OperatingSystem.IsLinux() ? CopyMode.Splice : CopyMode.Buffer),
             };
             return Run(options, result.GetValue(listen) ?? [], new StderrLogger(ProgramName, StderrLogger.LevelFromEnvironment()));
@@ -84,14 +81,21 @@ public static class ProxyCommand
     /// <summary>The loop's timers count nanoseconds in a long (292 years): a span beyond this is "never".</summary>
     private static readonly TimeSpan MaxTimer = TimeSpan.FromDays(100 * 365.25);
 
-    /// <summary>Null (infinity) stays null; a span too long for a loop timer becomes null, as it would never fire.</summary>
-    private static TimeSpan? FitTimer(TimeSpan? span) => span > MaxTimer ? null : span;
+    /// <summary>An option holding a systemd.time(7) span. "infinity" is <see cref="TimeSpan.MaxValue"/>, not null:
+    /// System.CommandLine cannot convert a custom parser's null (InvalidCastException). Not a DefaultValueFactory:
+    /// help would show the default as 00:00:10 instead of the 10s the description gives.</summary>
+    private static Option<TimeSpan> SpanOption(string name, string description) =>
+        new Option<TimeSpan>(name) { Description = description }.ParsedWith(text => TimeSpans.Parse(text) ?? TimeSpan.MaxValue);
 
-    private static Option<TimeSpan?> SpanOption(string name, string description, string defaultText) => new Option<TimeSpan?>(name)
+    /// <summary>The span given, null ("never") for one too long for a loop timer, <paramref name="fallback"/> when
+    /// the option is absent.</summary>
+    private static TimeSpan? Span(ParseResult result, Option<TimeSpan> option, TimeSpan? fallback)
     {
-        Description = description,
-        DefaultValueFactory = _ => TimeSpans.Parse(defaultText),
-    }.ParsedWith(TimeSpans.Parse);
+        if (result.GetResult(option) is null)
+            return fallback;
+        var span = result.GetValue(option);
+        return span > MaxTimer ? null : span;
+    }
 
     /// <summary>Takes the listening sockets (activation or <paramref name="listenAddresses"/>), runs the proxy until it
     /// exits, and returns the exit code: 0 after idle exit or a drained stop, 1 when it cannot start.</summary>

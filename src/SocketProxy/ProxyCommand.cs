@@ -99,6 +99,7 @@ public static class ProxyCommand
 
     /// <summary>Takes the listening sockets (activation or <paramref name="listenAddresses"/>), runs the proxy until it
     /// exits, and returns the exit code: 0 after idle exit or a drained stop, 1 when it cannot start.</summary>
+    /// <exception cref="BackendUnavailableException">IOMUX_BACKEND names a backend that cannot be used here.</exception>
     public static int Run(ProxyOptions options, IReadOnlyList<string> listenAddresses, ILogger logger)
     {
         // The backend first: an unknown IOMUX_BACKEND is reported before any socket is taken or bound.

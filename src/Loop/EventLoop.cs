@@ -20,9 +20,10 @@ public sealed class EventLoopException(EventSource? source, Exception inner)
 /// called from any thread (they wake the poller, coalesced).
 /// </summary>
 /// <remarks>Exceptions: a callback that throws stops the loop; exit sources still run; <see cref="Run"/> (or
-/// <see cref="RunOnce"/>) then throws <see cref="EventLoopException"/> with the original inside. A loop that
+/// <see cref="RunOnce"/>) then throws <see cref="EventLoopException"/> with the original inside (<see cref="RunAsync"/>'s
+/// task faults with it). A loop that
 /// keeps going after an unexpected exception would do so in a state nobody planned for.</remarks>
-public sealed class EventLoop : IDisposable
+public sealed partial class EventLoop : IDisposable
 {
     private readonly struct Pending(EventSource? source, Action? action, int priority, long order)
     {
@@ -60,6 +61,7 @@ public sealed class EventLoop : IDisposable
         _ownsPoller = ownsPoller;
         _context = new LoopSynchronizationContext(this);
         UpdateNow();
+        LoopMetrics.Loops.Add(this);
     }
 
     /// <summary>The poller underneath.</summary>
@@ -67,6 +69,14 @@ public sealed class EventLoop : IDisposable
 
     /// <summary>Completed iterations.</summary>
     public long Iterations { get; private set; }
+
+    /// <summary>Time spent in the poller's wait, counted while <see cref="LoopMetrics"/> has a listener for it.</summary>
+    internal long WaitNanoseconds { get; private set; }
+
+    /// <summary>Callbacks run (the iomux.loop.dispatches metric).</summary>
+    internal long Dispatches { get; private set; }
+
+    internal int IoSourceCount => _io.Count;
 
     /// <summary>The loop's cached time on <paramref name="clock"/> in nanoseconds, read once per iteration
     /// after the wait (so every callback of an iteration sees the same now).</summary>
@@ -85,16 +95,16 @@ public sealed class EventLoop : IDisposable
         int priority = 0, SourceState state = SourceState.On, string? description = null)
     {
         ThrowIfDisposed();
-        var source = new IoSource(this, fd, interest, mode, callback, priority, state, description);
+        var source = new IoSource(this, fd, null, interest, mode, callback, priority, state, description);
         _io.Add(source.Id, source);
         return source;
     }
 
-    /// <summary>Watches a descriptor for code that awaits <see cref="IoSource.NextAsync"/> on the loop thread.</summary>
+    /// <summary>Watches a descriptor for code that awaits <see cref="IoSource.NextAsync()"/> on the loop thread.</summary>
     public IoSource AddIo(int fd, Interest interest, int priority = 0, string? description = null)
     {
         ThrowIfDisposed();
-        var source = new IoSource(this, fd, interest, TriggerMode.Oneshot, null, priority, SourceState.On, description);
+        var source = new IoSource(this, fd, null, interest, TriggerMode.Oneshot, null, priority, SourceState.On, description);
         _io.Add(source.Id, source);
         return source;
     }
@@ -180,6 +190,11 @@ public sealed class EventLoop : IDisposable
                     Invoke(child, null);
         }, priority: int.MinValue, description: "SIGCHLD for child sources");
 
+    /// <summary>Pings systemd's watchdog from this loop, as sd_event_set_watchdog does, when the service has one
+    /// (<c>WATCHDOG_USEC</c>, for this pid); returns it, or null when there is none. See <see cref="LoopWatchdog"/>.</summary>
+    /// <exception cref="FormatException">WATCHDOG_USEC or WATCHDOG_PID is malformed.</exception>
+    public LoopWatchdog? EnableWatchdog(SystemdNotifier? notifier) => LoopWatchdog.Enable(this, notifier);
+
     /// <summary>True on the thread that is running an iteration right now.</summary>
     public bool IsLoopThread => _loopThread == Environment.CurrentManagedThreadId;
 
@@ -233,8 +248,11 @@ public sealed class EventLoop : IDisposable
         try
         {
             var timeout = ComputeTimeout(maxTimeout);
+            long waitStart = LoopMetrics.MeasuresWaitTime ? TimerSource.ReadClock(LoopClock.Monotonic) : 0;
             int n = Poller.Wait(_events, timeout);
             UpdateNow();
+            if (waitStart != 0)
+                WaitNanoseconds += Now(LoopClock.Monotonic) - waitStart;
             ExpireRateLimits();
             CollectPending(n);
             DispatchPending();
@@ -400,6 +418,7 @@ public sealed class EventLoop : IDisposable
 
     private void Invoke(EventSource? source, Action? action)
     {
+        Dispatches++;
         try
         {
             if (source is not null)
@@ -457,10 +476,14 @@ public sealed class EventLoop : IDisposable
     private void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(_disposed, this);
 
     /// <summary>Disposes every source and, if the loop owns it, the poller.</summary>
+    /// <exception cref="InvalidOperationException"><see cref="RunAsync"/>'s thread still runs the loop: use
+    /// <see cref="DisposeAsync"/>, which asks it to exit and waits.</exception>
     public void Dispose()
     {
         if (_disposed)
             return;
+        ThrowIfRunningElsewhere();
+        LoopMetrics.Loops.Retire(this);
         foreach (var registered in _io.Values.ToList())
             registered.Dispose();
         foreach (var signal in _signals.ToList())

@@ -5,7 +5,7 @@ namespace IoMux.SocketProxy;
 /// "1month", "1y", "infinity"; a bare number means seconds.</summary>
 /// <remarks>A port of <c>parse_time</c> and <c>extract_multiplier</c> in systemd's src/basic/time-util.c at
 /// revision 003b845cb2322afe179f1886a98e622f075164de, rule for rule, so that every input is accepted or refused as
-/// systemd does and lands on the same microsecond (tests/IoMux.Tests/Proxy/TimeSpanOracleTests.cs compares it
+/// systemd does and lands on the same microsecond (tests/IoMux.SystemTests/Proxy/TimeSpanOracleTests.cs compares it
 /// with <c>systemd-analyze timespan</c>). What it takes from C:
 /// <list type="bullet">
 /// <item>units are matched as prefixes in the table's order ("5ms" is milliseconds, "5m" minutes, "5M" months),

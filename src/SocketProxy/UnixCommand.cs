@@ -3,6 +3,7 @@ using System.CommandLine.Help;
 using System.CommandLine.Invocation;
 using System.CommandLine.Parsing;
 using System.Globalization;
+using Microsoft.Extensions.Logging;
 
 namespace IoMux.SocketProxy;
 
@@ -48,11 +49,13 @@ internal static class UnixCommand
     };
 
     /// <summary>Parses <paramref name="args"/> and runs the command: a parse error is one line on
-    /// <paramref name="error"/> and <see cref="UsageError"/>; an exception is one line (with the stack trace after
+    /// <paramref name="error"/> (stderr by default) and <see cref="UsageError"/>; an exception is one line (with the stack trace after
     /// it under --verbose) and its exit code.</summary>
     public static int Run(Command root, IReadOnlyList<string> args, TextWriter? error = null)
     {
-        error ??= Console.Error;
+        // Through the stderr logger: under the journal the line carries its priority (<3>), as the proxy's other
+        // errors and systemd's own tools' do, so that `journalctl -p err` finds it.
+        var log = new StderrLogger(root.Name, LogLevel.Error, error);
         try
         {
             var result = root.Parse(args);
@@ -60,17 +63,17 @@ internal static class UnixCommand
             {
                 // All of them on one line: System.CommandLine's own report is one error a line and the whole help.
                 var errors = string.Join("; ", result.Errors.Select(e => OneLine(e.Message).TrimEnd('.')));
-                error.WriteLine($"{root.Name}: {errors} (see {CommandPath(result.CommandResult)} --help)");
+                log.LogError("{Errors} (see {Command} --help)", errors, CommandPath(result.CommandResult));
                 return UsageError;
             }
-            return result.Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false, Error = error });
+            return result.Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false, Error = error ?? Console.Error });
         }
         catch (Exception e)
         {
             var (message, code) = Describe(e);
-            error.WriteLine($"{root.Name}: {OneLine(message)}");
+            log.LogError("{Message}", OneLine(message));
             if (args.Contains(VerboseName)) // read from the arguments: the failure may have been in parsing them
-                error.WriteLine(e);
+                (error ?? Console.Error).WriteLine(e);
             return code;
         }
     }

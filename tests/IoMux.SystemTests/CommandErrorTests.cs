@@ -143,6 +143,16 @@ public sealed partial class CommandErrorTests
         });
     }
 
+    /// <summary>Under the journal the line carries the error priority instead of the program's name, as the
+    /// proxy's other lines and systemd's own tools' do.</summary>
+    [Test]
+    public void UnderTheJournalTheLineCarriesTheErrorPriority()
+    {
+        var result = CommandProcess.Run(Path.Combine(AppContext.BaseDirectory, Proxy), ["-c", "0", "127.0.0.1:9"],
+            new Dictionary<string, string?> { ["JOURNAL_STREAM"] = "8:12345" });
+        result.AssertOneLine(2, "<3>--connections-max 0: not a connection count (at least 1)");
+    }
+
     [Test]
     public void HelpNamesTheProgramIomux()
     {
@@ -167,6 +177,7 @@ internal sealed record CommandProcess(int ExitCode, string Stdout, string Stderr
         var start = new ProcessStartInfo(program) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         foreach (var argument in arguments)
             start.ArgumentList.Add(argument);
+        start.Environment.Remove("JOURNAL_STREAM"); // the lines are compared without the journal's <N> prefix
         foreach (var (name, value) in environment ?? new Dictionary<string, string?>())
         {
             if (value is null)

@@ -37,8 +37,12 @@ public sealed class IoMuxTransportOptions
     /// <summary>The listen(2) backlog of sockets the transport creates.</summary>
     public int Backlog { get; set; } = 512;
 
-    internal Poller CreatePoller() =>
-        BackendFactory is { } factory ? new Poller(factory())
-        : Backend is { } name ? PollerFactory.Create(name)
-        : PollerFactory.Create();
+    internal Poller CreatePoller()
+    {
+        var poller = BackendFactory is { } factory ? new Poller(factory())
+            : Backend is { } name ? PollerFactory.Create(name)
+            : PollerFactory.Create();
+        poller.UseServerSpin(); // catch the next request awake (Poller.SpinBeforeSleep)
+        return poller;
+    }
 }

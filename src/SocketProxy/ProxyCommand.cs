@@ -104,6 +104,7 @@ public static class ProxyCommand
     {
         // The backend first: an unknown IOMUX_BACKEND is reported before any socket is taken or bound.
         using var loop = new EventLoop(PollerFactory.Create());
+        loop.Poller.UseServerSpin(); // relay the next packet without a wake-up (Poller.SpinBeforeSleep)
         var listeners = new List<int>();
         try
         {

@@ -32,6 +32,7 @@ public sealed class EchoService : IDisposable
         for (int i = 0; i < threads; i++)
         {
             var loop = _loops[i] = new EventLoop(backend is null ? PollerFactory.Create() : PollerFactory.Create(backend));
+            loop.Poller.UseServerSpin(); // catch the next message awake (Poller.SpinBeforeSleep)
             var open = _open[i] = [];
             int listener = _group.Listeners[i];
             AcceptGate? gate = null;

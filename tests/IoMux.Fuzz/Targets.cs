@@ -113,8 +113,8 @@ internal sealed class FuzzTargets : IDisposable
             string lexical = Path.GetFullPath(Path.Join(tree.Root, Encoding.UTF8.GetString(path)));
             Require(IsBeneath(lexical, tree.Root), $"'{Encoding.UTF8.GetString(target)}' resolves to {lexical}, outside {tree.Root}");
         }
-        int openStatus = tree.Static.Open(target, out int fd, out long size, out _);
-        Require(openStatus is 0 or 400 or 404, $"Open answered {openStatus}");
+        int openStatus = tree.Static.Open(target, out int fd, out long size, out _, out _);
+        Require(openStatus is 0 or 301 or 400 or 404, $"Open answered {openStatus}");
         Require(normalizeStatus == 0 || openStatus == 400, $"Open answered {openStatus} for a target Normalize refused");
         if (openStatus != 0)
         {

@@ -303,37 +303,14 @@ public sealed class HttpServerTests(string backend)
         }
     }
 
-    private static string? Header(string headers, string name) =>
-        headers.Split("\r\n").FirstOrDefault(l => l.StartsWith(name + ": ", StringComparison.OrdinalIgnoreCase))?[(name.Length + 2)..];
+    private static string? Header(string headers, string name) => RawHttp.Header(headers, name);
 
     private static string WithoutDate(string headers) =>
         string.Join("\r\n", headers.Split("\r\n").Where(l => !l.StartsWith("Date: ", StringComparison.Ordinal)));
 
-    private Socket Connect()
-    {
-        var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { ReceiveTimeout = 15_000 };
-        socket.Connect(_server.Endpoint);
-        return socket;
-    }
+    private Socket Connect() => RawHttp.Connect(_server.Endpoint);
 
-    private static byte[] ReadToEnd(Socket socket)
-    {
-        using var output = new MemoryStream();
-        var buffer = new byte[64 * 1024];
-        int n;
-        while ((n = socket.Receive(buffer)) > 0)
-            output.Write(buffer, 0, n);
-        return output.ToArray();
-    }
+    private static byte[] ReadToEnd(Socket socket) => RawHttp.ReadToEnd(socket);
 
-    private (int Status, string Headers, byte[] Body) Exchange(string request)
-    {
-        using var socket = Connect();
-        socket.Send(Encoding.ASCII.GetBytes(request));
-        var response = ReadToEnd(socket);
-        int split = response.AsSpan().IndexOf("\r\n\r\n"u8);
-        Assert.That(split, Is.GreaterThan(0), $"no response head: {Encoding.ASCII.GetString(response)}");
-        var headers = Encoding.ASCII.GetString(response, 0, split);
-        return (int.Parse(headers.AsSpan(9, 3)), headers, response[(split + 4)..]);
-    }
+    private (int Status, string Headers, byte[] Body) Exchange(string request) => RawHttp.Exchange(_server.Endpoint, request);
 }

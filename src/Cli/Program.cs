@@ -27,17 +27,20 @@ var portOption = new Option<int>("--port", "-p") { Description = "TCP port (defa
 var addressOption = new Option<string>("--address", "-a") { Description = "Address to listen on (default 127.0.0.1).", DefaultValueFactory = _ => "127.0.0.1" };
 var threadsOption = new Option<int>("--threads", "-t") { Description = "Loop threads, one SO_REUSEPORT listener each (default: one per core).", DefaultValueFactory = _ => Environment.ProcessorCount };
 var directoryArgument = new Argument<string>("DIR") { Description = "The directory to serve." };
+var accessLogOption = new Option<bool>("--access-log") { Description = "Log one line per response on stderr (method, target, status, bytes, duration)." };
 
 var serve = new Command("serve", "Serve the files under DIR over HTTP/1.1 (GET, HEAD; keep-alive; sendfile) until SIGINT or SIGTERM.")
 {
-    directoryArgument, portOption, addressOption, threadsOption,
+    directoryArgument, portOption, addressOption, threadsOption, accessLogOption,
 };
-serve.SetAction(result => Servers.Run("serve", result.GetValue(addressOption)!, result.GetValue(portOption), result.GetValue(threadsOption), result.GetValue(directoryArgument)));
+serve.SetAction(result => Servers.Run("serve", result.GetValue(addressOption)!, result.GetValue(portOption), result.GetValue(threadsOption), result.GetValue(directoryArgument),
+    result.GetValue(accessLogOption)));
 var hello = new Command("hello", "Answer every HTTP GET with \"Hello, World!\" until SIGINT or SIGTERM (the benchmark responder).")
 {
-    portOption, addressOption, threadsOption,
+    portOption, addressOption, threadsOption, accessLogOption,
 };
-hello.SetAction(result => Servers.Run("hello", result.GetValue(addressOption)!, result.GetValue(portOption), result.GetValue(threadsOption), null));
+hello.SetAction(result => Servers.Run("hello", result.GetValue(addressOption)!, result.GetValue(portOption), result.GetValue(threadsOption), null,
+    result.GetValue(accessLogOption)));
 var echo = new Command("echo", "A TCP echo server until SIGINT or SIGTERM.")
 {
     portOption, addressOption, threadsOption,

@@ -9,7 +9,7 @@ namespace IoMux.Cli;
 internal static class Servers
 {
     /// <summary>Runs one server until SIGINT or SIGTERM; 0 after a clean stop, 1 when it cannot start.</summary>
-    public static int Run(string kind, string address, int port, int threads, string? directory)
+    public static int Run(string kind, string address, int port, int threads, string? directory, bool accessLog = false)
     {
         if (!IPAddress.TryParse(address, out var ip))
         {
@@ -18,7 +18,7 @@ internal static class Servers
         }
         var endpoint = new IPEndPoint(ip, port);
         var logger = new IoMux.SocketProxy.StderrLogger($"iomux {kind}", IoMux.SocketProxy.StderrLogger.LevelFromEnvironment());
-        var options = new HttpServerOptions { Threads = Math.Max(1, threads), Logger = logger };
+        var options = new HttpServerOptions { Threads = Math.Max(1, threads), Logger = logger, AccessLog = accessLog ? logger : null };
         IDisposable server;
         IPEndPoint bound;
         try

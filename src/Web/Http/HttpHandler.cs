@@ -181,7 +181,7 @@ public sealed class HttpResponse
         if (name.Length + value.Length > MaxHeaderBytes)
             throw new InvalidOperationException($"The header fields exceed {MaxHeaderBytes} bytes.");
         Span<byte> bytes = stackalloc byte[name.Length + value.Length];
-        if (!Ascii.IsValid(name) || value.Any(c => c > 0xff))
+        if (!Ascii.IsValid(name) || value.AsSpan().ContainsAnyExceptInRange((char)0, (char)0xff))
             throw new ArgumentException("A field must be ASCII (its value Latin-1).");
         Encoding.Latin1.GetBytes(name, bytes);
         Encoding.Latin1.GetBytes(value, bytes[name.Length..]);

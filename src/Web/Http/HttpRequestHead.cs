@@ -56,12 +56,15 @@ public sealed class HttpRequestHead
     // recorded in the parser's single pass so that answering a conditional or range request scans nothing again.
     internal FieldValue Range, IfRange, IfNoneMatch, IfModifiedSince;
 
+    /// <summary>"Expect: 100-continue" was sent: the client waits for an interim 100 before it sends the content.</summary>
+    internal bool ExpectsContinue;
+
     internal void Reset()
     {
         ErrorStatus = 0;
         Method = HttpMethodKind.Other;
         TargetStart = TargetLength = Version = HeadLength = MethodStart = MethodLength = FieldsStart = 0;
-        KeepAlive = HasTransferEncoding = HasHost = false;
+        KeepAlive = HasTransferEncoding = HasHost = ExpectsContinue = false;
         ContentLength = -1;
         Range = IfRange = IfNoneMatch = IfModifiedSince = FieldValue.Absent;
     }

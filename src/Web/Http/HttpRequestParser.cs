@@ -223,6 +223,8 @@ public static class HttpRequestParser
                 head.IfNoneMatch = place;
             else if (Ascii.EqualsIgnoreCase(name, "If-Modified-Since"u8))
                 head.IfModifiedSince = place;
+            else if (Ascii.EqualsIgnoreCase(name, "Expect"u8))
+                head.ExpectsContinue = Ascii.EqualsIgnoreCase(value, "100-continue"u8);
         }
         return true;
     }

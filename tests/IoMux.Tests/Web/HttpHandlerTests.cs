@@ -188,6 +188,31 @@ public sealed class HttpHandlerTests(string backend)
         Assert.That(answer[split..], Is.EqualTo(content));
     }
 
+    /// <summary>RFC 9110 §10.1.1: a client that sent "Expect: 100-continue" gets the interim 100 before it sends its
+    /// content; content over the limit is refused at once instead.</summary>
+    [Test]
+    public void AClientExpectingContinueGets100ThenItsAnswer()
+    {
+        using var socket = RawHttp.Connect(_server.Endpoint);
+        socket.Send(Encoding.ASCII.GetBytes("POST /echo HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 5\r\nConnection: close\r\n\r\n"));
+        var interim = new byte[25];
+        int got = 0;
+        while (got < interim.Length) // bounded by the receive timeout
+        {
+            int n = socket.Receive(interim, got, interim.Length - got, SocketFlags.None);
+            Assert.That(n, Is.GreaterThan(0), "closed before the interim response");
+            got += n;
+        }
+        Assert.That(Encoding.ASCII.GetString(interim), Is.EqualTo("HTTP/1.1 100 Continue\r\n\r\n"));
+        socket.Send("hello"u8.ToArray());
+        var answer = Encoding.ASCII.GetString(RawHttp.ReadToEnd(socket));
+        Assert.That(answer, Does.StartWith("HTTP/1.1 201"));
+        Assert.That(answer, Does.EndWith("\r\n\r\nhello"));
+
+        var (status, _, _) = Exchange("POST /echo HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 70000\r\n\r\n");
+        Assert.That(status, Is.EqualTo(413), "too large: refused without a 100");
+    }
+
     [TestCase("Content-Length: 65537\r\n\r\n", 413)]
     [TestCase("Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 413)]
     public void ContentOverTheLimitOrChunkedIs413(string framing, int expected)

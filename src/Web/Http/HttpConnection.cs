@@ -104,10 +104,20 @@ internal sealed unsafe class HttpConnection
             {
                 int errno = Errno.Last;
                 if (errno != Errno.EAGAIN && errno != Errno.EINTR)
+                {
                     Close();
-                return;
+                    return;
+                }
+                // Nothing new, but a pipelined request may wait in the buffer behind a response that has just
+                // finished (it could not be served while that response was pending): serve it now, or it would
+                // wait for the client's next bytes.
+                if (_inLength == 0)
+                    return;
             }
-            _inLength += (int)n;
+            else
+            {
+                _inLength += (int)n;
+            }
         }
         Serve();
     }

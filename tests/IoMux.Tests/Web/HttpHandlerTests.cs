@@ -72,6 +72,9 @@ public sealed class HttpHandlerTests(string backend)
             case "/counted":
                 response.SendBody(CountingSource(3_000_000), 3_000_000);
                 break;
+            case "/counted-large":
+                response.SendBody(CountingSource(32 << 20), 32 << 20);
+                break;
             case "/chunked":
                 response.SendBody(CountingSource(50_000));
                 break;
@@ -382,6 +385,22 @@ public sealed class HttpHandlerTests(string backend)
         var all = Encoding.ASCII.GetString(RawHttp.ReadToEnd(socket));
         Assert.That(all.IndexOf("\r\n\r\nfirst", StringComparison.Ordinal), Is.GreaterThan(0), all);
         Assert.That(all, Does.EndWith("\r\n\r\nsecond"));
+    }
+
+    /// <summary>A request pipelined behind a response that fills the socket is answered once that response is out,
+    /// without waiting for more bytes from the client (it used to wait for the keep-alive timeout).</summary>
+    [Test, CancelAfter(30_000)]
+    public void ARequestPipelinedBehindALongResponseIsAnsweredWhenItEnds()
+    {
+        // 32 MiB to a client with a small receive buffer: more than the socket buffers on both sides can hold.
+        using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { ReceiveTimeout = 15_000, ReceiveBufferSize = 16 * 1024 };
+        socket.Connect(_server.Endpoint);
+        socket.Send(Encoding.ASCII.GetBytes("GET /counted-large HTTP/1.1\r\nHost: t\r\n\r\nGET /text HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"));
+        Thread.Sleep(200); // the first response fills the socket before anything is read
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var all = RawHttp.ReadToEnd(socket);
+        Assert.That(clock.Elapsed, Is.LessThan(TimeSpan.FromSeconds(4)), "the second request waited for the keep-alive timeout");
+        Assert.That(Encoding.UTF8.GetString(all.AsSpan(all.Length - 200)), Does.EndWith("héllo /text 11"));
     }
 
     [Test]

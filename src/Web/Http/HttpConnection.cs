@@ -130,7 +130,11 @@ internal sealed unsafe class HttpConnection
             var status = HttpRequestParser.Parse(_in.AsSpan(0, _inLength), _head);
             _bodyLength = 0;
             if (status == ParseStatus.Invalid && _head.ErrorStatus == 413)
+            {
                 status = AdmitBody();
+                if (_closed)
+                    return; // the interim 100 could not be sent whole
+            }
             if (status == ParseStatus.Incomplete)
             {
                 if (!_awaitingHead)

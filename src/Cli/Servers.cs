@@ -21,6 +21,7 @@ internal static class Servers
         var options = new HttpServerOptions { Threads = Math.Max(1, threads), Logger = logger, AccessLog = accessLog ? logger : null };
         IDisposable server;
         IPEndPoint bound;
+        using var service = IoMux.SocketProxy.ServiceManager.FromEnvironment(logger);
         try
         {
             switch (kind)
@@ -28,10 +29,14 @@ internal static class Servers
                 case "echo":
                     var echo = new EchoService(endpoint, options.Threads, logger: logger);
                     (server, bound) = (echo, echo.Endpoint);
+                    if (service.Watchdog is { } echoWatchdog)
+                        echo.AttachWatchdog(echoWatchdog);
                     break;
                 default:
                     var http = kind == "serve" ? HttpServer.StaticFiles(endpoint, directory!, options) : HttpServer.Hello(endpoint, options);
                     (server, bound) = (http, http.Endpoint);
+                    if (service.Watchdog is { } httpWatchdog)
+                        http.AttachWatchdog(httpWatchdog);
                     break;
             }
         }
@@ -44,7 +49,9 @@ internal static class Servers
         using var term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, context => { context.Cancel = true; stop.Set(); });
         using var interrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, context => { context.Cancel = true; stop.Set(); });
         Console.Error.WriteLine($"iomux {kind}: listening on {bound} with {options.Threads} loop thread(s){(directory is null ? "" : $", serving {Path.GetFullPath(directory)}")}");
+        service.Ready($"Listening on {bound} with {options.Threads} loop thread(s)");
         stop.Wait();
+        service.Stopping("Stopping: closing the listeners and connections");
         server.Dispose();
         return 0;
     }

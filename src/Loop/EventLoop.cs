@@ -60,6 +60,7 @@ public sealed class EventLoop : IDisposable
         _ownsPoller = ownsPoller;
         _context = new LoopSynchronizationContext(this);
         UpdateNow();
+        LoopMetrics.Loops.Add(this);
     }
 
     /// <summary>The poller underneath.</summary>
@@ -67,6 +68,14 @@ public sealed class EventLoop : IDisposable
 
     /// <summary>Completed iterations.</summary>
     public long Iterations { get; private set; }
+
+    /// <summary>Time spent in the poller's wait, counted while <see cref="LoopMetrics"/> has a listener for it.</summary>
+    internal long WaitNanoseconds { get; private set; }
+
+    /// <summary>Callbacks run (the iomux.loop.dispatches metric).</summary>
+    internal long Dispatches { get; private set; }
+
+    internal int IoSourceCount => _io.Count;
 
     /// <summary>The loop's cached time on <paramref name="clock"/> in nanoseconds, read once per iteration
     /// after the wait (so every callback of an iteration sees the same now).</summary>
@@ -180,6 +189,11 @@ public sealed class EventLoop : IDisposable
                     Invoke(child, null);
         }, priority: int.MinValue, description: "SIGCHLD for child sources");
 
+    /// <summary>Pings systemd's watchdog from this loop, as sd_event_set_watchdog does, when the service has one
+    /// (<c>WATCHDOG_USEC</c>, for this pid); returns it, or null when there is none. See <see cref="LoopWatchdog"/>.</summary>
+    /// <exception cref="FormatException">WATCHDOG_USEC or WATCHDOG_PID is malformed.</exception>
+    public LoopWatchdog? EnableWatchdog(SystemdNotifier? notifier) => LoopWatchdog.Enable(this, notifier);
+
     /// <summary>True on the thread that is running an iteration right now.</summary>
     public bool IsLoopThread => _loopThread == Environment.CurrentManagedThreadId;
 
@@ -233,8 +247,11 @@ public sealed class EventLoop : IDisposable
         try
         {
             var timeout = ComputeTimeout(maxTimeout);
+            long waitStart = LoopMetrics.MeasuresWaitTime ? TimerSource.ReadClock(LoopClock.Monotonic) : 0;
             int n = Poller.Wait(_events, timeout);
             UpdateNow();
+            if (waitStart != 0)
+                WaitNanoseconds += Now(LoopClock.Monotonic) - waitStart;
             ExpireRateLimits();
             CollectPending(n);
             DispatchPending();
@@ -400,6 +417,7 @@ public sealed class EventLoop : IDisposable
 
     private void Invoke(EventSource? source, Action? action)
     {
+        Dispatches++;
         try
         {
             if (source is not null)
@@ -461,6 +479,7 @@ public sealed class EventLoop : IDisposable
     {
         if (_disposed)
             return;
+        LoopMetrics.Loops.Retire(this);
         foreach (var registered in _io.Values.ToList())
             registered.Dispose();
         foreach (var signal in _signals.ToList())

@@ -27,7 +27,14 @@ internal sealed unsafe partial class DescriptorBudget
     [System.Runtime.InteropServices.LibraryImport("libc", SetLastError = true)]
     private static partial int getrlimit(int resource, ulong* limits);
 
-    private static int RLIMIT_NOFILE => OperatingSystem.IsLinux() ? 7 : OperatingSystem.IsMacOS() || OperatingSystem.IsFreeBSD() ? 8 : 5;
+    // RLIMIT_NOFILE: Linux 7 (include/uapi/asm-generic/resource.h; x86-64 and arm64 use the generic table);
+    // 8 on the BSDs and macOS (freebsd-src sys/sys/resource.h @ 02e2c406, openbsd/src sys/sys/resource.h
+    // @ 08f631a7, NetBSD/src sys/sys/resource.h, xnu bsd/sys/resource.h); 5 on illumos and Solaris
+    // (illumos-gate usr/src/uts/common/sys/resource.h @ f35c5cf1).
+    private static int RLIMIT_NOFILE =>
+        OperatingSystem.IsLinux() ? 7
+        : Platform.IsIllumos ? 5
+        : 8;
 
     /// <summary>Measures what the process holds before it serves anything (the runtime's descriptors, listeners, spares).</summary>
     public DescriptorBudget() => Base = CountOpen();

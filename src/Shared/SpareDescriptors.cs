@@ -20,6 +20,9 @@ internal sealed partial class SpareDescriptors(int count = 4) : IDisposable
 
     private static int OpenOne() => open("/dev/null", OperatingSystem.IsLinux() ? 0x80000 : 0); // O_RDONLY | O_CLOEXEC
 
+    /// <summary>How many spares are not held now (given back, or failed to open).</summary>
+    public int Missing => _fds.Count(fd => fd < 0);
+
     /// <summary>Opens the spares not held; false while the process is still at its limit.</summary>
     public bool Take()
     {

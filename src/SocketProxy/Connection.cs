@@ -127,8 +127,8 @@ internal sealed class Connection
         _connectTimer = null;
         try
         {
-            _toBackend = new Direction(_client, _backend, RelayBuffer.Create(_server.Options.CopyMode));
-            _toClient = new Direction(_backend, _client, RelayBuffer.Create(_server.Options.CopyMode));
+            _toBackend = new Direction(_client, _backend, RelayBuffer.Create(_server.Options.CopyMode), _server.Counters.ToBackend);
+            _toClient = new Direction(_backend, _client, RelayBuffer.Create(_server.Options.CopyMode), _server.Counters.ToClients);
             _clientSource = _loop.AddIo(_client, Interest.Readable, (_, readiness) => OnClient(readiness), description: $"client of connection {Id}");
         }
         catch (Exception e) when (e is DescriptorOutOfRangeException || e is PosixException p && IsOutOfDescriptors(p.Errno))

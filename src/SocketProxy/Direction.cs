@@ -5,7 +5,9 @@ namespace IoMux.SocketProxy;
 /// through a bounded <see cref="RelayBuffer"/>. Flow control is the buffer: while it holds bytes the
 /// destination has not taken, the source is not read (its socket buffer fills and TCP pushes back on the peer).
 /// End of stream from the source becomes shutdown(SHUT_WR) on the destination once everything is delivered.</summary>
-internal sealed class Direction(int source, int destination, RelayBuffer buffer) : IDisposable
+/// <remarks><paramref name="total"/> counts the bytes of every connection in this direction as they are written (the
+/// proxy's byte metric), one addition per write.</remarks>
+internal sealed class Direction(int source, int destination, RelayBuffer buffer, ByteTally total) : IDisposable
 {
     // Fill/drain rounds per wakeup (at most 16 pipes' worth, 4 MiB), then back to the loop so that one bulk
     // transfer cannot starve the other connections.
@@ -53,6 +55,7 @@ internal sealed class Direction(int source, int destination, RelayBuffer buffer)
                     return written == -Errno.EAGAIN ? 0 : -written;
                 }
                 BytesRelayed += written;
+                total.Bytes += written;
                 // A short write means the socket buffer is full: the poller says when it has room (level-triggered),
                 // so the EAGAIN that another try would return is not worth its system call.
                 if (written < offered)
@@ -89,4 +92,10 @@ internal sealed class Direction(int source, int destination, RelayBuffer buffer)
     }
 
     public void Dispose() => buffer.Dispose();
+}
+
+/// <summary>A running byte count shared by the connections of one proxy (one per direction).</summary>
+internal sealed class ByteTally
+{
+    public long Bytes;
 }

@@ -109,8 +109,11 @@ public static class ProxyCommand
                 Interop.LibC.CloseQuietly(fd);
             return 1;
         }
+        using var service = ServiceManager.FromEnvironment(logger);
         using var loop = new EventLoop(PollerFactory.Create());
-        var server = new ProxyServer(loop, listeners, options, logger);
+        var server = new ProxyServer(loop, listeners, options, logger) { Service = service };
+        service.Watchdog?.Attach(loop);
+        service.Ready(server.RelayingStatus);
         using var term = loop.AddSignal(PosixSignal.SIGTERM, (_, _) => server.Stop());
         using var interrupt = loop.AddSignal(PosixSignal.SIGINT, (_, _) => server.Stop());
         int code = loop.Run();

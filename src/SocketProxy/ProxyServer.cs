@@ -13,10 +13,13 @@ public sealed class ProxyCounters
     public long BackendFailures { get; internal set; }
     /// <summary>Connections closed, for any reason.</summary>
     public long Closed { get; internal set; }
-    /// <summary>Bytes delivered from clients to the backend.</summary>
-    public long BytesToBackend { get; internal set; }
-    /// <summary>Bytes delivered from the backend to clients.</summary>
-    public long BytesToClients { get; internal set; }
+    /// <summary>Bytes delivered from clients to the backend (counted as they are written).</summary>
+    public long BytesToBackend => ToBackend.Bytes;
+    /// <summary>Bytes delivered from the backend to clients (counted as they are written).</summary>
+    public long BytesToClients => ToClients.Bytes;
+
+    internal ByteTally ToBackend { get; } = new();
+    internal ByteTally ToClients { get; } = new();
 }
 
 /// <summary>The proxy on an <see cref="EventLoop"/>: accepts on the listening sockets it was given, relays each
@@ -64,6 +67,8 @@ public sealed class ProxyServer
         _budgetCheck = loop.AddTimer(TimeSpan.FromMilliseconds(250), _ => CheckBudget(), accuracy: TimeSpan.FromMilliseconds(50),
             period: TimeSpan.FromMilliseconds(250), description: "descriptor budget");
         UpdateIdleTimer();
+        ProxyMetrics.Proxies.Add(this);
+        loop.AddExit(_ => ProxyMetrics.Proxies.Retire(this), description: "proxy metrics");
     }
 
     /// <summary>The loop the server runs on.</summary>
@@ -78,7 +83,16 @@ public sealed class ProxyServer
     /// <summary>Connections open now.</summary>
     public int ActiveConnections => _connections.Count;
 
+    /// <summary>Times accepting was paused for want of descriptors.</summary>
+    public long AcceptPauses { get; private set; }
+
     internal ProxyLog Log { get; }
+
+    /// <summary>Where READY/STATUS/STOPPING go (systemd's notify socket), if anywhere.</summary>
+    internal ServiceManager? Service { get; init; }
+
+    /// <summary>The status line while serving normally.</summary>
+    internal string RelayingStatus => $"Relaying {_listeners.Count} listening socket(s) to {Options.Target.Text}";
 
     private void AcceptFrom(IoSource listener, bool tcp)
     {
@@ -141,6 +155,11 @@ public sealed class ProxyServer
         if (!_shortageLogged)
             Log.AcceptPaused(errno, Options.AcceptRetryDelay);
         _shortageLogged = true;
+        if (!_acceptPaused)
+        {
+            AcceptPauses++;
+            Service?.Status($"Out of descriptors ({Errno.Name(errno)}): not accepting; {_connections.Count} connection(s) active");
+        }
         _acceptPaused = true;
         _spares.Give(); // headroom for the runtime while the process is at its limit
         ScheduleAcceptRetry();
@@ -151,12 +170,14 @@ public sealed class ProxyServer
         _acceptRetry?.Dispose();
         _acceptRetry = Loop.AddTimer(Options.AcceptRetryDelay, _ =>
         {
-            if (!_budget.Allows((long)_connections.Count * _perConnection, _perConnection) || !_spares.Take())
+            // The spares count as the proxy's own: taking them back must not eat into the runtime's reserve either.
+            if (!_budget.Allows((long)_connections.Count * _perConnection, _perConnection + _spares.Missing) || !_spares.Take())
             {
                 ScheduleAcceptRetry(); // still at the limit
                 return;
             }
             _acceptPaused = false;
+            Service?.Status(RelayingStatus);
             UpdateListeners();
         }, accuracy: TimeSpan.FromMilliseconds(10), description: "accept retry");
     }
@@ -183,8 +204,6 @@ public sealed class ProxyServer
         if (!_connections.Remove(connection))
             return;
         Counters.Closed++;
-        Counters.BytesToBackend += connection.BytesToBackend;
-        Counters.BytesToClients += connection.BytesToClient;
         if (_stopping && _connections.Count == 0)
         {
             Loop.Exit(0);
@@ -229,6 +248,7 @@ public sealed class ProxyServer
             _idleTimer = Loop.AddTimer(idle, _ =>
             {
                 Log.IdleExit(idle);
+                Service?.Stopping($"No connection for {idle.TotalSeconds} s; exiting");
                 Loop.Exit(0);
             }, accuracy: TimeSpan.FromMilliseconds(50), description: "exit-idle-time");
         }
@@ -245,6 +265,7 @@ public sealed class ProxyServer
             return;
         }
         _stopping = true;
+        Service?.Stopping(_connections.Count == 0 ? "Stopping" : $"Draining {_connections.Count} connection(s) for up to {Options.DrainTime.TotalSeconds} s");
         _idleTimer?.Dispose();
         _acceptRetry?.Dispose();
         _budgetCheck?.Dispose();

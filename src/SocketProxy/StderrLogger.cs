@@ -53,8 +53,25 @@ public sealed class StderrLogger : ILogger
             message += $" ({exception.GetType().Name}: {exception.Message})";
         string line = _journal ? $"<{SyslogPriority(logLevel)}>{message}" : $"{_program}: {message}";
         lock (_output)
-            _output.WriteLine(line);
+        {
+            try
+            {
+                _output.WriteLine(line);
+            }
+            catch (Exception e) when (e is IOException or System.ComponentModel.Win32Exception)
+            {
+                // A line that cannot be written is lost, not fatal: the first write initialises the console, which
+                // takes descriptors (a dup of fd 2, a pipe for the runtime's signal thread), and a server held at
+                // its descriptor limit must keep serving (docs/reliability/descriptor-limit.md).
+                Interlocked.Increment(ref _dropped);
+            }
+        }
     }
+
+    private long _dropped;
+
+    /// <summary>Lines that could not be written (stderr closed, or no descriptor free for the console).</summary>
+    public long DroppedLines => Interlocked.Read(ref _dropped);
 
     private static int SyslogPriority(LogLevel level) => level switch
     {

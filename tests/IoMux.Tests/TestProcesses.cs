@@ -12,11 +12,21 @@ internal static partial class TestProcesses
     public static int Signal(int pid, int signal) => KillNative(pid, signal);
 
     /// <summary>CPU time (user + system) a process has used, from /proc/PID/stat, in clock ticks (1/100 s).</summary>
+    /// <summary>Skips the test, saying why, when <paramref name="tool"/> is not on the PATH: a missing tool is a
+    /// reason to skip, not a failure of IoMux (.ci/run installs what the tests use).</summary>
+    public static void RequireTool(string tool, string purpose)
+    {
+        var path = Environment.GetEnvironmentVariable("PATH") ?? "/usr/bin:/bin";
+        if (!path.Split(':').Concat(["/usr/sbin", "/sbin"]).Any(directory => File.Exists(Path.Combine(directory, tool))))
+            NUnit.Framework.Assert.Ignore($"{tool} is not installed: {purpose}");
+    }
+
     /// <summary>Sets <paramref name="pid"/>'s soft descriptor limit with prlimit, asserting that it worked. The soft
     /// limit only: a lowered hard limit cannot be raised again without CAP_SYS_RESOURCE (not even as root in a
     /// container), which would leave the process squeezed for good.</summary>
     public static void SetDescriptorLimit(int pid, int limit)
     {
+        RequireTool("prlimit", "the test squeezes a process's descriptor limit with it");
         var hard = File.ReadLines($"/proc/{pid}/limits").First(l => l.StartsWith("Max open files", StringComparison.Ordinal))
             .Split(' ', StringSplitOptions.RemoveEmptyEntries)[4];
         using var prlimit = System.Diagnostics.Process.Start("prlimit", $"--pid {pid} --nofile={limit}:{hard}")!;

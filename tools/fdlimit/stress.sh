@@ -84,7 +84,16 @@ for run in $(seq "$RUNS"); do
     for target in $([[ $TARGET == both ]] && echo "hello proxy" || echo "$TARGET"); do
         runs=$((runs + 1))
         start "$target"
-        curl -s -o /dev/null --max-time 5 "http://127.0.0.1:$PORT/"   # warm (activates the proxy)
+        # Warm (activates the proxy) and wait until it really serves: squeezing a process that is still starting
+        # tests start-up at the limit (the console's first write alone needs descriptors), not serving at it.
+        warmed=0
+        for _ in $(seq 30); do
+            if [[ $(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://127.0.0.1:$PORT/") == 200 ]]; then warmed=1; break; fi
+            sleep 0.5
+        done
+        if ((warmed == 0)); then
+            echo "run $run ($target): never answered before the squeeze (machine too loaded?), stderr in $LOG"
+        fi
         if [[ -n ${STRACE:-} ]]; then # which call fails at the limit: the failing syscall is just before the abort
             strace -f -tt ${STRACE_STACK:+-k} -e trace="$STRACE" -o "$LOG.strace" -p "$PID" 2>/dev/null & TRACER=$!; sleep 1
         fi

@@ -28,6 +28,7 @@ public sealed class EchoService : IDisposable
         _threads = new Thread[threads];
         _open = new HashSet<EchoConnection>[threads];
         _gates = new AcceptGate[threads];
+        var descriptors = new ServerDescriptors(perConnection: 1);
         for (int i = 0; i < threads; i++)
         {
             var loop = _loops[i] = new EventLoop(backend is null ? PollerFactory.Create() : PollerFactory.Create(backend));
@@ -36,7 +37,7 @@ public sealed class EchoService : IDisposable
             AcceptGate? gate = null;
             var source = loop.AddIo(listener, Interest.Readable, (_, _) =>
             {
-                for (int n = 0; n < 64; n++)
+                for (int n = 0; n < 64 && gate!.Admits(); n++)
                 {
                     int fd = Sockets.Accept(listener);
                     if (fd < 0)
@@ -49,15 +50,16 @@ public sealed class EchoService : IDisposable
                     Sockets.SetIntOption(fd, Sockets.IPPROTO_TCP, Sockets.TCP_NODELAY, 1);
                     try
                     {
-                        open.Add(new EchoConnection(loop, fd, open));
+                        open.Add(new EchoConnection(loop, fd, open, gate));
                     }
                     catch (DescriptorOutOfRangeException e)
                     {
+                        gate.Released();
                         gate.CannotWatch(fd, e);
                     }
                 }
             }, description: "echo listener");
-            gate = _gates[i] = new AcceptGate(loop, source, logger ?? Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance);
+            gate = _gates[i] = new AcceptGate(loop, source, logger ?? Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance, descriptors);
             _threads[i] = new Thread(() => loop.Run()) { IsBackground = true, Name = $"IoMux echo {i}" };
         }
         foreach (var thread in _threads)
@@ -66,6 +68,14 @@ public sealed class EchoService : IDisposable
 
     /// <summary>The address served.</summary>
     public IPEndPoint Endpoint => _group.Endpoint;
+
+    /// <summary>Makes every loop of the service a member of <paramref name="watchdog"/>: its pings stop when any of
+    /// them stops iterating (see <see cref="LoopWatchdog"/>).</summary>
+    public void AttachWatchdog(LoopWatchdog watchdog)
+    {
+        foreach (var loop in _loops)
+            watchdog.AttachLater(loop);
+    }
 
     /// <summary>Stops the loops (closing their connections' sources) and the listeners.</summary>
     public void Dispose()
@@ -94,12 +104,14 @@ public sealed class EchoService : IDisposable
         private readonly IoSource _source;
         private readonly byte[] _buffer = new byte[16 * 1024];
         private readonly HashSet<EchoConnection> _open;
+        private readonly AcceptGate _gate;
         private int _start, _pending;
 
-        public EchoConnection(EventLoop loop, int fd, HashSet<EchoConnection> open)
+        public EchoConnection(EventLoop loop, int fd, HashSet<EchoConnection> open, AcceptGate gate)
         {
             _fd = fd;
             _open = open;
+            _gate = gate;
             _source = loop.AddIo(fd, Interest.Readable, (_, _) => OnReady(), description: "echo connection");
         }
 
@@ -154,7 +166,8 @@ public sealed class EchoService : IDisposable
 
         public void Close()
         {
-            _open.Remove(this);
+            if (_open.Remove(this))
+                _gate.Released();
             _source.Dispose();
             LibC.CloseQuietly(_fd);
         }

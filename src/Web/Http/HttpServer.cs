@@ -66,10 +66,11 @@ public sealed class HttpServer : IDisposable
         _group = ListenerGroup.Bind(endpoint, options.Threads);
         _workers = new HttpWorker[options.Threads];
         _threads = new Thread[options.Threads];
+        var descriptors = new ServerDescriptors(perConnection: 2); // the socket, and a file while one is sent
         for (int i = 0; i < options.Threads; i++)
         {
             var loop = new EventLoop(backend is null ? PollerFactory.Create() : PollerFactory.Create(backend));
-            _workers[i] = new HttpWorker(loop, _group.Listeners[i], options, responder());
+            _workers[i] = new HttpWorker(loop, _group.Listeners[i], options, responder(), descriptors);
             var worker = _workers[i];
             _threads[i] = new Thread(() => worker.Loop.Run()) { IsBackground = true, Name = $"IoMux http {i}" };
         }
@@ -108,6 +109,14 @@ public sealed class HttpServer : IDisposable
     /// <summary>Open connections, all threads (approximate while running).</summary>
     public int Connections => _workers.Sum(w => w.Connections);
 
+    /// <summary>Makes every loop of the server a member of <paramref name="watchdog"/>: its pings stop when any of
+    /// them stops iterating (see <see cref="LoopWatchdog"/>).</summary>
+    public void AttachWatchdog(LoopWatchdog watchdog)
+    {
+        foreach (var worker in _workers)
+            watchdog.AttachLater(worker.Loop);
+    }
+
     /// <summary>Stops every loop, closes every connection and listener.</summary>
     public void Dispose()
     {
@@ -134,7 +143,7 @@ internal sealed class HttpWorker
     private volatile int _count;
     private long _accepted;
 
-    public HttpWorker(EventLoop loop, int listener, HttpServerOptions options, HttpResponder responder)
+    public HttpWorker(EventLoop loop, int listener, HttpServerOptions options, HttpResponder responder, ServerDescriptors descriptors)
     {
         Loop = loop;
         Options = options;
@@ -142,7 +151,7 @@ internal sealed class HttpWorker
         AccessLog = options.AccessLog;
         MaxRequestBody = responder.TakesBodies ? options.MaxRequestBodySize : 0;
         _listener = loop.AddIo(listener, Interest.Readable, (_, _) => Accept(listener), description: "http listener");
-        _gate = new AcceptGate(loop, _listener, options.Logger);
+        _gate = new AcceptGate(loop, _listener, options.Logger, descriptors);
     }
 
     public EventLoop Loop { get; }
@@ -160,7 +169,7 @@ internal sealed class HttpWorker
 
     private void Accept(int listener)
     {
-        for (int i = 0; i < 64 && _connections.Count < Options.MaxConnectionsPerThread; i++)
+        for (int i = 0; i < 64 && _connections.Count < Options.MaxConnectionsPerThread && _gate.Admits(); i++)
         {
             int fd = Sockets.Accept(listener);
             if (fd < 0)
@@ -178,6 +187,7 @@ internal sealed class HttpWorker
             }
             catch (DescriptorOutOfRangeException e)
             {
+                _gate.Released();
                 _gate.CannotWatch(fd, e);
             }
         }
@@ -188,7 +198,8 @@ internal sealed class HttpWorker
 
     public void OnClosed(HttpConnection connection)
     {
-        _connections.Remove(connection);
+        if (_connections.Remove(connection))
+            _gate.Released();
         _count = _connections.Count;
         if (_listener.State == SourceState.Off && !_listener.IsDisposed && !_gate.Paused)
             _listener.State = SourceState.On;

@@ -48,6 +48,7 @@ internal sealed partial class ProxyProcess : IDisposable
     /// <summary>Activation with extra systemd-socket-activate options (e.g. --fdname).</summary>
     public static ProxyProcess ActivatedWithOptions(IDictionary<string, string>? environment, string[] activatorOptions, params string[] proxyArguments)
     {
+        TestProcesses.RequireTool("systemd-socket-activate", "it starts the proxy as systemd would");
         var port = FreePort();
         // systemd-socket-activate passes on only the variables named with -E (as a unit's Environment= would).
         var passed = (environment ?? new Dictionary<string, string>()).SelectMany(pair => new[] { "-E", $"{pair.Key}={pair.Value}" });

@@ -15,12 +15,7 @@ public sealed class SoakTests
     {
         var root = TestProcesses.RepositoryRoot();
         foreach (var tool in new[] { "python3", "systemd-socket-activate", "prlimit" })
-        {
-            using var which = Process.Start(new ProcessStartInfo("which", tool) { RedirectStandardOutput = true })!;
-            which.WaitForExit();
-            if (which.ExitCode != 0)
-                Assert.Ignore($"{tool} is not installed: the soak needs it");
-        }
+            TestProcesses.RequireTool(tool, "the soak needs it");
         var start = new ProcessStartInfo("bash", [Path.Combine(root, "bench", "soak.sh"), "60"])
         {
             WorkingDirectory = root,

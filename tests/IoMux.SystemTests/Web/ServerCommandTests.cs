@@ -86,6 +86,98 @@ public sealed partial class ServerCommandTests
         });
     }
 
+    /// <summary>Issue 13 item 5: a server never lets its own connections eat the descriptors the .NET runtime needs
+    /// to start a thread (docs/reliability/descriptor-limit.md). With room for two connections above the reserve
+    /// (plus the spares the server gives back while it pauses), twelve clients arrive: the server's descriptors
+    /// never reach into the reserve, some clients wait in the backlog, the server does not spin, and every waiting
+    /// client is served once the others are gone.</summary>
+    [Test, CancelAfter(60_000)]
+    public async Task TheServerKeepsTheRuntimesReserveOfDescriptors()
+    {
+        await Run(["echo"], async port =>
+        {
+            var ping = Encoding.ASCII.GetBytes("ping");
+            static async Task<bool> Echoed(Socket client, TimeSpan within)
+            {
+                var buffer = new byte[4];
+                int got = 0;
+                using var timeout = new CancellationTokenSource(within);
+                try
+                {
+                    while (got < 4)
+                        got += await client.ReceiveAsync(buffer.AsMemory(got), SocketFlags.None, timeout.Token);
+                }
+                catch (OperationCanceledException)
+                {
+                    return false;
+                }
+                return Encoding.ASCII.GetString(buffer) == "ping";
+            }
+            async Task<Socket> Connect()
+            {
+                var client = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+                await client.ConnectAsync("127.0.0.1", port); // completes in the backlog if not accepted
+                await client.SendAsync(ping, SocketFlags.None);
+                return client;
+            }
+
+            using (var warm = await Connect())
+                Assert.That(await Echoed(warm, TimeSpan.FromSeconds(10)), Is.True);
+            int pid = s_current!.Id;
+            // What the server holds at rest: the least of a few samples (the warm-up connection is being closed,
+            // and the runtime opens a descriptor for a moment now and then).
+            int open = int.MaxValue;
+            for (int i = 0; i < 10; i++, await Task.Delay(50))
+                open = Math.Min(open, Directory.GetFiles($"/proc/{pid}/fd").Length);
+            int limit = open + 2 + IoMux.Interop.DescriptorBudget.Reserve;
+            TestProcesses.SetDescriptorLimit(pid, limit);
+            var clients = new List<Socket>();
+            try
+            {
+                int most = 0;
+                for (int i = 0; i < 12; i++)
+                {
+                    clients.Add(await Connect());
+                    most = Math.Max(most, Directory.GetFiles($"/proc/{pid}/fd").Length);
+                }
+                long cpuBefore = TestProcesses.CpuTicks(pid);
+                for (int i = 0; i < 50; i++, await Task.Delay(20))
+                    most = Math.Max(most, Directory.GetFiles($"/proc/{pid}/fd").Length);
+                Assert.That(TestProcesses.CpuTicks(pid) - cpuBefore, Is.LessThan(30), "the server spins while its budget is spent");
+                // Each loop checks the budget before its accept without a lock, so the two loops may each take the
+                // last place at once: one descriptor of slack per loop beyond the first.
+                Assert.That(most, Is.LessThanOrEqualTo(limit - IoMux.Interop.DescriptorBudget.Reserve + 1), $"the server took descriptors from the runtime's reserve (at most {most}, limit {limit})");
+                // Served clients get their echo (slowly on a loaded machine); waiting ones cannot while the squeeze
+                // lasts, so a few seconds for all of them at once tells the two apart.
+                var echoed = await Task.WhenAll(clients.Select(client => Echoed(client, TimeSpan.FromSeconds(3))));
+                var served = clients.Where((_, i) => echoed[i]).ToList();
+                Assert.That(served.Count, Is.InRange(2, 11), "two connections fit the budget, and not all twelve can");
+                lock (s_log)
+                    Assert.That(s_log.ToString(), Does.Contain("accept: EMFILE"));
+                foreach (var client in served)
+                {
+                    clients.Remove(client);
+                    client.Dispose();
+                }
+                // The waiting clients are served as places free up: each closes once served (a client that kept its
+                // connection would hold its place, and one waiting on another loop's listener would wait for it).
+                var outcomes = await Task.WhenAll(clients.Select(async waiting =>
+                {
+                    bool echoed = await Echoed(waiting, TimeSpan.FromSeconds(20));
+                    waiting.Dispose();
+                    return echoed;
+                }));
+                Assert.That(outcomes, Is.All.True, "a waiting client was not served once descriptors were free");
+            }
+            finally
+            {
+                foreach (var client in clients)
+                    client.Dispose();
+            }
+            TestProcesses.SetDescriptorLimit(pid, open + 200);
+        });
+    }
+
     private static Process? s_current;
     private static readonly System.Text.StringBuilder s_log = new();
 

@@ -169,7 +169,7 @@ public sealed class WebMetricsTests
         listening.Bind(new IPEndPoint(IPAddress.Loopback, 0));
         listening.Listen();
         var source = loop.AddIo((int)listening.Handle, Interest.Readable, (_, _) => { });
-        using var gate = new AcceptGate(loop, source, Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance);
+        using var gate = new AcceptGate(loop, source, Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance, new ServerDescriptors(perConnection: 1));
         Assert.That(gate.Failed(Errno.EMFILE), Is.False);
         Assert.That(gate.Failed(Errno.EAGAIN), Is.False);
         Assert.That(readings.Pauses, Is.EqualTo(1), "EMFILE pauses accepting; EAGAIN is no pause");

@@ -1,0 +1,176 @@
+using System.Diagnostics.Metrics;
+using System.Net;
+using System.Net.Sockets;
+using IoMux.Interop;
+using IoMux.Loop;
+using IoMux.SocketProxy;
+using IoMux.Tests.Proxy;
+using Microsoft.Extensions.Logging.Abstractions;
+
+namespace IoMux.Tests;
+
+/// <summary>The IoMux.Loop and IoMux.Proxy meters seen through a <see cref="MeterListener"/>, as dotnet-counters and
+/// OpenTelemetry see them: the values move as loops iterate and as the proxy relays.</summary>
+[NonParallelizable] // the meters sum over every loop of the process: other tests' loops would move them too
+public sealed class MetricsTests
+{
+    /// <summary>A listener on one meter that keeps the last value collected per instrument (and tag value).</summary>
+    private sealed class MeterProbe : IDisposable
+    {
+        private readonly MeterListener _listener = new();
+        private readonly Dictionary<string, double> _values = [];
+
+        public MeterProbe(string meterName)
+        {
+            _listener.InstrumentPublished = (instrument, listener) =>
+            {
+                if (instrument.Meter.Name == meterName)
+                    listener.EnableMeasurementEvents(instrument);
+            };
+            _listener.SetMeasurementEventCallback<long>((instrument, value, tags, _) => Record(instrument, value, tags));
+            _listener.SetMeasurementEventCallback<double>((instrument, value, tags, _) => Record(instrument, value, tags));
+            _listener.Start();
+        }
+
+        private void Record(Instrument instrument, double value, ReadOnlySpan<KeyValuePair<string, object?>> tags) =>
+            _values[tags.Length == 0 ? instrument.Name : $"{instrument.Name}[{tags[0].Value}]"] = value;
+
+        /// <summary>Collects the observable instruments now; the value of each by name (name[tag] when tagged).</summary>
+        public Dictionary<string, double> Collect()
+        {
+            _values.Clear();
+            _listener.RecordObservableInstruments();
+            return new Dictionary<string, double>(_values);
+        }
+
+        public void Dispose() => _listener.Dispose();
+    }
+
+    [Test, CancelAfter(20_000)]
+    public void TheLoopMeterCountsIterationsDispatchesWaitTimeSourcesAndLoops()
+    {
+        // The meter comes into being with the first loop of the process; this test may be the first to make one.
+        System.Runtime.CompilerServices.RuntimeHelpers.RunClassConstructor(typeof(LoopMetrics).TypeHandle);
+        using var probe = new MeterProbe(LoopMetrics.MeterName);
+        var before = probe.Collect();
+        var loop = new EventLoop(PollerFactory.Create());
+        LibC.CreateNonBlockingPipe(out int read, out int write);
+        try
+        {
+            using var io = loop.AddIo(read, Interest.Readable, (_, _) => { });
+            var during = probe.Collect();
+            Assert.That(during["iomux.loop.count"], Is.EqualTo(before["iomux.loop.count"] + 1));
+            Assert.That(during["iomux.loop.io_sources"], Is.EqualTo(before["iomux.loop.io_sources"] + 1));
+
+            int ran = 0;
+            for (int i = 0; i < 10; i++)
+            {
+                loop.Post(() => ran++);
+                loop.RunOnce(TimeSpan.Zero);
+            }
+            for (int i = 0; i < 3; i++)
+                loop.RunOnce(TimeSpan.FromMilliseconds(50)); // nothing to do: three waits of 50 ms
+            var after = probe.Collect();
+            Assert.That(ran, Is.EqualTo(10));
+            Assert.That(after["iomux.loop.iterations"] - before["iomux.loop.iterations"], Is.GreaterThanOrEqualTo(13));
+            Assert.That(after["iomux.loop.dispatches"] - before["iomux.loop.dispatches"], Is.GreaterThanOrEqualTo(10));
+            Assert.That(after["iomux.loop.wait_time"] - before["iomux.loop.wait_time"], Is.InRange(0.14, 5.0));
+        }
+        finally
+        {
+            loop.Dispose();
+            LibC.close(read);
+            LibC.close(write);
+        }
+        var disposed = probe.Collect();
+        Assert.That(disposed["iomux.loop.count"], Is.EqualTo(before["iomux.loop.count"]));
+        Assert.That(disposed["iomux.loop.io_sources"], Is.EqualTo(before["iomux.loop.io_sources"]));
+        // A disposed loop's totals stay in the counters (a counter never goes down).
+        Assert.That(disposed["iomux.loop.iterations"] - before["iomux.loop.iterations"], Is.GreaterThanOrEqualTo(13));
+    }
+
+    [Test, CancelAfter(20_000)]
+    public void WithoutAListenerTheLoopDoesNotMeasureItsWaits()
+    {
+        using var loop = new EventLoop(PollerFactory.Create());
+        for (int i = 0; i < 3; i++)
+            loop.RunOnce(TimeSpan.FromMilliseconds(20));
+        Assert.That(loop.WaitNanoseconds, Is.Zero, "the clock was read around each wait with nobody listening");
+        Assert.That(loop.Iterations, Is.EqualTo(3));
+        using (new MeterProbe(LoopMetrics.MeterName))
+            loop.RunOnce(TimeSpan.FromMilliseconds(20));
+        Assert.That(loop.WaitNanoseconds, Is.GreaterThanOrEqualTo(15_000_000));
+    }
+
+    [Test, CancelAfter(60_000)]
+    public async Task TheProxyMeterCountsConnectionsBytesFailuresAndPausesWhileTheyHappen()
+    {
+        using var probe = new MeterProbe(ProxyMetrics.MeterName);
+        using var backend = TestBackend.Tcp(TestBackend.Echo);
+        int listener = Listeners.Bind($"127.0.0.1:{ProxyProcess.FreePort()}");
+        using var view = new Socket(new SafeSocketHandle(listener, ownsHandle: false));
+        var endpoint = (IPEndPoint)view.LocalEndPoint!;
+        var loop = new EventLoop(PollerFactory.Create());
+        var proxy = new ProxyServer(loop, [listener], new ProxyOptions { Target = BackendTarget.Parse(backend.Target) }, NullLogger.Instance);
+        var before = probe.Collect();
+        var run = Task.Factory.StartNew(() => loop.Run(), TaskCreationOptions.LongRunning);
+        try
+        {
+            using (var client = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp))
+            {
+                await client.ConnectAsync(endpoint);
+                await TestBackend.SendAll(client, new byte[5000]);
+                var echoed = new byte[5000];
+                for (int got = 0; got < echoed.Length;)
+                    got += await client.ReceiveAsync(echoed.AsMemory(got), SocketFlags.None);
+                // The connection is still open: the bytes are counted as they are relayed, not when it closes.
+                var open = probe.Collect();
+                Assert.That(open["iomux.proxy.connections"] - before["iomux.proxy.connections"], Is.EqualTo(1));
+                Assert.That(open["iomux.proxy.connections.active"] - before["iomux.proxy.connections.active"], Is.EqualTo(1));
+                Assert.That(open["iomux.proxy.bytes[to_backend]"] - before["iomux.proxy.bytes[to_backend]"], Is.EqualTo(5000));
+                Assert.That(open["iomux.proxy.bytes[to_clients]"] - before["iomux.proxy.bytes[to_clients]"], Is.EqualTo(5000));
+            }
+            Assert.That(ProxyProcess.Eventually(() => probe.Collect()["iomux.proxy.connections.active"] == before["iomux.proxy.connections.active"],
+                TimeSpan.FromSeconds(10)), Is.True, "the closed connection is still counted as active");
+
+            loop.Post(() => proxy.OnOutOfDescriptors(Errno.EMFILE)); // what an accept or a socket() failing with EMFILE does
+            Assert.That(ProxyProcess.Eventually(() => probe.Collect()["iomux.proxy.accept.pauses"] - before["iomux.proxy.accept.pauses"] == 1,
+                TimeSpan.FromSeconds(10)), Is.True, "the accept pause was not counted");
+        }
+        finally
+        {
+            loop.Post(proxy.Stop);
+        }
+        Assert.That(await run.WaitAsync(TimeSpan.FromSeconds(20)), Is.EqualTo(0));
+        loop.Dispose();
+        var stopped = probe.Collect();
+        Assert.That(stopped["iomux.proxy.bytes[to_backend]"] - before["iomux.proxy.bytes[to_backend]"], Is.EqualTo(5000), "a stopped proxy's bytes left the counter");
+    }
+
+    [Test, CancelAfter(60_000)]
+    public async Task TheProxyMeterCountsBackendConnectFailures()
+    {
+        using var probe = new MeterProbe(ProxyMetrics.MeterName);
+        int listener = Listeners.Bind($"127.0.0.1:{ProxyProcess.FreePort()}");
+        using var view = new Socket(new SafeSocketHandle(listener, ownsHandle: false));
+        var endpoint = (IPEndPoint)view.LocalEndPoint!;
+        var loop = new EventLoop(PollerFactory.Create());
+        var refusing = BackendTarget.Parse($"127.0.0.1:{ProxyProcess.FreePort()}"); // nothing listens there
+        var proxy = new ProxyServer(loop, [listener], new ProxyOptions { Target = refusing }, NullLogger.Instance);
+        var before = probe.Collect();
+        var run = Task.Factory.StartNew(() => loop.Run(), TaskCreationOptions.LongRunning);
+        try
+        {
+            using var client = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+            await client.ConnectAsync(endpoint);
+            Assert.That((await TestBackend.ReceiveAll(client)).Bytes, Is.Zero);
+            Assert.That(probe.Collect()["iomux.proxy.connect.failures"] - before["iomux.proxy.connect.failures"], Is.EqualTo(1));
+        }
+        finally
+        {
+            loop.Post(proxy.Stop);
+        }
+        Assert.That(await run.WaitAsync(TimeSpan.FromSeconds(20)), Is.EqualTo(0));
+        loop.Dispose();
+    }
+}

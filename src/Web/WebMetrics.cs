@@ -7,7 +7,8 @@ namespace IoMux.Web;
 /// responses by status code, open and accepted connections of every <see cref="HttpServer"/>, accept pauses.
 /// Nothing costs anything while nobody listens: the connection counts are observed from the fields the loops keep
 /// anyway (read only when a listener collects), and the two counters are touched only when
-/// <see cref="Instrument.Enabled"/>, with tags from pre-built arrays, so the request path never allocates.</summary>
+/// <see cref="Instrument.Enabled"/>, with tags from pre-built arrays, so the request path never allocates. The names
+/// follow IoMux.Proxy's (iomux.proxy.connections, .connections.active, .accept.pauses).</summary>
 internal static class WebMetrics
 {
     /// <summary>The meter's name.</summary>
@@ -35,7 +36,7 @@ internal static class WebMetrics
     {
         Meter.CreateObservableUpDownCounter("iomux.web.connections.active", () => Sum(w => w.Connections), "{connection}",
             "Open HTTP connections, every server and thread.");
-        Meter.CreateObservableCounter("iomux.web.connections.accepted", ObserveAccepted, "{connection}",
+        Meter.CreateObservableCounter("iomux.web.connections", ObserveAccepted, "{connection}",
             "HTTP connections accepted since the process started.");
     }
 

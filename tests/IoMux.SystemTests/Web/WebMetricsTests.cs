@@ -57,7 +57,7 @@ public sealed class WebMetricsTests
                     case "iomux.web.connections.active":
                         Active = value;
                         break;
-                    case "iomux.web.connections.accepted":
+                    case "iomux.web.connections":
                         Accepted = value;
                         break;
                     case "iomux.web.accept.pauses":

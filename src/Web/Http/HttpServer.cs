@@ -29,8 +29,9 @@ public sealed class HttpServerOptions
 
     /// <summary>Largest request content (by Content-Length) a <see cref="HttpServer.Create"/> server takes and
     /// hands to its handler whole; larger content, and any chunked content, is answered 413. Each connection's
-    /// input buffer grows by this much, so keep it small. Default 0: no request content. The static and hello
-    /// servers take none whatever this says.</summary>
+    /// input buffer grows by this much, so keep it small; the content must arrive within <see cref="HeaderTimeout"/>
+    /// of the head's start, like the head. Default 0: no request content. The static and hello servers take none
+    /// whatever this says.</summary>
     public int MaxRequestBodySize { get; init; }
 }
 

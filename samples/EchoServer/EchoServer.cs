@@ -55,29 +55,24 @@ public static class EchoServer
     /// <summary>Moves bytes until both directions would block. Returns false when the client is done.</summary>
     private static bool Pump(Client c)
     {
-        try
+        while (true)
         {
-            while (true)
+            if (c.PendingStart < c.PendingEnd)
             {
-                if (c.PendingStart < c.PendingEnd)
+                switch (c.Registration.TryWrite(c.Pending.AsSpan(c.PendingStart, c.PendingEnd - c.PendingStart), out int written))
                 {
-                    if (c.Registration.TryWrite(c.Pending.AsSpan(c.PendingStart, c.PendingEnd - c.PendingStart), out int written) == IoOutcome.WouldBlock)
-                        return true; // the edge registration reports Writable when there is room again
-                    c.PendingStart += written;
-                    continue;
-                }
-                c.PendingStart = c.PendingEnd = 0;
-                switch (c.Registration.TryRead(c.Pending, out int read))
-                {
-                    case IoOutcome.WouldBlock: return true;
-                    case IoOutcome.EndOfStream: return false;
-                    default: c.PendingEnd = read; break;
+                    case IoOutcome.WouldBlock: return true; // the edge registration reports Writable when there is room again
+                    case IoOutcome.Completed: c.PendingStart += written; continue;
+                    default: return false; // BrokenPipe, ConnectionReset: the client is gone
                 }
             }
-        }
-        catch (PosixException)
-        {
-            return false; // ECONNRESET, EPIPE: the client is gone
+            c.PendingStart = c.PendingEnd = 0;
+            switch (c.Registration.TryRead(c.Pending, out int read))
+            {
+                case IoOutcome.WouldBlock: return true;
+                case IoOutcome.Completed: c.PendingEnd = read; break;
+                default: return false; // EndOfStream, ConnectionReset
+            }
         }
     }
 }

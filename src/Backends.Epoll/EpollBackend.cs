@@ -269,7 +269,13 @@ public sealed unsafe class EpollBackend : IPollerBackend, IKernelWait, IOwnedReg
         if (capacity > _nativeCapacity)
             GrowBuffer(capacity);
         int n;
-        if (_hasPwait2 && slice != Timeout.InfiniteTimeSpan && slice != TimeSpan.Zero)
+        if (slice == TimeSpan.Zero)
+        {
+            n = epoll_wait_nonblocking(_epollFd, _nativeBuffer, capacity, 0);
+            errno = n < 0 ? Marshal.GetLastSystemError() : 0;
+            return Math.Max(n, 0);
+        }
+        if (_hasPwait2 && slice != Timeout.InfiniteTimeSpan)
         {
             var ts = Timespec.From(slice);
             n = epoll_pwait2(_epollFd, _nativeBuffer, capacity, &ts, null);

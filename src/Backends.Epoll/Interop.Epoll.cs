@@ -19,6 +19,13 @@ internal static unsafe partial class EpollInterop
     [LibraryImport("libc", SetLastError = true)] public static partial int epoll_create1(int flags);
     [LibraryImport("libc", SetLastError = true)] public static partial int epoll_ctl(int epfd, int op, int fd, byte* ev);
     [LibraryImport("libc", SetLastError = true)] public static partial int epoll_wait(int epfd, byte* events, int maxEvents, int timeoutMs);
+    /// <summary>epoll_wait with a zero timeout, which never blocks: the one kernel call a busy loop makes between
+    /// work items, so it skips the GC transition (a call that cannot block may, dotnet/runtime's own
+    /// SystemNative_* calls do the same) and the SetLastError wrapper's two extra calls. The caller reads errno
+    /// with <see cref="Marshal.GetLastSystemError"/> right after it: no runtime code runs in between.</summary>
+    [LibraryImport("libc", EntryPoint = "epoll_wait"), SuppressGCTransition]
+    public static partial int epoll_wait_nonblocking(int epfd, byte* events, int maxEvents, int zeroTimeout);
+
     [LibraryImport("libc", SetLastError = true)] public static partial int epoll_pwait2(int epfd, byte* events, int maxEvents, Timespec* timeout, void* sigmask);
     [LibraryImport("libc", SetLastError = true)] public static partial int eventfd(uint initval, int flags);
 

@@ -8,7 +8,7 @@ using static IoMux.Readiness;
 namespace IoMux.Conformance;
 
 /// <summary>
-/// H12b, N1, F6–F9, M7: the holes that scenarios restated from other projects' suites (mio, smol-rs/polling,
+/// H12b, N1, F6–F10, M7: the holes that scenarios restated from other projects' suites (mio, smol-rs/polling,
 /// libuv, libevent) found in the contract. Each ends in one behaviour on every backend, and none may cost CPU:
 /// where a misuse could make a kernel report forever, the scenario counts the backend's kernel waits.
 /// </summary>
@@ -131,6 +131,19 @@ internal static class MisuseScenarios
                 old.Dispose();
                 Expect(p, 2, Readable, None, "still there after the old registration was disposed");
                 GC.KeepAlive(w);
+            }),
+        new("F10", "register a System.Net.Sockets.Socket that is still blocking",
+            "BlockingSocketException naming the descriptor, before the backend sees it: nothing registered; once Socket.Blocking is false it registers and reports", c =>
+            {
+                var p = c.NewPoller();
+                var fresh = c.Own(new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp)); // blocking, as made
+                var refused = Throws<BlockingSocketException>(() => p.Register(fresh.SafeHandle, 1, Interest.Readable), "registering a blocking socket");
+                Check(refused.Descriptor == Fd(fresh), $"the exception names fd {Fd(fresh)}, not {refused.Descriptor}");
+                Check(p.RegistrationCount == 0, "a refused registration must leave nothing behind");
+                var (local, peer) = c.TcpPair();
+                p.Register(local.SafeHandle, 2, Interest.Readable);
+                peer.Send("x"u8);
+                Expect(p, 2, Readable, None, "a non-blocking socket registers and reports");
             }),
         new("M7", "modify changes the mode: oneshot to level, edge to level",
             "the new mode holds from the modify on (kqueue keeps a knote's EV_DISPATCH/EV_CLEAR on re-add: the backend replaces the filters)", c =>

@@ -50,6 +50,17 @@ public sealed class UnsupportedDescriptorException(int fd, string kind)
     public int Descriptor { get; } = fd;
 }
 
+/// <summary>A <see cref="System.Net.Sockets.Socket"/> (or its <see cref="System.Net.Sockets.SafeSocketHandle"/>) was
+/// registered while in blocking mode. A readiness report is a hint, not a promise (another reader may drain the
+/// data first; a datagram may be dropped for a bad checksum), so a read or write on a blocking socket after one
+/// can block the whole loop. Set <c>Socket.Blocking = false</c> before registering it.</summary>
+public sealed class BlockingSocketException(int fd)
+    : InvalidOperationException($"Socket fd {fd} is in blocking mode (O_NONBLOCK is not set); set Socket.Blocking = false before registering it, or a read or write after a readiness report could block the loop.")
+{
+    /// <summary>The descriptor.</summary>
+    public int Descriptor { get; } = fd;
+}
+
 /// <summary>The descriptor number is above what the backend can represent (select's FD_SETSIZE).</summary>
 public sealed class DescriptorOutOfRangeException(int fd, int max, string backend)
     : ArgumentOutOfRangeException(nameof(fd), fd, $"Descriptor {fd} is above {max}, the highest the {backend} backend can watch; use another backend.")

@@ -37,8 +37,11 @@ public sealed class Poller : IDisposable
     /// registration call runs, never in between, so disposing it (a <see cref="System.Net.Sockets.Socket"/>
     /// included) is never held up by the registration. Once the handle is closed the registration reports
     /// nothing more, even if its number is reused meanwhile, and the number can be registered again (the closed
-    /// registration is retired then); dispose the registration as usual, in either order.</summary>
+    /// registration is retired then); dispose the registration as usual, in either order. A socket's handle
+    /// (<see cref="System.Net.Sockets.SafeSocketHandle"/>) must be non-blocking: set <c>Socket.Blocking = false</c>
+    /// first.</summary>
     /// <exception cref="ObjectDisposedException">The handle or the poller is closed.</exception>
+    /// <exception cref="BlockingSocketException">The handle is a socket in blocking mode.</exception>
     public Registration Register(SafeHandle handle, ulong token, Interest interest, TriggerMode mode = TriggerMode.Level)
     {
         ArgumentNullException.ThrowIfNull(handle);
@@ -48,7 +51,10 @@ public sealed class Poller : IDisposable
         handle.DangerousAddRef(ref added); // throws ObjectDisposedException when already closed
         try
         {
-            return RegisterCore((int)handle.DangerousGetHandle(), token, interest, mode, handle);
+            int fd = (int)handle.DangerousGetHandle();
+            if (handle is System.Net.Sockets.SafeSocketHandle)
+                RequireNonBlocking(fd);
+            return RegisterCore(fd, token, interest, mode, handle);
         }
         finally
         {
@@ -66,6 +72,17 @@ public sealed class Poller : IDisposable
     {
         ArgumentOutOfRangeException.ThrowIfNegative(fd);
         return RegisterCore(fd, token, interest, mode, null);
+    }
+
+    /// <summary>fcntl(F_GETFL) and O_NONBLOCK (LibC.O_NONBLOCK cites each OS's header): the file's own mode, so
+    /// a socket the runtime made non-blocking for its async calls passes even while Socket.Blocking says true.</summary>
+    private static void RequireNonBlocking(int fd)
+    {
+        int flags = Interop.LibC.fcntl(fd, Interop.LibC.F_GETFL, 0);
+        if (flags < 0)
+            throw Errno.Fail("fcntl(F_GETFL)", $"fd {fd}");
+        if ((flags & Interop.LibC.O_NONBLOCK) == 0)
+            throw new BlockingSocketException(fd);
     }
 
     private Registration RegisterCore(int fd, ulong token, Interest interest, TriggerMode mode, SafeHandle? handle)

@@ -1,3 +1,5 @@
+using System.Net;
+using System.Net.Sockets;
 using System.Runtime.InteropServices;
 using IoMux.Interop;
 using Microsoft.Win32.SafeHandles;
@@ -13,6 +15,13 @@ public enum IoOutcome
     WouldBlock,
     /// <summary>A read returned 0: the peer closed its writing side.</summary>
     EndOfStream,
+    /// <summary>The peer reset the connection (ECONNRESET): it is gone, nothing more can be read or written.
+    /// Reported as a value, as <c>Socket.Receive(..., out SocketError)</c> reports <c>SocketError.ConnectionReset</c>,
+    /// because a peer that goes away is an everyday event for a server, not an exception.</summary>
+    ConnectionReset,
+    /// <summary>A write found the reading side gone (EPIPE: the peer closed, or this side shut writing). No byte
+    /// was written; nothing more can be. (The runtime ignores SIGPIPE, so the process is not killed.)</summary>
+    BrokenPipe,
 }
 
 /// <summary>
@@ -92,8 +101,9 @@ public sealed unsafe class Registration : IDisposable
     }
 
     /// <summary>Reads without blocking. Returns <see cref="IoOutcome.Completed"/> with the byte count,
-    /// <see cref="IoOutcome.EndOfStream"/> at end of stream, or <see cref="IoOutcome.WouldBlock"/> (re-arming).</summary>
-    /// <exception cref="PosixException">read(2) failed, e.g. ECONNRESET.</exception>
+    /// <see cref="IoOutcome.EndOfStream"/> at end of stream, <see cref="IoOutcome.WouldBlock"/> (re-arming), or
+    /// <see cref="IoOutcome.ConnectionReset"/> when the peer reset the connection (ECONNRESET).</summary>
+    /// <exception cref="PosixException">read(2) failed otherwise, e.g. ETIMEDOUT or EBADF.</exception>
     public IoOutcome TryRead(Span<byte> buffer, out int bytesRead)
     {
         bool entered = Enter();
@@ -128,14 +138,18 @@ public sealed unsafe class Registration : IDisposable
                     NotifyWouldBlock(Interest.Readable);
                     return IoOutcome.WouldBlock;
                 }
+                if (errno == Errno.ECONNRESET)
+                    return IoOutcome.ConnectionReset;
                 throw new PosixException("read", errno, $"fd {Descriptor}");
             }
         }
     }
 
     /// <summary>Writes without blocking; may write fewer bytes than given. Returns <see cref="IoOutcome.Completed"/>
-    /// with the count, or <see cref="IoOutcome.WouldBlock"/> (re-arming) when the buffer is full.</summary>
-    /// <exception cref="PosixException">write(2) failed, e.g. EPIPE when the reader is gone.</exception>
+    /// with the count, <see cref="IoOutcome.WouldBlock"/> (re-arming) when the buffer is full,
+    /// <see cref="IoOutcome.BrokenPipe"/> when the reader is gone (EPIPE) or <see cref="IoOutcome.ConnectionReset"/>
+    /// when the peer reset the connection (ECONNRESET); no byte was written in the last three.</summary>
+    /// <exception cref="PosixException">write(2) failed otherwise, e.g. EBADF.</exception>
     public IoOutcome TryWrite(ReadOnlySpan<byte> data, out int bytesWritten)
     {
         bool entered = Enter();
@@ -170,6 +184,10 @@ public sealed unsafe class Registration : IDisposable
                     NotifyWouldBlock(Interest.Writable);
                     return IoOutcome.WouldBlock;
                 }
+                if (errno == Errno.EPIPE)
+                    return IoOutcome.BrokenPipe;
+                if (errno == Errno.ECONNRESET)
+                    return IoOutcome.ConnectionReset;
                 throw new PosixException("write", errno, $"fd {Descriptor}");
             }
         }
@@ -185,7 +203,7 @@ public sealed unsafe class Registration : IDisposable
         bool entered = Enter();
         try
         {
-            return Accept(out connection);
+            return Accept(out connection, null, 0, out _);
         }
         finally
         {
@@ -193,16 +211,82 @@ public sealed unsafe class Registration : IDisposable
         }
     }
 
-    private IoOutcome Accept(out SafeFileHandle? connection)
+    /// <summary>As <see cref="TryAccept(out SafeFileHandle?)"/>, and writes the peer's address into
+    /// <paramref name="peerAddress"/> (its <see cref="SocketAddress.Size"/> set to the address's length), without
+    /// allocating. Make it once for the listener's family (<c>new SocketAddress(AddressFamily.InterNetworkV6)</c>,
+    /// or <see cref="AddressFamily.Unix"/> for a Unix socket) and reuse it; turn it into an endpoint with
+    /// <c>IPEndPoint.Create</c> when one is needed. Its size is left alone when nothing was accepted.</summary>
+    /// <exception cref="ArgumentException"><paramref name="peerAddress"/> is too small for the peer's address
+    /// (the connection that was accepted is closed, not leaked).</exception>
+    /// <exception cref="PosixException">accept failed, e.g. EMFILE.</exception>
+    public IoOutcome TryAccept(out SafeFileHandle? connection, SocketAddress peerAddress)
+    {
+        ArgumentNullException.ThrowIfNull(peerAddress);
+        var buffer = peerAddress.Buffer.Span;
+        bool entered = Enter();
+        try
+        {
+            fixed (byte* address = buffer)
+            {
+                var outcome = Accept(out connection, address, (uint)buffer.Length, out uint length);
+                if (outcome != IoOutcome.Completed)
+                    return outcome;
+                if (length > (uint)buffer.Length)
+                {
+                    connection!.Dispose();
+                    connection = null;
+                    throw new ArgumentException($"The peer's address needs {length} bytes; the SocketAddress given has {buffer.Length}. Make it for the listener's address family.", nameof(peerAddress));
+                }
+                peerAddress.Size = (int)length;
+                return outcome;
+            }
+        }
+        finally
+        {
+            Exit(entered);
+        }
+    }
+
+    /// <summary>As <see cref="TryAccept(out SafeFileHandle?)"/>, and returns the peer's address: an
+    /// <see cref="IPEndPoint"/> for TCP, a <see cref="UnixDomainSocketEndPoint"/> for a Unix socket (its path
+    /// empty when the peer is unnamed). Allocates the endpoint; the <see cref="SocketAddress"/> overload does not.</summary>
+    /// <exception cref="PosixException">accept failed, e.g. EMFILE.</exception>
+    public IoOutcome TryAccept(out SafeFileHandle? connection, out EndPoint? peer)
+    {
+        var address = new SocketAddress(AddressFamily.Unix, PeerAddressCapacity);
+        var outcome = TryAccept(out connection, address);
+        peer = outcome == IoOutcome.Completed ? ToEndPoint(address) : null;
+        return outcome;
+    }
+
+    /// <summary>Room for any address accept(2) reports for a stream socket here (sockaddr_storage is 128 bytes
+    /// on Linux, the BSDs, macOS and illumos).</summary>
+    private const int PeerAddressCapacity = 128;
+
+    private static EndPoint? ToEndPoint(SocketAddress address) => address.Family switch
+    {
+        AddressFamily.InterNetwork => new IPEndPoint(IPAddress.Any, 0).Create(address),
+        AddressFamily.InterNetworkV6 => new IPEndPoint(IPAddress.IPv6Any, 0).Create(address),
+        AddressFamily.Unix => UnixEndPointTemplate.Create(address),
+        _ => null,
+    };
+
+    // Create() makes a new endpoint from the address; the template's own path is never used.
+    private static readonly UnixDomainSocketEndPoint UnixEndPointTemplate = new(" ");
+
+    private IoOutcome Accept(out SafeFileHandle? connection, byte* address, uint capacity, out uint addressLength)
     {
         const int SOCK_NONBLOCK_LINUX = 0x800, SOCK_CLOEXEC_LINUX = 0x80000;
         while (true)
         {
+            uint length = capacity;
+            uint* lengthPointer = address is null ? null : &length;
             int fd = OperatingSystem.IsLinux()
-                ? LibC.accept4(Descriptor, null, null, SOCK_NONBLOCK_LINUX | SOCK_CLOEXEC_LINUX)
-                : LibC.accept(Descriptor, null, null);
+                ? LibC.accept4(Descriptor, address, lengthPointer, SOCK_NONBLOCK_LINUX | SOCK_CLOEXEC_LINUX)
+                : LibC.accept(Descriptor, address, lengthPointer);
             if (fd >= 0)
             {
+                addressLength = length;
                 connection = new SafeFileHandle(fd, ownsHandle: true);
                 if (!OperatingSystem.IsLinux())
                 {
@@ -215,6 +299,7 @@ public sealed unsafe class Registration : IDisposable
             if (errno == Errno.EINTR || errno == Errno.ECONNABORTED)
                 continue;
             connection = null;
+            addressLength = 0;
             if (errno == Errno.EAGAIN)
             {
                 NotifyWouldBlock(Interest.Readable);

@@ -3,6 +3,7 @@ namespace IoMux;
 /// <summary>The front door: a <see cref="Poller"/> on the best backend for this OS.</summary>
 /// <example><code>
 /// using var poller = PollerFactory.Create();           // epoll on Linux; IOMUX_BACKEND=poll forces poll
+/// socket.Blocking = false;                             // a blocking socket is refused (BlockingSocketException)
 /// using var reg = poller.Register(socket.SafeHandle, token: 1, Interest.Readable, TriggerMode.Edge);
 /// Span&lt;PollEvent&gt; events = stackalloc PollEvent[256];
 /// int n = poller.Wait(events, TimeSpan.FromSeconds(1));

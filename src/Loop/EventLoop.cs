@@ -20,9 +20,10 @@ public sealed class EventLoopException(EventSource? source, Exception inner)
 /// called from any thread (they wake the poller, coalesced).
 /// </summary>
 /// <remarks>Exceptions: a callback that throws stops the loop; exit sources still run; <see cref="Run"/> (or
-/// <see cref="RunOnce"/>) then throws <see cref="EventLoopException"/> with the original inside. A loop that
+/// <see cref="RunOnce"/>) then throws <see cref="EventLoopException"/> with the original inside (<see cref="RunAsync"/>'s
+/// task faults with it). A loop that
 /// keeps going after an unexpected exception would do so in a state nobody planned for.</remarks>
-public sealed class EventLoop : IDisposable
+public sealed partial class EventLoop : IDisposable
 {
     private readonly struct Pending(EventSource? source, Action? action, int priority, long order)
     {
@@ -94,16 +95,16 @@ public sealed class EventLoop : IDisposable
         int priority = 0, SourceState state = SourceState.On, string? description = null)
     {
         ThrowIfDisposed();
-        var source = new IoSource(this, fd, interest, mode, callback, priority, state, description);
+        var source = new IoSource(this, fd, null, interest, mode, callback, priority, state, description);
         _io.Add(source.Id, source);
         return source;
     }
 
-    /// <summary>Watches a descriptor for code that awaits <see cref="IoSource.NextAsync"/> on the loop thread.</summary>
+    /// <summary>Watches a descriptor for code that awaits <see cref="IoSource.NextAsync()"/> on the loop thread.</summary>
     public IoSource AddIo(int fd, Interest interest, int priority = 0, string? description = null)
     {
         ThrowIfDisposed();
-        var source = new IoSource(this, fd, interest, TriggerMode.Oneshot, null, priority, SourceState.On, description);
+        var source = new IoSource(this, fd, null, interest, TriggerMode.Oneshot, null, priority, SourceState.On, description);
         _io.Add(source.Id, source);
         return source;
     }
@@ -475,10 +476,13 @@ public sealed class EventLoop : IDisposable
     private void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(_disposed, this);
 
     /// <summary>Disposes every source and, if the loop owns it, the poller.</summary>
+    /// <exception cref="InvalidOperationException"><see cref="RunAsync"/>'s thread still runs the loop: use
+    /// <see cref="DisposeAsync"/>, which asks it to exit and waits.</exception>
     public void Dispose()
     {
         if (_disposed)
             return;
+        ThrowIfRunningElsewhere();
         LoopMetrics.Loops.Retire(this);
         foreach (var registered in _io.Values.ToList())
             registered.Dispose();

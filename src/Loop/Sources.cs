@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using System.Threading.Tasks.Sources;
 
 namespace IoMux.Loop;
@@ -5,8 +6,9 @@ namespace IoMux.Loop;
 /// <summary>Readiness of one descriptor. While on, it is registered with the loop's poller; switched off, it
 /// is deregistered (so a hung-up descriptor cannot keep waking a loop that does not want to hear of it).
 /// Either a callback gets each readiness, or (sources made without a callback) code on the loop thread
-/// awaits <see cref="NextAsync"/>: the source is then registered oneshot and re-armed by each await, and an
-/// await allocates nothing (the source is its own <see cref="IValueTaskSource{TResult}"/>).</summary>
+/// awaits <see cref="NextAsync()"/>: the source is then registered oneshot and re-armed by each await, and an
+/// await allocates nothing (the source is its own <see cref="IValueTaskSource{TResult}"/>). An await can be
+/// cancelled (<see cref="NextAsync(CancellationToken)"/>); the source stays usable.</summary>
 public sealed class IoSource : EventSource, IValueTaskSource<Readiness>
 {
     private readonly Action<IoSource, Readiness>? _callback;
@@ -14,15 +16,20 @@ public sealed class IoSource : EventSource, IValueTaskSource<Readiness>
     private object? _continuationState;
     private ExecutionContext? _executionContext;
     private short _version;
-    private bool _awaiting, _completed, _armed = true;
+    private bool _awaiting, _completed, _canceled, _armed = true;
     private Readiness _result;
     private readonly int _fd;
+    private readonly SafeHandle? _handle;
     private Registration? _registration;
+    private CancellationToken _cancellation;
+    private CancellationTokenRegistration _cancellationRegistration;
+    private Action? _cancelOnLoop;
 
-    internal IoSource(EventLoop loop, int fd, Interest interest, TriggerMode mode, Action<IoSource, Readiness>? callback, int priority, SourceState state, string? description)
+    internal IoSource(EventLoop loop, int fd, SafeHandle? handle, Interest interest, TriggerMode mode, Action<IoSource, Readiness>? callback, int priority, SourceState state, string? description)
         : base(loop, priority, state, description)
     {
         _fd = fd;
+        _handle = handle;
         Interest = interest;
         Mode = mode;
         _callback = callback;
@@ -49,7 +56,10 @@ public sealed class IoSource : EventSource, IValueTaskSource<Readiness>
 
     private void Register()
     {
-        _registration = Loop.Poller.Register(_fd, (ulong)Id, Interest, _callback is null ? TriggerMode.Oneshot : Mode);
+        var mode = _callback is null ? TriggerMode.Oneshot : Mode;
+        _registration = _handle is null
+            ? Loop.Poller.Register(_fd, (ulong)Id, Interest, mode)
+            : Loop.Poller.Register(_handle, (ulong)Id, Interest, mode);
         _armed = true;
     }
 
@@ -79,11 +89,24 @@ public sealed class IoSource : EventSource, IValueTaskSource<Readiness>
             return;
         }
         _armed = false; // oneshot: the registration is disarmed until the next await re-arms it
-        if (!_awaiting)
-            return;
+        if (_awaiting)
+            Complete(Pending, canceled: false);
+    }
+
+    /// <summary>Ends the pending await, with readiness or cancelled, and runs its continuation inline.</summary>
+    private void Complete(Readiness result, bool canceled)
+    {
         _awaiting = false;
-        _result = Pending;
+        _result = result;
+        _canceled = canceled;
         _completed = true;
+        if (_cancelOnLoop is not null)
+        {
+            _cancellationRegistration.Unregister(); // never waits (a callback already running only posts)
+            _cancellationRegistration = default;
+            if (!canceled)
+                _cancellation = default;
+        }
         var continuation = _continuation;
         var state = _continuationState;
         var context = _executionContext;
@@ -104,19 +127,62 @@ public sealed class IoSource : EventSource, IValueTaskSource<Readiness>
     /// <exception cref="InvalidOperationException">The source has a callback, or an await is already pending.</exception>
     public ValueTask<Readiness> NextAsync()
     {
+        BeginAwait();
+        return new ValueTask<Readiness>(this, _version);
+    }
+
+    /// <summary>Waits for the next readiness, or until <paramref name="cancellationToken"/> is cancelled: the await
+    /// then ends with <see cref="OperationCanceledException"/> (on the loop thread, in the loop's next iteration)
+    /// and the source stays usable: the next await reports readiness as usual, none is lost. Await it on the
+    /// loop thread, one await at a time. A token that can be cancelled costs a registration on it per await; a
+    /// token that cannot (<see cref="CancellationToken.None"/>) costs nothing, as <see cref="NextAsync()"/>.</summary>
+    /// <exception cref="InvalidOperationException">The source has a callback, or an await is already pending.</exception>
+    public ValueTask<Readiness> NextAsync(CancellationToken cancellationToken)
+    {
+        if (!cancellationToken.CanBeCanceled)
+            return NextAsync();
+        if (cancellationToken.IsCancellationRequested)
+        {
+            ThrowIfCannotAwait();
+            return ValueTask.FromCanceled<Readiness>(cancellationToken);
+        }
+        BeginAwait();
+        _cancellation = cancellationToken;
+        _cancelOnLoop ??= CancelOnLoop;
+        // The token may be cancelled on any thread: the cancellation goes to the loop thread as a posted action.
+        _cancellationRegistration = cancellationToken.UnsafeRegister(
+            static s => { var source = (IoSource)s!; source.Loop.Post(source._cancelOnLoop!, source.Priority); }, this);
+        return new ValueTask<Readiness>(this, _version);
+    }
+
+    private void CancelOnLoop()
+    {
+        // Stale when the await it was posted for ended meanwhile (readiness won the race) and no await is pending
+        // under a cancelled token now.
+        if (_awaiting && _cancellation.IsCancellationRequested)
+            Complete(Readiness.None, canceled: true);
+    }
+
+    private void ThrowIfCannotAwait()
+    {
         ObjectDisposedException.ThrowIf(IsDisposed, this);
         if (_callback is not null)
             throw new InvalidOperationException("This source reports through its callback; make one without a callback to await it.");
         if (_awaiting)
             throw new InvalidOperationException("An await on this source is already pending.");
+    }
+
+    private void BeginAwait()
+    {
+        ThrowIfCannotAwait();
         _awaiting = true;
         _completed = false;
+        _cancellation = default; // NextAsync(token) sets its own after this
         if (!_armed)
         {
             _armed = true;
             _registration?.Rearm();
         }
-        return new ValueTask<Readiness>(this, _version);
     }
 
     /// <inheritdoc />
@@ -125,12 +191,20 @@ public sealed class IoSource : EventSource, IValueTaskSource<Readiness>
         if (token != _version || !_completed)
             throw new InvalidOperationException("The awaited readiness is not available (awaited twice, or not completed).");
         _version++;
+        if (_canceled)
+        {
+            var cancellation = _cancellation;
+            _cancellation = default;
+            _canceled = false;
+            throw new OperationCanceledException("The wait for readiness was cancelled.", cancellation);
+        }
         return _result;
     }
 
     /// <inheritdoc />
     ValueTaskSourceStatus IValueTaskSource<Readiness>.GetStatus(short token) =>
-        token == _version && _completed ? ValueTaskSourceStatus.Succeeded : ValueTaskSourceStatus.Pending;
+        token != _version || !_completed ? ValueTaskSourceStatus.Pending
+        : _canceled ? ValueTaskSourceStatus.Canceled : ValueTaskSourceStatus.Succeeded;
 
     /// <inheritdoc />
     void IValueTaskSource<Readiness>.OnCompleted(Action<object?> continuation, object? state, short token, ValueTaskSourceOnCompletedFlags flags)

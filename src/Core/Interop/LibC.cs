@@ -9,6 +9,13 @@ internal static unsafe partial class LibC
     public const int F_GETFD = 1, F_SETFD = 2, F_GETFL = 3, F_SETFL = 4;
     public const int FD_CLOEXEC = 1;
 
+    /// <summary>O_NONBLOCK differs per OS. Linux: 00004000 (octal, 0x800) in include/uapi/asm-generic/fcntl.h
+    /// (torvalds/linux a3928246651b92dec93a47b99c49ff3151b08bae; every architecture .NET runs on takes the generic
+    /// value: alpha, mips, parisc and sparc, which override it, have no .NET port). FreeBSD: 0x0004 in
+    /// sys/sys/fcntl.h (freebsd/freebsd-src b972b67ed72b5687a023c92602aaef64163b2f59), as the other 4.4BSD
+    /// descendants. macOS: 0x00000004 in bsd/sys/fcntl.h (apple-oss-distributions/xnu
+    /// e6231be02a03711ca404e5121a151b24afbff733). illumos: 0x80 in usr/src/uts/common/sys/fcntl.h
+    /// (illumos/illumos-gate 5dbfd19ad5fcc2b779f40f80fa05c1bd28fd0b4e; its 0x04 is the older O_NDELAY).</summary>
     public static readonly int O_NONBLOCK = OperatingSystem.IsLinux() ? 0x800 : Platform.IsIllumos ? 0x80 : 0x4;
     /// <summary>FIONREAD: bytes available to read. Linux 0x541B; BSD _IOR('f', 127, int); illumos ('f'&lt;&lt;8)|127.</summary>
     public static readonly nuint FIONREAD = OperatingSystem.IsLinux() ? 0x541Bu : Platform.IsIllumos ? 0x667Fu : 0x4004667Fu;

@@ -4,7 +4,8 @@ namespace IoMux.Tests.Packaging;
 
 /// <summary>The packages as a user gets them: `dotnet pack -c Release -o artifacts` (run by .ci/run before the
 /// tests; run here when missing), the IoMux package installed into a throw-away console project that waits on
-/// the default backend, and the iomux tool installed into a tool path. NuGet's package folder is a fresh
+/// the default backend, the IoMux.Hosting package running a loop in a generic host, and the iomux tool
+/// installed into a tool path. NuGet's package folder is a fresh
 /// directory per run, so a package rebuilt under the same version is never served from a stale cache.</summary>
 [Category("System")]
 [NonParallelizable]
@@ -16,7 +17,8 @@ public sealed class PackageInstallTests
     {
         var root = TestProcesses.RepositoryRoot();
         var artifacts = Path.Combine(root, "artifacts");
-        if (!File.Exists(Path.Combine(artifacts, $"IoMux.{Version}.nupkg")) || !File.Exists(Path.Combine(artifacts, $"IoMux.Tool.{Version}.nupkg")))
+        if (!File.Exists(Path.Combine(artifacts, $"IoMux.{Version}.nupkg")) || !File.Exists(Path.Combine(artifacts, $"IoMux.Tool.{Version}.nupkg"))
+            || !File.Exists(Path.Combine(artifacts, $"IoMux.Hosting.{Version}.nupkg")))
             Run(root, "dotnet", ["pack", "IoMux.sln", "-c", "Release", "-o", artifacts], null, TimeSpan.FromMinutes(5));
         return artifacts;
     }
@@ -42,11 +44,12 @@ public sealed class PackageInstallTests
         return output.Result;
     }
 
-    [Test, CancelAfter(600_000)]
-    public void TheIoMuxPackageWaitsOnTheDefaultBackendInANewProject()
+    /// <summary>A throw-away console project on the packages in artifacts/ (and the public feed for the rest):
+    /// <paramref name="packages"/> referenced, <paramref name="program"/> run; returns what it printed.</summary>
+    private static string RunConsumer(string prefix, string packages, string program)
     {
         var artifacts = Artifacts();
-        var work = Directory.CreateTempSubdirectory("iomux-package-").FullName;
+        var work = Directory.CreateTempSubdirectory(prefix).FullName;
         try
         {
             File.WriteAllText(Path.Combine(work, "nuget.config"), $"""
@@ -66,32 +69,68 @@ public sealed class PackageInstallTests
                     <ImplicitUsings>enable</ImplicitUsings>
                   </PropertyGroup>
                   <ItemGroup>
-                    <PackageReference Include="IoMux" Version="{Version}" />
+                {packages}
                   </ItemGroup>
                 </Project>
                 """);
-            File.WriteAllText(Path.Combine(work, "Program.cs"), """
-                using System.IO.Pipes;
-                using IoMux;
-
-                using var poller = PollerFactory.Create();
-                using var server = new AnonymousPipeServerStream(PipeDirection.In);
-                using var client = new AnonymousPipeClientStream(PipeDirection.Out, server.ClientSafePipeHandle);
-                using var registration = poller.Register(server.SafePipeHandle, token: 7, Interest.Readable);
-                client.WriteByte(1);
-                var events = new PollEvent[4];
-                int n = poller.Wait(events, TimeSpan.FromSeconds(10));
-                Console.WriteLine($"backend={poller.Capabilities.Name} events={n} token={events[0].Token} readable={(events[0].Readiness & Readiness.Readable) != 0}");
-                """);
-            var output = Run(work, "dotnet", ["run", "-c", "Release"], Path.Combine(work, "packages"), TimeSpan.FromMinutes(5));
-            Assert.That(output, Does.Contain("events=1 token=7 readable=True"));
-            if (OperatingSystem.IsLinux())
-                Assert.That(output, Does.Contain("backend=epoll"));
+            File.WriteAllText(Path.Combine(work, "Program.cs"), program);
+            return Run(work, "dotnet", ["run", "-c", "Release"], Path.Combine(work, "packages"), TimeSpan.FromMinutes(5));
         }
         finally
         {
             Directory.Delete(work, recursive: true);
         }
+    }
+
+    [Test, CancelAfter(600_000)]
+    public void TheIoMuxPackageWaitsOnTheDefaultBackendInANewProject()
+    {
+        var output = RunConsumer("iomux-package-", $"""    <PackageReference Include="IoMux" Version="{Version}" />""", """
+            using System.IO.Pipes;
+            using IoMux;
+
+            using var poller = PollerFactory.Create();
+            using var server = new AnonymousPipeServerStream(PipeDirection.In);
+            using var client = new AnonymousPipeClientStream(PipeDirection.Out, server.ClientSafePipeHandle);
+            using var registration = poller.Register(server.SafePipeHandle, token: 7, Interest.Readable);
+            client.WriteByte(1);
+            var events = new PollEvent[4];
+            int n = poller.Wait(events, TimeSpan.FromSeconds(10));
+            Console.WriteLine($"backend={poller.Capabilities.Name} events={n} token={events[0].Token} readable={(events[0].Readiness & Readiness.Readable) != 0}");
+            """);
+        Assert.That(output, Does.Contain("events=1 token=7 readable=True"));
+        if (OperatingSystem.IsLinux())
+            Assert.That(output, Does.Contain("backend=epoll"));
+    }
+
+    [Test, CancelAfter(600_000)]
+    public void TheHostingPackageRunsALoopWithAGenericHostsLifetime()
+    {
+        var output = RunConsumer("iomux-hosting-package-", $"""
+                <PackageReference Include="IoMux.Hosting" Version="{Version}" />
+                <PackageReference Include="Microsoft.Extensions.Hosting" Version="10.0.0" />
+            """, """
+            using IoMux.Hosting;
+            using Microsoft.Extensions.Hosting;
+            using Microsoft.Extensions.Logging;
+
+            var builder = Host.CreateApplicationBuilder(args);
+            builder.Logging.ClearProviders();
+            int ticks = 0;
+            Thread? loopThread = null;
+            builder.Services.AddEventLoop(loop => loop.AddTimer(TimeSpan.FromMilliseconds(5), _ =>
+            {
+                loopThread = Thread.CurrentThread;
+                Interlocked.Increment(ref ticks);
+            }, period: TimeSpan.FromMilliseconds(5)));
+            using var host = builder.Build();
+            await host.StartAsync();
+            for (int i = 0; i < 1000 && Volatile.Read(ref ticks) < 3; i++)
+                await Task.Delay(10);
+            await host.StopAsync();
+            Console.WriteLine($"ticked={Volatile.Read(ref ticks) >= 3} loop-thread-alive={loopThread?.IsAlive}");
+            """);
+        Assert.That(output, Does.Contain("ticked=True loop-thread-alive=False"));
     }
 
     [Test, CancelAfter(600_000)]

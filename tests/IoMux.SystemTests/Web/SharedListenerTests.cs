@@ -39,6 +39,7 @@ public sealed partial class SharedListenerTests
         listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
         listener.Listen();
         using var poller = new Poller(provider.Create());
+        listener.Blocking = false;
         using var registration = poller.Register(listener.SafeHandle, 5, Interest.Readable | Interest.Exclusive);
         using var client = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
         client.Connect(listener.LocalEndPoint!);
@@ -55,6 +56,7 @@ public sealed partial class SharedListenerTests
         listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
         listener.Listen();
         using var poller = PollerFactory.Create("epoll");
+        listener.Blocking = false;
         using var registration = poller.Register(listener.SafeHandle, 1, Interest.Readable | Interest.Exclusive);
         Assert.Throws<NotSupportedException>(() => registration.Modify(Interest.Readable));
     }

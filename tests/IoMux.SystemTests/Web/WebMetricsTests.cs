@@ -112,7 +112,7 @@ public sealed class WebMetricsTests
     {
         double quiet = BytesPerRequest(Hello, "/", listening: false, out _);
         double counted = BytesPerRequest(Hello, "/", listening: true, out long responses);
-        Assert.That(responses, Is.GreaterThanOrEqualTo(2200), "the listener saw every response");
+        Assert.That(responses, Is.GreaterThanOrEqualTo(6200), "the listener saw every response");
         Assert.That(counted - quiet, Is.LessThan(8), $"{quiet:F1} B per request unobserved, {counted:F1} B counted");
     }
 
@@ -152,12 +152,18 @@ public sealed class WebMetricsTests
             Assert.That(received, Is.EqualTo(count));
         }
         RoundTrips(200); // warm-up: every path jitted, every lazy buffer made
-        long before = GC.GetTotalAllocatedBytes(precise: true);
-        RoundTrips(2000);
-        long allocated = GC.GetTotalAllocatedBytes(precise: true) - before;
+        // The allocations of the whole process are counted, and other threads (timers, the test host) allocate
+        // now and then: the least of three rounds is the request path's own share.
+        long least = long.MaxValue;
+        for (int round = 0; round < 3; round++)
+        {
+            long before = GC.GetTotalAllocatedBytes(precise: true);
+            RoundTrips(2000);
+            least = Math.Min(least, GC.GetTotalAllocatedBytes(precise: true) - before);
+        }
         responses = readings?.Responses.Sum() ?? 0;
         Assert.That(readings?.OtherTags ?? 0, Is.Zero);
-        return allocated / 2000.0;
+        return least / 2000.0;
     }
 
     [Test]

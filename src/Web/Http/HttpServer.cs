@@ -92,7 +92,9 @@ public sealed class HttpServer : IDisposable
         return new HttpServer(endpoint, options ?? new(), () => new HandlerResponder(handler), backend);
     }
 
-    /// <summary>Serves the files under <paramref name="root"/> (GET and HEAD; directories answer their index.html).</summary>
+    /// <summary>Serves the files under <paramref name="root"/>: GET and HEAD, one byte range (206/416), ETag and
+    /// Last-Modified with 304 for If-None-Match and If-Modified-Since, directories by their index.html (301 to the
+    /// slashed path when named without it); docs/SERVERS.md has the whole table.</summary>
     public static HttpServer StaticFiles(IPEndPoint endpoint, string root, HttpServerOptions? options = null, string? backend = null)
     {
         if (StaticRoot.RealPath(Path.GetFullPath(root)) is null)

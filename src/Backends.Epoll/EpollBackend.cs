@@ -11,9 +11,11 @@ namespace IoMux.Backends.Epoll;
 /// woken forever by a half-closed peer). Timeouts are sub-millisecond through epoll_pwait2 (Linux 5.11,
 /// glibc 2.35) where present, milliseconds rounded up otherwise.
 /// </summary>
-public sealed unsafe class EpollBackend : IPollerBackend, IKernelWait, IOwnedRegistrations
+public sealed unsafe class EpollBackend : IPollerBackend, IKernelWait, IOwnedRegistrations, ICoreBackend
 {
     private readonly BackendCore _core = new();
+
+    BackendCore ICoreBackend.Core => _core;
     private readonly int _epollFd;
     private readonly EventFdWaker _waker;
     private readonly bool _hasPwait2;

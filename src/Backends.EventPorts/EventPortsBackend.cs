@@ -16,9 +16,11 @@ namespace IoMux.Backends.EventPorts;
 /// association that was removed or replaced is recognised and dropped. port_getn can fail with ETIME or
 /// EINTR and still have delivered events: the count in nget is what matters, not the return value.
 /// </summary>
-public sealed class EventPortsBackend : IPollerBackend, IKernelWait, IOwnedRegistrations
+public sealed class EventPortsBackend : IPollerBackend, IKernelWait, IOwnedRegistrations, ICoreBackend
 {
     private readonly BackendCore _core = new();
+
+    BackendCore ICoreBackend.Core => _core;
     private readonly IEventPortSystem _system;
     private readonly PortPollBits _bits;
     private readonly int _port;

@@ -20,12 +20,14 @@ namespace IoMux.Backends.Kqueue;
 /// Control calls use EV_RECEIPT, so each change's error comes back on its own. The wake is EVFILT_USER where
 /// the OS has it (probed at start), a pipe otherwise.
 /// </summary>
-public sealed class KqueueBackend : IPollerBackend, IKernelWait, IOwnedRegistrations
+public sealed class KqueueBackend : IPollerBackend, IKernelWait, IOwnedRegistrations, ICoreBackend
 {
     private const ulong WakeIdent = 0x494F_4D55_58; // "IOMUX": EVFILT_USER idents are ours to choose
     private const int MaxBatch = 1024;             // the native layer converts batches on the stack
 
     private readonly BackendCore _core = new();
+
+    BackendCore ICoreBackend.Core => _core;
     private readonly IKqueueSystem _system;
     private readonly KqueuePlatform _os;
     private readonly int _kq;

@@ -11,9 +11,11 @@ namespace IoMux.Backends.Poll;
 /// thread while the waiter is inside the kernel nudges it through the wake pipe, so the change takes effect
 /// in that same wait.
 /// </summary>
-public abstract unsafe class PollSetBackend : IPollerBackend, IKernelWait, IOwnedRegistrations
+public abstract unsafe class PollSetBackend : IPollerBackend, IKernelWait, IOwnedRegistrations, ICoreBackend
 {
     private readonly BackendCore _core = new();
+
+    BackendCore ICoreBackend.Core => _core;
     private readonly WakePipe _pipe = new();
     private DescriptorEntry[] _watched = new DescriptorEntry[16];
     private int _watchedCount;

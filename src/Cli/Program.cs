@@ -1,14 +1,29 @@
 using System.CommandLine;
+using System.Net;
 using IoMux.Cli;
+using IoMux.Conformance;
+using IoMux.SocketProxy;
 
 var backendOption = new Option<string?>("--backend", "-b")
 {
     Description = "Check only this backend (epoll, poll, select, epoll-ms, poll-derived).",
 };
+backendOption.Validators.Add(result =>
+{
+    var name = result.GetValueOrDefault<string?>();
+    if (name is not null && !ConformanceRunner.Targets.Any(t => string.Equals(t.Name, name, StringComparison.OrdinalIgnoreCase)))
+        result.AddError($"--backend {name}: unknown backend; known: {string.Join(", ", ConformanceRunner.Targets.Select(t => t.Name))}");
+});
 var scenarioOption = new Option<string?>("--scenario", "-s")
 {
     Description = "Check only this scenario id (e.g. H8).",
 };
+scenarioOption.Validators.Add(result =>
+{
+    var id = result.GetValueOrDefault<string?>();
+    if (id is not null && !ScenarioCatalog.All.Any(s => string.Equals(s.Id, id, StringComparison.OrdinalIgnoreCase)))
+        result.AddError($"--scenario {id}: unknown scenario (the ids are in docs/SEMANTICS.md)");
+});
 
 var backends = new Command("backends", "List every backend IoMux knows, whether it is available here, which one is chosen, and its capabilities.");
 backends.SetAction(_ => Commands.Backends(Console.Out));
@@ -20,42 +35,48 @@ var check = new Command("check", "Run the conformance scenarios of docs/SEMANTIC
 };
 check.SetAction(result => Commands.Check(Console.Out, result.GetValue(backendOption), result.GetValue(scenarioOption)));
 
-var proxy = IoMux.SocketProxy.ProxyCommand.Configure(new Command("proxy",
+var proxy = ProxyCommand.Configure(new Command("proxy",
     "The socket-activation proxy (the same as iomux-socket-proxyd): relay the sockets passed by LISTEN_FDS to HOST:PORT or a Unix socket."));
 
-var portOption = new Option<int>("--port", "-p") { Description = "TCP port (default 8080).", DefaultValueFactory = _ => 8080 };
-var addressOption = new Option<string>("--address", "-a") { Description = "Address to listen on (default 127.0.0.1).", DefaultValueFactory = _ => "127.0.0.1" };
-var threadsOption = new Option<int>("--threads", "-t") { Description = "Loop threads, one SO_REUSEPORT listener each (default: one per core).", DefaultValueFactory = _ => Environment.ProcessorCount };
+var portOption = UnixCommand.BoundedInt("--port", "-p", "a port", 1, 65535, 8080);
+portOption.Description = "TCP port.";
+var addressOption = new Option<IPAddress>("--address", "-a")
+{
+    Description = "Address to listen on.",
+    DefaultValueFactory = _ => IPAddress.Loopback,
+}.ParsedWith(text => IPAddress.TryParse(text, out var address) ? address : throw new FormatException($"'{text}' is not an IP address"));
+var threadsOption = UnixCommand.BoundedInt("--threads", "-t", "a thread count", 1, int.MaxValue, Environment.ProcessorCount);
+threadsOption.Description = "Loop threads, one SO_REUSEPORT listener each (default: one per core).";
 var directoryArgument = new Argument<string>("DIR") { Description = "The directory to serve." };
+directoryArgument.Validators.Add(ServedDirectory.Validate);
 var accessLogOption = new Option<bool>("--access-log") { Description = "Log one line per response on stderr (method, target, status, bytes, duration)." };
 
 var serve = new Command("serve", "Serve the files under DIR over HTTP/1.1 (GET, HEAD; keep-alive; sendfile) until SIGINT or SIGTERM.")
 {
     directoryArgument, portOption, addressOption, threadsOption, accessLogOption,
 };
-serve.SetAction(result => Servers.Run("serve", result.GetValue(addressOption)!, result.GetValue(portOption), result.GetValue(threadsOption), result.GetValue(directoryArgument),
-    result.GetValue(accessLogOption)));
 var hello = new Command("hello", "Answer every HTTP GET with \"Hello, World!\" until SIGINT or SIGTERM (the benchmark responder).")
 {
     portOption, addressOption, threadsOption, accessLogOption,
 };
-hello.SetAction(result => Servers.Run("hello", result.GetValue(addressOption)!, result.GetValue(portOption), result.GetValue(threadsOption), null,
-    result.GetValue(accessLogOption)));
 var echo = new Command("echo", "A TCP echo server until SIGINT or SIGTERM.")
 {
     portOption, addressOption, threadsOption,
 };
-echo.SetAction(result => Servers.Run("echo", result.GetValue(addressOption)!, result.GetValue(portOption), result.GetValue(threadsOption), null));
-
-var root = new RootCommand("iomux: the backends this machine offers and whether each keeps IoMux's contract. Without a command: backends, then check.")
+foreach (var server in new[] { serve, hello, echo })
 {
-    backends,
-    check,
-    proxy,
-    serve,
-    hello,
-    echo,
-};
+    var kind = server.Name;
+    server.SetAction(result => Servers.Run(kind, new IPEndPoint(result.GetValue(addressOption)!, result.GetValue(portOption)),
+        result.GetValue(threadsOption), kind == "serve" ? result.GetValue(directoryArgument) : null, kind != "echo" && result.GetValue(accessLogOption)));
+}
+
+var root = UnixCommand.Root("iomux", "iomux: the backends this machine offers and whether each keeps IoMux's contract. Without a command: backends, then check.");
+root.Add(backends);
+root.Add(check);
+root.Add(proxy);
+root.Add(serve);
+root.Add(hello);
+root.Add(echo);
 root.SetAction(_ =>
 {
     int listed = Commands.Backends(Console.Out);
@@ -63,4 +84,4 @@ root.SetAction(_ =>
     return Math.Max(listed, Commands.Check(Console.Out, null, null));
 });
 
-return root.Parse(args).Invoke();
+return UnixCommand.Run(root, args);

@@ -1,5 +1,6 @@
 using System.Net;
 using System.Runtime.InteropServices;
+using IoMux.SocketProxy;
 using IoMux.Web.Echo;
 using IoMux.Web.Http;
 
@@ -8,17 +9,16 @@ namespace IoMux.Cli;
 /// <summary>The servers of IoMux.Web behind the iomux command: serve, hello, echo.</summary>
 internal static class Servers
 {
-    /// <summary>Runs one server until SIGINT or SIGTERM; 0 after a clean stop, 1 when it cannot start.</summary>
-    public static int Run(string kind, string address, int port, int threads, string? directory, bool accessLog = false)
+    /// <summary>Runs one server until SIGINT or SIGTERM; 0 after a clean stop.</summary>
+    /// <exception cref="CommandFailure">It cannot listen on <paramref name="endpoint"/> (EADDRINUSE, EACCES...) or
+    /// serve <paramref name="directory"/>.</exception>
+    /// <exception cref="BackendUnavailableException">IOMUX_BACKEND names a backend that cannot be used here.</exception>
+    public static int Run(string kind, IPEndPoint endpoint, int threads, string? directory, bool accessLog = false)
     {
-        if (!IPAddress.TryParse(address, out var ip))
-        {
-            Console.Error.WriteLine($"iomux {kind}: '{address}' is not an IP address");
-            return 1;
-        }
-        var endpoint = new IPEndPoint(ip, port);
-        var logger = new IoMux.SocketProxy.StderrLogger($"iomux {kind}", IoMux.SocketProxy.StderrLogger.LevelFromEnvironment());
-        var options = new HttpServerOptions { Threads = Math.Max(1, threads), Logger = logger, AccessLog = accessLog ? logger : null };
+        // The backend first, so that an unknown IOMUX_BACKEND is the error rather than whatever binding meets.
+        using (BackendSelector.Default.Select().Backend) { }
+        var logger = new StderrLogger($"iomux {kind}", StderrLogger.LevelFromEnvironment());
+        var options = new HttpServerOptions { Threads = threads, Logger = logger, AccessLog = accessLog ? logger : null };
         IDisposable server;
         IPEndPoint bound;
         using var service = IoMux.SocketProxy.ServiceManager.FromEnvironment(logger);
@@ -40,10 +40,13 @@ internal static class Servers
                     break;
             }
         }
-        catch (Exception e) when (e is PosixException or DirectoryNotFoundException)
+        catch (PosixException e) when (e.Operation is "bind" or "listen")
         {
-            Console.Error.WriteLine($"iomux {kind}: {e.Message}");
-            return 1;
+            throw new CommandFailure($"cannot listen on {endpoint}: {UnixCommand.Reason(e.Errno)}", cause: e);
+        }
+        catch (DirectoryNotFoundException e) // gone since the command line was checked
+        {
+            throw new CommandFailure($"cannot serve '{directory}': {UnixCommand.Reason(Errno.ENOENT)}", cause: e);
         }
         using var stop = new ManualResetEventSlim();
         using var term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, context => { context.Cancel = true; stop.Set(); });
@@ -53,6 +56,6 @@ internal static class Servers
         stop.Wait();
         service.Stopping("Stopping: closing the listeners and connections");
         server.Dispose();
-        return 0;
+        return UnixCommand.Success;
     }
 }

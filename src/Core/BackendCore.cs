@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using IoMux.Interop;
 
 namespace IoMux;
@@ -68,6 +69,8 @@ internal sealed class BackendCore
     public int Wait(IKernelWait kernel, Span<PollEvent> events, TimeSpan timeout)
     {
         var deadline = WaitDeadline.Start(timeout);
+        if (_lastWaitFoundWork && SpinTicks > 0 && !deadline.IsZero && Spin(kernel, events, deadline, out int found))
+            return Found(found);
         while (true)
         {
             kernel.BeforeWait();
@@ -83,7 +86,53 @@ internal sealed class BackendCore
             }
             int written = count > 0 ? kernel.Translate(count, events) : 0;
             if (written > 0 || woken || deadline.HasPassed)
-                return written;
+                return Found(written);
+        }
+    }
+
+    /// <summary>How long a wait polls (zero-timeout kernel waits) before it sleeps, in Stopwatch ticks; 0: never.
+    /// Set through <see cref="Poller.SpinBeforeSleep"/>.</summary>
+    public long SpinTicks;
+
+    // Spinning pays only while work keeps coming: a wait spins only after a wait that found events, and each spin
+    // that finds nothing halves the next one's budget (a hit restores it), so a loop whose events stopped coming
+    // spins less and less, and an idle loop (its waits time out) not at all.
+    private bool _lastWaitFoundWork;
+    private int _fruitlessSpins;
+
+    private int Found(int written)
+    {
+        _lastWaitFoundWork = written > 0;
+        return written;
+    }
+
+    /// <summary>Polls until events or a wake arrive, the spin budget is spent or the deadline passes; true (and
+    /// <paramref name="written"/>) when the wait is over without sleeping. The zero-timeout kernel waits announce no
+    /// sleep to the wake gate, so a wake during the spin is a request consumed here, never a channel write.</summary>
+    private bool Spin(IKernelWait kernel, Span<PollEvent> events, in WaitDeadline deadline, out int written)
+    {
+        long end = Stopwatch.GetTimestamp() + (SpinTicks >> Math.Min(_fruitlessSpins, 16));
+        while (true)
+        {
+            kernel.BeforeWait();
+            Counters.OnKernelWait();
+            int count = kernel.KernelWait(events.Length, TimeSpan.Zero, out int errno);
+            bool woken = _wakeGate.TryConsume();
+            if (errno != 0 && errno != Errno.EINTR)
+                throw new PosixException(kernel.KernelCallName, errno);
+            written = count > 0 ? kernel.Translate(count, events) : 0;
+            if (written > 0 || woken)
+            {
+                _fruitlessSpins = 0;
+                Counters.OnSpin(hit: true);
+                return true;
+            }
+            if (Stopwatch.GetTimestamp() >= end || deadline.HasPassed)
+            {
+                _fruitlessSpins++;
+                Counters.OnSpin(hit: false);
+                return deadline.HasPassed;
+            }
         }
     }
 

@@ -28,9 +28,15 @@ public static class Errno
 #pragma warning disable CS1591 // the names are the documentation
     public static readonly int EPERM = 1, ENOENT = 2, ESRCH = 3, EINTR = 4, EIO = 5, EBADF = 9, ECHILD = 10;
     public static readonly int ENOMEM = 12, EACCES = 13, EFAULT = 14, EEXIST = 17, EINVAL = 22;
-    public static readonly int ENFILE = 23, EMFILE = 24, ESPIPE = 29, EPIPE = 32;
+    public static readonly int ENOTDIR = 20, ENFILE = 23, EMFILE = 24, ESPIPE = 29, EROFS = 30, EPIPE = 32, ERANGE = 34;
     public static readonly int EAGAIN = Pick(11, 35, 11);
     public static readonly int EINPROGRESS = Pick(115, 36, 150);
+    public static readonly int ENAMETOOLONG = Pick(36, 63, 78);
+    public static readonly int ELOOP = Pick(40, 62, 90);
+    // The socket errors a server meets when it binds (illumos: usr/src/uts/common/sys/errno.h, SVR4's numbering).
+    public static readonly int EAFNOSUPPORT = Pick(97, 47, 124);
+    public static readonly int EADDRINUSE = Pick(98, 48, 125);
+    public static readonly int EADDRNOTAVAIL = Pick(99, 49, 126);
     public static readonly int ENOSYS = Pick(38, 78, 89);
     public static readonly int ENOTSOCK = Pick(88, 38, 95);
     public static readonly int ECONNABORTED = Pick(103, 53, 130);

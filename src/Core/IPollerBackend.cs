@@ -61,7 +61,7 @@ public interface IPollerBackend : IDisposable
 /// (and by wakers for <see cref="WakeWrites"/>); read them from anywhere, approximately.</summary>
 public sealed class BackendCounters
 {
-    internal long _kernelWaits, _interruptions, _wakeWrites, _orphaned, _rebuilds;
+    internal long _kernelWaits, _interruptions, _wakeWrites, _orphaned, _rebuilds, _spins, _spinHits;
     internal int _lastOrphan = -1;
 
     /// <summary>Calls into the kernel's wait (epoll_wait, poll, select ...), including re-waits after EINTR.</summary>
@@ -80,7 +80,19 @@ public sealed class BackendCounters
     /// (epoll: a descriptor closed before it was deregistered while a dup kept its file open).</summary>
     public long KernelSetRebuilds => Volatile.Read(ref _rebuilds);
 
+    /// <summary>Waits that polled before sleeping (<see cref="Poller.SpinBeforeSleep"/>).</summary>
+    public long Spins => Volatile.Read(ref _spins);
+
+    /// <summary>Of <see cref="Spins"/>, those that found events or a wake without sleeping.</summary>
+    public long SpinHits => Volatile.Read(ref _spinHits);
+
     internal void OnKernelWait() => _kernelWaits++;
+    internal void OnSpin(bool hit)
+    {
+        _spins++;
+        if (hit)
+            _spinHits++;
+    }
     internal void OnInterrupted() => _interruptions++;
     internal void OnWakeWrite() => Interlocked.Increment(ref _wakeWrites);
     internal void OnOrphaned(int fd)
@@ -93,6 +105,14 @@ public sealed class BackendCounters
 
 /// <summary>Implemented by backends that check, on their wait path, whether a registered handle was closed
 /// (the poller then does not pin the handle, so <c>Socket.Dispose</c> never waits on a registration).</summary>
+/// <summary>A backend built on <see cref="BackendCore"/>: the poller reaches the shared wait loop's settings
+/// (spinning before sleep) through it.</summary>
+internal interface ICoreBackend
+{
+    /// <summary>The backend's shared state and wait loop.</summary>
+    BackendCore Core { get; }
+}
+
 internal interface IOwnedRegistrations
 {
     /// <summary>Records the handle that owns the registration of <paramref name="fd"/>.</summary>

@@ -22,7 +22,12 @@ public sealed class Poller : IDisposable
     private int _state;
 
     /// <summary>Wraps <paramref name="backend"/>; the poller owns it from now on and disposes it.</summary>
-    public Poller(IPollerBackend backend) => _backend = backend ?? throw new ArgumentNullException(nameof(backend));
+    public Poller(IPollerBackend backend)
+    {
+        _backend = backend ?? throw new ArgumentNullException(nameof(backend));
+        if (SpinFromEnvironment() is { } spin)
+            SpinBeforeSleep = spin;
+    }
 
     /// <summary>The backend's capabilities (which mechanism, what is native, what is emulated).</summary>
     public BackendCapabilities Capabilities => _backend.Capabilities;
@@ -190,6 +195,51 @@ public sealed class Poller : IDisposable
             }
         }
     }
+
+    /// <summary>
+    /// How long a blocking <see cref="Wait(Span{PollEvent}, TimeSpan)"/> keeps polling with zero-timeout kernel waits
+    /// before it sleeps in the kernel, after a wait that found events (zero, the default: it sleeps at once). Waking a
+    /// sleeping thread takes tens of microseconds on a virtual CPU; a server answering one request at a time waits
+    /// about that long for the next, and a short spin catches it awake, as the .NET thread pool's workers and Linux
+    /// busy polling do. The budget is an upper bound: each spin that finds nothing halves the next one, a hit
+    /// restores it, and a wait that timed out (an idle loop) does not spin at all. The environment variable
+    /// <c>IOMUX_SPIN_US</c> (microseconds) sets the initial value. <see cref="BackendCounters.Spins"/> and
+    /// <see cref="BackendCounters.SpinHits"/> tell how it pays. Backends not built on IoMux's shared core ignore it.
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException">Negative, or longer than one second.</exception>
+    public TimeSpan SpinBeforeSleep
+    {
+        get => _spin;
+        set
+        {
+            if (value < TimeSpan.Zero || value > TimeSpan.FromSeconds(1))
+                throw new ArgumentOutOfRangeException(nameof(value), value, "A spin budget is between zero (off) and one second.");
+            _spin = value;
+            if (_backend is ICoreBackend core)
+                core.Core.SpinTicks = (long)(value.Ticks * (System.Diagnostics.Stopwatch.Frequency / (double)TimeSpan.TicksPerSecond));
+        }
+    }
+
+    private TimeSpan _spin;
+
+    /// <summary>The budget IoMux's own servers (HTTP, echo, the proxy, the Kestrel transport) spin with: about one
+    /// loopback round trip plus a wake-up here, so a client sending its next request at once finds the loop awake
+    /// (docs/BENCHMARKS.md, "Latency at one connection").</summary>
+    internal static readonly TimeSpan ServerSpin = TimeSpan.FromMicroseconds(50);
+
+    /// <summary>Servers call this on their loops' pollers: <see cref="ServerSpin"/>, unless <c>IOMUX_SPIN_US</c> says otherwise.</summary>
+    internal void UseServerSpin()
+    {
+        if (SpinFromEnvironment() is null)
+            SpinBeforeSleep = ServerSpin;
+    }
+
+    /// <summary>The spin budget <c>IOMUX_SPIN_US</c> asks for, or null when it is unset or not a number of
+    /// microseconds from 0 to 1 000 000.</summary>
+    internal static TimeSpan? SpinFromEnvironment() =>
+        int.TryParse(Environment.GetEnvironmentVariable("IOMUX_SPIN_US"), System.Globalization.NumberStyles.None,
+            System.Globalization.CultureInfo.InvariantCulture, out int us) && us <= 1_000_000
+            ? TimeSpan.FromMicroseconds(us) : null;
 
     /// <summary>Makes the current or next <see cref="Wait(Span{PollEvent}, TimeSpan)"/> return. Any thread;
     /// coalesced; a no-op once the poller is disposed (wakers may race with shutdown).</summary>

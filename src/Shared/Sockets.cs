@@ -131,12 +131,7 @@ internal static unsafe partial class Sockets
             int one = 1;
             if (reusePort && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(int)) != 0)
                 throw Errno.Fail("setsockopt", "SO_REUSEPORT");
-            var sockaddr = endpoint.Serialize();
-            fixed (byte* buffer = sockaddr.Buffer.Span)
-            {
-                if (bind(fd, buffer, (uint)sockaddr.Size) != 0)
-                    throw Errno.Fail("bind", endpoint.ToString());
-            }
+            Bind(fd, endpoint);
             if (listen(fd, backlog) != 0)
                 throw Errno.Fail("listen", endpoint.ToString());
             return fd;
@@ -145,6 +140,35 @@ internal static unsafe partial class Sockets
         {
             LibC.CloseQuietly(fd);
             throw;
+        }
+    }
+
+    /// <summary>Binds a probe socket without SO_REUSEPORT to <paramref name="endpoint"/> and closes it again, so
+    /// that anything listening there answers EADDRINUSE: also a SO_REUSEPORT group of the same user, which a
+    /// <c>reusePort</c> bind would join in silence and take a share of its connections. SO_REUSEADDR as
+    /// <see cref="Listen"/> sets it: what lingers in TIME_WAIT does not count as a holder.</summary>
+    /// <exception cref="PosixException">bind failed: EADDRINUSE, EACCES, EADDRNOTAVAIL...</exception>
+    public static void ThrowIfAddressInUse(System.Net.IPEndPoint endpoint)
+    {
+        int fd = OpenStreamSocket(NativeFamily(endpoint));
+        try
+        {
+            SetIntOption(fd, SOL_SOCKET, SO_REUSEADDR, 1);
+            Bind(fd, endpoint);
+        }
+        finally
+        {
+            LibC.CloseQuietly(fd);
+        }
+    }
+
+    private static void Bind(int fd, System.Net.EndPoint endpoint)
+    {
+        var sockaddr = endpoint.Serialize();
+        fixed (byte* buffer = sockaddr.Buffer.Span)
+        {
+            if (bind(fd, buffer, (uint)sockaddr.Size) != 0)
+                throw Errno.Fail("bind", endpoint.ToString());
         }
     }
 }

@@ -1,6 +1,8 @@
-using System.CommandLine;
 using IoMux.SocketProxy;
 
-var root = new RootCommand("Bidirectionally proxy local sockets to another (possibly remote) socket, on the IoMux event loop. " +
+var root = UnixCommand.Root(ProxyCommand.ProgramName, "Bidirectionally proxy local sockets to another (possibly remote) socket, on the IoMux event loop. " +
     "Drop-in for systemd-socket-proxyd: the listening sockets come by socket activation (LISTEN_FDS).");
-return ProxyCommand.Configure(root).Parse(args).Invoke();
+// systemd-socket-proxyd has no --verbose: marked as the other extensions are.
+var verbose = root.Options.Single(option => option.Name == "--verbose");
+verbose.Description = "Extension: " + verbose.Description;
+return UnixCommand.Run(ProxyCommand.Configure(root), args);

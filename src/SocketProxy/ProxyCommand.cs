@@ -15,38 +15,38 @@ public static class ProxyCommand
     /// <summary>Adds the proxy's arguments, options and action to <paramref name="command"/>.</summary>
     public static Command Configure(Command command)
     {
-        var target = new Argument<string>("HOST:PORT | /path/to/unix/socket")
+        var target = new Argument<BackendTarget>("HOST:PORT | /path/to/unix/socket")
         {
             Description = "Where to relay each connection: HOST:PORT, [IPv6]:PORT, a Unix socket path, or @abstract.",
-        };
-        var connectionsMax = new Option<int>("--connections-max", "-c")
-        {
-            Description = "Set the maximum number of connections to be accepted (default 256). Past it, clients wait in the listen backlog.",
-            DefaultValueFactory = _ => ProxyOptions.DefaultConnectionsMax,
-        };
-        var exitIdle = new Option<string?>("--exit-idle-time")
-        {
-            Description = "Exit when without a connection for this duration (systemd.time(7) format: 30s, 5min, infinity).",
-        };
+        }.ParsedWith(BackendTarget.Parse);
+        var connectionsMax = UnixCommand.BoundedInt("--connections-max", "-c", "a connection count", 1, int.MaxValue, ProxyOptions.DefaultConnectionsMax);
+        connectionsMax.Description = "Set the maximum number of connections to be accepted. Past it, clients wait in the listen backlog.";
+        var exitIdle = SpanOption("--exit-idle-time", "Exit when without a connection for this duration (systemd.time(7) format: 30s, 5min, infinity).");
         var listen = new Option<string[]>("--listen")
         {
             Description = "Extension: listen on ADDRESS (HOST:PORT or a socket path) itself instead of receiving sockets by socket activation (LISTEN_FDS). Repeatable.",
             AllowMultipleArgumentsPerToken = false,
         };
-        var drain = new Option<string>("--drain-time")
+        listen.Validators.Add(result =>
         {
-            Description = "Extension: after SIGTERM/SIGINT, how long active connections may finish before they are closed (default 10s).",
-            DefaultValueFactory = _ => "10s",
-        };
-        var connectTimeout = new Option<string>("--connect-timeout")
-        {
-            Description = "Extension: how long a backend connect may take before its client is closed (default 30s).",
-            DefaultValueFactory = _ => "30s",
-        };
+            foreach (var address in result.GetValueOrDefault<string[]>() ?? [])
+            {
+                try
+                {
+                    Listeners.Endpoint(address);
+                }
+                catch (FormatException e)
+                {
+                    result.AddError(e.Message);
+                }
+            }
+        });
+        var drain = SpanOption("--drain-time", "Extension: after SIGTERM/SIGINT, how long active connections may finish before they are closed (default 10s).");
+        var connectTimeout = SpanOption("--connect-timeout", "Extension: how long a backend connect may take before its client is closed (default 30s).");
         var copyMode = new Option<CopyMode?>("--copy")
         {
             Description = "Extension: splice (zero-copy through a pipe; Linux, the default there) or buffer (read/write).",
-        };
+        }.ParsedWith(ParseCopyMode);
         command.Add(target);
         command.Add(connectionsMax);
         command.Add(exitIdle);
@@ -56,61 +56,83 @@ public static class ProxyCommand
         command.Add(copyMode);
         command.SetAction(result =>
         {
-            var logger = new StderrLogger(ProgramName, StderrLogger.LevelFromEnvironment());
-            ProxyOptions options;
-            try
+            var options = new ProxyOptions
             {
-                int max = result.GetValue(connectionsMax);
-                if (max < 1)
-                    throw new FormatException("--connections-max must be at least 1.");
-                var mode = result.GetValue(copyMode) ?? (OperatingSystem.IsLinux() ? CopyMode.Splice : CopyMode.Buffer);
-                if (mode == CopyMode.Splice && !OperatingSystem.IsLinux())
-                    throw new FormatException("--copy splice needs Linux.");
-                options = new ProxyOptions
-                {
-                    Target = BackendTarget.Parse(result.GetValue(target)!),
-                    ConnectionsMax = max,
-                    ExitIdleTime = result.GetValue(exitIdle) is { } idle ? TimeSpans.Parse(idle) : null,
-                    DrainTime = TimeSpans.Parse(result.GetValue(drain)!) ?? TimeSpan.MaxValue,
-                    ConnectTimeout = TimeSpans.Parse(result.GetValue(connectTimeout)!) ?? TimeSpan.FromDays(1),
-                    CopyMode = mode,
-                };
-            }
-            catch (FormatException e)
-            {
-                logger.LogError("{Message}", e.Message);
-                return 2;
-            }
-            return Run(options, result.GetValue(listen) ?? [], logger);
+                Target = result.GetValue(target)!,
+                ConnectionsMax = result.GetValue(connectionsMax),
+                ExitIdleTime = Span(result, exitIdle, fallback: null),
+                DrainTime = Span(result, drain, TimeSpan.FromSeconds(10)) ?? MaxTimer,
+                ConnectTimeout = Span(result, connectTimeout, TimeSpan.FromSeconds(30)) ?? TimeSpan.FromDays(1),
+                CopyMode = result.GetValue(copyMode) ?? (OperatingSystem.IsLinux() ? CopyMode.Splice : CopyMode.Buffer),
+            };
+            return Run(options, result.GetValue(listen) ?? [], new StderrLogger(ProgramName, StderrLogger.LevelFromEnvironment()));
         });
         return command;
     }
 
+    private static CopyMode? ParseCopyMode(string text) => text.ToLowerInvariant() switch
+    {
+        "splice" when !OperatingSystem.IsLinux() => throw new FormatException("splice needs Linux; give buffer"),
+        "splice" => CopyMode.Splice,
+        "buffer" => CopyMode.Buffer,
+        _ => throw new FormatException($"'{text}' is neither splice nor buffer"),
+    };
+
+    /// <summary>The loop's timers count nanoseconds in a long (292 years): a span beyond this is "never".</summary>
+    private static readonly TimeSpan MaxTimer = TimeSpan.FromDays(100 * 365.25);
+
+    /// <summary>An option holding a systemd.time(7) span. "infinity" is <see cref="TimeSpan.MaxValue"/>, not null:
+    /// System.CommandLine cannot convert a custom parser's null (InvalidCastException). Not a DefaultValueFactory:
+    /// help would show the default as 00:00:10 instead of the 10s the description gives.</summary>
+    private static Option<TimeSpan> SpanOption(string name, string description) =>
+        new Option<TimeSpan>(name) { Description = description }.ParsedWith(text => TimeSpans.Parse(text) ?? TimeSpan.MaxValue);
+
+    /// <summary>The span given, null ("never") for one too long for a loop timer, <paramref name="fallback"/> when
+    /// the option is absent.</summary>
+    private static TimeSpan? Span(ParseResult result, Option<TimeSpan> option, TimeSpan? fallback)
+    {
+        if (result.GetResult(option) is null)
+            return fallback;
+        var span = result.GetValue(option);
+        return span > MaxTimer ? null : span;
+    }
+
     /// <summary>Takes the listening sockets (activation or <paramref name="listenAddresses"/>), runs the proxy until it
     /// exits, and returns the exit code: 0 after idle exit or a drained stop, 1 when it cannot start.</summary>
+    /// <exception cref="BackendUnavailableException">IOMUX_BACKEND names a backend that cannot be used here.</exception>
     public static int Run(ProxyOptions options, IReadOnlyList<string> listenAddresses, ILogger logger)
     {
+        // The backend first: an unknown IOMUX_BACKEND is reported before any socket is taken or bound.
+        using var loop = new EventLoop(PollerFactory.Create());
         var listeners = new List<int>();
         try
         {
-            if (listenAddresses.Count > 0)
-                listeners.AddRange(listenAddresses.Select(Listeners.Bind));
-            else
+            foreach (var address in listenAddresses)
+            {
+                try
+                {
+                    listeners.Add(Listeners.Bind(address));
+                }
+                catch (PosixException e)
+                {
+                    throw new CommandFailure($"cannot listen on {address}: {UnixCommand.Reason(e.Errno)}", cause: e);
+                }
+            }
+            if (listenAddresses.Count == 0)
             {
                 var passed = SocketActivation.TakeListenSockets();
                 listeners.AddRange(passed.Select(s => s.Descriptor));
                 logger.LogDebug("Received {Sockets} by socket activation.", string.Join(", ", passed.Select(s => $"fd {s.Descriptor} ({s.Name})")));
             }
         }
-        catch (Exception e) when (e is SocketActivationException or PosixException or FormatException)
+        catch (Exception e) when (e is SocketActivationException or CommandFailure or FormatException)
         {
             logger.LogError("{Message}", e.Message);
             foreach (int fd in listeners)
                 Interop.LibC.CloseQuietly(fd);
-            return 1;
+            return UnixCommand.RuntimeError;
         }
         using var service = ServiceManager.FromEnvironment(logger);
-        using var loop = new EventLoop(PollerFactory.Create());
         var server = new ProxyServer(loop, listeners, options, logger) { Service = service };
         service.Watchdog?.Attach(loop);
         service.Ready(server.RelayingStatus);

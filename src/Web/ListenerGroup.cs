@@ -28,11 +28,16 @@ public sealed class ListenerGroup : IDisposable
     /// <summary>The members' descriptors (non-blocking); -1 for a closed member.</summary>
     public IReadOnlyList<int> Listeners => _listeners;
 
-    /// <summary>Binds <paramref name="size"/> listeners to <paramref name="endpoint"/> with SO_REUSEPORT.</summary>
-    /// <exception cref="PosixException">A bind failed (EADDRINUSE: something without SO_REUSEPORT holds the address).</exception>
+    /// <summary>Binds <paramref name="size"/> listeners to <paramref name="endpoint"/> with SO_REUSEPORT, after
+    /// checking that nothing else listens there: SO_REUSEPORT alone would let a second server join a first one's
+    /// group on the same port (the kernel allows it for the same user) and silently take a share of its
+    /// connections. Two groups that start at the same instant can still both pass the check.</summary>
+    /// <exception cref="PosixException">A bind failed (EADDRINUSE: something listens on the address already).</exception>
     public static ListenerGroup Bind(IPEndPoint endpoint, int size, int backlog = 4096)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(size, 1);
+        if (endpoint.Port != 0) // port 0: the kernel picks a free one
+            Sockets.ThrowIfAddressInUse(endpoint);
         var listeners = new int[size];
         Array.Fill(listeners, -1);
         try

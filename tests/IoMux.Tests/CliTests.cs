@@ -63,6 +63,61 @@ public sealed class CliTests
     }
 }
 
+/// <summary>UnixCommand in-process: what the process tests (CommandErrorTests) cannot provoke.</summary>
+public sealed class UnixCommandTests
+{
+    private static System.CommandLine.Command Failing(Exception failure)
+    {
+        var root = IoMux.SocketProxy.UnixCommand.Root("tool", "a command whose action fails");
+        root.SetAction(new Func<System.CommandLine.ParseResult, int>(_ => throw failure));
+        return root;
+    }
+
+    [Test]
+    public void AnUnexpectedExceptionIsOneLineExitOneAndItsTraceOnlyUnderVerbose()
+    {
+        var quiet = new StringWriter();
+        Assert.That(IoMux.SocketProxy.UnixCommand.Run(Failing(new InvalidOperationException("broken\ninvariant")), [], quiet), Is.EqualTo(1));
+        Assert.That(quiet.ToString(), Is.EqualTo("tool: broken invariant (InvalidOperationException; --verbose shows where)" + Environment.NewLine));
+
+        var verbose = new StringWriter();
+        Assert.That(IoMux.SocketProxy.UnixCommand.Run(Failing(new InvalidOperationException("broken")), ["--verbose"], verbose), Is.EqualTo(1));
+        var lines = verbose.ToString().Split(Environment.NewLine);
+        Assert.That(lines[0], Is.EqualTo("tool: broken (InvalidOperationException; --verbose shows where)"));
+        Assert.That(lines.Any(l => l.StartsWith("   at ", StringComparison.Ordinal)), Is.True, verbose.ToString());
+    }
+
+    [Test]
+    public void APosixExceptionNamesItsErrno()
+    {
+        var error = new StringWriter();
+        Assert.That(IoMux.SocketProxy.UnixCommand.Run(Failing(new PosixException("bind", Errno.EADDRINUSE, "[::1]:80")), [], error), Is.EqualTo(1));
+        Assert.That(error.ToString(), Does.StartWith("tool: bind failed: EADDRINUSE ("));
+    }
+
+    [Test]
+    public void SeveralParseErrorsShareOneLine()
+    {
+        var root = IoMux.SocketProxy.UnixCommand.Root("tool", "takes a port");
+        root.Add(IoMux.SocketProxy.UnixCommand.BoundedInt("--port", "-p", "a port", 1, 65535, 80));
+        root.SetAction(_ => Assert.Fail("the action ran despite the errors"));
+        var error = new StringWriter();
+        Assert.That(IoMux.SocketProxy.UnixCommand.Run(root, ["-p", "0", "--nope"], error), Is.EqualTo(2));
+        Assert.That(error.ToString(), Is.EqualTo("tool: Unrecognized command or argument '--nope'; --port 0: not a port (1-65535) (see tool --help)" + Environment.NewLine));
+    }
+
+    [TestCase(98, "address in use (EADDRINUSE)")]
+    [TestCase(13, "permission denied (EACCES)")]
+    [TestCase(30, "read-only file system (EROFS)")]
+    [TestCase(111, "connection refused (ECONNREFUSED)")]
+    public void ReasonsNameTheErrno(int linuxErrno, string reason)
+    {
+        if (!OperatingSystem.IsLinux())
+            Assert.Ignore("Linux numbering");
+        Assert.That(IoMux.SocketProxy.UnixCommand.Reason(linuxErrno), Is.EqualTo(reason));
+    }
+}
+
 /// <summary>docs/SEMANTICS.md and the scenario catalogue must not drift apart.</summary>
 public sealed class SemanticsDocumentTests
 {

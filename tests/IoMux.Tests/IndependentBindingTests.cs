@@ -44,6 +44,14 @@ public sealed unsafe class IndependentBindingTests
     [TestCase("EINPROGRESS", NativeErrno.EINPROGRESS)]
     [TestCase("ETIME", NativeErrno.ETIME)]
     [TestCase("EBADFD", NativeErrno.EBADFD)]
+    [TestCase("ENOTDIR", NativeErrno.ENOTDIR)]
+    [TestCase("EROFS", NativeErrno.EROFS)]
+    [TestCase("ERANGE", NativeErrno.ERANGE)]
+    [TestCase("ENAMETOOLONG", NativeErrno.ENAMETOOLONG)]
+    [TestCase("ELOOP", NativeErrno.ELOOP)]
+    [TestCase("EAFNOSUPPORT", NativeErrno.EAFNOSUPPORT)]
+    [TestCase("EADDRINUSE", NativeErrno.EADDRINUSE)]
+    [TestCase("EADDRNOTAVAIL", NativeErrno.EADDRNOTAVAIL)]
     public void ErrnoNumbersAndNamesAgree(string name, NativeErrno errno)
     {
         int native = NativeConvert.FromErrno(errno);

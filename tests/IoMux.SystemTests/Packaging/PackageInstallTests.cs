@@ -148,6 +148,8 @@ public sealed class PackageInstallTests
             Assert.That(backends, Does.Contain("chosen:"));
             var help = Run(work, iomux, ["--help"], null, TimeSpan.FromMinutes(1));
             Assert.That(help, Does.Contain("proxy").And.Contain("serve").And.Contain("hello").And.Contain("echo"));
+            // The tool runs as "dotnet IoMux.Cli.dll": help must still name the program the user typed.
+            Assert.That(help, Does.Contain("  iomux [command] [options]").And.Not.Contain("IoMux.Cli"));
             Assert.That(Run(work, iomux, ["--version"], null, TimeSpan.FromMinutes(1)), Does.StartWith(Version));
         }
         finally

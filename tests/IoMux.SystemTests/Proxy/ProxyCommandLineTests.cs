@@ -43,6 +43,8 @@ public sealed partial class ProxyCommandLineTests
         Assert.That(output, Does.Contain("--exit-idle-time"));
         Assert.That(output, Does.Contain("--version"));
         Assert.That(output, Does.Contain("--listen").And.Contain("Extension: listen on ADDRESS"));
+        Assert.That(output, Does.Contain("--verbose").And.Contain("Extension: On an error"));
+        Assert.That(output, Does.Contain("Usage:\n  iomux-socket-proxyd <HOST:PORT | /path/to/unix/socket> [options]"));
         Assert.That(output, Does.Contain("-h, /h, --help, -?, /?").Or.Contain("-h, --help").Or.Contain("-?, -h, --help"));
     }
 
@@ -120,14 +122,32 @@ public sealed partial class ProxyCommandLineTests
     public void TimeSpansParseLikeSystemd(string text, long milliseconds) =>
         Assert.That(TimeSpans.Parse(text), Is.EqualTo(TimeSpan.FromMilliseconds(milliseconds)));
 
+    /// <summary>"infinity" and spans past the loop's timer range are accepted on the command line (a custom
+    /// parser's null once made System.CommandLine throw InvalidCastException).</summary>
+    [TestCase("--exit-idle-time=infinity")]
+    [TestCase("--exit-idle-time=1000y")]
+    [TestCase("--connect-timeout=infinity")]
+    [TestCase("--drain-time=infinity")]
+    public void EndlessSpansStartTheProxy(string option)
+    {
+        using var proxy = ProxyProcess.Listening(option, "127.0.0.1:9");
+        Assert.That(proxy.Log, Does.Contain("Relaying").And.Not.Contain("Exception"));
+    }
+
     [Test]
     public void InfinityMeansNever() => Assert.That(TimeSpans.Parse("infinity"), Is.Null);
 
     [TestCase("")]
     [TestCase("5 parsecs")]
     [TestCase("s")]
-    [TestCase("1000000000000")] // past TimeSpan.MaxValue: an error, as systemd's ERANGE
+    [TestCase("-1s")] // systemd's ERANGE, as past 2^64 microseconds
+    [TestCase("584943y")]
     public void BadTimeSpansAreRejected(string text) => Assert.Throws<FormatException>(() => TimeSpans.Parse(text));
+
+    /// <summary>systemd takes spans up to 584,000 years; past TimeSpan's 29,000 they are its longest.</summary>
+    [Test]
+    public void SpansLongerThanATimeSpanAreItsLongest() =>
+        Assert.That(TimeSpans.Parse("1000000000000"), Is.EqualTo(TimeSpan.MaxValue));
 
     [Test]
     public void IomuxProxyIsTheSameCommand()

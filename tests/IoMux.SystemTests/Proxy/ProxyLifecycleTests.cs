@@ -48,11 +48,13 @@ public sealed class ProxyLifecycleTests
         Assert.That(proxy.Log, Does.Contain("No connection for 1 s; exiting."));
     }
 
-    [Test, CancelAfter(60_000)]
-    public async Task SigtermStopsAcceptingAndLetsActiveConnectionsFinish()
+    /// <summary>"infinity" and spans past the loop's 292-year timer range wait for the connections too (they
+    /// once overflowed the timer's nanoseconds into a deadline already passed, closing them at once).</summary>
+    [TestCase("--drain-time=30s"), TestCase("--drain-time=infinity"), TestCase("--drain-time=1000y"), CancelAfter(60_000)]
+    public async Task SigtermStopsAcceptingAndLetsActiveConnectionsFinish(string drainTime)
     {
         using var backend = TestBackend.Tcp(TestBackend.Echo);
-        using var proxy = ProxyProcess.Activated("--drain-time=30s", backend.Target);
+        using var proxy = ProxyProcess.Activated(drainTime, backend.Target);
         using var active = proxy.Connect();
         Assert.That(await EchoOnce(active, TimeSpan.FromSeconds(10)), Is.True);
 

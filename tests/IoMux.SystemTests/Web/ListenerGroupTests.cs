@@ -107,3 +107,54 @@ public sealed class ListenerGroupTests
         return LibC.write(fd, &b, 1) == 1;
     }
 }
+
+/// <summary>A listener group does not join what already listens on its address: SO_REUSEPORT alone would let a
+/// second server bind the port of the first (same user) and take a share of its connections without a word.</summary>
+[Category("System")]
+public sealed class ListenerGroupExclusiveTests
+{
+    [Test]
+    public void ASecondGroupOnTheSamePortIsRefusedWithEaddrinuse()
+    {
+        using var first = ListenerGroup.Bind(new IPEndPoint(IPAddress.Loopback, 0), size: 2);
+        var refused = Assert.Throws<PosixException>(() => ListenerGroup.Bind(first.Endpoint, size: 2));
+        Assert.That(refused!.ErrorName, Is.EqualTo("EADDRINUSE"));
+        Assert.That(refused.Message, Does.Contain(first.Endpoint.ToString()));
+    }
+
+    [Test]
+    public void AListenerWithoutReusePortIsRefusedToo()
+    {
+        using var other = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        other.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        other.Listen();
+        var refused = Assert.Throws<PosixException>(() => ListenerGroup.Bind((IPEndPoint)other.LocalEndPoint!, size: 1));
+        Assert.That(refused!.ErrorName, Is.EqualTo("EADDRINUSE"));
+    }
+
+    /// <summary>Once a group is closed its port can be bound again at once, even with a connection the server
+    /// closed first still in TIME_WAIT on it (what a restart leaves behind).</summary>
+    [Test]
+    public void AFreedPortCanBeBoundAgainDespiteTimeWait()
+    {
+        IPEndPoint endpoint;
+        using (var first = ListenerGroup.Bind(new IPEndPoint(IPAddress.Loopback, 0), size: 2))
+        {
+            endpoint = first.Endpoint;
+            using var client = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+            client.Connect(endpoint);
+            int accepted = -1;
+            for (int attempt = 0; attempt < 200 && accepted < 0; attempt++)
+            {
+                accepted = Math.Max(Sockets.Accept(first.Listeners[0]), Sockets.Accept(first.Listeners[1]));
+                if (accepted < 0)
+                    Thread.Sleep(10);
+            }
+            Assert.That(accepted, Is.GreaterThanOrEqualTo(0), "the connection reached neither member");
+            LibC.close(accepted); // the server closes first: its side of the port goes to TIME_WAIT
+        }
+        using var second = ListenerGroup.Bind(endpoint, size: 3);
+        Assert.That(second.Endpoint, Is.EqualTo(endpoint));
+        Assert.That(second.Listeners, Has.Count.EqualTo(3).And.All.GreaterThanOrEqualTo(0));
+    }
+}

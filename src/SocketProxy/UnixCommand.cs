@@ -1,0 +1,167 @@
+using System.CommandLine;
+using System.CommandLine.Help;
+using System.CommandLine.Invocation;
+using System.CommandLine.Parsing;
+using System.Globalization;
+using Microsoft.Extensions.Logging;
+
+namespace IoMux.SocketProxy;
+
+/// <summary>An expected failure of a command (address in use, a directory that cannot be served): one line for
+/// stderr that names the cause, and the exit code.</summary>
+internal sealed class CommandFailure(string message, int exitCode = UnixCommand.RuntimeError, Exception? cause = null)
+    : Exception(message, cause)
+{
+    /// <summary><see cref="UnixCommand.RuntimeError"/> or <see cref="UnixCommand.UsageError"/>.</summary>
+    public int ExitCode { get; } = exitCode;
+}
+
+/// <summary>What makes <c>iomux</c> and <c>iomux-socket-proxyd</c> answer like Unix tools: the program's own name
+/// in --help, every expected failure as one line <c>PROGRAM: cause (ERRNO)</c> on stderr, exit codes 0 (success),
+/// 1 (runtime failure) and 2 (usage), and no stack trace unless --verbose. The values are checked while parsing
+/// (System.CommandLine custom parsers and validators), so a bad value is a usage error before anything starts.</summary>
+internal static class UnixCommand
+{
+    /// <summary>Exit code: the command did its job.</summary>
+    public const int Success = 0;
+
+    /// <summary>Exit code: the command could not do its job (address in use, permission denied...).</summary>
+    public const int RuntimeError = 1;
+
+    /// <summary>Exit code: the command line (or IOMUX_BACKEND) asks for something that cannot be: a bad option
+    /// value, an unknown option, an unknown backend, a directory that is not one.</summary>
+    public const int UsageError = 2;
+
+    private const string VerboseName = "--verbose";
+
+    /// <summary>The root command, named <paramref name="programName"/> whatever the executable or the dll is
+    /// called (RootCommand takes the name from argv[0]: "IoMux.Cli" for the installed iomux), with --help,
+    /// --version and --verbose.</summary>
+    public static Command Root(string programName, string description) => new(programName, description)
+    {
+        new HelpOption(),
+        new VersionOption(),
+        new Option<bool>(VerboseName)
+        {
+            Description = "On an error, print the exception and its stack trace after the one-line message.",
+            Recursive = true,
+        },
+    };
+
+    /// <summary>Parses <paramref name="args"/> and runs the command: a parse error is one line on
+    /// <paramref name="error"/> (stderr by default) and <see cref="UsageError"/>; an exception is one line (with the stack trace after
+    /// it under --verbose) and its exit code.</summary>
+    public static int Run(Command root, IReadOnlyList<string> args, TextWriter? error = null)
+    {
+        // Through the stderr logger: under the journal the line carries its priority (<3>), as the proxy's other
+        // errors and systemd's own tools' do, so that `journalctl -p err` finds it.
+        var log = new StderrLogger(root.Name, LogLevel.Error, error);
+        try
+        {
+            var result = root.Parse(args);
+            if (result.Action is ParseErrorAction)
+            {
+                // All of them on one line: System.CommandLine's own report is one error a line and the whole help.
+                var errors = string.Join("; ", result.Errors.Select(e => OneLine(e.Message).TrimEnd('.')));
+                log.LogError("{Errors} (see {Command} --help)", errors, CommandPath(result.CommandResult));
+                return UsageError;
+            }
+            return result.Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false, Error = error ?? Console.Error });
+        }
+        catch (Exception e)
+        {
+            var (message, code) = Describe(e);
+            log.LogError("{Message}", OneLine(message));
+            if (args.Contains(VerboseName)) // read from the arguments: the failure may have been in parsing them
+                (error ?? Console.Error).WriteLine(e);
+            return code;
+        }
+    }
+
+    /// <summary>The cause an errno names, as the one-line messages end: "address in use (EADDRINUSE)".</summary>
+    public static string Reason(int errno)
+    {
+        // The few a command meets most, in the words the docs promise; the C library's strerror for the rest
+        // (its wording differs between libcs, the name in parentheses does not).
+        string words = errno == Errno.EADDRINUSE ? "address in use"
+            : errno == Errno.EADDRNOTAVAIL ? "address not available on this host"
+            : errno == Errno.EACCES ? "permission denied"
+            : errno == Errno.ENOENT ? "no such file or directory"
+            : errno == Errno.ENOTDIR ? "not a directory"
+            : errno == Errno.EROFS ? "read-only file system"
+            : LowerFirst(Errno.Describe(errno));
+        return $"{words} ({Errno.Name(errno)})";
+    }
+
+    /// <summary>An int option that refuses values outside [<paramref name="minimum"/>, <paramref name="maximum"/>]
+    /// while parsing, naming the option, the value and the range: "--port 99999: not a port (1-65535)".</summary>
+    public static Option<int> BoundedInt(string name, string alias, string what, int minimum, int maximum, int defaultValue)
+    {
+        var option = alias.Length == 0 ? new Option<int>(name) : new Option<int>(name, alias);
+        option.DefaultValueFactory = _ => defaultValue;
+        option.CustomParser = result =>
+        {
+            string text = result.Tokens.Count > 0 ? result.Tokens[^1].Value : "";
+            if (long.TryParse(text, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out long value)
+                && value >= minimum && value <= maximum)
+                return (int)value;
+            string range = maximum == int.MaxValue ? $"at least {minimum}" : $"{minimum}-{maximum}";
+            result.AddError($"{name} {text}: not {what} ({range})");
+            return defaultValue;
+        };
+        return option;
+    }
+
+    /// <summary>Sets <paramref name="option"/> to parse its value with <paramref name="parse"/>, whose
+    /// <see cref="FormatException"/> becomes the parse error "NAME: message".</summary>
+    public static Option<T> ParsedWith<T>(this Option<T> option, Func<string, T> parse)
+    {
+        option.CustomParser = result => Parse(result, $"{option.Name}: ", parse);
+        return option;
+    }
+
+    /// <summary>Sets <paramref name="argument"/> to parse its value with <paramref name="parse"/>, whose
+    /// <see cref="FormatException"/> becomes the parse error.</summary>
+    public static Argument<T> ParsedWith<T>(this Argument<T> argument, Func<string, T> parse)
+    {
+        argument.CustomParser = result => Parse(result, "", parse);
+        return argument;
+    }
+
+    private static T Parse<T>(ArgumentResult result, string prefix, Func<string, T> parse)
+    {
+        try
+        {
+            return parse(result.Tokens.Count > 0 ? result.Tokens[^1].Value : "");
+        }
+        catch (FormatException e)
+        {
+            result.AddError(prefix + e.Message);
+            return default!;
+        }
+    }
+
+    private static (string Message, int ExitCode) Describe(Exception e) => e switch
+    {
+        CommandFailure failure => (failure.Message, failure.ExitCode),
+        // An unknown or unavailable IOMUX_BACKEND: the environment asks for what cannot be (as `iomux backends`).
+        BackendUnavailableException => (e.Message, UsageError),
+        PosixException posix => (posix.Message, RuntimeError),
+        _ => ($"{e.Message} ({e.GetType().Name}; --verbose shows where)", RuntimeError),
+    };
+
+    /// <summary>"iomux serve": the command the error is about, for the --help to read.</summary>
+    private static string CommandPath(CommandResult command)
+    {
+        var names = new Stack<string>();
+        for (SymbolResult? at = command; at is not null; at = at.Parent)
+            if (at is CommandResult { Command.Name: var name })
+                names.Push(name);
+        return string.Join(' ', names);
+    }
+
+    private static string OneLine(string message) => message.ReplaceLineEndings(" ").Trim();
+
+    private static string LowerFirst(string text) =>
+        text.Length > 1 && char.IsUpper(text[0]) && !char.IsUpper(text[1]) ? char.ToLowerInvariant(text[0]) + text[1..] : text;
+}

@@ -49,14 +49,15 @@ var threadsOption = UnixCommand.BoundedInt("--threads", "-t", "a thread count", 
 threadsOption.Description = "Loop threads, one SO_REUSEPORT listener each (default: one per core).";
 var directoryArgument = new Argument<string>("DIR") { Description = "The directory to serve." };
 directoryArgument.Validators.Add(ServedDirectory.Validate);
+var accessLogOption = new Option<bool>("--access-log") { Description = "Log one line per response on stderr (method, target, status, bytes, duration)." };
 
 var serve = new Command("serve", "Serve the files under DIR over HTTP/1.1 (GET, HEAD; keep-alive; sendfile) until SIGINT or SIGTERM.")
 {
-    directoryArgument, portOption, addressOption, threadsOption,
+    directoryArgument, portOption, addressOption, threadsOption, accessLogOption,
 };
 var hello = new Command("hello", "Answer every HTTP GET with \"Hello, World!\" until SIGINT or SIGTERM (the benchmark responder).")
 {
-    portOption, addressOption, threadsOption,
+    portOption, addressOption, threadsOption, accessLogOption,
 };
 var echo = new Command("echo", "A TCP echo server until SIGINT or SIGTERM.")
 {
@@ -66,7 +67,7 @@ foreach (var server in new[] { serve, hello, echo })
 {
     var kind = server.Name;
     server.SetAction(result => Servers.Run(kind, new IPEndPoint(result.GetValue(addressOption)!, result.GetValue(portOption)),
-        result.GetValue(threadsOption), kind == "serve" ? result.GetValue(directoryArgument) : null));
+        result.GetValue(threadsOption), kind == "serve" ? result.GetValue(directoryArgument) : null, kind != "echo" && result.GetValue(accessLogOption)));
 }
 
 var root = UnixCommand.Root("iomux", "iomux: the backends this machine offers and whether each keeps IoMux's contract. Without a command: backends, then check.");

@@ -13,12 +13,12 @@ internal static class Servers
     /// <exception cref="CommandFailure">It cannot listen on <paramref name="endpoint"/> (EADDRINUSE, EACCES...) or
     /// serve <paramref name="directory"/>.</exception>
     /// <exception cref="BackendUnavailableException">IOMUX_BACKEND names a backend that cannot be used here.</exception>
-    public static int Run(string kind, IPEndPoint endpoint, int threads, string? directory)
+    public static int Run(string kind, IPEndPoint endpoint, int threads, string? directory, bool accessLog = false)
     {
         // The backend first, so that an unknown IOMUX_BACKEND is the error rather than whatever binding meets.
         using (BackendSelector.Default.Select().Backend) { }
         var logger = new StderrLogger($"iomux {kind}", StderrLogger.LevelFromEnvironment());
-        var options = new HttpServerOptions { Threads = threads, Logger = logger };
+        var options = new HttpServerOptions { Threads = threads, Logger = logger, AccessLog = accessLog ? logger : null };
         IDisposable server;
         IPEndPoint bound;
         using var service = IoMux.SocketProxy.ServiceManager.FromEnvironment(logger);

@@ -100,6 +100,7 @@ internal sealed class AcceptGate : IDisposable
         _logged = true;
         _spares.Give(); // free descriptors for the rest of the process while it is at its limit
         _listener.State = SourceState.Off;
+        WebMetrics.AcceptPaused();
         ScheduleResume();
     }
 

@@ -75,6 +75,8 @@ internal sealed class FuzzTargets : IDisposable
                 Require(head.TargetStart > 0 && head.TargetLength > 0 && head.TargetStart + head.TargetLength < head.HeadLength,
                     $"target {head.TargetStart}+{head.TargetLength} outside the head");
                 Require(!head.HasTransferEncoding && head.ContentLength <= 0, "a complete head that announces a body");
+                Require(head.MethodLength > 0 && head.MethodStart + head.MethodLength < head.TargetStart, "the method overlaps the target");
+                Conditions(input, head);
                 break;
             case ParseStatus.Invalid:
                 Require(head.ErrorStatus is 400 or 413 or 414 or 431 or 505, $"invalid head with status {head.ErrorStatus}");
@@ -88,6 +90,23 @@ internal sealed class FuzzTargets : IDisposable
         }
         if (head.TargetLength > 0) // the request line parsed (the headers may still have been refused)
             Resolve(input.Slice(head.TargetStart, head.TargetLength));
+    }
+
+    /// <summary>The fields the static server acts on lie inside the header section, and the Range and
+    /// precondition code never throws on them and never yields a range outside the file.</summary>
+    private static void Conditions(ReadOnlySpan<byte> input, HttpRequestHead head)
+    {
+        foreach (var (name, field) in new[] { ("Range", head.Range), ("If-Range", head.IfRange), ("If-None-Match", head.IfNoneMatch), ("If-Modified-Since", head.IfModifiedSince) })
+            Require(!field.Present || field.Start >= head.FieldsStart && field.Start + field.Length <= head.HeadLength,
+                $"{name} at {field.Start}+{field.Length} outside the fields {head.FieldsStart}..{head.HeadLength}");
+        foreach (long length in new long[] { 0, 1, 5, 1 << 20, long.MaxValue / 2 })
+        {
+            var range = ByteRange.Parse(head.Range.In(input), length);
+            Require(range.IsWhole || range.Unsatisfiable || 0 <= range.First && range.First <= range.Last && range.Last < length,
+                $"range {range.First}-{range.Last} of a {length}-byte file");
+        }
+        Validators.NotModified(head.IfNoneMatch.In(input), head.IfModifiedSince.In(input), "\"5f1a2b3c-5\""u8, 0x5f1a2b3c);
+        Validators.IfRangeHolds(head.IfRange.In(input), "\"5f1a2b3c-5\""u8, 0x5f1a2b3c);
     }
 
     private void Resolve(ReadOnlySpan<byte> target)
@@ -113,8 +132,8 @@ internal sealed class FuzzTargets : IDisposable
             string lexical = Path.GetFullPath(Path.Join(tree.Root, Encoding.UTF8.GetString(path)));
             Require(IsBeneath(lexical, tree.Root), $"'{Encoding.UTF8.GetString(target)}' resolves to {lexical}, outside {tree.Root}");
         }
-        int openStatus = tree.Static.Open(target, out int fd, out long size, out _);
-        Require(openStatus is 0 or 400 or 404, $"Open answered {openStatus}");
+        int openStatus = tree.Static.Open(target, out int fd, out long size, out _, out _);
+        Require(openStatus is 0 or 301 or 400 or 404, $"Open answered {openStatus}");
         Require(normalizeStatus == 0 || openStatus == 400, $"Open answered {openStatus} for a target Normalize refused");
         if (openStatus != 0)
         {

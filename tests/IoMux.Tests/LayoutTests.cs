@@ -41,6 +41,7 @@ public sealed class LayoutTests
             P("stat.st_mode", offsetof(struct stat, st_mode));
             P("stat.st_mode.size", sizeof(((struct stat*)0)->st_mode));
             P("stat.st_size", offsetof(struct stat, st_size));
+            P("stat.st_mtim", offsetof(struct stat, st_mtim));
             P("iovec.size", sizeof(struct iovec));
             P("iovec.iov_len", offsetof(struct iovec, iov_len));
             P("pollfd.size", sizeof(struct pollfd));
@@ -172,6 +173,7 @@ public sealed class LayoutTests
         Assert.That(DescriptorProbe.ModeField.Offset, Is.EqualTo(C("stat.st_mode")));
         Assert.That(DescriptorProbe.ModeField.Width, Is.EqualTo(C("stat.st_mode.size")));
         Assert.That(DescriptorProbe.SizeOffset, Is.EqualTo(C("stat.st_size")));
+        Assert.That(DescriptorProbe.ModifiedOffset, Is.EqualTo(C("stat.st_mtim")), "st_mtim.tv_sec, the first field of the timespec");
         Assert.That(System.Runtime.CompilerServices.Unsafe.SizeOf<IoMux.Web.IoVec>(), Is.EqualTo(C("iovec.size")));
         Assert.That((int)System.Runtime.InteropServices.Marshal.OffsetOf<IoMux.Web.IoVec>("Length"), Is.EqualTo(C("iovec.iov_len")));
     }

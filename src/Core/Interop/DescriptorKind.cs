@@ -30,28 +30,41 @@ internal static unsafe class DescriptorProbe
         : Platform.IsIllumos ? (16, 4)
         : (8, 2); // NetBSD/OpenBSD: 32-bit st_dev, 32-bit st_mode after it on OpenBSD; best effort.
 
-    /// <summary>Offset of the 64-bit st_size: 48 on Linux (x86-64 and the generic layout alike), after four
-    /// timespecs on FreeBSD (112) and macOS (96), right after st_rdev on illumos amd64 (40).</summary>
-    internal static readonly int SizeOffset =
-        OperatingSystem.IsLinux() ? 48
-        : OperatingSystem.IsFreeBSD() ? 112
-        : OperatingSystem.IsMacOS() ? 96
-        : Platform.IsIllumos ? 40
-        : 48;
+    /// <summary>Offsets of the 64-bit st_size and of st_mtim's seconds (a 64-bit time_t). st_size: 48 on Linux
+    /// (x86-64 and the generic layout alike), after four timespecs on FreeBSD (112) and macOS (96), right after
+    /// st_rdev on illumos amd64 (40). st_mtim: after st_atim at 72 on Linux (both layouts line up there), the second
+    /// of the four timespecs on FreeBSD (64) and macOS (48), after st_size and st_atim on illumos amd64 (64).</summary>
+    private static readonly (int Size, int Modified) StatOffsets =
+        OperatingSystem.IsLinux() ? (48, 88)
+        : OperatingSystem.IsFreeBSD() ? (112, 64)
+        : OperatingSystem.IsMacOS() ? (96, 48)
+        : Platform.IsIllumos ? (40, 64)
+        : (48, 88);
 
-    /// <summary>Kind and size in one fstat(2); 0, or -errno.</summary>
-    public static int TryGetKindAndSize(int fd, out DescriptorKind kind, out long size)
+    /// <summary>Offset of the 64-bit st_size.</summary>
+    internal static int SizeOffset => StatOffsets.Size;
+
+    /// <summary>Offset of st_mtim's seconds.</summary>
+    internal static int ModifiedOffset => StatOffsets.Modified;
+
+    /// <summary>Kind, size and modification time (seconds since the epoch) in one fstat(2); 0, or -errno.</summary>
+    public static int TryGetKindSizeAndModified(int fd, out DescriptorKind kind, out long size, out long modified)
     {
         byte* buffer = stackalloc byte[512];
         kind = DescriptorKind.Other;
-        size = 0;
+        size = modified = 0;
         if (LibC.fstat(fd, buffer) != 0)
             return -Errno.Last;
         int mode = ModeField.Width == 4 ? *(int*)(buffer + ModeField.Offset) : *(ushort*)(buffer + ModeField.Offset);
         kind = KindOf(mode);
         size = *(long*)(buffer + SizeOffset);
+        modified = *(long*)(buffer + ModifiedOffset);
         return 0;
     }
+
+    /// <summary>Kind and size in one fstat(2); 0, or -errno.</summary>
+    public static int TryGetKindAndSize(int fd, out DescriptorKind kind, out long size) =>
+        TryGetKindSizeAndModified(fd, out kind, out size, out _);
 
     private static DescriptorKind KindOf(int mode) => (mode & S_IFMT) switch
     {

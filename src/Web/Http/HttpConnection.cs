@@ -1,5 +1,10 @@
+using System.Buffers;
+using System.Diagnostics;
+using System.Text;
 using IoMux.Interop;
 using IoMux.Loop;
+using Microsoft.Extensions.Logging;
+using Microsoft.Win32.SafeHandles;
 
 namespace IoMux.Web.Http;
 
@@ -7,19 +12,42 @@ namespace IoMux.Web.Http;
 /// while no response is waiting to be written (a client that does not read its responses stops being read),
 /// pipelined requests are answered in order, and one timer per connection enforces the header timeout
 /// (slowloris) and the keep-alive idle timeout by a deadline field the request path only assigns.</summary>
+/// <remarks>A response is a head in <c>_out</c> followed by at most one body part: a rented copy of bytes, a file
+/// range (sendfile), or a source that refills <c>_out</c> each time the previous piece is in the socket. So every
+/// body is written under back-pressure: nothing is produced while the socket is full, and at most one buffer of it
+/// is held.</remarks>
 internal sealed unsafe class HttpConnection
 {
+    private const int OutSize = 4096;
+
     private readonly HttpWorker _worker;
     private readonly int _fd;
     private readonly IoSource _source;
     private readonly TimerSource _timer;
-    private readonly byte[] _in = new byte[HttpRequestParser.MaxHead];
-    private readonly byte[] _out = new byte[4096];
+    private readonly byte[] _in;
+    private readonly byte[] _out = new byte[OutSize];
     private readonly HttpRequestHead _head = new();
     private int _inLength, _outLength, _outSent;
+    private byte[] _sending; // _out, or the rented body after the head
     private readonly FileSender _sender = new(FileSender.DefaultMethod);
     private int _fileFd = -1;
-    private bool _closeAfterResponse, _closed, _awaitingHead, _lingering;
+    private SafeFileHandle? _fileHandle; // a handler's file: released (and disposed unless left open) when sent
+    private bool _fileLeaveOpen;
+    private byte[]? _rentedBody;
+    private int _rentedLength;
+    private HttpBodySource? _bodySource;
+    private IDisposable? _bodyOwner;
+    private long _bodyRemaining; // bytes the source still owes, or -1: unknown length (chunked, or until close)
+    private bool _chunked;
+    private bool _closeAfterResponse, _closed, _awaitingHead, _lingering, _continueSent;
+    private int _bodyLength;
+    private HttpRequest? _request;
+    private HttpResponse? _response;
+
+    // Access log (only with HttpServerOptions.AccessLog): what the line says, captured when the request is answered.
+    private string? _logMethod, _logTarget;
+    private long _logStarted, _logBytes;
+    private int _logStatus;
 
     // Lingering close (nginx's lingering_close): after the last response, shut our side and read and discard
     // what the client still sends for up to this long, so that unread request bytes do not turn the close into
@@ -31,6 +59,8 @@ internal sealed unsafe class HttpConnection
     {
         _worker = worker;
         _fd = fd;
+        _sending = _out;
+        _in = new byte[HttpRequestParser.MaxHead + worker.MaxRequestBody];
         _source = worker.Loop.AddIo(fd, Interest.Readable, (_, readiness) => OnReady(readiness), description: "http connection");
         _deadline = Now + Nanoseconds(worker.Options.KeepAliveTimeout);
         _timer = worker.Loop.AddTimer(worker.Options.KeepAliveTimeout, _ => OnTimer(), accuracy: TimeSpan.FromMilliseconds(250),
@@ -41,7 +71,7 @@ internal sealed unsafe class HttpConnection
 
     private static long Nanoseconds(TimeSpan span) => span.Ticks * 100;
 
-    private bool ResponsePending => _outSent < _outLength || _fileFd >= 0;
+    private bool ResponsePending => _outSent < _outLength || _fileFd >= 0 || _rentedBody is not null || _bodySource is not null;
 
     private void OnReady(Readiness readiness)
     {
@@ -74,10 +104,20 @@ internal sealed unsafe class HttpConnection
             {
                 int errno = Errno.Last;
                 if (errno != Errno.EAGAIN && errno != Errno.EINTR)
+                {
                     Close();
-                return;
+                    return;
+                }
+                // Nothing new, but a pipelined request may wait in the buffer behind a response that has just
+                // finished (it could not be served while that response was pending): serve it now, or it would
+                // wait for the client's next bytes.
+                if (_inLength == 0)
+                    return;
             }
-            _inLength += (int)n;
+            else
+            {
+                _inLength += (int)n;
+            }
         }
         Serve();
     }
@@ -88,6 +128,13 @@ internal sealed unsafe class HttpConnection
         while (!_closed && !ResponsePending && _inLength > 0)
         {
             var status = HttpRequestParser.Parse(_in.AsSpan(0, _inLength), _head);
+            _bodyLength = 0;
+            if (status == ParseStatus.Invalid && _head.ErrorStatus == 413)
+            {
+                status = AdmitBody();
+                if (_closed)
+                    return; // the interim 100 could not be sent whole
+            }
             if (status == ParseStatus.Incomplete)
             {
                 if (!_awaitingHead)
@@ -102,16 +149,20 @@ internal sealed unsafe class HttpConnection
             _awaitingHead = false;
             if (status == ParseStatus.Invalid)
             {
+                if (_worker.AccessLog is not null)
+                    BeginLog(parsed: _head.HeadLength > 0);
                 WriteError(_head.ErrorStatus, close: true);
                 _inLength = 0;
             }
             else
             {
                 _outLength = _outSent = 0;
+                if (_worker.AccessLog is not null)
+                    BeginLog(parsed: true);
                 _worker.Responder.Respond(this, _head, _in.AsSpan(_head.TargetStart, _head.TargetLength));
                 if (!_head.KeepAlive)
                     _closeAfterResponse = true;
-                Consume(_head.HeadLength);
+                Consume(_head.HeadLength + _bodyLength);
             }
             Flush();
         }
@@ -127,37 +178,97 @@ internal sealed unsafe class HttpConnection
         }
     }
 
+    /// <summary>The head is complete and announces content. RFC 9110 §15.5.6: a method the resource does not support
+    /// is answered 405 whatever the content (so a POST to a static file is 405, not 413); content the responder
+    /// takes (a Content-Length within <see cref="HttpServerOptions.MaxRequestBodySize"/>) is waited for and
+    /// handed over whole; anything else stays 413 (RFC 9110 §15.5.14), answered with the connection closed,
+    /// since the content is not read.</summary>
+    private ParseStatus AdmitBody()
+    {
+        if (!_worker.Responder.Allows(_head.Method))
+        {
+            _head.ErrorStatus = 405;
+            return ParseStatus.Invalid;
+        }
+        if (_head.HasTransferEncoding || _head.ContentLength > _worker.MaxRequestBody)
+            return ParseStatus.Invalid;
+        if (_inLength < _head.HeadLength + _head.ContentLength)
+        {
+            if (_head.ExpectsContinue && !_continueSent)
+                SendContinue();
+            return ParseStatus.Incomplete; // the header timeout covers the content too
+        }
+        _head.ErrorStatus = 0;
+        _bodyLength = (int)_head.ContentLength;
+        return ParseStatus.Complete;
+    }
+
+    /// <summary>RFC 9110 §10.1.1: the client waits for "100 Continue" before it sends the content it announced
+    /// (curl waits a second without it). Sent once per request, straight into the socket, which holds no response
+    /// now (requests are read only then): if it does not take the 25 bytes the client sends its content after its
+    /// own timeout anyway; a part of them would garble the stream, so that closes the connection.</summary>
+    private void SendContinue()
+    {
+        _continueSent = true;
+        ReadOnlySpan<byte> interim = "HTTP/1.1 100 Continue\r\n\r\n"u8;
+        nint sent;
+        fixed (byte* bytes = interim)
+            sent = Sockets.send(_fd, bytes, (nuint)interim.Length, 0);
+        if (sent > 0 && sent < interim.Length)
+            Close();
+    }
+
     private void Consume(int bytes)
     {
+        _continueSent = false;
         _inLength -= bytes;
         if (_inLength > 0)
             Buffer.BlockCopy(_in, bytes, _in, 0, _inLength); // a pipelined request follows
     }
 
-    /// <summary>Writes the head (and small body) then the file; true when all of it is out.</summary>
+    /// <summary>Writes the head (and small body), then the body part; true when all of it is out.</summary>
     private bool Flush()
     {
-        while (_outSent < _outLength)
+        while (true)
         {
-            nint n;
-            // MSG_MORE: the head waits for the file's first bytes instead of leaving in a packet of its own.
-            fixed (byte* buffer = &_out[_outSent])
-                n = Sockets.send(_fd, buffer, (nuint)(_outLength - _outSent), _fileFd >= 0 && OperatingSystem.IsLinux() ? Sockets.MSG_MORE : 0);
-            if (n < 0)
+            while (_outSent < _outLength)
             {
-                int errno = Errno.Last;
-                if (errno == Errno.EINTR)
-                    continue;
-                if (errno == Errno.EAGAIN)
-                    return WaitForWritable();
-                Close();
-                return false;
+                nint n;
+                // MSG_MORE: the head waits for the body's first bytes instead of leaving in a packet of its own.
+                bool more = OperatingSystem.IsLinux() && _sending == _out && (_fileFd >= 0 || _rentedBody is not null);
+                fixed (byte* buffer = &_sending[_outSent])
+                    n = Sockets.send(_fd, buffer, (nuint)(_outLength - _outSent), more ? Sockets.MSG_MORE : 0);
+                if (n < 0)
+                {
+                    int errno = Errno.Last;
+                    if (errno == Errno.EINTR)
+                        continue;
+                    if (errno == Errno.EAGAIN)
+                        return WaitForWritable();
+                    Close();
+                    return false;
+                }
+                _outSent += (int)n;
+                _logBytes += n;
             }
-            _outSent += (int)n;
+            if (_rentedBody is not null)
+            {
+                if (_sending == _out)
+                {
+                    (_sending, _outLength, _outSent) = (_rentedBody, _rentedLength, 0);
+                    continue;
+                }
+                ReleaseRentedBody();
+            }
+            if (_bodySource is null || !RefillFromSource())
+                break;
         }
+        if (_closed)
+            return false;
         if (_fileFd >= 0)
         {
             SendStatus status;
+            long before = _sender.BytesSent;
             try
             {
                 status = _sender.SendTo(_fd);
@@ -167,12 +278,79 @@ internal sealed unsafe class HttpConnection
                 Close(); // the peer went away, or the file changed under us: the length sent no longer holds
                 return false;
             }
+            finally
+            {
+                _logBytes += _sender.BytesSent - before;
+            }
             if (status == SendStatus.WouldBlock)
                 return WaitForWritable();
             ReleaseFile();
         }
+        if (_logMethod is not null)
+            EndLog();
         if (_source.Interest != Interest.Readable)
             _source.SetInterest(Interest.Readable);
+        return true;
+    }
+
+    /// <summary>Asks the body source for the next piece into <c>_out</c> (framed as a chunk when chunked); false when
+    /// the body is complete (or the connection failed: a source that throws, or ends before its length).</summary>
+    private bool RefillFromSource()
+    {
+        const int ChunkPrefix = 10; // up to 8 hex digits and CRLF fit, and the piece is at most OutSize
+        int offset = _chunked ? ChunkPrefix : 0;
+        int room = OutSize - offset - (_chunked ? 7 : 0); // the chunk's CRLF, and the last chunk "0\r\n\r\n"
+        if (_bodyRemaining >= 0)
+            room = (int)Math.Min(room, _bodyRemaining);
+        int produced;
+        try
+        {
+            produced = room == 0 ? 0 : _bodySource!(_out.AsSpan(offset, room));
+        }
+        catch (Exception e)
+        {
+            _worker.Options.Logger.LogError(e, "An HTTP response body source failed; the connection is closed.");
+            Close();
+            return false;
+        }
+        if (produced < 0 || produced > room)
+        {
+            _worker.Options.Logger.LogError("An HTTP response body source returned {Count} for a buffer of {Room} bytes; the connection is closed.", produced, room);
+            Close();
+            return false;
+        }
+        if (produced == 0)
+        {
+            bool complete = _bodyRemaining <= 0;
+            ReleaseBodySource();
+            if (!complete)
+            {
+                Close(); // fewer bytes than the Content-Length announced: the client can only tell by the close
+                return false;
+            }
+            if (!_chunked)
+                return false;
+            "0\r\n\r\n"u8.CopyTo(_out); // RFC 9112 §7.1: the last chunk, and no trailer section
+            (_sending, _outLength, _outSent) = (_out, 5, 0);
+            _chunked = false;
+            return true;
+        }
+        if (_bodyRemaining > 0)
+            _bodyRemaining -= produced;
+        int start = 0;
+        int end = offset + produced;
+        if (_chunked)
+        {
+            // RFC 9112 §7.1: chunk-size in hex, CRLF, the data, CRLF; the size is written right before the data.
+            Span<byte> size = stackalloc byte[8];
+            System.Buffers.Text.Utf8Formatter.TryFormat(produced, size, out int digits, new System.Buffers.StandardFormat('X'));
+            start = offset - 2 - digits;
+            size[..digits].CopyTo(_out.AsSpan(start));
+            "\r\n"u8.CopyTo(_out.AsSpan(offset - 2));
+            "\r\n"u8.CopyTo(_out.AsSpan(end));
+            end += 2;
+        }
+        (_sending, _outLength, _outSent) = (_out, end, start);
         return true;
     }
 
@@ -191,16 +369,64 @@ internal sealed unsafe class HttpConnection
     {
         _outLength = writer.Length;
         _outSent = 0;
+        Answered(writer.Status);
     }
 
-    /// <summary>For responders: after the head, send <paramref name="length"/> bytes of <paramref name="fd"/> (owned from now on).</summary>
-    internal void AttachFile(int fd, long length)
+    /// <summary>For responders: after the head, send <paramref name="length"/> bytes of <paramref name="fd"/> from
+    /// <paramref name="offset"/> (the descriptor is owned from now on).</summary>
+    internal void AttachFile(int fd, long offset, long length)
     {
         _fileFd = fd;
-        _sender.Reset(fd, 0, length);
+        _sender.Reset(fd, offset, length);
     }
 
+    /// <summary>For handlers: after the head, a range of a file the handler opened.</summary>
+    internal void AttachFile(SafeFileHandle file, long offset, long length, bool leaveOpen)
+    {
+        bool added = false;
+        file.DangerousAddRef(ref added); // released in ReleaseFile: the descriptor stays valid while it is sent
+        _fileHandle = file;
+        _fileLeaveOpen = leaveOpen;
+        AttachFile((int)file.DangerousGetHandle(), offset, length);
+    }
+
+    /// <summary>For handlers: after the head, a copy of <paramref name="body"/> (too large for the head's buffer).</summary>
+    internal void AttachBody(ReadOnlySpan<byte> body)
+    {
+        _rentedBody = ArrayPool<byte>.Shared.Rent(body.Length);
+        body.CopyTo(_rentedBody);
+        _rentedLength = body.Length;
+    }
+
+    /// <summary>For handlers: after the head, what <paramref name="source"/> produces, <paramref name="length"/> bytes
+    /// (-1: unknown, sent chunked when <paramref name="chunked"/>, else delimited by the close).</summary>
+    internal void AttachSource(HttpBodySource source, IDisposable? owner, long length, bool chunked)
+    {
+        _bodySource = source;
+        _bodyOwner = owner;
+        _bodyRemaining = length;
+        _chunked = chunked;
+        if (length < 0 && !chunked)
+            _closeAfterResponse = true; // RFC 9112 §6.3 (8): the body ends with the connection
+    }
+
+    /// <summary>The response cannot keep the connection (a handler failed after its head was written).</summary>
+    internal void CloseAfterResponse() => _closeAfterResponse = true;
+
     internal ReadOnlySpan<byte> Date => _worker.Date.Current;
+
+    internal HttpRequestHead Head => _head;
+
+    internal ReadOnlySpan<byte> Input => _in.AsSpan(0, _inLength);
+
+    internal int BodyLength => _bodyLength;
+
+    internal ILogger Logger => _worker.Options.Logger;
+
+    /// <summary>The request and response objects handed to a handler: one pair per connection, reused.</summary>
+    internal HttpRequest Request => _request ??= new HttpRequest(this);
+
+    internal HttpResponse Response => _response ??= new HttpResponse(this);
 
     internal void WriteError(int status, bool close)
     {
@@ -210,12 +436,44 @@ internal sealed unsafe class HttpConnection
         if (status == 405)
             writer.Header("Allow"u8, "GET, HEAD"u8);
         writer.Header("Content-Type"u8, "text/plain"u8);
-        writer.End(body);
-        _out[writer.Length] = (byte)'\n';
-        _outLength = writer.Length + 1;
+        if (_head.Method == HttpMethodKind.Head)
+        {
+            writer.End(default); // RFC 9110 §9.3.2: HEAD gets the head of the answer, never its content
+            _outLength = writer.Length;
+        }
+        else
+        {
+            writer.End(body);
+            _out[writer.Length] = (byte)'\n';
+            _outLength = writer.Length + 1;
+        }
         _outSent = 0;
         if (close)
             _closeAfterResponse = true;
+        Answered(status);
+    }
+
+    private void Answered(int status)
+    {
+        WebMetrics.Response(status);
+        _logStatus = status;
+    }
+
+    private void BeginLog(bool parsed)
+    {
+        var input = _in.AsSpan(0, _inLength);
+        _logMethod = parsed ? Encoding.ASCII.GetString(input.Slice(_head.MethodStart, _head.MethodLength)) : "-";
+        _logTarget = parsed ? Encoding.ASCII.GetString(input.Slice(_head.TargetStart, _head.TargetLength)) : "-";
+        _logStarted = Stopwatch.GetTimestamp();
+        _logBytes = 0;
+        _logStatus = 0;
+    }
+
+    private void EndLog()
+    {
+        _worker.AccessLog!.LogInformation("{Method} {Target} {Status} {Bytes} {Milliseconds:F3} ms",
+            _logMethod, _logTarget, _logStatus, _logBytes, Stopwatch.GetElapsedTime(_logStarted).TotalMilliseconds);
+        _logMethod = null;
     }
 
     private void BeginLingeringClose()
@@ -246,6 +504,8 @@ internal sealed unsafe class HttpConnection
         }
         if (_awaitingHead && !ResponsePending)
         {
+            if (_worker.AccessLog is not null)
+                BeginLog(parsed: false);
             WriteError(408, close: true); // slowloris: the head did not arrive within the header timeout
             Flush();
         }
@@ -254,8 +514,32 @@ internal sealed unsafe class HttpConnection
 
     private void ReleaseFile()
     {
-        LibC.CloseQuietly(_fileFd);
+        if (_fileHandle is not null)
+        {
+            _fileHandle.DangerousRelease();
+            if (!_fileLeaveOpen)
+                _fileHandle.Dispose();
+            _fileHandle = null;
+        }
+        else
+        {
+            LibC.CloseQuietly(_fileFd);
+        }
         _fileFd = -1;
+    }
+
+    private void ReleaseRentedBody()
+    {
+        ArrayPool<byte>.Shared.Return(_rentedBody!);
+        _rentedBody = null;
+        _sending = _out;
+    }
+
+    private void ReleaseBodySource()
+    {
+        _bodySource = null;
+        _bodyOwner?.Dispose();
+        _bodyOwner = null;
     }
 
     public void Close()
@@ -263,7 +547,13 @@ internal sealed unsafe class HttpConnection
         if (_closed)
             return;
         _closed = true;
-        ReleaseFile();
+        if (_logMethod is not null)
+            EndLog(); // the response was cut short: the line says how many bytes made it
+        if (_fileFd >= 0)
+            ReleaseFile();
+        if (_rentedBody is not null)
+            ReleaseRentedBody();
+        ReleaseBodySource();
         _sender.Dispose();
         _timer.Dispose();
         _source.Dispose();

@@ -46,12 +46,36 @@ public sealed class HttpRequestHead
     /// too large), 505 (HTTP version), 413 (a request body, which these servers do not take).</summary>
     public int ErrorStatus { get; internal set; }
 
+    /// <summary>Where the method token starts and how long it is (the name of an <see cref="HttpMethodKind.Other"/>).</summary>
+    internal int MethodStart, MethodLength;
+
+    /// <summary>Where the header fields start (after the request line).</summary>
+    internal int FieldsStart;
+
+    // Where the values of the fields the static server acts on are (start, length; length -1 when absent),
+    // recorded in the parser's single pass so that answering a conditional or range request scans nothing again.
+    internal FieldValue Range, IfRange, IfNoneMatch, IfModifiedSince;
+
+    /// <summary>"Expect: 100-continue" was sent: the client waits for an interim 100 before it sends the content.</summary>
+    internal bool ExpectsContinue;
+
     internal void Reset()
     {
         ErrorStatus = 0;
         Method = HttpMethodKind.Other;
-        TargetStart = TargetLength = Version = HeadLength = 0;
-        KeepAlive = HasTransferEncoding = HasHost = false;
+        TargetStart = TargetLength = Version = HeadLength = MethodStart = MethodLength = FieldsStart = 0;
+        KeepAlive = HasTransferEncoding = HasHost = ExpectsContinue = false;
         ContentLength = -1;
+        Range = IfRange = IfNoneMatch = IfModifiedSince = FieldValue.Absent;
     }
+}
+
+/// <summary>A header value's place in the parsed bytes.</summary>
+internal readonly record struct FieldValue(int Start, int Length)
+{
+    public static readonly FieldValue Absent = new(0, -1);
+
+    public bool Present => Length >= 0;
+
+    public ReadOnlySpan<byte> In(ReadOnlySpan<byte> data) => Present ? data.Slice(Start, Length) : default;
 }

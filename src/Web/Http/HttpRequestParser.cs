@@ -47,8 +47,10 @@ public static class HttpRequestParser
         if (!ParseRequestLine(requestLine, head))
             return ParseStatus.Invalid;
         head.TargetStart += start;
+        head.MethodStart = start;
 
         int position = lineEnd + 1;
+        head.FieldsStart = position;
         int fields = 0;
         while (true)
         {
@@ -59,12 +61,13 @@ public static class HttpRequestParser
             if (end >= MaxHead)
                 return Fail(head, 431);
             var line = TrimCr(data[position..end]);
+            int lineStart = position;
             position = end + 1;
             if (line.IsEmpty)
                 break;
             if (++fields > MaxHeaders)
                 return Fail(head, 431);
-            if (!ParseField(line, head))
+            if (!ParseField(line, lineStart, head))
                 return ParseStatus.Invalid;
         }
         head.HeadLength = position;
@@ -138,6 +141,7 @@ public static class HttpRequestParser
         head.Method = method.SequenceEqual("GET"u8) ? HttpMethodKind.Get
             : method.SequenceEqual("HEAD"u8) ? HttpMethodKind.Head
             : HttpMethodKind.Other;
+        head.MethodLength = firstSpace;
         head.TargetStart = firstSpace + 1 + pathStart;
         head.TargetLength = pathLength;
         head.KeepAlive = head.Version == 11;
@@ -172,7 +176,7 @@ public static class HttpRequestParser
         return true;
     }
 
-    private static bool ParseField(ReadOnlySpan<byte> line, HttpRequestHead head)
+    private static bool ParseField(ReadOnlySpan<byte> line, int lineStart, HttpRequestHead head)
     {
         int colon = line.IndexOf((byte)':');
         if (colon <= 0)
@@ -181,7 +185,10 @@ public static class HttpRequestParser
         foreach (byte b in name)
             if (!IsTokenChar(b)) // also rejects whitespace before the colon (RFC 9112 §5.1) and obs-fold
                 return Reject(head, 400);
-        var value = line[(colon + 1)..].Trim(" \t"u8);
+        int valueStart = colon + 1;
+        while (valueStart < line.Length && line[valueStart] is (byte)' ' or (byte)'\t')
+            valueStart++;
+        var value = line[valueStart..].TrimEnd(" \t"u8);
         foreach (byte b in value)
             if (b < ' ' && b != '\t' || b == 0x7f)
                 return Reject(head, 400);
@@ -204,6 +211,20 @@ public static class HttpRequestParser
         else if (Ascii.EqualsIgnoreCase(name, "Transfer-Encoding"u8))
         {
             head.HasTransferEncoding = true;
+        }
+        else
+        {
+            var place = new FieldValue(lineStart + valueStart, value.Length);
+            if (Ascii.EqualsIgnoreCase(name, "Range"u8))
+                head.Range = place;
+            else if (Ascii.EqualsIgnoreCase(name, "If-Range"u8))
+                head.IfRange = place;
+            else if (Ascii.EqualsIgnoreCase(name, "If-None-Match"u8))
+                head.IfNoneMatch = place;
+            else if (Ascii.EqualsIgnoreCase(name, "If-Modified-Since"u8))
+                head.IfModifiedSince = place;
+            else if (Ascii.EqualsIgnoreCase(name, "Expect"u8))
+                head.ExpectsContinue = Ascii.EqualsIgnoreCase(value, "100-continue"u8);
         }
         return true;
     }

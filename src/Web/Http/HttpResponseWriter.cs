@@ -18,19 +18,49 @@ public ref struct HttpResponseWriter
     /// <summary>Bytes written so far.</summary>
     public readonly int Length => _length;
 
+    /// <summary>The status written by <see cref="Head"/> (0 before).</summary>
+    internal int Status { get; private set; }
+
     /// <summary>Status line plus Server, Date, Content-Length and Connection.</summary>
     public void Head(int status, long contentLength, bool keepAlive, ReadOnlySpan<byte> date)
     {
+        StatusLine(status, date);
+        Append("Content-Length: "u8);
+        Number(contentLength);
+        Append("\r\n"u8);
+        Connection(keepAlive);
+    }
+
+    /// <summary>Status line, Server and Date: a head whose framing headers follow (or, for 304, none at all).</summary>
+    internal void StatusLine(int status, ReadOnlySpan<byte> date)
+    {
+        Status = status;
         Append("HTTP/1.1 "u8);
         Number(status);
         Append(" "u8);
         Append(Reason(status));
         Append("\r\nServer: iomux\r\nDate: "u8);
         Append(date);
-        Append("\r\nContent-Length: "u8);
-        Number(contentLength);
-        Append(keepAlive ? "\r\nConnection: keep-alive\r\n"u8 : "\r\nConnection: close\r\n"u8);
+        Append("\r\n"u8);
     }
+
+    internal void Connection(bool keepAlive) =>
+        Append(keepAlive ? "Connection: keep-alive\r\n"u8 : "Connection: close\r\n"u8);
+
+    /// <summary>One header line whose value is a number.</summary>
+    internal void NumberHeader(ReadOnlySpan<byte> name, long value)
+    {
+        Append(name);
+        Append(": "u8);
+        Number(value);
+        Append("\r\n"u8);
+    }
+
+    /// <summary>Header lines already formatted (name, colon, value, CRLF each).</summary>
+    internal void Raw(ReadOnlySpan<byte> lines) => Append(lines);
+
+    /// <summary>Bytes of the buffer still free.</summary>
+    internal readonly int Free => _buffer.Length - _length;
 
     /// <summary>One header line.</summary>
     public void Header(ReadOnlySpan<byte> name, ReadOnlySpan<byte> value)
@@ -48,13 +78,13 @@ public ref struct HttpResponseWriter
         Append(body);
     }
 
-    private void Append(ReadOnlySpan<byte> bytes)
+    internal void Append(ReadOnlySpan<byte> bytes)
     {
         bytes.CopyTo(_buffer[_length..]);
         _length += bytes.Length;
     }
 
-    private void Number(long value)
+    internal void Number(long value)
     {
         Utf8Formatter.TryFormat(value, _buffer[_length..], out int written);
         _length += written;
@@ -63,16 +93,40 @@ public ref struct HttpResponseWriter
     /// <summary>The reason phrase for the statuses these servers send.</summary>
     public static ReadOnlySpan<byte> Reason(int status) => status switch
     {
+        100 => "Continue"u8,
         200 => "OK"u8,
+        201 => "Created"u8,
+        202 => "Accepted"u8,
+        204 => "No Content"u8,
+        206 => "Partial Content"u8,
+        301 => "Moved Permanently"u8,
+        302 => "Found"u8,
+        303 => "See Other"u8,
+        304 => "Not Modified"u8,
+        307 => "Temporary Redirect"u8,
+        308 => "Permanent Redirect"u8,
         400 => "Bad Request"u8,
+        401 => "Unauthorized"u8,
+        403 => "Forbidden"u8,
         404 => "Not Found"u8,
         405 => "Method Not Allowed"u8,
         408 => "Request Timeout"u8,
+        409 => "Conflict"u8,
+        410 => "Gone"u8,
+        411 => "Length Required"u8,
+        412 => "Precondition Failed"u8,
         413 => "Content Too Large"u8,
         414 => "URI Too Long"u8,
+        415 => "Unsupported Media Type"u8,
+        416 => "Range Not Satisfiable"u8,
+        422 => "Unprocessable Content"u8,
+        429 => "Too Many Requests"u8,
         431 => "Request Header Fields Too Large"u8,
         500 => "Internal Server Error"u8,
+        501 => "Not Implemented"u8,
+        502 => "Bad Gateway"u8,
         503 => "Service Unavailable"u8,
+        504 => "Gateway Timeout"u8,
         505 => "HTTP Version Not Supported"u8,
         _ => "Unknown"u8,
     };

@@ -19,14 +19,33 @@ public sealed class HttpServerOptions
     /// <summary>Connections per loop thread; past it the thread's listener is not polled.</summary>
     public int MaxConnectionsPerThread { get; init; } = 10_000;
 
-    /// <summary>Where the server logs (start, accept failures); never per request. Default: nowhere.</summary>
+    /// <summary>Where the server logs (start, accept failures, failing handlers); never per request. Default: nowhere.</summary>
     public Microsoft.Extensions.Logging.ILogger Logger { get; init; } = Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance;
+
+    /// <summary>The access log: one Information line per response ("GET /a.txt 200 1234 0.150 ms": method, target,
+    /// status, bytes sent with the head, duration from the request to the last byte in the socket). Null (the
+    /// default): no log, and nothing on the request path pays for it.</summary>
+    public Microsoft.Extensions.Logging.ILogger? AccessLog { get; init; }
+
+    /// <summary>Largest request content (by Content-Length) a <see cref="HttpServer.Create"/> server takes and
+    /// hands to its handler whole; larger content, and any chunked content, is answered 413. Each connection's
+    /// input buffer grows by this much, so keep it small; the content must arrive within <see cref="HeaderTimeout"/>
+    /// of the head's start, like the head. Default 0: no request content. The static and hello servers take none
+    /// whatever this says.</summary>
+    public int MaxRequestBodySize { get; init; }
 }
 
 /// <summary>Answers one request: writes the response into the connection (head, small body, or a file to send).</summary>
 internal abstract class HttpResponder : IDisposable
 {
     public abstract void Respond(HttpConnection connection, HttpRequestHead head, ReadOnlySpan<byte> target);
+
+    /// <summary>Whether the resource could answer <paramref name="method"/> at all: one that cannot is answered 405
+    /// before its content is considered (RFC 9110 §15.5.6).</summary>
+    public virtual bool Allows(HttpMethodKind method) => true;
+
+    /// <summary>Whether request content (up to <see cref="HttpServerOptions.MaxRequestBodySize"/>) is read and handed on.</summary>
+    public virtual bool TakesBodies => false;
 
     /// <summary>Releases what the responder holds (the static root's directory descriptor).</summary>
     public virtual void Dispose() { }
@@ -42,6 +61,9 @@ public sealed class HttpServer : IDisposable
 
     private HttpServer(IPEndPoint endpoint, HttpServerOptions options, Func<HttpResponder> responder, string? backend)
     {
+        ArgumentOutOfRangeException.ThrowIfLessThan(options.Threads, 1, nameof(options.Threads));
+        ArgumentOutOfRangeException.ThrowIfNegative(options.MaxRequestBodySize, nameof(options.MaxRequestBodySize));
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(options.MaxRequestBodySize, MaxRequestBodyLimit, nameof(options.MaxRequestBodySize));
         _group = ListenerGroup.Bind(endpoint, options.Threads);
         _workers = new HttpWorker[options.Threads];
         _threads = new Thread[options.Threads];
@@ -53,11 +75,26 @@ public sealed class HttpServer : IDisposable
             var worker = _workers[i];
             _threads[i] = new Thread(() => worker.Loop.Run()) { IsBackground = true, Name = $"IoMux http {i}" };
         }
+        WebMetrics.Register(_workers);
         foreach (var thread in _threads)
             thread.Start();
     }
 
-    /// <summary>Serves the files under <paramref name="root"/> (GET and HEAD; directories answer their index.html).</summary>
+    /// <summary>The largest <see cref="HttpServerOptions.MaxRequestBodySize"/> accepted (it is buffered per connection).</summary>
+    public const int MaxRequestBodyLimit = 16 * 1024 * 1024;
+
+    /// <summary>Serves every request with <paramref name="handler"/>, on the server's loop threads (see
+    /// <see cref="HttpHandler"/>). Malformed requests never reach it: they are answered 400/413/414/431/505 as the
+    /// static server answers them.</summary>
+    public static HttpServer Create(IPEndPoint endpoint, HttpHandler handler, HttpServerOptions? options = null, string? backend = null)
+    {
+        ArgumentNullException.ThrowIfNull(handler);
+        return new HttpServer(endpoint, options ?? new(), () => new HandlerResponder(handler), backend);
+    }
+
+    /// <summary>Serves the files under <paramref name="root"/>: GET and HEAD, one byte range (206/416), ETag and
+    /// Last-Modified with 304 for If-None-Match and If-Modified-Since, directories by their index.html (301 to the
+    /// slashed path when named without it); docs/SERVERS.md has the whole table.</summary>
     public static HttpServer StaticFiles(IPEndPoint endpoint, string root, HttpServerOptions? options = null, string? backend = null)
     {
         if (StaticRoot.RealPath(Path.GetFullPath(root)) is null)
@@ -95,6 +132,7 @@ public sealed class HttpServer : IDisposable
             worker.Loop.Dispose();
             worker.Responder.Dispose();
         }
+        WebMetrics.Unregister(_workers);
         _group.Dispose();
     }
 }
@@ -106,12 +144,15 @@ internal sealed class HttpWorker
     private readonly AcceptGate _gate;
     private readonly HashSet<HttpConnection> _connections = [];
     private volatile int _count;
+    private long _accepted;
 
     public HttpWorker(EventLoop loop, int listener, HttpServerOptions options, HttpResponder responder, ServerDescriptors descriptors)
     {
         Loop = loop;
         Options = options;
         Responder = responder;
+        AccessLog = options.AccessLog;
+        MaxRequestBody = responder.TakesBodies ? options.MaxRequestBodySize : 0;
         _listener = loop.AddIo(listener, Interest.Readable, (_, _) => Accept(listener), description: "http listener");
         _gate = new AcceptGate(loop, _listener, options.Logger, descriptors);
     }
@@ -121,6 +162,13 @@ internal sealed class HttpWorker
     public HttpResponder Responder { get; }
     public HttpDate Date { get; } = new();
     public int Connections => _count;
+
+    /// <summary>Connections accepted since the start (written by the loop thread, read by metric observers).</summary>
+    public long Accepted => Volatile.Read(ref _accepted);
+
+    public Microsoft.Extensions.Logging.ILogger? AccessLog { get; }
+
+    public int MaxRequestBody { get; }
 
     private void Accept(int listener)
     {
@@ -134,6 +182,7 @@ internal sealed class HttpWorker
                 break;
             }
             _gate.Accepted();
+            Volatile.Write(ref _accepted, _accepted + 1);
             Sockets.SetIntOption(fd, Sockets.IPPROTO_TCP, Sockets.TCP_NODELAY, 1);
             try
             {

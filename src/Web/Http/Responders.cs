@@ -5,6 +5,8 @@ internal sealed class HelloResponder : HttpResponder
 {
     private static ReadOnlySpan<byte> Body => "Hello, World!"u8;
 
+    public override bool Allows(HttpMethodKind method) => method != HttpMethodKind.Other;
+
     public override void Respond(HttpConnection connection, HttpRequestHead head, ReadOnlySpan<byte> target)
     {
         if (head.Method == HttpMethodKind.Other)
@@ -21,11 +23,19 @@ internal sealed class HelloResponder : HttpResponder
 }
 
 /// <summary>Files under a root: GET sends the file with sendfile, HEAD its head; 404 for what is missing or
-/// outside the root, 400 for a malformed path, 405 for other methods. Opening and fstat happen on the loop thread
-/// (a cold disk can stall it; <see cref="FileReadPool"/> is the off-loop path for reads).</summary>
+/// outside the root, 400 for a malformed path, 405 for other methods, 301 for a directory named without its slash.
+/// Every file answer carries ETag and Last-Modified (validators, RFC 9110 §8.8) and Accept-Ranges; a conditional
+/// GET or HEAD that the file still matches is answered 304, and a single byte range 206 (RFC 9110 §14). Opening
+/// and fstat happen on the loop thread (a cold disk can stall it; <see cref="FileReadPool"/> is the off-loop path
+/// for reads).</summary>
 internal sealed class StaticFileResponder(string root) : HttpResponder
 {
     private readonly StaticRoot _root = new(root);
+
+    // Scratch for the validators of the file being answered: one responder per loop thread, so never shared.
+    private readonly byte[] _etag = new byte[40], _lastModified = new byte[29];
+
+    public override bool Allows(HttpMethodKind method) => method != HttpMethodKind.Other;
 
     public override void Respond(HttpConnection connection, HttpRequestHead head, ReadOnlySpan<byte> target)
     {
@@ -34,21 +44,100 @@ internal sealed class StaticFileResponder(string root) : HttpResponder
             connection.WriteError(405, close: false);
             return;
         }
-        int status = _root.Open(target, out int fd, out long length, out byte[] contentType);
+        int status = _root.Open(target, out int fd, out long length, out long modified, out byte[] contentType);
+        if (status == 301)
+        {
+            Redirect(connection, head, target);
+            return;
+        }
         if (status != 0)
         {
             connection.WriteError(status, close: status == 400);
             return;
         }
+        var input = connection.Input;
+        var etag = _etag.AsSpan(0, Validators.FormatETag(modified, length, _etag));
+        var lastModified = _lastModified.AsSpan();
+        Validators.FormatHttpDate(modified, lastModified);
+
+        if (Validators.NotModified(head.IfNoneMatch.In(input), head.IfModifiedSince.In(input), etag, modified))
+        {
+            // RFC 9110 §15.4.5: a 304 carries the validators a 200 would, and no content (nor its length, as nginx).
+            Interop.LibC.CloseQuietly(fd);
+            var notModified = connection.BeginResponse();
+            notModified.StatusLine(304, connection.Date);
+            notModified.Connection(head.KeepAlive);
+            notModified.Header("ETag"u8, etag);
+            notModified.Header("Last-Modified"u8, lastModified);
+            notModified.End(default);
+            connection.Commit(notModified);
+            return;
+        }
+
+        var range = ByteRange.Whole;
+        // RFC 9110 §14.2: only GET has range semantics; If-Range (§13.1.5) keeps the range only while the file is
+        // the one the client has part of.
+        if (head.Method == HttpMethodKind.Get && head.Range.Present
+            && (!head.IfRange.Present || Validators.IfRangeHolds(head.IfRange.In(input), etag, modified)))
+            range = ByteRange.Parse(head.Range.In(input), length);
+        if (range.Unsatisfiable)
+        {
+            Interop.LibC.CloseQuietly(fd);
+            var refused = connection.BeginResponse();
+            var text = HttpResponseWriter.Reason(416);
+            refused.Head(416, text.Length, head.KeepAlive, connection.Date);
+            refused.Append("Content-Range: bytes */"u8); // RFC 9110 §14.4: the current length, for the next try
+            refused.Number(length);
+            refused.Append("\r\n"u8);
+            refused.Header("Content-Type"u8, "text/plain"u8);
+            refused.End(text);
+            connection.Commit(refused);
+            return;
+        }
+        bool partial = !range.IsWhole;
+        long first = partial ? range.First : 0, count = partial ? range.Last - range.First + 1 : length;
         var writer = connection.BeginResponse();
-        writer.Head(200, length, head.KeepAlive, connection.Date);
+        writer.Head(partial ? 206 : 200, count, head.KeepAlive, connection.Date);
         writer.Header("Content-Type"u8, contentType);
+        writer.Header("ETag"u8, etag);
+        writer.Header("Last-Modified"u8, lastModified);
+        writer.Header("Accept-Ranges"u8, "bytes"u8);
+        if (partial)
+        {
+            writer.Append("Content-Range: bytes "u8);
+            writer.Number(range.First);
+            writer.Append("-"u8);
+            writer.Number(range.Last);
+            writer.Append("/"u8);
+            writer.Number(length);
+            writer.Append("\r\n"u8);
+        }
         writer.End(default);
         connection.Commit(writer);
-        if (head.Method == HttpMethodKind.Get && length > 0)
-            connection.AttachFile(fd, length);
+        if (head.Method == HttpMethodKind.Get && count > 0)
+            connection.AttachFile(fd, first, count);
         else
             Interop.LibC.CloseQuietly(fd);
+    }
+
+    /// <summary>301 to the target with a slash after its path (the query kept), relative to this server
+    /// (RFC 9110 §10.2.2 allows a relative Location).</summary>
+    private static void Redirect(HttpConnection connection, HttpRequestHead head, ReadOnlySpan<byte> target)
+    {
+        int query = target.IndexOfAny((byte)'?', (byte)'#');
+        var path = query < 0 ? target : target[..query];
+        var rest = query < 0 ? default : target[query..];
+        var text = HttpResponseWriter.Reason(301);
+        var writer = connection.BeginResponse();
+        writer.Head(301, text.Length, head.KeepAlive, connection.Date);
+        writer.Append("Location: "u8);
+        writer.Append(path);
+        writer.Append("/"u8);
+        writer.Append(rest);
+        writer.Append("\r\n"u8);
+        writer.Header("Content-Type"u8, "text/plain"u8);
+        writer.End(head.Method == HttpMethodKind.Get ? text : default);
+        connection.Commit(writer);
     }
 
     public override void Dispose() => _root.Dispose();

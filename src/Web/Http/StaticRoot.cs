@@ -40,31 +40,35 @@ internal sealed unsafe partial class StaticRoot : IDisposable
     public string RealRoot { get; }
 
     /// <summary>Opens what <paramref name="target"/> names (a directory means its index.html). Returns 0 with an
-    /// open non-blocking descriptor of a regular file, its size and its content type; or 400 (malformed, climbing
-    /// above the root) or 404 (missing, not a regular file, or reached through a link that leaves the root).</summary>
-    public int Open(ReadOnlySpan<byte> target, out int fd, out long size, out byte[] contentType)
+    /// open non-blocking descriptor of a regular file, its size, modification time (seconds since the epoch) and
+    /// content type; or 301 (a directory named without its trailing slash: relative references in its index would
+    /// resolve against the parent, so the client is sent to the slashed path, as nginx does), 400 (malformed,
+    /// climbing above the root) or 404 (missing, not a regular file, or reached through a link that leaves the root).</summary>
+    public int Open(ReadOnlySpan<byte> target, out int fd, out long size, out long modified, out byte[] contentType)
     {
         fd = -1;
-        size = 0;
+        size = modified = 0;
         contentType = ContentTypes.Default;
         Span<byte> path = stackalloc byte[HttpRequestParser.MaxRequestLine + 16];
-        int status = Normalize(target, path, out int length);
+        int status = Normalize(target, path, out int length, out bool directoryForm);
         if (status != 0)
             return status;
         fd = OpenBeneath(path, length);
         if (fd < 0)
             return 404;
-        if (DescriptorProbe.TryGetKindAndSize(fd, out var kind, out size) != 0 || kind == DescriptorKind.Directory)
+        if (DescriptorProbe.TryGetKindSizeAndModified(fd, out var kind, out size, out modified) != 0 || kind == DescriptorKind.Directory)
         {
             LibC.CloseQuietly(fd);
             fd = -1;
             if (kind != DescriptorKind.Directory)
                 return 404;
+            if (!directoryForm)
+                return 301;
             var index = length == 0 ? "index.html"u8 : "/index.html"u8;
             index.CopyTo(path[length..]);
             length += index.Length;
             fd = OpenBeneath(path, length);
-            if (fd < 0 || DescriptorProbe.TryGetKindAndSize(fd, out kind, out size) != 0 || kind != DescriptorKind.RegularFile)
+            if (fd < 0 || DescriptorProbe.TryGetKindSizeAndModified(fd, out kind, out size, out modified) != 0 || kind != DescriptorKind.RegularFile)
                 return CloseAnd404(ref fd);
         }
         else if (kind != DescriptorKind.RegularFile)
@@ -84,9 +88,15 @@ internal sealed unsafe partial class StaticRoot : IDisposable
 
     /// <summary>Percent-decodes and normalizes the path of <paramref name="target"/> into <paramref name="output"/>
     /// (relative, no leading slash, "" for the root). 0, or 400.</summary>
-    internal static int Normalize(ReadOnlySpan<byte> target, Span<byte> output, out int length)
+    internal static int Normalize(ReadOnlySpan<byte> target, Span<byte> output, out int length) =>
+        Normalize(target, output, out length, out _);
+
+    /// <summary>As <see cref="Normalize(ReadOnlySpan{byte}, Span{byte}, out int)"/>; <paramref name="directoryForm"/>:
+    /// the path names a directory as such (its last segment is empty, "." or "..").</summary>
+    internal static int Normalize(ReadOnlySpan<byte> target, Span<byte> output, out int length, out bool directoryForm)
     {
         length = 0;
+        directoryForm = true;
         int end = target.IndexOfAny((byte)'?', (byte)'#');
         if (end >= 0)
             target = target[..end];
@@ -112,6 +122,7 @@ internal sealed unsafe partial class StaticRoot : IDisposable
         foreach (var range in decoded.Split((byte)'/'))
         {
             var segment = decoded[range];
+            directoryForm = segment.IsEmpty || segment.SequenceEqual("."u8) || segment.SequenceEqual(".."u8);
             if (segment.IsEmpty || segment.SequenceEqual("."u8))
                 continue;
             if (segment.SequenceEqual(".."u8))

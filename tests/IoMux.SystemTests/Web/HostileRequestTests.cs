@@ -33,8 +33,8 @@ public sealed class HostileRequestTests
     private static IEnumerable<Row> Rows()
     {
         yield return new("Content-Length and Transfer-Encoding together",
-            Bytes("POST /file.txt HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"), "413",
-            "RFC 9112 §6.1 lets a server reject CL+TE and requires closing after; IoMux takes no request content at all, so 413 (RFC 9110 §15.5.14) and close");
+            Bytes("POST /file.txt HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"), "405",
+            "RFC 9112 §6.1 lets a server reject CL+TE and requires closing after; a static file takes no POST whatever its framing, so 405 (RFC 9110 §15.5.6, checked before the content) and close, the content unread");
         yield return new("two different Content-Lengths",
             Bytes("GET /file.txt HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab"), "400",
             "RFC 9112 §6.3 (5): differing lengths are an unrecoverable framing error, 400 and close");

@@ -53,7 +53,7 @@ public sealed class HttpServerTests(string backend)
     [TestCase("/a.txt", 200, "alpha")]
     [TestCase("/", 200, "<h1>home</h1>")]
     [TestCase("/sub/", 200, "sub index")]
-    [TestCase("/sub", 200, "sub index")]
+    [TestCase("/sub/.", 200, "sub index")]
     [TestCase("/alias.txt", 200, "alpha")]
     [TestCase("/a.txt?x=1", 200, "alpha")]
     [TestCase("/%61.txt", 200, "alpha")]
@@ -103,6 +103,8 @@ public sealed class HttpServerTests(string backend)
     [TestCase("GET /a.txt HTTP/1.1\r\nHost : t\r\n\r\n", 400)]
     [TestCase("GET /a.txt HTTP/2.0\r\nHost: t\r\n\r\n", 505)]
     [TestCase("GET /a.txt HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello", 413)]
+    [TestCase("POST /a.txt HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello", 405)]
+    [TestCase("POST /a.txt HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 405)]
     [TestCase("GET /a.txt HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n", 413)]
     public void MalformedRequestsGetTheirStatusAndTheConnectionCloses(string request, int status)
     {
@@ -165,31 +167,150 @@ public sealed class HttpServerTests(string backend)
         Assert.That(clock.Elapsed, Is.GreaterThan(TimeSpan.FromSeconds(1.5)));
     }
 
-    private Socket Connect()
+    /// <summary>RFC 9110 §15.5.6 before §15.5.14: a method the file does not support is refused as such, whatever
+    /// content it brings (it was 413 while the body was looked at first).</summary>
+    [Test]
+    public void APostWithContentGets405WithAllowBefore413()
     {
-        var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { ReceiveTimeout = 15_000 };
-        socket.Connect(_server.Endpoint);
-        return socket;
+        var (code, headers, _) = Exchange("POST /a.txt HTTP/1.1\r\nHost: t\r\nContent-Length: 100000\r\n\r\n" + new string('x', 1000));
+        Assert.That(code, Is.EqualTo(405));
+        Assert.That(headers, Does.Contain("Allow: GET, HEAD"));
     }
 
-    private static byte[] ReadToEnd(Socket socket)
+    [TestCase("/sub", "/sub/")]
+    [TestCase("/sub?x=1", "/sub/?x=1")]
+    [TestCase("/sub/../sub", "/sub/../sub/")]
+    public void ADirectoryWithoutItsSlashIsRedirectedToIt(string target, string location)
     {
-        using var output = new MemoryStream();
-        var buffer = new byte[64 * 1024];
-        int n;
-        while ((n = socket.Receive(buffer)) > 0)
-            output.Write(buffer, 0, n);
-        return output.ToArray();
+        var (code, headers, _) = Exchange($"GET {target} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+        Assert.That(code, Is.EqualTo(301), headers);
+        Assert.That(headers + "\r\n", Does.Contain($"\r\nLocation: {location}\r\n"));
+        var (headCode, headHeaders, headBody) = Exchange($"HEAD {target} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+        Assert.That(headCode, Is.EqualTo(301));
+        Assert.That(WithoutDate(headHeaders), Is.EqualTo(WithoutDate(headers)), "HEAD answers GET's head");
+        Assert.That(headBody, Is.Empty);
     }
 
-    private (int Status, string Headers, byte[] Body) Exchange(string request)
+    [TestCase("bytes=0-0", 206, "bytes 0-0/5", "a")]
+    [TestCase("bytes=1-3", 206, "bytes 1-3/5", "lph")]
+    [TestCase("bytes=2-", 206, "bytes 2-4/5", "pha")]
+    [TestCase("bytes=-2", 206, "bytes 3-4/5", "ha")]
+    [TestCase("bytes=-10", 206, "bytes 0-4/5", "alpha")]
+    [TestCase("bytes=1-100", 206, "bytes 1-4/5", "lpha")]
+    [TestCase("BYTES = 1-1", 206, "bytes 1-1/5", "l")]
+    [TestCase("bytes=5-", 416, "bytes */5", null)]
+    [TestCase("bytes=9-12", 416, "bytes */5", null)]
+    [TestCase("bytes=-0", 416, "bytes */5", null)]
+    [TestCase("bytes=0-1,3-4", 200, null, "alpha")]
+    [TestCase("bytes=3-1", 200, null, "alpha")]
+    [TestCase("bytes=x-1", 200, null, "alpha")]
+    [TestCase("items=0-1", 200, null, "alpha")]
+    public void ASingleByteRangeIsAnswered206(string range, int status, string? contentRange, string? body)
+    {
+        var (code, headers, content) = Exchange($"GET /a.txt HTTP/1.1\r\nHost: t\r\nRange: {range}\r\nConnection: close\r\n\r\n");
+        Assert.That(code, Is.EqualTo(status), headers);
+        if (contentRange is null)
+            Assert.That(headers, Does.Not.Contain("Content-Range"));
+        else
+            Assert.That(headers + "\r\n", Does.Contain($"\r\nContent-Range: {contentRange}\r\n"));
+        if (body is not null)
+            Assert.That(Encoding.UTF8.GetString(content), Is.EqualTo(body));
+        Assert.That(headers + "\r\n", Does.Contain($"\r\nContent-Length: {content.Length}\r\n"));
+    }
+
+    [Test]
+    public void ARangeInTheMiddleOfALargeFileArrivesIntact()
+    {
+        var (code, headers, content) = Exchange("GET /big.bin HTTP/1.1\r\nHost: t\r\nRange: bytes=1000-700999\r\nConnection: close\r\n\r\n");
+        Assert.That(code, Is.EqualTo(206));
+        Assert.That(headers, Does.Contain($"Content-Range: bytes 1000-700999/{_big.Length}"));
+        Assert.That(SHA256.HashData(content), Is.EqualTo(SHA256.HashData(_big.AsSpan(1000, 700_000))));
+    }
+
+    [Test]
+    public void HeadIgnoresRangeAndAnswersGetsHead()
+    {
+        var (code, headers, content) = Exchange("HEAD /a.txt HTTP/1.1\r\nHost: t\r\nRange: bytes=1-2\r\nConnection: close\r\n\r\n");
+        var (_, getHeaders, _) = Exchange("GET /a.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+        Assert.That(code, Is.EqualTo(200), "RFC 9110 §14.2: range semantics are defined for GET only");
+        Assert.That(WithoutDate(headers), Is.EqualTo(WithoutDate(getHeaders)));
+        Assert.That(content, Is.Empty);
+    }
+
+    [Test]
+    public void AMissingFileAnsweredToHeadHasNoBodySoTheConnectionStaysInStep()
     {
         using var socket = Connect();
-        socket.Send(Encoding.ASCII.GetBytes(request));
-        var response = ReadToEnd(socket);
-        int split = response.AsSpan().IndexOf("\r\n\r\n"u8);
-        Assert.That(split, Is.GreaterThan(0), $"no response head: {Encoding.ASCII.GetString(response)}");
-        var headers = Encoding.ASCII.GetString(response, 0, split);
-        return (int.Parse(headers.AsSpan(9, 3)), headers, response[(split + 4)..]);
+        socket.Send(Encoding.ASCII.GetBytes("HEAD /missing HTTP/1.1\r\nHost: t\r\n\r\nGET /a.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"));
+        var all = Encoding.ASCII.GetString(ReadToEnd(socket));
+        Assert.That(all, Does.StartWith("HTTP/1.1 404"));
+        int second = all.IndexOf("HTTP/1.1 200", StringComparison.Ordinal);
+        Assert.That(second, Is.GreaterThan(0), all);
+        Assert.That(all[..second], Does.EndWith("\r\n\r\n"), "nothing after the 404's head");
+        Assert.That(all, Does.EndWith("alpha"));
     }
+
+    [Test]
+    public void FilesCarryValidatorsAndAConditionalGetIsAnswered304()
+    {
+        var (code, headers, _) = Exchange("GET /a.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+        Assert.That(code, Is.EqualTo(200));
+        var modified = File.GetLastWriteTimeUtc(Path.Combine(_root, "a.txt"));
+        long seconds = new DateTimeOffset(modified).ToUnixTimeSeconds();
+        string etag = $"\"{seconds:x}-5\"", lastModified = DateTime.UnixEpoch.AddSeconds(seconds).ToString("r");
+        Assert.That(Header(headers, "ETag"), Is.EqualTo(etag), "nginx's form: mtime-size in hex");
+        Assert.That(Header(headers, "Last-Modified"), Is.EqualTo(lastModified));
+        Assert.That(Header(headers, "Accept-Ranges"), Is.EqualTo("bytes"));
+
+        string later = DateTime.UnixEpoch.AddSeconds(seconds + 3600).ToString("r"), earlier = DateTime.UnixEpoch.AddSeconds(seconds - 1).ToString("r");
+        foreach (var (conditions, expected) in new[]
+        {
+            ($"If-None-Match: {etag}", 304),
+            ($"If-None-Match: \"x\", W/{etag}", 304), // weak comparison (RFC 9110 §13.1.2)
+            ("If-None-Match: *", 304),
+            ("If-None-Match: \"other\"", 200),
+            ($"If-Modified-Since: {lastModified}", 304),
+            ($"If-Modified-Since: {later}", 304),
+            ($"If-Modified-Since: {earlier}", 200),
+            ("If-Modified-Since: yesterday", 200), // not a date: ignored (RFC 9110 §13.1.3)
+            ($"If-None-Match: \"other\"\r\nIf-Modified-Since: {later}", 200), // If-None-Match takes precedence (§13.2.2)
+        })
+        {
+            foreach (var method in new[] { "GET", "HEAD" })
+            {
+                var (status, answer, body) = Exchange($"{method} /a.txt HTTP/1.1\r\nHost: t\r\n{conditions}\r\nConnection: close\r\n\r\n");
+                Assert.That(status, Is.EqualTo(expected), $"{method} with {conditions}");
+                if (expected == 304)
+                {
+                    Assert.That(body, Is.Empty);
+                    Assert.That(Header(answer, "ETag"), Is.EqualTo(etag));
+                    Assert.That(answer, Does.Not.Contain("Content-Length"));
+                }
+            }
+        }
+    }
+
+    [Test]
+    public void IfRangeKeepsTheRangeOnlyForTheCurrentFile()
+    {
+        var (_, headers, _) = Exchange("HEAD /a.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+        string etag = Header(headers, "ETag")!, lastModified = Header(headers, "Last-Modified")!;
+        foreach (var (ifRange, expected) in new[] { (etag, 206), ("\"stale\"", 200), ($"W/{etag}", 200), (lastModified, 206), ("Mon, 01 Jan 2001 00:00:00 GMT", 200) })
+        {
+            var (status, _, body) = Exchange($"GET /a.txt HTTP/1.1\r\nHost: t\r\nRange: bytes=0-1\r\nIf-Range: {ifRange}\r\nConnection: close\r\n\r\n");
+            Assert.That(status, Is.EqualTo(expected), ifRange);
+            Assert.That(Encoding.ASCII.GetString(body), Is.EqualTo(expected == 206 ? "al" : "alpha"));
+        }
+    }
+
+    private static string? Header(string headers, string name) => RawHttp.Header(headers, name);
+
+    private static string WithoutDate(string headers) =>
+        string.Join("\r\n", headers.Split("\r\n").Where(l => !l.StartsWith("Date: ", StringComparison.Ordinal)));
+
+    private Socket Connect() => RawHttp.Connect(_server.Endpoint);
+
+    private static byte[] ReadToEnd(Socket socket) => RawHttp.ReadToEnd(socket);
+
+    private (int Status, string Headers, byte[] Body) Exchange(string request) => RawHttp.Exchange(_server.Endpoint, request);
 }

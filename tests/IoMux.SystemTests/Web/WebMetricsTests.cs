@@ -1,0 +1,228 @@
+using System.Diagnostics.Metrics;
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+using System.Text.RegularExpressions;
+using IoMux.Interop;
+using IoMux.Loop;
+using IoMux.Tests.Proxy;
+using IoMux.Web;
+using IoMux.Web.Http;
+using Microsoft.Extensions.Logging;
+
+namespace IoMux.Tests.Web;
+
+/// <summary>The IoMux.Web meter read with a <see cref="MeterListener"/>, as dotnet-counters and OpenTelemetry read
+/// it, and the access log read through a capturing ILogger.</summary>
+[Category("System")]
+[NonParallelizable]
+public sealed class WebMetricsTests
+{
+    private string _root = null!;
+
+    [OneTimeSetUp]
+    public void MakeRoot()
+    {
+        _root = Directory.CreateTempSubdirectory("iomux-metrics-").FullName;
+        File.WriteAllText(Path.Combine(_root, "a.txt"), "alpha");
+    }
+
+    [OneTimeTearDown]
+    public void RemoveRoot() => Directory.Delete(_root, recursive: true);
+
+    /// <summary>What a listener saw: responses by status, the last observed connection counts, accept pauses.</summary>
+    private sealed class Readings : IDisposable
+    {
+        private readonly MeterListener _listener = new();
+        public readonly long[] Responses = new long[1000];
+        public long Active, Accepted, Pauses, OtherTags;
+
+        public Readings()
+        {
+            _listener.InstrumentPublished = (instrument, listener) =>
+            {
+                if (instrument.Meter.Name == "IoMux.Web")
+                    listener.EnableMeasurementEvents(instrument);
+            };
+            _listener.SetMeasurementEventCallback<long>((instrument, value, tags, _) =>
+            {
+                switch (instrument.Name)
+                {
+                    case "iomux.web.requests":
+                        if (tags.Length == 1 && tags[0].Key == "http.response.status_code")
+                            Interlocked.Add(ref Responses[(int)tags[0].Value!], value);
+                        else
+                            Interlocked.Increment(ref OtherTags); // checked outside: an assertion here would allocate
+                        break;
+                    case "iomux.web.connections.active":
+                        Active = value;
+                        break;
+                    case "iomux.web.connections":
+                        Accepted = value;
+                        break;
+                    case "iomux.web.accept.pauses":
+                        Interlocked.Add(ref Pauses, value);
+                        break;
+                }
+            });
+            _listener.Start();
+        }
+
+        public void Observe() => _listener.RecordObservableInstruments();
+
+        public void Dispose() => _listener.Dispose();
+    }
+
+    [Test, CancelAfter(30_000)]
+    public void ResponsesAreCountedByStatusAndConnectionsObserved()
+    {
+        using var readings = new Readings();
+        using var server = HttpServer.StaticFiles(new IPEndPoint(IPAddress.Loopback, 0), _root, new HttpServerOptions { Threads = 1 });
+        readings.Observe();
+        long activeBefore = readings.Active, acceptedBefore = readings.Accepted;
+        long okBefore = readings.Responses[200], missingBefore = readings.Responses[404];
+
+        using (var socket = RawHttp.Connect(server.Endpoint))
+        {
+            var buffer = new byte[4096];
+            foreach (var target in new[] { "/a.txt", "/a.txt", "/missing", "/a.txt" })
+            {
+                socket.Send(Encoding.ASCII.GetBytes($"GET {target} HTTP/1.1\r\nHost: t\r\n\r\n"));
+                Assert.That(socket.Receive(buffer), Is.GreaterThan(0));
+            }
+            readings.Observe();
+            Assert.That(readings.Active, Is.EqualTo(activeBefore + 1), "the open connection");
+            Assert.That(readings.Accepted, Is.EqualTo(acceptedBefore + 1));
+            Assert.That(readings.Responses[200] - okBefore, Is.EqualTo(3));
+            Assert.That(readings.Responses[404] - missingBefore, Is.EqualTo(1));
+        }
+        Assert.That(ProxyProcess.Eventually(() => { readings.Observe(); return readings.Active == activeBefore; }, TimeSpan.FromSeconds(10)),
+            Is.True, "the closed connection is no longer active");
+        server.Dispose();
+        readings.Observe();
+        Assert.That(readings.Accepted, Is.EqualTo(acceptedBefore + 1), "accepted stays monotonic when a server is gone");
+    }
+
+    /// <summary>Counting allocates nothing on the request path: with a listener on, the round trips allocate what
+    /// they allocate with nobody listening (tags come from pre-built pairs). The absolute figure, 0 B per request in
+    /// Release, is BenchmarkDotNet's (WebRoundTrip.HelloRequest); this test runs in Debug, whose code allocates a
+    /// little of its own.</summary>
+    [Test, CancelAfter(60_000)]
+    public void CountingAddsNoAllocationPerRequest()
+    {
+        double quiet = BytesPerRequest(Hello, "/", listening: false, out _);
+        double counted = BytesPerRequest(Hello, "/", listening: true, out long responses);
+        Assert.That(responses, Is.GreaterThanOrEqualTo(6200), "the listener saw every response");
+        Assert.That(counted - quiet, Is.LessThan(8), $"{quiet:F1} B per request unobserved, {counted:F1} B counted");
+    }
+
+    /// <summary>A static file, a range of it, or a 304 costs no allocation a hello does not: the validators and
+    /// ranges are formatted into buffers the responder owns.</summary>
+    [TestCase("/a.txt", "")]
+    [TestCase("/a.txt", "Range: bytes=1-3\r\n")]
+    [TestCase("/a.txt", "If-None-Match: *\r\n")]
+    [CancelAfter(60_000)]
+    public void AStaticAnswerAllocatesNoMoreThanHello(string target, string fields)
+    {
+        double hello = BytesPerRequest(Hello, "/", listening: false, out _);
+        double file = BytesPerRequest(endpoint => HttpServer.StaticFiles(endpoint, _root, new HttpServerOptions { Threads = 1 }), target + " HTTP/1.1\r\n" + fields,
+            listening: false, out _);
+        Assert.That(file - hello, Is.LessThan(8), $"{hello:F1} B per hello, {file:F1} B per static answer");
+    }
+
+    private static HttpServer Hello(IPEndPoint endpoint) => HttpServer.Hello(endpoint, new HttpServerOptions { Threads = 1 });
+
+    private static double BytesPerRequest(Func<IPEndPoint, HttpServer> start, string target, bool listening, out long responses)
+    {
+        using var readings = listening ? new Readings() : null;
+        using var server = start(new IPEndPoint(IPAddress.Loopback, 0));
+        using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        socket.Connect(server.Endpoint);
+        string line = target.Contains(' ') ? target : target + " HTTP/1.1\r\n";
+        var request = Encoding.ASCII.GetBytes($"GET {line}Host: t\r\n\r\n");
+        var buffer = new byte[4096];
+        void RoundTrips(int count)
+        {
+            int received = 0;
+            for (int i = 0; i < count; i++) // no assertion inside: NUnit's constraints allocate
+            {
+                socket.Send(request);
+                received += socket.Receive(buffer) > 0 ? 1 : 0;
+            }
+            Assert.That(received, Is.EqualTo(count));
+        }
+        RoundTrips(200); // warm-up: every path jitted, every lazy buffer made
+        // The allocations of the whole process are counted, and other threads (timers, the test host) allocate
+        // now and then: the least of three rounds is the request path's own share.
+        long least = long.MaxValue;
+        for (int round = 0; round < 3; round++)
+        {
+            long before = GC.GetTotalAllocatedBytes(precise: true);
+            RoundTrips(2000);
+            least = Math.Min(least, GC.GetTotalAllocatedBytes(precise: true) - before);
+        }
+        responses = readings?.Responses.Sum() ?? 0;
+        Assert.That(readings?.OtherTags ?? 0, Is.Zero);
+        return least / 2000.0;
+    }
+
+    [Test]
+    public void AnAcceptPauseIsCounted()
+    {
+        using var readings = new Readings();
+        using var loop = new EventLoop(PollerFactory.Create());
+        using var listening = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { Blocking = false };
+        listening.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        listening.Listen();
+        var source = loop.AddIo((int)listening.Handle, Interest.Readable, (_, _) => { });
+        using var gate = new AcceptGate(loop, source, Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance, new ServerDescriptors(perConnection: 1));
+        Assert.That(gate.Failed(Errno.EMFILE), Is.False);
+        Assert.That(gate.Failed(Errno.EAGAIN), Is.False);
+        Assert.That(readings.Pauses, Is.EqualTo(1), "EMFILE pauses accepting; EAGAIN is no pause");
+        source.Dispose();
+    }
+
+    private sealed class CapturingLogger : ILogger
+    {
+        public readonly List<(LogLevel Level, string Message)> Lines = [];
+
+        public IDisposable? BeginScope<TState>(TState state) where TState : notnull => null;
+
+        public bool IsEnabled(LogLevel logLevel) => true;
+
+        public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
+        {
+            lock (Lines)
+                Lines.Add((logLevel, formatter(state, exception)));
+        }
+
+        public string[] Messages()
+        {
+            lock (Lines)
+                return Lines.Select(l => l.Message).ToArray();
+        }
+    }
+
+    [Test, CancelAfter(30_000)]
+    public void TheAccessLogHasOneLinePerResponse()
+    {
+        var log = new CapturingLogger();
+        using var server = HttpServer.StaticFiles(new IPEndPoint(IPAddress.Loopback, 0), _root, new HttpServerOptions { Threads = 1, AccessLog = log });
+        int okBytes;
+        using (var socket = RawHttp.Connect(server.Endpoint))
+        {
+            socket.Send(Encoding.ASCII.GetBytes("GET /a.txt?q=1 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"));
+            okBytes = RawHttp.ReadToEnd(socket).Length;
+        }
+        var (status, _, _) = RawHttp.Exchange(server.Endpoint, "BROKEN\r\n\r\n");
+        Assert.That(status, Is.EqualTo(400));
+        Assert.That(ProxyProcess.Eventually(() => log.Messages().Length >= 2, TimeSpan.FromSeconds(10)), Is.True, string.Join("\n", log.Messages()));
+        var lines = log.Messages();
+        Assert.That(lines, Has.Length.EqualTo(2));
+        var ok = Regex.Match(lines[0], @"^GET /a\.txt\?q=1 200 (\d+) (\d+\.\d+) ms$");
+        Assert.That(ok.Success, Is.True, lines[0]);
+        Assert.That(int.Parse(ok.Groups[1].Value), Is.EqualTo(okBytes), "the bytes sent, head included");
+        Assert.That(lines[1], Does.Match(@"^- - 400 \d+ \d+\.\d+ ms$"));
+        Assert.That(log.Lines.All(l => l.Level == LogLevel.Information), Is.True);
+    }
+}

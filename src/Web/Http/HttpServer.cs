@@ -71,6 +71,7 @@ public sealed class HttpServer : IDisposable
         for (int i = 0; i < options.Threads; i++)
         {
             var loop = new EventLoop(backend is null ? PollerFactory.Create() : PollerFactory.Create(backend));
+            loop.Poller.UseServerSpin(); // catch the next request awake (Poller.SpinBeforeSleep)
             _workers[i] = new HttpWorker(loop, _group.Listeners[i], options, responder(), descriptors);
             var worker = _workers[i];
             _threads[i] = new Thread(() => worker.Loop.Run()) { IsBackground = true, Name = $"IoMux http {i}" };

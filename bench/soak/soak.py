@@ -135,7 +135,10 @@ def fault(kind):
         pid = procs["proxy"].pid; n = len(os.listdir(f"/proc/{pid}/fd"))
         line = next(l for l in open(f"/proc/{pid}/limits") if l.startswith("Max open files")).split()
         soft, hard = line[3], line[4]
-        subprocess.run(["prlimit", f"--pid={pid}", f"--nofile={n + 2}:{hard}"], check=False); time.sleep(3)
+        # To what is open plus the runtime's reserve (DescriptorBudget.Reserve = 16) and two: the proxy must stop
+        # taking descriptors and keep relaying. A squeeze to open + 1, which no server can fully survive (the
+        # runtime needs two free descriptors to start any thread), is tools/fdlimit/stress.sh's job.
+        subprocess.run(["prlimit", f"--pid={pid}", f"--nofile={n + 18}:{hard}"], check=False); time.sleep(3)
         subprocess.run(["prlimit", f"--pid={pid}", f"--nofile={soft}:{hard}"], check=False)
 
 threads = [threading.Thread(target=echo_client, args=(i,), daemon=True) for i in range(args.clients)]

@@ -72,6 +72,11 @@ internal sealed class Connection
     {
         _phase = Phase.Connecting;
         _endpoint = endpoint;
+        if (!_server.MayOpen(1))
+        {
+            RetryWhenDescriptorsFree(endpoint, Errno.EMFILE); // the runtime's reserve first (DescriptorBudget)
+            return;
+        }
         try
         {
             _backend = Sockets.OpenStreamSocket(Sockets.NativeFamily(endpoint));
@@ -125,6 +130,12 @@ internal sealed class Connection
     {
         _connectTimer?.Dispose();
         _connectTimer = null;
+        if (_server.Options.CopyMode == CopyMode.Splice && !_server.MayOpen(4)) // two pipes
+        {
+            ReleaseBackend();
+            RetryWhenDescriptorsFree(endpoint, Errno.EMFILE); // the runtime's reserve first (DescriptorBudget)
+            return;
+        }
         try
         {
             _toBackend = new Direction(_client, _backend, RelayBuffer.Create(_server.Options.CopyMode), _server.Counters.ToBackend);

@@ -192,6 +192,11 @@ public sealed class ProxyServer
         UpdateListeners();
     }
 
+    /// <summary>True when the proxy may open <paramref name="count"/> more descriptors for a connection it already
+    /// accepted (its backend socket, its pipes) and still leave the runtime its reserve. Another process may have
+    /// lowered the limit since the accept; every descriptor the proxy opens is checked, not only accepts.</summary>
+    internal bool MayOpen(int count) => _budget.Allows((long)_connections.Count * _perConnection, count);
+
     /// <summary>A connection ran out of descriptors after its accept: accepting more would only make it worse.</summary>
     internal void OnOutOfDescriptors(int errno)
     {

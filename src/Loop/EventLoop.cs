@@ -3,14 +3,6 @@ using System.Runtime.ExceptionServices;
 
 namespace IoMux.Loop;
 
-/// <summary>A callback threw: the loop stopped (after running its exit sources) and rethrows it wrapped in this.</summary>
-public sealed class EventLoopException(EventSource? source, Exception inner)
-    : Exception($"A callback of {(source is null ? "a posted action" : source.ToString())} threw; the loop stopped.", inner)
-{
-    /// <summary>The source whose callback threw, or null for an action given to <see cref="EventLoop.Post"/>.</summary>
-    public EventSource? FailedSource { get; } = source;
-}
-
 /// <summary>
 /// An sd-event-style loop on one <see cref="IoMux.Poller"/>, on any backend. One iteration: compute the wait
 /// timeout from the timer heaps (zero when a defer source or a posted action is waiting), wait, then mark
@@ -53,6 +45,17 @@ public sealed partial class EventLoop : IDisposable
     private int _exitCode;
     private int? _loopThread;
     private bool _disposed;
+    private bool _exitSourcesRan;
+    private readonly List<ChildSource> _children = [];
+    private SignalSource? _sigchld; // the SIGCHLD path for children, made on first use (no pidfd)
+    private readonly List<EventSource> _limited = []; // sources held back by their rate limit
+    private EventSource[] _snapshot = new EventSource[8]; // post and exit sources, copied for a walk
+    private static readonly IComparer<EventSource> BySourcePriority = Comparer<EventSource>.Create((a, b) =>
+        a.Priority != b.Priority ? a.Priority.CompareTo(b.Priority) : a.Id.CompareTo(b.Id));
+    // RunAsync (EventLoop.Run.cs): called once, its task, and the id of the thread it runs the loop on.
+    private int _runAsyncCalled;
+    private Task<int>? _runTask;
+    private int _runThreadId;
 
     /// <summary>A loop on <paramref name="poller"/>; <paramref name="ownsPoller"/> disposes it with the loop.</summary>
     public EventLoop(Poller poller, bool ownsPoller = true)
@@ -164,9 +167,6 @@ public sealed partial class EventLoop : IDisposable
         return source;
     }
 
-    private readonly List<ChildSource> _children = [];
-    private SignalSource? _sigchld;
-
     /// <summary>Reports the exit of child <paramref name="pid"/> (one this process spawned and nobody else reaps;
     /// see <see cref="ChildSource"/>). The source disposes itself after reporting.</summary>
     /// <exception cref="PosixException">ESRCH: no such process.</exception>
@@ -179,16 +179,6 @@ public sealed partial class EventLoop : IDisposable
             _io.Add(source.Id, source);
         return source;
     }
-
-    /// <summary>The SIGCHLD path, for systems without pidfd: every delivery makes the watched children pending
-    /// (each then tries a non-blocking waitpid).</summary>
-    internal void WatchChildrenBySignal() =>
-        _sigchld ??= AddSignal(System.Runtime.InteropServices.PosixSignal.SIGCHLD, (_, _) =>
-        {
-            foreach (var child in _children.ToArray())
-                if (!child.IsDisposed && child.TryReap())
-                    Invoke(child, null);
-        }, priority: int.MinValue, description: "SIGCHLD for child sources");
 
     /// <summary>Pings systemd's watchdog from this loop, as sd_event_set_watchdog does, when the service has one
     /// (<c>WATCHDOG_USEC</c>, for this pid); returns it, or null when there is none. See <see cref="LoopWatchdog"/>.</summary>
@@ -302,8 +292,6 @@ public sealed partial class EventLoop : IDisposable
         return false;
     }
 
-    private readonly List<EventSource> _limited = [];
-
     /// <summary>Sources held back by their rate limit: the loop must wake when the first limit lifts.</summary>
     internal void Track(EventSource source) => _limited.Add(source);
 
@@ -398,10 +386,6 @@ public sealed partial class EventLoop : IDisposable
         }
     }
 
-    private EventSource[] _snapshot = new EventSource[8];
-    private static readonly IComparer<EventSource> BySourcePriority = Comparer<EventSource>.Create((a, b) =>
-        a.Priority != b.Priority ? a.Priority.CompareTo(b.Priority) : a.Id.CompareTo(b.Id));
-
     /// <summary>Copies the sources that are on into a reused array, sorted by priority (callbacks may add or
     /// dispose sources while the copy is walked). No allocation once the array has grown.</summary>
     private int Snapshot<T>(List<T> sources) where T : EventSource
@@ -439,8 +423,6 @@ public sealed partial class EventLoop : IDisposable
             ExceptionDispatchInfo.Throw(new EventLoopException(source, e));
         }
     }
-
-    private bool _exitSourcesRan;
 
     private void RunExitSources()
     {

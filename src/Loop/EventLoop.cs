@@ -139,6 +139,7 @@ public sealed partial class EventLoop : IDisposable
     /// <summary>A slim timer due at <paramref name="deadlineNanoseconds"/> on <paramref name="clock"/> (see
     /// <see cref="AddSlimTimer"/> and <see cref="Now"/>).</summary>
     /// <exception cref="PlatformNotSupportedException"><paramref name="clock"/> is <see cref="LoopClock.Boottime"/> where there is none.</exception>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
     public SlimTimer AddSlimTimerAt(long deadlineNanoseconds, Action<SlimTimer> callback, TimeSpan? accuracy = null, TimeSpan? period = null,
         LoopClock clock = LoopClock.Monotonic, int priority = 0)
     {
@@ -146,8 +147,8 @@ public sealed partial class EventLoop : IDisposable
         ThrowIfCannotAddTimer(clock);
         long latest = deadlineNanoseconds + (accuracy ?? TimerSource.DefaultAccuracy).Ticks * 100;
         long periodNs = (period ?? TimeSpan.Zero).Ticks * 100;
-        int slot = _timers.Add(clock, deadlineNanoseconds, latest, periodNs, callback, priority);
-        return new SlimTimer(this, slot, _timers[slot].Generation);
+        int slot = _timers.Add(clock, deadlineNanoseconds, latest, periodNs, callback, priority, out int generation);
+        return new SlimTimer(this, slot, generation);
     }
 
     private void ThrowIfCannotAddTimer(LoopClock clock)

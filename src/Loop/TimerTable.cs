@@ -61,11 +61,22 @@ internal sealed class TimerTable
     public ref TimerRecord this[int slot] => ref _records[slot];
 
     /// <summary>True when <paramref name="slot"/> is in use under <paramref name="generation"/>.</summary>
-    public bool IsLive(int slot, int generation) =>
-        (uint)slot < (uint)_highWater && _records[slot].Generation == generation && _records[slot].Phase != TimerPhase.Free;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public bool IsLive(int slot, int generation)
+    {
+        var records = _records;
+        if ((uint)slot >= (uint)records.Length)
+            return false;
+        ref var record = ref records[slot];
+        return record.Generation == generation && record.Phase != TimerPhase.Free;
+    }
 
     /// <summary>Takes a record, fills it and arms it; returns its number.</summary>
-    public int Add(LoopClock clock, long deadline, long latest, long period, object target, int priority)
+    public int Add(LoopClock clock, long deadline, long latest, long period, object target, int priority) =>
+        Add(clock, deadline, latest, period, target, priority, out _);
+
+    /// <summary>Takes a record, fills it and arms it; returns its number and its generation.</summary>
+    public int Add(LoopClock clock, long deadline, long latest, long period, object target, int priority, out int generation)
     {
         int slot = _freeHead;
         if (slot >= 0)
@@ -86,12 +97,14 @@ internal sealed class TimerTable
         record.Target = target;
         record.Priority = priority;
         record.Clock = (byte)clock;
+        generation = record.Generation;
         _live++;
         Arm(slot);
         return slot;
     }
 
     /// <summary>Puts a record that is not in the heaps (new, due or firing) into its clock's heaps.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void Arm(int slot)
     {
         ref var record = ref _records[slot];
@@ -107,8 +120,8 @@ internal sealed class TimerTable
         heaps.Latest[index] = slot;
         record.EarliestIndex = index;
         record.LatestIndex = index;
-        Up(heaps.Earliest, index, byLatest: false);
-        Up(heaps.Latest, index, byLatest: true);
+        Up<ByDeadline>(heaps.Earliest, index);
+        Up<ByLatest>(heaps.Latest, index);
     }
 
     /// <summary>Takes an armed record out of its heaps; it stays in use.</summary>
@@ -117,19 +130,27 @@ internal sealed class TimerTable
         ref var record = ref _records[slot];
         if (record.Phase != TimerPhase.Armed)
             return;
-        var heaps = _clocks[record.Clock];
-        int last = --heaps.Count;
-        RemoveAt(heaps.Earliest, record.EarliestIndex, last, byLatest: false);
-        RemoveAt(heaps.Latest, record.LatestIndex, last, byLatest: true);
+        RemoveFromHeaps(ref record);
         record.EarliestIndex = record.LatestIndex = -1;
         record.Phase = TimerPhase.Due;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void RemoveFromHeaps(ref TimerRecord record)
+    {
+        var heaps = _clocks[record.Clock];
+        int last = --heaps.Count;
+        RemoveAt<ByDeadline>(heaps.Earliest, record.EarliestIndex, last);
+        RemoveAt<ByLatest>(heaps.Latest, record.LatestIndex, last);
+    }
+
     /// <summary>Disarms and frees a record; its generation moves on, so every handle to it is stale.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void Free(int slot)
     {
-        Disarm(slot);
         ref var record = ref _records[slot];
+        if (record.Phase == TimerPhase.Armed)
+            RemoveFromHeaps(ref record);
         record.Target = null;
         record.Phase = TimerPhase.Free;
         record.Generation++;
@@ -165,60 +186,76 @@ internal sealed class TimerTable
         return next <= now ? now + period : next;
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private long Key(int slot, bool byLatest) => byLatest ? _records[slot].Latest : _records[slot].Deadline;
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private void SetIndex(int slot, int index, bool byLatest)
+    // The two heaps differ only in the key they order by and the position field they keep: a generic method
+    // over a struct key is compiled once per key, with no branch on which heap it is.
+    private interface IHeapKey
     {
-        if (byLatest) _records[slot].LatestIndex = index; else _records[slot].EarliestIndex = index;
+        static abstract long Key(ref TimerRecord record);
+        static abstract ref int Position(ref TimerRecord record);
     }
 
-    private void RemoveAt(int[] heap, int index, int last, bool byLatest)
+    private struct ByDeadline : IHeapKey
+    {
+        public static long Key(ref TimerRecord record) => record.Deadline;
+        public static ref int Position(ref TimerRecord record) => ref record.EarliestIndex;
+    }
+
+    private struct ByLatest : IHeapKey
+    {
+        public static long Key(ref TimerRecord record) => record.Latest;
+        public static ref int Position(ref TimerRecord record) => ref record.LatestIndex;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void RemoveAt<TKey>(int[] heap, int index, int last) where TKey : struct, IHeapKey
     {
         if (index == last)
             return;
-        heap[index] = heap[last];
-        SetIndex(heap[index], index, byLatest);
-        if (!Up(heap, index, byLatest))
-            Down(heap, index, last, byLatest);
+        int moved = heap[last];
+        heap[index] = moved;
+        TKey.Position(ref _records[moved]) = index;
+        if (!Up<TKey>(heap, index))
+            Down<TKey>(heap, index, last);
     }
 
-    private bool Up(int[] heap, int index, bool byLatest)
+    private bool Up<TKey>(int[] heap, int index) where TKey : struct, IHeapKey
     {
+        var records = _records;
         int item = heap[index];
-        long key = Key(item, byLatest);
+        long key = TKey.Key(ref records[item]);
         int start = index;
         while (index > 0)
         {
             int parent = (index - 1) / Arity;
-            if (Key(heap[parent], byLatest) <= key)
+            int parentSlot = heap[parent];
+            if (TKey.Key(ref records[parentSlot]) <= key)
                 break;
-            heap[index] = heap[parent];
-            SetIndex(heap[index], index, byLatest);
+            heap[index] = parentSlot;
+            TKey.Position(ref records[parentSlot]) = index;
             index = parent;
         }
         if (index == start)
             return false;
         heap[index] = item;
-        SetIndex(item, index, byLatest);
+        TKey.Position(ref records[item]) = index;
         return true;
     }
 
-    private void Down(int[] heap, int index, int count, bool byLatest)
+    private void Down<TKey>(int[] heap, int index, int count) where TKey : struct, IHeapKey
     {
+        var records = _records;
         int item = heap[index];
-        long key = Key(item, byLatest);
+        long key = TKey.Key(ref records[item]);
         while (true)
         {
             int first = Arity * index + 1;
             if (first >= count)
                 break;
             int end = Math.Min(first + Arity, count), smallest = first;
-            long smallestKey = Key(heap[first], byLatest);
+            long smallestKey = TKey.Key(ref records[heap[first]]);
             for (int child = first + 1; child < end; child++)
             {
-                long childKey = Key(heap[child], byLatest);
+                long childKey = TKey.Key(ref records[heap[child]]);
                 if (childKey < smallestKey)
                 {
                     smallest = child;
@@ -227,11 +264,12 @@ internal sealed class TimerTable
             }
             if (smallestKey >= key)
                 break;
-            heap[index] = heap[smallest];
-            SetIndex(heap[index], index, byLatest);
+            int smallestSlot = heap[smallest];
+            heap[index] = smallestSlot;
+            TKey.Position(ref records[smallestSlot]) = index;
             index = smallest;
         }
         heap[index] = item;
-        SetIndex(item, index, byLatest);
+        TKey.Position(ref records[item]) = index;
     }
 }

@@ -2,7 +2,7 @@ namespace IoMux.Loop;
 
 /// <summary>
 /// A handle to a slim timer (<see cref="EventLoop.AddSlimTimer"/>): a plain record in the loop's timer table
-/// (64 bytes with its heap entries, no object of its own), as sd-event's prioq entries or libev's heap of
+/// (52 bytes with its heap entry, no object of its own), as sd-event's prioq entries or libev's heap of
 /// timer records. It has every timer feature of <see cref="TimerSource"/> (three clocks, accuracy windows that
 /// coalesce, repeating without drift, a priority among the other sources, <see cref="SetDeadline"/> and
 /// <see cref="SetDelay"/>, disposal from any callback) but not those of a source object: no description, no

@@ -125,7 +125,7 @@ public sealed class LoopSlimTimerTests(BackendProvider backend)
     }
 
     [Test]
-    public void AddingAndCancellingSlimTimersAllocatesNothingAndARecordFitsIn64BytesWithItsHeapEntries()
+    public void AddingAndCancellingSlimTimersAllocatesNothingAndARecordFitsIn64BytesWithItsHeapEntry()
     {
         Action<SlimTimer> nothing = static _ => { };
         var timers = new SlimTimer[1000];
@@ -139,6 +139,33 @@ public sealed class LoopSlimTimerTests(BackendProvider backend)
             if (round == 1)
                 Assert.That(GC.GetAllocatedBytesForCurrentThread() - before, Is.Zero);
         }
-        Assert.That(Unsafe.SizeOf<TimerRecord>() + 2 * sizeof(int), Is.LessThanOrEqualTo(64), "record + one entry in each heap");
+        Assert.That(Unsafe.SizeOf<TimerRecord>() + sizeof(int), Is.LessThanOrEqualTo(64), "record + its entry in one heap");
+    }
+
+    [Test]
+    public void TimersOfManyAccuraciesAreTakenInDeadlineOrderAndNeverWakeTheLoopLate()
+    {
+        // More distinct accuracies than one clock keeps groups for: the extra ones share a group with a
+        // smaller accuracy, which may only wake the loop earlier than their latest moment, never later.
+        var table = new TimerTable();
+        long now = 1_000_000_000, earliestLatest = long.MaxValue;
+        var random = new Random(7);
+        for (int i = 0; i < TimerTable.MaxGroups * 3; i++)
+        {
+            long deadline = now + random.Next(1, 1_000_000);
+            long accuracy = (TimerTable.MaxGroups * 3 - i) * 100_000L; // descending: the worst case for fallback
+            table.Add(LoopClock.Monotonic, deadline, deadline + accuracy, 0, this, 0);
+            earliestLatest = Math.Min(earliestLatest, deadline + accuracy);
+            Assert.That(table.EarliestLatest(LoopClock.Monotonic), Is.LessThanOrEqualTo(earliestLatest), $"after {i + 1} timers");
+        }
+        long previous = long.MinValue;
+        int taken = 0;
+        for (int slot; (slot = table.FirstDue(LoopClock.Monotonic, long.MaxValue)) >= 0; taken++)
+        {
+            Assert.That(table[slot].Deadline, Is.GreaterThanOrEqualTo(previous), "deadline order across accuracy groups");
+            previous = table[slot].Deadline;
+            table.Free(slot);
+        }
+        Assert.That((taken, table.LiveCount, table.ArmedCount(LoopClock.Monotonic)), Is.EqualTo((TimerTable.MaxGroups * 3, 0, 0)));
     }
 }

@@ -79,16 +79,19 @@ public class LoopAwait
     }
 }
 
-/// <summary>Add and cancel 1 000 timers: the loop's heaps against System.Threading.Timer doing the same
-/// (created far in the future, then disposed), per operation = 1 000 add + cancel pairs.</summary>
+/// <summary>Add and cancel 1 000 timers: the loop's slim timers and TimerSources against
+/// System.Threading.Timer doing the same (created far in the future, then disposed), per operation = one
+/// add + cancel pair.</summary>
 [MemoryDiagnoser]
 public class TimerChurn
 {
     private const int Count = 1_000;
     private EventLoop _loop = null!;
     private readonly TimerSource[] _timers = new TimerSource[Count];
+    private readonly SlimTimer[] _slimTimers = new SlimTimer[Count];
     private readonly Timer[] _threadingTimers = new Timer[Count];
     private static readonly Action<TimerSource> Nothing = _ => { };
+    private static readonly Action<SlimTimer> NothingSlim = _ => { };
     private static readonly TimerCallback NothingThreading = _ => { };
 
     [GlobalSetup]
@@ -119,7 +122,7 @@ public class TimerChurn
     private readonly Task[] _delays = new Task[Count];
 
     [Benchmark(OperationsPerInvoke = Count)]
-    public void LoopTimer()
+    public void LoopTimerSource()
     {
         for (int i = 0; i < Count; i++)
             _timers[i] = _loop.AddTimer(TimeSpan.FromHours(1), Nothing);
@@ -127,8 +130,55 @@ public class TimerChurn
             _timers[i].Dispose();
     }
 
+    [Benchmark(OperationsPerInvoke = Count)]
+    public void LoopSlimTimer()
+    {
+        for (int i = 0; i < Count; i++)
+            _slimTimers[i] = _loop.AddSlimTimer(TimeSpan.FromHours(1), NothingSlim);
+        for (int i = 0; i < Count; i++)
+            _slimTimers[i].Dispose();
+    }
+
     [GlobalCleanup]
     public void Cleanup() => _loop.Dispose();
+}
+
+/// <summary>The dispatch of due timers: 1 000 repeating timers with a 1 ns period, all due at every iteration;
+/// one operation = one timer found due, re-armed and its callback run (RunOnce with a zero timeout, divided
+/// by 1 000).</summary>
+[MemoryDiagnoser]
+public class TimerDispatch
+{
+    private const int Count = 1_000;
+    private EventLoop _slimLoop = null!, _sourceLoop = null!;
+    private int _fired;
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        _slimLoop = new EventLoop(new Poller(Fixtures.Backend("epoll")));
+        _sourceLoop = new EventLoop(new Poller(Fixtures.Backend("epoll")));
+        var period = TimeSpan.FromTicks(1);
+        for (int i = 0; i < Count; i++)
+        {
+            _slimLoop.AddSlimTimer(TimeSpan.Zero, _ => _fired++, accuracy: TimeSpan.Zero, period: period);
+            _sourceLoop.AddTimer(TimeSpan.Zero, _ => _fired++, accuracy: TimeSpan.Zero, period: period);
+        }
+        Thread.Sleep(1);
+    }
+
+    [Benchmark(Baseline = true, OperationsPerInvoke = Count)]
+    public bool DueTimerSources() => _sourceLoop.RunOnce(TimeSpan.Zero);
+
+    [Benchmark(OperationsPerInvoke = Count)]
+    public bool DueSlimTimers() => _slimLoop.RunOnce(TimeSpan.Zero);
+
+    [GlobalCleanup]
+    public void Cleanup()
+    {
+        _slimLoop.Dispose();
+        _sourceLoop.Dispose();
+    }
 }
 
 /// <summary>Cross-thread posts: another thread posts 100 000 actions while the loop runs them.</summary>

@@ -108,3 +108,17 @@ public sealed unsafe partial class ChildSource : EventSource
         LibC.CloseQuietly(_pidfd);
     }
 }
+
+// The SIGCHLD glue of child sources, for systems without pidfd.
+public sealed partial class EventLoop
+{
+    /// <summary>The SIGCHLD path, for systems without pidfd: every delivery makes the watched children pending
+    /// (each then tries a non-blocking waitpid).</summary>
+    internal void WatchChildrenBySignal() =>
+        _sigchld ??= AddSignal(System.Runtime.InteropServices.PosixSignal.SIGCHLD, (_, _) =>
+        {
+            foreach (var child in _children.ToArray())
+                if (!child.IsDisposed && child.TryReap())
+                    Invoke(child, null);
+        }, priority: int.MinValue, description: "SIGCHLD for child sources");
+}

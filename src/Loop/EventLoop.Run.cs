@@ -6,10 +6,6 @@ namespace IoMux.Loop;
 // that waits for that thread, and I/O sources on a SafeHandle.
 public sealed partial class EventLoop : IAsyncDisposable
 {
-    private int _runAsyncCalled;
-    private Task<int>? _runTask;
-    private int _runThreadId;
-
     /// <summary>Watches the descriptor of <paramref name="handle"/>, as <see cref="Poller.Register(SafeHandle, ulong, Interest, TriggerMode)"/>
     /// does: the handle is referenced while each registration call runs, and once it is closed the source
     /// reports nothing more, even if its number is reused. A <see cref="System.Net.Sockets.Socket"/>'s handle must

@@ -3,14 +3,6 @@ using System.Runtime.ExceptionServices;
 
 namespace IoMux.Loop;
 
-/// <summary>A callback threw: the loop stopped (after running its exit sources) and rethrows it wrapped in this.</summary>
-public sealed class EventLoopException(EventSource? source, Exception inner)
-    : Exception($"A callback of {(source is null ? "a posted action" : source.ToString())} threw; the loop stopped.", inner)
-{
-    /// <summary>The source whose callback threw, or null for an action given to <see cref="EventLoop.Post"/>.</summary>
-    public EventSource? FailedSource { get; } = source;
-}
-
 /// <summary>
 /// An sd-event-style loop on one <see cref="IoMux.Poller"/>, on any backend. One iteration: compute the wait
 /// timeout from the timer heaps (zero when a defer source or a posted action is waiting), wait, then mark
@@ -25,11 +17,15 @@ public sealed class EventLoopException(EventSource? source, Exception inner)
 /// keeps going after an unexpected exception would do so in a state nobody planned for.</remarks>
 public sealed partial class EventLoop : IDisposable
 {
-    private readonly struct Pending(EventSource? source, Action? action, int priority, long order)
+    /// <summary>One callback to run this iteration: a source, a posted action, or a slim timer (its record and
+    /// the generation it had when found due, so one disposed meanwhile is told apart).</summary>
+    private readonly struct Pending(EventSource? source, Action? action, int priority, long order, int timerSlot = -1, int timerGeneration = 0)
     {
         public readonly EventSource? Source = source;
         public readonly Action? Action = action;
         public readonly int Priority = priority;
+        public readonly int TimerSlot = timerSlot;
+        public readonly int TimerGeneration = timerGeneration;
         public readonly long Order = order;
     }
 
@@ -43,7 +39,7 @@ public sealed partial class EventLoop : IDisposable
     private readonly List<ExitSource> _exits = [];
     private readonly List<SignalSource> _signals = [];
     private readonly LoopSynchronizationContext _context;
-    private readonly TimerQueue _monotonic = new(), _realtime = new(), _boottime = new();
+    private readonly TimerTable _timers = new(); // every timer, slim or a TimerSource's, on every clock
     private readonly ConcurrentQueue<(Action Action, int Priority)> _posted = new();
     private readonly List<Pending> _pending = [];
     private readonly PollEvent[] _events = new PollEvent[256];
@@ -53,6 +49,17 @@ public sealed partial class EventLoop : IDisposable
     private int _exitCode;
     private int? _loopThread;
     private bool _disposed;
+    private bool _exitSourcesRan;
+    private readonly List<ChildSource> _children = [];
+    private SignalSource? _sigchld; // the SIGCHLD path for children, made on first use (no pidfd)
+    private readonly List<EventSource> _limited = []; // sources held back by their rate limit
+    private EventSource[] _snapshot = new EventSource[8]; // post and exit sources, copied for a walk
+    private static readonly IComparer<EventSource> BySourcePriority = Comparer<EventSource>.Create((a, b) =>
+        a.Priority != b.Priority ? a.Priority.CompareTo(b.Priority) : a.Id.CompareTo(b.Id));
+    // RunAsync (EventLoop.Run.cs): called once, its task, and the id of the thread it runs the loop on.
+    private int _runAsyncCalled;
+    private Task<int>? _runTask;
+    private int _runThreadId;
 
     /// <summary>A loop on <paramref name="poller"/>; <paramref name="ownsPoller"/> disposes it with the loop.</summary>
     public EventLoop(Poller poller, bool ownsPoller = true)
@@ -82,12 +89,7 @@ public sealed partial class EventLoop : IDisposable
     /// after the wait (so every callback of an iteration sees the same now).</summary>
     public long Now(LoopClock clock) => _now[(int)clock];
 
-    internal TimerQueue Timers(LoopClock clock) => clock switch
-    {
-        LoopClock.Monotonic => _monotonic,
-        LoopClock.Realtime => _realtime,
-        _ => _boottime,
-    };
+    internal TimerTable TimerTable => _timers;
     internal long NextSourceId() => _nextSourceId++;
 
     /// <summary>Watches a descriptor; the callback gets the readiness.</summary>
@@ -118,13 +120,42 @@ public sealed partial class EventLoop : IDisposable
     public TimerSource AddTimerAt(long deadlineNanoseconds, Action<TimerSource> callback, TimeSpan? accuracy = null, TimeSpan? period = null,
         LoopClock clock = LoopClock.Monotonic, int priority = 0, string? description = null)
     {
-        ThrowIfDisposed();
-        if (clock == LoopClock.Boottime && !BootClock.IsAvailable)
-            throw new PlatformNotSupportedException("CLOCK_BOOTTIME exists on Linux only.");
+        ThrowIfCannotAddTimer(clock);
         long accuracyNs = (accuracy ?? TimerSource.DefaultAccuracy).Ticks * 100;
         long periodNs = (period ?? TimeSpan.Zero).Ticks * 100;
         return new TimerSource(this, clock, deadlineNanoseconds, accuracyNs, periodNs, callback, priority,
             periodNs > 0 ? SourceState.On : SourceState.Oneshot, description);
+    }
+
+    /// <summary>A slim timer due <paramref name="delay"/> from the loop's now; repeating when <paramref name="period"/>
+    /// is set. Not a source object: a record in the loop's timer table behind a <see cref="SlimTimer"/> handle;
+    /// adding and cancelling one allocates nothing. A oneshot's record is freed once its callback returns
+    /// (unless the callback re-armed it); dispose a repeating one to end it.</summary>
+    /// <exception cref="PlatformNotSupportedException"><paramref name="clock"/> is <see cref="LoopClock.Boottime"/> where there is none.</exception>
+    public SlimTimer AddSlimTimer(TimeSpan delay, Action<SlimTimer> callback, TimeSpan? accuracy = null, TimeSpan? period = null,
+        LoopClock clock = LoopClock.Monotonic, int priority = 0)
+        => AddSlimTimerAt(Now(clock) + delay.Ticks * 100, callback, accuracy, period, clock, priority);
+
+    /// <summary>A slim timer due at <paramref name="deadlineNanoseconds"/> on <paramref name="clock"/> (see
+    /// <see cref="AddSlimTimer"/> and <see cref="Now"/>).</summary>
+    /// <exception cref="PlatformNotSupportedException"><paramref name="clock"/> is <see cref="LoopClock.Boottime"/> where there is none.</exception>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    public SlimTimer AddSlimTimerAt(long deadlineNanoseconds, Action<SlimTimer> callback, TimeSpan? accuracy = null, TimeSpan? period = null,
+        LoopClock clock = LoopClock.Monotonic, int priority = 0)
+    {
+        ArgumentNullException.ThrowIfNull(callback);
+        ThrowIfCannotAddTimer(clock);
+        long latest = deadlineNanoseconds + (accuracy ?? TimerSource.DefaultAccuracy).Ticks * 100;
+        long periodNs = (period ?? TimeSpan.Zero).Ticks * 100;
+        int slot = _timers.Add(clock, deadlineNanoseconds, latest, periodNs, callback, priority, out int generation);
+        return new SlimTimer(this, slot, generation);
+    }
+
+    private void ThrowIfCannotAddTimer(LoopClock clock)
+    {
+        ThrowIfDisposed();
+        if (clock == LoopClock.Boottime && !BootClock.IsAvailable)
+            throw new PlatformNotSupportedException("CLOCK_BOOTTIME exists on Linux only.");
     }
 
     /// <summary>A callback run every iteration while on.</summary>
@@ -164,9 +195,6 @@ public sealed partial class EventLoop : IDisposable
         return source;
     }
 
-    private readonly List<ChildSource> _children = [];
-    private SignalSource? _sigchld;
-
     /// <summary>Reports the exit of child <paramref name="pid"/> (one this process spawned and nobody else reaps;
     /// see <see cref="ChildSource"/>). The source disposes itself after reporting.</summary>
     /// <exception cref="PosixException">ESRCH: no such process.</exception>
@@ -179,16 +207,6 @@ public sealed partial class EventLoop : IDisposable
             _io.Add(source.Id, source);
         return source;
     }
-
-    /// <summary>The SIGCHLD path, for systems without pidfd: every delivery makes the watched children pending
-    /// (each then tries a non-blocking waitpid).</summary>
-    internal void WatchChildrenBySignal() =>
-        _sigchld ??= AddSignal(System.Runtime.InteropServices.PosixSignal.SIGCHLD, (_, _) =>
-        {
-            foreach (var child in _children.ToArray())
-                if (!child.IsDisposed && child.TryReap())
-                    Invoke(child, null);
-        }, priority: int.MinValue, description: "SIGCHLD for child sources");
 
     /// <summary>Pings systemd's watchdog from this loop, as sd_event_set_watchdog does, when the service has one
     /// (<c>WATCHDOG_USEC</c>, for this pid); returns it, or null when there is none. See <see cref="LoopWatchdog"/>.</summary>
@@ -277,8 +295,8 @@ public sealed partial class EventLoop : IDisposable
             wait = Math.Max(0, limitEnd - TimerSource.ReadClock(LoopClock.Monotonic));
         foreach (var clock in (ReadOnlySpan<LoopClock>)[LoopClock.Monotonic, LoopClock.Realtime, LoopClock.Boottime])
         {
-            if (Timers(clock).Latest is { } timer)
-                wait = Math.Min(wait, Math.Max(0, timer.LatestNanoseconds - TimerSource.ReadClock(clock)));
+            if (_timers.EarliestLatest(clock) is var latest and not long.MaxValue)
+                wait = Math.Min(wait, Math.Max(0, latest - TimerSource.ReadClock(clock)));
         }
         var timeout = wait == long.MaxValue ? Timeout.InfiniteTimeSpan : TimeSpan.FromTicks((wait + 99) / 100);
         if (maxTimeout != Timeout.InfiniteTimeSpan && (timeout == Timeout.InfiniteTimeSpan || maxTimeout < timeout))
@@ -301,8 +319,6 @@ public sealed partial class EventLoop : IDisposable
                 return true;
         return false;
     }
-
-    private readonly List<EventSource> _limited = [];
 
     /// <summary>Sources held back by their rate limit: the loop must wake when the first limit lifts.</summary>
     internal void Track(EventSource source) => _limited.Add(source);
@@ -349,12 +365,20 @@ public sealed partial class EventLoop : IDisposable
         }
         foreach (var clock in (ReadOnlySpan<LoopClock>)[LoopClock.Monotonic, LoopClock.Realtime, LoopClock.Boottime])
         {
-            var timers = Timers(clock);
             long now = Now(clock);
-            while (timers.Earliest is { } timer && timer.DeadlineNanoseconds <= now)
+            for (int slot; (slot = _timers.FirstDue(clock, now)) >= 0;)
             {
-                timers.Remove(timer);
-                _pending.Add(new Pending(timer, null, timer.Priority, _order++));
+                ref var record = ref _timers[slot];
+                if (record.Target is TimerSource timer)
+                {
+                    timer.OnDue();
+                    _pending.Add(new Pending(timer, null, timer.Priority, _order++));
+                }
+                else
+                {
+                    _timers.Disarm(slot);
+                    _pending.Add(new Pending(null, null, record.Priority, _order++, slot, record.Generation));
+                }
             }
         }
         foreach (var signal in _signals)
@@ -380,6 +404,11 @@ public sealed partial class EventLoop : IDisposable
             }
             if (pending.Source is { } source && (source.IsDisposed || source.State == SourceState.Off || source.IsRateLimited))
                 continue; // disposed, switched off or rate limited by an earlier callback of this iteration
+            if (pending.TimerSlot >= 0)
+            {
+                dispatched |= InvokeSlimTimer(pending.TimerSlot, pending.TimerGeneration);
+                continue;
+            }
             Invoke(pending.Source, pending.Action);
             pending.Source?.CountDispatch(Now(LoopClock.Monotonic));
             dispatched = true;
@@ -398,10 +427,6 @@ public sealed partial class EventLoop : IDisposable
         }
     }
 
-    private EventSource[] _snapshot = new EventSource[8];
-    private static readonly IComparer<EventSource> BySourcePriority = Comparer<EventSource>.Create((a, b) =>
-        a.Priority != b.Priority ? a.Priority.CompareTo(b.Priority) : a.Id.CompareTo(b.Id));
-
     /// <summary>Copies the sources that are on into a reused array, sorted by priority (callbacks may add or
     /// dispose sources while the copy is walked). No allocation once the array has grown.</summary>
     private int Snapshot<T>(List<T> sources) where T : EventSource
@@ -414,6 +439,40 @@ public sealed partial class EventLoop : IDisposable
                 _snapshot[count++] = source;
         Array.Sort(_snapshot, 0, count, BySourcePriority);
         return count;
+    }
+
+    /// <summary>Runs a due slim timer unless an earlier callback of this iteration disposed or re-armed it.</summary>
+    private bool InvokeSlimTimer(int slot, int generation)
+    {
+        ref var record = ref _timers[slot];
+        if (record.Generation != generation || record.Phase != TimerPhase.Due)
+            return false;
+        var callback = (Action<SlimTimer>)record.Target!;
+        if (record.Period > 0)
+        {
+            long accuracy = record.Latest - record.Deadline;
+            record.Deadline = TimerTable.NextPeriodicDeadline(record.Deadline, record.Period, Now((LoopClock)record.Clock));
+            record.Latest = record.Deadline + accuracy;
+            _timers.Arm(slot); // before the callback, so that the callback may move or dispose it
+        }
+        else
+        {
+            record.Phase = TimerPhase.Firing;
+        }
+        Dispatches++;
+        try
+        {
+            callback(new SlimTimer(this, slot, generation));
+        }
+        catch (Exception e)
+        {
+            Fail(null, "a slim timer", e);
+        }
+        // The callback may have added timers (the array may have moved: read the record anew), disposed this
+        // one (the generation moved on) or re-armed it (armed again).
+        if (_timers.IsLive(slot, generation) && _timers[slot].Phase == TimerPhase.Firing)
+            _timers.Free(slot);
+        return true;
     }
 
     private void Invoke(EventSource? source, Action? action)
@@ -433,14 +492,18 @@ public sealed partial class EventLoop : IDisposable
         }
         catch (Exception e)
         {
-            _exitRequested = true;
-            _exitCode = -1;
-            RunExitSources();
-            ExceptionDispatchInfo.Throw(new EventLoopException(source, e));
+            Fail(source, null, e);
         }
     }
 
-    private bool _exitSourcesRan;
+    /// <summary>A callback threw: the loop stops, runs its exit sources and throws.</summary>
+    private void Fail(EventSource? source, string? what, Exception e)
+    {
+        _exitRequested = true;
+        _exitCode = -1;
+        RunExitSources();
+        ExceptionDispatchInfo.Throw(what is null ? new EventLoopException(source, e) : new EventLoopException(what, e));
+    }
 
     private void RunExitSources()
     {

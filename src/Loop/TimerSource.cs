@@ -15,10 +15,12 @@ public enum LoopClock
 }
 
 /// <summary>
-/// A timer: due at <see cref="Deadline"/>, allowed to run as late as deadline + <see cref="Accuracy"/>, so
-/// that timers whose windows overlap are served by one wakeup (sd-event's coalescing). No kernel timer
-/// exists per timer: each clock keeps two binary heaps (earliest deadline, earliest latest moment) and the
-/// loop's wait timeout comes from them.
+/// A timer that is a full <see cref="EventSource"/>: due at <see cref="Deadline"/>, allowed to run as late as
+/// deadline + <see cref="Accuracy"/>, so that timers whose windows overlap are served by one wakeup (sd-event's
+/// coalescing). Being a source, it has a description, a settable priority and state, a rate limit, and is
+/// named by <see cref="EventLoopException.FailedSource"/>. While armed it holds one record in the loop's timer
+/// table (see <see cref="SlimTimer"/>, the same timer without the source object around it); no kernel timer
+/// exists per timer.
 /// </summary>
 public sealed class TimerSource : EventSource
 {
@@ -28,7 +30,7 @@ public sealed class TimerSource : EventSource
     public static readonly TimeSpan DefaultAccuracy = TimeSpan.FromMilliseconds(1);
 
     private readonly Action<TimerSource> _callback;
-    internal int EarliestIndex = -1, LatestIndex = -1;
+    private int _slot = -1; // its record in the loop's timer table while armed
 
     internal TimerSource(EventLoop loop, LoopClock clock, long deadline, long accuracy, long period, Action<TimerSource> callback, int priority, SourceState state, string? description)
         : base(loop, priority, state, description)
@@ -39,7 +41,7 @@ public sealed class TimerSource : EventSource
         PeriodNanoseconds = period;
         _callback = callback;
         if (state != SourceState.Off)
-            loop.Timers(clock).Add(this);
+            Arm();
     }
 
     /// <summary>The clock.</summary>
@@ -59,16 +61,32 @@ public sealed class TimerSource : EventSource
     public void SetDeadline(long deadlineNanoseconds, TimeSpan? accuracy = null)
     {
         ObjectDisposedException.ThrowIf(IsDisposed, this);
-        var timers = Loop.Timers(Clock);
-        timers.Remove(this);
+        Disarm();
         DeadlineNanoseconds = deadlineNanoseconds;
         if (accuracy is { } a)
             AccuracyNanoseconds = a.Ticks * 100;
         if (State == SourceState.Off)
-            State = SourceState.Oneshot; // adds it
+            State = SourceState.Oneshot; // arms it
         else
-            timers.Add(this);
+            Arm();
     }
+
+    private void Arm()
+    {
+        if (_slot < 0)
+            _slot = Loop.TimerTable.Add(Clock, DeadlineNanoseconds, LatestNanoseconds, 0, this, 0);
+    }
+
+    private void Disarm()
+    {
+        if (_slot < 0)
+            return;
+        Loop.TimerTable.Free(_slot);
+        _slot = -1;
+    }
+
+    /// <summary>The loop took it out of the table as due: its record is freed, the source stays.</summary>
+    internal void OnDue() => Disarm();
 
     /// <summary>Due <paramref name="delay"/> from the loop's cached now.</summary>
     public void SetDelay(TimeSpan delay) => SetDeadline(Loop.Now(Clock) + delay.Ticks * 100);
@@ -77,30 +95,23 @@ public sealed class TimerSource : EventSource
     internal void PostponeTo(long until)
     {
         DeadlineNanoseconds = Math.Max(DeadlineNanoseconds, until);
-        Loop.Timers(Clock).Add(this);
+        Arm();
     }
 
     private protected override void OnStateChanged(SourceState previous, SourceState current)
     {
-        var timers = Loop.Timers(Clock);
         if (current == SourceState.Off)
-            timers.Remove(this);
+            Disarm();
         else if (previous == SourceState.Off)
-            timers.Add(this);
+            Arm();
     }
 
     internal override void Dispatch()
     {
         if (PeriodNanoseconds > 0 && State == SourceState.On)
         {
-            // Repeating: the next deadline counts from this one, not from when we ran, so the period does
-            // not drift; one that fell behind by more than a period skips to the next one in the future.
-            long next = DeadlineNanoseconds + PeriodNanoseconds;
-            long now = Loop.Now(Clock);
-            if (next <= now)
-                next = now + PeriodNanoseconds;
-            DeadlineNanoseconds = next;
-            Loop.Timers(Clock).Add(this);
+            DeadlineNanoseconds = TimerTable.NextPeriodicDeadline(DeadlineNanoseconds, PeriodNanoseconds, Loop.Now(Clock));
+            Arm();
         }
         else if (State == SourceState.Oneshot)
         {
@@ -114,7 +125,7 @@ public sealed class TimerSource : EventSource
         // Handled in Dispatch: a oneshot timer is switched off before its callback runs.
     }
 
-    private protected override void OnDispose() => Loop.Timers(Clock).Remove(this);
+    private protected override void OnDispose() => Disarm();
 
     internal static long ReadClock(LoopClock clock) => clock switch
     {
@@ -138,110 +149,5 @@ internal static unsafe partial class BootClock
             return 0;
         long* ts = stackalloc long[2];
         return clock_gettime(7, ts) == 0 ? ts[0] * 1_000_000_000 + ts[1] : 0;
-    }
-}
-
-/// <summary>The timers of one clock: a min-heap by deadline (what is due) and one by latest allowed moment
-/// (when the loop must wake). Both support removal by index, so cancel is O(log n).</summary>
-internal sealed class TimerQueue
-{
-    private TimerSource[] _earliest = new TimerSource[16], _latest = new TimerSource[16];
-    private int _count;
-
-    public int Count => _count;
-
-    public TimerSource? Earliest => _count > 0 ? _earliest[0] : null;
-    public TimerSource? Latest => _count > 0 ? _latest[0] : null;
-
-    public void Add(TimerSource timer)
-    {
-        if (timer.EarliestIndex >= 0)
-            return;
-        if (_count == _earliest.Length)
-        {
-            Array.Resize(ref _earliest, _count * 2);
-            Array.Resize(ref _latest, _count * 2);
-        }
-        _earliest[_count] = timer;
-        timer.EarliestIndex = _count;
-        _latest[_count] = timer;
-        timer.LatestIndex = _count;
-        _count++;
-        Up(_earliest, timer.EarliestIndex, byLatest: false);
-        Up(_latest, timer.LatestIndex, byLatest: true);
-    }
-
-    public void Remove(TimerSource timer)
-    {
-        if (timer.EarliestIndex < 0)
-            return;
-        RemoveAt(_earliest, timer.EarliestIndex, byLatest: false);
-        RemoveAt(_latest, timer.LatestIndex, byLatest: true);
-        timer.EarliestIndex = timer.LatestIndex = -1;
-        _count--;
-    }
-
-    private void RemoveAt(TimerSource[] heap, int index, bool byLatest)
-    {
-        int last = _count - 1;
-        if (index != last)
-        {
-            heap[index] = heap[last];
-            SetIndex(heap[index], index, byLatest);
-            heap[last] = null!;
-            if (!Up(heap, index, byLatest))
-                Down(heap, index, byLatest, last);
-        }
-        else
-        {
-            heap[last] = null!;
-        }
-    }
-
-    private static long Key(TimerSource t, bool byLatest) => byLatest ? t.LatestNanoseconds : t.DeadlineNanoseconds;
-
-    private static void SetIndex(TimerSource t, int index, bool byLatest)
-    {
-        if (byLatest) t.LatestIndex = index; else t.EarliestIndex = index;
-    }
-
-    private static bool Up(TimerSource[] heap, int index, bool byLatest)
-    {
-        var item = heap[index];
-        long key = Key(item, byLatest);
-        int start = index;
-        while (index > 0)
-        {
-            int parent = (index - 1) / 2;
-            if (Key(heap[parent], byLatest) <= key)
-                break;
-            heap[index] = heap[parent];
-            SetIndex(heap[index], index, byLatest);
-            index = parent;
-        }
-        heap[index] = item;
-        SetIndex(item, index, byLatest);
-        return index != start;
-    }
-
-    private static void Down(TimerSource[] heap, int index, bool byLatest, int count)
-    {
-        var item = heap[index];
-        long key = Key(item, byLatest);
-        while (true)
-        {
-            int child = 2 * index + 1;
-            if (child >= count)
-                break;
-            if (child + 1 < count && Key(heap[child + 1], byLatest) < Key(heap[child], byLatest))
-                child++;
-            if (Key(heap[child], byLatest) >= key)
-                break;
-            heap[index] = heap[child];
-            SetIndex(heap[index], index, byLatest);
-            index = child;
-        }
-        heap[index] = item;
-        SetIndex(item, index, byLatest);
     }
 }

@@ -7,22 +7,30 @@ public sealed class LoopScaleTests
 {
     [Test]
     [CancelAfter(60_000)]
-    public void AMillionArmedTimersAllFireInOrderWithFewWakeups()
+    public void AMillionArmedTimersAllFireInOrderWithFewWakeups([Values] bool slim)
     {
         using var loop = new EventLoop(PollerFactory.Create());
         const int Count = 1_000_000;
         int fired = 0;
         long lastDeadline = long.MinValue;
         bool inOrder = true;
+        void Fired(long deadline)
+        {
+            fired++;
+            inOrder &= deadline >= lastDeadline || deadline - lastDeadline > -10_000_000; // within one accuracy window
+            lastDeadline = Math.Max(lastDeadline, deadline);
+        }
+        Action<TimerSource> full = t => Fired(t.Deadline);
+        Action<SlimTimer> light = t => Fired(t.Deadline);
         var random = new Random(42);
+        var accuracy = TimeSpan.FromMilliseconds(10);
         for (int i = 0; i < Count; i++)
         {
-            loop.AddTimer(TimeSpan.FromMilliseconds(random.NextDouble() * 200), t =>
-            {
-                fired++;
-                inOrder &= t.Deadline >= lastDeadline || t.Deadline - lastDeadline > -10_000_000; // within one accuracy window
-                lastDeadline = Math.Max(lastDeadline, t.Deadline);
-            }, accuracy: TimeSpan.FromMilliseconds(10));
+            var delay = TimeSpan.FromMilliseconds(random.NextDouble() * 200);
+            if (slim)
+                loop.AddSlimTimer(delay, light, accuracy);
+            else
+                loop.AddTimer(delay, full, accuracy);
         }
         long waits = loop.Poller.Counters.KernelWaits;
         var clock = System.Diagnostics.Stopwatch.StartNew();
@@ -31,5 +39,33 @@ public sealed class LoopScaleTests
         Assert.That(fired, Is.EqualTo(Count));
         Assert.That(inOrder, Is.True, "timers ran in deadline order, give or take their accuracy");
         Assert.That(loop.Poller.Counters.KernelWaits - waits, Is.LessThan(200), "a 200 ms spread with 10 ms accuracy needs about 20 wakeups, not one per timer");
+    }
+
+    /// <summary>What an armed timer keeps alive, measured: 2^20 timers so that the doubling arrays are exactly
+    /// full (between two doublings they hold up to twice that).</summary>
+    [Test]
+    [CancelAfter(60_000)]
+    public void AnArmedSlimTimerHoldsAtMost64Bytes()
+    {
+        using var loop = new EventLoop(PollerFactory.Create());
+        const int Count = 1 << 20;
+        Action<SlimTimer> nothing = static _ => { };
+        long before = GC.GetTotalMemory(forceFullCollection: true);
+        for (int i = 0; i < Count; i++)
+            loop.AddSlimTimer(TimeSpan.FromHours(1), nothing);
+        long after = GC.GetTotalMemory(forceFullCollection: true);
+        double perTimer = (double)(after - before) / Count;
+        TestContext.Out.WriteLine($"{perTimer:F1} B per armed slim timer");
+        Assert.That(perTimer, Is.LessThanOrEqualTo(64.5), "a 48-byte record plus one int in its heap, with room to spare");
+        // For the record (docs/BENCHMARKS.md): a TimerSource is the same record plus its source object.
+        using var sources = new EventLoop(PollerFactory.Create());
+        Action<TimerSource> none = static _ => { };
+        before = GC.GetTotalMemory(forceFullCollection: true);
+        for (int i = 0; i < Count; i++)
+            sources.AddTimer(TimeSpan.FromHours(1), none);
+        after = GC.GetTotalMemory(forceFullCollection: true);
+        TestContext.Out.WriteLine($"{(double)(after - before) / Count:F1} B per armed TimerSource");
+        GC.KeepAlive(loop);
+        GC.KeepAlive(sources);
     }
 }

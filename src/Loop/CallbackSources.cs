@@ -1,0 +1,36 @@
+namespace IoMux.Loop;
+
+// The sources that are a callback and nothing else: defer, post and exit.
+
+/// <summary>Runs every iteration while on (sd-event's defer source); the loop does not sleep while one is on.</summary>
+public sealed class DeferSource : EventSource
+{
+    private readonly Action<DeferSource> _callback;
+
+    internal DeferSource(EventLoop loop, Action<DeferSource> callback, int priority, SourceState state, string? description)
+        : base(loop, priority, state, description) => _callback = callback;
+
+    internal override void Dispatch() => _callback(this);
+}
+
+/// <summary>Runs in every iteration in which another (non-post) source was dispatched, after all of them.</summary>
+public sealed class PostSource : EventSource
+{
+    private readonly Action<PostSource> _callback;
+
+    internal PostSource(EventLoop loop, Action<PostSource> callback, int priority, SourceState state, string? description)
+        : base(loop, priority, state, description) => _callback = callback;
+
+    internal override void Dispatch() => _callback(this);
+}
+
+/// <summary>Runs when the loop exits, in priority order.</summary>
+public sealed class ExitSource : EventSource
+{
+    private readonly Action<ExitSource> _callback;
+
+    internal ExitSource(EventLoop loop, Action<ExitSource> callback, int priority, SourceState state, string? description)
+        : base(loop, priority, state, description) => _callback = callback;
+
+    internal override void Dispatch() => _callback(this);
+}

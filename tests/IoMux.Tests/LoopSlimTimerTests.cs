@@ -1,0 +1,171 @@
+using System.Runtime.CompilerServices;
+using IoMux.Conformance;
+using IoMux.Loop;
+
+namespace IoMux.Tests;
+
+/// <summary>Slim timers (records in the loop's timer table behind a <see cref="SlimTimer"/> handle), on every
+/// backend the loop tests use.</summary>
+[TestFixtureSource(typeof(LoopTests), nameof(LoopTests.Backends))]
+public sealed class LoopSlimTimerTests(BackendProvider backend)
+{
+    private EventLoop _loop = null!;
+
+    [SetUp]
+    public void CreateLoop() => _loop = LoopTests.NewLoop(backend);
+
+    [TearDown]
+    public void DisposeLoop() => _loop?.Dispose();
+
+    private void RunUntil(Func<bool> done)
+    {
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        while (!done() && clock.Elapsed < TimeSpan.FromSeconds(10))
+            _loop.RunOnce(TimeSpan.FromMilliseconds(50));
+        Assert.That(done(), Is.True, "the loop did not get there");
+    }
+
+    [Test]
+    public void SlimTimersFireInDeadlineOrderOnEveryClockAndAOneshotEndsAfterItsCallback()
+    {
+        var fired = new List<int>();
+        bool activeInsideCallback = true;
+        _loop.AddSlimTimer(TimeSpan.FromMilliseconds(30), _ => fired.Add(30), accuracy: TimeSpan.Zero);
+        var ten = _loop.AddSlimTimer(TimeSpan.FromMilliseconds(10), t => { fired.Add(10); activeInsideCallback = t.IsActive; }, accuracy: TimeSpan.Zero);
+        _loop.AddSlimTimer(TimeSpan.FromMilliseconds(20), _ => fired.Add(20), accuracy: TimeSpan.Zero, clock: LoopClock.Realtime);
+        if (OperatingSystem.IsLinux())
+            _loop.AddSlimTimer(TimeSpan.FromMilliseconds(25), _ => fired.Add(25), accuracy: TimeSpan.Zero, clock: LoopClock.Boottime);
+        Assert.That(ten.IsActive, Is.True);
+        RunUntil(() => fired.Count == (OperatingSystem.IsLinux() ? 4 : 3));
+        Assert.That(fired, Is.EqualTo(OperatingSystem.IsLinux() ? new[] { 10, 20, 25, 30 } : new[] { 10, 20, 30 }));
+        Assert.That(activeInsideCallback, Is.False, "a oneshot running its callback is no longer armed");
+        Assert.That(ten.IsActive, Is.False);
+        Assert.Throws<ObjectDisposedException>(() => ten.SetDelay(TimeSpan.FromMilliseconds(1)), "its record was freed");
+        Assert.That(_loop.TimerTable.LiveCount, Is.Zero, "every fired oneshot gave its record back");
+    }
+
+    [Test]
+    public void AStaleHandleCannotTouchTheTimerThatReusedItsRecord()
+    {
+        var first = _loop.AddSlimTimer(TimeSpan.FromHours(1), _ => { });
+        first.Dispose();
+        int runs = 0;
+        var second = _loop.AddSlimTimer(TimeSpan.Zero, _ => runs++, accuracy: TimeSpan.Zero);
+        Assert.That(second, Is.Not.EqualTo(first), "the record is reused under a new generation");
+        first.Dispose(); // stale: must not cancel the second timer
+        Assert.That(first.IsActive, Is.False);
+        Assert.Throws<ObjectDisposedException>(() => _ = first.Deadline);
+        Assert.That(second.IsActive, Is.True);
+        RunUntil(() => runs == 1);
+        Assert.That(default(SlimTimer).IsActive, Is.False);
+        default(SlimTimer).Dispose(); // does nothing
+    }
+
+    [Test]
+    public void CallbacksDisposeOtherSlimTimersAndThemselvesAndRearmThemselves()
+    {
+        int victimRuns = 0, rearmed = 0, selfDisposingRuns = 0, sourceRuns = 0;
+        var victim = _loop.AddSlimTimer(TimeSpan.Zero, _ => victimRuns++, accuracy: TimeSpan.Zero, priority: 5);
+        var victimSource = _loop.AddTimer(TimeSpan.Zero, _ => sourceRuns++, accuracy: TimeSpan.Zero, priority: 6);
+        _loop.AddSlimTimer(TimeSpan.Zero, t =>
+        {
+            victim.Dispose();       // due in this very iteration: must not run
+            victimSource.Dispose(); // a TimerSource in the same table: likewise
+            if (++rearmed < 3)
+                t.SetDelay(TimeSpan.FromMilliseconds(1)); // a oneshot re-armed by its own callback is kept
+        }, accuracy: TimeSpan.Zero, priority: 0);
+        _loop.AddSlimTimer(TimeSpan.Zero, t => { selfDisposingRuns++; t.Dispose(); }, accuracy: TimeSpan.Zero, period: TimeSpan.FromMilliseconds(1));
+        Thread.Sleep(2);
+        RunUntil(() => rearmed == 3);
+        for (int i = 0; i < 3; i++)
+            _loop.RunOnce(TimeSpan.FromMilliseconds(5));
+        Assert.That((victimRuns, sourceRuns, selfDisposingRuns), Is.EqualTo((0, 0, 1)));
+        Assert.That(_loop.TimerTable.LiveCount, Is.Zero);
+    }
+
+    [Test]
+    public void ARepeatingSlimTimerCountsFromItsPreviousDeadlineSoItDoesNotDrift()
+    {
+        var period = TimeSpan.FromMilliseconds(20);
+        var deadlines = new List<long>();
+        var timer = _loop.AddSlimTimer(period, t => deadlines.Add(t.Deadline), accuracy: TimeSpan.Zero, period: period);
+        RunUntil(() => deadlines.Count >= 6);
+        timer.Dispose();
+        // Each run sees its next deadline; counting from "now" instead would add the lateness of every run,
+        // so no step would be exactly one period. A run late by more than a period (a loaded machine) skips.
+        int exact = 0;
+        for (int i = 1; i < deadlines.Count; i++)
+            exact += deadlines[i] - deadlines[i - 1] == period.Ticks * 100 ? 1 : 0;
+        Assert.That(exact, Is.GreaterThanOrEqualTo((deadlines.Count - 1) / 2), string.Join(", ", deadlines));
+        Assert.That(timer.IsActive, Is.False);
+    }
+
+    [Test]
+    public void SlimTimersTakeTheirTurnByPriorityAmongOtherSources()
+    {
+        var order = new List<string>();
+        _loop.AddTimer(TimeSpan.Zero, _ => order.Add("source:2"), accuracy: TimeSpan.Zero, priority: 2);
+        _loop.AddSlimTimer(TimeSpan.Zero, _ => order.Add("slim:1"), accuracy: TimeSpan.Zero, priority: 1);
+        _loop.AddSlimTimer(TimeSpan.Zero, _ => order.Add("slim:3"), accuracy: TimeSpan.Zero, priority: 3);
+        _loop.AddDefer(d => { order.Add("defer:0"); d.Dispose(); }, priority: 0);
+        Thread.Sleep(1);
+        RunUntil(() => order.Count == 4);
+        Assert.That(order, Is.EqualTo(new[] { "defer:0", "slim:1", "source:2", "slim:3" }));
+    }
+
+    [Test]
+    public void AThrowingSlimTimerStopsTheLoopWithEventLoopException()
+    {
+        _loop.AddSlimTimer(TimeSpan.Zero, _ => throw new InvalidOperationException("boom"), accuracy: TimeSpan.Zero);
+        Thread.Sleep(1);
+        var thrown = Assert.Throws<EventLoopException>(() => _loop.RunOnce(TimeSpan.FromMilliseconds(50)));
+        Assert.That(thrown!.FailedSource, Is.Null);
+        Assert.That(thrown.Message, Does.Contain("slim timer"));
+        Assert.That(thrown.InnerException, Is.TypeOf<InvalidOperationException>());
+    }
+
+    [Test]
+    public void AddingAndCancellingSlimTimersAllocatesNothingAndARecordFitsIn64BytesWithItsHeapEntry()
+    {
+        Action<SlimTimer> nothing = static _ => { };
+        var timers = new SlimTimer[1000];
+        for (int round = 0; round < 2; round++) // the first round grows the arrays
+        {
+            long before = GC.GetAllocatedBytesForCurrentThread();
+            for (int i = 0; i < timers.Length; i++)
+                timers[i] = _loop.AddSlimTimer(TimeSpan.FromHours(1), nothing);
+            for (int i = 0; i < timers.Length; i++)
+                timers[i].Dispose();
+            if (round == 1)
+                Assert.That(GC.GetAllocatedBytesForCurrentThread() - before, Is.Zero);
+        }
+        Assert.That(Unsafe.SizeOf<TimerRecord>() + sizeof(int), Is.LessThanOrEqualTo(64), "record + its entry in one heap");
+    }
+
+    [Test]
+    public void TimersOfManyAccuraciesAreTakenInDeadlineOrderAndNeverWakeTheLoopLate()
+    {
+        // More distinct accuracies than one clock keeps groups for: the extra ones share a group with a
+        // smaller accuracy, which may only wake the loop earlier than their latest moment, never later.
+        var table = new TimerTable();
+        long now = 1_000_000_000, earliestLatest = long.MaxValue;
+        var random = new Random(7);
+        for (int i = 0; i < TimerTable.MaxGroups * 3; i++)
+        {
+            long deadline = now + random.Next(1, 1_000_000);
+            long accuracy = (TimerTable.MaxGroups * 3 - i) * 100_000L; // descending: the worst case for fallback
+            table.Add(LoopClock.Monotonic, deadline, deadline + accuracy, 0, this, 0);
+            earliestLatest = Math.Min(earliestLatest, deadline + accuracy);
+            Assert.That(table.EarliestLatest(LoopClock.Monotonic), Is.LessThanOrEqualTo(earliestLatest), $"after {i + 1} timers");
+        }
+        long previous = long.MinValue;
+        int taken = 0;
+        for (int slot; (slot = table.FirstDue(LoopClock.Monotonic, long.MaxValue)) >= 0; taken++)
+        {
+            Assert.That(table[slot].Deadline, Is.GreaterThanOrEqualTo(previous), "deadline order across accuracy groups");
+            previous = table[slot].Deadline;
+            table.Free(slot);
+        }
+        Assert.That((taken, table.LiveCount, table.ArmedCount(LoopClock.Monotonic)), Is.EqualTo((TimerTable.MaxGroups * 3, 0, 0)));
+    }
+}

@@ -114,16 +114,16 @@ public sealed partial class EventLoop : IDisposable
     /// <summary>A timer due <paramref name="delay"/> from the loop's now; repeating when <paramref name="period"/> is set.</summary>
     public TimerSource AddTimer(TimeSpan delay, Action<TimerSource> callback, TimeSpan? accuracy = null, TimeSpan? period = null,
         LoopClock clock = LoopClock.Monotonic, int priority = 0, string? description = null)
-        => AddTimerAt(Now(clock) + delay.Ticks * 100, callback, accuracy, period, clock, priority, description);
+        => AddTimerAt(TimerSpan.After(Now(clock), delay), callback, accuracy, period, clock, priority, description);
 
     /// <summary>A timer due at <paramref name="deadlineNanoseconds"/> on <paramref name="clock"/> (see <see cref="Now"/>).</summary>
     public TimerSource AddTimerAt(long deadlineNanoseconds, Action<TimerSource> callback, TimeSpan? accuracy = null, TimeSpan? period = null,
         LoopClock clock = LoopClock.Monotonic, int priority = 0, string? description = null)
     {
         ThrowIfCannotAddTimer(clock);
-        long accuracyNs = (accuracy ?? TimerSource.DefaultAccuracy).Ticks * 100;
-        long periodNs = (period ?? TimeSpan.Zero).Ticks * 100;
-        return new TimerSource(this, clock, deadlineNanoseconds, accuracyNs, periodNs, callback, priority,
+        long accuracyNs = TimerSpan.Nanoseconds(accuracy ?? TimerSource.DefaultAccuracy);
+        long periodNs = TimerSpan.Nanoseconds(period ?? TimeSpan.Zero);
+        return new TimerSource(this, clock, TimerSpan.Deadline(deadlineNanoseconds), accuracyNs, periodNs, callback, priority,
             periodNs > 0 ? SourceState.On : SourceState.Oneshot, description);
     }
 
@@ -134,7 +134,7 @@ public sealed partial class EventLoop : IDisposable
     /// <exception cref="PlatformNotSupportedException"><paramref name="clock"/> is <see cref="LoopClock.Boottime"/> where there is none.</exception>
     public SlimTimer AddSlimTimer(TimeSpan delay, Action<SlimTimer> callback, TimeSpan? accuracy = null, TimeSpan? period = null,
         LoopClock clock = LoopClock.Monotonic, int priority = 0)
-        => AddSlimTimerAt(Now(clock) + delay.Ticks * 100, callback, accuracy, period, clock, priority);
+        => AddSlimTimerAt(TimerSpan.After(Now(clock), delay), callback, accuracy, period, clock, priority);
 
     /// <summary>A slim timer due at <paramref name="deadlineNanoseconds"/> on <paramref name="clock"/> (see
     /// <see cref="AddSlimTimer"/> and <see cref="Now"/>).</summary>
@@ -145,8 +145,9 @@ public sealed partial class EventLoop : IDisposable
     {
         ArgumentNullException.ThrowIfNull(callback);
         ThrowIfCannotAddTimer(clock);
-        long latest = deadlineNanoseconds + (accuracy ?? TimerSource.DefaultAccuracy).Ticks * 100;
-        long periodNs = (period ?? TimeSpan.Zero).Ticks * 100;
+        deadlineNanoseconds = TimerSpan.Deadline(deadlineNanoseconds);
+        long latest = deadlineNanoseconds + TimerSpan.Nanoseconds(accuracy ?? TimerSource.DefaultAccuracy);
+        long periodNs = TimerSpan.Nanoseconds(period ?? TimeSpan.Zero);
         int slot = _timers.Add(clock, deadlineNanoseconds, latest, periodNs, callback, priority, out int generation);
         return new SlimTimer(this, slot, generation);
     }

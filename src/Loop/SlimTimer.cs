@@ -68,7 +68,8 @@ public readonly struct SlimTimer : IDisposable, IEquatable<SlimTimer>
     {
         var table = Table;
         ref var record = ref table[_slot];
-        long accuracyNanoseconds = accuracy is { } a ? a.Ticks * 100 : record.Latest - record.Deadline;
+        long accuracyNanoseconds = accuracy is { } a ? TimerSpan.Nanoseconds(a) : record.Latest - record.Deadline;
+        deadlineNanoseconds = TimerSpan.Deadline(deadlineNanoseconds);
         table.Disarm(_slot);
         record.Deadline = deadlineNanoseconds;
         record.Latest = deadlineNanoseconds + accuracyNanoseconds;
@@ -77,7 +78,7 @@ public readonly struct SlimTimer : IDisposable, IEquatable<SlimTimer>
 
     /// <summary>Due <paramref name="delay"/> from the loop's cached now (see <see cref="SetDeadline"/>).</summary>
     /// <exception cref="ObjectDisposedException">The handle is stale.</exception>
-    public void SetDelay(TimeSpan delay) => SetDeadline(_loop!.Now(Clock) + delay.Ticks * 100);
+    public void SetDelay(TimeSpan delay) => SetDeadline(TimerSpan.After(_loop!.Now(Clock), delay));
 
     /// <summary>Cancels the timer and frees its record. Idempotent, a stale or default handle does nothing; safe
     /// inside any callback, its own included.</summary>

@@ -62,9 +62,9 @@ public sealed class TimerSource : EventSource
     {
         ObjectDisposedException.ThrowIf(IsDisposed, this);
         Disarm();
-        DeadlineNanoseconds = deadlineNanoseconds;
+        DeadlineNanoseconds = TimerSpan.Deadline(deadlineNanoseconds);
         if (accuracy is { } a)
-            AccuracyNanoseconds = a.Ticks * 100;
+            AccuracyNanoseconds = TimerSpan.Nanoseconds(a);
         if (State == SourceState.Off)
             State = SourceState.Oneshot; // arms it
         else
@@ -89,7 +89,7 @@ public sealed class TimerSource : EventSource
     internal void OnDue() => Disarm();
 
     /// <summary>Due <paramref name="delay"/> from the loop's cached now.</summary>
-    public void SetDelay(TimeSpan delay) => SetDeadline(Loop.Now(Clock) + delay.Ticks * 100);
+    public void SetDelay(TimeSpan delay) => SetDeadline(TimerSpan.After(Loop.Now(Clock), delay));
 
     /// <summary>Puts a due timer back with its deadline moved to <paramref name="until"/> (rate limit).</summary>
     internal void PostponeTo(long until)
@@ -150,4 +150,23 @@ internal static unsafe partial class BootClock
         long* ts = stackalloc long[2];
         return clock_gettime(7, ts) == 0 ? ts[0] * 1_000_000_000 + ts[1] : 0;
     }
+}
+
+/// <summary>Timer arithmetic that cannot overflow: a span longer than <see cref="Never"/> (about 73 years) means
+/// "never", so a deadline plus its accuracy or period still fits a long (TimeSpan.MaxValue in nanoseconds does not,
+/// and wrapped round to a deadline in the past: the timer fired at once).</summary>
+internal static class TimerSpan
+{
+    /// <summary>Nanoseconds past which a deadline, an accuracy or a period is "never".</summary>
+    public const long Never = long.MaxValue / 4;
+
+    /// <summary><paramref name="span"/> in nanoseconds, saturated at ±<see cref="Never"/>.</summary>
+    public static long Nanoseconds(TimeSpan span) =>
+        span.Ticks >= Never / 100 ? Never : span.Ticks <= -Never / 100 ? -Never : span.Ticks * 100;
+
+    /// <summary>A deadline, saturated at <see cref="Never"/>.</summary>
+    public static long Deadline(long nanoseconds) => Math.Min(nanoseconds, Never);
+
+    /// <summary>The deadline <paramref name="delay"/> after <paramref name="now"/>.</summary>
+    public static long After(long now, TimeSpan delay) => Deadline(now + Nanoseconds(delay));
 }

@@ -25,6 +25,31 @@ public sealed class LoopSlimTimerTests(BackendProvider backend)
         Assert.That(done(), Is.True, "the loop did not get there");
     }
 
+    /// <summary>A delay, accuracy or period as long as TimeSpan allows means "never": it used to wrap round to a
+    /// deadline in the past (delay.Ticks * 100 overflows past 292 years) and fire at once.</summary>
+    [Test]
+    public void ATimerALifetimeAwayNeverFires()
+    {
+        int fired = 0;
+        foreach (var clock in new[] { LoopClock.Monotonic, LoopClock.Realtime })
+        {
+            _loop.AddTimer(TimeSpan.MaxValue, _ => fired++, accuracy: TimeSpan.MaxValue, clock: clock);
+            _loop.AddTimer(TimeSpan.FromDays(365 * 300), _ => fired++, period: TimeSpan.MaxValue, clock: clock);
+            _loop.AddSlimTimer(TimeSpan.MaxValue, _ => fired++, accuracy: TimeSpan.MaxValue, clock: clock);
+            _loop.AddSlimTimer(TimeSpan.FromDays(365 * 300), _ => fired++, period: TimeSpan.MaxValue, clock: clock);
+            _loop.AddTimerAt(long.MaxValue, _ => fired++, clock: clock);
+            var moved = _loop.AddSlimTimer(TimeSpan.Zero, _ => fired++, clock: clock);
+            moved.SetDelay(TimeSpan.MaxValue);
+            var source = _loop.AddTimer(TimeSpan.Zero, _ => fired++, clock: clock);
+            source.SetDelay(TimeSpan.MaxValue);
+        }
+        var clockWatch = System.Diagnostics.Stopwatch.StartNew();
+        for (int i = 0; i < 5; i++)
+            _loop.RunOnce(TimeSpan.FromMilliseconds(10));
+        Assert.That(fired, Is.Zero);
+        Assert.That(clockWatch.Elapsed, Is.GreaterThanOrEqualTo(TimeSpan.FromMilliseconds(45)), "the loop woke at once for a timer that is never due");
+    }
+
     [Test]
     public void SlimTimersFireInDeadlineOrderOnEveryClockAndAOneshotEndsAfterItsCallback()
     {

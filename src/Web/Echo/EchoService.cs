@@ -29,39 +29,52 @@ public sealed class EchoService : IDisposable
         _open = new HashSet<EchoConnection>[threads];
         _gates = new AcceptGate[threads];
         var descriptors = new ServerDescriptors(perConnection: 1);
-        for (int i = 0; i < threads; i++)
+        try
         {
-            var loop = _loops[i] = new EventLoop(backend is null ? PollerFactory.Create() : PollerFactory.Create(backend));
-            loop.Poller.UseServerSpin(); // catch the next message awake (Poller.SpinBeforeSleep)
-            var open = _open[i] = [];
-            int listener = _group.Listeners[i];
-            AcceptGate? gate = null;
-            var source = loop.AddIo(listener, Interest.Readable, (_, _) =>
+            for (int i = 0; i < threads; i++)
             {
-                for (int n = 0; n < 64 && gate!.Admits(); n++)
+                var loop = _loops[i] = new EventLoop(backend is null ? PollerFactory.Create() : PollerFactory.Create(backend));
+                loop.Poller.UseServerSpin(); // catch the next message awake (Poller.SpinBeforeSleep)
+                var open = _open[i] = [];
+                int listener = _group.Listeners[i];
+                AcceptGate? gate = null;
+                var source = loop.AddIo(listener, Interest.Readable, (_, _) =>
                 {
-                    int fd = Sockets.Accept(listener);
-                    if (fd < 0)
+                    for (int n = 0; n < 64 && gate!.Admits(); n++)
                     {
-                        if (gate!.Failed(-fd))
-                            continue;
-                        break;
+                        int fd = Sockets.Accept(listener);
+                        if (fd < 0)
+                        {
+                            if (gate!.Failed(-fd))
+                                continue;
+                            break;
+                        }
+                        gate!.Accepted();
+                        Sockets.SetIntOption(fd, Sockets.IPPROTO_TCP, Sockets.TCP_NODELAY, 1);
+                        try
+                        {
+                            open.Add(new EchoConnection(loop, fd, open, gate));
+                        }
+                        catch (DescriptorOutOfRangeException e)
+                        {
+                            gate.Released();
+                            gate.CannotWatch(fd, e);
+                        }
                     }
-                    gate!.Accepted();
-                    Sockets.SetIntOption(fd, Sockets.IPPROTO_TCP, Sockets.TCP_NODELAY, 1);
-                    try
-                    {
-                        open.Add(new EchoConnection(loop, fd, open, gate));
-                    }
-                    catch (DescriptorOutOfRangeException e)
-                    {
-                        gate.Released();
-                        gate.CannotWatch(fd, e);
-                    }
-                }
-            }, description: "echo listener");
-            gate = _gates[i] = new AcceptGate(loop, source, logger ?? Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance, descriptors);
-            _threads[i] = new Thread(() => loop.Run()) { IsBackground = true, Name = $"IoMux echo {i}" };
+                }, description: "echo listener");
+                gate = _gates[i] = new AcceptGate(loop, source, logger ?? Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance, descriptors);
+                _threads[i] = new Thread(() => loop.Run()) { IsBackground = true, Name = $"IoMux echo {i}" };
+            }
+        }
+        catch
+        {
+            // A loop that cannot start (an unusable backend, EMFILE) must not leave the listeners bound.
+            foreach (var gate in _gates)
+                gate?.Dispose();
+            foreach (var loop in _loops)
+                loop?.Dispose();
+            _group.Dispose();
+            throw;
         }
         foreach (var thread in _threads)
             thread.Start();

@@ -68,13 +68,29 @@ public sealed class HttpServer : IDisposable
         _workers = new HttpWorker[options.Threads];
         _threads = new Thread[options.Threads];
         var descriptors = new ServerDescriptors(perConnection: 2); // the socket, and a file while one is sent
-        for (int i = 0; i < options.Threads; i++)
+        try
         {
-            var loop = new EventLoop(backend is null ? PollerFactory.Create() : PollerFactory.Create(backend));
-            loop.Poller.UseServerSpin(); // catch the next request awake (Poller.SpinBeforeSleep)
-            _workers[i] = new HttpWorker(loop, _group.Listeners[i], options, responder(), descriptors);
-            var worker = _workers[i];
-            _threads[i] = new Thread(() => worker.Loop.Run()) { IsBackground = true, Name = $"IoMux http {i}" };
+            for (int i = 0; i < options.Threads; i++)
+            {
+                var loop = new EventLoop(backend is null ? PollerFactory.Create() : PollerFactory.Create(backend));
+                loop.Poller.UseServerSpin(); // catch the next request awake (Poller.SpinBeforeSleep)
+                _workers[i] = new HttpWorker(loop, _group.Listeners[i], options, responder(), descriptors);
+                var worker = _workers[i];
+                _threads[i] = new Thread(() => worker.Loop.Run()) { IsBackground = true, Name = $"IoMux http {i}" };
+            }
+        }
+        catch
+        {
+            // A loop that cannot start (an unusable backend, EMFILE) must not leave the listeners bound.
+            foreach (var worker in _workers)
+            {
+                if (worker is null)
+                    continue;
+                worker.Loop.Dispose();
+                worker.Responder.Dispose();
+            }
+            _group.Dispose();
+            throw;
         }
         WebMetrics.Register(_workers);
         foreach (var thread in _threads)

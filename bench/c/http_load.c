@@ -1,6 +1,6 @@
 /* HTTP keep-alive load: CONNS connections, one GET in flight on each, for SECONDS; lighter than wrk (which
  * saturates near 80k req/s on one core here), so the fastest servers show their ceiling.
- *   http_load PORT CONNS SECONDS PATH   ->   "requests N per_second X p50_us Y p99_us Z bytes B"          */
+ *   http_load PORT CONNS SECONDS PATH   ->   "requests N per_second X p50_us Y p99_us Z bytes B p999_us W"  */
 #include "common.h"
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -75,7 +75,7 @@ int main(int argc, char **argv) {
     double seconds = (double)(now_ns() - start) / 1e9;
     size_t kept = count < cap ? count : cap;
     qsort(rtt, kept, sizeof *rtt, cmp);
-    printf("requests %zu per_second %.0f p50_us %u p99_us %u bytes %llu\n", count, (double)count / seconds,
-           rtt[kept / 2], rtt[kept * 99 / 100], (unsigned long long)bytes);
+    printf("requests %zu per_second %.0f p50_us %u p99_us %u bytes %llu p999_us %u\n", count, (double)count / seconds,
+           rtt[kept / 2], rtt[kept * 99 / 100], (unsigned long long)bytes, rtt[kept * 999 / 1000]);
     return 0;
 }

@@ -15,15 +15,18 @@ internal readonly struct WaitDeadline
 
     private WaitDeadline(long end) => _endTimestamp = end;
 
-    /// <summary>Starts a deadline <paramref name="timeout"/> from now (<see cref="Timeout.InfiniteTimeSpan"/>: never).</summary>
-    public static WaitDeadline Start(TimeSpan timeout)
+    /// <summary>Starts a deadline <paramref name="timeout"/> from now (<see cref="Timeout.InfiniteTimeSpan"/>: never).
+    /// The zero timeout — the busiest case, a loop polling between work items — is inlined into the caller and reads
+    /// no clock at all.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    public static WaitDeadline Start(TimeSpan timeout) => timeout == TimeSpan.Zero ? default : StartTimed(timeout);
+
+    private static WaitDeadline StartTimed(TimeSpan timeout)
     {
         if (timeout == Timeout.InfiniteTimeSpan)
             return new WaitDeadline(long.MaxValue);
         if (timeout < TimeSpan.Zero)
             throw new ArgumentOutOfRangeException(nameof(timeout), timeout, "A wait timeout must be zero or positive, or Timeout.InfiniteTimeSpan.");
-        if (timeout == TimeSpan.Zero)
-            return default; // the busiest case (a loop polling between work items) reads no clock at all
         long ticks = (long)(timeout.Ticks * (Stopwatch.Frequency / (double)TimeSpan.TicksPerSecond));
         long now = Stopwatch.GetTimestamp();
         return new WaitDeadline(ticks >= long.MaxValue - now ? long.MaxValue : now + ticks);

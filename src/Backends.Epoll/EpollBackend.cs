@@ -274,19 +274,19 @@ public sealed unsafe class EpollBackend : IPollerBackend, IKernelWait, IOwnedReg
         if (slice == TimeSpan.Zero)
         {
             n = epoll_wait_nonblocking(_epollFd, _nativeBuffer, capacity, 0);
-            errno = n < 0 ? Marshal.GetLastSystemError() : 0;
-            return Math.Max(n, 0);
+            errno = n < 0 ? Marshal.GetLastSystemError() : 0; // no SetLastError wrapper on this one
         }
-        if (_hasPwait2 && slice != Timeout.InfiniteTimeSpan)
+        else if (_hasPwait2 && slice != Timeout.InfiniteTimeSpan)
         {
             var ts = Timespec.From(slice);
             n = epoll_pwait2(_epollFd, _nativeBuffer, capacity, &ts, null);
+            errno = n < 0 ? Errno.Last : 0;
         }
         else
         {
             n = epoll_wait(_epollFd, _nativeBuffer, capacity, WaitDeadline.ToMillisecondsRoundedUp(slice));
+            errno = n < 0 ? Errno.Last : 0;
         }
-        errno = n < 0 ? Errno.Last : 0;
         return Math.Max(n, 0);
     }
 

@@ -73,21 +73,29 @@ internal sealed class BackendCore
             return Found(found);
         while (true)
         {
-            kernel.BeforeWait();
-            var slice = _wakeGate.BeginWait(deadline);
-            Counters.OnKernelWait();
-            int count = kernel.KernelWait(events.Length, slice, out int errno);
-            bool woken = _wakeGate.EndWait(deadline);
-            if (errno != 0)
-            {
-                if (errno != Errno.EINTR)
-                    throw new PosixException(kernel.KernelCallName, errno);
-                Counters.OnInterrupted();
-            }
-            int written = count > 0 ? kernel.Translate(count, events) : 0;
+            int written = WaitOnce(kernel, events, deadline, out bool woken);
             if (written > 0 || woken || deadline.HasPassed)
                 return Found(written);
         }
+    }
+
+    /// <summary>One kernel wait bounded by <paramref name="deadline"/> (a zero deadline: a poll that announces no
+    /// sleep to the wake gate and only consumes a pending wake), translated into <paramref name="events"/>.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    private int WaitOnce(IKernelWait kernel, Span<PollEvent> events, in WaitDeadline deadline, out bool woken)
+    {
+        kernel.BeforeWait();
+        var slice = _wakeGate.BeginWait(deadline);
+        Counters.OnKernelWait();
+        int count = kernel.KernelWait(events.Length, slice, out int errno);
+        woken = _wakeGate.EndWait(deadline);
+        if (errno != 0)
+        {
+            if (errno != Errno.EINTR)
+                throw new PosixException(kernel.KernelCallName, errno);
+            Counters.OnInterrupted();
+        }
+        return count > 0 ? kernel.Translate(count, events) : 0;
     }
 
     /// <summary>How long a wait polls (zero-timeout kernel waits) before it sleeps, in Stopwatch ticks; 0: never.
@@ -114,13 +122,7 @@ internal sealed class BackendCore
         long end = Stopwatch.GetTimestamp() + (SpinTicks >> Math.Min(_fruitlessSpins, 16));
         while (true)
         {
-            kernel.BeforeWait();
-            Counters.OnKernelWait();
-            int count = kernel.KernelWait(events.Length, TimeSpan.Zero, out int errno);
-            bool woken = _wakeGate.TryConsume();
-            if (errno != 0 && errno != Errno.EINTR)
-                throw new PosixException(kernel.KernelCallName, errno);
-            written = count > 0 ? kernel.Translate(count, events) : 0;
+            written = WaitOnce(kernel, events, default, out bool woken); // default: the zero deadline, a poll
             if (written > 0 || woken)
             {
                 _fruitlessSpins = 0;

@@ -234,9 +234,11 @@ public sealed class Poller : IDisposable
             SpinBeforeSleep = ServerSpin;
     }
 
-    /// <summary>The spin budget <c>IOMUX_SPIN_US</c> asks for, or null when it is unset or not a number of
-    /// microseconds from 0 to 1 000 000.</summary>
-    internal static TimeSpan? SpinFromEnvironment() =>
+    /// <summary>The spin budget <c>IOMUX_SPIN_US</c> asks for (read once per process), or null when it is unset or
+    /// not a number of microseconds from 0 to 1 000 000.</summary>
+    internal static TimeSpan? SpinFromEnvironment() => s_spinFromEnvironment;
+
+    private static readonly TimeSpan? s_spinFromEnvironment =
         int.TryParse(Environment.GetEnvironmentVariable("IOMUX_SPIN_US"), System.Globalization.NumberStyles.None,
             System.Globalization.CultureInfo.InvariantCulture, out int us) && us <= 1_000_000
             ? TimeSpan.FromMicroseconds(us) : null;

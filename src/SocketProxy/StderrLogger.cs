@@ -12,6 +12,7 @@ public sealed class StderrLogger : ILogger
     private readonly string _program;
     private readonly bool _journal;
     private readonly TextWriter _output;
+    private long _dropped; // lines lost to an unwritable stderr
 
     /// <summary>A logger for <paramref name="program"/> at <paramref name="minimum"/> writing to <paramref name="output"/> (stderr by default).</summary>
     public StderrLogger(string program, LogLevel minimum, TextWriter? output = null)
@@ -68,7 +69,6 @@ public sealed class StderrLogger : ILogger
         }
     }
 
-    private long _dropped;
 
     /// <summary>Lines that could not be written (stderr closed, or no descriptor free for the console).</summary>
     public long DroppedLines => Interlocked.Read(ref _dropped);

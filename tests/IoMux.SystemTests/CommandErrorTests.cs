@@ -77,6 +77,33 @@ public sealed partial class CommandErrorTests
     {
         _busy.Dispose();
         Directory.Delete(_directory, recursive: true);
+        if (_forNobody is not null)
+            Directory.Delete(_forNobody, recursive: true);
+    }
+
+    private string? _forNobody;
+
+    /// <summary>A copy of the binaries that user nobody can reach: the build output may sit below a directory only
+    /// its owner may enter (a clone made in `mktemp -d`, mode 0700), and then nobody cannot even start the program
+    /// ("Failed to resolve full path of the current executable").</summary>
+    private string BinariesForNobody()
+    {
+        if (_forNobody is not null)
+            return _forNobody;
+        var copy = Path.Combine(Path.GetTempPath(), $"iomux-as-nobody-{Environment.ProcessId}");
+        foreach (var file in Directory.EnumerateFiles(AppContext.BaseDirectory, "*", SearchOption.AllDirectories))
+        {
+            var target = Path.Combine(copy, Path.GetRelativePath(AppContext.BaseDirectory, file));
+            Directory.CreateDirectory(Path.GetDirectoryName(target)!);
+            File.Copy(file, target, overwrite: true);
+        }
+        const UnixFileMode ReadAndEnter = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute
+            | UnixFileMode.GroupRead | UnixFileMode.GroupExecute | UnixFileMode.OtherRead | UnixFileMode.OtherExecute;
+        foreach (var directory in Directory.EnumerateDirectories(copy, "*", SearchOption.AllDirectories).Append(copy))
+            File.SetUnixFileMode(directory, ReadAndEnter);
+        foreach (var program in new[] { Iomux, Proxy })
+            File.SetUnixFileMode(Path.Combine(copy, program), ReadAndEnter);
+        return _forNobody = copy;
     }
 
     private string Expand(string text) => text
@@ -105,10 +132,9 @@ public sealed partial class CommandErrorTests
             Assert.Ignore($"net.ipv4.ip_unprivileged_port_start={start}: every user may bind port 80 here");
         if (geteuid() != 0 && arguments.Any(a => a.Contains("{dir}")))
             Assert.Ignore("the fixture's directory is this user's own: only root can run the command as a user it shuts out");
-        var path = Path.Combine(AppContext.BaseDirectory, program);
         var command = geteuid() == 0
-            ? CommandProcess.Run("setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", path, .. arguments.Select(Expand)], null)
-            : CommandProcess.Run(path, arguments.Select(Expand), null);
+            ? CommandProcess.Run("setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", Path.Combine(BinariesForNobody(), program), .. arguments.Select(Expand)], null)
+            : CommandProcess.Run(Path.Combine(AppContext.BaseDirectory, program), arguments.Select(Expand), null);
         command.AssertOneLine(exitCode, Expand(line));
     }
 

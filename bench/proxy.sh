@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Socket-activation proxies in front of nginx, side by side in one run (issue 5):
 #   nginx directly, through iomux-socket-proxyd, through systemd-socket-proxyd, through haproxy (mode tcp):
-#   p50/p99 at one connection (bench/c/http_rtt.c) and req/s at 50 connections (wrk); bulk GiB/s of one 1 GiB download; and the time from
+#   p50/p99 at one connection (bench/c/http_rtt.c) and req/s at 50 connections (wrk), keep-alive and with a
+#   connection per request; bulk GiB/s of one 1 GiB download; and the time from
 #   the first connection to its first byte when socket activation starts the proxy on that connection.
 #   bench/proxy.sh [rounds]   (default 3; every wrk run is bounded by its duration)
 # Method (docs/BENCHMARKS.md): nginx and the proxy pinned to CPU 0, the load generator to CPU 1; every path once
@@ -88,6 +89,9 @@ for round in $(seq 1 "$rounds"); do
     echo "$round $p p99_us $(echo "$lat" | awk '{print $6}')" >> "$raw"
     rps=$(taskset -c 1 wrk -t1 -c50 -d"${seconds}s" "$url" | awk '/Requests\/sec/ {print $2}')
     echo "$round $p rps50 $rps" >> "$raw"
+    # A connection per request (nginx closes after its response): what a proxy pays to accept, connect and tear down.
+    rps=$(taskset -c 1 wrk -t1 -c50 -d"${seconds}s" -H "Connection: close" "$url" | awk '/Requests\/sec/ {print $2}')
+    echo "$round $p rps50close $rps" >> "$raw"
     bulk=$(taskset -c 1 python3 bench/proxy/bulk.py 127.0.0.1 "${port[$p]}" /1g.bin)
     [ "$(echo "$bulk" | cut -d' ' -f2)" = 1073741824 ] || { echo "bulk transfer through $p was short: $bulk" >&2; exit 1; }
     echo "$round $p bulk_gibps $(echo "$bulk" | cut -d' ' -f1)" >> "$raw"

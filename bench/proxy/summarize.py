@@ -21,22 +21,34 @@ def per_round(path, metric, against, op):
     return [op(mine[r], theirs[r]) for r in mine if r in theirs]
 
 paths = [p for p in ("direct", "iomux", "systemd", "haproxy") if p in rows]
-print("| path | p50 at 1 conn (µs) | p99 at 1 conn (µs) | added p50 (µs) | req/s at 50 conns | throughput kept | bulk GiB/s | first byte after activation (ms) |")
-print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+print("| path | p50 at 1 conn (µs) | p99 at 1 conn (µs) | added p50 (µs) | req/s at 50 conns | throughput kept | "
+      "req/s, a connection per request | throughput kept | bulk GiB/s | first byte after activation (ms) |")
+print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 for p in paths:
     added = per_round(p, "p50_us", "direct", lambda a, b: a - b)
     kept = per_round(p, "rps50", "direct", lambda a, b: a / b)
+    kept_close = per_round(p, "rps50close", "direct", lambda a, b: a / b)
     bulk = median(p, "bulk_gibps")
     first = median(p, "first_byte_ms")
     print(f"| {p} | {median(p, 'p50_us'):.0f} | {median(p, 'p99_us'):.0f} | "
           f"{statistics.median(added) if added and p != 'direct' else 0:+.0f} | {median(p, 'rps50'):.0f} | "
           f"{statistics.median(kept) if kept else float('nan'):.2f}x | "
+          f"{median(p, 'rps50close'):.0f} | {statistics.median(kept_close) if kept_close else float('nan'):.2f}x | "
           f"{'' if bulk != bulk else f'{bulk:.2f}'} | {'' if first != first else f'{first:.1f}'} |")
+
+for other in ("haproxy",):
+    if "iomux" in rows and other in rows:
+        ratios = per_round("iomux", "rps50close", other, lambda a, b: a / b)
+        if ratios:
+            print()
+            print(f"iomux-socket-proxyd / {other}, req/s with a connection per request: {statistics.median(ratios):.2f}x "
+                  f"(rounds: {', '.join(f'{r:.2f}' for r in ratios)})")
 
 if "iomux" in rows and "systemd" in rows:
     print()
     print("iomux-socket-proxyd / systemd-socket-proxyd, medians of per-round ratios:")
     for metric, label, better in (("p50_us", "added p50 latency", "lower"), ("rps50", "req/s at 50 conns", "higher"),
+                                  ("rps50close", "req/s at 50 conns, a connection per request", "higher"),
                                   ("bulk_gibps", "bulk throughput", "higher"), ("first_byte_ms", "first byte after activation", "lower")):
         if metric == "p50_us":
             ratios = [a / b for a, b in zip(per_round("iomux", metric, "direct", lambda a, b: a - b),

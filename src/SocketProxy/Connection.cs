@@ -130,21 +130,16 @@ internal sealed class Connection
     {
         _connectTimer?.Dispose();
         _connectTimer = null;
-        if (_server.Options.CopyMode == CopyMode.Splice && !_server.MayOpen(4)) // two pipes
-        {
-            ReleaseBackend();
-            RetryWhenDescriptorsFree(endpoint, Errno.EMFILE); // the runtime's reserve first (DescriptorBudget)
-            return;
-        }
         try
         {
-            _toBackend = new Direction(_client, _backend, RelayBuffer.Create(_server.Options.CopyMode), _server.Counters.ToBackend);
-            _toClient = new Direction(_backend, _client, RelayBuffer.Create(_server.Options.CopyMode), _server.Counters.ToClients);
+            // Pipes for splice come later, only for a direction that turns out to carry a bulk stream (RelayBuffer).
+            _toBackend = new Direction(_client, _backend, RelayBuffer.ForNewConnection(_server.Options.CopyMode), _server.Counters.ToBackend, _server.BulkBuffer);
+            _toClient = new Direction(_backend, _client, RelayBuffer.ForNewConnection(_server.Options.CopyMode), _server.Counters.ToClients, _server.BulkBuffer);
             _clientSource = _loop.AddIo(_client, Interest.Readable, (_, readiness) => OnClient(readiness), description: $"client of connection {Id}");
         }
-        catch (Exception e) when (e is DescriptorOutOfRangeException || e is PosixException p && IsOutOfDescriptors(p.Errno))
+        catch (DescriptorOutOfRangeException)
         {
-            // No descriptors for the pipes (or none the backend can watch): give back all but the client, retry.
+            // None the backend can watch (select's FD_SETSIZE): give back all but the client, retry.
             ReleaseBackend();
             RetryWhenDescriptorsFree(endpoint, Errno.EMFILE);
             return;
@@ -248,9 +243,13 @@ internal sealed class Connection
             }
         }
         if (_toBackend!.Finished && _toClient!.Finished)
-            Close(abortive: false);
-        else
-            UpdateInterest(source, readiness);
+        {
+            Close(abortive: false); // close sends each side the FIN a shutdown would have: one system call less each
+            return;
+        }
+        _toBackend.PassEndOfStream();
+        _toClient!.PassEndOfStream();
+        UpdateInterest(source, readiness);
     }
 
     /// <summary>Level-triggered interest that follows the buffers: read a socket while its direction's buffer is

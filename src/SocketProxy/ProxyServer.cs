@@ -18,6 +18,9 @@ public sealed class ProxyCounters
     /// <summary>Bytes delivered from the backend to clients (counted as they are written).</summary>
     public long BytesToClients => ToClients.Bytes;
 
+    /// <summary>Splice pipes opened (one per direction that carried a bulk stream; two descriptors each).</summary>
+    internal long PipesOpened { get; set; }
+
     internal ByteTally ToBackend { get; } = new();
     internal ByteTally ToClients { get; } = new();
 }
@@ -60,8 +63,10 @@ public sealed class ProxyServer
         Log.Listening(listeners.Count, options.Target.Text, loop.Poller.Capabilities.Name);
         _spares.Take();
         _budget = new DescriptorBudget();
-        // A relayed connection holds its client and backend sockets, and with splice one pipe per direction.
+        // A relayed connection holds its client and backend sockets, and with splice up to one pipe per direction
+        // (opened when a direction carries a bulk stream; counted from the accept, so that one never has to wait).
         _perConnection = options.CopyMode == CopyMode.Splice ? 6 : 2;
+        BulkBuffer = options.CopyMode == CopyMode.Splice ? OpenSplicePipe : null;
         // Another process may lower the limit under a running proxy (prlimit): look every quarter second, and give
         // the spares back at once when what the proxy holds no longer leaves the runtime its reserve.
         _budgetCheck = loop.AddTimer(TimeSpan.FromMilliseconds(250), _ => CheckBudget(), accuracy: TimeSpan.FromMilliseconds(50),
@@ -196,6 +201,26 @@ public sealed class ProxyServer
     /// accepted (its backend socket, its pipes) and still leave the runtime its reserve. Another process may have
     /// lowered the limit since the accept; every descriptor the proxy opens is checked, not only accepts.</summary>
     internal bool MayOpen(int count) => _budget.Allows((long)_connections.Count * _perConnection, count);
+
+    /// <summary>What a direction that fills its first buffer goes on with: a splice pipe, or null (copy on) when the
+    /// descriptors are not there to spare. Null in buffer mode.</summary>
+    internal Func<RelayBuffer?>? BulkBuffer { get; }
+
+    private RelayBuffer? OpenSplicePipe()
+    {
+        if (!MayOpen(2))
+            return null; // the runtime's reserve first (DescriptorBudget)
+        try
+        {
+            var pipe = new SplicePipe();
+            Counters.PipesOpened++;
+            return pipe;
+        }
+        catch (PosixException)
+        {
+            return null; // EMFILE, ENFILE, or fs.pipe-user-pages-hard reached: copying works as well
+        }
+    }
 
     /// <summary>A connection ran out of descriptors after its accept: accepting more would only make it worse.</summary>
     internal void OnOutOfDescriptors(int errno)

@@ -24,15 +24,19 @@ internal abstract class RelayBuffer : IDisposable
     /// <summary>Releases the pipe or the memory; pending bytes are discarded.</summary>
     public abstract void Dispose();
 
-    /// <summary>splice(2) through a pipe on Linux (what systemd-socket-proxyd does), else read/write.</summary>
-    public static RelayBuffer Create(CopyMode mode) =>
-        mode == CopyMode.Splice ? new SplicePipe() : new MemoryBuffer();
+    /// <summary>The buffer a direction starts with. With <see cref="CopyMode.Splice"/> a small one: most connections
+    /// of a request-response protocol never fill it, and copying a few kilobytes costs less than the two pipe
+    /// descriptors splice needs (pipe2, two fcntl, two close per direction: a fifth of a short connection's system
+    /// calls); a direction that fills it goes on through a <see cref="SplicePipe"/> (Direction's bulk buffer).</summary>
+    public static RelayBuffer ForNewConnection(CopyMode mode) =>
+        new MemoryBuffer(mode == CopyMode.Splice ? MemoryBuffer.BeforeSplice : MemoryBuffer.Copying);
 }
 
 /// <summary>How bytes move from one socket to the other.</summary>
 public enum CopyMode
 {
-    /// <summary>splice(2) into a pipe and out again: the bytes never enter user space (Linux).</summary>
+    /// <summary>splice(2) into a pipe and out again: the bytes never enter user space (Linux). The first bytes of each
+    /// direction are copied through a 16 KiB buffer; a direction that fills it (a bulk stream) opens its pipe then.</summary>
     Splice,
     /// <summary>read(2) into a buffer and write(2) it out (every OS).</summary>
     Buffer,
@@ -87,17 +91,23 @@ internal sealed unsafe class SplicePipe : RelayBuffer
 }
 
 /// <summary>A native buffer for read/write copying (native so that no GC pinning is needed per call).</summary>
-internal sealed unsafe class MemoryBuffer : RelayBuffer
+internal sealed unsafe class MemoryBuffer(int size) : RelayBuffer
 {
-    private const int Size = 64 * 1024;
-    private byte* _memory = (byte*)NativeMemory.Alloc(Size);
+    /// <summary>Buffer mode's size: a bulk stream moves 64 KiB per read/write pair.</summary>
+    public const int Copying = 64 * 1024;
+
+    /// <summary>Splice mode's first buffer: above a typical request or response (HTTP headers, a small page), small
+    /// enough that a thousand idle connections hold 32 MiB at most.</summary>
+    public const int BeforeSplice = 16 * 1024;
+
+    private byte* _memory = (byte*)NativeMemory.Alloc((nuint)size);
     private int _offset;
 
-    public override int Capacity => Size;
+    public override int Capacity => size;
 
     public override int Fill(int source)
     {
-        nint n = LibC.read(source, _memory, Size);
+        nint n = LibC.read(source, _memory, (nuint)size);
         if (n < 0)
             return -Errno.Last;
         _offset = 0;

@@ -117,15 +117,18 @@ public sealed class ProxyFaultTests
         using var backend = TestBackend.Tcp(TestBackend.Echo);
         using var proxy = ProxyProcess.Activated(backend.Target);
         await proxy.WarmUpAndCountDescriptors();
+        var (_, pipesBefore) = proxy.CountDescriptors();
         int open = Directory.GetFiles($"/proc/{proxy.Pid}/fd").Length;
-        // Room for one relayed connection (client, backend, two pipes = 6 descriptors) above the reserve the proxy
-        // keeps free for the runtime (DescriptorBudget), and not for a second.
-        TestProcesses.SetDescriptorLimit(proxy.Pid, open + 6 + IoMux.SocketProxy.DescriptorBudget.Reserve + 2);
-
+        // The first connection carries a bulk stream each way, so it holds all a connection can: client, backend and
+        // one splice pipe per direction (a short exchange would open no pipe: RelayBuffer).
         using var first = proxy.Connect();
-        await TestBackend.SendAll(first, new byte[100]);
-        var firstEcho = new byte[100];
-        Assert.That(await first.ReceiveAsync(firstEcho, SocketFlags.None), Is.GreaterThan(0));
+        var firstEcho = TestBackend.ReceiveExactly(first, 1 << 20);
+        await TestBackend.SendAll(first, new byte[1 << 20]);
+        Assert.That(await firstEcho, Is.EqualTo(1 << 20));
+        Assert.That(proxy.CountDescriptors().Pipes, Is.EqualTo(pipesBefore + 4), "the bulk connection did not splice both ways");
+        // Room for that one relayed connection (6 descriptors) above the reserve the proxy keeps free for the runtime
+        // (DescriptorBudget), and not for a second.
+        TestProcesses.SetDescriptorLimit(proxy.Pid, open + 6 + IoMux.SocketProxy.DescriptorBudget.Reserve + 2);
 
         using var second = proxy.Connect(); // accepted by the kernel into the backlog
         await TestBackend.SendAll(second, new byte[100]);

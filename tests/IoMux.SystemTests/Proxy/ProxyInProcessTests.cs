@@ -54,14 +54,50 @@ public sealed class ProxyInProcessTests(string backend)
         Assert.That(counters.Closed, Is.EqualTo(1));
     }
 
+    /// <summary>In splice mode a short exchange is copied through the first buffer and opens no pipe; a direction that
+    /// carries a bulk stream goes on through a splice pipe of its own (and only that direction); in buffer mode no
+    /// pipe is ever opened. Every byte arrives in order either way.</summary>
+    [TestCase(CopyMode.Splice, 100, 0)]
+    [TestCase(CopyMode.Splice, 16 * 1024 - 1, 0)]
+    [TestCase(CopyMode.Splice, 4 << 20, 1)]
+    [TestCase(CopyMode.Buffer, 4 << 20, 0)]
+    [CancelAfter(60_000)]
+    public async Task OnlyADirectionCarryingABulkStreamOpensASplicePipe(CopyMode mode, int responseBytes, int pipes)
+    {
+        var response = new byte[responseBytes];
+        Random.Shared.NextBytes(response);
+        using var server = TestBackend.Tcp(async socket =>
+        {
+            Assert.That((await TestBackend.ReceiveAll(socket)).Bytes, Is.EqualTo(5)); // up to the client's half-close
+            await TestBackend.SendAll(socket, response);
+            socket.Shutdown(SocketShutdown.Send);
+        });
+        string expected = Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(response));
+        var (counters, _) = await RunProxy(BackendTarget.Parse(server.Target), async endpoint =>
+        {
+            using var client = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+            await client.ConnectAsync(endpoint);
+            await TestBackend.SendAll(client, new byte[5]);
+            client.Shutdown(SocketShutdown.Send);
+            var (bytes, hash) = await TestBackend.ReceiveAll(client);
+            Assert.That(bytes, Is.EqualTo(responseBytes));
+            Assert.That(hash, Is.EqualTo(expected), "the response arrived changed or out of order");
+        }, mode);
+        Assert.That(counters.PipesOpened, Is.EqualTo(pipes));
+        Assert.That(counters.BytesToClients, Is.EqualTo(responseBytes));
+        Assert.That(server.Failures, Is.Empty);
+    }
+
     /// <summary>Runs a proxy on its own loop thread for the duration of <paramref name="client"/>, then stops it.</summary>
-    private async Task<(ProxyCounters Counters, int ExitCode)> RunProxy(BackendTarget target, Func<IPEndPoint, Task> client)
+    private async Task<(ProxyCounters Counters, int ExitCode)> RunProxy(BackendTarget target, Func<IPEndPoint, Task> client,
+        CopyMode? mode = null)
     {
         int listener = Listeners.Bind($"127.0.0.1:{ProxyProcess.FreePort()}");
         using var probe = new Socket(new SafeSocketHandle(listener, ownsHandle: false));
         var endpoint = (IPEndPoint)probe.LocalEndPoint!;
         var loop = new EventLoop(PollerFactory.Create(backend));
-        var proxy = new ProxyServer(loop, [listener], new ProxyOptions { Target = target }, NullLogger.Instance);
+        var options = mode is { } copy ? new ProxyOptions { Target = target, CopyMode = copy } : new ProxyOptions { Target = target };
+        var proxy = new ProxyServer(loop, [listener], options, NullLogger.Instance);
         var run = Task.Factory.StartNew(() => loop.Run(), TaskCreationOptions.LongRunning);
         try
         {

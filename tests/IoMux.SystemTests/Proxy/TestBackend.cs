@@ -109,6 +109,21 @@ internal sealed class TestBackend : IDisposable
         }
     }
 
+    /// <summary>Reads until <paramref name="count"/> bytes arrived (or end of stream); returns how many did.</summary>
+    public static async Task<long> ReceiveExactly(Socket socket, long count)
+    {
+        var buffer = new byte[256 * 1024];
+        long total = 0;
+        while (total < count)
+        {
+            int n = await socket.ReceiveAsync(buffer.AsMemory(0, (int)Math.Min(buffer.Length, count - total)), SocketFlags.None);
+            if (n == 0)
+                break;
+            total += n;
+        }
+        return total;
+    }
+
     /// <summary>Reads to end of stream, hashing; returns the byte count and SHA-256.</summary>
     public static async Task<(long Bytes, string Sha256)> ReceiveAll(Socket socket)
     {

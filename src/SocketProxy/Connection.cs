@@ -133,8 +133,8 @@ internal sealed class Connection
         try
         {
             // Pipes for splice come later, only for a direction that turns out to carry a bulk stream (RelayBuffer).
-            _toBackend = new Direction(_client, _backend, RelayBuffer.ForNewConnection(_server.Options.CopyMode), _server.Counters.ToBackend, _server.BulkBuffer);
-            _toClient = new Direction(_backend, _client, RelayBuffer.ForNewConnection(_server.Options.CopyMode), _server.Counters.ToClients, _server.BulkBuffer);
+            _toBackend = new Direction(_client, _backend, RelayBuffer.ForNewConnection(_server.Buffers), _server.Counters.ToBackend, _server.BulkBuffer);
+            _toClient = new Direction(_backend, _client, RelayBuffer.ForNewConnection(_server.Buffers), _server.Counters.ToClients, _server.BulkBuffer);
             _clientSource = _loop.AddIo(_client, Interest.Readable, (_, readiness) => OnClient(readiness), description: $"client of connection {Id}");
         }
         catch (DescriptorOutOfRangeException)

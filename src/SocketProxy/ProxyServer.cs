@@ -67,13 +67,19 @@ public sealed class ProxyServer
         // (opened when a direction carries a bulk stream; counted from the accept, so that one never has to wait).
         _perConnection = options.CopyMode == CopyMode.Splice ? 6 : 2;
         BulkBuffer = options.CopyMode == CopyMode.Splice ? OpenSplicePipe : null;
+        // 16 free blocks: a few hundred KiB at most kept for the next connections (1 MiB in buffer mode).
+        Buffers = new NativeBlockPool(RelayBuffer.MemoryBufferSize(options.CopyMode), keep: 16);
         // Another process may lower the limit under a running proxy (prlimit): look every quarter second, and give
         // the spares back at once when what the proxy holds no longer leaves the runtime its reserve.
         _budgetCheck = loop.AddTimer(TimeSpan.FromMilliseconds(250), _ => CheckBudget(), accuracy: TimeSpan.FromMilliseconds(50),
             period: TimeSpan.FromMilliseconds(250), description: "descriptor budget");
         UpdateIdleTimer();
         ProxyMetrics.Proxies.Add(this);
-        loop.AddExit(_ => ProxyMetrics.Proxies.Retire(this), description: "proxy metrics");
+        loop.AddExit(_ =>
+        {
+            ProxyMetrics.Proxies.Retire(this);
+            Buffers.Dispose();
+        }, description: "proxy metrics and buffers");
     }
 
     /// <summary>The loop the server runs on.</summary>
@@ -201,6 +207,9 @@ public sealed class ProxyServer
     /// accepted (its backend socket, its pipes) and still leave the runtime its reserve. Another process may have
     /// lowered the limit since the accept; every descriptor the proxy opens is checked, not only accepts.</summary>
     internal bool MayOpen(int count) => _budget.Allows((long)_connections.Count * _perConnection, count);
+
+    /// <summary>The memory the connections' buffers come from (and go back to).</summary>
+    internal NativeBlockPool Buffers { get; }
 
     /// <summary>What a direction that fills its first buffer goes on with: a splice pipe, or null (copy on) when the
     /// descriptors are not there to spare. Null in buffer mode.</summary>

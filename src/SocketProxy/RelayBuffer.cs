@@ -28,8 +28,10 @@ internal abstract class RelayBuffer : IDisposable
     /// of a request-response protocol never fill it, and copying a few kilobytes costs less than the two pipe
     /// descriptors splice needs (pipe2, two fcntl, two close per direction: a fifth of a short connection's system
     /// calls); a direction that fills it goes on through a <see cref="SplicePipe"/> (Direction's bulk buffer).</summary>
-    public static RelayBuffer ForNewConnection(CopyMode mode) =>
-        new MemoryBuffer(mode == CopyMode.Splice ? MemoryBuffer.BeforeSplice : MemoryBuffer.Copying);
+    public static RelayBuffer ForNewConnection(NativeBlockPool blocks) => new MemoryBuffer(blocks);
+
+    /// <summary>The size of the memory buffers a proxy in <paramref name="mode"/> copies through.</summary>
+    public static int MemoryBufferSize(CopyMode mode) => mode == CopyMode.Splice ? MemoryBuffer.BeforeSplice : MemoryBuffer.Copying;
 }
 
 /// <summary>How bytes move from one socket to the other.</summary>
@@ -90,8 +92,9 @@ internal sealed unsafe class SplicePipe : RelayBuffer
     }
 }
 
-/// <summary>A native buffer for read/write copying (native so that no GC pinning is needed per call).</summary>
-internal sealed unsafe class MemoryBuffer(int size) : RelayBuffer
+/// <summary>A native buffer for read/write copying (native so that no GC pinning is needed per call), taken from
+/// and given back to the proxy's <see cref="NativeBlockPool"/>.</summary>
+internal sealed unsafe class MemoryBuffer(NativeBlockPool blocks) : RelayBuffer
 {
     /// <summary>Buffer mode's size: a bulk stream moves 64 KiB per read/write pair.</summary>
     public const int Copying = 64 * 1024;
@@ -100,14 +103,14 @@ internal sealed unsafe class MemoryBuffer(int size) : RelayBuffer
     /// enough that a thousand idle connections hold 32 MiB at most.</summary>
     public const int BeforeSplice = 16 * 1024;
 
-    private byte* _memory = (byte*)NativeMemory.Alloc((nuint)size);
+    private byte* _memory = blocks.Rent();
     private int _offset;
 
-    public override int Capacity => size;
+    public override int Capacity => blocks.BlockSize;
 
     public override int Fill(int source)
     {
-        nint n = LibC.read(source, _memory, (nuint)size);
+        nint n = LibC.read(source, _memory, (nuint)blocks.BlockSize);
         if (n < 0)
             return -Errno.Last;
         _offset = 0;
@@ -129,8 +132,37 @@ internal sealed unsafe class MemoryBuffer(int size) : RelayBuffer
     {
         if (_memory is not null)
         {
-            NativeMemory.Free(_memory);
+            blocks.Return(_memory); // once: a second Dispose must not hand the same block out twice
             _memory = null;
         }
+    }
+}
+
+/// <summary>Native memory blocks of one size, kept for reuse on the loop thread (no lock). A proxy that relays a
+/// connection per request would otherwise malloc and free two blocks per connection, and glibc would give the top
+/// of its heap back (brk) about as often. Keeps at most <paramref name="keep"/> free blocks.</summary>
+internal sealed unsafe class NativeBlockPool(int blockSize, int keep) : IDisposable
+{
+    private readonly Stack<nint> _free = new(keep);
+    private bool _disposed;
+
+    public int BlockSize => blockSize;
+
+    public byte* Rent() => _free.TryPop(out nint block) ? (byte*)block : (byte*)NativeMemory.Alloc((nuint)blockSize);
+
+    public void Return(byte* block)
+    {
+        if (!_disposed && _free.Count < keep)
+            _free.Push((nint)block);
+        else
+            NativeMemory.Free(block);
+    }
+
+    /// <summary>Frees the kept blocks; blocks given back later are freed at once.</summary>
+    public void Dispose()
+    {
+        _disposed = true;
+        while (_free.TryPop(out nint block))
+            NativeMemory.Free((void*)block);
     }
 }

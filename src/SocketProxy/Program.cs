@@ -1,4 +1,9 @@
+using IoMux.Loop;
 using IoMux.SocketProxy;
+
+// Socket activation starts this program while a client waits: its meters are made a second in (ProxyCommand.Run),
+// not with the first loop, so that their cost is not in the client's first byte.
+MeterPublication.Defer();
 
 var root = UnixCommand.Root(ProxyCommand.ProgramName, "Bidirectionally proxy local sockets to another (possibly remote) socket, on the IoMux event loop. " +
     "Drop-in for systemd-socket-proxyd: the listening sockets come by socket activation (LISTEN_FDS).");

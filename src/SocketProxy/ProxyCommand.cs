@@ -13,8 +13,14 @@ public static class ProxyCommand
     public const string ProgramName = "iomux-socket-proxyd";
 
     /// <summary>Adds the proxy's arguments, options and action to <paramref name="command"/>.</summary>
-    public static Command Configure(Command command)
+    public static Command Configure(Command command) =>
+        Configure(command, (options, listen) => Run(options, listen, new StderrLogger(ProgramName, StderrLogger.LevelFromEnvironment())));
+
+    /// <summary>The same, with the action's work as a seam: tests read the options a command line gives.</summary>
+    internal static Command Configure(Command command, Func<ProxyOptions, IReadOnlyList<string>, int> run)
     {
+        // Every value is an Option<string> that our own parsers check while parsing (UnixCommand.CheckedWith says
+        // why: an Option<T> over a value type costs JIT time at start) and that ReadOptions converts.
         var target = new Argument<BackendTarget>("HOST:PORT | /path/to/unix/socket")
         {
             Description = "Where to relay each connection: HOST:PORT, [IPv6]:PORT, a Unix socket path, or @abstract.",
@@ -43,10 +49,12 @@ public static class ProxyCommand
         });
         var drain = SpanOption("--drain-time", "Extension: after SIGTERM/SIGINT, how long active connections may finish before they are closed (default 10s).");
         var connectTimeout = SpanOption("--connect-timeout", "Extension: how long a backend connect may take before its client is closed (default 30s).");
-        var copyMode = new Option<CopyMode?>("--copy")
+        var copyMode = new Option<string>("--copy")
         {
             Description = "Extension: splice (zero-copy through a pipe; Linux, the default there) or buffer (read/write).",
-        }.ParsedWith(ParseCopyMode);
+            HelpName = "Buffer|Splice", // what help showed when this was an Option<CopyMode?>
+        }.CheckedWith(text => ParseCopyMode(text));
+        copyMode.CompletionSources.Add(nameof(CopyMode.Buffer), nameof(CopyMode.Splice));
         command.Add(target);
         command.Add(connectionsMax);
         command.Add(exitIdle);
@@ -59,18 +67,19 @@ public static class ProxyCommand
             var options = new ProxyOptions
             {
                 Target = result.GetValue(target)!,
-                ConnectionsMax = result.GetValue(connectionsMax),
+                ConnectionsMax = UnixCommand.GetInt(result, connectionsMax),
                 ExitIdleTime = Span(result, exitIdle, fallback: null),
                 DrainTime = Span(result, drain, TimeSpan.FromSeconds(10)) ?? MaxTimer,
                 ConnectTimeout = Span(result, connectTimeout, TimeSpan.FromSeconds(30)) ?? TimeSpan.FromDays(1),
-                CopyMode = result.GetValue(copyMode) ?? (OperatingSystem.IsLinux() ? CopyMode.Splice : CopyMode.Buffer),
+                CopyMode = result.GetValue(copyMode) is { } copy ? ParseCopyMode(copy)
+                    : OperatingSystem.IsLinux() ? CopyMode.Splice : CopyMode.Buffer,
             };
-            return Run(options, result.GetValue(listen) ?? [], new StderrLogger(ProgramName, StderrLogger.LevelFromEnvironment()));
+            return run(options, result.GetValue(listen) ?? []);
         });
         return command;
     }
 
-    private static CopyMode? ParseCopyMode(string text) => text.ToLowerInvariant() switch
+    private static CopyMode ParseCopyMode(string text) => text.ToLowerInvariant() switch
     {
         "splice" when !OperatingSystem.IsLinux() => throw new FormatException("splice needs Linux; give buffer"),
         "splice" => CopyMode.Splice,
@@ -81,20 +90,24 @@ public static class ProxyCommand
     /// <summary>The loop's timers count nanoseconds in a long (292 years): a span beyond this is "never".</summary>
     private static readonly TimeSpan MaxTimer = TimeSpan.FromDays(100 * 365.25);
 
-    /// <summary>An option holding a systemd.time(7) span. "infinity" is <see cref="TimeSpan.MaxValue"/>, not null:
-    /// System.CommandLine cannot convert a custom parser's null (InvalidCastException). Not a DefaultValueFactory:
-    /// help would show the default as 00:00:10 instead of the 10s the description gives.</summary>
-    private static Option<TimeSpan> SpanOption(string name, string description) =>
-        new Option<TimeSpan>(name) { Description = description }.ParsedWith(text => TimeSpans.Parse(text) ?? TimeSpan.MaxValue);
+    /// <summary>An option holding a systemd.time(7) span. Not a DefaultValueFactory: help would show the default
+    /// instead of the 10s the description gives.</summary>
+    private static Option<string> SpanOption(string name, string description) =>
+        new Option<string>(name) { Description = description }.CheckedWith(text => TimeSpans.Parse(text));
 
-    /// <summary>The span given, null ("never") for one too long for a loop timer, <paramref name="fallback"/> when
-    /// the option is absent.</summary>
-    private static TimeSpan? Span(ParseResult result, Option<TimeSpan> option, TimeSpan? fallback)
+    /// <summary>The span given, null ("never") for infinity or one too long for a loop timer,
+    /// <paramref name="fallback"/> when the option is absent.</summary>
+    private static TimeSpan? Span(ParseResult result, Option<string> option, TimeSpan? fallback) =>
+        result.GetValue(option) is not { } text ? fallback
+            : TimeSpans.Parse(text) is { } span && span <= MaxTimer ? span
+            : null;
+
+    private static string Describe(SocketActivation.ListenSocket[] sockets)
     {
-        if (result.GetResult(option) is null)
-            return fallback;
-        var span = result.GetValue(option);
-        return span > MaxTimer ? null : span;
+        var text = new System.Text.StringBuilder();
+        foreach (var socket in sockets)
+            text.Append(text.Length == 0 ? "" : ", ").Append("fd ").Append(socket.Descriptor).Append(" (").Append(socket.Name).Append(')');
+        return text.ToString();
     }
 
     /// <summary>Takes the listening sockets (activation or <paramref name="listenAddresses"/>), runs the proxy until it
@@ -121,9 +134,13 @@ public static class ProxyCommand
             }
             if (listenAddresses.Count == 0)
             {
+                // Loops, not LINQ: Select over the ListenSocket struct is JIT-compiled at start (an instantiation
+                // ReadyToRun cannot precompile), and the debug line is only built when it is written.
                 var passed = SocketActivation.TakeListenSockets();
-                listeners.AddRange(passed.Select(s => s.Descriptor));
-                logger.LogDebug("Received {Sockets} by socket activation.", string.Join(", ", passed.Select(s => $"fd {s.Descriptor} ({s.Name})")));
+                foreach (var socket in passed)
+                    listeners.Add(socket.Descriptor);
+                if (logger.IsEnabled(LogLevel.Debug))
+                    logger.LogDebug("Received {Sockets} by socket activation.", Describe(passed));
             }
         }
         catch (Exception e) when (e is SocketActivationException or CommandFailure or FormatException)
@@ -139,6 +156,8 @@ public static class ProxyCommand
         service.Ready(server.RelayingStatus);
         using var term = loop.AddSignal(PosixSignal.SIGTERM, (_, _) => server.Stop());
         using var interrupt = loop.AddSignal(PosixSignal.SIGINT, (_, _) => server.Stop());
+        // Meters the program deferred (MeterPublication) are made once the first connection has long been relayed.
+        using var meters = loop.AddTimer(TimeSpan.FromSeconds(1), _ => MeterPublication.PublishDeferred(), description: "deferred meters");
         int code = loop.Run();
         server.Log.Totals(server.Counters);
         return code;

@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.Diagnostics.CodeAnalysis;
 using System.Runtime.InteropServices;
 using IoMux.Loop;
 using Microsoft.Extensions.Logging;
@@ -14,7 +15,7 @@ public static class ProxyCommand
 
     /// <summary>Adds the proxy's arguments, options and action to <paramref name="command"/>.</summary>
     public static Command Configure(Command command) =>
-        Configure(command, (options, listen) => Run(options, listen, new StderrLogger(ProgramName, StderrLogger.LevelFromEnvironment())));
+        Configure(command, Run);
 
     /// <summary>The same, with the action's work as a seam: tests read the options a command line gives.</summary>
     internal static Command Configure(Command command, Func<ProxyOptions, IReadOnlyList<string>, int> run)
@@ -62,21 +63,113 @@ public static class ProxyCommand
         command.Add(drain);
         command.Add(connectTimeout);
         command.Add(copyMode);
-        command.SetAction(result =>
-        {
-            var options = new ProxyOptions
-            {
-                Target = result.GetValue(target)!,
-                ConnectionsMax = UnixCommand.GetInt(result, connectionsMax),
-                ExitIdleTime = Span(result, exitIdle, fallback: null),
-                DrainTime = Span(result, drain, TimeSpan.FromSeconds(10)) ?? MaxTimer,
-                ConnectTimeout = Span(result, connectTimeout, TimeSpan.FromSeconds(30)) ?? TimeSpan.FromDays(1),
-                CopyMode = result.GetValue(copyMode) is { } copy ? ParseCopyMode(copy)
-                    : OperatingSystem.IsLinux() ? CopyMode.Splice : CopyMode.Buffer,
-            };
-            return run(options, result.GetValue(listen) ?? []);
-        });
+        command.SetAction(result => run(
+            ToOptions(result.GetValue(target)!, UnixCommand.GetInt(result, connectionsMax), result.GetValue(exitIdle),
+                result.GetValue(drain), result.GetValue(connectTimeout), result.GetValue(copyMode)),
+            result.GetValue(listen) ?? []));
         return command;
+    }
+
+    /// <summary>The options from the values given (null: absent), checked already.</summary>
+    private static ProxyOptions ToOptions(BackendTarget target, int connectionsMax, string? exitIdle, string? drain,
+        string? connectTimeout, string? copy) => new()
+    {
+        Target = target,
+        ConnectionsMax = connectionsMax,
+        ExitIdleTime = Span(exitIdle, fallback: null),
+        DrainTime = Span(drain, TimeSpan.FromSeconds(10)) ?? MaxTimer,
+        ConnectTimeout = Span(connectTimeout, TimeSpan.FromSeconds(30)) ?? TimeSpan.FromDays(1),
+        CopyMode = copy is not null ? ParseCopyMode(copy) : OperatingSystem.IsLinux() ? CopyMode.Splice : CopyMode.Buffer,
+    };
+
+    /// <summary>Reads the command lines a service unit gives — the target, and options each followed by its value
+    /// (<c>--name value</c> or <c>--name=value</c>) — without System.CommandLine: its first use costs some 13 ms
+    /// (its assembly, types and resources), which under socket activation the first client waits for. Anything else
+    /// (--help, --version, an unknown or repeated option, a token starting with - or @ where a value or the target
+    /// goes, a value that does not parse) returns false, and System.CommandLine reads the line, so that every
+    /// message and exit code stays its own. Whatever this accepts, System.CommandLine reads the same way
+    /// (ProxyCommandFastPathTests compares the two).</summary>
+    internal static bool TryReadCommon(IReadOnlyList<string> args, [NotNullWhen(true)] out ProxyOptions? options, out IReadOnlyList<string> listen)
+    {
+        options = null;
+        listen = [];
+        string? target = null, connectionsMax = null, exitIdle = null, drain = null, connectTimeout = null, copy = null;
+        var listens = new List<string>();
+        bool verbose = false;
+        for (int i = 0; i < args.Count; i++)
+        {
+            string arg = args[i];
+            if (arg == "--verbose" && !verbose)
+            {
+                verbose = true;
+                // System.CommandLine would take a following true or false as the flag's value.
+                if (i + 1 < args.Count && bool.TryParse(args[i + 1], out _))
+                    return false;
+                continue;
+            }
+            if (arg.Length == 0 || arg[0] == '@') // @file is a response file to System.CommandLine
+                return false;
+            if (arg[0] != '-')
+            {
+                if (target is not null)
+                    return false;
+                target = arg;
+                continue;
+            }
+            string name = arg, value;
+            int equals = arg.IndexOf('=');
+            if (equals > 0 && arg.StartsWith("--", StringComparison.Ordinal))
+            {
+                name = arg[..equals];
+                value = arg[(equals + 1)..];
+            }
+            else if (i + 1 < args.Count)
+                value = args[++i];
+            else
+                return false;
+            if (value.Length == 0 || value[0] is '-' or '@')
+                return false;
+            switch (name)
+            {
+                case "--listen":
+                    listens.Add(value);
+                    break;
+                case "-c" or "--connections-max" when connectionsMax is null:
+                    connectionsMax = value;
+                    break;
+                case "--exit-idle-time" when exitIdle is null:
+                    exitIdle = value;
+                    break;
+                case "--drain-time" when drain is null:
+                    drain = value;
+                    break;
+                case "--connect-timeout" when connectTimeout is null:
+                    connectTimeout = value;
+                    break;
+                case "--copy" when copy is null:
+                    copy = value;
+                    break;
+                default: // unknown, or given twice
+                    return false;
+            }
+        }
+        if (target is null)
+            return false;
+        int connections = ProxyOptions.DefaultConnectionsMax;
+        if (connectionsMax is not null && !UnixCommand.TryParseBounded(connectionsMax, 1, int.MaxValue, out connections))
+            return false;
+        try
+        {
+            foreach (var address in listens)
+                Listeners.Endpoint(address);
+            options = ToOptions(BackendTarget.Parse(target), connections, exitIdle, drain, connectTimeout, copy);
+        }
+        catch (FormatException)
+        {
+            return false;
+        }
+        listen = listens;
+        return true;
     }
 
     private static CopyMode ParseCopyMode(string text) => text.ToLowerInvariant() switch
@@ -97,8 +190,8 @@ public static class ProxyCommand
 
     /// <summary>The span given, null ("never") for infinity or one too long for a loop timer,
     /// <paramref name="fallback"/> when the option is absent.</summary>
-    private static TimeSpan? Span(ParseResult result, Option<string> option, TimeSpan? fallback) =>
-        result.GetValue(option) is not { } text ? fallback
+    private static TimeSpan? Span(string? text, TimeSpan? fallback) =>
+        text is null ? fallback
             : TimeSpans.Parse(text) is { } span && span <= MaxTimer ? span
             : null;
 
@@ -109,6 +202,10 @@ public static class ProxyCommand
             text.Append(text.Length == 0 ? "" : ", ").Append("fd ").Append(socket.Descriptor).Append(" (").Append(socket.Name).Append(')');
         return text.ToString();
     }
+
+    /// <summary><see cref="Run(ProxyOptions, IReadOnlyList{string}, ILogger)"/> logging on stderr at SYSTEMD_LOG_LEVEL.</summary>
+    internal static int Run(ProxyOptions options, IReadOnlyList<string> listenAddresses) =>
+        Run(options, listenAddresses, new StderrLogger(ProgramName, StderrLogger.LevelFromEnvironment()));
 
     /// <summary>Takes the listening sockets (activation or <paramref name="listenAddresses"/>), runs the proxy until it
     /// exits, and returns the exit code: 0 after idle exit or a drained stop, 1 when it cannot start.</summary>

@@ -129,29 +129,22 @@ public static class ProxyCommand
                 return false;
             if (value.Length == 0 || value[0] is '-' or '@')
                 return false;
-            switch (name)
+            if (name == "--listen")
             {
-                case "--listen":
-                    listens.Add(value);
-                    break;
-                case "-c" or "--connections-max" when connectionsMax is null:
-                    connectionsMax = value;
-                    break;
-                case "--exit-idle-time" when exitIdle is null:
-                    exitIdle = value;
-                    break;
-                case "--drain-time" when drain is null:
-                    drain = value;
-                    break;
-                case "--connect-timeout" when connectTimeout is null:
-                    connectTimeout = value;
-                    break;
-                case "--copy" when copy is null:
-                    copy = value;
-                    break;
-                default: // unknown, or given twice
-                    return false;
+                listens.Add(value);
+                continue;
             }
+            bool read = name switch
+            {
+                "-c" or "--connections-max" => SetOnce(ref connectionsMax, value),
+                "--exit-idle-time" => SetOnce(ref exitIdle, value),
+                "--drain-time" => SetOnce(ref drain, value),
+                "--connect-timeout" => SetOnce(ref connectTimeout, value),
+                "--copy" => SetOnce(ref copy, value),
+                _ => false,
+            };
+            if (!read) // unknown, or given twice
+                return false;
         }
         if (target is null)
             return false;
@@ -169,6 +162,15 @@ public static class ProxyCommand
             return false;
         }
         listen = listens;
+        return true;
+    }
+
+    /// <summary>Stores a single-valued option's value; false when it was given already.</summary>
+    private static bool SetOnce(ref string? slot, string value)
+    {
+        if (slot is not null)
+            return false;
+        slot = value;
         return true;
     }
 

@@ -46,7 +46,9 @@ public sealed partial class EventLoop : IDisposable
     private readonly List<SignalSource> _signals = [];
     private readonly LoopSynchronizationContext _context;
     private readonly TimerTable _timers = new(); // every timer, slim or a TimerSource's, on every clock
-    private readonly ConcurrentQueue<(Action Action, int Priority)> _posted = new();
+    // Made by the first Post: a ConcurrentQueue over a value tuple is JIT-compiled (an instantiation ReadyToRun
+    // cannot precompile), and a loop that is never posted to, such as the proxy's, need not pay for it at start.
+    private ConcurrentQueue<(Action Action, int Priority)>? _posted;
     // This iteration's callbacks, in an array rather than a List<Pending>: a List over the loop's own struct is
     // JIT-compiled at start (ReadyToRun cannot precompile an instantiation of another version bubble's generic over
     // a value type), and a socket-activated proxy's first client waits for that. Sorted only when the priorities
@@ -234,7 +236,13 @@ public sealed partial class EventLoop : IDisposable
     public void Post(Action action, int priority = 0)
     {
         ArgumentNullException.ThrowIfNull(action);
-        _posted.Enqueue((action, priority));
+        var posted = Volatile.Read(ref _posted);
+        if (posted is null)
+        {
+            Interlocked.CompareExchange(ref _posted, new(), null);
+            posted = _posted;
+        }
+        posted.Enqueue((action, priority));
         Poller.Wake();
     }
 
@@ -301,7 +309,7 @@ public sealed partial class EventLoop : IDisposable
     /// one wakeup.</summary>
     private TimeSpan ComputeTimeout(TimeSpan maxTimeout)
     {
-        if (!_posted.IsEmpty || AnyOn(_defers) || _exitRequested || AnySignalPending())
+        if (Volatile.Read(ref _posted) is { IsEmpty: false } || AnyOn(_defers) || _exitRequested || AnySignalPending())
             return TimeSpan.Zero;
         long wait = long.MaxValue; // nanoseconds
         if (EarliestLimitEnd() is var limitEnd and not long.MaxValue)
@@ -413,7 +421,8 @@ public sealed partial class EventLoop : IDisposable
         foreach (var defer in _defers)
             if (defer.State != SourceState.Off && !defer.IsRateLimited)
                 AddPending(new Pending(defer, null, defer.Priority, _order++));
-        while (_posted.TryDequeue(out var posted))
+        var queue = Volatile.Read(ref _posted);
+        while (queue is not null && queue.TryDequeue(out var posted))
             AddPending(new Pending(null, posted.Action, posted.Priority, _order++));
         if (_pendingUnsorted)
             Array.Sort(_pending, 0, _pendingCount, ByPriority.Instance);

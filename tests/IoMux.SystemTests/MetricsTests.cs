@@ -89,6 +89,53 @@ public sealed class MetricsTests
         Assert.That(disposed["iomux.loop.iterations"] - before["iomux.loop.iterations"], Is.GreaterThanOrEqualTo(13));
     }
 
+    /// <summary>iomux-socket-proxyd makes its meters a second in (MeterPublication): a listener started before a
+    /// meter exists (dotnet-counters attached at once, OpenTelemetry set up first) is told of it when it is made.</summary>
+    [Test]
+    public void ADeferredMeterIsPublishedLaterToAListenerStartedBeforeIt()
+    {
+        string name = $"IoMux.Tests.Deferred.{Guid.NewGuid():N}";
+        var published = new List<string>();
+        long observed = -1;
+        using var listener = new MeterListener();
+        listener.InstrumentPublished = (instrument, l) =>
+        {
+            if (instrument.Meter.Name != name)
+                return;
+            published.Add(instrument.Name);
+            l.EnableMeasurementEvents(instrument);
+        };
+        listener.SetMeasurementEventCallback<long>((_, value, _, _) => observed = value);
+        listener.Start();
+        Meter? meter = null;
+        MeterPublication.Defer();
+        try
+        {
+            MeterPublication.Request(() =>
+            {
+                meter = new Meter(name);
+                meter.CreateObservableCounter("deferred", () => 42L);
+            });
+            Assert.That(meter, Is.Null, "made while deferred");
+        }
+        finally
+        {
+            MeterPublication.PublishDeferred();
+        }
+        try
+        {
+            Assert.That(published, Is.EqualTo(new[] { "deferred" }));
+            listener.RecordObservableInstruments();
+            Assert.That(observed, Is.EqualTo(42));
+            MeterPublication.Request(() => published.Add("not deferred"));
+            Assert.That(published, Has.Member("not deferred"), "still deferring after PublishDeferred");
+        }
+        finally
+        {
+            meter?.Dispose();
+        }
+    }
+
     [Test, CancelAfter(20_000)]
     public void WithoutAListenerTheLoopDoesNotMeasureItsWaits()
     {

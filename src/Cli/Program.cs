@@ -66,8 +66,8 @@ var echo = new Command("echo", "A TCP echo server until SIGINT or SIGTERM.")
 foreach (var server in new[] { serve, hello, echo })
 {
     var kind = server.Name;
-    server.SetAction(result => Servers.Run(kind, new IPEndPoint(result.GetValue(addressOption)!, result.GetValue(portOption)),
-        result.GetValue(threadsOption), kind == "serve" ? result.GetValue(directoryArgument) : null, kind != "echo" && result.GetValue(accessLogOption)));
+    server.SetAction(result => Servers.Run(kind, new IPEndPoint(result.GetValue(addressOption)!, UnixCommand.GetInt(result, portOption)),
+        UnixCommand.GetInt(result, threadsOption), kind == "serve" ? result.GetValue(directoryArgument) : null, kind != "echo" && result.GetValue(accessLogOption)));
 }
 
 var root = UnixCommand.Root("iomux", "iomux: the backends this machine offers and whether each keeps IoMux's contract. Without a command: backends, then check.");

@@ -100,7 +100,11 @@ internal sealed class DescriptorTable
     private readonly Dictionary<int, DescriptorEntry> _byDescriptor = new();
     private DescriptorEntry?[] _slots = new DescriptorEntry?[16];
     private SlotState[] _states = new SlotState[16];
-    private readonly Stack<int> _free = new();
+    // Free slots, a stack in an array: Stack<int> is JIT-compiled at start (ReadyToRun cannot precompile an
+    // instantiation of another version bubble's generic over a value type), and a socket-activated proxy's client
+    // waits for its start-up.
+    private int[] _free = new int[16];
+    private int _freeCount;
     private int _highWater;
     private uint _generation;
 
@@ -117,8 +121,8 @@ internal sealed class DescriptorTable
         if (_byDescriptor.ContainsKey(fd))
             throw new AlreadyRegisteredException(fd);
         int slot;
-        if (_free.Count > 0)
-            slot = _free.Pop();
+        if (_freeCount > 0)
+            slot = _free[--_freeCount];
         else
         {
             if (_highWater == _slots.Length)
@@ -214,7 +218,13 @@ internal sealed class DescriptorTable
         _slots[entry.Slot] = null;
         _states[entry.Slot].Live = false;
         _states[entry.Slot].Owner = null;
-        _free.Push(entry.Slot);
+        if (_freeCount == _free.Length)
+        {
+            var grown = new int[_free.Length * 2];
+            Array.Copy(_free, grown, _freeCount);
+            _free = grown;
+        }
+        _free[_freeCount++] = entry.Slot;
     }
 
     /// <summary>The live entry that <paramref name="kernelData"/> names, or null when it is stale.</summary>

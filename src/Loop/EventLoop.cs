@@ -29,8 +29,14 @@ public sealed partial class EventLoop : IDisposable
         public readonly long Order = order;
     }
 
-    private static readonly Comparison<Pending> ByPriority = (a, b) =>
-        a.Priority != b.Priority ? a.Priority.CompareTo(b.Priority) : a.Order.CompareTo(b.Order);
+    /// <summary>Priority, then the order of becoming pending.</summary>
+    private sealed class ByPriority : IComparer<Pending>
+    {
+        public static readonly ByPriority Instance = new();
+
+        public int Compare(Pending a, Pending b) =>
+            a.Priority != b.Priority ? a.Priority.CompareTo(b.Priority) : a.Order.CompareTo(b.Order);
+    }
 
     private readonly bool _ownsPoller;
     private readonly Dictionary<long, EventSource> _io = new(); // sources with a poller registration, by token
@@ -40,8 +46,16 @@ public sealed partial class EventLoop : IDisposable
     private readonly List<SignalSource> _signals = [];
     private readonly LoopSynchronizationContext _context;
     private readonly TimerTable _timers = new(); // every timer, slim or a TimerSource's, on every clock
-    private readonly ConcurrentQueue<(Action Action, int Priority)> _posted = new();
-    private readonly List<Pending> _pending = [];
+    // Made by the first Post: a ConcurrentQueue over a value tuple is JIT-compiled (an instantiation ReadyToRun
+    // cannot precompile), and a loop that is never posted to, such as the proxy's, need not pay for it at start.
+    private ConcurrentQueue<(Action Action, int Priority)>? _posted;
+    // This iteration's callbacks, in an array rather than a List<Pending>: a List over the loop's own struct is
+    // JIT-compiled at start (ReadyToRun cannot precompile an instantiation of another version bubble's generic over
+    // a value type), and a socket-activated proxy's first client waits for that. Sorted only when the priorities
+    // came out of order: one priority, the common case, is already in the order things became pending.
+    private Pending[] _pending = new Pending[64];
+    private int _pendingCount;
+    private bool _pendingUnsorted;
     private readonly PollEvent[] _events = new PollEvent[256];
     private readonly long[] _now = new long[3];
     private long _nextSourceId = 1, _order;
@@ -222,7 +236,13 @@ public sealed partial class EventLoop : IDisposable
     public void Post(Action action, int priority = 0)
     {
         ArgumentNullException.ThrowIfNull(action);
-        _posted.Enqueue((action, priority));
+        var posted = Volatile.Read(ref _posted);
+        if (posted is null)
+        {
+            Interlocked.CompareExchange(ref _posted, new(), null);
+            posted = _posted;
+        }
+        posted.Enqueue((action, priority));
         Poller.Wake();
     }
 
@@ -289,7 +309,7 @@ public sealed partial class EventLoop : IDisposable
     /// one wakeup.</summary>
     private TimeSpan ComputeTimeout(TimeSpan maxTimeout)
     {
-        if (!_posted.IsEmpty || AnyOn(_defers) || _exitRequested || AnySignalPending())
+        if (Volatile.Read(ref _posted) is { IsEmpty: false } || AnyOn(_defers) || _exitRequested || AnySignalPending())
             return TimeSpan.Zero;
         long wait = long.MaxValue; // nanoseconds
         if (EarliestLimitEnd() is var limitEnd and not long.MaxValue)
@@ -352,16 +372,29 @@ public sealed partial class EventLoop : IDisposable
         _now[(int)LoopClock.Boottime] = TimerSource.ReadClock(LoopClock.Boottime);
     }
 
+    private void AddPending(in Pending pending)
+    {
+        if (_pendingCount == _pending.Length)
+        {
+            var grown = new Pending[_pending.Length * 2];
+            Array.Copy(_pending, grown, _pendingCount);
+            _pending = grown;
+        }
+        if (_pendingCount > 0 && pending.Priority < _pending[_pendingCount - 1].Priority)
+            _pendingUnsorted = true;
+        _pending[_pendingCount++] = pending;
+    }
+
     private void CollectPending(int eventCount)
     {
-        _pending.Clear();
+        ClearPending();
         for (int i = 0; i < eventCount; i++)
         {
             if (_io.TryGetValue((long)_events[i].Token, out var registered) && registered.State != SourceState.Off)
             {
                 if (registered is IoSource io)
                     io.Pending = _events[i].Readiness;
-                _pending.Add(new Pending(registered, null, registered.Priority, _order++));
+                AddPending(new Pending(registered, null, registered.Priority, _order++));
             }
         }
         foreach (var clock in (ReadOnlySpan<LoopClock>)[LoopClock.Monotonic, LoopClock.Realtime, LoopClock.Boottime])
@@ -373,31 +406,41 @@ public sealed partial class EventLoop : IDisposable
                 if (record.Target is TimerSource timer)
                 {
                     timer.OnDue();
-                    _pending.Add(new Pending(timer, null, timer.Priority, _order++));
+                    AddPending(new Pending(timer, null, timer.Priority, _order++));
                 }
                 else
                 {
                     _timers.Disarm(slot);
-                    _pending.Add(new Pending(null, null, record.Priority, _order++, slot, record.Generation));
+                    AddPending(new Pending(null, null, record.Priority, _order++, slot, record.Generation));
                 }
             }
         }
         foreach (var signal in _signals)
             if (signal.IsPending && signal.State != SourceState.Off && !signal.IsRateLimited)
-                _pending.Add(new Pending(signal, null, signal.Priority, _order++));
+                AddPending(new Pending(signal, null, signal.Priority, _order++));
         foreach (var defer in _defers)
             if (defer.State != SourceState.Off && !defer.IsRateLimited)
-                _pending.Add(new Pending(defer, null, defer.Priority, _order++));
-        while (_posted.TryDequeue(out var posted))
-            _pending.Add(new Pending(null, posted.Action, posted.Priority, _order++));
-        _pending.Sort(ByPriority);
+                AddPending(new Pending(defer, null, defer.Priority, _order++));
+        var queue = Volatile.Read(ref _posted);
+        while (queue is not null && queue.TryDequeue(out var posted))
+            AddPending(new Pending(null, posted.Action, posted.Priority, _order++));
+        if (_pendingUnsorted)
+            Array.Sort(_pending, 0, _pendingCount, ByPriority.Instance);
+    }
+
+    private void ClearPending()
+    {
+        Array.Clear(_pending, 0, _pendingCount); // the sources and actions are not held past their iteration
+        _pendingCount = 0;
+        _pendingUnsorted = false;
     }
 
     private void DispatchPending()
     {
         bool dispatched = false;
-        foreach (var pending in _pending)
+        for (int i = 0; i < _pendingCount; i++)
         {
+            ref readonly var pending = ref _pending[i];
             if (pending.Source is TimerSource { IsRateLimited: true, IsDisposed: false } held && held.State != SourceState.Off)
             {
                 held.PostponeTo(held.LimitedUntil); // a due timer is not lost to its rate limit, only delayed
@@ -414,7 +457,7 @@ public sealed partial class EventLoop : IDisposable
             pending.Source?.CountDispatch(Now(LoopClock.Monotonic));
             dispatched = true;
         }
-        _pending.Clear();
+        ClearPending();
         if (!dispatched)
             return;
         // Post sources: after everything else of the iteration, in priority order.

@@ -6,18 +6,22 @@ namespace IoMux.Loop;
 /// takes the lock and reads them, which is what makes the metrics free while nobody listens.</summary>
 /// <remarks>Instances are held weakly: one dropped without being retired stops counting when it is collected.
 /// The reads race with the owning thread, as any sampled counter does: a 64-bit field is read whole on the
-/// 64-bit platforms IoMux runs on, and a value one event old is what a sample means.</remarks>
-internal sealed class MeteredInstances<T>(params Func<T, long>[] readers) where T : class
+/// 64-bit platforms IoMux runs on, and a value one event old is what a sample means.
+/// <paramref name="publish"/> makes the meter; it runs once, with the first instance or later (<see cref="MeterPublication"/>).</remarks>
+internal sealed class MeteredInstances<T>(Action publish, params Func<T, long>[] readers) where T : class
 {
     private readonly object _lock = new();
     private readonly List<WeakReference<T>> _live = [];
     private readonly long[] _retired = new long[readers.Length];
+    private int _publishRequested;
 
     /// <summary>Starts counting <paramref name="instance"/>.</summary>
     public void Add(T instance)
     {
         lock (_lock)
             _live.Add(new WeakReference<T>(instance));
+        if (Interlocked.Exchange(ref _publishRequested, 1) == 0)
+            MeterPublication.Request(publish);
     }
 
     /// <summary>Stops counting <paramref name="instance"/>, keeping its final values in the totals.</summary>

@@ -16,7 +16,7 @@ public sealed class SignalSource : EventSource
     private int _deliveries;
 
     internal SignalSource(EventLoop loop, PosixSignal signal, Action<SignalSource, int> callback, int priority, SourceState state, string? description)
-        : base(loop, priority, state, description ?? $"signal {signal}")
+        : base(loop, priority, state, description ?? Describe(signal))
     {
         Signal = signal;
         _callback = callback;
@@ -30,6 +30,18 @@ public sealed class SignalSource : EventSource
 
     /// <summary>The signal (a <see cref="PosixSignal"/> name, or a raw number cast to it).</summary>
     public PosixSignal Signal { get; }
+
+    /// <summary>"signal SIGTERM". The named signals are spelled here rather than by formatting the enum: that is
+    /// JIT-compiled (Enum's formatting over a value type), at the start of every program that handles SIGTERM.</summary>
+    private static string Describe(PosixSignal signal) => signal switch
+    {
+        PosixSignal.SIGHUP => "signal SIGHUP",
+        PosixSignal.SIGINT => "signal SIGINT",
+        PosixSignal.SIGQUIT => "signal SIGQUIT",
+        PosixSignal.SIGTERM => "signal SIGTERM",
+        PosixSignal.SIGCHLD => "signal SIGCHLD",
+        _ => $"signal {signal}",
+    };
 
     internal bool IsPending => Volatile.Read(ref _deliveries) > 0;
 

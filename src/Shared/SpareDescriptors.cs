@@ -13,10 +13,19 @@ namespace IoMux.Interop;
 /// back at its first EMFILE and resumes accepting only once it could take them again.</summary>
 internal sealed partial class SpareDescriptors(int count = 4) : IDisposable
 {
-    private readonly int[] _fds = Enumerable.Repeat(-1, count).ToArray();
+    private readonly int[] _fds = Unheld(count);
 
     [System.Runtime.InteropServices.LibraryImport("libc", EntryPoint = "open", SetLastError = true, StringMarshalling = System.Runtime.InteropServices.StringMarshalling.Utf8)]
     private static partial int open(string path, int flags);
+
+    /// <summary>-1 in every place. A loop, not Enumerable.Repeat: that one over int is JIT-compiled at start.</summary>
+    private static int[] Unheld(int count)
+    {
+        var fds = new int[count];
+        for (int i = 0; i < count; i++)
+            fds[i] = -1;
+        return fds;
+    }
 
     private static int OpenOne() => open("/dev/null", OperatingSystem.IsLinux() ? 0x80000 : 0); // O_RDONLY | O_CLOEXEC
 

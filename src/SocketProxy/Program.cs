@@ -1,8 +1,24 @@
+using IoMux.Loop;
 using IoMux.SocketProxy;
 
-var root = UnixCommand.Root(ProxyCommand.ProgramName, "Bidirectionally proxy local sockets to another (possibly remote) socket, on the IoMux event loop. " +
-    "Drop-in for systemd-socket-proxyd: the listening sockets come by socket activation (LISTEN_FDS).");
-// systemd-socket-proxyd has no --verbose: marked as the other extensions are.
-var verbose = root.Options.Single(option => option.Name == "--verbose");
-verbose.Description = "Extension: " + verbose.Description;
-return UnixCommand.Run(ProxyCommand.Configure(root), args);
+// Socket activation starts this program while a client waits: its meters are made a second in (ProxyCommand.Run),
+// not with the first loop, so that their cost is not in the client's first byte.
+MeterPublication.Defer();
+
+// The usual command line is read without System.CommandLine (ProxyCommand.TryReadCommon says why); the rest
+// (--help, --version, mistakes) goes through it.
+return ProxyCommand.TryReadCommon(args, out var options, out var listen)
+    ? UnixCommand.Guard(ProxyCommand.ProgramName, args, _ => ProxyCommand.Run(options, listen))
+    : ReadWithSystemCommandLine(args);
+
+// A method of its own: ReadyToRun code loads the types a method names before it runs, and the usual start needs
+// none of System.CommandLine's.
+static int ReadWithSystemCommandLine(string[] args)
+{
+    var root = UnixCommand.Root(ProxyCommand.ProgramName, "Bidirectionally proxy local sockets to another (possibly remote) socket, on the IoMux event loop. " +
+        "Drop-in for systemd-socket-proxyd: the listening sockets come by socket activation (LISTEN_FDS).");
+    // systemd-socket-proxyd has no --verbose: marked as the other extensions are.
+    var verbose = root.Options.Single(option => option.Name == "--verbose");
+    verbose.Description = "Extension: " + verbose.Description;
+    return UnixCommand.Run(ProxyCommand.Configure(root), args);
+}

@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.Diagnostics.CodeAnalysis;
 using System.Runtime.InteropServices;
 using IoMux.Loop;
 using Microsoft.Extensions.Logging;
@@ -13,8 +14,14 @@ public static class ProxyCommand
     public const string ProgramName = "iomux-socket-proxyd";
 
     /// <summary>Adds the proxy's arguments, options and action to <paramref name="command"/>.</summary>
-    public static Command Configure(Command command)
+    public static Command Configure(Command command) =>
+        Configure(command, Run);
+
+    /// <summary>The same, with the action's work as a seam: tests read the options a command line gives.</summary>
+    internal static Command Configure(Command command, Func<ProxyOptions, IReadOnlyList<string>, int> run)
     {
+        // Every value is an Option<string> that our own parsers check while parsing (UnixCommand.CheckedWith says
+        // why: an Option<T> over a value type costs JIT time at start) and that ReadOptions converts.
         var target = new Argument<BackendTarget>("HOST:PORT | /path/to/unix/socket")
         {
             Description = "Where to relay each connection: HOST:PORT, [IPv6]:PORT, a Unix socket path, or @abstract.",
@@ -43,10 +50,12 @@ public static class ProxyCommand
         });
         var drain = SpanOption("--drain-time", "Extension: after SIGTERM/SIGINT, how long active connections may finish before they are closed (default 10s).");
         var connectTimeout = SpanOption("--connect-timeout", "Extension: how long a backend connect may take before its client is closed (default 30s).");
-        var copyMode = new Option<CopyMode?>("--copy")
+        var copyMode = new Option<string>("--copy")
         {
             Description = "Extension: splice (zero-copy through a pipe; Linux, the default there) or buffer (read/write).",
-        }.ParsedWith(ParseCopyMode);
+            HelpName = "Buffer|Splice", // what help showed when this was an Option<CopyMode?>
+        }.CheckedWith(text => ParseCopyMode(text));
+        copyMode.CompletionSources.Add(nameof(CopyMode.Buffer), nameof(CopyMode.Splice));
         command.Add(target);
         command.Add(connectionsMax);
         command.Add(exitIdle);
@@ -54,23 +63,118 @@ public static class ProxyCommand
         command.Add(drain);
         command.Add(connectTimeout);
         command.Add(copyMode);
-        command.SetAction(result =>
-        {
-            var options = new ProxyOptions
-            {
-                Target = result.GetValue(target)!,
-                ConnectionsMax = result.GetValue(connectionsMax),
-                ExitIdleTime = Span(result, exitIdle, fallback: null),
-                DrainTime = Span(result, drain, TimeSpan.FromSeconds(10)) ?? MaxTimer,
-                ConnectTimeout = Span(result, connectTimeout, TimeSpan.FromSeconds(30)) ?? TimeSpan.FromDays(1),
-                CopyMode = result.GetValue(copyMode) ?? (OperatingSystem.IsLinux() ? CopyMode.Splice : CopyMode.Buffer),
-            };
-            return Run(options, result.GetValue(listen) ?? [], new StderrLogger(ProgramName, StderrLogger.LevelFromEnvironment()));
-        });
+        command.SetAction(result => run(
+            ToOptions(result.GetValue(target)!, UnixCommand.GetInt(result, connectionsMax), result.GetValue(exitIdle),
+                result.GetValue(drain), result.GetValue(connectTimeout), result.GetValue(copyMode)),
+            result.GetValue(listen) ?? []));
         return command;
     }
 
-    private static CopyMode? ParseCopyMode(string text) => text.ToLowerInvariant() switch
+    /// <summary>The options from the values given (null: absent), checked already.</summary>
+    private static ProxyOptions ToOptions(BackendTarget target, int connectionsMax, string? exitIdle, string? drain,
+        string? connectTimeout, string? copy) => new()
+    {
+        Target = target,
+        ConnectionsMax = connectionsMax,
+        ExitIdleTime = Span(exitIdle, fallback: null),
+        DrainTime = Span(drain, TimeSpan.FromSeconds(10)) ?? MaxTimer,
+        ConnectTimeout = Span(connectTimeout, TimeSpan.FromSeconds(30)) ?? TimeSpan.FromDays(1),
+        CopyMode = copy is not null ? ParseCopyMode(copy) : OperatingSystem.IsLinux() ? CopyMode.Splice : CopyMode.Buffer,
+    };
+
+    /// <summary>Reads the command lines a service unit gives — the target, and options each followed by its value
+    /// (<c>--name value</c> or <c>--name=value</c>) — without System.CommandLine: its first use costs some 13 ms
+    /// (its assembly, types and resources), which under socket activation the first client waits for. Anything else
+    /// (--help, --version, an unknown or repeated option, a token starting with - or @ where a value or the target
+    /// goes, a value that does not parse) returns false, and System.CommandLine reads the line, so that every
+    /// message and exit code stays its own. Whatever this accepts, System.CommandLine reads the same way
+    /// (ProxyCommandFastPathTests compares the two).</summary>
+    internal static bool TryReadCommon(IReadOnlyList<string> args, [NotNullWhen(true)] out ProxyOptions? options, out IReadOnlyList<string> listen)
+    {
+        options = null;
+        listen = [];
+        string? target = null, connectionsMax = null, exitIdle = null, drain = null, connectTimeout = null, copy = null;
+        var listens = new List<string>();
+        bool verbose = false;
+        for (int i = 0; i < args.Count; i++)
+        {
+            string arg = args[i];
+            if (arg == "--verbose" && !verbose)
+            {
+                verbose = true;
+                // System.CommandLine would take a following true or false as the flag's value.
+                if (i + 1 < args.Count && bool.TryParse(args[i + 1], out _))
+                    return false;
+                continue;
+            }
+            if (arg.Length == 0 || arg[0] == '@') // @file is a response file to System.CommandLine
+                return false;
+            if (arg[0] != '-')
+            {
+                if (target is not null)
+                    return false;
+                target = arg;
+                continue;
+            }
+            string name = arg, value;
+            int equals = arg.IndexOf('=');
+            if (equals > 0 && arg.StartsWith("--", StringComparison.Ordinal))
+            {
+                name = arg[..equals];
+                value = arg[(equals + 1)..];
+            }
+            else if (i + 1 < args.Count)
+                value = args[++i];
+            else
+                return false;
+            if (value.Length == 0 || value[0] is '-' or '@')
+                return false;
+            if (name == "--listen")
+            {
+                listens.Add(value);
+                continue;
+            }
+            bool read = name switch
+            {
+                "-c" or "--connections-max" => SetOnce(ref connectionsMax, value),
+                "--exit-idle-time" => SetOnce(ref exitIdle, value),
+                "--drain-time" => SetOnce(ref drain, value),
+                "--connect-timeout" => SetOnce(ref connectTimeout, value),
+                "--copy" => SetOnce(ref copy, value),
+                _ => false,
+            };
+            if (!read) // unknown, or given twice
+                return false;
+        }
+        if (target is null)
+            return false;
+        int connections = ProxyOptions.DefaultConnectionsMax;
+        if (connectionsMax is not null && !UnixCommand.TryParseBounded(connectionsMax, 1, int.MaxValue, out connections))
+            return false;
+        try
+        {
+            foreach (var address in listens)
+                Listeners.Endpoint(address);
+            options = ToOptions(BackendTarget.Parse(target), connections, exitIdle, drain, connectTimeout, copy);
+        }
+        catch (FormatException)
+        {
+            return false;
+        }
+        listen = listens;
+        return true;
+    }
+
+    /// <summary>Stores a single-valued option's value; false when it was given already.</summary>
+    private static bool SetOnce(ref string? slot, string value)
+    {
+        if (slot is not null)
+            return false;
+        slot = value;
+        return true;
+    }
+
+    private static CopyMode ParseCopyMode(string text) => text.ToLowerInvariant() switch
     {
         "splice" when !OperatingSystem.IsLinux() => throw new FormatException("splice needs Linux; give buffer"),
         "splice" => CopyMode.Splice,
@@ -81,21 +185,29 @@ public static class ProxyCommand
     /// <summary>The loop's timers count nanoseconds in a long (292 years): a span beyond this is "never".</summary>
     private static readonly TimeSpan MaxTimer = TimeSpan.FromDays(100 * 365.25);
 
-    /// <summary>An option holding a systemd.time(7) span. "infinity" is <see cref="TimeSpan.MaxValue"/>, not null:
-    /// System.CommandLine cannot convert a custom parser's null (InvalidCastException). Not a DefaultValueFactory:
-    /// help would show the default as 00:00:10 instead of the 10s the description gives.</summary>
-    private static Option<TimeSpan> SpanOption(string name, string description) =>
-        new Option<TimeSpan>(name) { Description = description }.ParsedWith(text => TimeSpans.Parse(text) ?? TimeSpan.MaxValue);
+    /// <summary>An option holding a systemd.time(7) span. Not a DefaultValueFactory: help would show the default
+    /// instead of the 10s the description gives.</summary>
+    private static Option<string> SpanOption(string name, string description) =>
+        new Option<string>(name) { Description = description }.CheckedWith(text => TimeSpans.Parse(text));
 
-    /// <summary>The span given, null ("never") for one too long for a loop timer, <paramref name="fallback"/> when
-    /// the option is absent.</summary>
-    private static TimeSpan? Span(ParseResult result, Option<TimeSpan> option, TimeSpan? fallback)
+    /// <summary>The span given, null ("never") for infinity or one too long for a loop timer,
+    /// <paramref name="fallback"/> when the option is absent.</summary>
+    private static TimeSpan? Span(string? text, TimeSpan? fallback) =>
+        text is null ? fallback
+            : TimeSpans.Parse(text) is { } span && span <= MaxTimer ? span
+            : null;
+
+    private static string Describe(SocketActivation.ListenSocket[] sockets)
     {
-        if (result.GetResult(option) is null)
-            return fallback;
-        var span = result.GetValue(option);
-        return span > MaxTimer ? null : span;
+        var text = new System.Text.StringBuilder();
+        foreach (var socket in sockets)
+            text.Append(text.Length == 0 ? "" : ", ").Append("fd ").Append(socket.Descriptor).Append(" (").Append(socket.Name).Append(')');
+        return text.ToString();
     }
+
+    /// <summary><see cref="Run(ProxyOptions, IReadOnlyList{string}, ILogger)"/> logging on stderr at SYSTEMD_LOG_LEVEL.</summary>
+    internal static int Run(ProxyOptions options, IReadOnlyList<string> listenAddresses) =>
+        Run(options, listenAddresses, new StderrLogger(ProgramName, StderrLogger.LevelFromEnvironment()));
 
     /// <summary>Takes the listening sockets (activation or <paramref name="listenAddresses"/>), runs the proxy until it
     /// exits, and returns the exit code: 0 after idle exit or a drained stop, 1 when it cannot start.</summary>
@@ -121,9 +233,13 @@ public static class ProxyCommand
             }
             if (listenAddresses.Count == 0)
             {
+                // Loops, not LINQ: Select over the ListenSocket struct is JIT-compiled at start (an instantiation
+                // ReadyToRun cannot precompile), and the debug line is only built when it is written.
                 var passed = SocketActivation.TakeListenSockets();
-                listeners.AddRange(passed.Select(s => s.Descriptor));
-                logger.LogDebug("Received {Sockets} by socket activation.", string.Join(", ", passed.Select(s => $"fd {s.Descriptor} ({s.Name})")));
+                foreach (var socket in passed)
+                    listeners.Add(socket.Descriptor);
+                if (logger.IsEnabled(LogLevel.Debug))
+                    logger.LogDebug("Received {Sockets} by socket activation.", Describe(passed));
             }
         }
         catch (Exception e) when (e is SocketActivationException or CommandFailure or FormatException)
@@ -139,6 +255,8 @@ public static class ProxyCommand
         service.Ready(server.RelayingStatus);
         using var term = loop.AddSignal(PosixSignal.SIGTERM, (_, _) => server.Stop());
         using var interrupt = loop.AddSignal(PosixSignal.SIGINT, (_, _) => server.Stop());
+        // Meters the program deferred (MeterPublication) are made once the first connection has long been relayed.
+        using var meters = loop.AddTimer(TimeSpan.FromSeconds(1), _ => MeterPublication.PublishDeferred(), description: "deferred meters");
         int code = loop.Run();
         server.Log.Totals(server.Counters);
         return code;

@@ -6,7 +6,8 @@ namespace IoMux.SocketProxy;
 /// <summary>The <c>IoMux.Proxy</c> meter: connections, bytes each way, backend connect failures and accept pauses of
 /// every <see cref="ProxyServer"/> in the process (<c>dotnet-counters monitor --counters IoMux.Proxy</c>). Observable
 /// instruments over the counters the proxy keeps anyway (<see cref="ProxyCounters"/>): nothing is recorded per event,
-/// so the meter costs nothing while nobody listens.</summary>
+/// so the meter costs nothing while nobody listens. Made with the first proxy of the process, or later when the
+/// process defers it (<see cref="MeterPublication"/>: iomux-socket-proxyd does, past its first byte).</summary>
 public static class ProxyMetrics
 {
     /// <summary>The meter's name.</summary>
@@ -14,31 +15,32 @@ public static class ProxyMetrics
 
     private const int Accepted = 0, Closed = 1, ToBackend = 2, ToClients = 3, ConnectFailures = 4, AcceptPauses = 5;
 
-    internal static readonly MeteredInstances<ProxyServer> Proxies = new(
+    internal static readonly MeteredInstances<ProxyServer> Proxies = new(Publish,
         proxy => proxy.Counters.Accepted, proxy => proxy.Counters.Closed, proxy => proxy.Counters.BytesToBackend,
         proxy => proxy.Counters.BytesToClients, proxy => proxy.Counters.BackendFailures, proxy => proxy.AcceptPauses);
 
     private static readonly KeyValuePair<string, object?> ToBackendTag = new("direction", "to_backend");
     private static readonly KeyValuePair<string, object?> ToClientsTag = new("direction", "to_clients");
 
-    private static readonly Meter Meter = new(MeterName);
-
-    static ProxyMetrics()
+    /// <summary>Makes the meter and its instruments (once: <see cref="MeteredInstances{T}"/> asks with its first
+    /// instance). The runtime holds a meter until it is disposed; this one lives as long as the process.</summary>
+    private static void Publish()
     {
-        Meter.CreateObservableCounter("iomux.proxy.connections", () => Proxies.Sum(Accepted), "{connection}",
+        var meter = new Meter(MeterName);
+        meter.CreateObservableCounter("iomux.proxy.connections", () => Proxies.Sum(Accepted), "{connection}",
             "Connections accepted.");
         // Accepted minus closed, both read from counters: no gauge to keep in step on the connection path.
-        Meter.CreateObservableUpDownCounter("iomux.proxy.connections.active",
+        meter.CreateObservableUpDownCounter("iomux.proxy.connections.active",
             () => Proxies.Sum(Accepted, includeRetired: false) - Proxies.Sum(Closed, includeRetired: false), "{connection}",
             "Connections open now.");
-        Meter.CreateObservableCounter("iomux.proxy.bytes", () => new[]
+        meter.CreateObservableCounter("iomux.proxy.bytes", () => new[]
         {
             new Measurement<long>(Proxies.Sum(ToBackend), ToBackendTag),
             new Measurement<long>(Proxies.Sum(ToClients), ToClientsTag),
         }, "By", "Bytes relayed, by direction (to_backend: from clients; to_clients: from the backend).");
-        Meter.CreateObservableCounter("iomux.proxy.connect.failures", () => Proxies.Sum(ConnectFailures), "{connection}",
+        meter.CreateObservableCounter("iomux.proxy.connect.failures", () => Proxies.Sum(ConnectFailures), "{connection}",
             "Backend connects that failed (refused, unreachable, timed out, unresolvable).");
-        Meter.CreateObservableCounter("iomux.proxy.accept.pauses", () => Proxies.Sum(AcceptPauses), "{pause}",
+        meter.CreateObservableCounter("iomux.proxy.accept.pauses", () => Proxies.Sum(AcceptPauses), "{pause}",
             "Times accepting stopped for want of descriptors (the clients wait in the listen backlog).");
     }
 }

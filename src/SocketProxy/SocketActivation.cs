@@ -23,12 +23,15 @@ public static class SocketActivation
     /// <summary>Reads and removes the variables; checks each descriptor is a listening stream socket and makes it
     /// non-blocking and close-on-exec.</summary>
     /// <exception cref="SocketActivationException">Nothing was passed to this process, or a descriptor is unusable.</exception>
-    public static IReadOnlyList<ListenSocket> TakeListenSockets()
+    /// <remarks>An array and plain loops on this path: a List or LINQ over the <see cref="ListenSocket"/> struct, and
+    /// a collection expression's inline array, are generic instantiations ReadyToRun cannot precompile, JIT-compiled
+    /// while the first client waits (docs/BENCHMARKS.md, start-up after socket activation).</remarks>
+    public static ListenSocket[] TakeListenSockets()
     {
         string? pidText = Environment.GetEnvironmentVariable("LISTEN_PID");
         string? countText = Environment.GetEnvironmentVariable("LISTEN_FDS");
         string? namesText = Environment.GetEnvironmentVariable("LISTEN_FDNAMES");
-        foreach (var name in (ReadOnlySpan<string>)["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"])
+        foreach (var name in Variables)
         {
             Environment.SetEnvironmentVariable(name, null);
             Sockets.unsetenv(name);
@@ -36,12 +39,14 @@ public static class SocketActivation
         return Parse(pidText, countText, namesText, Sockets.getpid());
     }
 
-    internal static IReadOnlyList<ListenSocket> Parse(string? pidText, string? countText, string? namesText, int ownPid) =>
+    private static readonly string[] Variables = ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"];
+
+    internal static ListenSocket[] Parse(string? pidText, string? countText, string? namesText, int ownPid) =>
         Parse(pidText, countText, namesText, ownPid, PrepareListeningStream);
 
     /// <summary>The parse with the per-descriptor step as a seam: the fuzz targets and their corpus replay must not
     /// probe or change the descriptors of the process they run in (a test host's fd 3 can be another test's socket).</summary>
-    internal static IReadOnlyList<ListenSocket> Parse(string? pidText, string? countText, string? namesText, int ownPid, Action<int> prepareDescriptor)
+    internal static ListenSocket[] Parse(string? pidText, string? countText, string? namesText, int ownPid, Action<int> prepareDescriptor)
     {
         if (pidText is null || countText is null)
             throw new SocketActivationException(
@@ -55,15 +60,14 @@ public static class SocketActivation
         if (count > int.MaxValue - FirstDescriptor)
             throw new SocketActivationException($"LISTEN_FDS={countText}: more descriptors than a process can have.");
         var names = namesText?.Split(':') ?? [];
-        // Not sized by the count: the count is the environment's word, and LISTEN_FDS=2000000000 made this list
-        // ask for 32 GB before the first descriptor was checked (OutOfMemoryException; found by fuzzing).
-        var sockets = new List<ListenSocket>(Math.Min(count, 64));
+        // Every descriptor is checked before the array is made: the count is the environment's word, and
+        // LISTEN_FDS=2000000000 made a list sized by it ask for 32 GB before the first descriptor was checked
+        // (OutOfMemoryException; found by fuzzing). Once all are checked, they are open descriptors.
         for (int i = 0; i < count; i++)
-        {
-            int fd = FirstDescriptor + i;
-            prepareDescriptor(fd);
-            sockets.Add(new ListenSocket(fd, i < names.Length && names[i].Length > 0 ? names[i] : "unknown"));
-        }
+            prepareDescriptor(FirstDescriptor + i);
+        var sockets = new ListenSocket[count];
+        for (int i = 0; i < count; i++)
+            sockets[i] = new ListenSocket(FirstDescriptor + i, i < names.Length && names[i].Length > 0 ? names[i] : "unknown");
         return sockets;
     }
 

@@ -6,12 +6,15 @@ namespace IoMux.SocketProxy;
 /// each line carries its syslog priority as a <c>&lt;N&gt;</c> prefix, otherwise the program's name. The level
 /// comes from SYSTEMD_LOG_LEVEL (debug, info, notice, warning, err...), as for systemd-socket-proxyd.
 /// Hand-written rather than Microsoft.Extensions.Logging.Console: that one starts a queue thread and costs
-/// start-up time, which socket activation makes the first client wait for.</summary>
+/// start-up time, which socket activation makes the first client wait for. For the same reason stderr is written
+/// with write(2), one call a line in UTF-8 (what the journal reads), not through System.Console, whose loading
+/// and set-up cost milliseconds before the first line.</summary>
 public sealed class StderrLogger : ILogger
 {
     private readonly string _program;
     private readonly bool _journal;
-    private readonly TextWriter _output;
+    private readonly TextWriter? _output; // null: file descriptor 2
+    private static readonly object StderrLock = new();
     private long _dropped; // lines lost to an unwritable stderr
 
     /// <summary>A logger for <paramref name="program"/> at <paramref name="minimum"/> writing to <paramref name="output"/> (stderr by default).</summary>
@@ -19,7 +22,7 @@ public sealed class StderrLogger : ILogger
     {
         _program = program;
         Minimum = minimum;
-        _output = output ?? Console.Error;
+        _output = output;
         _journal = output is null && Environment.GetEnvironmentVariable("JOURNAL_STREAM") is not null;
     }
 
@@ -53,6 +56,14 @@ public sealed class StderrLogger : ILogger
         if (exception is not null)
             message += $" ({exception.GetType().Name}: {exception.Message})";
         string line = _journal ? $"<{SyslogPriority(logLevel)}>{message}" : $"{_program}: {message}";
+        if (_output is null)
+        {
+            // A line that cannot be written (stderr closed, EPIPE) is lost, not fatal.
+            lock (StderrLock)
+                if (!WriteStderr(line + "\n"))
+                    Interlocked.Increment(ref _dropped);
+            return;
+        }
         lock (_output)
         {
             try
@@ -61,12 +72,36 @@ public sealed class StderrLogger : ILogger
             }
             catch (Exception e) when (e is IOException or System.ComponentModel.Win32Exception)
             {
-                // A line that cannot be written is lost, not fatal: the first write initialises the console, which
-                // takes descriptors (a dup of fd 2, a pipe for the runtime's signal thread), and a server held at
-                // its descriptor limit must keep serving (docs/reliability/descriptor-limit.md).
+                // A line that cannot be written is lost, not fatal: a server held at its descriptor limit must keep
+                // serving (docs/reliability/descriptor-limit.md).
                 Interlocked.Increment(ref _dropped);
             }
         }
+    }
+
+    /// <summary>Writes <paramref name="text"/> to fd 2, all of it (a line is one write unless the pipe takes part);
+    /// waits while a non-blocking stderr is full, as System.Console does.</summary>
+    private static unsafe bool WriteStderr(string text)
+    {
+        byte[] bytes = System.Text.Encoding.UTF8.GetBytes(text);
+        fixed (byte* start = bytes)
+        {
+            for (int done = 0; done < bytes.Length;)
+            {
+                nint written = IoMux.Interop.LibC.write(2, start + done, (nuint)(bytes.Length - done));
+                if (written >= 0)
+                {
+                    done += (int)written;
+                    continue;
+                }
+                int errno = System.Runtime.InteropServices.Marshal.GetLastPInvokeError();
+                if (errno == Errno.EAGAIN)
+                    Thread.Sleep(1);
+                else if (errno != Errno.EINTR)
+                    return false;
+            }
+        }
+        return true;
     }
 
 

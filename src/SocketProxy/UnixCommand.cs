@@ -51,12 +51,8 @@ internal static class UnixCommand
     /// <summary>Parses <paramref name="args"/> and runs the command: a parse error is one line on
     /// <paramref name="error"/> (stderr by default) and <see cref="UsageError"/>; an exception is one line (with the stack trace after
     /// it under --verbose) and its exit code.</summary>
-    public static int Run(Command root, IReadOnlyList<string> args, TextWriter? error = null)
-    {
-        // Through the stderr logger: under the journal the line carries its priority (<3>), as the proxy's other
-        // errors and systemd's own tools' do, so that `journalctl -p err` finds it.
-        var log = new StderrLogger(root.Name, LogLevel.Error, error);
-        try
+    public static int Run(Command root, IReadOnlyList<string> args, TextWriter? error = null) =>
+        Guard(root.Name, args, log =>
         {
             var result = root.Parse(args);
             if (result.Action is ParseErrorAction)
@@ -67,6 +63,19 @@ internal static class UnixCommand
                 return UsageError;
             }
             return result.Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false, Error = error ?? Console.Error });
+        }, error);
+
+    /// <summary>Runs <paramref name="body"/> (given the error logger) and returns its exit code; an exception is
+    /// one line on <paramref name="error"/> (stderr by default), with the stack trace after it under --verbose,
+    /// and the exit code <see cref="Describe"/> gives it.</summary>
+    public static int Guard(string programName, IReadOnlyList<string> args, Func<StderrLogger, int> body, TextWriter? error = null)
+    {
+        // Through the stderr logger: under the journal the line carries its priority (<3>), as the proxy's other
+        // errors and systemd's own tools' do, so that `journalctl -p err` finds it.
+        var log = new StderrLogger(programName, LogLevel.Error, error);
+        try
+        {
+            return body(log);
         }
         catch (Exception e)
         {
@@ -76,6 +85,15 @@ internal static class UnixCommand
                 (error ?? Console.Error).WriteLine(e);
             return code;
         }
+    }
+
+    /// <summary>True when <paramref name="text"/> is an integer in [<paramref name="minimum"/>,
+    /// <paramref name="maximum"/>], as <see cref="BoundedInt"/> takes it.</summary>
+    public static bool TryParseBounded(string text, int minimum, int maximum, out int value)
+    {
+        bool ok = long.TryParse(text, IntegerStyle, CultureInfo.InvariantCulture, out long parsed) && parsed >= minimum && parsed <= maximum;
+        value = ok ? (int)parsed : 0;
+        return ok;
     }
 
     /// <summary>The cause an errno names, as the one-line messages end: "address in use (EADDRINUSE)".</summary>
@@ -94,21 +112,44 @@ internal static class UnixCommand
     }
 
     /// <summary>An int option that refuses values outside [<paramref name="minimum"/>, <paramref name="maximum"/>]
-    /// while parsing, naming the option, the value and the range: "--port 99999: not a port (1-65535)".</summary>
-    public static Option<int> BoundedInt(string name, string alias, string what, int minimum, int maximum, int defaultValue)
+    /// while parsing, naming the option, the value and the range: "--port 99999: not a port (1-65535)". The option
+    /// holds the text (see <see cref="CheckedWith"/> for why); <see cref="GetInt"/> reads the number.</summary>
+    public static Option<string> BoundedInt(string name, string alias, string what, int minimum, int maximum, int defaultValue)
     {
-        var option = alias.Length == 0 ? new Option<int>(name) : new Option<int>(name, alias);
-        option.DefaultValueFactory = _ => defaultValue;
+        var option = alias.Length == 0 ? new Option<string>(name) : new Option<string>(name, alias);
+        option.DefaultValueFactory = _ => defaultValue.ToString(CultureInfo.InvariantCulture);
         option.CustomParser = result =>
         {
             string text = result.Tokens.Count > 0 ? result.Tokens[^1].Value : "";
-            if (long.TryParse(text, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out long value)
-                && value >= minimum && value <= maximum)
-                return (int)value;
+            if (TryParseBounded(text, minimum, maximum, out _))
+                return text;
             string range = maximum == int.MaxValue ? $"at least {minimum}" : $"{minimum}-{maximum}";
             result.AddError($"{name} {text}: not {what} ({range})");
-            return defaultValue;
+            return null;
         };
+        return option;
+    }
+
+    /// <summary>The number a <see cref="BoundedInt"/> option holds (its default when absent).</summary>
+    public static int GetInt(ParseResult result, Option<string> option) =>
+        int.Parse(result.GetValue(option)!, IntegerStyle, CultureInfo.InvariantCulture);
+
+    private const NumberStyles IntegerStyle = NumberStyles.AllowLeadingSign;
+
+    /// <summary>Sets <paramref name="option"/>, which keeps its value as text, to be checked while parsing by
+    /// <paramref name="check"/>, whose <see cref="FormatException"/> becomes the parse error "NAME: message"; the
+    /// action converts the text with the same parser. Why not an <c>Option&lt;T&gt;</c>: one over a value type (int,
+    /// TimeSpan, an enum) is JIT-compiled at start, because ReadyToRun cannot precompile a generic instantiation
+    /// over types from another version bubble (System.CommandLine's Option&lt;T&gt; over CoreLib's int), and under
+    /// socket activation start-up is time the first client waits for (docs/BENCHMARKS.md). Reference-type options
+    /// share the precompiled canonical code.</summary>
+    public static Option<string> CheckedWith(this Option<string> option, Action<string> check)
+    {
+        option.CustomParser = result => Parse(result, $"{option.Name}: ", text =>
+        {
+            check(text);
+            return text;
+        });
         return option;
     }
 

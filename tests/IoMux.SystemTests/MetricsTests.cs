@@ -50,7 +50,7 @@ public sealed class MetricsTests
     public void TheLoopMeterCountsIterationsDispatchesWaitTimeSourcesAndLoops()
     {
         // The meter comes into being with the first loop of the process; this test may be the first to make one.
-        System.Runtime.CompilerServices.RuntimeHelpers.RunClassConstructor(typeof(LoopMetrics).TypeHandle);
+        new EventLoop(PollerFactory.Create()).Dispose();
         using var probe = new MeterProbe(LoopMetrics.MeterName);
         var before = probe.Collect();
         var loop = new EventLoop(PollerFactory.Create());
@@ -87,6 +87,53 @@ public sealed class MetricsTests
         Assert.That(disposed["iomux.loop.io_sources"], Is.EqualTo(before["iomux.loop.io_sources"]));
         // A disposed loop's totals stay in the counters (a counter never goes down).
         Assert.That(disposed["iomux.loop.iterations"] - before["iomux.loop.iterations"], Is.GreaterThanOrEqualTo(13));
+    }
+
+    /// <summary>iomux-socket-proxyd makes its meters a second in (MeterPublication): a listener started before a
+    /// meter exists (dotnet-counters attached at once, OpenTelemetry set up first) is told of it when it is made.</summary>
+    [Test]
+    public void ADeferredMeterIsPublishedLaterToAListenerStartedBeforeIt()
+    {
+        string name = $"IoMux.Tests.Deferred.{Guid.NewGuid():N}";
+        var published = new List<string>();
+        long observed = -1;
+        using var listener = new MeterListener();
+        listener.InstrumentPublished = (instrument, l) =>
+        {
+            if (instrument.Meter.Name != name)
+                return;
+            published.Add(instrument.Name);
+            l.EnableMeasurementEvents(instrument);
+        };
+        listener.SetMeasurementEventCallback<long>((_, value, _, _) => observed = value);
+        listener.Start();
+        Meter? meter = null;
+        MeterPublication.Defer();
+        try
+        {
+            MeterPublication.Request(() =>
+            {
+                meter = new Meter(name);
+                meter.CreateObservableCounter("deferred", () => 42L);
+            });
+            Assert.That(meter, Is.Null, "made while deferred");
+        }
+        finally
+        {
+            MeterPublication.PublishDeferred();
+        }
+        try
+        {
+            Assert.That(published, Is.EqualTo(new[] { "deferred" }));
+            listener.RecordObservableInstruments();
+            Assert.That(observed, Is.EqualTo(42));
+            MeterPublication.Request(() => published.Add("not deferred"));
+            Assert.That(published, Has.Member("not deferred"), "still deferring after PublishDeferred");
+        }
+        finally
+        {
+            meter?.Dispose();
+        }
     }
 
     [Test, CancelAfter(20_000)]

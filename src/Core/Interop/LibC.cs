@@ -85,11 +85,12 @@ internal static unsafe partial class LibC
 /// <summary>OS facts that <see cref="OperatingSystem"/> does not answer.</summary>
 internal static class Platform
 {
-    /// <summary>illumos and Solaris (the .NET community ports report "SunOS" or "illumos").</summary>
-    public static readonly bool IsIllumos =
+    /// <summary>illumos and Solaris (the .NET community ports report "SunOS" or "illumos"). Linux answers first:
+    /// OSDescription reads /etc/os-release there, a cost at every start (a socket-activated proxy's client waits).</summary>
+    public static readonly bool IsIllumos = !OperatingSystem.IsLinux() && (
         RuntimeInformation.OSDescription.Contains("SunOS", StringComparison.OrdinalIgnoreCase)
         || RuntimeInformation.OSDescription.Contains("illumos", StringComparison.OrdinalIgnoreCase)
-        || IsPlatformNamed("ILLUMOS") || IsPlatformNamed("SOLARIS");
+        || IsPlatformNamed("ILLUMOS") || IsPlatformNamed("SOLARIS"));
 
     // Read through a variable: the analyzer only knows the platform names Microsoft ships.
     private static bool IsPlatformNamed(string name) => OperatingSystem.IsOSPlatform(name);

@@ -176,6 +176,22 @@ public sealed unsafe class EpollBackend : IPollerBackend, IKernelWait, IOwnedReg
     }
 
     /// <inheritdoc />
+    /// <remarks>close() removes the descriptor from every epoll set once no other descriptor refers to its open file
+    /// description (epoll(7), "Questions and answers", Q6), so the entry leaves the table and epoll_ctl is not
+    /// called. Should a dup exist after all, its events carry a dropped generation: the wait path sweeps such a
+    /// registration away by rebuilding the kernel set (F11b), which _mayHoldStale allows.</remarks>
+    public void Forget(int fd)
+    {
+        lock (_core.Gate)
+        {
+            _core.ThrowIfDisposed(this);
+            var entry = _core.Table.Get(fd);
+            _core.Table.Remove(entry);
+            _mayHoldStale = true;
+        }
+    }
+
+    /// <inheritdoc />
     public void Rearm(int fd, Interest directions)
     {
         // Native edge mode re-arms itself when new readiness arrives.

@@ -69,6 +69,44 @@ internal static class MisuseScenarios
                 foreach (var e in WaitOnce(p, TimeSpan.Zero))
                     Check(e.Token != 1, "an event carried the old token");
             }),
+        new("F11", "DisposeBeforeClose, close, the number reused by another file that is then registered",
+            "nothing is reported under the old token (epoll left the removal to the close); the new registration works; nothing stays registered", c =>
+            {
+                var p = c.NewPoller();
+                var (a, b) = c.UnixPair();
+                Write(b, 1);
+                var old = p.Register(a, 1, Interest.Readable);
+                Expect(p, 1, Readable, None, "before");
+                old.DisposeBeforeClose();
+                Check(!old.IsActive && p.RegistrationCount == 0, "deregistered");
+                var (x, y) = c.UnixPair();
+                Check(LibC.dup2(x, a) == a, "dup2 onto the closed number (closes the old file)");
+                c.Close(x);
+                ExpectQuiet(p, "after the close");
+                var fresh = p.Register(a, 2, Interest.Readable);
+                Write(y, 1);
+                var events = WaitOnce(p, MustArrive);
+                Check(events.All(e => e.Token != 1), "an event carried the old registration's token");
+                Check(events.Any(e => e.Token == 2), "the new registration was not reported");
+                fresh.DisposeBeforeClose();
+                old.DisposeBeforeClose(); // idempotent
+            }),
+        new("F11b", "DisposeBeforeClose broken: a dup keeps the file open after the close, and its peer writes",
+            "no event reaches the caller and the waits sleep (epoll still holds the dup's file description: the backend drops its events and rebuilds its set); other registrations keep working", c =>
+            {
+                var p = c.NewPoller();
+                var (a, b) = c.UnixPair();
+                var (x, y) = c.UnixPair();
+                var reg = p.Register(a, 1, Interest.Readable);
+                p.Register(x, 2, Interest.Readable);
+                c.Track(LibC.dup(a));
+                reg.DisposeBeforeClose();
+                c.Close(a);
+                Write(b, 1);
+                ExpectQuiet(p, "the dup's file after DisposeBeforeClose");
+                Write(y, 1);
+                Expect(p, 2, Readable, None, "another registration");
+            }),
         new("F7", "raw fd closed while registered, never deregistered",
             "nothing more is reported for it, no wait throws (select: EBADF for the whole set, handled as poll's POLLNVAL) and the waits sleep; other registrations keep working; deregistering later does not throw", c =>
             {

@@ -137,13 +137,15 @@ public sealed class Poller : IDisposable
         }
     }
 
-    internal void Deregister(Registration registration)
+    internal void Deregister(Registration registration, bool closing)
     {
         lock (_gate)
         {
             if (!registration.IsActive)
                 return;
-            if (_state < Disposed)
+            if (_state < Disposed && closing)
+                _backend.Forget(registration.Descriptor);
+            else if (_state < Disposed)
                 _backend.Delete(registration.Descriptor); // before the handle can release the number
             Retire(registration);
         }

@@ -310,7 +310,14 @@ public sealed unsafe class Registration : IDisposable
     }
 
     /// <summary>Deregisters (before releasing a held handle). Idempotent.</summary>
-    public void Dispose() => _poller.Deregister(this);
+    public void Dispose() => _poller.Deregister(this, closing: false);
+
+    /// <summary>Deregisters a descriptor that the caller closes right after (or whose handle it disposes), which no
+    /// other descriptor refers to (no dup, no child process holding it). epoll then leaves the removal to the close
+    /// and saves its epoll_ctl; the other backends deregister as <see cref="Dispose"/> does. Broken, the promise
+    /// costs no correctness: a registration kept alive by a dup is dropped on the wait path like any stale one
+    /// (docs/SEMANTICS.md, F11b). Idempotent.</summary>
+    public void DisposeBeforeClose() => _poller.Deregister(this, closing: true);
 
     internal void Retire()
     {

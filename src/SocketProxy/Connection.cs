@@ -42,12 +42,13 @@ internal sealed class Connection
     public long BytesToBackend => _toBackend?.BytesRelayed ?? 0;
     public long BytesToClient => _toClient?.BytesRelayed ?? 0;
 
-    /// <summary>Starts the backend connection; name resolution (when the target is a name) runs off the loop.</summary>
+    /// <summary>Starts the backend connection, right after the accept; name resolution (when the target is a name)
+    /// runs off the loop.</summary>
     public void Begin(BackendTarget target)
     {
         if (target.FixedEndpoint is { } endpoint)
         {
-            Connect(endpoint);
+            Connect(endpoint, budgetChecked: true); // the accept asked the budget for the whole connection just now
             return;
         }
         target.ResolveAllAsync().ContinueWith(task => _loop.Post(() =>
@@ -68,11 +69,11 @@ internal sealed class Connection
     private IReadOnlyList<EndPoint>? _candidates;
     private int _nextCandidate = 1;
 
-    private unsafe void Connect(EndPoint endpoint)
+    private unsafe void Connect(EndPoint endpoint, bool budgetChecked = false)
     {
         _phase = Phase.Connecting;
         _endpoint = endpoint;
-        if (!_server.MayOpen(1))
+        if (!budgetChecked && !_server.MayOpen(1))
         {
             RetryWhenDescriptorsFree(endpoint, Errno.EMFILE); // the runtime's reserve first (DescriptorBudget)
             return;
@@ -154,7 +155,7 @@ internal sealed class Connection
         _toBackend?.Dispose();
         _toClient?.Dispose();
         _toBackend = _toClient = null;
-        _backendSource?.Dispose();
+        _backendSource?.DisposeBeforeClose();
         _backendSource = null;
         LibC.CloseQuietly(_backend);
         _backend = -1;
@@ -291,8 +292,9 @@ internal sealed class Connection
             return;
         _phase = Phase.Closed;
         _connectTimer?.Dispose();
-        _clientSource?.Dispose();
-        _backendSource?.Dispose();
+        // Both sockets are closed below and were never duplicated: epoll drops them from its set with the close.
+        _clientSource?.DisposeBeforeClose();
+        _backendSource?.DisposeBeforeClose();
         if (abortive)
         {
             Sockets.SetAbortiveClose(_client);

@@ -99,7 +99,7 @@ internal sealed class Direction(int source, int destination, RelayBuffer buffer,
     }
 
     /// <summary>Passes a finished direction's end of stream on: shutdown(SHUT_WR) of the destination, once. Not
-    /// called when both directions have finished: closing the sockets then sends the same FIN.</summary>
+    /// needed when both directions have finished: closing the sockets then sends the same FIN.</summary>
     public void PassEndOfStream()
     {
         if (!Finished || _endOfStreamPassed)

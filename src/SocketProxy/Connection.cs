@@ -17,7 +17,8 @@ internal sealed class Connection
     private int _backend = -1;
     private Phase _phase = Phase.Resolving;
     private IoSource? _clientSource, _backendSource;
-    private TimerSource? _connectTimer;
+    // A slim timer (a record in the loop's timer table, no object): one is armed per connection while it connects.
+    private SlimTimer _connectTimer;
     private Direction? _toBackend, _toClient;
     private int _descriptorRetries;
 
@@ -118,8 +119,8 @@ internal sealed class Connection
         {
             // EINTR leaves the connect running, as EINPROGRESS does. (EAGAIN, a Unix socket whose listener's
             // backlog is full, starts nothing: it fails the connect below, as in systemd-socket-proxyd.)
-            _connectTimer = _loop.AddTimer(_server.Options.ConnectTimeout, _ => FailConnect(Errno.ETIMEDOUT, null),
-                accuracy: TimeSpan.FromMilliseconds(100), description: $"connect timeout of connection {Id}");
+            _connectTimer = _loop.AddSlimTimer(_server.Options.ConnectTimeout, _ => FailConnect(Errno.ETIMEDOUT, null),
+                accuracy: TimeSpan.FromMilliseconds(100));
         }
         else
         {
@@ -129,8 +130,8 @@ internal sealed class Connection
 
     private void OnConnected(EndPoint endpoint)
     {
-        _connectTimer?.Dispose();
-        _connectTimer = null;
+        _connectTimer.Dispose();
+        _connectTimer = default;
         try
         {
             // Pipes for splice come later, only for a direction that turns out to carry a bulk stream (RelayBuffer).
@@ -147,7 +148,10 @@ internal sealed class Connection
         }
         _phase = Phase.Relaying;
         _server.OnRelayStarted();
-        UpdateInterest();
+        // A client that speaks first (HTTP, TLS) has its request waiting by now: relaying it at once saves the
+        // loop an event and an iteration per connection (haproxy reads it even before it connects). A client
+        // that waits for the server costs one read that says EAGAIN.
+        Relay(_clientSource!, Readiness.Readable, _toBackend!, _toClient!);
     }
 
     private void ReleaseBackend()
@@ -175,11 +179,11 @@ internal sealed class Connection
             return;
         }
         _phase = Phase.Resolving;
-        _connectTimer = _loop.AddTimer(_server.Options.AcceptRetryDelay, _ =>
+        _connectTimer = _loop.AddSlimTimer(_server.Options.AcceptRetryDelay, _ =>
         {
-            _connectTimer = null;
+            _connectTimer = default;
             Connect(endpoint);
-        }, accuracy: TimeSpan.FromMilliseconds(10), description: $"descriptor retry of connection {Id}");
+        }, accuracy: TimeSpan.FromMilliseconds(10));
     }
 
     private void FailConnect(int errno, string? detail)
@@ -190,8 +194,8 @@ internal sealed class Connection
         // getaddrinfo's order, before the client is given up.
         if (_candidates is not null && _nextCandidate < _candidates.Count && _phase == Phase.Connecting)
         {
-            _connectTimer?.Dispose();
-            _connectTimer = null;
+            _connectTimer.Dispose();
+            _connectTimer = default;
             ReleaseBackend();
             Connect(_candidates[_nextCandidate++]);
             return;
@@ -291,7 +295,7 @@ internal sealed class Connection
         if (_phase == Phase.Closed)
             return;
         _phase = Phase.Closed;
-        _connectTimer?.Dispose();
+        _connectTimer.Dispose();
         // Both sockets are closed below and were never duplicated: epoll drops them from its set with the close.
         _clientSource?.DisposeBeforeClose();
         _backendSource?.DisposeBeforeClose();

@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using Microsoft.Extensions.Logging;
 
 namespace IoMux.SocketProxy;
@@ -9,7 +10,7 @@ namespace IoMux.SocketProxy;
 /// start-up time, which socket activation makes the first client wait for. For the same reason stderr is written
 /// with write(2), one call a line in UTF-8 (what the journal reads), not through System.Console, whose loading
 /// and set-up cost milliseconds before the first line.</summary>
-public sealed class StderrLogger : ILogger
+public sealed partial class StderrLogger : ILogger
 {
     private readonly string _program;
     private readonly bool _journal;
@@ -80,7 +81,8 @@ public sealed class StderrLogger : ILogger
     }
 
     /// <summary>Writes <paramref name="text"/> to fd 2, all of it (a line is one write unless the pipe takes part);
-    /// waits while a non-blocking stderr is full, as System.Console does.</summary>
+    /// waits in poll(2) while a non-blocking stderr is full, as System.Console does (ConsolePal.Unix.Write): no
+    /// wake-up until the reader has made room.</summary>
     private static unsafe bool WriteStderr(string text)
     {
         byte[] bytes = System.Text.Encoding.UTF8.GetBytes(text);
@@ -94,9 +96,13 @@ public sealed class StderrLogger : ILogger
                     done += (int)written;
                     continue;
                 }
-                int errno = System.Runtime.InteropServices.Marshal.GetLastPInvokeError();
+                int errno = Marshal.GetLastPInvokeError();
                 if (errno == Errno.EAGAIN)
-                    Thread.Sleep(1);
+                {
+                    // POLLOUT is 0x4 on every POSIX system (Linux asm-generic/poll.h, the BSDs' and illumos' sys/poll.h).
+                    var stderr = new PollFd { Descriptor = 2, Events = 0x4 };
+                    poll(&stderr, 1, -1);
+                }
                 else if (errno != Errno.EINTR)
                     return false;
             }
@@ -104,6 +110,17 @@ public sealed class StderrLogger : ILogger
         return true;
     }
 
+
+    [StructLayout(LayoutKind.Sequential)]
+    private struct PollFd
+    {
+        public int Descriptor;
+        public short Events;
+        public short ReturnedEvents;
+    }
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static unsafe partial int poll(PollFd* fds, nuint count, int timeoutMs);
 
     /// <summary>Lines that could not be written (stderr closed, or no descriptor free for the console).</summary>
     public long DroppedLines => Interlocked.Read(ref _dropped);

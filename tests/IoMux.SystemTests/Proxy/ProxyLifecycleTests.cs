@@ -122,4 +122,60 @@ public sealed class ProxyLifecycleTests
             return false;
         }
     }
+    /// <summary>stderr is a non-blocking pipe that is full (a stalled log reader): the proxy waits for room without
+    /// spinning (it writes fd 2 itself, and waits in poll(2) as System.Console did), loses no line, and carries on
+    /// once the reader drains.</summary>
+    [Test, CancelAfter(60_000)]
+    public unsafe void AFullNonBlockingStderrIsWaitedForWithoutSpinning()
+    {
+        TestProcesses.RequireTool("bash", "to hand the proxy a pipe as its stderr");
+        IoMux.Interop.LibC.CreateNonBlockingPipe(out int readEnd, out int writeEnd);
+        try
+        {
+            Assert.That(IoMux.Interop.LibC.fcntl(writeEnd, IoMux.Interop.LibC.F_SETFD, 0), Is.EqualTo(0), "the child must inherit the write end");
+            var filler = new byte[4096];
+            fixed (byte* bytes = filler)
+                while (IoMux.Interop.LibC.write(writeEnd, bytes, (nuint)filler.Length) > 0)
+                {
+                }
+            int port = ProxyProcess.FreePort();
+            using var proxy = Process.Start(new ProcessStartInfo("bash",
+                ["-c", $"exec \"$0\" --listen 127.0.0.1:{port} 127.0.0.1:9 2>&{writeEnd}", ProxyProcess.ProxyPath]))!;
+            try
+            {
+                Thread.Sleep(1500); // started, and blocked on its first log line
+                long before = TestProcesses.CpuTicks(proxy.Id);
+                Thread.Sleep(1000);
+                long used = TestProcesses.CpuTicks(proxy.Id) - before;
+                Assert.That(proxy.HasExited, Is.False, "the proxy gave up on a full stderr");
+                Assert.That(used, Is.LessThan(10), "the proxy spins while stderr is full (CPU ticks in one second)");
+
+                var log = new System.Text.StringBuilder();
+                var buffer = new byte[65536];
+                void Drain()
+                {
+                    fixed (byte* bytes = buffer)
+                        for (nint n; (n = IoMux.Interop.LibC.read(readEnd, bytes, (nuint)buffer.Length)) > 0;)
+                            log.Append(System.Text.Encoding.UTF8.GetString(buffer, 0, (int)n).Replace("x", ""));
+                }
+                Drain();
+                Thread.Sleep(500);
+                TestProcesses.Signal(proxy.Id, ProxyProcess.SIGTERM);
+                Assert.That(proxy.WaitForExit(10_000), Is.True, "the proxy did not stop after its stderr was drained");
+                Assert.That(proxy.ExitCode, Is.EqualTo(0));
+                Drain();
+                Assert.That(log.ToString(), Does.Contain("Relaying 1 listening socket(s)").And.Contain("Relayed 0 connection(s)"));
+            }
+            finally
+            {
+                if (!proxy.HasExited)
+                    proxy.Kill();
+            }
+        }
+        finally
+        {
+            IoMux.Interop.LibC.CloseQuietly(readEnd);
+            IoMux.Interop.LibC.CloseQuietly(writeEnd);
+        }
+    }
 }

@@ -154,13 +154,27 @@ public sealed unsafe class EpollBackend : IPollerBackend, IKernelWait, IOwnedReg
     }
 
     /// <inheritdoc />
-    public void Delete(int fd)
+    public void Delete(int fd) => Remove(fd, closing: false);
+
+    /// <inheritdoc />
+    /// <remarks>close() removes the descriptor from every epoll set once no other descriptor refers to its open file
+    /// description (epoll(7), "Questions and answers", Q6), so the entry leaves the table and epoll_ctl is not
+    /// called. Should a dup exist after all, its events carry a dropped generation: the wait path sweeps such a
+    /// registration away by rebuilding the kernel set (F11b), which _mayHoldStale allows.</remarks>
+    public void Forget(int fd) => Remove(fd, closing: true);
+
+    private void Remove(int fd, bool closing)
     {
         lock (_core.Gate)
         {
             _core.ThrowIfDisposed(this);
             var entry = _core.Table.Get(fd);
             _core.Table.Remove(entry);
+            if (closing)
+            {
+                _mayHoldStale = true;
+                return;
+            }
             // Deleting before close matters: epoll tracks file descriptions, so a dup of the descriptor
             // would keep the registration alive after close(). EBADF (already closed) and ENOENT (closed and
             // the number reused) mean the kernel has nothing of ours under this number any more: not an error, but
@@ -172,22 +186,6 @@ public sealed unsafe class EpollBackend : IPollerBackend, IKernelWait, IOwnedReg
                 _mayHoldStale = true;
             else if (errno != 0)
                 throw new PosixException("epoll_ctl(DEL)", errno, $"fd {fd}");
-        }
-    }
-
-    /// <inheritdoc />
-    /// <remarks>close() removes the descriptor from every epoll set once no other descriptor refers to its open file
-    /// description (epoll(7), "Questions and answers", Q6), so the entry leaves the table and epoll_ctl is not
-    /// called. Should a dup exist after all, its events carry a dropped generation: the wait path sweeps such a
-    /// registration away by rebuilding the kernel set (F11b), which _mayHoldStale allows.</remarks>
-    public void Forget(int fd)
-    {
-        lock (_core.Gate)
-        {
-            _core.ThrowIfDisposed(this);
-            var entry = _core.Table.Get(fd);
-            _core.Table.Remove(entry);
-            _mayHoldStale = true;
         }
     }
 

@@ -143,10 +143,13 @@ public sealed class Poller : IDisposable
         {
             if (!registration.IsActive)
                 return;
-            if (_state < Disposed && closing)
-                _backend.Forget(registration.Descriptor);
-            else if (_state < Disposed)
-                _backend.Delete(registration.Descriptor); // before the handle can release the number
+            if (_state < Disposed)
+            {
+                if (closing)
+                    _backend.Forget(registration.Descriptor); // the caller closes it next: the close may do the removal
+                else
+                    _backend.Delete(registration.Descriptor); // before the handle can release the number
+            }
             Retire(registration);
         }
     }

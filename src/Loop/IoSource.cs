@@ -24,6 +24,7 @@ public sealed class IoSource : EventSource, IValueTaskSource<Readiness>
     private CancellationToken _cancellation;
     private CancellationTokenRegistration _cancellationRegistration;
     private Action? _cancelOnLoop;
+    private bool _closingNext; // DisposeBeforeClose: the descriptor is closed right after the disposal
 
     internal IoSource(EventLoop loop, int fd, SafeHandle? handle, Interest interest, TriggerMode mode, Action<IoSource, Readiness>? callback, int priority, SourceState state, string? description)
         : base(loop, priority, state, description)
@@ -230,8 +231,6 @@ public sealed class IoSource : EventSource, IValueTaskSource<Readiness>
             _registration?.Dispose();
         _registration = null;
     }
-
-    private bool _closingNext;
 
     /// <summary>Removes the source from the loop, as <see cref="EventSource.Dispose"/> does, for a descriptor the caller
     /// closes right after and never duplicated: on epoll the close removes the kernel registration, one system call

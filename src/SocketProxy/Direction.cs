@@ -42,9 +42,6 @@ internal sealed class Direction(int source, int destination, RelayBuffer buffer,
     /// <summary>Bytes held in the buffer.</summary>
     public int Pending => _buffer.Pending;
 
-    /// <summary>True once the buffer was swapped for the bulk one (a splice pipe).</summary>
-    public bool IsBulk { get; private set; }
-
     /// <summary>Moves what can move without blocking. <paramref name="sourceReadable"/> says the poller reported the
     /// source readable (level-triggered, so a short fill needs no EAGAIN probe: more data is reported again).
     /// Returns 0, or the errno that ends the connection (a reset, EPIPE...).</summary>
@@ -117,7 +114,6 @@ internal sealed class Direction(int source, int destination, RelayBuffer buffer,
             return;
         _buffer.Dispose();
         _buffer = bulk;
-        IsBulk = true;
     }
 
     public void Dispose() => _buffer.Dispose();

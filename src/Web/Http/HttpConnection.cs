@@ -10,8 +10,11 @@ namespace IoMux.Web.Http;
 
 /// <summary>One HTTP/1.1 connection on a loop: read, parse, respond, keep alive. Level-triggered; it reads only
 /// while no response is waiting to be written (a client that does not read its responses stops being read),
-/// pipelined requests are answered in order, and one timer per connection enforces the header timeout
-/// (slowloris) and the keep-alive idle timeout by a deadline field the request path only assigns.</summary>
+/// pipelined requests are answered in order, and nothing is read for an answer after a response that closes the
+/// connection (RFC 9112 §9.6). One timer per connection enforces a deadline field the request path only assigns:
+/// the header timeout from the first byte of a connection or of a head (slowloris), the send timeout between two
+/// writes that make progress (a response in flight is never cut while it moves), the keep-alive idle timeout
+/// between requests, and the lingering close.</summary>
 /// <remarks>A response is a head in <c>_out</c> followed by at most one body part: a rented copy of bytes, a file
 /// range (sendfile), or a source that refills <c>_out</c> each time the previous piece is in the socket. So every
 /// body is written under back-pressure: nothing is produced while the socket is full, and at most one buffer of it
@@ -24,7 +27,8 @@ internal sealed unsafe class HttpConnection
     private readonly int _fd;
     private readonly IoSource _source;
     private readonly TimerSource _timer;
-    private readonly byte[] _in;
+    private readonly byte[] _headBuffer; // MaxHead bytes: heads (and pipelined requests) always fit
+    private byte[] _in; // _headBuffer, or a rented buffer while a request's content is larger
     private readonly byte[] _out = new byte[OutSize];
     private readonly HttpRequestHead _head = new();
     private int _inLength, _outLength, _outSent;
@@ -55,15 +59,26 @@ internal sealed unsafe class HttpConnection
     private static readonly TimeSpan LingerTime = TimeSpan.FromSeconds(1);
     private long _deadline;
 
+    // The head scanner. The parser starts from the first byte each time, so it runs only when a line that can
+    // change its answer has ended (the request line: early 400/414/505; the blank line ending the head), when a
+    // limit is reached, or when announced content is all in; never once per read, so a head trickled a byte a
+    // time costs O(n) scanning, not O(n²) parsing.
+    private int _scanned;     // bytes of _in already scanned for line ends
+    private int _lineStart;   // where the line being scanned starts
+    private bool _sawRequestLine;
+    private int _needed;      // a head whose content is still arriving: the bytes it needs buffered, else 0
+
     public HttpConnection(HttpWorker worker, int fd)
     {
         _worker = worker;
         _fd = fd;
         _sending = _out;
-        _in = new byte[HttpRequestParser.MaxHead + worker.MaxRequestBody];
+        _in = _headBuffer = new byte[HttpRequestParser.MaxHead];
         _source = worker.Loop.AddIo(fd, Interest.Readable, (_, readiness) => OnReady(readiness), description: "http connection");
-        _deadline = Now + Nanoseconds(worker.Options.KeepAliveTimeout);
-        _timer = worker.Loop.AddTimer(worker.Options.KeepAliveTimeout, _ => OnTimer(), accuracy: TimeSpan.FromMilliseconds(250),
+        // The first byte is due within the header timeout, as nginx's client_header_timeout: an idle new
+        // connection is not held for the (longer) keep-alive timeout.
+        _deadline = Now + Nanoseconds(worker.Options.HeaderTimeout);
+        _timer = worker.Loop.AddTimer(worker.Options.HeaderTimeout, _ => OnTimer(), accuracy: TimeSpan.FromMilliseconds(250),
             description: "http timeouts");
     }
 
@@ -80,12 +95,40 @@ internal sealed unsafe class HttpConnection
             Discard();
             return;
         }
-        if (ResponsePending && !Flush())
+        if (ResponsePending)
+        {
+            if (!Flush())
+                return; // still waiting for room, or closed
+            AfterResponse(); // a response that needed more than one write ends here, not in Serve
+            if (_closed || _lingering)
+                return;
+        }
+        ReadAndServe();
+    }
+
+    /// <summary>The last response is all in the socket: close if it said so, else the connection is idle (or a
+    /// pipelined request waits in the buffer, served by the caller).</summary>
+    private void AfterResponse()
+    {
+        if (_closeAfterResponse)
+        {
+            BeginLingeringClose();
             return;
-        if (_closed)
-            return;
-        if (!ResponsePending)
-            ReadAndServe();
+        }
+        if (_inLength == 0)
+        {
+            _awaitingHead = false;
+            SetDeadline(Now + Nanoseconds(_worker.Options.KeepAliveTimeout));
+        }
+    }
+
+    /// <summary>Sets the connection's deadline; the timer is moved only when it would fire too late (a later
+    /// deadline is picked up when the timer fires early, so extending one costs no timer operation).</summary>
+    private void SetDeadline(long deadline)
+    {
+        _deadline = deadline;
+        if (_timer.State == SourceState.Off || deadline < _timer.Deadline)
+            _timer.SetDeadline(deadline);
     }
 
     private void ReadAndServe()
@@ -125,9 +168,17 @@ internal sealed unsafe class HttpConnection
     /// <summary>Answers every complete request buffered, in order, until one response cannot be written at once.</summary>
     private void Serve()
     {
-        while (!_closed && !ResponsePending && _inLength > 0)
+        // RFC 9112 §9.6: after a response that closes the connection, no further request is processed (a request
+        // pipelined behind "Connection: close" is dropped with the connection, never answered).
+        while (!_closed && !ResponsePending && !_closeAfterResponse && _inLength > 0)
         {
+            if (!WorthParsing())
+            {
+                StartHeaderClock();
+                break;
+            }
             var status = HttpRequestParser.Parse(_in.AsSpan(0, _inLength), _head);
+            _worker.HeadParses++;
             _bodyLength = 0;
             if (status == ParseStatus.Invalid && _head.ErrorStatus == 413)
             {
@@ -137,13 +188,7 @@ internal sealed unsafe class HttpConnection
             }
             if (status == ParseStatus.Incomplete)
             {
-                if (!_awaitingHead)
-                {
-                    _awaitingHead = true;
-                    _deadline = Now + Nanoseconds(_worker.Options.HeaderTimeout);
-                    if (_timer.State == SourceState.Off || _deadline < _timer.Deadline)
-                        _timer.SetDeadline(_deadline); // earlier than the armed keep-alive deadline
-                }
+                StartHeaderClock();
                 break;
             }
             _awaitingHead = false;
@@ -153,29 +198,69 @@ internal sealed unsafe class HttpConnection
                     BeginLog(parsed: _head.HeadLength > 0);
                 WriteError(_head.ErrorStatus, close: true);
                 _inLength = 0;
+                ResetScanner();
             }
             else
             {
                 _outLength = _outSent = 0;
                 if (_worker.AccessLog is not null)
                     BeginLog(parsed: true);
-                _worker.Responder.Respond(this, _head, _in.AsSpan(_head.TargetStart, _head.TargetLength));
+                // Before the responder runs, so that every answer to a request that closes says so (a 404 too).
                 if (!_head.KeepAlive)
                     _closeAfterResponse = true;
+                _worker.Responder.Respond(this, _head, _in.AsSpan(_head.TargetStart, _head.TargetLength));
                 Consume(_head.HeadLength + _bodyLength);
             }
             Flush();
         }
         if (!_closed && !ResponsePending)
+            AfterResponse();
+    }
+
+    /// <summary>Bytes of a head are buffered and it is not complete: the header timeout runs from its first byte.</summary>
+    private void StartHeaderClock()
+    {
+        if (_awaitingHead)
+            return;
+        _awaitingHead = true;
+        SetDeadline(Now + Nanoseconds(_worker.Options.HeaderTimeout));
+    }
+
+    /// <summary>Whether parsing the buffer now could give a different answer than last time (see the scanner's
+    /// fields): scans the bytes that arrived since, from line end to line end.</summary>
+    private bool WorthParsing()
+    {
+        if (_needed > 0)
+            return _inLength >= _needed;
+        var data = _in.AsSpan(0, _inLength);
+        int at = _scanned;
+        while (at < data.Length) // bounded: each pass moves past a line end, or leaves
         {
-            if (_closeAfterResponse)
+            int newline = data[at..].IndexOf((byte)'\n');
+            if (newline < 0)
+                break;
+            int end = at + newline;
+            bool blank = end == _lineStart || end == _lineStart + 1 && data[_lineStart] == '\r';
+            at = end + 1;
+            _lineStart = at;
+            if (blank ? _sawRequestLine : !_sawRequestLine)
             {
-                BeginLingeringClose();
-                return;
+                _sawRequestLine = true;
+                _scanned = at;
+                return true; // the request line ended (checked early), or the blank line that ends the head
             }
-            if (_inLength == 0)
-                _deadline = Now + Nanoseconds(_worker.Options.KeepAliveTimeout);
         }
+        _scanned = data.Length;
+        // The limits the parser enforces without a line end: 414/400 for a request line (or empty lines before
+        // it) that reached MaxRequestLine, 431 for a head that filled the buffer.
+        return !_sawRequestLine ? _lineStart >= HttpRequestParser.MaxRequestLine || data.Length - _lineStart >= HttpRequestParser.MaxRequestLine
+            : data.Length >= HttpRequestParser.MaxHead;
+    }
+
+    private void ResetScanner()
+    {
+        _scanned = _lineStart = _needed = 0;
+        _sawRequestLine = false;
     }
 
     /// <summary>The head is complete and announces content. RFC 9110 §15.5.6: a method the resource does not support
@@ -192,8 +277,13 @@ internal sealed unsafe class HttpConnection
         }
         if (_head.HasTransferEncoding || _head.ContentLength > _worker.MaxRequestBody)
             return ParseStatus.Invalid;
-        if (_inLength < _head.HeadLength + _head.ContentLength)
+        int needed = _head.HeadLength + (int)_head.ContentLength;
+        if (_inLength < needed)
         {
+            // Room for the content is taken only now, for this request (a connection holds MaxHead bytes, not
+            // MaxHead + MaxRequestBodySize), and the head is parsed again only once the content is all in.
+            EnsureCapacity(needed);
+            _needed = needed;
             if (_head.ExpectsContinue && !_continueSent)
                 SendContinue();
             return ParseStatus.Incomplete; // the header timeout covers the content too
@@ -222,8 +312,29 @@ internal sealed unsafe class HttpConnection
     {
         _continueSent = false;
         _inLength -= bytes;
+        ResetScanner();
+        if (_in != _headBuffer && _inLength <= _headBuffer.Length)
+        {
+            // The content is answered: back to the connection's own buffer (a pipelined request, if any, with it).
+            Buffer.BlockCopy(_in, bytes, _headBuffer, 0, _inLength);
+            ArrayPool<byte>.Shared.Return(_in);
+            _in = _headBuffer;
+            return;
+        }
         if (_inLength > 0)
             Buffer.BlockCopy(_in, bytes, _in, 0, _inLength); // a pipelined request follows
+    }
+
+    /// <summary>Makes the input buffer hold at least <paramref name="bytes"/> (a rented one past MaxHead).</summary>
+    private void EnsureCapacity(int bytes)
+    {
+        if (bytes <= _in.Length)
+            return;
+        var larger = ArrayPool<byte>.Shared.Rent(bytes);
+        Buffer.BlockCopy(_in, 0, larger, 0, _inLength);
+        if (_in != _headBuffer)
+            ArrayPool<byte>.Shared.Return(_in);
+        _in = larger;
     }
 
     /// <summary>Writes the head (and small body), then the body part; true when all of it is out.</summary>
@@ -354,8 +465,12 @@ internal sealed unsafe class HttpConnection
         return true;
     }
 
+    /// <summary>The socket is full. The send timeout runs from here: this is reached after every write that made
+    /// progress and then found the socket full again (a writable report with no room at all does not happen on a
+    /// stream socket), so the deadline measures the time between two writes, as nginx's send_timeout.</summary>
     private bool WaitForWritable()
     {
+        SetDeadline(Now + Nanoseconds(_worker.Options.SendTimeout));
         if (_source.Interest != Interest.Writable)
             _source.SetInterest(Interest.Writable);
         return false;
@@ -430,9 +545,11 @@ internal sealed unsafe class HttpConnection
 
     internal void WriteError(int status, bool close)
     {
+        if (close)
+            _closeAfterResponse = true;
         var writer = BeginResponse();
         var body = HttpResponseWriter.Reason(status);
-        writer.Head(status, body.Length + 1, keepAlive: !close, Date);
+        writer.Head(status, body.Length + 1, keepAlive: !_closeAfterResponse, Date);
         if (status == 405)
             writer.Header("Allow"u8, "GET, HEAD"u8);
         writer.Header("Content-Type"u8, "text/plain"u8);
@@ -448,8 +565,6 @@ internal sealed unsafe class HttpConnection
             _outLength = writer.Length + 1;
         }
         _outSent = 0;
-        if (close)
-            _closeAfterResponse = true;
         Answered(status);
     }
 
@@ -502,7 +617,7 @@ internal sealed unsafe class HttpConnection
             _timer.SetDeadline(_deadline);
             return;
         }
-        if (_awaitingHead && !ResponsePending)
+        if (_awaitingHead && !ResponsePending && !_lingering)
         {
             if (_worker.AccessLog is not null)
                 BeginLog(parsed: false);
@@ -553,6 +668,11 @@ internal sealed unsafe class HttpConnection
             ReleaseFile();
         if (_rentedBody is not null)
             ReleaseRentedBody();
+        if (_in != _headBuffer)
+        {
+            ArrayPool<byte>.Shared.Return(_in);
+            _in = _headBuffer;
+        }
         ReleaseBodySource();
         _sender.Dispose();
         _timer.Dispose();

@@ -78,7 +78,7 @@ public ref struct HttpResponseWriter
         Append(body);
     }
 
-    internal void Append(ReadOnlySpan<byte> bytes)
+    internal void Append(scoped ReadOnlySpan<byte> bytes)
     {
         bytes.CopyTo(_buffer[_length..]);
         _length += bytes.Length;
@@ -154,20 +154,65 @@ internal sealed class HttpDate
     }
 }
 
-/// <summary>Content types by file extension, the common ones.</summary>
+/// <summary>Content types by file extension: the types a browser checks before it uses a file (module scripts
+/// need a JavaScript type, RFC 9239 §6 registers .js and .mjs as text/javascript; WebAssembly streaming compilation
+/// needs application/wasm; fonts, images, media), after Debian 12's nginx mime.types (1.22.1) where it has the
+/// extension, and the IANA media types registry where it does not (.mjs, .map, .md, .csv, .webmanifest, .gz, .tar,
+/// .flac, .vtt, .ttf, .otf, .wav). Text types carry charset=utf-8 where a browser would otherwise guess.</summary>
 internal static class ContentTypes
 {
+    // The most common extensions first: the lookup is a short linear scan, allocation-free.
     private static readonly (byte[] Extension, byte[] Type)[] Known =
     [
         ("html"u8.ToArray(), "text/html; charset=utf-8"u8.ToArray()),
         ("htm"u8.ToArray(), "text/html; charset=utf-8"u8.ToArray()),
-        ("txt"u8.ToArray(), "text/plain; charset=utf-8"u8.ToArray()),
         ("css"u8.ToArray(), "text/css"u8.ToArray()),
         ("js"u8.ToArray(), "text/javascript"u8.ToArray()),
+        ("mjs"u8.ToArray(), "text/javascript"u8.ToArray()),
         ("json"u8.ToArray(), "application/json"u8.ToArray()),
+        ("map"u8.ToArray(), "application/json"u8.ToArray()),
         ("png"u8.ToArray(), "image/png"u8.ToArray()),
         ("jpg"u8.ToArray(), "image/jpeg"u8.ToArray()),
+        ("jpeg"u8.ToArray(), "image/jpeg"u8.ToArray()),
+        ("gif"u8.ToArray(), "image/gif"u8.ToArray()),
         ("svg"u8.ToArray(), "image/svg+xml"u8.ToArray()),
+        ("webp"u8.ToArray(), "image/webp"u8.ToArray()),
+        ("avif"u8.ToArray(), "image/avif"u8.ToArray()),
+        ("ico"u8.ToArray(), "image/x-icon"u8.ToArray()),
+        ("bmp"u8.ToArray(), "image/bmp"u8.ToArray()),
+        ("tif"u8.ToArray(), "image/tiff"u8.ToArray()),
+        ("tiff"u8.ToArray(), "image/tiff"u8.ToArray()),
+        ("woff2"u8.ToArray(), "font/woff2"u8.ToArray()),
+        ("woff"u8.ToArray(), "font/woff"u8.ToArray()),
+        ("ttf"u8.ToArray(), "font/ttf"u8.ToArray()),
+        ("otf"u8.ToArray(), "font/otf"u8.ToArray()),
+        ("eot"u8.ToArray(), "application/vnd.ms-fontobject"u8.ToArray()),
+        ("wasm"u8.ToArray(), "application/wasm"u8.ToArray()),
+        ("txt"u8.ToArray(), "text/plain; charset=utf-8"u8.ToArray()),
+        ("md"u8.ToArray(), "text/markdown; charset=utf-8"u8.ToArray()),
+        ("csv"u8.ToArray(), "text/csv; charset=utf-8"u8.ToArray()),
+        ("xml"u8.ToArray(), "text/xml"u8.ToArray()),
+        ("xhtml"u8.ToArray(), "application/xhtml+xml"u8.ToArray()),
+        ("atom"u8.ToArray(), "application/atom+xml"u8.ToArray()),
+        ("rss"u8.ToArray(), "application/rss+xml"u8.ToArray()),
+        ("webmanifest"u8.ToArray(), "application/manifest+json"u8.ToArray()),
+        ("pdf"u8.ToArray(), "application/pdf"u8.ToArray()),
+        ("zip"u8.ToArray(), "application/zip"u8.ToArray()),
+        ("gz"u8.ToArray(), "application/gzip"u8.ToArray()),
+        ("tar"u8.ToArray(), "application/x-tar"u8.ToArray()),
+        ("7z"u8.ToArray(), "application/x-7z-compressed"u8.ToArray()),
+        ("mp4"u8.ToArray(), "video/mp4"u8.ToArray()),
+        ("webm"u8.ToArray(), "video/webm"u8.ToArray()),
+        ("mov"u8.ToArray(), "video/quicktime"u8.ToArray()),
+        ("mpeg"u8.ToArray(), "video/mpeg"u8.ToArray()),
+        ("mpg"u8.ToArray(), "video/mpeg"u8.ToArray()),
+        ("mp3"u8.ToArray(), "audio/mpeg"u8.ToArray()),
+        ("ogg"u8.ToArray(), "audio/ogg"u8.ToArray()),
+        ("oga"u8.ToArray(), "audio/ogg"u8.ToArray()),
+        ("m4a"u8.ToArray(), "audio/x-m4a"u8.ToArray()),
+        ("wav"u8.ToArray(), "audio/wav"u8.ToArray()),
+        ("flac"u8.ToArray(), "audio/flac"u8.ToArray()),
+        ("vtt"u8.ToArray(), "text/vtt; charset=utf-8"u8.ToArray()),
     ];
 
     public static readonly byte[] Default = "application/octet-stream"u8.ToArray();

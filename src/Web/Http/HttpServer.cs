@@ -13,8 +13,14 @@ public sealed class HttpServerOptions
     /// <summary>How long a request head may take to arrive once it started (slowloris); 408 and close after.</summary>
     public TimeSpan HeaderTimeout { get; init; } = TimeSpan.FromSeconds(10);
 
-    /// <summary>How long a kept-alive connection may stay idle between requests.</summary>
+    /// <summary>How long a kept-alive connection may stay idle between requests. A new connection gets
+    /// <see cref="HeaderTimeout"/> for its first byte instead, as nginx's client_header_timeout.</summary>
     public TimeSpan KeepAliveTimeout { get; init; } = TimeSpan.FromSeconds(60);
+
+    /// <summary>How long a response may wait for the client to take more of it: measured between two writes that
+    /// make progress, not over the whole response (nginx's send_timeout), so a slow download lasts as long as it
+    /// moves. Past it the connection is closed.</summary>
+    public TimeSpan SendTimeout { get; init; } = TimeSpan.FromSeconds(60);
 
     /// <summary>Connections per loop thread; past it the thread's listener is not polled.</summary>
     public int MaxConnectionsPerThread { get; init; } = 10_000;
@@ -63,6 +69,9 @@ public sealed class HttpServer : IDisposable
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(options.Threads, 1, nameof(options.Threads));
         ArgumentOutOfRangeException.ThrowIfNegative(options.MaxRequestBodySize, nameof(options.MaxRequestBodySize));
+        ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(options.HeaderTimeout, TimeSpan.Zero, nameof(options.HeaderTimeout));
+        ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(options.KeepAliveTimeout, TimeSpan.Zero, nameof(options.KeepAliveTimeout));
+        ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(options.SendTimeout, TimeSpan.Zero, nameof(options.SendTimeout));
         ArgumentOutOfRangeException.ThrowIfGreaterThan(options.MaxRequestBodySize, MaxRequestBodyLimit, nameof(options.MaxRequestBodySize));
         _group = ListenerGroup.Bind(endpoint, options.Threads);
         _workers = new HttpWorker[options.Threads];
@@ -126,6 +135,9 @@ public sealed class HttpServer : IDisposable
     /// <summary>The address served (with the port chosen when 0 was asked).</summary>
     public IPEndPoint Endpoint => _group.Endpoint;
 
+    /// <summary>Request heads parsed so far, all threads (approximate while running).</summary>
+    internal long HeadParses => _workers.Sum(w => Volatile.Read(ref w.HeadParses));
+
     /// <summary>Open connections, all threads (approximate while running).</summary>
     public int Connections => _workers.Sum(w => w.Connections);
 
@@ -184,6 +196,10 @@ internal sealed class HttpWorker
     public long Accepted => Volatile.Read(ref _accepted);
 
     public Microsoft.Extensions.Logging.ILogger? AccessLog { get; }
+
+    /// <summary>How many times a request head was parsed (loop thread only; tests read it after the fact to bound
+    /// the work a trickled head costs).</summary>
+    public long HeadParses;
 
     public int MaxRequestBody { get; }
 

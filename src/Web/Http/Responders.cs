@@ -120,25 +120,70 @@ internal sealed class StaticFileResponder(string root) : HttpResponder
             Interop.LibC.CloseQuietly(fd);
     }
 
-    /// <summary>301 to the target with a slash after its path (the query kept), relative to this server
-    /// (RFC 9110 §10.2.2 allows a relative Location).</summary>
+    /// <summary>Longest Location this server writes (the head must fit its 4 KiB buffer).</summary>
+    private const int MaxLocation = 2048;
+
+    /// <summary>301 to the directory's path with a slash after it (the query kept), relative to this server
+    /// (RFC 9110 §10.2.2 allows a relative Location). The path is the normalised one, percent-encoded again, never
+    /// the raw target: echoing "//evil.example/..%2fsub" (or "/\evil.example/...") would send a browser to another
+    /// host, since both read as a network-path reference (RFC 3986 §4.2; browsers treat "\" as "/"). nginx builds
+    /// Location from its normalised URI too.</summary>
     private static void Redirect(HttpConnection connection, HttpRequestHead head, ReadOnlySpan<byte> target)
     {
         int query = target.IndexOfAny((byte)'?', (byte)'#');
-        var path = query < 0 ? target : target[..query];
-        var rest = query < 0 ? default : target[query..];
+        var rest = query < 0 || target[query] == '#' ? default : target[query..];
+        Span<byte> path = stackalloc byte[target.Length + 1];
+        Span<byte> location = stackalloc byte[MaxLocation];
+        int length = 0;
+        if (StaticRoot.Normalize(target, path, out int pathLength) != 0
+            || !TryAppendEncodedPath(path[..pathLength], location, ref length)
+            || length + rest.Length > location.Length)
+        {
+            connection.WriteError(414, close: false); // a directory whose name does not fit a Location we can write
+            return;
+        }
+        rest.CopyTo(location[length..]);
+        length += rest.Length;
         var text = HttpResponseWriter.Reason(301);
         var writer = connection.BeginResponse();
         writer.Head(301, text.Length, head.KeepAlive, connection.Date);
         writer.Append("Location: "u8);
-        writer.Append(path);
-        writer.Append("/"u8);
-        writer.Append(rest);
+        writer.Append(location[..length]);
         writer.Append("\r\n"u8);
         writer.Header("Content-Type"u8, "text/plain"u8);
         writer.End(head.Method == HttpMethodKind.Get ? text : default);
         connection.Commit(writer);
     }
+
+    /// <summary>"/" + <paramref name="path"/> + "/", each byte outside RFC 3986's pchar (and "/") percent-encoded,
+    /// so the result is always an absolute path on this server: it starts with one "/" followed by a segment that
+    /// is not empty (Normalize drops empty segments), and no "\\", "?", "#" or control byte survives unencoded.</summary>
+    internal static bool TryAppendEncodedPath(ReadOnlySpan<byte> path, Span<byte> into, ref int length)
+    {
+        if (length + 2 + 3 * path.Length > into.Length)
+            return false;
+        into[length++] = (byte)'/';
+        foreach (byte b in path)
+        {
+            if (b == '/' || IsPathCharacter(b))
+            {
+                into[length++] = b;
+                continue;
+            }
+            into[length++] = (byte)'%';
+            into[length++] = (byte)"0123456789ABCDEF"[b >> 4];
+            into[length++] = (byte)"0123456789ABCDEF"[b & 15];
+        }
+        if (path.Length > 0)
+            into[length++] = (byte)'/';
+        return true;
+    }
+
+    // RFC 3986 §3.3: pchar = unreserved / pct-encoded / sub-delims / ":" / "@" ("%" itself is encoded here).
+    private static bool IsPathCharacter(byte b) =>
+        b is >= (byte)'a' and <= (byte)'z' or >= (byte)'A' and <= (byte)'Z' or >= (byte)'0' and <= (byte)'9'
+            or (byte)'-' or (byte)'.' or (byte)'_' or (byte)'~' or (byte)'!' or (byte)'$' or (byte)'&' or (byte)'\''
+            or (byte)'(' or (byte)')' or (byte)'*' or (byte)'+' or (byte)',' or (byte)';' or (byte)'=' or (byte)':' or (byte)'@';
 
     public override void Dispose() => _root.Dispose();
 }

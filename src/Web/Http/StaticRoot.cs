@@ -169,12 +169,39 @@ internal sealed unsafe partial class StaticRoot : IDisposable
         }
         string full = length == 0 ? RealRoot : Path.Join(RealRoot, Encoding.UTF8.GetString(path[..length]));
         string? real = RealPath(full);
-        if (real is null || real != RealRoot && !real.StartsWith(RealRoot + "/", StringComparison.Ordinal))
+        if (real is null || !IsBeneathRoot(real))
             return -1;
         int opened = open(real, flags);
-        if (opened >= 0 && !OperatingSystem.IsLinux())
+        if (opened < 0)
+            return -1;
+        if (!OperatingSystem.IsLinux())
+        {
+            // Without openat2 the check above and the open are two steps: a link swapped in between is followed.
+            // The BSDs and illumos have no RESOLVE_BENEATH to close that window (FreeBSD's O_RESOLVE_BENEATH is
+            // 13+ only); docs/SERVERS.md says so.
             LibC.fcntl(opened, LibC.F_SETFD, LibC.FD_CLOEXEC);
-        return opened;
+            return opened;
+        }
+        // Linux after EXDEV: check what was opened, not what the path named a moment before (a link swapped in
+        // between the realpath and the open would otherwise be followed out of the root). /proc/self/fd/N names
+        // the file the descriptor refers to; no /proc, or a path outside, and the file is not served.
+        if (OpenedPath(opened) is { } openedPath && IsBeneathRoot(openedPath))
+            return opened;
+        LibC.CloseQuietly(opened);
+        return -1;
+    }
+
+    private bool IsBeneathRoot(string real) =>
+        real == RealRoot || real.StartsWith(RealRoot == "/" ? "/" : RealRoot + "/", StringComparison.Ordinal);
+
+    /// <summary>The path of the file <paramref name="fd"/> refers to, read from /proc (Linux), or null.</summary>
+    private static string? OpenedPath(int fd)
+    {
+        Span<byte> buffer = stackalloc byte[4096];
+        nint n;
+        fixed (byte* p = buffer)
+            n = readlink($"/proc/self/fd/{fd}", p, (nuint)buffer.Length);
+        return n <= 0 || n >= buffer.Length ? null : Encoding.UTF8.GetString(buffer[..(int)n]);
     }
 
     /// <summary>realpath(3): every link, "." and ".." resolved by the kernel; null when the path does not exist.</summary>
@@ -195,6 +222,9 @@ internal sealed unsafe partial class StaticRoot : IDisposable
 
     [LibraryImport("libc", SetLastError = true)]
     private static partial byte* realpath([MarshalAs(UnmanagedType.LPUTF8Str)] string path, byte* resolved);
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial nint readlink([MarshalAs(UnmanagedType.LPUTF8Str)] string path, byte* buffer, nuint size);
 
     [LibraryImport("libc", SetLastError = true)]
     private static partial int open([MarshalAs(UnmanagedType.LPUTF8Str)] string path, int flags);

@@ -26,6 +26,7 @@ public sealed class HttpServerTests(string backend)
         File.WriteAllText(Path.Combine(_root, "index.html"), "<h1>home</h1>");
         File.WriteAllText(Path.Combine(_root, "a.txt"), "alpha");
         Directory.CreateDirectory(Path.Combine(_root, "sub"));
+        Directory.CreateDirectory(Path.Combine(_root, "dir with?odd#chars\\"));
         File.WriteAllText(Path.Combine(_root, "sub", "index.html"), "sub index");
         _big = new byte[1 << 20];
         new Random(9).NextBytes(_big);
@@ -179,12 +180,22 @@ public sealed class HttpServerTests(string backend)
 
     [TestCase("/sub", "/sub/")]
     [TestCase("/sub?x=1", "/sub/?x=1")]
-    [TestCase("/sub/../sub", "/sub/../sub/")]
+    [TestCase("/sub/../sub", "/sub/")]
+    [TestCase("//evil.example/..%2fsub", "/sub/")]
+    [TestCase("/\\evil.example/../sub", "/sub/")]
+    [TestCase("/%5Cevil.example/../sub", "/sub/")]
+    [TestCase("/./sub", "/sub/")]
+    [TestCase("/dir%20with%3Fodd%23chars%5C", "/dir%20with%3Fodd%23chars%5C/")]
     public void ADirectoryWithoutItsSlashIsRedirectedToIt(string target, string location)
     {
         var (code, headers, _) = Exchange($"GET {target} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
         Assert.That(code, Is.EqualTo(301), headers);
         Assert.That(headers + "\r\n", Does.Contain($"\r\nLocation: {location}\r\n"));
+        // Issue 19: the raw target was echoed, and "//evil.example/..%2fsub/" is a network-path reference that a
+        // browser follows to evil.example (and "/\\" reads as "//" to a browser). Resolved as a browser resolves
+        // it, the Location must stay on this server.
+        var resolved = new Uri(new Uri("http://t/"), RawHttp.Header(headers, "Location")!.Replace('\\', '/'));
+        Assert.That(resolved.Host, Is.EqualTo("t"), "the redirect leaves this server");
         var (headCode, headHeaders, headBody) = Exchange($"HEAD {target} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
         Assert.That(headCode, Is.EqualTo(301));
         Assert.That(WithoutDate(headHeaders), Is.EqualTo(WithoutDate(headers)), "HEAD answers GET's head");

@@ -9,6 +9,7 @@ var options = new HttpServerOptions
     Threads = Environment.ProcessorCount,             // one loop, one SO_REUSEPORT listener per thread
     HeaderTimeout = TimeSpan.FromSeconds(10),         // slowloris: 408 and close
     KeepAliveTimeout = TimeSpan.FromSeconds(60),
+    SendTimeout = TimeSpan.FromSeconds(60),           // between two writes that make progress
 };
 using var server = HttpServer.StaticFiles(new IPEndPoint(IPAddress.Loopback, 8080), root, options);
 Console.WriteLine($"serving {Path.GetFullPath(root)} on http://{server.Endpoint}/");

@@ -68,8 +68,8 @@ internal sealed partial class NginxServer : IDisposable
     }
 
     /// <summary>Starts <paramref name="nginx"/> serving <paramref name="root"/>; null (and why) when it does not
-    /// accept connections within 20 s.</summary>
-    public static NginxServer? TryStart(string nginx, string? root, out string whyNot)
+    /// accept connections within 20 s. <paramref name="serverDirectives"/> go into the server block (timeouts).</summary>
+    public static NginxServer? TryStart(string nginx, string? root, out string whyNot, string serverDirectives = "")
     {
         whyNot = "";
         var directory = Directory.CreateTempSubdirectory("iomux-nginx-").FullName;
@@ -93,6 +93,7 @@ internal sealed partial class NginxServer : IDisposable
                     listen 127.0.0.1:{{port}} backlog=4096;
                     root {{root ?? $"{directory}/www"}};
                     keepalive_requests 100000;
+                    {{serverDirectives}}
                     location /upload/ {
                         dav_methods PUT;
                         create_full_put_path on;

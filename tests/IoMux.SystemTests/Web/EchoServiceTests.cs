@@ -14,24 +14,24 @@ namespace IoMux.Tests.Web;
 public sealed class EchoServiceTests(string backend)
 {
     [Test, CancelAfter(60_000)]
-    public async Task ConcurrentClientsGetEveryByteBack()
+    public async Task ConcurrentClientsGetEveryByteBack(CancellationToken cancellation)
     {
         using var echo = new EchoService(new IPEndPoint(IPAddress.Loopback, 0), threads: 2, backend);
         var runs = Enumerable.Range(0, 16).Select(async i =>
         {
             using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-            await socket.ConnectAsync(echo.Endpoint);
+            await socket.ConnectAsync(echo.Endpoint, cancellation);
             var payload = new byte[1 << 20];
             new Random(i).NextBytes(payload);
             var sending = Task.Run(async () =>
             {
                 for (int at = 0; at < payload.Length;)
-                    at += await socket.SendAsync(payload.AsMemory(at), SocketFlags.None);
-            });
+                    at += await socket.SendAsync(payload.AsMemory(at), SocketFlags.None, cancellation);
+            }, cancellation);
             var received = new byte[payload.Length];
             for (int at = 0; at < received.Length;)
             {
-                int n = await socket.ReceiveAsync(received.AsMemory(at), SocketFlags.None);
+                int n = await socket.ReceiveAsync(received.AsMemory(at), SocketFlags.None, cancellation);
                 Assert.That(n, Is.GreaterThan(0), "the server closed early");
                 at += n;
             }
@@ -51,7 +51,7 @@ public sealed class SelectCeilingTests
     private const string backend = "select";
 
     [Test, CancelAfter(60_000)]
-    public async Task AConnectionTheBackendCannotWatchIsClosedAndServingGoesOn()
+    public async Task AConnectionTheBackendCannotWatchIsClosedAndServingGoesOn(CancellationToken cancellation)
     {
         using var echo = new EchoService(new IPEndPoint(IPAddress.Loopback, 0), threads: 1, backend);
         var filler = new List<Microsoft.Win32.SafeHandles.SafeFileHandle>();
@@ -60,7 +60,7 @@ public sealed class SelectCeilingTests
             while (filler.Count < 1100)
                 filler.Add(File.OpenHandle("/dev/null"));
             using var unwatchable = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-            await unwatchable.ConnectAsync(echo.Endpoint);
+            await unwatchable.ConnectAsync(echo.Endpoint, cancellation);
             var buffer = new byte[16];
             using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(10));
             int n;
@@ -80,12 +80,16 @@ public sealed class SelectCeilingTests
                 handle.Dispose();
         }
         using var client = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        await client.ConnectAsync(echo.Endpoint);
-        await client.SendAsync(new byte[] { 1, 2, 3 }, SocketFlags.None);
+        await client.ConnectAsync(echo.Endpoint, cancellation);
+        await client.SendAsync(new byte[] { 1, 2, 3 }, SocketFlags.None, cancellation);
         var back = new byte[3];
         int got = 0;
         while (got < 3)
-            got += await client.ReceiveAsync(back.AsMemory(got), SocketFlags.None);
+        {
+            int n = await client.ReceiveAsync(back.AsMemory(got), SocketFlags.None, cancellation);
+            Assert.That(n, Is.GreaterThan(0), "the echo closed early");
+            got += n;
+        }
         Assert.That(back, Is.EqualTo(new byte[] { 1, 2, 3 }));
     }
 }

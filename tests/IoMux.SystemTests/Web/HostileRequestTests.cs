@@ -111,7 +111,7 @@ public sealed class HostileRequestTests
     }
 
     [Test, CancelAfter(60_000)]
-    public async Task HostileRequestsGetTheirAnswerAndNeverTheSecret()
+    public async Task HostileRequestsGetTheirAnswerAndNeverTheSecret(CancellationToken cancellation)
     {
         var directory = Directory.CreateTempSubdirectory("iomux-hostile-").FullName;
         var root = Path.Combine(directory, "www");
@@ -128,7 +128,7 @@ public sealed class HostileRequestTests
             nginx = binary is null ? null : NginxServer.TryStart(binary, root, out nginxMissing);
             // One loop thread, so that "another client is served meanwhile" proves the slow client holds no loop.
             await ServerCommandTests.Run(["serve", root], port => RunTable(port, ServerCommandTests.CurrentServerPid, nginx?.Port, nginxMissing),
-                threads: 1);
+                threads: 1, cancellation: cancellation);
         }
         finally
         {

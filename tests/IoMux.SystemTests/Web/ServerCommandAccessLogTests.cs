@@ -6,7 +6,7 @@ public sealed partial class ServerCommandTests
     [TestCase(true)]
     [TestCase(false)]
     [CancelAfter(60_000)]
-    public async Task IomuxServeWritesAnAccessLogOnlyWhenAsked(bool asked)
+    public async Task IomuxServeWritesAnAccessLogOnlyWhenAsked(bool asked, CancellationToken cancellation)
     {
         var root = Directory.CreateTempSubdirectory("iomux-access-log-");
         File.WriteAllText(Path.Combine(root.FullName, "page.txt"), "logged");
@@ -26,7 +26,7 @@ public sealed partial class ServerCommandTests
             Assert.That(logged, Is.EqualTo(asked));
             lock (s_log)
                 Assert.That(s_log.ToString(), asked ? Does.Match(@"iomux serve: GET /page\.txt 200 \d+ \d+\.\d+ ms") : Does.Not.Contain("GET /page.txt"));
-        });
+        }, cancellation: cancellation);
         root.Delete(recursive: true); // left behind in /tmp when the exercise fails, for a look
     }
 }

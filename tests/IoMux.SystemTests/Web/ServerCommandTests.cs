@@ -13,7 +13,7 @@ namespace IoMux.Tests.Web;
 public sealed partial class ServerCommandTests
 {
     [Test, CancelAfter(60_000)]
-    public async Task IomuxHelloServeAndEchoAnswerAndStopOnSigterm()
+    public async Task IomuxHelloServeAndEchoAnswerAndStopOnSigterm(CancellationToken cancellation)
     {
         var root = Directory.CreateTempSubdirectory("iomux-serve-cmd-").FullName;
         File.WriteAllText(Path.Combine(root, "page.txt"), "served by iomux");
@@ -23,12 +23,12 @@ public sealed partial class ServerCommandTests
             {
                 using var http = new HttpClient();
                 Assert.That(await http.GetStringAsync($"http://127.0.0.1:{port}/"), Is.EqualTo("Hello, World!"));
-            });
+            }, cancellation: cancellation);
             await Run(["serve", root], async port =>
             {
                 using var http = new HttpClient();
                 Assert.That(await http.GetStringAsync($"http://127.0.0.1:{port}/page.txt"), Is.EqualTo("served by iomux"));
-            });
+            }, cancellation: cancellation);
             await Run(["echo"], async port =>
             {
                 using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
@@ -37,9 +37,13 @@ public sealed partial class ServerCommandTests
                 var buffer = new byte[4];
                 int got = 0;
                 while (got < 4)
-                    got += await socket.ReceiveAsync(buffer.AsMemory(got), SocketFlags.None);
+                {
+                    int n = await socket.ReceiveAsync(buffer.AsMemory(got), SocketFlags.None, cancellation);
+                    Assert.That(n, Is.GreaterThan(0), "the echo closed early");
+                    got += n;
+                }
                 Assert.That(Encoding.ASCII.GetString(buffer), Is.EqualTo("ping"));
-            });
+            }, cancellation: cancellation);
         }
         finally
         {
@@ -50,7 +54,7 @@ public sealed partial class ServerCommandTests
     /// <summary>Out of descriptors, the server stops polling its listener for a while instead of spinning on it,
     /// says so, and serves again once descriptors are available.</summary>
     [Test, CancelAfter(60_000)]
-    public async Task OutOfDescriptorsTheServerPausesAcceptingWithoutSpinning()
+    public async Task OutOfDescriptorsTheServerPausesAcceptingWithoutSpinning(CancellationToken cancellation)
     {
         await Run(["hello"], async port =>
         {
@@ -83,7 +87,7 @@ public sealed partial class ServerCommandTests
             TestProcesses.SetDescriptorLimit(pid, open + 200);
             using var again = new HttpClient { Timeout = TimeSpan.FromSeconds(10) };
             Assert.That(await again.GetStringAsync($"http://127.0.0.1:{port}/"), Is.EqualTo("Hello, World!"));
-        });
+        }, cancellation: cancellation);
     }
 
     /// <summary>Issue 13 item 5: a server never lets its own connections eat the descriptors the .NET runtime needs
@@ -92,7 +96,7 @@ public sealed partial class ServerCommandTests
     /// never reach into the reserve, some clients wait in the backlog, the server does not spin, and every waiting
     /// client is served once the others are gone.</summary>
     [Test, CancelAfter(60_000)]
-    public async Task TheServerKeepsTheRuntimesReserveOfDescriptors()
+    public async Task TheServerKeepsTheRuntimesReserveOfDescriptors(CancellationToken cancellation)
     {
         await Run(["echo"], async port =>
         {
@@ -175,7 +179,7 @@ public sealed partial class ServerCommandTests
                     client.Dispose();
             }
             TestProcesses.SetDescriptorLimit(pid, open + 200);
-        });
+        }, cancellation: cancellation);
     }
 
     private static Process? s_current;
@@ -185,8 +189,9 @@ public sealed partial class ServerCommandTests
     internal static int CurrentServerPid => s_current!.Id;
 
     /// <summary>Starts `iomux COMMAND` on a free loopback port with <paramref name="threads"/> loop threads, runs
-    /// <paramref name="exercise"/> against the port, then checks that SIGTERM stops it with exit code 0.</summary>
-    internal static async Task Run(string[] command, Func<int, Task> exercise, int threads = 2)
+    /// <paramref name="exercise"/> against the port (ended by <paramref name="cancellation"/>, the test's CancelAfter
+    /// token, so a hung exercise fails naming the server's log), then checks that SIGTERM stops it with exit code 0.</summary>
+    internal static async Task Run(string[] command, Func<int, Task> exercise, int threads = 2, CancellationToken cancellation = default)
     {
         int port = ProxyProcess.FreePort();
         var start = new ProcessStartInfo(Path.Combine(AppContext.BaseDirectory, "IoMux.Cli")) { RedirectStandardError = true, UseShellExecute = false };
@@ -212,7 +217,7 @@ public sealed partial class ServerCommandTests
             Assert.That(line, Does.Contain($"listening on 127.0.0.1:{port} with {threads} loop thread(s)"));
             try
             {
-                await exercise(port);
+                await exercise(port).WaitAsync(cancellation);
             }
             catch (Exception e) when (e is not AssertionException)
             {

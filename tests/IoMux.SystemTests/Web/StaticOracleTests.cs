@@ -49,7 +49,7 @@ public sealed class StaticOracleTests
     }
 
     [Test, CancelAfter(120_000)]
-    public async Task RangeConditionalRedirectAndMethodAnswersMatchNginx()
+    public async Task RangeConditionalRedirectAndMethodAnswersMatchNginx(CancellationToken cancellation)
     {
         var nginxBinary = NginxServer.TryInstall(out string whyNot);
         if (nginxBinary is null)
@@ -67,7 +67,7 @@ public sealed class StaticOracleTests
         {
             if (nginx is null)
                 Assert.Fail(whyNot);
-            await ServerCommandTests.Run(["serve", root], port => Task.Run(() => Compare(port, nginx!.Port)), threads: 1);
+            await ServerCommandTests.Run(["serve", root], port => Task.Run(() => Compare(port, nginx!.Port), cancellation), threads: 1, cancellation: cancellation);
         }
         finally
         {

@@ -73,7 +73,7 @@ public sealed class WebMetricsTests
         public void Dispose() => _listener.Dispose();
     }
 
-    [Test, CancelAfter(30_000)]
+    [Test] // every read bounded by RawHttp's receive timeout
     public void ResponsesAreCountedByStatusAndConnectionsObserved()
     {
         using var readings = new Readings();
@@ -107,7 +107,7 @@ public sealed class WebMetricsTests
     /// they allocate with nobody listening (tags come from pre-built pairs). The absolute figure, 0 B per request in
     /// Release, is BenchmarkDotNet's (WebRoundTrip.HelloRequest); this test runs in Debug, whose code allocates a
     /// little of its own.</summary>
-    [Test, CancelAfter(60_000)]
+    [Test] // every read bounded by the socket's receive timeout
     public void CountingAddsNoAllocationPerRequest()
     {
         double quiet = BytesPerRequest(Hello, "/", listening: false, out _);
@@ -121,7 +121,6 @@ public sealed class WebMetricsTests
     [TestCase("/a.txt", "")]
     [TestCase("/a.txt", "Range: bytes=1-3\r\n")]
     [TestCase("/a.txt", "If-None-Match: *\r\n")]
-    [CancelAfter(60_000)]
     public void AStaticAnswerAllocatesNoMoreThanHello(string target, string fields)
     {
         double hello = BytesPerRequest(Hello, "/", listening: false, out _);
@@ -136,7 +135,7 @@ public sealed class WebMetricsTests
     {
         using var readings = listening ? new Readings() : null;
         using var server = start(new IPEndPoint(IPAddress.Loopback, 0));
-        using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true, ReceiveTimeout = 10_000 };
         socket.Connect(server.Endpoint);
         string line = target.Contains(' ') ? target : target + " HTTP/1.1\r\n";
         var request = Encoding.ASCII.GetBytes($"GET {line}Host: t\r\n\r\n");
@@ -203,7 +202,7 @@ public sealed class WebMetricsTests
         }
     }
 
-    [Test, CancelAfter(30_000)]
+    [Test] // bounded by RawHttp's deadline and the Eventually
     public void TheAccessLogHasOneLinePerResponse()
     {
         var log = new CapturingLogger();

@@ -48,7 +48,7 @@ internal static class BadInputScenarios
                 p.Register(a, 1, Interest.Readable);
                 var entered = new ManualResetEventSlim();
                 var waiter = Task.Run(() => { entered.Set(); return p.Wait(new PollEvent[4]); });
-                entered.Wait();
+                Check(entered.Wait(ThreadStarts), "the waiting thread did not start");
                 Thread.Sleep(30);
                 p.Dispose();
                 Check(waiter.Wait(MustArrive), "the waiter did not return after dispose");
@@ -90,7 +90,7 @@ internal static class BadInputScenarios
                         }
                     }
                 }, TaskCreationOptions.LongRunning);
-                entered.Wait();
+                Check(entered.Wait(ThreadStarts), "the waiting thread did not start");
                 var clock = Stopwatch.StartNew();
                 bool refused = false;
                 while (!refused && clock.Elapsed < MustArrive)

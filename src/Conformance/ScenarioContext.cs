@@ -17,6 +17,10 @@ public sealed unsafe class ScenarioContext : IDisposable
     /// shared; a passing run never waits this long.</summary>
     public static readonly TimeSpan MustArrive = TimeSpan.FromSeconds(5);
 
+    /// <summary>How long a scenario waits for a thread it started to begin: a pool starved by a loaded machine
+    /// adds a thread about every half second, so this is far above MustArrive; it only turns a hang into a failure.</summary>
+    internal static readonly TimeSpan ThreadStarts = TimeSpan.FromSeconds(30);
+
     /// <summary>How long a scenario watches for an event that must NOT come.</summary>
     public static readonly TimeSpan Quiet = TimeSpan.FromMilliseconds(60);
 

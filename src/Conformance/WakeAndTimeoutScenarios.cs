@@ -28,7 +28,7 @@ internal static class WakeAndTimeoutScenarios
                 var p = c.NewPoller();
                 var entered = new ManualResetEventSlim();
                 var waiter = Task.Run(() => { entered.Set(); return WaitOnce(p, MustArrive + MustArrive); });
-                entered.Wait();
+                Check(entered.Wait(ThreadStarts), "the waiting thread did not start");
                 Thread.Sleep(30);
                 long before = p.Counters.WakeWrites;
                 for (int i = 0; i < 1_000; i++)
@@ -83,7 +83,7 @@ internal static class WakeAndTimeoutScenarios
             WaitOnce(p, timeout);
             return clock.Elapsed;
         }, TaskCreationOptions.LongRunning);
-        ready.Wait();
+        Check(ready.Wait(ThreadStarts), "the waiting thread did not start");
         long before = p.Counters.Interruptions;
         for (int i = 0; i < 4; i++)
         {

@@ -22,6 +22,7 @@ public sealed class FileReadPool : IDisposable
     private readonly BlockingCollection<Job> _queue;
     private readonly Thread[] _threads;
     private int _inFlight;
+    private int _disposed;
 
     /// <summary>A pool of <paramref name="threads"/> readers completing on <paramref name="loop"/>, holding at most
     /// <paramref name="queueCapacity"/> reads not yet started.</summary>
@@ -95,12 +96,25 @@ public sealed class FileReadPool : IDisposable
         }
     }
 
-    /// <summary>Stops taking reads; the ones already queued still run and complete; waits for the threads.</summary>
+    /// <summary>How long <see cref="Dispose"/> waits for the reads queued and running to finish.</summary>
+    internal TimeSpan DisposeTimeout { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>Stops taking reads; the ones already queued still run and complete; waits up to 10 seconds for the
+    /// threads. A read that the disk has not answered by then (a hung NFS mount, a dead device) is abandoned
+    /// rather than waited for forever: Dispose returns, the thread stays (a background thread, it cannot keep
+    /// the process alive) and ends when its read returns, and the completions it then posts still run if the loop
+    /// does. Until then the caller must not reuse the buffers of reads whose completion has not run.</summary>
     public void Dispose()
     {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+            return;
         _queue.CompleteAdding();
+        var deadline = Environment.TickCount64 + (long)DisposeTimeout.TotalMilliseconds;
+        bool allEnded = true;
         foreach (var thread in _threads)
-            thread.Join();
-        _queue.Dispose();
+            allEnded &= thread.Join(TimeSpan.FromMilliseconds(Math.Max(0, deadline - Environment.TickCount64)));
+        // A stuck worker still enumerates the queue; disposing it under that thread would throw there.
+        if (allEnded)
+            _queue.Dispose();
     }
 }

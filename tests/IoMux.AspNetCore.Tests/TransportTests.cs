@@ -34,26 +34,26 @@ public sealed class TransportTests(TransportTarget target)
     };
 
     [Test, CancelAfter(60_000)]
-    public async Task MinimalApiGetAndPost()
+    public async Task MinimalApiGetAndPost(CancellationToken token)
     {
         await using var app = await TestApp.StartAsync(target);
         using var client = Client(app);
-        Assert.That(await client.GetByteArrayAsync("/hello"), Is.EqualTo(TestApp.Hello));
+        Assert.That(await client.GetByteArrayAsync("/hello", token), Is.EqualTo(TestApp.Hello));
         var body = Encoding.UTF8.GetBytes(new string('x', 100_000));
-        using var response = await client.PostAsync("/echo", new ByteArrayContent(body));
+        using var response = await client.PostAsync("/echo", new ByteArrayContent(body), token);
         Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.OK));
-        Assert.That(await response.Content.ReadAsByteArrayAsync(), Is.EqualTo(body));
+        Assert.That(await response.Content.ReadAsByteArrayAsync(token), Is.EqualTo(body));
     }
 
     [Test, CancelAfter(60_000)]
-    public async Task TheAppSeesTheConnectionsEndpointsAndId()
+    public async Task TheAppSeesTheConnectionsEndpointsAndId(CancellationToken token)
     {
         await using var app = await TestApp.StartAsync(target);
         using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        await socket.ConnectAsync(IPAddress.Loopback, app.Port);
+        await socket.ConnectAsync(IPAddress.Loopback, app.Port, token);
         var local = (IPEndPoint)socket.LocalEndPoint!;
-        await socket.SendAsync(Encoding.ASCII.GetBytes("GET /whoami HTTP/1.0\r\nHost: x\r\n\r\n"));
-        var text = await ReadToEndAsync(socket);
+        await socket.SendAsync(Encoding.ASCII.GetBytes("GET /whoami HTTP/1.0\r\nHost: x\r\n\r\n"), token);
+        var text = await ReadToEndAsync(socket, token);
         var body = text[(text.IndexOf("\r\n\r\n", StringComparison.Ordinal) + 4)..].Split(' ');
         Assert.That(body[0], Is.EqualTo($"127.0.0.1:{local.Port}"), "remote endpoint: the client's");
         Assert.That(body[1], Is.EqualTo($"127.0.0.1:{app.Port}"), "local endpoint: the listener's");
@@ -61,7 +61,7 @@ public sealed class TransportTests(TransportTarget target)
     }
 
     [Test, CancelAfter(60_000)]
-    public async Task AConnectionWhoseAppDoesNotReadIsBackPressured()
+    public async Task AConnectionWhoseAppDoesNotReadIsBackPressured(CancellationToken token)
     {
         // The app reads nothing for a second: the transport stops reading at MaxReadBufferSize (1 MiB here, as
         // Kestrel's socket transport), so the client can push only that plus the kernel's socket buffers.
@@ -80,7 +80,7 @@ public sealed class TransportTests(TransportTarget target)
             }
         })));
         using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { SendBufferSize = 64 * 1024 };
-        await socket.ConnectAsync(IPAddress.Loopback, app.Port);
+        await socket.ConnectAsync(IPAddress.Loopback, app.Port, token);
         socket.Blocking = false;
         var chunk = new byte[64 * 1024];
         long sent = 0;
@@ -93,7 +93,7 @@ public sealed class TransportTests(TransportTarget target)
             }
             catch (SocketException e) when (e.SocketErrorCode == SocketError.WouldBlock)
             {
-                await Task.Delay(5);
+                await Task.Delay(5, token);
             }
         }
         Assert.That(sent, Is.LessThan(48L << 20), $"{sent >> 20} MiB accepted while the app read nothing");
@@ -102,12 +102,12 @@ public sealed class TransportTests(TransportTarget target)
         socket.Shutdown(SocketShutdown.Send);
         var deadline = System.Diagnostics.Stopwatch.StartNew();
         while (Interlocked.Read(ref consumed) < sent && deadline.Elapsed < TimeSpan.FromSeconds(30))
-            await Task.Delay(10);
+            await Task.Delay(10, token);
         Assert.That(Interlocked.Read(ref consumed), Is.EqualTo(sent), "every byte reached the app once it read");
     }
 
     [Test, CancelAfter(60_000)]
-    public async Task AListeningHandleFromTheHost()
+    public async Task AListeningHandleFromTheHost(CancellationToken token)
     {
         // Socket activation hands Kestrel a listening descriptor (ListenHandle → FileHandleEndPoint).
         using var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
@@ -117,26 +117,26 @@ public sealed class TransportTests(TransportTarget target)
         int handle = Interop.LibC.dup((int)listener.Handle); // the transport owns (and closes) what it is given
         await using var app = await TestApp.StartAsync(target, o => o.ListenHandle((ulong)handle));
         using var client = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}") };
-        Assert.That(await client.GetByteArrayAsync("/hello"), Is.EqualTo(TestApp.Hello));
+        Assert.That(await client.GetByteArrayAsync("/hello", token), Is.EqualTo(TestApp.Hello));
     }
 
     [Test, CancelAfter(180_000)]
-    public async Task LargeUploadAndDownloadArriveWhole()
+    public async Task LargeUploadAndDownloadArriveWhole(CancellationToken token)
     {
         long size = target.IsModel ? 16L << 20 : 100L << 20; // the models add a system call or two per event
         await using var app = await TestApp.StartAsync(target);
         using var client = Client(app);
 
         var upload = new PatternContent(size);
-        using var posted = await client.PostAsync("/sha256", upload);
-        Assert.That(await posted.Content.ReadAsStringAsync(), Is.EqualTo($"{size} {upload.Sha256Hex}"), "upload: byte count and SHA-256");
+        using var posted = await client.PostAsync("/sha256", upload, token);
+        Assert.That(await posted.Content.ReadAsStringAsync(token), Is.EqualTo($"{size} {upload.Sha256Hex}"), "upload: byte count and SHA-256");
 
-        using var response = await client.GetAsync($"/bytes/{size}", HttpCompletionOption.ResponseHeadersRead);
-        await using var stream = await response.Content.ReadAsStreamAsync();
+        using var response = await client.GetAsync($"/bytes/{size}", HttpCompletionOption.ResponseHeadersRead, token);
+        await using var stream = await response.Content.ReadAsStreamAsync(token);
         using var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
         var buffer = new byte[64 * 1024];
         long total = 0;
-        for (int n; (n = await stream.ReadAsync(buffer)) > 0;)
+        for (int n; (n = await stream.ReadAsync(buffer, token)) > 0;)
         {
             sha.AppendData(buffer, 0, n);
             total += n;
@@ -146,17 +146,17 @@ public sealed class TransportTests(TransportTarget target)
     }
 
     [Test, CancelAfter(60_000)]
-    public async Task PipelinedRequestsAreAnsweredInOrder()
+    public async Task PipelinedRequestsAreAnsweredInOrder(CancellationToken token)
     {
         await using var app = await TestApp.StartAsync(target);
         using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        await socket.ConnectAsync(IPAddress.Loopback, app.Port);
+        await socket.ConnectAsync(IPAddress.Loopback, app.Port, token);
         const int requests = 16;
         var batch = new StringBuilder();
         for (int i = 0; i < requests; i++)
             batch.Append(i % 2 == 0 ? "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n" : $"GET /bytes/{i} HTTP/1.1\r\nHost: x\r\n\r\n");
-        await socket.SendAsync(Encoding.ASCII.GetBytes(batch.ToString())); // every request in one segment
-        var text = await ReadResponsesAsync(socket, requests);
+        await socket.SendAsync(Encoding.ASCII.GetBytes(batch.ToString()), token); // every request in one segment
+        var text = await ReadResponsesAsync(socket, requests, token);
         var bodies = text.Split("HTTP/1.1 200 OK").Skip(1).Select(r => r[(r.IndexOf("\r\n\r\n", StringComparison.Ordinal) + 4)..]).ToArray();
         Assert.That(bodies, Has.Length.EqualTo(requests), text);
         for (int i = 0; i < requests; i++)
@@ -164,31 +164,31 @@ public sealed class TransportTests(TransportTarget target)
     }
 
     [Test, CancelAfter(60_000)]
-    public async Task WebSocketEcho()
+    public async Task WebSocketEcho(CancellationToken token)
     {
         await using var app = await TestApp.StartAsync(target);
         using var ws = new ClientWebSocket();
-        await ws.ConnectAsync(new Uri($"ws://127.0.0.1:{app.Port}/ws"), CancellationToken.None);
+        await ws.ConnectAsync(new Uri($"ws://127.0.0.1:{app.Port}/ws"), token);
         var buffer = new byte[256 * 1024];
         foreach (int size in new[] { 1, 125, 126, 65_536, 200_000 })
         {
             var message = TestApp.Pattern(size);
-            await ws.SendAsync(message, WebSocketMessageType.Binary, true, CancellationToken.None);
+            await ws.SendAsync(message, WebSocketMessageType.Binary, true, token);
             int received = 0;
             WebSocketReceiveResult result;
             do
             {
-                result = await ws.ReceiveAsync(new ArraySegment<byte>(buffer, received, buffer.Length - received), CancellationToken.None);
+                result = await ws.ReceiveAsync(new ArraySegment<byte>(buffer, received, buffer.Length - received), token);
                 received += result.Count;
             } while (!result.EndOfMessage);
             Assert.That(buffer.AsSpan(0, received).SequenceEqual(message), Is.True, $"echo of {size} bytes");
         }
-        await ws.CloseAsync(WebSocketCloseStatus.NormalClosure, "done", CancellationToken.None);
+        await ws.CloseAsync(WebSocketCloseStatus.NormalClosure, "done", token);
         Assert.That(ws.State, Is.EqualTo(WebSocketState.Closed));
     }
 
     [Test, CancelAfter(120_000)]
-    public async Task ManyConcurrentKeepAliveClients()
+    public async Task ManyConcurrentKeepAliveClients(CancellationToken token)
     {
         // select watches descriptors below FD_SETSIZE (1 024), and the clients live in this process too.
         int clients = target.Name == "select" ? 200 : target.IsModel ? 300 : 1000;
@@ -201,15 +201,15 @@ public sealed class TransportTests(TransportTarget target)
             {
                 var s = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
                 sockets.Add(s);
-                await s.ConnectAsync(IPAddress.Loopback, app.Port);
+                await s.ConnectAsync(IPAddress.Loopback, app.Port, token);
             }
             var request = Encoding.ASCII.GetBytes("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
             for (int round = 0; round < 3; round++)
             {
                 await Task.WhenAll(sockets.Select(async s =>
                 {
-                    await s.SendAsync(request);
-                    var text = await ReadResponsesAsync(s, 1);
+                    await s.SendAsync(request, token);
+                    var text = await ReadResponsesAsync(s, 1, token);
                     Assert.That(text, Does.StartWith("HTTP/1.1 200 OK").And.EndWith("Hello, World!"));
                 }));
             }
@@ -221,32 +221,32 @@ public sealed class TransportTests(TransportTarget target)
     }
 
     [Test, CancelAfter(60_000)]
-    public async Task AClientThatResetsMidBodyLeavesTheServerServing()
+    public async Task AClientThatResetsMidBodyLeavesTheServerServing(CancellationToken token)
     {
         await using var app = await TestApp.StartAsync(target);
         using (var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp))
         {
-            await socket.ConnectAsync(IPAddress.Loopback, app.Port);
-            await socket.SendAsync(Encoding.ASCII.GetBytes("POST /sha256 HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000\r\n\r\n"));
-            await socket.SendAsync(new byte[1 << 20]);
+            await socket.ConnectAsync(IPAddress.Loopback, app.Port, token);
+            await socket.SendAsync(Encoding.ASCII.GetBytes("POST /sha256 HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000\r\n\r\n"), token);
+            await socket.SendAsync(new byte[1 << 20], token);
             await app.UploadStarted.Task.WaitAsync(TimeSpan.FromSeconds(20)); // the handler is reading the body
             socket.LingerState = new LingerOption(true, 0); // close() sends RST
         }
         var outcome = await app.UploadOutcome.Task.WaitAsync(TimeSpan.FromSeconds(20));
         Assert.That(outcome, Is.Not.Null, "the handler's body read fails when the client resets");
         using var client = Client(app);
-        Assert.That(await client.GetByteArrayAsync("/hello"), Is.EqualTo(TestApp.Hello), "the server keeps serving");
+        Assert.That(await client.GetByteArrayAsync("/hello", token), Is.EqualTo(TestApp.Hello), "the server keeps serving");
     }
 
     [Test, CancelAfter(90_000)]
-    public async Task ASlowReaderIsBackPressuredWithoutUnboundedServerMemory()
+    public async Task ASlowReaderIsBackPressuredWithoutUnboundedServerMemory(CancellationToken token)
     {
         const long size = 256L << 20;
         await using var app = await TestApp.StartAsync(target);
         using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { ReceiveBufferSize = 64 * 1024 };
-        await socket.ConnectAsync(IPAddress.Loopback, app.Port);
-        await socket.SendAsync(Encoding.ASCII.GetBytes($"GET /bytes/{size} HTTP/1.1\r\nHost: x\r\n\r\n"));
-        await Task.Delay(1000); // not reading
+        await socket.ConnectAsync(IPAddress.Loopback, app.Port, token);
+        await socket.SendAsync(Encoding.ASCII.GetBytes($"GET /bytes/{size} HTTP/1.1\r\nHost: x\r\n\r\n"), token);
+        await Task.Delay(1000, token); // not reading
         long stalled = Interlocked.Read(ref app.SlowStreamWritten);
         // Socket buffers (a few MiB on loopback) plus the transport's 64 KiB write threshold and Kestrel's own
         // response buffering: tens of MiB at most, never the 256 MiB the handler wants to write.
@@ -257,7 +257,7 @@ public sealed class TransportTests(TransportTarget target)
         var clock = System.Diagnostics.Stopwatch.StartNew();
         while (received < expected && clock.Elapsed < TimeSpan.FromSeconds(60))
         {
-            int n = await socket.ReceiveAsync(buffer.AsMemory());
+            int n = await socket.ReceiveAsync(buffer.AsMemory(), token);
             if (n == 0)
                 break;
             if (expected == long.MaxValue)
@@ -272,34 +272,34 @@ public sealed class TransportTests(TransportTarget target)
         Assert.That(received, Is.EqualTo(expected), "the head and every byte of the body arrived");
         // The handler counts a chunk after its write completed, which may be just after the bytes arrived here.
         while (Interlocked.Read(ref app.SlowStreamWritten) < size && clock.Elapsed < TimeSpan.FromSeconds(70))
-            await Task.Delay(10);
+            await Task.Delay(10, token);
         Assert.That(Interlocked.Read(ref app.SlowStreamWritten), Is.EqualTo(size), "every byte was written once the client read");
     }
 
     [Test, CancelAfter(60_000)]
-    public async Task GracefulShutdownLetsARequestInFlightComplete()
+    public async Task GracefulShutdownLetsARequestInFlightComplete(CancellationToken token)
     {
         await using var app = await TestApp.StartAsync(target);
         using var client = Client(app);
-        var inFlight = client.GetStringAsync("/delay/700");
-        await Task.Delay(200);
+        var inFlight = client.GetStringAsync("/delay/700", token);
+        await Task.Delay(200, token);
         var stopping = app.StopAsync();
-        Assert.That(await inFlight, Is.EqualTo("late but complete"));
-        await stopping;
-        await AssertThrowsAsync<HttpRequestException>(() => client.GetStringAsync("/hello"), "no longer listening");
+        Assert.That(await inFlight.WaitAsync(token), Is.EqualTo("late but complete"));
+        await stopping.WaitAsync(token);
+        await AssertThrowsAsync<HttpRequestException>(() => client.GetStringAsync("/hello", token), "no longer listening");
     }
 
     [Test, CancelAfter(60_000)]
-    public async Task AnAbortedConnectionReachesTheClientAsAnError()
+    public async Task AnAbortedConnectionReachesTheClientAsAnError(CancellationToken token)
     {
         await using var app = await TestApp.StartAsync(target);
         using var client = Client(app);
-        await AssertThrowsAsync<HttpRequestException>(() => client.GetStringAsync("/abort"), "the aborted request");
-        Assert.That(await client.GetByteArrayAsync("/hello"), Is.EqualTo(TestApp.Hello), "the server goes on");
+        await AssertThrowsAsync<HttpRequestException>(() => client.GetStringAsync("/abort", token), "the aborted request");
+        Assert.That(await client.GetByteArrayAsync("/hello", token), Is.EqualTo(TestApp.Hello), "the server goes on");
     }
 
     [Test, CancelAfter(60_000)]
-    public async Task HalfCloseInBothDirectionsAtTheConnectionLevel()
+    public async Task HalfCloseInBothDirectionsAtTheConnectionLevel(CancellationToken token)
     {
         // A connection handler (Kestrel's ListenOptions.Run) sees the transport directly: the peer's FIN completes
         // its input after every byte; completing its output sends FIN after every byte.
@@ -318,28 +318,28 @@ public sealed class TransportTests(TransportTarget target)
             await connection.Transport.Output.CompleteAsync();
         })));
         using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        await socket.ConnectAsync(IPAddress.Loopback, app.Port);
+        await socket.ConnectAsync(IPAddress.Loopback, app.Port, token);
         var payload = TestApp.Pattern(3_000_000);
-        await socket.SendAsync(payload);
+        await socket.SendAsync(payload, token);
         socket.Shutdown(SocketShutdown.Send);
-        Assert.That(await ReadToEndAsync(socket), Is.EqualTo($"got {payload.Length} bytes"), "the reply, then end of stream");
+        Assert.That(await ReadToEndAsync(socket, token), Is.EqualTo($"got {payload.Length} bytes"), "the reply, then end of stream");
     }
 
     [Test, CancelAfter(60_000)]
-    public async Task AHalfClosedHttpRequestEndsTheConnectionAsKestrelDoes()
+    public async Task AHalfClosedHttpRequestEndsTheConnectionAsKestrelDoes(CancellationToken token)
     {
         // Kestrel reads a client's FIN as the end of the connection (its socket transport answers nothing): the
         // IoMux transport must end it too, promptly, and keep serving.
         await using var app = await TestApp.StartAsync(target);
         using (var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp))
         {
-            await socket.ConnectAsync(IPAddress.Loopback, app.Port);
-            await socket.SendAsync(Encoding.ASCII.GetBytes("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"));
+            await socket.ConnectAsync(IPAddress.Loopback, app.Port, token);
+            await socket.SendAsync(Encoding.ASCII.GetBytes("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"), token);
             socket.Shutdown(SocketShutdown.Send);
             string text;
             try
             {
-                text = await ReadToEndAsync(socket); // returns: the server closed its side too
+                text = await ReadToEndAsync(socket, token); // returns: the server closed its side too
             }
             catch (SocketException e) when (e.SocketErrorCode == SocketError.ConnectionReset)
             {
@@ -348,11 +348,11 @@ public sealed class TransportTests(TransportTarget target)
             Assert.That(text, Is.Empty.Or.StartWith("HTTP/1.1 200 OK"));
         }
         using var client = Client(app);
-        Assert.That(await client.GetByteArrayAsync("/hello"), Is.EqualTo(TestApp.Hello));
+        Assert.That(await client.GetByteArrayAsync("/hello", token), Is.EqualTo(TestApp.Hello));
     }
 
     [Test, CancelAfter(60_000)]
-    public async Task HttpsWithASelfSignedCertificate()
+    public async Task HttpsWithASelfSignedCertificate(CancellationToken token)
     {
         using var certificate = SelfSigned();
         await using var app = await TestApp.StartAsync(target, o => o.Listen(IPAddress.Loopback, 0, l => l.UseHttps(certificate)));
@@ -361,23 +361,23 @@ public sealed class TransportTests(TransportTarget target)
             SslOptions = { RemoteCertificateValidationCallback = (_, cert, _, _) => cert?.GetCertHashString() == certificate.GetCertHashString() },
         }) { BaseAddress = app.BaseAddress };
         Assert.That(app.BaseAddress.Scheme, Is.EqualTo("https"));
-        Assert.That(await client.GetByteArrayAsync("/hello"), Is.EqualTo(TestApp.Hello));
+        Assert.That(await client.GetByteArrayAsync("/hello", token), Is.EqualTo(TestApp.Hello));
         var body = TestApp.Pattern(300_000);
-        using var echoed = await client.PostAsync("/echo", new ByteArrayContent(body));
-        Assert.That(await echoed.Content.ReadAsByteArrayAsync(), Is.EqualTo(body));
+        using var echoed = await client.PostAsync("/echo", new ByteArrayContent(body), token);
+        Assert.That(await echoed.Content.ReadAsByteArrayAsync(token), Is.EqualTo(body));
     }
 
     [Test, CancelAfter(60_000)]
-    public async Task UnixDomainSocketEndpoint()
+    public async Task UnixDomainSocketEndpoint(CancellationToken token)
     {
         var path = Path.Combine(Path.GetTempPath(), $"iomux-kestrel-{Guid.NewGuid():N}.sock");
         try
         {
             await using var app = await TestApp.StartAsync(target, o => o.ListenUnixSocket(path));
             using var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-            await socket.ConnectAsync(new UnixDomainSocketEndPoint(path));
-            await socket.SendAsync(Encoding.ASCII.GetBytes("GET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"));
-            Assert.That(await ReadToEndAsync(socket), Does.EndWith("Hello, World!"));
+            await socket.ConnectAsync(new UnixDomainSocketEndPoint(path), token);
+            await socket.SendAsync(Encoding.ASCII.GetBytes("GET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"), token);
+            Assert.That(await ReadToEndAsync(socket, token), Does.EndWith("Hello, World!"));
         }
         finally
         {
@@ -386,14 +386,14 @@ public sealed class TransportTests(TransportTarget target)
     }
 
     [Test, CancelAfter(60_000)]
-    public async Task StoppingTheAppReleasesEveryDescriptor()
+    public async Task StoppingTheAppReleasesEveryDescriptor(CancellationToken token)
     {
         int before = OpenDescriptors();
         await using (var app = await TestApp.StartAsync(target))
         {
             using var client = Client(app);
             for (int i = 0; i < 20; i++)
-                Assert.That(await client.GetByteArrayAsync("/hello"), Is.EqualTo(TestApp.Hello));
+                Assert.That(await client.GetByteArrayAsync("/hello", token), Is.EqualTo(TestApp.Hello));
         }
         GC.Collect();
         GC.WaitForPendingFinalizers();
@@ -430,13 +430,13 @@ public sealed class TransportTests(TransportTarget target)
     }
 
     /// <summary>Reads until <paramref name="responses"/> complete responses (Content-Length bodies) have arrived.</summary>
-    private static async Task<string> ReadResponsesAsync(Socket socket, int responses)
+    private static async Task<string> ReadResponsesAsync(Socket socket, int responses, CancellationToken token)
     {
         var text = new StringBuilder();
         var buffer = new byte[64 * 1024];
         while (CountComplete(text.ToString()) < responses)
         {
-            int n = await socket.ReceiveAsync(buffer.AsMemory()).AsTask().WaitAsync(TimeSpan.FromSeconds(30));
+            int n = await socket.ReceiveAsync(buffer.AsMemory(), token).AsTask().WaitAsync(TimeSpan.FromSeconds(30), token);
             if (n == 0)
                 break;
             text.Append(Encoding.Latin1.GetString(buffer, 0, n));
@@ -464,11 +464,11 @@ public sealed class TransportTests(TransportTarget target)
         }
     }
 
-    private static async Task<string> ReadToEndAsync(Socket socket)
+    private static async Task<string> ReadToEndAsync(Socket socket, CancellationToken token)
     {
         var text = new StringBuilder();
         var buffer = new byte[16 * 1024];
-        for (int n; (n = await socket.ReceiveAsync(buffer.AsMemory()).AsTask().WaitAsync(TimeSpan.FromSeconds(30))) > 0;)
+        for (int n; (n = await socket.ReceiveAsync(buffer.AsMemory(), token).AsTask().WaitAsync(TimeSpan.FromSeconds(30), token)) > 0;)
             text.Append(Encoding.Latin1.GetString(buffer, 0, n));
         return text.ToString();
     }

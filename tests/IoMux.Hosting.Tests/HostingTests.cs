@@ -72,7 +72,7 @@ public sealed class HostingTests
 
     /// <summary>One host's whole life: start, echo over loopback (one client still connected at the stop), stop.
     /// Returns the loop thread.</summary>
-    private static async Task<Thread> ServeEchoInAHost()
+    private static async Task<Thread> ServeEchoInAHost(CancellationToken token)
     {
         var builder = NewBuilder();
         Socket? listener = null;
@@ -84,14 +84,17 @@ public sealed class HostingTests
             loop.Post(() => loopThread = Thread.CurrentThread);
         });
         using var host = builder.Build();
-        await host.StartAsync();
+        await host.StartAsync(token);
         int port = ((IPEndPoint)listener!.LocalEndPoint!).Port;
         using (var first = Client(port))
             Assert.That(Echo(first, "hello"), Is.EqualTo("hello"));
         using var lingering = Client(port);
         Assert.That(Echo(lingering, "still here"), Is.EqualTo("still here"));
-        using (var stop = new CancellationTokenSource(Patience))
+        using (var stop = CancellationTokenSource.CreateLinkedTokenSource(token))
+        {
+            stop.CancelAfter(Patience);
             await host.StopAsync(stop.Token);
+        }
         Assert.That(loopThread, Is.Not.Null.And.Not.SameAs(Thread.CurrentThread));
         Assert.That(loopThread!.IsAlive, Is.False, "the loop thread has ended when StopAsync returns");
         Assert.That(lingering.Receive(new byte[1]), Is.Zero, "the loop's exit source closed the connection");
@@ -104,11 +107,11 @@ public sealed class HostingTests
         Directory.GetFiles(Directory.Exists("/proc/self/fd") ? "/proc/self/fd" : "/dev/fd").Select(Path.GetFileName).Order().ToArray()!;
 
     [Test, CancelAfter(60_000)]
-    public async Task AGenericHostRunsTheLoopWithItsLifetimeServesOverLoopbackAndLeavesNoDescriptor()
+    public async Task AGenericHostRunsTheLoopWithItsLifetimeServesOverLoopbackAndLeavesNoDescriptor(CancellationToken token)
     {
-        await ServeEchoInAHost(); // the first run opens what the runtime keeps for good (its own descriptors)
+        await ServeEchoInAHost(token); // the first run opens what the runtime keeps for good (its own descriptors)
         var before = OpenDescriptors();
-        await ServeEchoInAHost();
+        await ServeEchoInAHost(token);
         // Other threads of the test process (the runner's) may hold a descriptor for a moment: what the host
         // left open stays, a passer-by goes; so look again for a while before calling one a leak.
         string[] added;
@@ -120,7 +123,7 @@ public sealed class HostingTests
     }
 
     [Test, CancelAfter(60_000)]
-    public async Task StopAsyncWaitsForEveryLoopButNotPastTheHostsStopToken()
+    public async Task StopAsyncWaitsForEveryLoopButNotPastTheHostsStopToken(CancellationToken token)
     {
         using var gate = new ManualResetEventSlim();
         var exited = new bool[3];
@@ -134,7 +137,7 @@ public sealed class HostingTests
                 exited[index] = true;
             });
         }, new EventLoopHostOptions { LoopCount = 3, Backend = "poll" });
-        await service.StartAsync(CancellationToken.None);
+        await service.StartAsync(token);
         Assert.That(service.Loops, Has.Count.EqualTo(3));
         Assert.That(service.Loops.Select(l => l.Poller.Capabilities.Name), Is.All.EqualTo("poll"));
         var clock = Stopwatch.StartNew();
@@ -143,27 +146,30 @@ public sealed class HostingTests
         Assert.That(clock.Elapsed, Is.LessThan(Patience / 2), "StopAsync gave up when the stop token did");
         clock.Restart();
         while (!(Volatile.Read(ref exited[0]) && Volatile.Read(ref exited[1])) && clock.Elapsed < Patience)
-            await Task.Delay(5);
+            await Task.Delay(5, token);
         Assert.That((exited[0], exited[1], Volatile.Read(ref exited[2])), Is.EqualTo((true, true, false)), "every loop was asked; the slow one is still in its exit");
         gate.Set();
-        await service.DisposeAsync(); // the slow loop was left running: not disposed, not waited for
+        await service.DisposeAsync().AsTask().WaitAsync(token); // the slow loop was left running: not disposed, not waited for
         Assert.Throws<ObjectDisposedException>(() => service.Loops[0].AddDefer(_ => { }), "an exited loop is disposed");
         clock.Restart();
         while (!Volatile.Read(ref exited[2]) && clock.Elapsed < Patience)
-            await Task.Delay(5);
+            await Task.Delay(5, token);
         Assert.That(exited[2], Is.True, "the slow loop finished on its own");
     }
 
     [Test, CancelAfter(60_000)]
-    public async Task ALoopWhoseCallbackThrowsStopsTheApplicationAndIsLogged()
+    public async Task ALoopWhoseCallbackThrowsStopsTheApplicationAndIsLogged(CancellationToken token)
     {
         var log = new ListLogger();
         var builder = NewBuilder(log);
         builder.Services.AddEventLoop(loop => loop.AddTimer(TimeSpan.FromMilliseconds(50), _ => throw new InvalidDataException("boom")));
         using var host = builder.Build();
         var clock = Stopwatch.StartNew();
-        using (var safety = new CancellationTokenSource(Patience))
+        using (var safety = CancellationTokenSource.CreateLinkedTokenSource(token))
+        {
+            safety.CancelAfter(Patience);
             await host.RunAsync(safety.Token);
+        }
         Assert.That(clock.Elapsed, Is.LessThan(Patience), "the application stopped itself");
         lock (log.Entries)
             Assert.That(log.Entries.Any(e => e.Level == LogLevel.Error && e.Exception is EventLoopException { InnerException: InvalidDataException }),
@@ -171,7 +177,7 @@ public sealed class HostingTests
     }
 
     [Test, CancelAfter(60_000)]
-    public async Task ALoopThatExitsOnItsOwnLeavesTheHostRunningWhenToldTo()
+    public async Task ALoopThatExitsOnItsOwnLeavesTheHostRunningWhenToldTo(CancellationToken token)
     {
         var log = new ListLogger();
         var builder = NewBuilder(log);
@@ -182,14 +188,14 @@ public sealed class HostingTests
             loop.Post(() => loop.Exit(5));
         }, options => options.StopApplicationWhenALoopEnds = false);
         using var host = builder.Build();
-        await host.StartAsync();
-        Assert.That(exited.Task.Wait(Patience), Is.True);
-        await Task.Delay(100);
+        await host.StartAsync(token);
+        Assert.That(exited.Task.Wait(Patience, token), Is.True);
+        await Task.Delay(100, token);
         var lifetime = host.Services.GetRequiredService<IHostApplicationLifetime>();
         Assert.That(lifetime.ApplicationStopping.IsCancellationRequested, Is.False);
         lock (log.Entries)
             Assert.That(log.Entries.Any(e => e.Level == LogLevel.Warning && e.Message.Contains("code 5")), Is.True, string.Join('\n', log.Entries.Select(e => e.Message)));
-        await host.StopAsync();
+        await host.StopAsync(token);
     }
 
     [Test]

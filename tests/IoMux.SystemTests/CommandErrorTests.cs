@@ -153,7 +153,7 @@ public sealed partial class CommandErrorTests
     /// <summary>A second server on the port of a running one is refused, rather than joining its SO_REUSEPORT group
     /// and taking a share of its connections; the first goes on serving and stops cleanly.</summary>
     [Test, CancelAfter(60_000)]
-    public async Task ASecondInstanceOnTheSamePortExitsOneWithAddressInUse()
+    public async Task ASecondInstanceOnTheSamePortExitsOneWithAddressInUse(CancellationToken token)
     {
         await Web.ServerCommandTests.Run(["hello"], async port =>
         {
@@ -165,7 +165,7 @@ public sealed partial class CommandErrorTests
             // Every connection still reaches the first instance.
             using var http = new HttpClient();
             for (int i = 0; i < 20; i++)
-                Assert.That(await http.GetStringAsync($"http://127.0.0.1:{port}/"), Is.EqualTo("Hello, World!"));
+                Assert.That(await http.GetStringAsync($"http://127.0.0.1:{port}/", token), Is.EqualTo("Hello, World!"));
         });
     }
 

@@ -17,7 +17,7 @@ public sealed class EchoServerTests
     [TestCase("kqueue-model-macos")]
     [TestCase("ports-model")]
     [CancelAfter(60_000)]
-    public async Task EchoesEveryByteToConcurrentClients(string backend)
+    public async Task EchoesEveryByteToConcurrentClients(string backend, CancellationToken token)
     {
         var provider = Models.ModelTargets.WithNative.Single(t => t.Name == backend);
         if (provider.UnsupportedReason() is { } reason)
@@ -34,24 +34,24 @@ public sealed class EchoServerTests
         var runs = Enumerable.Range(0, clients).Select(async i =>
         {
             using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-            await socket.ConnectAsync(endpoint);
+            await socket.ConnectAsync(endpoint, token);
             var payload = RandomNumberGenerator.GetBytes(bytesPerClient);
             var send = Task.Run(async () =>
             {
                 for (int offset = 0; offset < payload.Length;)
-                    offset += await socket.SendAsync(payload.AsMemory(offset, Math.Min(64 << 10, payload.Length - offset)));
+                    offset += await socket.SendAsync(payload.AsMemory(offset, Math.Min(64 << 10, payload.Length - offset)), token);
                 socket.Shutdown(SocketShutdown.Send);
-            });
+            }, token);
             var received = new MemoryStream();
             var buffer = new byte[64 << 10];
             int n;
-            while ((n = await socket.ReceiveAsync(buffer)) > 0)
+            while ((n = await socket.ReceiveAsync(buffer, token)) > 0)
                 received.Write(buffer, 0, n);
             await send;
             return (Sent: SHA256.HashData(payload), Received: SHA256.HashData(received.ToArray()), Length: received.Length);
         }).ToArray();
 
-        foreach (var result in await Task.WhenAll(runs))
+        foreach (var result in await Task.WhenAll(runs).WaitAsync(token))
         {
             Assert.That(result.Length, Is.EqualTo(bytesPerClient));
             Assert.That(result.Received, Is.EqualTo(result.Sent));

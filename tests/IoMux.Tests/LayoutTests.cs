@@ -105,9 +105,15 @@ public sealed class LayoutTests
         try
         {
             using var process = Process.Start(new ProcessStartInfo(file, arguments) { RedirectStandardOutput = true, RedirectStandardError = true })!;
-            string output = process.StandardOutput.ReadToEnd() + process.StandardError.ReadToEnd();
-            process.WaitForExit();
-            return (process.ExitCode, output);
+            // Both streams at once (one read after the other stalls when the second fills its pipe), under a deadline.
+            var stdout = process.StandardOutput.ReadToEndAsync();
+            var stderr = process.StandardError.ReadToEndAsync();
+            if (!process.WaitForExit(120_000) || !Task.WhenAll(stdout, stderr).Wait(TimeSpan.FromSeconds(10)))
+            {
+                process.Kill(entireProcessTree: true);
+                Assert.Fail($"{file} {arguments} did not finish within two minutes");
+            }
+            return (process.ExitCode, stdout.Result + stderr.Result);
         }
         catch (System.ComponentModel.Win32Exception)
         {

@@ -197,7 +197,7 @@ public sealed unsafe class LoopTests(BackendProvider backend)
         var stopper = Task.Run(() => { Thread.Sleep(30); _loop.Exit(7); });
         Assert.That(_loop.Run(), Is.EqualTo(7));
         Assert.That(exits, Is.EqualTo(new[] { 1, 2 }));
-        stopper.Wait();
+        Assert.That(stopper.Wait(TimeSpan.FromSeconds(10)), Is.True, "the stopping thread did not finish");
     }
 
     [Test]

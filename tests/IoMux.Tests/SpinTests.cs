@@ -64,7 +64,7 @@ public sealed unsafe class SpinTests(BackendProvider backend)
         writer.Start();
         long spins = _poller.Counters.Spins, hits = _poller.Counters.SpinHits;
         Assert.That(_poller.Wait(_events, TimeSpan.FromSeconds(5)), Is.EqualTo(1));
-        writer.Join();
+        Assert.That(writer.Join(TimeSpan.FromSeconds(10)), Is.True, "the writer thread did not finish");
         Assert.That(_poller.Counters.Spins - spins, Is.EqualTo(1), "one spin");
         Assert.That(_poller.Counters.SpinHits - hits, Is.EqualTo(1), "the spin caught the byte");
     }
@@ -86,7 +86,7 @@ public sealed unsafe class SpinTests(BackendProvider backend)
         var clock = Stopwatch.StartNew();
         waker.Start();
         Assert.That(_poller.Wait(_events, TimeSpan.FromSeconds(5)), Is.Zero);
-        waker.Join();
+        Assert.That(waker.Join(TimeSpan.FromSeconds(10)), Is.True, "the waking thread did not finish");
         Assert.That(clock.Elapsed, Is.LessThan(TimeSpan.FromSeconds(4)), "the wake ended the wait");
         Assert.That(_poller.Counters.SpinHits - hits, Is.EqualTo(1), "the spin saw the wake");
         Assert.That(_poller.Counters.WakeWrites, Is.EqualTo(writes), "a wake caught by the spin writes nothing");

@@ -30,7 +30,7 @@ internal static partial class TestProcesses
         var hard = File.ReadLines($"/proc/{pid}/limits").First(l => l.StartsWith("Max open files", StringComparison.Ordinal))
             .Split(' ', StringSplitOptions.RemoveEmptyEntries)[4];
         using var prlimit = System.Diagnostics.Process.Start("prlimit", $"--pid {pid} --nofile={limit}:{hard}")!;
-        prlimit.WaitForExit();
+        NUnit.Framework.Assert.That(prlimit.WaitForExit(10_000), NUnit.Framework.Is.True, "prlimit did not exit");
         NUnit.Framework.Assert.That(prlimit.ExitCode, NUnit.Framework.Is.EqualTo(0), "prlimit failed");
     }
 

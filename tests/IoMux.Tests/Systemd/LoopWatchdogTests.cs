@@ -4,6 +4,7 @@ namespace IoMux.Tests.Systemd;
 
 /// <summary>The watchdog pinged by loops themselves: every half timeout while they iterate, never while one of
 /// them is stuck in a callback.</summary>
+// No test here has a CancelAfter: every wait (ReceiveFor, ReceiveUntil, the loop thread's Join) has its own deadline.
 [NonParallelizable] // timing: the pings' period is asserted
 public sealed class LoopWatchdogTests
 {
@@ -50,7 +51,7 @@ public sealed class LoopWatchdogTests
         }
     }
 
-    [Test, CancelAfter(20_000)]
+    [Test]
     public void AnIteratingLoopPingsEveryHalfTimeout()
     {
         using (new RunningLoop(loop => _watchdog.Attach(loop)))
@@ -70,7 +71,7 @@ public sealed class LoopWatchdogTests
     /// <summary>A check-in and its ping add nothing to what an iteration allocates: the same loop with a plain
     /// periodic timer of the same period is the baseline (zero in Release, measured by a probe; a Debug build's
     /// iteration allocates a little of its own, the same with or without the watchdog).</summary>
-    [Test, CancelAfter(20_000)]
+    [Test]
     public void ACheckInAndItsPingAllocateNothing()
     {
         var checkIn = TimeSpan.FromMilliseconds(20);
@@ -104,7 +105,7 @@ public sealed class LoopWatchdogTests
         return bytes / Iterations;
     }
 
-    [Test, CancelAfter(20_000)]
+    [Test]
     public void ALoopStuckInACallbackSendsNoPingUntilItRunsAgain()
     {
         using var running = new RunningLoop(loop => _watchdog.Attach(loop));
@@ -124,7 +125,7 @@ public sealed class LoopWatchdogTests
         _manager.ReceiveUntil(m => m.Text == "WATCHDOG=1", TimeSpan.FromSeconds(2), "a ping after the loop ran again");
     }
 
-    [Test, CancelAfter(20_000)]
+    [Test]
     public void WithSeveralLoopsOneStuckLoopStopsThePings()
     {
         using var first = new RunningLoop(_ => { });
@@ -137,7 +138,7 @@ public sealed class LoopWatchdogTests
         AssertNoPingWhileStuck(second.Loop); // the first loop keeps iterating meanwhile
     }
 
-    [Test, CancelAfter(20_000)]
+    [Test]
     public void ALoopThatLeavesNoLongerHoldsThePingsBack()
     {
         using var running = new RunningLoop(loop => _watchdog.Attach(loop));

@@ -9,7 +9,7 @@ namespace IoMux.Tests.Web;
 public sealed class FileReadPoolTests
 {
     [Test, CancelAfter(30_000)]
-    public void ReadsCompleteOnTheLoopThreadWithTheFileContents()
+    public void ReadsCompleteOnTheLoopThreadWithTheFileContents(CancellationToken token)
     {
         var path = Path.GetTempFileName();
         var content = new byte[1 << 20];
@@ -36,7 +36,8 @@ public sealed class FileReadPoolTests
                         loop.Exit();
                 }), Is.True);
             }
-            loop.Run();
+            using (token.Register(() => loop.Exit(1)))
+                Assert.That(loop.Run(), Is.EqualTo(0), "the reads did not complete before the test's deadline");
             Assert.That(offLoop, Is.EqualTo(0));
             Assert.That(result, Is.EqualTo(content));
             Assert.That(pool.InFlight, Is.EqualTo(0));
@@ -48,14 +49,16 @@ public sealed class FileReadPoolTests
     }
 
     [Test, CancelAfter(30_000)]
-    public void AFullQueueRefusesReadsUntilThePoolCatchesUp()
+    public void AFullQueueRefusesReadsUntilThePoolCatchesUp(CancellationToken token)
     {
-        using var loop = new EventLoop(PollerFactory.Create());
-        using var pool = new FileReadPool(loop, threads: 1, queueCapacity: 2);
+        // The disk outlives the pool (declared first, disposed last), and the finally opens it before the pool's
+        // Dispose waits for its worker: a failed assertion must not leave that worker blocked on the disk.
         using var disk = new SemaphoreSlim(0); // a disk that answers one read per release
+        using var loop = new EventLoop(PollerFactory.Create());
+        var pool = new FileReadPool(loop, threads: 1, queueCapacity: 2);
         pool.Reader = (_, buffer, _) =>
         {
-            disk.Wait();
+            disk.Wait(token);
             return buffer.Length;
         };
         var path = Path.GetTempFileName();
@@ -87,12 +90,58 @@ public sealed class FileReadPoolTests
         }
         finally
         {
+            disk.Release(16); // more than the pool can hold: no read of this test stays blocked
+            pool.Dispose();
             File.Delete(path);
         }
     }
 
     [Test, CancelAfter(30_000)]
-    public void AFailedReadDeliversItsExceptionToTheCompletion()
+    public void DisposeGivesUpOnAReadTheDiskNeverAnswers(CancellationToken token)
+    {
+        using var disk = new ManualResetEventSlim(false); // a dead disk until the test opens it
+        using var loop = new EventLoop(PollerFactory.Create());
+        var pool = new FileReadPool(loop, threads: 1, queueCapacity: 2) { DisposeTimeout = TimeSpan.FromMilliseconds(200) };
+        Thread? worker = null;
+        pool.Reader = (_, buffer, _) =>
+        {
+            worker = Thread.CurrentThread;
+            disk.Wait(token);
+            return buffer.Length;
+        };
+        var path = Path.GetTempFileName();
+        try
+        {
+            using var file = File.OpenHandle(path);
+            int completed = 0;
+            Assert.That(pool.TryRead(file, 0, new byte[16], (_, _) => completed++), Is.True);
+            Assert.That(SpinWait.SpinUntil(() => worker is not null, 5000), Is.True, "the worker did not start the read");
+
+            // Dispose on another thread, so that a Dispose which waits forever fails this test instead of hanging it.
+            var clock = Stopwatch.StartNew();
+            var disposing = Task.Run(pool.Dispose, token);
+            Assert.That(disposing.Wait(TimeSpan.FromSeconds(10), token), Is.True, "Dispose waited for a read the disk never answers");
+            Assert.That(clock.Elapsed, Is.LessThan(TimeSpan.FromSeconds(5)));
+            Assert.That(worker!.IsAlive, Is.True, "the stuck read ended before the disk answered");
+            Assert.That(pool.TryRead(file, 0, new byte[16], (_, _) => { }), Is.False, "a disposed pool took a read");
+
+            // The disk answers at last: the abandoned worker finishes its read, posts the completion and ends.
+            disk.Set();
+            Assert.That(worker.Join(TimeSpan.FromSeconds(10)), Is.True, "the abandoned worker did not end after its read");
+            while (completed < 1 && clock.Elapsed < TimeSpan.FromSeconds(15))
+                loop.RunOnce(TimeSpan.FromMilliseconds(100));
+            Assert.That(completed, Is.EqualTo(1));
+        }
+        finally
+        {
+            disk.Set();
+            pool.Dispose();
+            File.Delete(path);
+        }
+    }
+
+    [Test, CancelAfter(30_000)]
+    public void AFailedReadDeliversItsExceptionToTheCompletion(CancellationToken token)
     {
         using var loop = new EventLoop(PollerFactory.Create());
         using var pool = new FileReadPool(loop, threads: 1, queueCapacity: 4);
@@ -103,7 +152,8 @@ public sealed class FileReadPoolTests
             file.Dispose();
             Exception? seen = null;
             Assert.That(pool.TryRead(file, 0, new byte[8], (_, error) => { seen = error; loop.Exit(); }), Is.True);
-            loop.Run();
+            using (token.Register(() => loop.Exit(1)))
+                Assert.That(loop.Run(), Is.EqualTo(0), "the failed read did not complete before the test's deadline");
             Assert.That(seen, Is.InstanceOf<ObjectDisposedException>());
         }
         finally

@@ -44,41 +44,41 @@ public sealed class FileSenderTests(string kind)
     public void DeleteFile() => File.Delete(_path);
 
     [Test, CancelAfter(60_000)]
-    public async Task SlowReaderGetsEveryByteWhileTheSenderWaitsForWritable()
+    public async Task SlowReaderGetsEveryByteWhileTheSenderWaitsForWritable(CancellationToken token)
     {
         var (sender, receiver) = ConnectedPair();
         using (sender)
         using (receiver)
         {
             var reading = Task.Run(() => ReadAll(receiver, pauseEvery: 64 * 1024));
-            var (status, waits, sent) = Drive(sender, 0, _content.Length);
+            var (status, waits, sent) = Drive(sender, 0, _content.Length, token);
             Assert.That(status, Is.EqualTo(SendStatus.Completed));
             Assert.That(sent, Is.EqualTo(_content.Length));
             Assert.That(waits, Is.GreaterThan(0), "the slow reader never made the sender wait: the test did not test back-pressure");
             sender.Shutdown(SocketShutdown.Send);
-            var received = await reading;
+            var received = await reading.WaitAsync(token);
             Assert.That(SHA256.HashData(received), Is.EqualTo(SHA256.HashData(_content)));
         }
     }
 
     [Test, CancelAfter(60_000)]
-    public async Task ARangeSendsExactlyThatSlice()
+    public async Task ARangeSendsExactlyThatSlice(CancellationToken token)
     {
         var (sender, receiver) = ConnectedPair();
         using (sender)
         using (receiver)
         {
             var reading = Task.Run(() => ReadAll(receiver, pauseEvery: 0));
-            var (status, _, sent) = Drive(sender, 1000, 100_000);
+            var (status, _, sent) = Drive(sender, 1000, 100_000, token);
             Assert.That(status, Is.EqualTo(SendStatus.Completed));
             Assert.That(sent, Is.EqualTo(100_000));
             sender.Shutdown(SocketShutdown.Send);
-            Assert.That(await reading, Is.EqualTo(_content.AsSpan(1000, 100_000).ToArray()));
+            Assert.That(await reading.WaitAsync(token), Is.EqualTo(_content.AsSpan(1000, 100_000).ToArray()));
         }
     }
 
     [Test, CancelAfter(60_000)]
-    public void APeerThatResetsMidFileIsATypedErrorNamingTheErrno()
+    public void APeerThatResetsMidFileIsATypedErrorNamingTheErrno(CancellationToken token)
     {
         var (sender, receiver) = ConnectedPair();
         using (sender)
@@ -92,28 +92,28 @@ public sealed class FileSenderTests(string kind)
                 receiver.LingerState = new LingerOption(true, 0);
                 receiver.Dispose(); // RST with the file half sent
             });
-            var error = Assert.Throws<PosixException>(() => Drive(sender, 0, _content.Length));
+            var error = Assert.Throws<PosixException>(() => Drive(sender, 0, _content.Length, token));
             Assert.That(error!.ErrorName, Is.AnyOf("ECONNRESET", "EPIPE"));
             Assert.That(error.Operation, Is.EqualTo(Method == FileSendMethod.SendFile ? "sendfile" : "write"));
-            resetter.Wait();
+            resetter.Wait(token);
         }
     }
 
-    [Test]
-    public void AFileShorterThanTheRangeEndsWithFileShrank()
+    [Test, CancelAfter(60_000)]
+    public void AFileShorterThanTheRangeEndsWithFileShrank(CancellationToken token)
     {
         var (sender, receiver) = ConnectedPair();
         using (sender)
         using (receiver)
         {
             _ = Task.Run(() => ReadAll(receiver, pauseEvery: 0));
-            var error = Assert.Throws<FileShrankException>(() => Drive(sender, _content.Length - 10, 100));
+            var error = Assert.Throws<FileShrankException>(() => Drive(sender, _content.Length - 10, 100, token));
             Assert.That(error!.Offset, Is.EqualTo(_content.Length));
         }
     }
 
     [Test, CancelAfter(60_000)]
-    public async Task AHeadGoesOutBeforeTheFileRange()
+    public async Task AHeadGoesOutBeforeTheFileRange(CancellationToken token)
     {
         var head = new byte[300];
         new Random(4).NextBytes(head);
@@ -122,19 +122,20 @@ public sealed class FileSenderTests(string kind)
         using (receiver)
         {
             var reading = Task.Run(() => ReadAll(receiver, pauseEvery: 128 * 1024));
-            var (status, _, sent) = Drive(sender, 5, 3 << 20, head);
+            var (status, _, sent) = Drive(sender, 5, 3 << 20, token, head);
             Assert.That(status, Is.EqualTo(SendStatus.Completed));
             Assert.That(sent, Is.EqualTo(3 << 20));
             sender.Shutdown(SocketShutdown.Send);
-            var received = await reading;
+            var received = await reading.WaitAsync(token);
             Assert.That(received.Length, Is.EqualTo(head.Length + (3 << 20)));
             Assert.That(received.AsSpan(0, head.Length).SequenceEqual(head), Is.True, "the head is not first");
             Assert.That(received.AsSpan(head.Length).SequenceEqual(_content.AsSpan(5, 3 << 20)), Is.True, "the file range differs");
         }
     }
 
-    /// <summary>Runs the sender on an event loop: one writable source, SendTo on each readiness.</summary>
-    private (SendStatus Status, int Waits, long Sent) Drive(Socket socket, long offset, long count, byte[]? head = null)
+    /// <summary>Runs the sender on an event loop: one writable source, SendTo on each readiness, until the send
+    /// completes or fails, or <paramref name="token"/> (the test's deadline) fires.</summary>
+    private (SendStatus Status, int Waits, long Sent) Drive(Socket socket, long offset, long count, CancellationToken token, byte[]? head = null)
     {
         using var file = File.OpenHandle(_path);
         using var sender = CreateSender(file, offset, count, head);
@@ -160,7 +161,8 @@ public sealed class FileSenderTests(string kind)
                 if (status == SendStatus.Completed)
                     loop.Exit(0);
             });
-            loop.Run();
+            using (token.Register(() => loop.Exit(2)))
+                Assert.That(loop.Run(), Is.Not.EqualTo(2), $"the send stalled at {sender.BytesSent} bytes until the test's deadline");
             if (failure is not null)
                 throw failure;
         }
@@ -179,6 +181,7 @@ public sealed class FileSenderTests(string kind)
         // A small send buffer makes back-pressure arrive early, without megabytes queued in the kernel.
         sender.SendBufferSize = 64 * 1024;
         receiver.ReceiveBufferSize = 64 * 1024;
+        receiver.ReceiveTimeout = 30_000; // a reader whose sender stalls fails (SocketException) instead of waiting forever
         return (sender, receiver);
     }
 

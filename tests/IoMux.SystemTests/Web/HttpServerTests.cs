@@ -38,7 +38,7 @@ public sealed class HttpServerTests(string backend)
         File.CreateSymbolicLink(Path.Combine(_root, "relative-leak.txt"), Path.Combine("..", Path.GetFileName(_outside), "secret.txt"));
         File.CreateSymbolicLink(Path.Combine(_root, "sub", "relative-alias.txt"), Path.Combine("..", "a.txt"));
         using (var mkfifo = System.Diagnostics.Process.Start("mkfifo", Path.Combine(_root, "fifo"))!)
-            mkfifo.WaitForExit();
+            Assert.That(mkfifo.WaitForExit(10_000), Is.True, "mkfifo did not finish");
         _server = HttpServer.StaticFiles(new IPEndPoint(IPAddress.Loopback, 0), _root,
             new HttpServerOptions { Threads = 2, HeaderTimeout = TimeSpan.FromSeconds(1), KeepAliveTimeout = TimeSpan.FromSeconds(2) }, backend);
     }

@@ -57,8 +57,11 @@ internal static unsafe partial class NetworkNamespace
                 failure = e;
             }
         });
+        thread.IsBackground = true;
         thread.Start();
-        thread.Join();
+        // The bodies are bounded tests of a few seconds; a body that hangs fails here instead of hanging the run.
+        if (!thread.Join(TimeSpan.FromMinutes(3)))
+            throw new TimeoutException("the body run in the network namespace did not finish within 3 minutes");
         if (failure is not null)
             System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(failure).Throw();
         return result;

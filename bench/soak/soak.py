@@ -7,7 +7,7 @@ end; every other failure is *unexplained* and fails the run. Some outcomes fail 
 bytes changed, extra bytes, a truncated download (`iomux serve` is never faulted, so a cut download has no
 excuse), a crash, an exit code other than 0 after SIGTERM. After the load, with every client stopped and the
 processes idle, each process's descriptors and RSS must be within the bounds below."""
-import argparse, hashlib, os, random, signal, socket, subprocess, sys, tempfile, threading, time
+import argparse, atexit, errno, hashlib, os, random, signal, socket, subprocess, sys, tempfile, threading, time
 
 p = argparse.ArgumentParser()
 p.add_argument("--seconds", type=int, default=600)
@@ -58,6 +58,11 @@ def stop_all():
     for proc in procs.values():
         if proc.poll() is None:
             proc.send_signal(signal.SIGCONT); proc.kill(); proc.wait(10)
+
+atexit.register(stop_all)  # whatever ends this script, nothing it started outlives it
+
+def failure_name(e):
+    return "timeout" if isinstance(e, socket.timeout) else errno.errorcode.get(e.errno or 0, type(e).__name__)
 
 def wait_port(port, deadline=10):
     end = time.time() + deadline
@@ -157,10 +162,8 @@ def echo_client(name, seed, stop):
                 record(name, "no-eof")
             else:
                 record(name, "ok", len(payload))
-        except ConnectionResetError:
-            record(name, "reset-by-peer"); time.sleep(0.05)
-        except OSError:
-            record(name, "connect"); time.sleep(0.05)
+        except OSError as e:  # connect refused, reset, broken pipe...: named by errno
+            record(name, failure_name(e)); time.sleep(0.05)
 
 def file_client(name, seed, stop):
     rng = random.Random(seed)
@@ -204,10 +207,8 @@ def file_client(name, seed, stop):
             else:
                 with lock: totals["max_close_delay"] = max(totals["max_close_delay"], time.monotonic() - state["complete"])
                 record(name, "ok", len(body), kind="file_bytes")
-        except ConnectionResetError:
-            record(name, "reset-by-peer"); time.sleep(0.05)
-        except OSError:
-            record(name, "connect"); time.sleep(0.05)
+        except OSError as e:  # connect refused, reset, broken pipe...: named by errno
+            record(name, failure_name(e)); time.sleep(0.05)
 
 def sample(name):
     pid = procs[name].pid
@@ -281,8 +282,11 @@ samples = open(f"{args.out}/samples.csv", "w")
 samples.write("t,process,rss_kib,fds,threads\n")
 next_fault = 10; kinds = ["restart-backend", "stop-backend", "squeeze-proxy-fds"]; k = 0
 faulters = []
+died = {}
 while now() < args.seconds:
     for name in ("proxy", "serve"):
+        if procs[name].poll() is not None and name not in died:
+            died[name] = (round(now()), procs[name].returncode)
         s = sample(name)
         if s: samples.write(f"{now():.0f},{name},{s[0]},{s[1]},{s[2]}\n")
     samples.flush()
@@ -331,7 +335,9 @@ for at, client, reason in unexplained:
     lines.append(f"UNEXPLAINED at {at} s: {client} {reason}")
 lines.append(f"unexplained failures: {total('unexplained')}")
 lines.append(f"exit codes after SIGTERM under load: {codes}")
-problems = []
+for name, (at, code) in died.items():
+    lines.append(f"{name} EXITED during the load at {at} s with {code}")
+problems = [f"{name} exited during the load ({code} at {at} s)" for name, (at, code) in died.items()]
 for name in ("proxy", "serve"):
     b, a = before.get(name), after.get(name)
     if not (b and a):

@@ -80,7 +80,7 @@ public sealed class ProxyFaultTests
         Assert.That(proxy.HasExited, Is.False);
     }
 
-    /// <summary>A backend that accepts and then neither reads nor writes (docs/PROXY.md, "A backend that stalls"):
+    /// <summary>A backend that accepts and then neither reads nor writes (docs/PROXY.md says what the proxy does):
     /// the proxy has no per-connection timeout (nor has systemd-socket-proxyd), so it holds the client, which sees
     /// no byte and no end; the loop keeps relaying other connections; <c>--exit-idle-time</c> does not fire while
     /// the connection is open; SIGTERM ends it after <c>--drain-time</c>, the client then seeing end of stream, and

@@ -7,8 +7,8 @@
 # The verdict is strict (issue 19): each fault is recorded as a window, and an echo or download that fails outside
 # every window (plus a 5 s grace after it) fails the run, as do changed or extra bytes, a truncated download, a
 # download whose connection is not closed within 2 s of its last byte (`Connection: close`), a crash, an exit code
-# other than 0, and after the run (idle) more than 16 descriptors above the idle count before it or RSS above
-# 160 MiB (proxy) / 256 MiB (serve). Every download and echo has a 30 s deadline and every failure is counted,
+# other than 0, and after the run (idle) more than 8 descriptors above the idle count before it or RSS above
+# 96 MiB (proxy) / 128 MiB (serve). Every download and echo has a 30 s deadline and every failure is counted,
 # per client. The bounds are constants at the top of bench/soak/soak.py; docs/RELIABILITY.md has a run.
 #   bench/soak.sh [SECONDS]        results: bench/out/soak/{samples.csv,summary.txt,soak.svg}; exit 1 on FAIL
 # Bounded: every client, fault and wait has a deadline; everything started here is stopped on exit.

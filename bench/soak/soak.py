@@ -23,8 +23,8 @@ GRACE = 5.0              # s after a fault window in which its failures still co
 ECHO_DEADLINE = 30.0     # s for one echo exchange, connect to end of stream
 DOWNLOAD_DEADLINE = 30.0 # s for one download, connect to end of stream (8 MiB: well under a second when healthy)
 CLOSE_AFTER_BODY = 2.0   # s from the last byte of a `Connection: close` response (or of the echo) to end of stream
-FD_SLACK = 16            # descriptors a process may hold after the run above what it held idle before it
-RSS_BOUND_MIB = {"proxy": 160, "serve": 256}  # RSS of each process, idle after the run
+FD_SLACK = 8             # descriptors a process may hold after the run above what it held idle before it
+RSS_BOUND_MIB = {"proxy": 96, "serve": 128}  # RSS of each process, idle after the run (60 s runs: 42 and 48)
 
 def free_port():
     # Below the ephemeral range (32768+ on Linux), so no client's source port can take it between here and bind.

@@ -43,7 +43,7 @@ public sealed class ProxyFaultTests
     /// ends it: the client is closed when the timeout passes, not before and not much after, the failure is logged
     /// once as ETIMEDOUT, and the proxy keeps going. How the client's connection ends depends on the client:
     /// one that waits for the server sees end of stream; one that spoke first has bytes the proxy never read, and
-    /// close(2) with unread data sends a reset (RFC 2525, 2.17), as systemd-socket-proxyd's close does.</summary>
+    /// close(2) with unread data sends a reset (RFC 2525, 2.17).</summary>
     [Test, CancelAfter(60_000)]
     public async Task ABackendThatNeverAnswersTheConnectIsGivenUpAfterTheConnectTimeout(CancellationToken cancel)
     {

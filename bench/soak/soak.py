@@ -7,7 +7,7 @@ end; every other failure is *unexplained* and fails the run. Some outcomes fail 
 bytes changed, extra bytes, a truncated download (`iomux serve` is never faulted, so a cut download has no
 excuse), a crash, an exit code other than 0 after SIGTERM. After the load, with every client stopped and the
 processes idle, each process's descriptors and RSS must be within the bounds below."""
-import argparse, atexit, errno, hashlib, os, random, signal, socket, subprocess, sys, tempfile, threading, time
+import argparse, atexit, errno, hashlib, os, random, resource, signal, socket, subprocess, sys, tempfile, threading, time
 
 p = argparse.ArgumentParser()
 p.add_argument("--seconds", type=int, default=600)
@@ -240,14 +240,18 @@ def fault(kind):
             procs["echo"].send_signal(signal.SIGSTOP); time.sleep(3); procs["echo"].send_signal(signal.SIGCONT)
         elif kind == "squeeze-proxy-fds":
             # Only the soft limit moves: lowering the hard one could not be undone without CAP_SYS_RESOURCE.
-            pid = procs["proxy"].pid; n = len(os.listdir(f"/proc/{pid}/fd"))
-            line = next(l for l in open(f"/proc/{pid}/limits") if l.startswith("Max open files")).split()
-            soft, hard = line[3], line[4]
             # To what is open plus the runtime's reserve (DescriptorBudget.Reserve = 16) and two: the proxy must stop
             # taking descriptors and keep relaying. A squeeze to open + 1, which no server can fully survive (the
-            # runtime needs two free descriptors to start any thread), is tools/fdlimit/stress.sh's job.
-            subprocess.run(["prlimit", f"--pid={pid}", f"--nofile={n + 18}:{hard}"], check=False, timeout=10); time.sleep(3)
-            subprocess.run(["prlimit", f"--pid={pid}", f"--nofile={soft}:{hard}"], check=False, timeout=10)
+            # runtime needs two free descriptors to start any thread), is tools/fdlimit/stress.sh's job. Counted and
+            # set back to back (prlimit(2) from here, no process started in between), as the count moves with the
+            # load; the count just after is recorded, to show the headroom the squeeze really left.
+            pid = procs["proxy"].pid
+            soft, hard = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+            n = len(os.listdir(f"/proc/{pid}/fd"))
+            resource.prlimit(pid, resource.RLIMIT_NOFILE, (n + 18, hard))
+            window.append(f"limit {n + 18}, open {n} before, {len(os.listdir(f'/proc/{pid}/fd'))} just after")
+            time.sleep(3)
+            resource.prlimit(pid, resource.RLIMIT_NOFILE, (soft, hard))
     finally:
         window[2] = now()
 
@@ -336,6 +340,7 @@ lines = [f"seconds {args.seconds}, echo clients {args.clients}, file clients {ar
          f"files: {ok('file')} downloads verified ({totals['file_bytes'] >> 20} MiB), {total('explained', 'file')} failures inside fault windows, "
          f"{total('unexplained', 'file')} unexplained; slowest close after the last byte {totals['max_close_delay']:.3f} s",
          "fault windows: " + ", ".join(f"{w[0]} {w[1]:.0f}-{w[2]:.0f}s" if w[2] is not None else f"{w[0]} {w[1]:.0f}s-" for w in windows)]
+lines += [f"  squeeze at {w[1]:.0f} s: {w[3]}" for w in windows if len(w) > 3]
 lines.append("per client (ok / explained failures / unexplained failures):")
 for client in sorted(outcomes):
     o = outcomes[client]

@@ -17,7 +17,7 @@ public sealed class SoakTests
     public void SixtySecondsOfLoadWithFaultsHaveNoUnexplainedFailure()
     {
         var root = TestProcesses.RepositoryRoot();
-        foreach (var tool in new[] { "python3", "systemd-socket-activate", "prlimit" })
+        foreach (var tool in new[] { "python3", "systemd-socket-activate" })
             TestProcesses.RequireTool(tool, "the soak needs it");
         var start = new ProcessStartInfo("bash", [Path.Combine(root, "bench", "soak.sh"), "60"])
         {

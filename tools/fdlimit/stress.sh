@@ -6,17 +6,20 @@
 # One run: start the server as a process, warm it up, squeeze RLIMIT_NOFILE to (open descriptors + 1) with
 # prlimit --pid, drive connections and first-time request types at it (bounded: curl --max-time, bash /dev/tcp),
 # idle at the limit (so background work - tiered recompilation, GC, the thread pool's new threads - runs there),
-# release the limit, check that it serves, repeat SQUEEZES times, then SIGTERM; exit code 0 expected.
+# release the limit, check that it serves again (a GET within RESUME seconds must answer 200, else the run fails as
+# "unserved"), repeat SQUEEZES times, then SIGTERM; exit code 0 expected.
 # Environment: SQUEEZES (3), HOLD (seconds at the limit per squeeze, 2), EXTRA_ENV ("VAR=value ..." for the
 # server, e.g. "DOTNET_EnableWriteXorExecute=0" or "DOTNET_TieredCompilation=0"), KEEP (directory for the
 # stderr of failed runs, /tmp/fdlimit-stress), KEEP_ALL (keep it for every run), STRACE (syscalls to trace with
 # strace -f -p while squeezed, e.g. "openat,memfd_create,socket,pipe2,eventfd2,dup,accept4,clone3"), BIN (the build output with IoMux.Cli and iomux-socket-proxyd).
-# Runs niced; a summary line "runs=N ok=N abort134=N other=N" ends the output (exit 1 when any run failed).
+# RESUME (seconds, 5): how long the first request after each release may take.
+# Runs niced; a summary line "runs=N ok=N abort134=N other=N unserved=N" ends the output (exit 1 when any run failed).
 set -u
 RUNS=${1:-20}
 TARGET=${2:-hello}
 SQUEEZES=${SQUEEZES:-3}
 HOLD=${HOLD:-2}
+RESUME=${RESUME:-5}
 KEEP=${KEEP:-/tmp/fdlimit-stress}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BIN=${BIN:-$ROOT/src/Cli/bin/Debug/net10.0}
@@ -79,7 +82,7 @@ start() {
     fi
 }
 
-runs=0 ok=0 aborts=0 other=0
+runs=0 ok=0 aborts=0 other=0 unserved=0
 for run in $(seq "$RUNS"); do
     for target in $([[ $TARGET == both ]] && echo "hello proxy" || echo "$TARGET"); do
         runs=$((runs + 1))
@@ -98,12 +101,19 @@ for run in $(seq "$RUNS"); do
             strace -f -tt ${STRACE_STACK:+-k} -e trace="$STRACE" -o "$LOG.strace" -p "$PID" 2>/dev/null & TRACER=$!; sleep 1
         fi
         original=$(prlimit --pid "$PID" --nofile --output SOFT --noheadings 2>/dev/null | tr -d ' ')
-        for _ in $(seq "$SQUEEZES"); do
+        resumed=1
+        for squeeze in $(seq "$SQUEEZES"); do
             kill -0 "$PID" 2>/dev/null || break
             limit "$PID" $(( $(open_count "$PID") + 1 ))
             (drive "$PORT" "$HOLD") # a subshell: its wait is for its own clients only
             limit "$PID" "${original:-20000}"
-            curl -s -o /dev/null --max-time 5 "http://127.0.0.1:$PORT/"
+            # Serving must resume once the limit is back: one request, answered 200 within RESUME seconds. (A
+            # process that died is counted below by its exit code, not here.)
+            code=$(curl -s -o /dev/null -w '%{http_code}' --max-time "$RESUME" "http://127.0.0.1:$PORT/")
+            if [[ $code != 200 ]] && kill -0 "$PID" 2>/dev/null; then
+                echo "run $run ($target): squeeze $squeeze: not serving after the limit was restored (HTTP ${code:-none} within ${RESUME} s)"
+                resumed=0
+            fi
         done
         kill -TERM "$PID" 2>/dev/null
         for _ in $(seq 100); do kill -0 "$PID" 2>/dev/null || break; sleep 0.1; done
@@ -111,7 +121,9 @@ for run in $(seq "$RUNS"); do
         wait "$PID" 2>/dev/null; rc=$?
         for c in $CHILDREN; do [[ $c == "$PID" ]] || { kill -TERM "$c" 2>/dev/null; wait "$c" 2>/dev/null; }; done
         [[ -n ${STRACE:-} ]] && wait "$TRACER" 2>/dev/null
-        if ((rc == 0 || rc == 143)); then
+        if ((rc == 0 || rc == 143)) && ((resumed == 0)); then
+            unserved=$((unserved + 1)); echo "run $run ($target): did not serve again after a squeeze, stderr kept in $LOG"
+        elif ((rc == 0 || rc == 143)); then
             ok=$((ok + 1)); [[ -n ${KEEP_ALL:-} ]] || rm -f "$LOG" "$LOG.strace"
         elif ((rc == 134)); then
             aborts=$((aborts + 1)); echo "run $run ($target): exit 134, stderr kept in $LOG:"; tail -n 5 "$LOG"
@@ -120,5 +132,5 @@ for run in $(seq "$RUNS"); do
         fi
     done
 done
-echo "runs=$runs ok=$ok abort134=$aborts other=$other"
-((aborts == 0 && other == 0))
+echo "runs=$runs ok=$ok abort134=$aborts other=$other unserved=$unserved"
+((aborts == 0 && other == 0 && unserved == 0))

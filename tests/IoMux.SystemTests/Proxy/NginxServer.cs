@@ -49,7 +49,12 @@ internal sealed partial class NginxServer : IDisposable
             return null;
         }
         using var install = Process.Start("bash", ["-c", "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx"])!;
-        install.WaitForExit();
+        if (!install.WaitForExit(TimeSpan.FromMinutes(10)))
+        {
+            install.Kill(entireProcessTree: true);
+            whyNot = "apt-get install nginx did not finish within 10 minutes";
+            return null;
+        }
         if (install.ExitCode != 0 || !File.Exists("/usr/sbin/nginx"))
         {
             whyNot = $"apt-get install nginx failed (exit code {install.ExitCode})";

@@ -16,7 +16,7 @@ namespace IoMux.Tests.Proxy;
 public sealed class ProxyInProcessTests(string backend)
 {
     [Test, CancelAfter(60_000)]
-    public async Task EachAddressOfANameIsTriedInOrderUntilOneAnswers()
+    public async Task EachAddressOfANameIsTriedInOrderUntilOneAnswers(CancellationToken cancel)
     {
         using var server = TestBackend.Tcp(TestBackend.Echo);
         int port = int.Parse(server.Target.Split(':')[1]);
@@ -28,10 +28,10 @@ public sealed class ProxyInProcessTests(string backend)
         var (counters, _) = await RunProxy(target, async endpoint =>
         {
             using var client = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-            await client.ConnectAsync(endpoint);
-            await TestBackend.SendAll(client, new byte[5000]);
+            await client.ConnectAsync(endpoint, cancel);
+            await TestBackend.SendAll(client, new byte[5000], cancel);
             client.Shutdown(SocketShutdown.Send);
-            Assert.That((await TestBackend.ReceiveAll(client)).Bytes, Is.EqualTo(5000));
+            Assert.That((await TestBackend.ReceiveAll(client, cancel)).Bytes, Is.EqualTo(5000));
         });
         Assert.That(counters.BackendFailures, Is.EqualTo(0), "a refused first address is not a failed connection");
         Assert.That(counters.BytesToBackend, Is.EqualTo(5000));
@@ -39,7 +39,7 @@ public sealed class ProxyInProcessTests(string backend)
     }
 
     [Test, CancelAfter(60_000)]
-    public async Task WhenEveryAddressRefusesTheClientIsClosedAndCounted()
+    public async Task WhenEveryAddressRefusesTheClientIsClosedAndCounted(CancellationToken cancel)
     {
         int port = ProxyProcess.FreePort();
         var target = BackendTarget.WithResolver("nowhere", port, () => Task.FromResult<IReadOnlyList<EndPoint>>(
@@ -47,8 +47,8 @@ public sealed class ProxyInProcessTests(string backend)
         var (counters, _) = await RunProxy(target, async endpoint =>
         {
             using var client = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-            await client.ConnectAsync(endpoint);
-            Assert.That((await TestBackend.ReceiveAll(client)).Bytes, Is.EqualTo(0));
+            await client.ConnectAsync(endpoint, cancel);
+            Assert.That((await TestBackend.ReceiveAll(client, cancel)).Bytes, Is.EqualTo(0));
         });
         Assert.That(counters.BackendFailures, Is.EqualTo(1));
         Assert.That(counters.Closed, Is.EqualTo(1));
@@ -62,24 +62,24 @@ public sealed class ProxyInProcessTests(string backend)
     [TestCase(CopyMode.Splice, 4 << 20, 1)]
     [TestCase(CopyMode.Buffer, 4 << 20, 0)]
     [CancelAfter(60_000)]
-    public async Task OnlyADirectionCarryingABulkStreamOpensASplicePipe(CopyMode mode, int responseBytes, int pipes)
+    public async Task OnlyADirectionCarryingABulkStreamOpensASplicePipe(CopyMode mode, int responseBytes, int pipes, CancellationToken cancel)
     {
         var response = new byte[responseBytes];
         Random.Shared.NextBytes(response);
         using var server = TestBackend.Tcp(async socket =>
         {
-            Assert.That((await TestBackend.ReceiveAll(socket)).Bytes, Is.EqualTo(5)); // up to the client's half-close
-            await TestBackend.SendAll(socket, response);
+            Assert.That((await TestBackend.ReceiveAll(socket, cancel)).Bytes, Is.EqualTo(5)); // up to the client's half-close
+            await TestBackend.SendAll(socket, response, cancel);
             socket.Shutdown(SocketShutdown.Send);
         });
         string expected = Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(response));
         var (counters, _) = await RunProxy(BackendTarget.Parse(server.Target), async endpoint =>
         {
             using var client = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-            await client.ConnectAsync(endpoint);
-            await TestBackend.SendAll(client, new byte[5]);
+            await client.ConnectAsync(endpoint, cancel);
+            await TestBackend.SendAll(client, new byte[5], cancel);
             client.Shutdown(SocketShutdown.Send);
-            var (bytes, hash) = await TestBackend.ReceiveAll(client);
+            var (bytes, hash) = await TestBackend.ReceiveAll(client, cancel);
             Assert.That(bytes, Is.EqualTo(responseBytes));
             Assert.That(hash, Is.EqualTo(expected), "the response arrived changed or out of order");
         }, mode);

@@ -10,36 +10,36 @@ namespace IoMux.Tests.Proxy;
 public sealed class ProxyLifecycleTests
 {
     [Test, CancelAfter(60_000)]
-    public async Task AtTheConnectionCapTheNextClientWaitsUntilOneEnds()
+    public async Task AtTheConnectionCapTheNextClientWaitsUntilOneEnds(CancellationToken cancel)
     {
         using var backend = TestBackend.Tcp(TestBackend.Echo);
         using var proxy = ProxyProcess.Activated("--connections-max=2", backend.Target);
         using var first = proxy.Connect();
         using var second = proxy.Connect();
         foreach (var client in new[] { first, second })
-            Assert.That(await EchoOnce(client, TimeSpan.FromSeconds(10)), Is.True, "a client under the cap was not relayed");
+            Assert.That(await EchoOnce(client, TimeSpan.FromSeconds(10), test: cancel), Is.True, "a client under the cap was not relayed");
 
         using var third = proxy.Connect(); // completes in the kernel backlog; the proxy does not accept it yet
-        await TestBackend.SendAll(third, new byte[] { 1, 2, 3 });
-        Assert.That(await EchoOnce(third, TimeSpan.FromMilliseconds(700), send: false), Is.False, "the third client was relayed past the cap");
+        await TestBackend.SendAll(third, new byte[] { 1, 2, 3 }, cancel);
+        Assert.That(await EchoOnce(third, TimeSpan.FromMilliseconds(700), send: false, test: cancel), Is.False, "the third client was relayed past the cap");
         Assert.That(backend.Accepted, Is.EqualTo(2));
 
         first.Dispose();
-        Assert.That(await EchoOnce(third, TimeSpan.FromSeconds(10), send: false), Is.True, "the waiting client was not relayed once a connection ended");
+        Assert.That(await EchoOnce(third, TimeSpan.FromSeconds(10), send: false, test: cancel), Is.True, "the waiting client was not relayed once a connection ended");
         Assert.That(backend.Accepted, Is.EqualTo(3));
     }
 
     [Test, CancelAfter(60_000)]
-    public async Task ExitsWhenIdleForExitIdleTimeButNotWhileAConnectionIsOpen()
+    public async Task ExitsWhenIdleForExitIdleTimeButNotWhileAConnectionIsOpen(CancellationToken cancel)
     {
         using var backend = TestBackend.Tcp(TestBackend.Echo);
         using var proxy = ProxyProcess.Activated("--exit-idle-time=1s", backend.Target);
         using (var client = proxy.Connect())
         {
-            Assert.That(await EchoOnce(client, TimeSpan.FromSeconds(10)), Is.True);
-            await Task.Delay(2500); // longer than the idle time, with a connection open
+            Assert.That(await EchoOnce(client, TimeSpan.FromSeconds(10), test: cancel), Is.True);
+            await Task.Delay(2500, cancel); // longer than the idle time, with a connection open
             Assert.That(proxy.HasExited, Is.False, "the proxy exited with a connection open");
-            Assert.That(await EchoOnce(client, TimeSpan.FromSeconds(10)), Is.True);
+            Assert.That(await EchoOnce(client, TimeSpan.FromSeconds(10), test: cancel), Is.True);
         }
         var clock = Stopwatch.StartNew();
         Assert.That(proxy.WaitForExit(TimeSpan.FromSeconds(10)), Is.True, "the idle proxy did not exit");
@@ -51,61 +51,63 @@ public sealed class ProxyLifecycleTests
     /// <summary>"infinity" and spans past the loop's 292-year timer range wait for the connections too (they
     /// once overflowed the timer's nanoseconds into a deadline already passed, closing them at once).</summary>
     [TestCase("--drain-time=30s"), TestCase("--drain-time=infinity"), TestCase("--drain-time=1000y"), CancelAfter(60_000)]
-    public async Task SigtermStopsAcceptingAndLetsActiveConnectionsFinish(string drainTime)
+    public async Task SigtermStopsAcceptingAndLetsActiveConnectionsFinish(string drainTime, CancellationToken cancel)
     {
         using var backend = TestBackend.Tcp(TestBackend.Echo);
         using var proxy = ProxyProcess.Activated(drainTime, backend.Target);
         using var active = proxy.Connect();
-        Assert.That(await EchoOnce(active, TimeSpan.FromSeconds(10)), Is.True);
+        Assert.That(await EchoOnce(active, TimeSpan.FromSeconds(10), test: cancel), Is.True);
 
         proxy.Signal(ProxyProcess.SIGTERM);
         proxy.WaitForLog("Stopping: no new connections", TimeSpan.FromSeconds(10));
         Assert.Catch<SocketException>(() => proxy.Connect().Dispose(), "a new connection was accepted while stopping");
-        Assert.That(await EchoOnce(active, TimeSpan.FromSeconds(10)), Is.True, "the active connection stopped working");
+        Assert.That(await EchoOnce(active, TimeSpan.FromSeconds(10), test: cancel), Is.True, "the active connection stopped working");
         Assert.That(proxy.HasExited, Is.False);
 
         active.Shutdown(SocketShutdown.Send);
-        Assert.That((await TestBackend.ReceiveAll(active)).Bytes, Is.EqualTo(0));
+        Assert.That((await TestBackend.ReceiveAll(active, cancel)).Bytes, Is.EqualTo(0));
         Assert.That(proxy.WaitForExit(TimeSpan.FromSeconds(10)), Is.True, "the proxy did not exit after its last connection");
         Assert.That(proxy.ExitCode, Is.EqualTo(0));
     }
 
     [Test, CancelAfter(60_000)]
-    public async Task SigtermClosesConnectionsStillActiveAfterTheDrainTime()
+    public async Task SigtermClosesConnectionsStillActiveAfterTheDrainTime(CancellationToken cancel)
     {
         using var backend = TestBackend.Tcp(TestBackend.Echo);
         using var proxy = ProxyProcess.Activated("--drain-time=1s", backend.Target);
         using var idle = proxy.Connect();
-        Assert.That(await EchoOnce(idle, TimeSpan.FromSeconds(10)), Is.True);
+        Assert.That(await EchoOnce(idle, TimeSpan.FromSeconds(10), test: cancel), Is.True);
 
         var clock = Stopwatch.StartNew();
         proxy.Signal(ProxyProcess.SIGINT);
         Assert.That(proxy.WaitForExit(TimeSpan.FromSeconds(10)), Is.True);
         Assert.That(proxy.ExitCode, Is.EqualTo(0));
         Assert.That(clock.Elapsed, Is.GreaterThan(TimeSpan.FromMilliseconds(800)), "the connection was not given its drain time");
-        Assert.That((await TestBackend.ReceiveAll(idle).WaitAsync(TimeSpan.FromSeconds(5))).Bytes, Is.EqualTo(0), "the client was not closed");
+        Assert.That((await TestBackend.ReceiveAll(idle, cancel).WaitAsync(TimeSpan.FromSeconds(5))).Bytes, Is.EqualTo(0), "the client was not closed");
         Assert.That(proxy.Log, Does.Contain("closing 1 connection(s) still active"));
     }
 
     [Test, CancelAfter(60_000)]
-    public async Task SocketNamesFromListenFdNamesAreRead()
+    public async Task SocketNamesFromListenFdNamesAreRead(CancellationToken cancel)
     {
         using var backend = TestBackend.Tcp(TestBackend.Echo);
         using var proxy = ProxyProcess.ActivatedWithOptions(new Dictionary<string, string> { ["SYSTEMD_LOG_LEVEL"] = "debug" },
             ["--fdname=web"], backend.Target);
         using var client = proxy.Connect();
-        Assert.That(await EchoOnce(client, TimeSpan.FromSeconds(10)), Is.True);
+        Assert.That(await EchoOnce(client, TimeSpan.FromSeconds(10), test: cancel), Is.True);
         proxy.WaitForLog("Received fd 3 (web) by socket activation.", TimeSpan.FromSeconds(5));
     }
 
     /// <summary>Sends three bytes (unless <paramref name="send"/> is false) and waits for three back.</summary>
-    private static async Task<bool> EchoOnce(Socket client, TimeSpan timeout, bool send = true)
+    /// <remarks>False when <paramref name="timeout"/> passes; the test's own token (CancelAfter) throws instead.</remarks>
+    private static async Task<bool> EchoOnce(Socket client, TimeSpan timeout, bool send = true, CancellationToken test = default)
     {
         if (send)
-            await TestBackend.SendAll(client, new byte[] { 1, 2, 3 });
+            await TestBackend.SendAll(client, new byte[] { 1, 2, 3 }, test);
         var buffer = new byte[3];
         int got = 0;
-        using var cancel = new CancellationTokenSource(timeout);
+        using var cancel = CancellationTokenSource.CreateLinkedTokenSource(test);
+        cancel.CancelAfter(timeout);
         try
         {
             while (got < 3)
@@ -117,15 +119,16 @@ public sealed class ProxyLifecycleTests
             }
             return true;
         }
-        catch (OperationCanceledException)
+        catch (OperationCanceledException) when (!test.IsCancellationRequested)
         {
             return false;
         }
     }
+
     /// <summary>stderr is a non-blocking pipe that is full (a stalled log reader): the proxy waits for room without
     /// spinning (it writes fd 2 itself, and waits in poll(2) as System.Console did), loses no line, and carries on
     /// once the reader drains.</summary>
-    [Test, CancelAfter(60_000)]
+    [Test]
     public unsafe void AFullNonBlockingStderrIsWaitedForWithoutSpinning()
     {
         TestProcesses.RequireTool("bash", "to hand the proxy a pipe as its stderr");

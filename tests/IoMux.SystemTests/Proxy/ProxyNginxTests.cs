@@ -18,32 +18,32 @@ public sealed class ProxyNginxTests
     public void StopNginx() => _nginx.Dispose();
 
     [Test, CancelAfter(180_000)]
-    public async Task HundredMebibytesDownAndUpThroughTheProxyKeepTheirChecksums()
+    public async Task HundredMebibytesDownAndUpThroughTheProxyKeepTheirChecksums(CancellationToken cancel)
     {
         const long size = 100L << 20;
         var file = Path.Combine(_nginx.Root, "big.bin");
         await using (var output = File.Create(file))
-            await WritePattern(output, size, seed: 11);
+            await WritePattern(output, size, seed: 11, cancel);
         string expected = Convert.ToHexString(SHA256.HashData(File.ReadAllBytes(file)));
 
         using var proxy = ProxyProcess.Activated(_nginx.Target);
         using var http = new HttpClient { BaseAddress = new Uri($"http://{proxy.Endpoint}/"), Timeout = TimeSpan.FromSeconds(120) };
 
-        using (var response = await http.GetAsync("big.bin", HttpCompletionOption.ResponseHeadersRead))
+        using (var response = await http.GetAsync("big.bin", HttpCompletionOption.ResponseHeadersRead, cancel))
         {
             Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.OK));
-            await using var body = await response.Content.ReadAsStreamAsync();
-            Assert.That(Convert.ToHexString(await SHA256.HashDataAsync(body)), Is.EqualTo(expected), "download differs");
+            await using var body = await response.Content.ReadAsStreamAsync(cancel);
+            Assert.That(Convert.ToHexString(await SHA256.HashDataAsync(body, cancel)), Is.EqualTo(expected), "download differs");
         }
 
         var upload = Path.Combine(Path.GetTempPath(), $"iomux-upload-{Guid.NewGuid():N}.bin");
         try
         {
             await using (var output = File.Create(upload))
-                await WritePattern(output, size, seed: 12);
+                await WritePattern(output, size, seed: 12, cancel);
             string sent = Convert.ToHexString(SHA256.HashData(File.ReadAllBytes(upload)));
             await using var content = File.OpenRead(upload);
-            using var put = await http.PutAsync("upload/received.bin", new StreamContent(content));
+            using var put = await http.PutAsync("upload/received.bin", new StreamContent(content), cancel);
             Assert.That(put.StatusCode, Is.EqualTo(HttpStatusCode.Created).Or.EqualTo(HttpStatusCode.NoContent));
             var stored = Path.Combine(_nginx.Root, "upload", "received.bin");
             Assert.That(new FileInfo(stored).Length, Is.EqualTo(size));
@@ -56,7 +56,7 @@ public sealed class ProxyNginxTests
     }
 
     [Test, CancelAfter(120_000)]
-    public async Task FiveHundredConcurrentKeepAliveClients()
+    public async Task FiveHundredConcurrentKeepAliveClients(CancellationToken cancel)
     {
         const int clients = 500, requestsEach = 4;
         using var proxy = ProxyProcess.Activated("--connections-max=600", _nginx.Target);
@@ -66,10 +66,10 @@ public sealed class ProxyNginxTests
         using var start = new SemaphoreSlim(0);
         var runs = Enumerable.Range(0, clients).Select(async _ =>
         {
-            await start.WaitAsync();
+            await start.WaitAsync(cancel);
             for (int i = 0; i < requestsEach; i++)
             {
-                var page = await http.GetStringAsync("index.html");
+                var page = await http.GetStringAsync("index.html", cancel);
                 if (page.Contains("IoMux proxy test page"))
                     Interlocked.Increment(ref ok);
             }
@@ -80,14 +80,14 @@ public sealed class ProxyNginxTests
         Assert.That(proxy.HasExited, Is.False);
     }
 
-    private static async Task WritePattern(Stream output, long length, int seed)
+    private static async Task WritePattern(Stream output, long length, int seed, CancellationToken cancel)
     {
         var random = new Random(seed);
         var block = new byte[1 << 20];
         for (long written = 0; written < length; written += block.Length)
         {
             random.NextBytes(block);
-            await output.WriteAsync(block.AsMemory(0, (int)Math.Min(block.Length, length - written)));
+            await output.WriteAsync(block.AsMemory(0, (int)Math.Min(block.Length, length - written)), cancel);
         }
     }
 }

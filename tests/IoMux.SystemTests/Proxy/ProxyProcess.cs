@@ -13,6 +13,9 @@ internal sealed partial class ProxyProcess : IDisposable
 {
     private readonly Process _process;
     private readonly StringBuilder _log = new();
+    // Set at end of stream on stderr and stdout: the log is complete once both are, after the process exited.
+    private readonly TaskCompletionSource _stderrEnded = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly TaskCompletionSource _stdoutEnded = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     public static string ProxyPath => Path.Combine(AppContext.BaseDirectory, "iomux-socket-proxyd");
 
@@ -25,8 +28,8 @@ internal sealed partial class ProxyProcess : IDisposable
             foreach (var (key, value) in environment)
                 start.Environment[key] = value;
         _process = Process.Start(start)!;
-        _process.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (_log) _log.AppendLine(e.Data); };
-        _process.OutputDataReceived += (_, e) => { if (e.Data is not null) lock (_log) _log.AppendLine(e.Data); };
+        _process.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (_log) _log.AppendLine(e.Data); else _stderrEnded.TrySetResult(); };
+        _process.OutputDataReceived += (_, e) => { if (e.Data is not null) lock (_log) _log.AppendLine(e.Data); else _stdoutEnded.TrySetResult(); };
         _process.BeginErrorReadLine();
         _process.BeginOutputReadLine();
     }
@@ -76,9 +79,8 @@ internal sealed partial class ProxyProcess : IDisposable
     public static (int ExitCode, string Output) RunToExit(IDictionary<string, string>? environment, params string[] arguments)
     {
         using var proxy = new ProxyProcess(ProxyPath, arguments, environment);
-        if (!proxy._process.WaitForExit(20_000))
+        if (!proxy.WaitForExit(TimeSpan.FromSeconds(20)))
             throw new TimeoutException("the proxy did not exit");
-        proxy._process.WaitForExit();
         return (proxy._process.ExitCode, proxy.Log);
     }
 
@@ -96,7 +98,7 @@ internal sealed partial class ProxyProcess : IDisposable
         {
             if (_process.HasExited && !Log.Contains(text, StringComparison.Ordinal))
             {
-                _process.WaitForExit();
+                WaitForLogEnd();
                 if (!Log.Contains(text, StringComparison.Ordinal))
                     throw new InvalidOperationException($"the proxy exited ({_process.ExitCode}) before logging '{text}':\n{Log}");
             }
@@ -130,8 +132,16 @@ internal sealed partial class ProxyProcess : IDisposable
     {
         if (!_process.WaitForExit(timeout))
             return false;
-        _process.WaitForExit(); // flushes the redirected streams
+        WaitForLogEnd();
         return true;
+    }
+
+    /// <summary>After the exit: the last lines of the redirected streams, bounded (Process.WaitForExit() without a
+    /// timeout would wait for them forever if something had inherited the pipes).</summary>
+    private void WaitForLogEnd()
+    {
+        if (!Task.WaitAll([_stderrEnded.Task, _stdoutEnded.Task], TimeSpan.FromSeconds(10)))
+            throw new TimeoutException($"the proxy exited but its output did not end within 10 s:\n{Log}");
     }
 
     public void Signal(int signal)
@@ -168,20 +178,20 @@ internal sealed partial class ProxyProcess : IDisposable
     /// <summary>One echoed byte through a connection that then closes (with activation, this first connection is
     /// what starts the proxy), then the proxy's socket and pipe count once it is steady: what a leak test
     /// compares against. The runtime keeps sockets and pipes of its own, so the baseline is measured, not assumed.</summary>
-    public async Task<(int Sockets, int Pipes)> WarmUpAndCountDescriptors()
+    public async Task<(int Sockets, int Pipes)> WarmUpAndCountDescriptors(CancellationToken cancel)
     {
         using (var socket = Connect())
         {
-            await TestBackend.SendAll(socket, new byte[] { 42 });
+            await TestBackend.SendAll(socket, new byte[] { 42 }, cancel);
             socket.Shutdown(SocketShutdown.Send);
-            var (bytes, _) = await TestBackend.ReceiveAll(socket);
+            var (bytes, _) = await TestBackend.ReceiveAll(socket, cancel);
             if (bytes != 1)
                 throw new InvalidOperationException($"warm-up echo returned {bytes} bytes");
         }
         var previous = CountDescriptors();
         for (int stable = 0; stable < 3;)
         {
-            await Task.Delay(100);
+            await Task.Delay(100, cancel);
             var now = CountDescriptors();
             stable = now == previous ? stable + 1 : 0;
             previous = now;

@@ -22,15 +22,15 @@ public sealed class ProxyRelayTests(string copy, string backend)
     private string CopyOption => $"--copy={copy}";
 
     [Test, CancelAfter(120_000)]
-    public async Task HundredMebibytesEachWayArriveIntactAndAreCountedExactly()
+    public async Task HundredMebibytesEachWayArriveIntactAndAreCountedExactly(CancellationToken cancel)
     {
         using var server = TestBackend.Tcp(TestBackend.Echo);
         using var proxy = ProxyProcess.ActivatedWith(Environment, CopyOption, server.Target);
-        var baseline = await proxy.WarmUpAndCountDescriptors();
+        var baseline = await proxy.WarmUpAndCountDescriptors(cancel);
         using (var client = proxy.Connect())
         {
-            var received = TestBackend.ReceiveAll(client);
-            string sent = await TestBackend.SendPattern(client, HundredMebibytes, seed: 1);
+            var received = TestBackend.ReceiveAll(client, cancel);
+            string sent = await TestBackend.SendPattern(client, HundredMebibytes, seed: 1, cancel);
             client.Shutdown(SocketShutdown.Send);
             var (bytes, hash) = await received;
             Assert.That(bytes, Is.EqualTo(HundredMebibytes));
@@ -48,12 +48,12 @@ public sealed class ProxyRelayTests(string copy, string backend)
     }
 
     [Test, CancelAfter(120_000)]
-    public async Task FiveHundredConnectionsRelayAtOnce()
+    public async Task FiveHundredConnectionsRelayAtOnce(CancellationToken cancel)
     {
         const int clients = 500, bytesEach = 64 * 1024;
         using var server = TestBackend.Tcp(TestBackend.Echo);
         using var proxy = ProxyProcess.ActivatedWith(Environment, CopyOption, "--connections-max=600", server.Target);
-        var baseline = await proxy.WarmUpAndCountDescriptors();
+        var baseline = await proxy.WarmUpAndCountDescriptors(cancel);
         int warmUps = server.Accepted;
         var sockets = new List<Socket>();
         try
@@ -65,8 +65,8 @@ public sealed class ProxyRelayTests(string copy, string backend)
                 $"the backend saw {server.Accepted - warmUps} connections");
             var runs = sockets.Select(async (socket, i) =>
             {
-                var received = TestBackend.ReceiveAll(socket);
-                string sent = await TestBackend.SendPattern(socket, bytesEach, seed: i);
+                var received = TestBackend.ReceiveAll(socket, cancel);
+                string sent = await TestBackend.SendPattern(socket, bytesEach, seed: i, cancel);
                 socket.Shutdown(SocketShutdown.Send);
                 var (bytes, hash) = await received;
                 return bytes == bytesEach && hash == sent;
@@ -88,43 +88,43 @@ public sealed class ProxyRelayTests(string copy, string backend)
     }
 
     [Test, CancelAfter(60_000)]
-    public async Task ClientHalfCloseReachesTheBackendWhichCanStillAnswer()
+    public async Task ClientHalfCloseReachesTheBackendWhichCanStillAnswer(CancellationToken cancel)
     {
         var response = new byte[1 << 20];
         Random.Shared.NextBytes(response);
         using var server = TestBackend.Tcp(async socket =>
         {
-            var (requestBytes, _) = await TestBackend.ReceiveAll(socket); // returns at the client's half-close
+            var (requestBytes, _) = await TestBackend.ReceiveAll(socket, cancel); // returns at the client's half-close
             Assert.That(requestBytes, Is.EqualTo(5));
-            await TestBackend.SendAll(socket, response);
+            await TestBackend.SendAll(socket, response, cancel);
             socket.Shutdown(SocketShutdown.Send);
         });
         using var proxy = ProxyProcess.ActivatedWith(Environment, CopyOption, server.Target);
         using var client = proxy.Connect();
-        await TestBackend.SendAll(client, Encoding.ASCII.GetBytes("hello"));
+        await TestBackend.SendAll(client, Encoding.ASCII.GetBytes("hello"), cancel);
         client.Shutdown(SocketShutdown.Send);
-        var (bytes, hash) = await TestBackend.ReceiveAll(client);
+        var (bytes, hash) = await TestBackend.ReceiveAll(client, cancel);
         Assert.That(bytes, Is.EqualTo(response.Length));
         Assert.That(hash, Is.EqualTo(Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(response))));
         Assert.That(server.Failures, Is.Empty);
     }
 
     [Test, CancelAfter(60_000)]
-    public async Task BackendHalfCloseReachesTheClientWhichCanStillSend()
+    public async Task BackendHalfCloseReachesTheClientWhichCanStillSend(CancellationToken cancel)
     {
         var received = new TaskCompletionSource<long>(TaskCreationOptions.RunContinuationsAsynchronously);
         using var server = TestBackend.Tcp(async socket =>
         {
-            await TestBackend.SendAll(socket, new byte[300_000]);
+            await TestBackend.SendAll(socket, new byte[300_000], cancel);
             socket.Shutdown(SocketShutdown.Send);
-            var (bytes, _) = await TestBackend.ReceiveAll(socket);
+            var (bytes, _) = await TestBackend.ReceiveAll(socket, cancel);
             received.SetResult(bytes);
         });
         using var proxy = ProxyProcess.ActivatedWith(Environment, CopyOption, server.Target);
         using var client = proxy.Connect();
-        var (fromBackend, _) = await TestBackend.ReceiveAll(client); // the backend's FIN arrives as end of stream
+        var (fromBackend, _) = await TestBackend.ReceiveAll(client, cancel); // the backend's FIN arrives as end of stream
         Assert.That(fromBackend, Is.EqualTo(300_000));
-        await TestBackend.SendPattern(client, 2 << 20, seed: 7);
+        await TestBackend.SendPattern(client, 2 << 20, seed: 7, cancel);
         client.Shutdown(SocketShutdown.Send);
         Assert.That(await received.Task.WaitAsync(TimeSpan.FromSeconds(20)), Is.EqualTo(2 << 20));
         Assert.That(server.Failures, Is.Empty);
@@ -134,14 +134,14 @@ public sealed class ProxyRelayTests(string copy, string backend)
     /// client can send is bounded by socket buffers and one pipe, not by the proxy's memory. Once the backend
     /// reads, every byte arrives.</summary>
     [Test, CancelAfter(120_000)]
-    public async Task ASideThatCannotAbsorbStopsTheOtherSideInsteadOfBuffering()
+    public async Task ASideThatCannotAbsorbStopsTheOtherSideInsteadOfBuffering(CancellationToken cancel)
     {
         var startReading = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         var received = new TaskCompletionSource<(long, string)>(TaskCreationOptions.RunContinuationsAsynchronously);
         using var server = TestBackend.Tcp(async socket =>
         {
             await startReading.Task;
-            received.SetResult(await TestBackend.ReceiveAll(socket));
+            received.SetResult(await TestBackend.ReceiveAll(socket, cancel));
         });
         using var proxy = ProxyProcess.ActivatedWith(Environment, CopyOption, server.Target);
         using var client = proxy.Connect();
@@ -163,7 +163,7 @@ public sealed class ProxyRelayTests(string copy, string backend)
             }
             catch (SocketException e) when (e.SocketErrorCode == SocketError.WouldBlock)
             {
-                await Task.Delay(20);
+                await Task.Delay(20, cancel);
             }
         }
         client.Blocking = true;
@@ -175,7 +175,7 @@ public sealed class ProxyRelayTests(string copy, string backend)
         startReading.SetResult();
         for (int i = 0; i < 16; i++)
         {
-            await TestBackend.SendAll(client, chunk);
+            await TestBackend.SendAll(client, chunk, cancel);
             hash.AppendData(chunk);
             accepted += chunk.Length;
         }
@@ -187,7 +187,7 @@ public sealed class ProxyRelayTests(string copy, string backend)
 
     /// <summary>A name target goes through the resolver (on the thread pool, the answer posted to the loop).</summary>
     [Test, CancelAfter(60_000)]
-    public async Task HostNameTargetIsResolved()
+    public async Task HostNameTargetIsResolved(CancellationToken cancel)
     {
         using var server = TestBackend.Tcp(TestBackend.Echo);
         string port = server.Target.Split(':')[1];
@@ -195,21 +195,21 @@ public sealed class ProxyRelayTests(string copy, string backend)
         for (int i = 0; i < 3; i++)
         {
             using var client = proxy.Connect();
-            await TestBackend.SendAll(client, new byte[10_000]);
+            await TestBackend.SendAll(client, new byte[10_000], cancel);
             client.Shutdown(System.Net.Sockets.SocketShutdown.Send);
-            Assert.That((await TestBackend.ReceiveAll(client)).Bytes, Is.EqualTo(10_000));
+            Assert.That((await TestBackend.ReceiveAll(client, cancel)).Bytes, Is.EqualTo(10_000));
         }
         Assert.That(proxy.Log, Does.Not.Contain("Cannot connect"));
     }
 
     [Test, CancelAfter(60_000)]
-    public async Task UnixSocketBackend()
+    public async Task UnixSocketBackend(CancellationToken cancel)
     {
         using var server = TestBackend.Unix(TestBackend.Echo);
         using var proxy = ProxyProcess.ActivatedWith(Environment, CopyOption, server.Target);
         using var client = proxy.Connect();
-        var received = TestBackend.ReceiveAll(client);
-        string sent = await TestBackend.SendPattern(client, 8 << 20, seed: 3);
+        var received = TestBackend.ReceiveAll(client, cancel);
+        string sent = await TestBackend.SendPattern(client, 8 << 20, seed: 3, cancel);
         client.Shutdown(SocketShutdown.Send);
         var (bytes, hash) = await received;
         Assert.That(bytes, Is.EqualTo(8 << 20));

@@ -6,7 +6,9 @@ using System.Security.Cryptography;
 namespace IoMux.Tests.Proxy;
 
 /// <summary>An in-process server the proxy relays to (TCP on loopback or a Unix socket), running one handler
-/// per connection; handler failures are collected so a test can assert there were none.</summary>
+/// per connection; handler failures are collected so a test can assert there were none. Every helper that waits
+/// takes the test's token; without one (a handler, a caller outside this folder) it gives up after
+/// <see cref="DefaultDeadline"/>, so no wait here is unbounded.</summary>
 internal sealed class TestBackend : IDisposable
 {
     private readonly Socket _listener;
@@ -14,7 +16,11 @@ internal sealed class TestBackend : IDisposable
     private readonly Func<Socket, Task> _handler;
     private readonly Task _acceptLoop;
     private readonly string? _path;
+    private readonly ConcurrentDictionary<Socket, bool> _open = new();
     private int _accepted;
+
+    /// <summary>How long a helper waits when the caller passes no token of its own.</summary>
+    public static readonly TimeSpan DefaultDeadline = TimeSpan.FromSeconds(60);
 
     public ConcurrentQueue<Exception> Failures { get; } = new();
 
@@ -68,6 +74,7 @@ internal sealed class TestBackend : IDisposable
                 return;
             }
             Interlocked.Increment(ref _accepted);
+            _open[connection] = true;
             _ = Task.Run(async () =>
             {
                 try
@@ -80,6 +87,7 @@ internal sealed class TestBackend : IDisposable
                 }
                 finally
                 {
+                    _open.TryRemove(connection, out _);
                     connection.Dispose();
                 }
             });
@@ -100,23 +108,29 @@ internal sealed class TestBackend : IDisposable
         socket.Shutdown(SocketShutdown.Send);
     }
 
-    public static async Task SendAll(Socket socket, ReadOnlyMemory<byte> data)
+    public static async Task SendAll(Socket socket, ReadOnlyMemory<byte> data, CancellationToken cancel = default)
     {
+        using var bounded = Bounded(cancel);
         while (!data.IsEmpty)
         {
-            int n = await socket.SendAsync(data, SocketFlags.None);
+            int n = await socket.SendAsync(data, SocketFlags.None, bounded.Token);
             data = data[n..];
         }
     }
 
+    /// <summary>The caller's token, or <see cref="DefaultDeadline"/> when it has none.</summary>
+    private static CancellationTokenSource Bounded(CancellationToken cancel) =>
+        cancel.CanBeCanceled ? CancellationTokenSource.CreateLinkedTokenSource(cancel) : new CancellationTokenSource(DefaultDeadline);
+
     /// <summary>Reads until <paramref name="count"/> bytes arrived (or end of stream); returns how many did.</summary>
-    public static async Task<long> ReceiveExactly(Socket socket, long count)
+    public static async Task<long> ReceiveExactly(Socket socket, long count, CancellationToken cancel = default)
     {
+        using var bounded = Bounded(cancel);
         var buffer = new byte[256 * 1024];
         long total = 0;
         while (total < count)
         {
-            int n = await socket.ReceiveAsync(buffer.AsMemory(0, (int)Math.Min(buffer.Length, count - total)), SocketFlags.None);
+            int n = await socket.ReceiveAsync(buffer.AsMemory(0, (int)Math.Min(buffer.Length, count - total)), SocketFlags.None, bounded.Token);
             if (n == 0)
                 break;
             total += n;
@@ -125,14 +139,15 @@ internal sealed class TestBackend : IDisposable
     }
 
     /// <summary>Reads to end of stream, hashing; returns the byte count and SHA-256.</summary>
-    public static async Task<(long Bytes, string Sha256)> ReceiveAll(Socket socket)
+    public static async Task<(long Bytes, string Sha256)> ReceiveAll(Socket socket, CancellationToken cancel = default)
     {
+        using var bounded = Bounded(cancel);
         using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
         var buffer = new byte[256 * 1024];
         long total = 0;
         while (true)
         {
-            int n = await socket.ReceiveAsync(buffer, SocketFlags.None);
+            int n = await socket.ReceiveAsync(buffer, SocketFlags.None, bounded.Token);
             if (n == 0)
                 return (total, Convert.ToHexString(hash.GetHashAndReset()));
             hash.AppendData(buffer, 0, n);
@@ -141,7 +156,7 @@ internal sealed class TestBackend : IDisposable
     }
 
     /// <summary>Sends <paramref name="length"/> pseudo-random bytes (the same for the same seed); returns their SHA-256.</summary>
-    public static async Task<string> SendPattern(Socket socket, long length, int seed)
+    public static async Task<string> SendPattern(Socket socket, long length, int seed, CancellationToken cancel = default)
     {
         using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
         var random = new Random(seed);
@@ -151,7 +166,7 @@ internal sealed class TestBackend : IDisposable
             int chunk = (int)Math.Min(block.Length, length - sent);
             random.NextBytes(block.AsSpan(0, chunk));
             hash.AppendData(block, 0, chunk);
-            await SendAll(socket, block.AsMemory(0, chunk));
+            await SendAll(socket, block.AsMemory(0, chunk), cancel);
             sent += chunk;
         }
         return Convert.ToHexString(hash.GetHashAndReset());
@@ -161,6 +176,9 @@ internal sealed class TestBackend : IDisposable
     {
         _stop.Cancel();
         _listener.Dispose();
+        // Handlers still waiting on a connection (a stalled backend, an echo whose client never closed) end now.
+        foreach (var connection in _open.Keys)
+            connection.Dispose();
         try
         {
             _acceptLoop.Wait(5000);

@@ -36,7 +36,7 @@ public sealed partial class ContractPropertyTests(BackendProvider backend)
 
     /// <summary>The timeout of a wait the model expects nothing from: long enough that a busy loop shows (hundreds
     /// of kernel waits), short enough that 300 sequences stay within seconds.</summary>
-    internal static readonly TimeSpan QuietTimeout = TimeSpan.FromMilliseconds(2);
+    internal static readonly TimeSpan QuietTimeout = TimeSpan.FromMilliseconds(1);
 
     /// <summary>Kernel waits a quiet wait may make: one sleep, one re-wait after a wake-channel write that raced with
     /// the previous wait (a spurious wake, dropped by the loop), one after a kernel that returned before the deadline
@@ -690,7 +690,7 @@ public sealed partial class ContractPropertyTests(BackendProvider backend)
             if (count > 0)
                 return;
             // A wait that reported nothing slept: no kernel wait returned early into a loop (rule 13: timeouts never
-            // return early), and the loop did not spin (hundreds of kernel waits in 2 ms).
+            // return early), and the loop did not spin (hundreds of kernel waits in 1 ms).
             _stats.QuietWaits++;
             _stats.MaxQuietKernelWaits = Math.Max(_stats.MaxQuietKernelWaits, kernelWaits);
             Check(kernelWaits <= MaxKernelWaitsPerQuietWait,

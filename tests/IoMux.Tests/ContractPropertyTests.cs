@@ -123,7 +123,7 @@ public sealed partial class ContractPropertyTests(BackendProvider backend)
         // F1b + F9: a handle closed while registered, its number reused by the next object, registered again.
         yield return new TestCaseData("handle closed while registered, number reused", new Op[]
         {
-            new(OpKind.Register, 0, Interest.Readable, TriggerMode.Level, ViaHandle: true), new(OpKind.PeerWrite, 0, Amount: 3),
+            new(OpKind.Register, 0, Interest.Readable | Interest.Writable, TriggerMode.Level, ViaHandle: true), new(OpKind.PeerWrite, 0, Amount: 3),
             new(OpKind.CloseRegistered, 0), new(OpKind.Wait), new(OpKind.Register, 0, Interest.Readable, TriggerMode.Edge, ViaHandle: true),
             new(OpKind.PeerWrite, 0, Amount: 2), new(OpKind.Wait), new(OpKind.Deregister, 0), new(OpKind.Wait),
         }).SetArgDisplayNames("closed-handle-reused");

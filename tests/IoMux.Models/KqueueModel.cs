@@ -237,9 +237,29 @@ internal sealed unsafe partial class KqueueModel : IKqueueSystem
     private void Drop(Queue q, Knote knote)
     {
         q.Knotes.Remove((knote.Ident, knote.Filter));
-        if (knote.InEpoll && Ctl(q.Inner[knote.Filter], 2, (int)knote.Ident, 0, 0) != 0)
+        // The DEL names the number, which may belong to another file by now: it fails, and the closed file's entry is
+        // either gone with its file (close(2) removed it, as on a real kqueue) or kept by a dup. Only the second needs
+        // the inner set rebuilt: a rebuild re-adds every EV_CLEAR knote, and an EPOLLET add reports what is ready, a
+        // spurious edge for every other registration that a real kqueue never sends (ContractPropertyTests found it).
+        if (knote.InEpoll && Ctl(q.Inner[knote.Filter], 2, (int)knote.Ident, 0, 0) != 0 && HasEntryFor(q.Inner[knote.Filter], (int)knote.Ident))
             RebuildInner(q, knote.Filter);
         knote.InEpoll = false;
+    }
+
+    /// <summary>Whether epoll instance <paramref name="epfd"/> still holds an entry under number <paramref name="fd"/>:
+    /// /proc/self/fdinfo lists each watched file as "tfd: N events: ...".</summary>
+    private static bool HasEntryFor(int epfd, int fd)
+    {
+        foreach (var line in File.ReadLines($"/proc/self/fdinfo/{epfd}"))
+        {
+            if (!line.StartsWith("tfd:", StringComparison.Ordinal))
+                continue;
+            var rest = line.AsSpan(4).TrimStart();
+            int end = rest.IndexOf(' ');
+            if (int.TryParse(end < 0 ? rest : rest[..end], out int tfd) && tfd == fd)
+                return true;
+        }
+        return false;
     }
 
     private void RebuildInner(Queue q, short filter)

@@ -127,6 +127,14 @@ public sealed partial class ContractPropertyTests(BackendProvider backend)
             new(OpKind.CloseRegistered, 0), new(OpKind.Wait), new(OpKind.Register, 0, Interest.Readable, TriggerMode.Edge, ViaHandle: true),
             new(OpKind.PeerWrite, 0, Amount: 2), new(OpKind.Wait), new(OpKind.Deregister, 0), new(OpKind.Wait),
         }).SetArgDisplayNames("closed-handle-reused");
+        // A closed registration's number registered again while another edge registration holds unread data: the
+        // retirement of the closed one must not re-fire the other's edge (the kqueue model rebuilt its set here).
+        yield return new TestCaseData("number reuse leaves other edges alone", new Op[]
+        {
+            new(OpKind.Register, 2, Interest.Readable, TriggerMode.Edge), new(OpKind.PeerWrite, 2, Amount: 5), new(OpKind.Wait),
+            new(OpKind.Register, 1, Interest.Readable, TriggerMode.Level, ViaHandle: true), new(OpKind.CloseRegistered, 1),
+            new(OpKind.Register, 1, Interest.Readable, TriggerMode.Level), new(OpKind.Wait),
+        }).SetArgDisplayNames("reuse-keeps-edges");
         // W1 and W2: a wake sent before the wait starts, and one to a sleeping waiter.
         yield return new TestCaseData("wakes from another thread", new Op[]
         {

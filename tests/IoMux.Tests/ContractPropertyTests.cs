@@ -529,26 +529,7 @@ public sealed partial class ContractPropertyTests(BackendProvider backend)
         private IoOutcome ReadOnce(int t, int amount)
         {
             var m = _model[t];
-            var buffer = new byte[amount];
-            IoOutcome outcome;
-            int n;
-            if (_registrations[t] is { } registration)
-            {
-                outcome = registration.TryRead(buffer, out n);
-            }
-            else
-            {
-                fixed (byte* p = buffer)
-                {
-                    nint r = LibC.read(_local[t], p, (nuint)amount);
-                    int errno = r < 0 ? Errno.Last : 0;
-                    n = (int)Math.Max(r, 0);
-                    outcome = r > 0 ? IoOutcome.Completed : r == 0 ? IoOutcome.EndOfStream
-                        : errno == Errno.EAGAIN ? IoOutcome.WouldBlock
-                        : errno == Errno.ECONNRESET ? IoOutcome.ConnectionReset
-                        : throw new PosixException("read", errno);
-                }
-            }
+            var outcome = Transfer(t, new byte[amount], write: false, out int n);
             if (outcome == IoOutcome.Completed)
             {
                 Check(n <= m.Buffered, $"read {n} bytes of {m.Buffered} buffered");
@@ -571,6 +552,25 @@ public sealed partial class ContractPropertyTests(BackendProvider backend)
             return outcome;
         }
 
+        /// <summary>One read or write on object <paramref name="t"/>: through the registration's helper when there is one
+        /// (so that would-block re-arms edge mode), else on the raw descriptor, with the same outcomes.</summary>
+        private IoOutcome Transfer(int t, Span<byte> buffer, bool write, out int n)
+        {
+            if (_registrations[t] is { } registration)
+                return write ? registration.TryWrite(buffer, out n) : registration.TryRead(buffer, out n);
+            fixed (byte* p = buffer)
+            {
+                nint r = write ? LibC.write(_local[t], p, (nuint)buffer.Length) : LibC.read(_local[t], p, (nuint)buffer.Length);
+                int errno = r < 0 ? Errno.Last : 0;
+                n = (int)Math.Max(r, 0);
+                return r > 0 || (r == 0 && write) ? IoOutcome.Completed
+                    : r == 0 ? IoOutcome.EndOfStream
+                    : errno == Errno.EAGAIN ? IoOutcome.WouldBlock
+                    : errno == Errno.ECONNRESET ? IoOutcome.ConnectionReset
+                    : throw new PosixException(write ? "write" : "read", errno);
+            }
+        }
+
         /// <summary>Writes until would-block (through the registration's helper when there is one, so edge mode is
         /// re-armed for Writable): the writable transitions SEMANTICS X3c describes.</summary>
         private void FillSend(int t)
@@ -579,22 +579,7 @@ public sealed partial class ContractPropertyTests(BackendProvider backend)
             _stats.Fills++;
             for (int i = 0; i < 10_000; i++)
             {
-                IoOutcome outcome;
-                int n;
-                if (_registrations[t] is { } registration)
-                {
-                    outcome = registration.TryWrite(Chunk, out n);
-                }
-                else
-                {
-                    fixed (byte* p = Chunk)
-                    {
-                        nint r = LibC.write(_local[t], p, (nuint)Chunk.Length);
-                        int errno = r < 0 ? Errno.Last : 0;
-                        n = (int)Math.Max(r, 0);
-                        outcome = r >= 0 ? IoOutcome.Completed : errno == Errno.EAGAIN ? IoOutcome.WouldBlock : throw new PosixException("write", errno);
-                    }
-                }
+                var outcome = Transfer(t, Chunk, write: true, out int n);
                 if (outcome == IoOutcome.WouldBlock)
                 {
                     // An AF_UNIX socket's room comes back only when the peer reads; TCP's also when acknowledgements

@@ -237,9 +237,29 @@ internal sealed unsafe partial class KqueueModel : IKqueueSystem
     private void Drop(Queue q, Knote knote)
     {
         q.Knotes.Remove((knote.Ident, knote.Filter));
-        if (knote.InEpoll && Ctl(q.Inner[knote.Filter], 2, (int)knote.Ident, 0, 0) != 0)
+        // The DEL names the number, which may belong to another file by now: it fails, and the closed file's entry is
+        // either gone with its file (close(2) removed it, as on a real kqueue) or kept by a dup. Only the second needs
+        // the inner set rebuilt: a rebuild re-adds every EV_CLEAR knote, and an EPOLLET add reports what is ready, a
+        // spurious edge for every other registration that a real kqueue never sends (ContractPropertyTests found it).
+        if (knote.InEpoll && Ctl(q.Inner[knote.Filter], 2, (int)knote.Ident, 0, 0) != 0 && HasEntryFor(q.Inner[knote.Filter], (int)knote.Ident))
             RebuildInner(q, knote.Filter);
         knote.InEpoll = false;
+    }
+
+    /// <summary>Whether epoll instance <paramref name="epfd"/> still holds an entry under number <paramref name="fd"/>:
+    /// /proc/self/fdinfo lists each watched file as "tfd: N events: ...".</summary>
+    private static bool HasEntryFor(int epfd, int fd)
+    {
+        foreach (var line in File.ReadLines($"/proc/self/fdinfo/{epfd}"))
+        {
+            if (!line.StartsWith("tfd:", StringComparison.Ordinal))
+                continue;
+            var rest = line.AsSpan(4).TrimStart();
+            int end = rest.IndexOf(' ');
+            if (int.TryParse(end < 0 ? rest : rest[..end], out int tfd) && tfd == fd)
+                return true;
+        }
+        return false;
     }
 
     private void RebuildInner(Queue q, short filter)
@@ -371,12 +391,15 @@ internal sealed unsafe partial class KqueueModel : IKqueueSystem
         }
         else if (knote.Filter == Platform.Write)
         {
-            // filt_sowrite: a listening socket is never writable; a socket whose protocol needs a connection
-            // (PR_CONNREQUIRED: TCP, stream and seqpacket AF_UNIX) and has none is not writable; an unconnected
-            // UDP socket is.
-            if (isSocket && !error && (IsListening(fd) || (NeedsConnection(fd) && !Connected(fd))))
+            // filt_sowrite: a listening socket is never writable; SBS_CANTSENDMORE is checked first (EV_EOF, ready);
+            // then a socket whose protocol needs a connection (PR_CONNREQUIRED: TCP, stream and seqpacket AF_UNIX)
+            // and has none is not writable; an unconnected UDP socket is. A connection that was reset or closed
+            // (soisdisconnected sets SBS_CANTSENDMORE) has no peer any more but is writable with EV_EOF; Linux tells it
+            // from a socket that never had a connection by its shut read side (POLLRDHUP).
+            bool disconnected = isSocket && !error && !Connected(fd) && ReadSideShut(fd);
+            if (isSocket && !error && !disconnected && (IsListening(fd) || (NeedsConnection(fd) && !Connected(fd))))
                 return null;
-            if ((ready & EPOLLHUP) != 0 || error || (isSocket && WriteSideShut(fd)))
+            if ((ready & EPOLLHUP) != 0 || error || disconnected || (isSocket && WriteSideShut(fd)))
                 e.Flags |= EV_EOF;
             e.Data = 1;
         }
@@ -407,6 +430,25 @@ internal sealed unsafe partial class KqueueModel : IKqueueSystem
     private static bool NeedsConnection(int fd) => SocketOption(fd, 3 /* SO_TYPE */) is 1 /* SOCK_STREAM */ or 5 /* SOCK_SEQPACKET */;
 
     private static bool IsListening(int fd) => SocketOption(fd, 30 /* SO_ACCEPTCONN */) == 1;
+
+    private const short POLLRDHUP = 0x2000;
+
+    [StructLayout(LayoutKind.Sequential)]
+    private struct PollFd
+    {
+        public int Fd;
+        public short Events, ReturnedEvents;
+    }
+
+    [LibraryImport("libc", SetLastError = true)] private static partial int poll(PollFd* fds, nuint count, int timeoutMs);
+
+    // Linux sets RCV_SHUTDOWN (POLLRDHUP) when a connection ends (FIN, RST, local SHUT_RD), never on a socket that
+    // was never connected; poll(2) with a zero timeout reads it without consuming data or a pending error.
+    private static bool ReadSideShut(int fd)
+    {
+        var p = new PollFd { Fd = fd, Events = POLLRDHUP };
+        return poll(&p, 1, 0) == 1 && (p.ReturnedEvents & POLLRDHUP) != 0;
+    }
 
     // A zero-byte send fails with EPIPE once this side shut writing; it moves no data either way.
     private static bool WriteSideShut(int fd) => send(fd, null, 0, 0x40 | 0x4000) < 0 && Errno.Last == Errno.EPIPE; // MSG_DONTWAIT | MSG_NOSIGNAL

@@ -218,6 +218,29 @@ public sealed unsafe class KqueueModelTests
         Change(Ev(fd, F.Read, EV_DELETE | EV_RECEIPT), Ev(fd, F.Write, EV_DELETE | EV_RECEIPT));
     }
 
+    [Test(Description = "FreeBSD filt_sowrite checks SBS_CANTSENDMORE before PR_CONNREQUIRED: a TCP connection reset by its peer (soisdisconnected) is writable with EV_EOF, also once a read took the error, although it has no peer any more.")]
+    public void AResetConnectionIsWritableWithEof()
+    {
+        using var listener = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.InterNetwork, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp);
+        listener.Bind(new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, 0));
+        listener.Listen(1);
+        using var client = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.InterNetwork, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp);
+        client.Connect(listener.LocalEndPoint!);
+        using (var peer = listener.Accept())
+        {
+            peer.LingerState = new System.Net.Sockets.LingerOption(true, 0);
+        } // close with SO_LINGER 0: RST
+        int fd = (int)client.Handle;
+        Assert.That(client.Poll(5_000_000, System.Net.Sockets.SelectMode.SelectRead), Is.True, "the RST did not arrive within 5 s");
+        Change(Ev(fd, F.Write, EV_ADD | EV_RECEIPT));
+        Assert.That(Poll().Single().Flags & EV_EOF, Is.EqualTo(EV_EOF), "with the error pending");
+        var buffer = new byte[1];
+        fixed (byte* p = buffer)
+            Assert.That(LibC.read(fd, p, 1), Is.EqualTo((nint)(-1)), "the read takes the ECONNRESET");
+        Assert.That(Poll().Single().Flags & EV_EOF, Is.EqualTo(EV_EOF), "after the error was read");
+        Change(Ev(fd, F.Write, EV_DELETE | EV_RECEIPT));
+    }
+
     [Test(Description = "EVFILT_USER, NOTE_TRIGGER: cause the event to be triggered — also for a kevent() blocked in another thread; with EV_CLEAR the trigger is reset once retrieved.")]
     public void UserTriggerWakesABlockedKevent()
     {

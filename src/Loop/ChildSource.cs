@@ -54,8 +54,14 @@ public sealed unsafe partial class ChildSource : EventSource
     /// <summary>True once the child was reaped: <see cref="ExitCode"/> is then valid.</summary>
     public bool HasExited => _reaped;
 
-    /// <summary>The exit status (0-255), or 128 + the signal number when a signal ended it (as shells report).</summary>
+    /// <summary>The exit status (0-255), or 128 + the signal number when a signal ended it (as shells report); -1
+    /// when <see cref="WasReapedElsewhere"/>.</summary>
     public int ExitCode => _exitCode;
+
+    /// <summary>True when the child was reaped by someone else before this source could (the wait answered ECHILD):
+    /// its status is lost, and the callback ran with -1. .NET reaps children itself when the process is pid 1 (a
+    /// container) or inherited SIGCHLD as ignored, and any other waitpid(-1) in the process can take it.</summary>
+    public bool WasReapedElsewhere { get; private set; }
 
     internal Registration? Registration => _registration;
 
@@ -68,7 +74,9 @@ public sealed unsafe partial class ChildSource : EventSource
         {
             byte* info = stackalloc byte[128]; // siginfo_t: si_code at 8, si_status at 24 on Linux LP64
             new Span<byte>(info, 128).Clear();
-            if (waitid(P_PIDFD, _pidfd, info, WEXITED | WNOHANG) != 0 || *(int*)(info + 16) == 0)
+            if (waitid(P_PIDFD, _pidfd, info, WEXITED | WNOHANG) != 0)
+                return LostToAnotherReaper(Errno.Last); // the pidfd stays readable: re-arming it would spin
+            if (*(int*)(info + 16) == 0)
                 return false; // si_pid 0: not exited yet
             int code = *(int*)(info + 8), status = *(int*)(info + 24);
             _exitCode = code == CLD_EXITED ? status : 128 + status;
@@ -76,11 +84,26 @@ public sealed unsafe partial class ChildSource : EventSource
         else
         {
             int status;
-            if (waitpid(ProcessId, &status, WNOHANG) != ProcessId)
+            int reaped = waitpid(ProcessId, &status, WNOHANG);
+            if (reaped < 0)
+                return LostToAnotherReaper(Errno.Last); // else every SIGCHLD would try it again, and none report it
+            if (reaped != ProcessId)
                 return false;
             // POSIX wait status: exited normally when the low 7 bits are 0, code in bits 8-15; else the signal.
             _exitCode = (status & 0x7F) == 0 ? (status >> 8) & 0xFF : 128 + (status & 0x7F);
         }
+        _reaped = true;
+        return true;
+    }
+
+    /// <summary>A wait that failed: ECHILD means the child is gone and its status with it (someone else reaped it),
+    /// which is reported as an exit with code -1 rather than watched forever. EINTR: try at the next wake.</summary>
+    private bool LostToAnotherReaper(int errno)
+    {
+        if (errno == Errno.EINTR)
+            return false;
+        WasReapedElsewhere = true;
+        _exitCode = -1;
         _reaped = true;
         return true;
     }
@@ -93,6 +116,11 @@ public sealed unsafe partial class ChildSource : EventSource
             return;
         }
         _callback(this, _exitCode);
+    }
+
+    internal override void BeforeDispatch()
+    {
+        // Stays oneshot: a wake that was not the exit (a stop, or a spurious wake) keeps watching.
     }
 
     internal override void AfterDispatch()

@@ -281,6 +281,10 @@ public sealed partial class EventLoop : IDisposable
         int thread = Environment.CurrentManagedThreadId;
         if (_loopThread is { } owner && owner != thread)
             throw new InvalidOperationException("The loop runs on one thread; another thread is running it.");
+        // A nested run would clear the outer iteration's pending list and drop its remaining callbacks (sd-event
+        // answers -EBUSY to sd_event_run from a callback).
+        if (_loopThread is not null)
+            throw new InvalidOperationException("The loop is running: Run and RunOnce cannot be called from one of its own callbacks.");
         _loopThread = thread;
         var previousContext = SynchronizationContext.Current;
         SynchronizationContext.SetSynchronizationContext(_context);
@@ -448,6 +452,8 @@ public sealed partial class EventLoop : IDisposable
             }
             if (pending.Source is { } source && (source.IsDisposed || source.State == SourceState.Off || source.IsRateLimited))
                 continue; // disposed, switched off or rate limited by an earlier callback of this iteration
+            if (pending.Source is TimerSource { IsArmed: true })
+                continue; // re-armed by an earlier callback of this iteration: it fires at its new deadline, not now
             if (pending.TimerSlot >= 0)
             {
                 dispatched |= InvokeSlimTimer(pending.TimerSlot, pending.TimerGeneration);
@@ -526,6 +532,7 @@ public sealed partial class EventLoop : IDisposable
         {
             if (source is not null)
             {
+                source.BeforeDispatch();
                 source.Dispatch();
                 source.AfterDispatch();
             }
@@ -540,30 +547,48 @@ public sealed partial class EventLoop : IDisposable
         }
     }
 
-    /// <summary>A callback threw: the loop stops, runs its exit sources and throws.</summary>
+    /// <summary>A callback threw: the loop stops, runs its exit sources and throws (the first failure: an exit
+    /// source that throws too does not replace it).</summary>
     private void Fail(EventSource? source, string? what, Exception e)
     {
         _exitRequested = true;
         _exitCode = -1;
-        RunExitSources();
-        ExceptionDispatchInfo.Throw(what is null ? new EventLoopException(source, e) : new EventLoopException(what, e));
+        var failure = what is null ? new EventLoopException(source, e) : new EventLoopException(what, e);
+        RunExitSources(failure);
+        ExceptionDispatchInfo.Throw(failure);
     }
 
-    private void RunExitSources()
+    /// <summary>Runs every exit source once, in priority order. One that throws does not stop the others; the first
+    /// exception is thrown once all ran, as an <see cref="EventLoopException"/> naming its source, unless the loop is
+    /// already failing with <paramref name="earlier"/>, which is kept.</summary>
+    private void RunExitSources(EventLoopException? earlier = null)
     {
         if (_exitSourcesRan)
             return;
         _exitSourcesRan = true;
         int count = Snapshot(_exits);
+        EventLoopException? first = null;
         for (int i = 0; i < count; i++)
         {
             var exit = _snapshot[i];
             _snapshot[i] = null!;
-            if (!exit.IsDisposed)
+            if (exit.IsDisposed)
+                continue;
+            try
             {
+                exit.BeforeDispatch();
                 exit.Dispatch();
                 exit.AfterDispatch();
             }
+            catch (Exception e)
+            {
+                first ??= new EventLoopException(exit, e);
+            }
+        }
+        if (first is not null && earlier is null)
+        {
+            _exitCode = -1;
+            ExceptionDispatchInfo.Throw(first);
         }
     }
 

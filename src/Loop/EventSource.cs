@@ -123,12 +123,17 @@ public abstract class EventSource : IDisposable
     /// <summary>Runs the callback; the loop calls it with the source pending and enabled.</summary>
     internal abstract void Dispatch();
 
-    /// <summary>What the loop does after a dispatch: oneshot sources switch themselves off.</summary>
-    internal virtual void AfterDispatch()
+    /// <summary>What the loop does right before a dispatch: a oneshot source switches itself off, so that its
+    /// callback may switch it on again (sd-event disables a oneshot source before its callback; test-event.c's
+    /// TEST(basic) re-enables one from inside).</summary>
+    internal virtual void BeforeDispatch()
     {
-        if (!IsDisposed && _state == SourceState.Oneshot)
+        if (_state == SourceState.Oneshot)
             State = SourceState.Off;
     }
+
+    /// <summary>What the loop does after a dispatch (a reaped child source disposes itself).</summary>
+    internal virtual void AfterDispatch() { }
 
     private protected virtual void OnDispose() { }
 

@@ -120,10 +120,13 @@ public sealed class TimerSource : EventSource
         _callback(this);
     }
 
-    internal override void AfterDispatch()
+    internal override void BeforeDispatch()
     {
-        // Handled in Dispatch: a oneshot timer is switched off before its callback runs.
+        // Handled in Dispatch, which also re-arms a periodic timer before its callback.
     }
+
+    /// <summary>Armed in the table: pending and armed again means an earlier callback of this iteration moved it.</summary>
+    internal bool IsArmed => _slot >= 0;
 
     private protected override void OnDispose() => Disarm();
 

@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using IoMux.Conformance;
 using IoMux.Interop;
 using IoMux.Loop;
@@ -404,6 +405,36 @@ public sealed unsafe partial class LoopChildTests(BackendProvider backend)
         Assert.That(thread, Is.EqualTo(Environment.CurrentManagedThreadId));
         Assert.That(child.IsDisposed && child.HasExited, Is.True, "the source disposes itself once the child is reaped");
         Assert.That(loop.Poller.RegistrationCount, Is.Zero);
+    }
+
+    [DllImport("libc")] private static extern int waitpid(int pid, int* status, int options);
+
+    /// <summary>Issue 22's first finding: a child reaped by someone else (the runtime as pid 1, or any waitpid(-1))
+    /// left the pidfd readable and the wait answering ECHILD, and the source re-armed it forever: the loop spun at
+    /// 100% CPU. Now the source reports it (exit -1, <see cref="ChildSource.WasReapedElsewhere"/>) and the loop sleeps.</summary>
+    [Test]
+    public void AChildReapedBehindTheLoopsBackIsReportedAndTheLoopStaysIdle()
+    {
+        using var loop = NewLoop();
+        int pid = Spawn("exit 3");
+        int calls = 0, code = 0;
+        var child = loop.AddChild(pid, (_, exit) => { calls++; code = exit; });
+        int status;
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        while (waitpid(pid, &status, 1 /* WNOHANG */) != pid) // someone else reaps it first
+        {
+            Assert.That(clock.Elapsed, Is.LessThan(TimeSpan.FromSeconds(10)), "the child did not exit");
+            Thread.Sleep(5);
+        }
+        long iterationsBefore = loop.Iterations;
+        clock.Restart();
+        while (clock.Elapsed < TimeSpan.FromMilliseconds(500))
+            loop.RunOnce(TimeSpan.FromMilliseconds(50));
+        Assert.That((calls, code, child.WasReapedElsewhere, child.HasExited), Is.EqualTo((1, -1, true, true)));
+        // 500 ms of 50 ms waits is about 10 iterations when the loop sleeps; a re-armed readable pidfd made it
+        // tens of thousands.
+        Assert.That(loop.Iterations - iterationsBefore, Is.LessThan(40), "the loop did not sleep");
+        Assert.That(child.IsDisposed, Is.True);
     }
 
     [Test]

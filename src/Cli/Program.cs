@@ -84,4 +84,8 @@ root.SetAction(_ =>
     return Math.Max(listed, Commands.Check(Console.Out, null, null));
 });
 
+// `iomux proxy` reads its arguments as iomux-socket-proxyd does (getopt_long's abbreviations, the last value of an
+// option winning); its exit codes stay iomux's.
+if (args.Length > 0 && args[0] == "proxy")
+    args = ["proxy", .. Getopt.Canonical(args[1..])];
 return UnixCommand.Run(root, args);

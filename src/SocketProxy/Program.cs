@@ -6,10 +6,13 @@ using IoMux.SocketProxy;
 MeterPublication.Defer();
 
 // The usual command line is read without System.CommandLine (ProxyCommand.TryReadCommon says why); the rest
-// (--help, --version, mistakes) goes through it.
-return ProxyCommand.TryReadCommon(args, out var options, out var listen)
+// (--help, --version, mistakes) goes through it, as getopt_long would read it (Getopt).
+int code = ProxyCommand.TryReadCommon(args, out var options, out var listen)
     ? UnixCommand.Guard(ProxyCommand.ProgramName, args, _ => ProxyCommand.Run(options, listen))
-    : ReadWithSystemCommandLine(args);
+    : ReadWithSystemCommandLine(Getopt.Canonical(args));
+// systemd-socket-proxyd exits 1 on every failure, a bad command line included (and a unit's
+// RestartPreventExitStatus= or a script may test for it): no 2 here, unlike iomux's usage errors.
+return code == UnixCommand.UsageError ? UnixCommand.RuntimeError : code;
 
 // A method of its own: ReadyToRun code loads the types a method names before it runs, and the usual start needs
 // none of System.CommandLine's.

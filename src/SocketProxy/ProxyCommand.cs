@@ -27,7 +27,7 @@ public static class ProxyCommand
             Description = "Where to relay each connection: HOST:PORT, [IPv6]:PORT, a Unix socket path, or @abstract.",
         }.ParsedWith(BackendTarget.Parse);
         var connectionsMax = UnixCommand.BoundedInt("--connections-max", "-c", "a connection count", 1, int.MaxValue, ProxyOptions.DefaultConnectionsMax);
-        connectionsMax.Description = "Set the maximum number of connections to be accepted. Past it, clients wait in the listen backlog.";
+        connectionsMax.Description = "Set the maximum number of connections to be accepted. As in systemd-socket-proxyd, a client that finds more than this many open is closed at once (so N+1 are relayed); see --at-limit.";
         var exitIdle = SpanOption("--exit-idle-time", "Exit when without a connection for this duration (systemd.time(7) format: 30s, 5min, infinity).");
         var listen = new Option<string[]>("--listen")
         {
@@ -56,6 +56,11 @@ public static class ProxyCommand
             HelpName = "Buffer|Splice", // what help showed when this was an Option<CopyMode?>
         }.CheckedWith(text => ParseCopyMode(text));
         copyMode.CompletionSources.Add(nameof(CopyMode.Buffer), nameof(CopyMode.Splice));
+        var atLimit = new Option<string>("--at-limit")
+        {
+            Description = "Extension: refuse (systemd's: accept and close past --connections-max, the default) or queue (at exactly --connections-max, leave clients waiting in the listen backlog).",
+            HelpName = "refuse|queue",
+        }.CheckedWith(text => ParseAtLimit(text));
         command.Add(target);
         command.Add(connectionsMax);
         command.Add(exitIdle);
@@ -63,17 +68,19 @@ public static class ProxyCommand
         command.Add(drain);
         command.Add(connectTimeout);
         command.Add(copyMode);
+        command.Add(atLimit);
         command.SetAction(result => run(
             ToOptions(result.GetValue(target)!, UnixCommand.GetInt(result, connectionsMax), result.GetValue(exitIdle),
-                result.GetValue(drain), result.GetValue(connectTimeout), result.GetValue(copyMode)),
+                result.GetValue(drain), result.GetValue(connectTimeout), result.GetValue(copyMode), result.GetValue(atLimit)),
             result.GetValue(listen) ?? []));
         return command;
     }
 
     /// <summary>The options from the values given (null: absent), checked already.</summary>
     private static ProxyOptions ToOptions(BackendTarget target, int connectionsMax, string? exitIdle, string? drain,
-        string? connectTimeout, string? copy) => new()
+        string? connectTimeout, string? copy, string? atLimit) => new()
     {
+        QueueAtLimit = atLimit is not null && ParseAtLimit(atLimit),
         Target = target,
         ConnectionsMax = connectionsMax,
         ExitIdleTime = Span(exitIdle, fallback: null),
@@ -82,18 +89,19 @@ public static class ProxyCommand
         CopyMode = copy is not null ? ParseCopyMode(copy) : OperatingSystem.IsLinux() ? CopyMode.Splice : CopyMode.Buffer,
     };
 
-    /// <summary>Reads the command lines a service unit gives — the target, and options each followed by its value
-    /// (<c>--name value</c> or <c>--name=value</c>) — without System.CommandLine: its first use costs some 13 ms
-    /// (its assembly, types and resources), which under socket activation the first client waits for. Anything else
-    /// (--help, --version, an unknown or repeated option, a token starting with - or @ where a value or the target
-    /// goes, a value that does not parse) returns false, and System.CommandLine reads the line, so that every
-    /// message and exit code stays its own. Whatever this accepts, System.CommandLine reads the same way
-    /// (ProxyCommandFastPathTests compares the two).</summary>
+    /// <summary>Reads the command lines a service unit gives — the target, and options each with its value, in
+    /// <see cref="Getopt"/>'s reading (abbreviations, any order, the last value winning) — without
+    /// System.CommandLine: its first use costs some 13 ms (its assembly, types and resources), which under socket
+    /// activation the first client waits for. Anything else (--help, --version, an unknown option, a value
+    /// starting with -, a value that does not parse) returns false, and System.CommandLine reads
+    /// <see cref="Getopt.Canonical"/>'s form of the line, so that every message stays its own. Whatever this
+    /// accepts, System.CommandLine reads the same way (ProxyCommandFastPathTests compares the two).</summary>
     internal static bool TryReadCommon(IReadOnlyList<string> args, [NotNullWhen(true)] out ProxyOptions? options, out IReadOnlyList<string> listen)
     {
         options = null;
         listen = [];
-        string? target = null, connectionsMax = null, exitIdle = null, drain = null, connectTimeout = null, copy = null;
+        args = Getopt.Canonical(args);
+        string? target = null, connectionsMax = null, exitIdle = null, drain = null, connectTimeout = null, copy = null, atLimit = null;
         var listens = new List<string>();
         bool verbose = false;
         for (int i = 0; i < args.Count; i++)
@@ -107,8 +115,9 @@ public static class ProxyCommand
                     return false;
                 continue;
             }
-            if (arg.Length == 0 || arg[0] == '@') // @file is a response file to System.CommandLine
+            if (arg.Length == 0)
                 return false;
+            // '@' starts an abstract socket target, never a response file (UnixCommand.Parsing): read here as well.
             if (arg[0] != '-')
             {
                 if (target is not null)
@@ -127,24 +136,24 @@ public static class ProxyCommand
                 value = args[++i];
             else
                 return false;
-            if (value.Length == 0 || value[0] is '-' or '@')
+            if (value.Length == 0 || value[0] == '-')
                 return false;
             if (name == "--listen")
             {
                 listens.Add(value);
                 continue;
             }
-            bool read = name switch
+            // Getopt.Canonical kept only the last of each; a name it did not know is System.CommandLine's to report.
+            switch (name)
             {
-                "-c" or "--connections-max" => SetOnce(ref connectionsMax, value),
-                "--exit-idle-time" => SetOnce(ref exitIdle, value),
-                "--drain-time" => SetOnce(ref drain, value),
-                "--connect-timeout" => SetOnce(ref connectTimeout, value),
-                "--copy" => SetOnce(ref copy, value),
-                _ => false,
-            };
-            if (!read) // unknown, or given twice
-                return false;
+                case "--connections-max": connectionsMax = value; break;
+                case "--exit-idle-time": exitIdle = value; break;
+                case "--drain-time": drain = value; break;
+                case "--connect-timeout": connectTimeout = value; break;
+                case "--copy": copy = value; break;
+                case "--at-limit": atLimit = value; break;
+                default: return false;
+            }
         }
         if (target is null)
             return false;
@@ -155,7 +164,7 @@ public static class ProxyCommand
         {
             foreach (var address in listens)
                 Listeners.Endpoint(address);
-            options = ToOptions(BackendTarget.Parse(target), connections, exitIdle, drain, connectTimeout, copy);
+            options = ToOptions(BackendTarget.Parse(target), connections, exitIdle, drain, connectTimeout, copy, atLimit);
         }
         catch (FormatException)
         {
@@ -165,14 +174,13 @@ public static class ProxyCommand
         return true;
     }
 
-    /// <summary>Stores a single-valued option's value; false when it was given already.</summary>
-    private static bool SetOnce(ref string? slot, string value)
+    /// <summary>True for queue, false for refuse.</summary>
+    private static bool ParseAtLimit(string text) => text.ToLowerInvariant() switch
     {
-        if (slot is not null)
-            return false;
-        slot = value;
-        return true;
-    }
+        "refuse" => false,
+        "queue" => true,
+        _ => throw new FormatException($"'{text}' is neither refuse nor queue"),
+    };
 
     private static CopyMode ParseCopyMode(string text) => text.ToLowerInvariant() switch
     {

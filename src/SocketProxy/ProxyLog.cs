@@ -23,6 +23,10 @@ internal sealed class ProxyLog(ILogger logger)
         logger.LogWarning("Out of descriptors ({Error}): not accepting for {Delay} ms at a time until a connection can be relayed again (logged once).",
             Errno.Name(errno), (int)retry.TotalMilliseconds);
 
+    /// <summary>systemd-socket-proxyd's line and priority (warning in systemd 252, whatever its issue tracker says).</summary>
+    public void ConnectionLimit() =>
+        logger.LogWarning("Hit connection limit, refusing connection.");
+
     public void AcceptFailed(int errno) =>
         logger.LogError("accept: {Error} ({Description}).", Errno.Name(errno), Errno.Describe(errno));
 

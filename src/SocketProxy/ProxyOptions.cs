@@ -9,9 +9,15 @@ public sealed class ProxyOptions
     /// <summary>Where connections go.</summary>
     public required BackendTarget Target { get; init; }
 
-    /// <summary>At most this many connections at once; past it the listeners are not polled (clients wait in the
-    /// kernel's backlog instead of being accepted and dropped).</summary>
+    /// <summary>The connection limit, read as systemd-socket-proxyd reads it: a client that finds more than this
+    /// many connections open is accepted and closed at once (so up to ConnectionsMax + 1 are relayed, systemd's
+    /// <c>&gt;</c>); with <see cref="QueueAtLimit"/>, at most this many are open and the next clients wait in the
+    /// kernel's backlog instead.</summary>
     public int ConnectionsMax { get; init; } = DefaultConnectionsMax;
+
+    /// <summary>IoMux's own behaviour at the limit (<c>--at-limit=queue</c>): stop polling the listeners at
+    /// <see cref="ConnectionsMax"/> open connections, so that clients wait in the backlog rather than being refused.</summary>
+    public bool QueueAtLimit { get; init; }
 
     /// <summary>Exit after this long without a connection; null: never.</summary>
     public TimeSpan? ExitIdleTime { get; init; }

@@ -11,6 +11,8 @@ public sealed class ProxyCounters
     public long Accepted { get; internal set; }
     /// <summary>Connections whose backend connect failed (refused, unreachable, timed out, unresolvable).</summary>
     public long BackendFailures { get; internal set; }
+    /// <summary>Clients accepted and closed at once at the connection limit (not counted in Accepted).</summary>
+    public long Refused { get; internal set; }
     /// <summary>Connections closed, for any reason.</summary>
     public long Closed { get; internal set; }
     /// <summary>Bytes delivered from clients to the backend (counted as they are written).</summary>
@@ -26,7 +28,8 @@ public sealed class ProxyCounters
 }
 
 /// <summary>The proxy on an <see cref="EventLoop"/>: accepts on the listening sockets it was given, relays each
-/// connection to the backend, applies <c>--connections-max</c> by not polling the listeners, exits when idle,
+/// connection to the backend, applies <c>--connections-max</c> (refusing past it as systemd does, or with
+/// --at-limit=queue by not polling the listeners), exits when idle,
 /// and drains on <see cref="Stop"/>. Every member runs on the loop thread.</summary>
 public sealed class ProxyServer
 {
@@ -117,6 +120,14 @@ public sealed class ProxyServer
             int fd = Sockets.Accept(listener.Descriptor);
             if (fd >= 0)
             {
+                if (!Options.QueueAtLimit && _connections.Count > Options.ConnectionsMax)
+                {
+                    // systemd-socket-proxyd's add_connection_socket: `>`, then close and log at warning.
+                    Counters.Refused++;
+                    Log.ConnectionLimit();
+                    LibC.CloseQuietly(fd);
+                    continue;
+                }
                 if (tcp)
                     Sockets.SetIntOption(fd, Sockets.IPPROTO_TCP, Sockets.TCP_NODELAY, 1);
                 StartConnection(fd);
@@ -147,10 +158,10 @@ public sealed class ProxyServer
         connection.Begin(Options.Target);
     }
 
-    private bool IsAccepting => !_stopping && !_acceptPaused && _connections.Count < Options.ConnectionsMax;
+    private bool IsAccepting => !_stopping && !_acceptPaused && (!Options.QueueAtLimit || _connections.Count < Options.ConnectionsMax);
 
-    /// <summary>Listeners are polled exactly while accepting: at the cap, paused or stopping, clients wait in the
-    /// listen backlog (and connect() there still succeeds), which is what the cap promises.</summary>
+    /// <summary>Listeners are polled exactly while accepting: paused, stopping, or (--at-limit=queue) at the limit,
+    /// clients wait in the listen backlog (and connect() there still succeeds).</summary>
     private void UpdateListeners()
     {
         var wanted = IsAccepting ? SourceState.On : SourceState.Off;

@@ -54,7 +54,7 @@ internal static class UnixCommand
     public static int Run(Command root, IReadOnlyList<string> args, TextWriter? error = null) =>
         Guard(root.Name, args, log =>
         {
-            var result = root.Parse(args);
+            var result = Parse(root, args);
             if (result.Action is ParseErrorAction)
             {
                 // All of them on one line: System.CommandLine's own report is one error a line and the whole help.
@@ -64,6 +64,15 @@ internal static class UnixCommand
             }
             return result.Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false, Error = error ?? Console.Error });
         }, error);
+
+    /// <summary>How both commands parse: without response files. System.CommandLine would replace an argument
+    /// <c>@word</c> by the contents of the file <c>word</c> in the working directory (<c>/</c> under systemd), so
+    /// that <c>iomux-socket-proxyd @name</c>, systemd-socket-proxyd's abstract socket target, read its target from
+    /// a file, and <c>iomux serve @dir</c> served whatever a file named <c>dir</c> held (issue 21).</summary>
+    public static ParserConfiguration Parsing { get; } = new() { ResponseFileTokenReplacer = null };
+
+    /// <summary>Parses <paramref name="args"/> for <paramref name="root"/> with <see cref="Parsing"/>.</summary>
+    public static ParseResult Parse(Command root, IReadOnlyList<string> args) => root.Parse(args, Parsing);
 
     /// <summary>Runs <paramref name="body"/> (given the error logger) and returns its exit code; an exception is
     /// one line on <paramref name="error"/> (stderr by default), with the stack trace after it under --verbose,

@@ -42,12 +42,15 @@ public sealed partial class CommandErrorTests
         new(Iomux, ["hello", "-p", "{busy}"], "nope", 2, "iomux: Unknown IOMUX_BACKEND=nope. Available here: "),
         new(Iomux, ["echo", "-p", "{busy}"], "nope", 2, "iomux: Unknown IOMUX_BACKEND=nope. Available here: "),
         new(Iomux, ["proxy", "--listen", "127.0.0.1:{busy}", "127.0.0.1:9"], "nope", 2, "iomux: Unknown IOMUX_BACKEND=nope. Available here: "),
-        new(Proxy, ["--listen", "127.0.0.1:{busy}", "127.0.0.1:9"], "nope", 2, "iomux-socket-proxyd: Unknown IOMUX_BACKEND=nope. Available here: "),
-        new(Proxy, ["--exit-idle-time", "5x", "127.0.0.1:9"], null, 2, "iomux-socket-proxyd: --exit-idle-time: '5x' is not a time span (EINVAL)"),
-        new(Proxy, ["--drain-time", "-1s", "127.0.0.1:9"], null, 2, "iomux-socket-proxyd: --drain-time: '-1s' is out of range (ERANGE)"),
-        new(Proxy, ["-c", "0", "127.0.0.1:9"], null, 2, "iomux-socket-proxyd: --connections-max 0: not a connection count (at least 1) (see iomux-socket-proxyd --help)"),
-        new(Proxy, ["no-port-here"], null, 2, "iomux-socket-proxyd: 'no-port-here' is neither HOST:PORT nor a socket path (see iomux-socket-proxyd --help)"),
-        new(Proxy, ["--listen", "localhost:80", "127.0.0.1:9"], null, 2, "iomux-socket-proxyd: --listen localhost:80: give a numeric address"),
+        // iomux-socket-proxyd exits 1 on every failure, as systemd-socket-proxyd (issue 21).
+        new(Proxy, ["--listen", "127.0.0.1:{busy}", "127.0.0.1:9"], "nope", 1, "iomux-socket-proxyd: Unknown IOMUX_BACKEND=nope. Available here: "),
+        new(Proxy, ["--exit-idle-time", "5x", "127.0.0.1:9"], null, 1, "iomux-socket-proxyd: --exit-idle-time: '5x' is not a time span (EINVAL)"),
+        new(Proxy, ["--drain-time", "-1s", "127.0.0.1:9"], null, 1, "iomux-socket-proxyd: --drain-time: '-1s' is out of range (ERANGE)"),
+        new(Proxy, ["-c", "0", "127.0.0.1:9"], null, 1, "iomux-socket-proxyd: --connections-max 0: not a connection count (at least 1) (see iomux-socket-proxyd --help)"),
+        new(Proxy, ["host:no-such-service"], null, 1, "iomux-socket-proxyd: 'host:no-such-service': 'no-such-service' is neither a port (1-65535) nor a TCP service in the services database (see iomux-socket-proxyd --help)"),
+        new(Proxy, ["--bogus", "127.0.0.1:9"], null, 1, "iomux-socket-proxyd: Unrecognized command or argument '--bogus'"),
+        new(Proxy, ["-x", "127.0.0.1:9"], null, 1, "iomux-socket-proxyd: Unrecognized command or argument '-x'"),
+        new(Proxy, ["--listen", "localhost:80", "127.0.0.1:9"], null, 1, "iomux-socket-proxyd: --listen localhost:80: give a numeric address"),
         new(Iomux, ["proxy", "--copy", "pipe", "127.0.0.1:9"], null, 2, "iomux: --copy: 'pipe' is neither splice nor buffer (see iomux proxy --help)"),
         // Runtime errors: 1.
         new(Iomux, ["hello", "-p", "{busy}"], null, 1, "iomux: cannot listen on 127.0.0.1:{busy}: address in use (EADDRINUSE)"),
@@ -176,7 +179,32 @@ public sealed partial class CommandErrorTests
     {
         var result = CommandProcess.Run(Path.Combine(AppContext.BaseDirectory, Proxy), ["-c", "0", "127.0.0.1:9"],
             new Dictionary<string, string?> { ["JOURNAL_STREAM"] = "8:12345" });
-        result.AssertOneLine(2, "<3>--connections-max 0: not a connection count (at least 1)");
+        result.AssertOneLine(1, "<3>--connections-max 0: not a connection count (at least 1)");
+    }
+
+    /// <summary>No argument of either command is read from a file (issue 21): with response files on,
+    /// System.CommandLine took <c>@word</c> for the contents of the file <c>word</c> in the working directory, so the
+    /// files here (each holding --help, or a directory to serve) would have given help and exit 0 or a served
+    /// directory. The proxy's own reader (iomux-socket-proxyd) and System.CommandLine (iomux proxy, iomux serve) are
+    /// both run.</summary>
+    [TestCase(Proxy, new[] { "@word" }, 1, "iomux-socket-proxyd: No listening socket was passed (LISTEN_FDS is not set).")]
+    [TestCase(Proxy, new[] { "-c", "5", "@word" }, 1, "iomux-socket-proxyd: No listening socket was passed (LISTEN_FDS is not set).")]
+    [TestCase(Iomux, new[] { "proxy", "@word" }, 1, "iomux-socket-proxyd: No listening socket was passed (LISTEN_FDS is not set).")]
+    [TestCase(Iomux, new[] { "serve", "@dir", "-p", "{busy}" }, 2, "iomux: DIR '@dir': no such file or directory (ENOENT)")]
+    public void AnArgumentIsNeverReadFromAFile(string program, string[] arguments, int exitCode, string line)
+    {
+        var cwd = Directory.CreateTempSubdirectory("iomux-atfile-").FullName;
+        try
+        {
+            File.WriteAllText(Path.Combine(cwd, "word"), "--help\n");
+            File.WriteAllText(Path.Combine(cwd, "dir"), _directory + "\n");
+            var result = CommandProcess.Run(Path.Combine(AppContext.BaseDirectory, program), arguments.Select(Expand), null, cwd);
+            result.AssertOneLine(exitCode, Expand(line));
+        }
+        finally
+        {
+            Directory.Delete(cwd, recursive: true);
+        }
     }
 
     [Test]
@@ -198,9 +226,12 @@ internal sealed record CommandProcess(int ExitCode, string Stdout, string Stderr
     public string[] StderrLines => Stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries);
 
     /// <summary>Runs <paramref name="program"/>; <paramref name="environment"/> values of null unset a variable.</summary>
-    public static CommandProcess Run(string program, IEnumerable<string> arguments, IDictionary<string, string?>? environment)
+    public static CommandProcess Run(string program, IEnumerable<string> arguments, IDictionary<string, string?>? environment,
+        string? workingDirectory = null)
     {
         var start = new ProcessStartInfo(program) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        if (workingDirectory is not null)
+            start.WorkingDirectory = workingDirectory;
         foreach (var argument in arguments)
             start.ArgumentList.Add(argument);
         start.Environment.Remove("JOURNAL_STREAM"); // the lines are compared without the journal's <N> prefix

@@ -74,11 +74,11 @@ public sealed partial class ProxyCommandLineTests
     }
 
     [Test]
-    public void ABadTargetIsAUsageError()
+    public void ABadTargetExitsOneAsInSystemd()
     {
-        var (code, output) = ProxyProcess.RunToExit(null, "no-port-here");
-        Assert.That(code, Is.EqualTo(2));
-        Assert.That(output, Does.Contain("neither HOST:PORT nor a socket path"));
+        var (code, output) = ProxyProcess.RunToExit(null, "host:70000");
+        Assert.That(code, Is.EqualTo(1));
+        Assert.That(output, Does.Contain("the port must be a number from 1 to 65535"));
     }
 
     [Test]
@@ -96,6 +96,14 @@ public sealed partial class ProxyCommandLineTests
     [TestCase("localhost:80", "localhost", 80)]
     [TestCase("/run/app.sock", null, 0)]
     [TestCase("@abstract", null, 0)]
+    // systemd-socket-proxyd's forms (issue 21): the last ':' splits host and service, no ':' means port 80.
+    [TestCase("::1:8080", null, 8080)]
+    [TestCase("fe80::1:22", null, 22)]
+    [TestCase("localhost", "localhost", 80)]
+    [TestCase("127.0.0.1", null, 80)]
+    [TestCase("example", "example", 80)]
+    [TestCase("localhost:http", "localhost", 80)]
+    [TestCase("127.0.0.1:https", null, 443)]
     public void TargetsParse(string text, string? host, int port)
     {
         var target = BackendTarget.Parse(text);
@@ -104,10 +112,29 @@ public sealed partial class ProxyCommandLineTests
         Assert.That(target.FixedEndpoint is null, Is.EqualTo(host is not null));
     }
 
-    [TestCase("example")]
+    /// <summary>systemd's sockaddr_un_set_path: sun_path is a NUL byte and the name, and the address length
+    /// offsetof(sun_path) + 1 + strlen(name), without a terminator; the text with its '@' fits in 107 bytes.</summary>
+    [Test]
+    public void AnAbstractTargetIsSystemdsAbstractAddress()
+    {
+        var address = BackendTarget.Parse("@name").FixedEndpoint!.Serialize();
+        const int SunPathOffset = 2; // sizeof(sa_family_t)
+        Assert.That(address.Size, Is.EqualTo(SunPathOffset + 1 + "name".Length));
+        var bytes = new byte[address.Size];
+        for (int i = 0; i < bytes.Length; i++)
+            bytes[i] = address[i];
+        Assert.That(bytes[SunPathOffset..], Is.EqualTo(new byte[] { 0, (byte)'n', (byte)'a', (byte)'m', (byte)'e' }));
+        Assert.That(BackendTarget.Parse("@" + new string('a', 106)).Text, Has.Length.EqualTo(107));
+        Assert.Throws<FormatException>(() => BackendTarget.Parse("@" + new string('a', 107)));
+        Assert.Throws<FormatException>(() => BackendTarget.Parse("@"));
+    }
+
     [TestCase("host:")]
     [TestCase("host:70000")]
-    [TestCase("::1:80")]
+    [TestCase("host:0")]
+    [TestCase("host:no-such-service")]
+    [TestCase(":80")]
+    [TestCase("a:b:80")]
     [TestCase("[]:80")]
     public void BadTargetsAreRejected(string text) => Assert.Throws<FormatException>(() => BackendTarget.Parse(text));
 

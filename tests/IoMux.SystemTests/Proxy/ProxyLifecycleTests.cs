@@ -9,11 +9,55 @@ namespace IoMux.Tests.Proxy;
 [NonParallelizable]
 public sealed class ProxyLifecycleTests
 {
+    /// <summary>systemd-socket-proxyd's limit (issue 21): its check is "more than -c open", so -c 1 relays two
+    /// clients; the third is accepted and closed at once (end of stream, well before any timeout) with systemd's
+    /// line at warning priority, and a client after a slot freed is relayed again.</summary>
+    [Test, CancelAfter(60_000)]
+    public async Task PastTheConnectionLimitAClientIsClosedAtOnceAsInSystemd(CancellationToken cancel)
+    {
+        using var backend = TestBackend.Tcp(TestBackend.Echo);
+        using var proxy = ProxyProcess.ActivatedWith(new Dictionary<string, string> { ["JOURNAL_STREAM"] = "8:1" }, "-c", "1", backend.Target);
+        using var first = proxy.Connect();
+        using var second = proxy.Connect();
+        foreach (var client in new[] { first, second })
+            Assert.That(await EchoOnce(client, TimeSpan.FromSeconds(10), test: cancel), Is.True, "a client within systemd's limit (-c + 1) was not relayed");
+
+        using (var third = proxy.Connect())
+        {
+            var clock = Stopwatch.StartNew();
+            var (bytes, _) = await TestBackend.ReceiveAll(third, cancel).WaitAsync(TimeSpan.FromSeconds(5), cancel);
+            Assert.That(bytes, Is.EqualTo(0));
+            Assert.That(clock.Elapsed, Is.LessThan(TimeSpan.FromSeconds(3)), "the refused client was not closed at once");
+        }
+        proxy.WaitForLog("<4>Hit connection limit, refusing connection.", TimeSpan.FromSeconds(5));
+        Assert.That(backend.Accepted, Is.EqualTo(2));
+
+        first.Dispose();
+        // The proxy ends the first connection once the backend has echoed its end of stream too, which may come
+        // after the next client's connect (refused then: a reset, since its bytes were never read): a few tries, bounded.
+        bool relayed = false;
+        for (int attempt = 0; attempt < 20 && !relayed; attempt++)
+        {
+            using var next = proxy.Connect();
+            try
+            {
+                relayed = await EchoOnce(next, TimeSpan.FromSeconds(5), test: cancel);
+            }
+            catch (SocketException)
+            {
+            }
+            if (!relayed)
+                await Task.Delay(100, cancel);
+        }
+        Assert.That(relayed, Is.True, "no client was relayed after a slot freed");
+    }
+
+    /// <summary>IoMux's own behaviour, --at-limit=queue: at exactly -c open, clients wait in the backlog.</summary>
     [Test, CancelAfter(60_000)]
     public async Task AtTheConnectionCapTheNextClientWaitsUntilOneEnds(CancellationToken cancel)
     {
         using var backend = TestBackend.Tcp(TestBackend.Echo);
-        using var proxy = ProxyProcess.Activated("--connections-max=2", backend.Target);
+        using var proxy = ProxyProcess.Activated("--connections-max=2", "--at-limit=queue", backend.Target);
         using var first = proxy.Connect();
         using var second = proxy.Connect();
         foreach (var client in new[] { first, second })

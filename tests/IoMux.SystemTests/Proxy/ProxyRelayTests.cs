@@ -216,4 +216,24 @@ public sealed class ProxyRelayTests(string copy, string backend)
         Assert.That(hash, Is.EqualTo(sent));
         Assert.That(server.Failures, Is.Empty);
     }
+
+    /// <summary><c>@name</c> is the abstract socket <c>name</c>, as in systemd-socket-proxyd (issue 21): the target
+    /// passes through the real command line and the bytes go through a listener that exists only in the abstract
+    /// namespace (a pathname connect to "@name" would fail with ENOENT).</summary>
+    [Test, CancelAfter(60_000)]
+    public async Task AbstractSocketBackend(CancellationToken cancel)
+    {
+        using var server = TestBackend.Abstract(TestBackend.Echo);
+        Assert.That(File.Exists(server.Target), Is.False);
+        using var proxy = ProxyProcess.ActivatedWith(Environment, CopyOption, server.Target);
+        using var client = proxy.Connect();
+        var received = TestBackend.ReceiveAll(client, cancel);
+        string sent = await TestBackend.SendPattern(client, 1 << 20, seed: 4, cancel);
+        client.Shutdown(SocketShutdown.Send);
+        var (bytes, hash) = await received;
+        Assert.That(bytes, Is.EqualTo(1 << 20));
+        Assert.That(hash, Is.EqualTo(sent));
+        Assert.That(server.Accepted, Is.EqualTo(1));
+        Assert.That(server.Failures, Is.Empty);
+    }
 }

@@ -56,6 +56,17 @@ internal sealed class TestBackend : IDisposable
         return new TestBackend(listener, path, path, handler);
     }
 
+    /// <summary>A listener in Linux's abstract namespace (sun_path starting with a NUL byte, no file), which the
+    /// proxy's target names <c>@name</c> as systemd-socket-proxyd's does.</summary>
+    public static TestBackend Abstract(Func<Socket, Task> handler)
+    {
+        var name = $"iomux-proxy-test-{Environment.ProcessId}-{Guid.NewGuid():N}";
+        var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        listener.Bind(new UnixDomainSocketEndPoint("\0" + name));
+        listener.Listen(1024);
+        return new TestBackend(listener, "@" + name, null, handler);
+    }
+
     private async Task AcceptLoop()
     {
         while (!_stop.IsCancellationRequested)

@@ -31,7 +31,7 @@ namespace IoMux.Fuzz;
 /// <item>a close the server did not promise is a timeout, and a timeout is only legitimate when nothing moved for
 /// it: a request head or content started at least <see cref="HeaderTimeout"/> earlier and still incomplete, or no
 /// byte sent by the server for min(<see cref="HeaderTimeout"/>, <see cref="KeepAliveTimeout"/>);</item>
-/// <item>complete requests are answered while the client reads (no request is left until the timeout), framing
+/// <item>a connection with complete requests unanswered is closed by its timeout at the latest (no hang), framing
 /// is well formed, and the bodies of known resources are byte for byte what was served.</item>
 /// </list>
 /// Times are measured conservatively, so that a slow or loaded machine can hide a finding but never invent one:
@@ -399,7 +399,7 @@ internal sealed unsafe partial class ConnectionTarget : IDisposable
         private long _promiseIterations;
         private long _iterations;
         private long _lastServerSend; // start of the iteration in which server bytes last appeared
-        private long _lastRead;
+        private long _lastStepStart;
         private readonly StringBuilder _trace = new();
 
         public ConnectionRun(ConnectionTarget target, byte[] input)
@@ -421,7 +421,7 @@ internal sealed unsafe partial class ConnectionTarget : IDisposable
             }
             _stream = [.. stream];
             _started = Stopwatch.GetTimestamp();
-            _lastServerSend = _lastRead = _started;
+            _lastServerSend = _lastStepStart = _started;
         }
 
         private long Now => Stopwatch.GetTimestamp();
@@ -474,6 +474,8 @@ internal sealed unsafe partial class ConnectionTarget : IDisposable
                 Script();
                 if (!_eof)
                     FinalPhase();
+                if (Environment.GetEnvironmentVariable("IOMUX_FUZZ_TRACE") == "1")
+                    Console.Error.WriteLine($"passed: {string.Join(" | ", _requests.Select(r => r.Describe))}\n  trace: {_trace}");
             }
             finally
             {
@@ -529,7 +531,8 @@ internal sealed unsafe partial class ConnectionTarget : IDisposable
         }
 
         /// <summary>Writes everything left, then reads until every owed response is in and any promised close is
-        /// seen; a server that neither answers nor closes within <see cref="FinalPhaseMs"/> is a finding.</summary>
+        /// seen; a server that neither answers nor closes within <see cref="FinalPhaseMs"/> (longer than any of its
+        /// timeouts, timer slack included) is a finding.</summary>
         private void FinalPhase()
         {
             if (!_halfClosed)
@@ -545,7 +548,9 @@ internal sealed unsafe partial class ConnectionTarget : IDisposable
                     Write(int.MaxValue);
                 if (_promisedBy < 0 && Owed() == 0 && _written == _stream.Length)
                     return; // everything answered on a connection that stays open
-                if (Milliseconds(start, Now) > FinalPhaseMs)
+                // Judged only once an iteration has started past the bound: a descheduled process gives the server
+                // no iteration in which its overdue timer could fire, and that is no hang of the server's.
+                if (Milliseconds(start, _lastStepStart) > FinalPhaseMs)
                 {
                     if (Owed() > 0)
                         Fail($"{Owed()} complete request(s) unanswered {FinalPhaseMs} ms after the last write, the connection still open (a hang)");
@@ -574,6 +579,7 @@ internal sealed unsafe partial class ConnectionTarget : IDisposable
         {
             int before = Available();
             long start = Now;
+            _lastStepStart = start;
             _target._loop.RunOnce(wait);
             _iterations++;
             if (Available() > before)
@@ -640,7 +646,6 @@ internal sealed unsafe partial class ConnectionTarget : IDisposable
                 nint n;
                 fixed (byte* buffer = &_rx[_rxLength])
                     n = recv(_client, buffer, (nuint)want, MSG_DONTWAIT);
-                _lastRead = Now;
                 if (n > 0)
                 {
                     _rxLength += (int)n;
@@ -710,8 +715,8 @@ internal sealed unsafe partial class ConnectionTarget : IDisposable
             long timeout = Min(HeaderTimeout, KeepAliveTimeout);
             if (quiet + 1 < timeout)
                 Fail($"closed without a promise {quiet} ms after the server last sent{cut}: a deadline of {timeout} ms or more hit while bytes moved");
-            if (Owed() > 0 && Milliseconds(_lastRead, now) < timeout && cut.Length == 0)
-                Fail($"closed with {Owed()} complete request(s) unanswered although the client kept reading");
+            // Requests still unanswered at a legitimate timeout are no finding: the timer and the request's bytes
+            // can be due in the same iteration (a descheduled harness), and either may be served first.
         }
 
         private void Parse()
@@ -796,7 +801,17 @@ internal sealed unsafe partial class ConnectionTarget : IDisposable
             ReadOnlySpan<byte> body;
             int total;
             bool closeDelimited = false;
-            if (request!.IsHead || status is 204 or 304)
+            if (status == 408 || status >= 400 && request!.End > _written)
+            {
+                // An error to a request the server had not received whole (a 408 always is): the server may not
+                // know the method, so whether a HEAD's answer carries the error text is its call. It must close
+                // (checked in Answered), so the response is everything up to the close.
+                if (!_eof)
+                    return 0;
+                body = data[bodyStart..];
+                total = data.Length;
+            }
+            else if (request!.IsHead || status is 204 or 304)
             {
                 body = default;
                 total = bodyStart;
@@ -849,8 +864,8 @@ internal sealed unsafe partial class ConnectionTarget : IDisposable
                 var expected = status == 200 ? _target.ExpectedBody(_handler, request.Target, request.ContentLength) : null;
                 if (expected is not null ? data.Length - bodyStart < expected.Length : !_eof)
                     return 0; // a known body cut by the close stays unframed: OnClose judges the cut
-                body = data[bodyStart..];
-                total = data.Length;
+                total = expected is not null ? bodyStart + expected.Length : data.Length; // what follows answers after the close
+                body = data[bodyStart..total];
             }
 
             Note($"response {index} {status}");
@@ -874,7 +889,7 @@ internal sealed unsafe partial class ConnectionTarget : IDisposable
             }
             if (request.PromisesClose && keepAlive)
                 Fail($"response {index} ({status}) says Connection: keep-alive to a request that promised close");
-            if (request.End > _written && !responseCloses)
+            if ((request.End > _written || status == 408) && !responseCloses)
                 Fail($"response {index} ({status}) answers request {index} before it was written whole, and keeps the connection");
             if (status == 408)
             {

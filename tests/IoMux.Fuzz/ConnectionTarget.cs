@@ -30,7 +30,7 @@ namespace IoMux.Fuzz;
 /// "//host" or "/\host" is another origin to a browser);</item>
 /// <item>a close the server did not promise is a timeout, and a timeout is only legitimate when nothing moved for
 /// it: a request head or content started at least <see cref="HeaderTimeout"/> earlier and still incomplete, or no
-/// byte sent by the server for min(<see cref="HeaderTimeout"/>, <see cref="KeepAliveTimeout"/>);</item>
+/// byte sent by the server for the shortest of the header, keep-alive and send timeouts;</item>
 /// <item>a connection with complete requests unanswered is closed by its timeout at the latest (no hang), framing
 /// is well formed, and the bodies of known resources are byte for byte what was served.</item>
 /// </list>
@@ -45,6 +45,13 @@ internal sealed unsafe partial class ConnectionTarget : IDisposable
 
     /// <summary>The server's keep-alive timeout here.</summary>
     public static readonly TimeSpan KeepAliveTimeout = TimeSpan.FromMilliseconds(120);
+
+    /// <summary>The server's send timeout here (between two writes that make progress).</summary>
+    public static readonly TimeSpan SendTimeout = TimeSpan.FromMilliseconds(90);
+
+    /// <summary>The shortest time without progress after which the server may close on its own.</summary>
+    private static readonly long ShortestTimeoutMs =
+        (long)Math.Min(HeaderTimeout.TotalMilliseconds, Math.Min(KeepAliveTimeout.TotalMilliseconds, SendTimeout.TotalMilliseconds));
 
     /// <summary>Request content the handler server takes (more is 413).</summary>
     public const int MaxRequestBody = 1024;
@@ -87,6 +94,7 @@ internal sealed unsafe partial class ConnectionTarget : IDisposable
             Threads = 1,
             HeaderTimeout = HeaderTimeout,
             KeepAliveTimeout = KeepAliveTimeout,
+            SendTimeout = SendTimeout,
             MaxRequestBodySize = MaxRequestBody,
         };
         _loop = new EventLoop(PollerFactory.Create());
@@ -428,8 +436,6 @@ internal sealed unsafe partial class ConnectionTarget : IDisposable
 
         private long Elapsed => Milliseconds(_started, Now);
 
-        private static long Min(TimeSpan a, TimeSpan b) => (long)Math.Min(a.TotalMilliseconds, b.TotalMilliseconds);
-
         [System.Diagnostics.CodeAnalysis.DoesNotReturn]
         private void Fail(string what)
         {
@@ -702,19 +708,20 @@ internal sealed unsafe partial class ConnectionTarget : IDisposable
             }
             if (_halfClosed && cut.Length == 0)
                 return; // the client ended its side: a close between responses is an answer
-            // A close nobody promised: legitimate only as a timeout, and a timeout only when nothing moved for it.
-            var partial = _requests.FirstOrDefault(r => r.Start < _written && _written < r.End);
-            if (partial is not null && cut.Length == 0)
-            {
-                long since = Milliseconds(partial.FirstByteWritten, now);
-                if (since + 1 < (long)HeaderTimeout.TotalMilliseconds)
-                    Fail($"closed {since} ms after the first byte of an incomplete request, before the {HeaderTimeout.TotalMilliseconds} ms header timeout");
-                return;
-            }
+            // A close nobody promised: legitimate only as a timeout, and a timeout only when nothing moved for it:
+            // no server byte for the shortest timeout (the send, keep-alive and header deadlines all run from a
+            // server action no earlier than its last send), or a request still incomplete that started at least
+            // the header timeout ago (the header timeout runs from a head's first byte, whatever moved since).
             long quiet = Milliseconds(_lastServerSend, now);
-            long timeout = Min(HeaderTimeout, KeepAliveTimeout);
-            if (quiet + 1 < timeout)
-                Fail($"closed without a promise {quiet} ms after the server last sent{cut}: a deadline of {timeout} ms or more hit while bytes moved");
+            if (quiet + 1 >= ShortestTimeoutMs)
+                return;
+            var partial = _requests.FirstOrDefault(r => r.Start < _written && _written < r.End);
+            long since = partial is null ? -1 : Milliseconds(partial.FirstByteWritten, now);
+            if (partial is not null && since + 1 >= (long)HeaderTimeout.TotalMilliseconds)
+                return;
+            Fail($"closed without a promise {quiet} ms after the server last sent{cut}" +
+                (partial is null ? "" : $", {since} ms after the first byte of an incomplete request") +
+                $": a deadline of {ShortestTimeoutMs} ms or more hit while bytes moved");
             // Requests still unanswered at a legitimate timeout are no finding: the timer and the request's bytes
             // can be due in the same iteration (a descheduled harness), and either may be served first.
         }

@@ -465,15 +465,28 @@ internal sealed unsafe partial class ConnectionTarget : IDisposable
                 int size = _sendBuffer;
                 setsockopt(pair[0], SOL_SOCKET, SO_SNDBUF, &size, sizeof(int)); // the kernel raises 1 to its minimum
             }
-            try
+            // Made inside a loop iteration, as the server's accept callback makes it: its first deadline is taken
+            // from the loop's time, which between iterations is the previous iteration's (stale by however long
+            // the harness spent since), and a deadline from a stale time is no finding of the server's.
+            int server = pair[0];
+            Exception? failed = null;
+            _target._loop.Post(() =>
             {
-                _connection = new HttpConnection(Worker, pair[0]);
-            }
-            catch
+                try
+                {
+                    _connection = new HttpConnection(Worker, server);
+                }
+                catch (Exception e)
+                {
+                    failed = e;
+                }
+            });
+            _target._loop.RunOnce(TimeSpan.Zero);
+            if (_connection is null)
             {
-                LibC.CloseQuietly(pair[0]);
+                LibC.CloseQuietly(server);
                 LibC.CloseQuietly(_client);
-                throw;
+                throw failed ?? new InvalidOperationException("the posted connection was not made");
             }
             try
             {
@@ -875,7 +888,7 @@ internal sealed unsafe partial class ConnectionTarget : IDisposable
                 body = data[bodyStart..total];
             }
 
-            Note($"response {index} {status}");
+            Note($"response {index} {status}{(close || closeDelimited ? " (closes)" : keepAlive ? " (keep-alive)" : "")}");
             _responses++;
             Answered(index, request, status, close || closeDelimited, keepAlive, location, contentRange, body.ToArray(), closeDelimited);
             return total;

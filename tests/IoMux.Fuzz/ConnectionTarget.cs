@@ -890,7 +890,7 @@ internal sealed unsafe partial class ConnectionTarget : IDisposable
 
             Note($"response {index} {status}{(close || closeDelimited ? " (closes)" : keepAlive ? " (keep-alive)" : "")}");
             _responses++;
-            Answered(index, request, status, close || closeDelimited, keepAlive, location, contentRange, body.ToArray(), closeDelimited);
+            Answered(index, request, status, close || closeDelimited, keepAlive, location, contentRange, body.ToArray());
             return total;
         }
 
@@ -898,7 +898,7 @@ internal sealed unsafe partial class ConnectionTarget : IDisposable
         private static int NeedMore() => 0;
 
         private void Answered(int index, Request request, int status, bool responseCloses, bool keepAlive, string? location,
-            string? contentRange, byte[] body, bool closeDelimited)
+            string? contentRange, byte[] body)
         {
             if (_promisedBy >= 0)
                 Fail($"response {index} ({status}) answers after response {_promisedBy} promised close ({_promiseReason})");

@@ -19,10 +19,21 @@ if (args.Length > 1)
 }
 // Out of process: a stack overflow or an access violation in the target is reported as a crash of that input
 // instead of taking the forkserver down with it (SharpFuzz README, "Out-of-process fuzzing").
+// IOMUX_FUZZ_LOG=FILE: each crash's message is appended there with the input in hex, because afl keeps the input
+// but not what the target said, and a finding that depends on timing may not repeat when the input is replayed.
+string? crashLog = Environment.GetEnvironmentVariable("IOMUX_FUZZ_LOG");
 Fuzzer.OutOfProcess.Run(stream =>
 {
     using var buffer = new MemoryStream();
     stream.CopyTo(buffer);
-    targets.Run(target, buffer.GetBuffer().AsSpan(0, (int)buffer.Length));
+    try
+    {
+        targets.Run(target, buffer.GetBuffer().AsSpan(0, (int)buffer.Length));
+    }
+    catch (Exception e) when (crashLog is not null)
+    {
+        File.AppendAllText(crashLog, $"{DateTime.UtcNow:O} input {Convert.ToHexString(buffer.GetBuffer(), 0, (int)buffer.Length)}\n{e}\n\n");
+        throw;
+    }
 });
 return 0;

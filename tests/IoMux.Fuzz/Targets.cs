@@ -25,10 +25,11 @@ internal sealed class FuzzTargets : IDisposable
 {
     /// <summary>The target names, as run.sh, the corpus folders and the dictionaries spell them.</summary>
     public static IReadOnlyList<string> Names { get; } =
-        ["http-request", "timespan", "listen-fds", "backend-target", "kevent-translation", "port-translation"];
+        ["http-request", "timespan", "listen-fds", "backend-target", "kevent-translation", "port-translation", "http-connection"];
 
     private readonly Lazy<ServedTree> _tree = new(() => new ServedTree());
     private readonly Lazy<Descriptors> _descriptors = new(() => new Descriptors());
+    private readonly Lazy<ConnectionTarget> _connection = new(() => new ConnectionTarget());
 
     /// <summary>Runs <paramref name="target"/> on <paramref name="input"/>.</summary>
     public void Run(string target, ReadOnlySpan<byte> input)
@@ -41,6 +42,7 @@ internal sealed class FuzzTargets : IDisposable
             case "backend-target": BackendTargetText(input); break;
             case "kevent-translation": KeventTranslation(input.ToArray()); break;
             case "port-translation": PortTranslation(input.ToArray()); break;
+            case "http-connection": _connection.Value.Run(input); break;
             default: throw new ArgumentException($"unknown fuzz target '{target}'", nameof(target));
         }
     }
@@ -51,6 +53,8 @@ internal sealed class FuzzTargets : IDisposable
             _tree.Value.Dispose();
         if (_descriptors.IsValueCreated)
             _descriptors.Value.Dispose();
+        if (_connection.IsValueCreated)
+            _connection.Value.Dispose();
     }
 
     private static void Require(bool property, string what)

@@ -5,7 +5,8 @@
 #   SECONDS  afl-fuzz's -V budget per target (default 120)
 # Publishes tests/IoMux.Fuzz, instruments the product assemblies with SharpFuzz, runs one afl-fuzz at a time
 # (niced: the machine is shared) and prints the figures from afl's fuzzer_stats. Everything goes under
-# bench/out/fuzz (gitignored); crashes and hangs are in bench/out/fuzz/TARGET/out/default/{crashes,hangs}.
+# bench/out/fuzz (gitignored); crashes and hangs are in bench/out/fuzz/TARGET/out/default/{crashes,hangs}, and
+# what each crash said in bench/out/fuzz/TARGET/crashes.log.
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -55,6 +56,8 @@ for t in "${targets[@]}"; do
     rm -rf "$out/$t"
     mkdir -p "$out/$t"
     echo "== $t: ${seconds}s"
+    # What each crash said (afl keeps only the input): a timing-dependent finding may not repeat on replay.
+    export IOMUX_FUZZ_LOG="$out/$t/crashes.log"
     # -V bounds the campaign; timeout bounds afl-fuzz itself should it hang in its start-up.
     timeout --kill-after=30 "$((seconds + 180))" nice -n 10 \
         afl-fuzz -i "$corpus" -o "$out/$t/out" -x "$dict" -t 5000 -m none -V "$seconds" \

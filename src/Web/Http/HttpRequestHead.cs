@@ -59,12 +59,15 @@ public sealed class HttpRequestHead
     /// <summary>"Expect: 100-continue" was sent: the client waits for an interim 100 before it sends the content.</summary>
     internal bool ExpectsContinue;
 
+    /// <summary>A Connection field named "close" (it wins over "keep-alive", RFC 9112 §9.6).</summary>
+    internal bool ConnectionClose;
+
     internal void Reset()
     {
         ErrorStatus = 0;
         Method = HttpMethodKind.Other;
         TargetStart = TargetLength = Version = HeadLength = MethodStart = MethodLength = FieldsStart = 0;
-        KeepAlive = HasTransferEncoding = HasHost = ExpectsContinue = false;
+        KeepAlive = HasTransferEncoding = HasHost = ExpectsContinue = ConnectionClose = false;
         ContentLength = -1;
         Range = IfRange = IfNoneMatch = IfModifiedSince = FieldValue.Absent;
     }

@@ -229,16 +229,20 @@ public static class HttpRequestParser
         return true;
     }
 
+    /// <summary>RFC 9112 §9.6: a "close" option closes the connection wherever it stands, so "keep-alive" (an
+    /// HTTP/1.0 option) never overrides it, in this field or a later one (nginx gives "close" precedence too).</summary>
     private static void ApplyConnection(ReadOnlySpan<byte> value, HttpRequestHead head)
     {
         foreach (var range in value.Split((byte)','))
         {
             var option = value[range].Trim(" \t"u8);
             if (Ascii.EqualsIgnoreCase(option, "close"u8))
-                head.KeepAlive = false;
+                head.ConnectionClose = true;
             else if (Ascii.EqualsIgnoreCase(option, "keep-alive"u8))
                 head.KeepAlive = true;
         }
+        if (head.ConnectionClose)
+            head.KeepAlive = false;
     }
 
     private static bool TryParseLength(ReadOnlySpan<byte> value, out long length)

@@ -31,6 +31,11 @@ public sealed class HttpRequestParserTests
     [TestCase("GET / HTTP/1.1\r\nHost: x\r\n\r\n", true)]
     [TestCase("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", false)]
     [TestCase("HEAD / HTTP/1.1\nHost: x\n\n", true)]
+    // RFC 9112 §9.6: "close" wins wherever it stands (the http-connection fuzz target found "close, keep-alive"
+    // answered Connection: keep-alive and kept open).
+    [TestCase("GET / HTTP/1.1\r\nHost: x\r\nConnection: close, keep-alive\r\n\r\n", false)]
+    [TestCase("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\nConnection: keep-alive\r\n\r\n", false)]
+    [TestCase("GET / HTTP/1.0\r\nConnection: keep-alive, CLOSE\r\n\r\n", false)]
     public void KeepAliveFollowsTheVersionAndConnection(string text, bool keepAlive)
     {
         var (status, head) = Parse(text);

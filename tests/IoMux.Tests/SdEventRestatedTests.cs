@@ -102,8 +102,10 @@ public sealed unsafe class SdEventRestatedTests(BackendProvider backend)
         using var loop = LoopTests.NewLoop(backend);
         var d = Pipe();
         int gotD = 0;
+        var statesOnEntry = new List<SourceState>();
         var w = loop.AddIo(d.Read, Interest.Readable, (s, _) =>
         {
+            statesOnEntry.Add(s.State); // off already: what the callback sets is what holds
             gotD++;
             s.State = gotD < 2 ? SourceState.Oneshot : SourceState.Off;
         }, state: SourceState.Oneshot);
@@ -115,6 +117,7 @@ public sealed unsafe class SdEventRestatedTests(BackendProvider backend)
         RunIdle(loop); // still readable, but off now
         Assert.That(gotD, Is.EqualTo(2));
         Assert.That(w.State, Is.EqualTo(SourceState.Off));
+        Assert.That(statesOnEntry, Is.EqualTo(new[] { SourceState.Off, SourceState.Off }), "sd-event disables a oneshot before its callback");
     }
 
     /// <summary>TEST(basic), x/y/z: pipe 'a' at priority 99 (switches itself off), pipe 'b' oneshot at priority 0,

@@ -363,7 +363,7 @@ public sealed unsafe partial class LoopChildTests(BackendProvider backend)
     [System.Runtime.InteropServices.DllImport("libc")] private static extern int kill(int pid, int signal);
 
     /// <summary>Spawns `sh -c script` with posix_spawnp: a child the runtime does not know, so nobody else reaps it.</summary>
-    private static int Spawn(string script)
+    internal static int Spawn(string script)
     {
         var args = new[] { "sh", "-c", script };
         var pointers = args.Select(a => System.Runtime.InteropServices.Marshal.StringToCoTaskMemUTF8(a)).ToArray();

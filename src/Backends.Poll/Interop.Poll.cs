@@ -4,13 +4,13 @@ using IoMux.Interop;
 namespace IoMux.Backends.Poll;
 
 /// <summary>poll(2) and select(2) as libc exports them. The low poll bits are the same on every POSIX system;
-/// POLLRDHUP is not (Linux 0x2000, illumos 0x4000, absent on the BSDs and macOS).</summary>
+/// POLLRDHUP is not (<see cref="OsAbi.PollRdHup"/>: Linux 0x2000, illumos 0x4000, absent on Solaris, the BSDs and macOS).</summary>
 internal static unsafe partial class PollInterop
 {
     public const short POLLIN = 0x1, POLLPRI = 0x2, POLLOUT = 0x4, POLLERR = 0x8, POLLHUP = 0x10, POLLNVAL = 0x20;
 
     /// <summary>0 where the OS has no POLLRDHUP.</summary>
-    public static readonly short POLLRDHUP = OperatingSystem.IsLinux() ? (short)0x2000 : Platform.IsIllumos ? (short)0x4000 : (short)0;
+    public static readonly short POLLRDHUP = OsAbi.PollRdHup(Platform.Flavor);
 
     /// <summary>FD_SETSIZE: 1024 on Linux, the BSDs and macOS; 65536 for 64-bit illumos programs.</summary>
     public static readonly int FD_SETSIZE = Platform.IsIllumos ? 65536 : 1024;

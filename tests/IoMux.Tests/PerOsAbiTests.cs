@@ -155,4 +155,17 @@ public sealed class PerOsAbiTests
         Assert.That(KqueuePlatform.MacOS.FilterCount, Is.EqualTo(18));
         Assert.That(KqueuePlatform.LibKqueue.FilterCount, Is.EqualTo(12));
     }
+
+    // illumos-gate usr/src/uts/common/fs/sockfs/sockcommon_sops.c so_getpeername: ENOTCONN when not SS_ISCONNECTED,
+    // EINVAL when SS_CANTSENDMORE (a local SHUT_WR) "for X/Open". Hangup derivation must read that EINVAL as
+    // connected, or a half-closed socket whose peer then finishes never shows a read hangup there.
+    [Test]
+    public void GetpeernameEinvalAfterLocalShutWrCountsAsConnectedOnIllumos()
+    {
+        Assert.That(HangupDerivation.PeerNameMeansConnected(-1, Errno.EINVAL, UnixFlavor.Illumos), Is.True);
+        Assert.That(HangupDerivation.PeerNameMeansConnected(-1, Errno.EINVAL, UnixFlavor.Solaris), Is.True);
+        Assert.That(HangupDerivation.PeerNameMeansConnected(-1, Errno.ENOTCONN, UnixFlavor.Illumos), Is.False, "never connected");
+        Assert.That(HangupDerivation.PeerNameMeansConnected(-1, Errno.EINVAL, UnixFlavor.Linux), Is.False, "Linux never says EINVAL for it");
+        Assert.That(HangupDerivation.PeerNameMeansConnected(0, 0, UnixFlavor.Linux), Is.True);
+    }
 }

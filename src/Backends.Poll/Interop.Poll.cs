@@ -9,8 +9,8 @@ internal static unsafe partial class PollInterop
 {
     public const short POLLIN = 0x1, POLLPRI = 0x2, POLLOUT = 0x4, POLLERR = 0x8, POLLHUP = 0x10, POLLNVAL = 0x20;
 
-    /// <summary>0 where the OS has no POLLRDHUP.</summary>
-    public static readonly short POLLRDHUP = OsAbi.PollRdHup(Platform.Flavor);
+    /// <summary>0 where the OS has no POLLRDHUP, or where this illumos kernel does not report it (probed).</summary>
+    public static readonly short POLLRDHUP = OsAbi.ReadHangupBit;
 
     /// <summary>FD_SETSIZE: 1024 on Linux, the BSDs and macOS; 65536 for 64-bit illumos programs.</summary>
     public static readonly int FD_SETSIZE = Platform.IsIllumos ? 65536 : 1024;

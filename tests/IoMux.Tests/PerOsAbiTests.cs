@@ -168,4 +168,14 @@ public sealed class PerOsAbiTests
         Assert.That(HangupDerivation.PeerNameMeansConnected(-1, Errno.EINVAL, UnixFlavor.Linux), Is.False, "Linux never says EINVAL for it");
         Assert.That(HangupDerivation.PeerNameMeansConnected(0, 0, UnixFlavor.Linux), Is.True);
     }
+
+    [Test(Description = "The read-hangup probe sees a bit the kernel reports (Linux's POLLRDHUP 0x2000) and not one it does not (illumos's 0x4000 means nothing to Linux poll): how an illumos release without POLLRDHUP is detected.")]
+    public void TheReadHangupProbeTellsAKnownBitFromAnUnknownOne()
+    {
+        if (!OperatingSystem.IsLinux())
+            Assert.Ignore("the two bits' meanings are Linux's");
+        Assert.That(ReadHangupProbe.KernelReports(0x2000), Is.True, "Linux POLLRDHUP");
+        Assert.That(ReadHangupProbe.KernelReports(0x4000), Is.False, "not a poll bit on Linux");
+        Assert.That(ReadHangupProbe.KernelReports(0), Is.False);
+    }
 }

@@ -114,4 +114,48 @@ internal static class OsAbi
         // An OS IoMux has no table for: FreeBSD's, the most common BSD layout (descriptor kinds may come out wrong).
         _ => new(24, 2, 112, 64, 224, "fstat"),
     };
+
+    /// <summary>POLLRDHUP as this kernel reports it: the header's value (<see cref="PollRdHup"/>), confirmed at run time
+    /// where the release that introduced it is not known (illumos: the bit was added in the gate's history, and an
+    /// older release ignores it without an error). Linux has had it since 2.6.17 and is not probed.</summary>
+    public static readonly short ReadHangupBit = Platform.Flavor == UnixFlavor.Illumos
+        ? (ReadHangupProbe.KernelReports(PollRdHup(UnixFlavor.Illumos)) ? PollRdHup(UnixFlavor.Illumos) : (short)0)
+        : PollRdHup(Platform.Flavor);
+}
+
+/// <summary>Asks the kernel whether it reports a read-hangup poll bit: a socket pair whose other end shut its writing
+/// side, polled at once for POLLIN and the bit. A kernel that knows the bit returns it; one that does not ignores it
+/// (poll(2) reports only what it knows).</summary>
+internal static unsafe partial class ReadHangupProbe
+{
+    [StructLayout(LayoutKind.Sequential)]
+    private struct PollFd
+    {
+        public int Descriptor;
+        public short Events;
+        public short ReturnedEvents;
+    }
+
+    [LibraryImport("libc", SetLastError = true)] private static partial int poll(PollFd* fds, nuint count, int timeoutMs);
+
+    /// <summary>True when poll(2) reports <paramref name="bit"/> for a socket whose peer shut its writing side.</summary>
+    public static bool KernelReports(short bit)
+    {
+        if (bit == 0)
+            return false;
+        int* pair = stackalloc int[2];
+        if (LibC.socketpair(1 /* AF_UNIX, every OS */, Platform.IsIllumos ? 2 : 1 /* SOCK_STREAM */, 0, pair) != 0)
+            return false;
+        try
+        {
+            LibC.shutdown(pair[1], 1 /* SHUT_WR */);
+            var fd = new PollFd { Descriptor = pair[0], Events = (short)(0x1 /* POLLIN */ | bit) };
+            return poll(&fd, 1, 0) == 1 && (fd.ReturnedEvents & bit) != 0;
+        }
+        finally
+        {
+            LibC.close(pair[0]);
+            LibC.close(pair[1]);
+        }
+    }
 }

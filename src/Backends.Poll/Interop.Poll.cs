@@ -19,15 +19,6 @@ internal static unsafe partial class PollInterop
     [LibraryImport("libc", SetLastError = true)] public static partial int select(int nfds, ulong* readFds, ulong* writeFds, ulong* exceptFds, Timeval* timeout);
 }
 
-/// <summary>struct pollfd: 8 bytes everywhere.</summary>
-[StructLayout(LayoutKind.Sequential)]
-internal struct PollFd
-{
-    public int Descriptor;
-    public short Events;
-    public short ReturnedEvents;
-}
-
 /// <summary>struct timeval on LP64 systems (macOS pads its 32-bit tv_usec to the same 16 bytes).</summary>
 [StructLayout(LayoutKind.Sequential)]
 internal struct Timeval

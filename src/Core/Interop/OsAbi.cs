@@ -128,14 +128,6 @@ internal static class OsAbi
 /// (poll(2) reports only what it knows).</summary>
 internal static unsafe partial class ReadHangupProbe
 {
-    [StructLayout(LayoutKind.Sequential)]
-    private struct PollFd
-    {
-        public int Descriptor;
-        public short Events;
-        public short ReturnedEvents;
-    }
-
     [LibraryImport("libc", SetLastError = true)] private static partial int poll(PollFd* fds, nuint count, int timeoutMs);
 
     /// <summary>True when poll(2) reports <paramref name="bit"/> for a socket whose peer shut its writing side.</summary>
@@ -158,4 +150,13 @@ internal static unsafe partial class ReadHangupProbe
             LibC.close(pair[1]);
         }
     }
+}
+
+/// <summary>struct pollfd: 8 bytes everywhere (the poll backend's and the probe's).</summary>
+[StructLayout(LayoutKind.Sequential)]
+internal struct PollFd
+{
+    public int Descriptor;
+    public short Events;
+    public short ReturnedEvents;
 }

@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using IoMux.Interop;
 
 namespace IoMux.Backends.EventPorts;
 
@@ -64,11 +65,11 @@ internal readonly record struct PortPollBits(int In, int Pri, int Out, int Err, 
 {
     /// <summary>illumos: usr/src/uts/common/sys/poll.h@0ceaf38333191201001ea6ff4813aef604f0c792 (POLLIN 0x1, POLLPRI 0x2,
     /// POLLOUT 0x4, POLLERR 0x8, POLLHUP 0x10, POLLNVAL 0x20, POLLRDHUP 0x4000).</summary>
-    public static PortPollBits Illumos => new(0x1, 0x2, 0x4, 0x8, 0x10, 0x20, 0x4000);
+    public static PortPollBits Illumos => new(0x1, 0x2, 0x4, 0x8, 0x10, 0x20, OsAbi.PollRdHup(UnixFlavor.Illumos));
 
     /// <summary>Oracle Solaris: no POLLRDHUP (a Solaris 11.0 sys/poll.h, Arquivotheca/solaris11@766b42f8, has none; 11.4 has
     /// no public source, so this is an assumption: docs/research/kqueue-ports-constants.md).</summary>
-    public static PortPollBits Solaris => Illumos with { RdHup = 0 };
+    public static PortPollBits Solaris => Illumos with { RdHup = OsAbi.PollRdHup(UnixFlavor.Solaris) };
 }
 
 /// <summary>Event port constants: illumos usr/src/uts/common/sys/port.h@12ef7bd6596eedcaafd544ec675d6b72dfd15998.</summary>

@@ -19,11 +19,10 @@ internal sealed unsafe partial class NativeEventPorts : IEventPortSystem
     [LibraryImport("libc", SetLastError = true)] private static partial int port_getn(int port, PortEvent* list, uint max, uint* nget, Timespec* timeout);
     [LibraryImport("libc", SetLastError = true)] private static partial int port_send(int port, int events, void* user);
 
-    /// <summary>illumos defines POLLRDHUP; Oracle Solaris does not. Which one this is shows in the OS name.</summary>
-    public PortPollBits Bits { get; } = RuntimeInformation.OSDescription.Contains("illumos", StringComparison.OrdinalIgnoreCase)
-        || RuntimeInformation.OSDescription.Contains("OmniOS", StringComparison.OrdinalIgnoreCase)
-        || RuntimeInformation.OSDescription.Contains("SmartOS", StringComparison.OrdinalIgnoreCase)
-        ? PortPollBits.Illumos : PortPollBits.Solaris;
+    /// <summary>illumos defines POLLRDHUP; Oracle Solaris does not (<see cref="OsAbi.PollRdHup"/>, the table the poll
+    /// backend reads too; which one this is: <see cref="Platform.Classify"/>). An illumos whose kernel does not report
+    /// the bit (probed: <see cref="OsAbi.ReadHangupBit"/>) is treated as Solaris: read hangup derived.</summary>
+    public PortPollBits Bits { get; } = Platform.Flavor == UnixFlavor.Solaris || OsAbi.ReadHangupBit == 0 ? PortPollBits.Solaris : PortPollBits.Illumos;
 
     public int Create()
     {

@@ -84,9 +84,17 @@ public sealed class KqueueBackend : IPollerBackend, IKernelWait, IOwnedRegistrat
 
     /// <summary>Why this OS has no kqueue, or null when it has one.</summary>
     public static string? UnsupportedReason() =>
-        OperatingSystem.IsFreeBSD() || OperatingSystem.IsMacOS() || RuntimeInformation.OSDescription.Contains("BSD", StringComparison.OrdinalIgnoreCase) ? null
-        : OperatingSystem.IsLinux() && !string.IsNullOrEmpty(Environment.GetEnvironmentVariable(NativeKqueue.LibraryVariable)) ? null
-        : $"kqueue exists on FreeBSD, macOS and the other BSDs (on Linux: set {NativeKqueue.LibraryVariable} to libkqueue's shared object)";
+        UnsupportedReason(IoMux.Interop.Platform.Flavor, !string.IsNullOrEmpty(Environment.GetEnvironmentVariable(NativeKqueue.LibraryVariable)));
+
+    /// <summary>Why <paramref name="os"/> has no kqueue, or null. Keyed on the flavor, not on "BSD" in the OS name:
+    /// DragonFly's uname says "DragonFly".</summary>
+    internal static string? UnsupportedReason(IoMux.Interop.UnixFlavor os, bool libKqueueNamed) => os switch
+    {
+        IoMux.Interop.UnixFlavor.FreeBSD or IoMux.Interop.UnixFlavor.MacOS or IoMux.Interop.UnixFlavor.NetBSD
+            or IoMux.Interop.UnixFlavor.OpenBSD or IoMux.Interop.UnixFlavor.DragonFly => null,
+        IoMux.Interop.UnixFlavor.Linux when libKqueueNamed => null,
+        _ => $"kqueue exists on FreeBSD, macOS and the other BSDs (on Linux: set {NativeKqueue.LibraryVariable} to libkqueue's shared object)",
+    };
 
     /// <summary>True when wakes use EVFILT_USER rather than a pipe.</summary>
     public bool UsesUserFilterWake => _userWake;

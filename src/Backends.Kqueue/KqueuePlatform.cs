@@ -45,11 +45,18 @@ internal sealed record KqueuePlatform(
     public static KqueuePlatform FreeBsd15 { get; } = FreeBsd14 with { Name = "FreeBSD 15", FilterCount = 15 };
 
     /// <summary>macOS: apple-oss-distributions/xnu bsd/sys/event.h@1b191cb58250 (EVFILT_EXCEPT -15 with
-    /// NOTE_OOB 0x2, EVFILT_USER -10, EVFILT_SYSCOUNT 17; struct kevent 32 bytes).</summary>
-    public static KqueuePlatform MacOS { get; } = new("macOS", KeventLayout.Darwin, -1, -2, -15, 0x2, -10, 17);
+    /// NOTE_OOB 0x2, EVFILT_USER -10; struct kevent 32 bytes). EVFILT_SYSCOUNT is 18 since xnu-10063.101.15 (macOS 14.4;
+    /// commit 94d3b452840153a99b38a3a9659680b2a006908e, bsd/sys/event.h line 89), 17 before (xnu-10002.81.5 line 89).
+    /// Only the range check reads it, and no filter IoMux names lies between -17 and -18.</summary>
+    public static KqueuePlatform MacOS { get; } = new("macOS", KeventLayout.Darwin, -1, -2, -15, 0x2, -10, 18);
 
     /// <summary>NetBSD 10: sys/sys/event.h rev 1.54 (2022/07/19): EVFILT_READ 0U, EVFILT_WRITE 1U, EVFILT_USER 8U,
-    /// EVFILT_SYSCOUNT 10U, no EVFILT_EXCEPT; struct kevent 40 bytes (uint32 filter and flags).</summary>
+    /// EVFILT_SYSCOUNT 10U, no EVFILT_EXCEPT; struct kevent 40 bytes (uint32 filter and flags). NetBSD 11 grew struct
+    /// kevent to 72 bytes behind a new symbol, __kevent100; the 40-byte struct is now <c>struct kevent100</c>
+    /// (sys/compat/sys/event.h rev 1.4, 2023/07/29) and __kevent50, which IoMux binds, is kept as a converting shim
+    /// (copies each 40-byte change into the new struct, calls __kevent100, copies the events back). So the 40-byte
+    /// layout stays right on 11 at the cost of a copy per call; binding __kevent100 would need the 72-byte layout
+    /// (its extra ext[4] fields) and a probe for the symbol.</summary>
     public static KqueuePlatform NetBsd { get; } = new("NetBSD", KeventLayout.NetBsd, 0, 1, null, 0, 8, 10, PositiveFilters: true);
 
     /// <summary>OpenBSD 7.8 and later: sys/sys/event.h rev 1.74 (2025/05/10): EVFILT_EXCEPT -9 with NOTE_OOB
@@ -66,8 +73,10 @@ internal sealed record KqueuePlatform(
     public static KqueuePlatform DragonFly { get; } = new("DragonFly", KeventLayout.Darwin, -1, -2, -8, 0x2, -9, 10);
 
     /// <summary>libkqueue (a user-space kqueue for Linux): mheily/libkqueue include/sys/event.h@126fd50891e7
-    /// (FreeBSD's numbers, EVFILT_USER -11, EVFILT_SYSCOUNT 11, no EVFILT_EXCEPT; struct kevent 32 bytes).</summary>
-    public static KqueuePlatform LibKqueue { get; } = new("libkqueue", KeventLayout.Darwin, -1, -2, null, 0, -11, 11);
+    /// (FreeBSD's numbers, EVFILT_USER -11, no EVFILT_EXCEPT; struct kevent 32 bytes). EVFILT_SYSCOUNT is 12 since
+    /// v2.6.0 (commit 65f0c2874eb86915b12a462605123ca458976425, include/sys/event.h line 105), which added
+    /// EVFILT_LIBKQUEUE (-12); 11 before (v2.5.1 line 105).</summary>
+    public static KqueuePlatform LibKqueue { get; } = new("libkqueue", KeventLayout.Darwin, -1, -2, null, 0, -11, 12);
 
     /// <summary>Every platform above, for tests and model profiles.</summary>
     public static IReadOnlyList<KqueuePlatform> All { get; } = [FreeBsd14, FreeBsd15, MacOS, NetBsd, OpenBsd, OpenBsdWithoutUser, DragonFly, LibKqueue];

@@ -44,17 +44,19 @@ internal sealed unsafe partial class NativeKqueue : IKqueueSystem
     /// <summary>The OS's kqueue, or libkqueue when <c>IOMUX_KQUEUE_LIBRARY</c> is set; null where neither exists.</summary>
     public static NativeKqueue? ForThisSystem()
     {
-        string os = RuntimeInformation.OSDescription;
-        if (OperatingSystem.IsFreeBSD())
-            return new NativeKqueue(Environment.OSVersion.Version.Major >= 15 ? KqueuePlatform.FreeBsd15 : KqueuePlatform.FreeBsd14, 0);
-        if (OperatingSystem.IsMacOS())
-            return new NativeKqueue(KqueuePlatform.MacOS, 0);
-        if (os.Contains("NetBSD", StringComparison.OrdinalIgnoreCase))
-            return new NativeKqueue(KqueuePlatform.NetBsd, 0);
-        if (os.Contains("OpenBSD", StringComparison.OrdinalIgnoreCase))
-            return new NativeKqueue(KqueuePlatform.OpenBsd, 0); // EVFILT_USER is probed: 7.7 and older fall back to a pipe
-        if (os.Contains("DragonFly", StringComparison.OrdinalIgnoreCase))
-            return new NativeKqueue(KqueuePlatform.DragonFly, 0);
+        switch (IoMux.Interop.Platform.Flavor)
+        {
+            case UnixFlavor.FreeBSD:
+                return new NativeKqueue(Environment.OSVersion.Version.Major >= 15 ? KqueuePlatform.FreeBsd15 : KqueuePlatform.FreeBsd14, 0);
+            case UnixFlavor.MacOS:
+                return new NativeKqueue(KqueuePlatform.MacOS, 0);
+            case UnixFlavor.NetBSD:
+                return new NativeKqueue(KqueuePlatform.NetBsd, 0);
+            case UnixFlavor.OpenBSD:
+                return new NativeKqueue(KqueuePlatform.OpenBsd, 0); // EVFILT_USER is probed: 7.7 and older fall back to a pipe
+            case UnixFlavor.DragonFly:
+                return new NativeKqueue(KqueuePlatform.DragonFly, 0);
+        }
         if (Environment.GetEnvironmentVariable(LibraryVariable) is { Length: > 0 } path && !IoMux.Interop.Platform.IsSetuid)
             return new NativeKqueue(KqueuePlatform.LibKqueue, NativeLibrary.Load(path));
         return null;

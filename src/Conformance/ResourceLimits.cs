@@ -5,7 +5,8 @@ namespace IoMux.Conformance;
 /// <summary>RLIMIT_NOFILE, for scenarios and benchmarks that need many descriptors.</summary>
 public static unsafe partial class ResourceLimits
 {
-    private static int RLIMIT_NOFILE => OperatingSystem.IsLinux() ? 7 : OperatingSystem.IsMacOS() || OperatingSystem.IsFreeBSD() ? 8 : 5;
+    // Per OS, cited there: OsAbi.RlimitNofile (the one table; DescriptorBudget reads it too).
+    private static int RLIMIT_NOFILE => IoMux.Interop.LibC.RLIMIT_NOFILE;
 
     [LibraryImport("libc", SetLastError = true)] private static partial int getrlimit(int resource, ulong* limits);
     [LibraryImport("libc", SetLastError = true)] private static partial int setrlimit(int resource, ulong* limits);

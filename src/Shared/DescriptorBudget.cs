@@ -27,14 +27,8 @@ internal sealed unsafe partial class DescriptorBudget
     [System.Runtime.InteropServices.LibraryImport("libc", SetLastError = true)]
     private static partial int getrlimit(int resource, ulong* limits);
 
-    // RLIMIT_NOFILE: Linux 7 (include/uapi/asm-generic/resource.h; x86-64 and arm64 use the generic table);
-    // 8 on the BSDs and macOS (freebsd-src sys/sys/resource.h @ 02e2c406, openbsd/src sys/sys/resource.h
-    // @ 08f631a7, NetBSD/src sys/sys/resource.h, xnu bsd/sys/resource.h); 5 on illumos and Solaris
-    // (illumos-gate usr/src/uts/common/sys/resource.h @ f35c5cf1).
-    private static int RLIMIT_NOFILE =>
-        OperatingSystem.IsLinux() ? 7
-        : Platform.IsIllumos ? 5
-        : 8;
+    // RLIMIT_NOFILE per OS, cited there: OsAbi.RlimitNofile (one table, shared with the conformance suite).
+    private static int RLIMIT_NOFILE => LibC.RLIMIT_NOFILE;
 
     /// <summary>Measures what the process holds before it serves anything (the runtime's descriptors, listeners, spares).</summary>
     public DescriptorBudget() => Base = CountOpen();

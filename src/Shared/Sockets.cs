@@ -18,14 +18,16 @@ internal static unsafe partial class Sockets
     private static readonly bool Illumos = Platform.IsIllumos;
 
     public const int AF_UNIX = 1, AF_INET = 2;
-    public static readonly int AF_INET6 = Linux ? 10 : Illumos ? 26 : OperatingSystem.IsMacOS() ? 30 : 28;
+    /// <summary><see cref="OsAbi.AfInet6"/>.</summary>
+    public static readonly int AF_INET6 = OsAbi.AfInet6(Platform.Flavor);
     /// <summary>illumos kept SVR4's numbering, where SOCK_STREAM is 2.</summary>
     public static readonly int SOCK_STREAM = Illumos ? 2 : 1;
     public static readonly int SOL_SOCKET = Linux ? 1 : 0xffff;
     public static readonly int SO_REUSEADDR = Linux ? 2 : 0x4;
-    /// <summary>Linux balances connections across a SO_REUSEPORT group; FreeBSD balances only with SO_REUSEPORT_LB
-    /// (0x10000), its SO_REUSEPORT (0x200) just allows the second bind, as macOS's does.</summary>
-    public static readonly int SO_REUSEPORT = Linux ? 15 : OperatingSystem.IsFreeBSD() ? 0x10000 : 0x200;
+    /// <summary>The option a listener group sets (<see cref="OsAbi.SoReusePort"/>), or null where the OS has none (illumos).
+    /// Linux balances connections across a SO_REUSEPORT group; FreeBSD balances only with SO_REUSEPORT_LB (0x10000),
+    /// its SO_REUSEPORT (0x200) just allows the second bind, as macOS's does.</summary>
+    public static readonly int? SO_REUSEPORT = OsAbi.SoReusePort(Platform.Flavor);
     public static readonly int SO_TYPE = Linux ? 3 : 0x1008;
     public static readonly int SO_ERROR = Linux ? 4 : 0x1007;
     public static readonly int SO_LINGER = Linux ? 13 : 0x80;
@@ -129,8 +131,12 @@ internal static unsafe partial class Sockets
             if (endpoint is System.Net.IPEndPoint)
                 SetIntOption(fd, SOL_SOCKET, SO_REUSEADDR, 1);
             int one = 1;
-            if (reusePort && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(int)) != 0)
-                throw Errno.Fail("setsockopt", "SO_REUSEPORT");
+            if (reusePort)
+            {
+                int option = SO_REUSEPORT ?? throw new PlatformNotSupportedException($"{Platform.Flavor} has no SO_REUSEPORT");
+                if (setsockopt(fd, SOL_SOCKET, option, &one, sizeof(int)) != 0)
+                    throw Errno.Fail("setsockopt", "SO_REUSEPORT");
+            }
             Bind(fd, endpoint);
             if (listen(fd, backlog) != 0)
                 throw Errno.Fail("listen", endpoint.ToString());

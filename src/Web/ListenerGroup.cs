@@ -33,19 +33,24 @@ public sealed class ListenerGroup : IDisposable
     /// group on the same port (the kernel allows it for the same user) and silently take a share of its
     /// connections. Two groups that start at the same instant can still both pass the check.</summary>
     /// <exception cref="PosixException">A bind failed (EADDRINUSE: something listens on the address already).</exception>
+    /// <exception cref="PlatformNotSupportedException">More than one member on an OS without SO_REUSEPORT (illumos,
+    /// Solaris): a group of one binds without it.</exception>
     public static ListenerGroup Bind(IPEndPoint endpoint, int size, int backlog = 4096)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(size, 1);
+        if (RefusalReason(size, Sockets.SO_REUSEPORT is not null, Platform.Flavor) is { } reason)
+            throw new PlatformNotSupportedException(reason);
+        bool reusePort = Sockets.SO_REUSEPORT is not null;
         if (endpoint.Port != 0) // port 0: the kernel picks a free one
             Sockets.ThrowIfAddressInUse(endpoint);
         var listeners = new int[size];
         Array.Fill(listeners, -1);
         try
         {
-            listeners[0] = Sockets.Listen(endpoint, backlog, reusePort: true);
+            listeners[0] = Sockets.Listen(endpoint, backlog, reusePort);
             var bound = LocalEndpoint(listeners[0]);
             for (int i = 1; i < size; i++)
-                listeners[i] = Sockets.Listen(bound, backlog, reusePort: true);
+                listeners[i] = Sockets.Listen(bound, backlog, reusePort);
             return new ListenerGroup(bound, listeners);
         }
         catch
@@ -55,6 +60,13 @@ public sealed class ListenerGroup : IDisposable
             throw;
         }
     }
+
+    /// <summary>Why a group of <paramref name="size"/> cannot be made on <paramref name="os"/>, or null. Without
+    /// SO_REUSEPORT a second bind to the address fails (EADDRINUSE), or, with the number another option has there
+    /// (illumos's 0x200 is SO_DGRAM_ERRIND), silently means something else: so the group is refused up front.</summary>
+    internal static string? RefusalReason(int size, bool hasReusePort, UnixFlavor os) =>
+        size <= 1 || hasReusePort ? null
+        : $"a listener group of {size} needs SO_REUSEPORT, which {os} does not have (illumos-gate usr/src/uts/common/sys/socket.h defines none); run one loop thread";
 
     /// <summary>net.ipv4.tcp_migrate_req in this network namespace: true, false, or null where the kernel has no
     /// such setting (before 5.14, or not Linux).</summary>

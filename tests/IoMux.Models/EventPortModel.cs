@@ -52,7 +52,7 @@ internal sealed unsafe partial class EventPortModel : IEventPortSystem
     public PortPollBits Bits { get; }
 
     /// <summary>Calls the modelled kernel refused for a reason other than the caller's descriptor being closed or
-    /// not associated (an invalid port, today; nothing else is refused by the model).</summary>
+    /// not associated (an invalid port, in any of the four calls; nothing else is refused by the model).</summary>
     public static System.Collections.Concurrent.ConcurrentQueue<string> Refused { get; } = new();
 
     /// <inheritdoc />
@@ -73,6 +73,15 @@ internal sealed unsafe partial class EventPortModel : IEventPortSystem
 
     private Port? Find(int port) => _ports.GetValueOrDefault(port);
 
+    /// <summary>EBADF for an invalid port, recorded: every port call checks its port first (port_associate,
+    /// port_dissociate, port_send and port_getn all answer EBADF when "the port identifier is not valid",
+    /// port_associate(3C), port_send(3C), port_get(3C)), and a backend that names a bad port is wrong whichever call it is.</summary>
+    private static int BadPort(string call, int port)
+    {
+        Refused.Enqueue($"{call} port {port}: EBADF");
+        return -Errno.EBADF;
+    }
+
     /// <inheritdoc />
     public int Associate(int port, int fd, int events, ulong user)
     {
@@ -81,10 +90,7 @@ internal sealed unsafe partial class EventPortModel : IEventPortSystem
         lock (_gate)
         {
             if (Find(port) is not { } p)
-            {
-                Refused.Enqueue($"port_associate port {port}: EBADF");
-                return -Errno.EBADF;
-            }
+                return BadPort("port_associate", port);
             p.Associations[fd] = (events, user);
             Ring(p);
             return 0;
@@ -97,7 +103,7 @@ internal sealed unsafe partial class EventPortModel : IEventPortSystem
         lock (_gate)
         {
             if (Find(port) is not { } p)
-                return -Errno.EBADF;
+                return BadPort("port_dissociate", port);
             if (p.Associations.Remove(fd))
                 return 0;
             return LibC.fcntl(fd, LibC.F_GETFD, 0) < 0 ? -Errno.EBADFD : -Errno.ENOENT;
@@ -110,7 +116,7 @@ internal sealed unsafe partial class EventPortModel : IEventPortSystem
         lock (_gate)
         {
             if (Find(port) is not { } p)
-                return -Errno.EBADF;
+                return BadPort("port_send", port);
             p.UserEvents.Enqueue((events, user));
             Ring(p);
             return 0;
@@ -136,7 +142,7 @@ internal sealed unsafe partial class EventPortModel : IEventPortSystem
             lock (_gate)
             {
                 if (Find(port) is not { } found)
-                    return -Errno.EBADF;
+                    return BadPort("port_getn", port);
                 p = found;
                 Drain(p);
                 while (count < events.Length && p.UserEvents.TryDequeue(out var user))

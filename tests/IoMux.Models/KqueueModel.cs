@@ -322,10 +322,16 @@ internal sealed unsafe partial class KqueueModel : IKqueueSystem
             if ((knote.Flags & EV_CLEAR) != 0) knote.Triggered = false;
             AfterDelivery(q, knote);
         }
-        var ready = stackalloc EpollEvent[64];
+        // One epoll_wait per filter for everything that still fits: a real kevent fills up to nevents, whichever
+        // filters the events come from. (A second epoll_wait on a level-triggered set would repeat entries, so the
+        // buffer is as large as what is left rather than a fixed batch.)
+        var buffer = new EpollEvent[Math.Max(1, events.Length)];
+        fixed (EpollEvent* ready = buffer)
         foreach (var (filter, inner) in q.Inner.ToList())
         {
-            int n = epoll_wait(inner, ready, Math.Min(64, events.Length - written), 0);
+            if (written == events.Length)
+                break;
+            int n = epoll_wait(inner, ready, events.Length - written, 0);
             bool stale = false;
             for (int i = 0; i < n && written < events.Length; i++)
             {

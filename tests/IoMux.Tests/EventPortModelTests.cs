@@ -194,4 +194,21 @@ public sealed unsafe class EventPortModelTests
         var (_, events) = GetN(1, TimeSpan.Zero);
         Assert.That(events.Single().Events & 0x4000, Is.EqualTo(0x4000));
     }
+
+    [Test(Description = "port_associate(3C), port_send(3C), port_get(3C): EBADF, the port identifier is not valid — in every call, and each such refusal is recorded for the conformance suite (the model once recorded it in port_associate only).")]
+    public void AnInvalidPortIsEbadfAndRecordedInEveryCall()
+    {
+        var (r, _) = Pipe();
+        int bad = _port + 1000;
+        EventPortModel.Refused.Clear();
+        uint nget = 1;
+        var list = new PortEvent[1];
+        Assert.That(_model.Associate(bad, r, PollIn, 1), Is.EqualTo(-Errno.EBADF), "port_associate");
+        Assert.That(_model.Dissociate(bad, r), Is.EqualTo(-Errno.EBADF), "port_dissociate");
+        Assert.That(_model.Send(bad, 0, 1), Is.EqualTo(-Errno.EBADF), "port_send");
+        Assert.That(_model.GetN(bad, list, ref nget, TimeSpan.Zero), Is.EqualTo(-Errno.EBADF), "port_getn");
+        Assert.That(EventPortModel.Refused.Select(x => x.Split(" ")[0]).ToArray(),
+            Is.EqualTo(new[] { "port_associate", "port_dissociate", "port_send", "port_getn" }));
+        EventPortModel.Refused.Clear();
+    }
 }

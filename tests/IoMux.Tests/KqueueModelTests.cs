@@ -356,4 +356,23 @@ public sealed unsafe class KqueueModelTests
         mac.Close(kq);
         Assert.That(receipts[0].Flags, Is.EqualTo(EV_DELETE | EV_RECEIPT | EV_ERROR));
     }
+
+    [Test(Description = "kevent(2): nevents determines the size of eventlist; the call returns up to nevents ready events, all of one filter included (the model once stopped at 64 per filter per wait).")]
+    public void OneWaitFillsTheWholeEventList()
+    {
+        const int Sockets = 70;
+        var idents = new HashSet<ulong>();
+        for (int i = 0; i < Sockets; i++)
+        {
+            var (a, _) = Pair();
+            Change(Ev(a, F.Write, EV_ADD | EV_RECEIPT, udata: (ulong)a));
+            idents.Add((ulong)a);
+        }
+        var events = new KEvent[128];
+        int n = _model.Kevent(_kq, [], events, TimeSpan.Zero);
+        Assert.That(n, Is.EqualTo(Sockets), "every writable socket in one wait");
+        Assert.That(events[..n].Select(e => e.Ident), Is.EquivalentTo(idents), "each once");
+        var fewer = new KEvent[50];
+        Assert.That(_model.Kevent(_kq, [], fewer, TimeSpan.Zero), Is.EqualTo(50), "nevents caps it");
+    }
 }

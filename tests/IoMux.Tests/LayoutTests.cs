@@ -155,7 +155,14 @@ public sealed class LayoutTests
 
     // struct kevent per OS, from each sys/event.h: FreeBSD 12+ (uintptr_t ident; short filter; u_short flags;
     // u_int fflags; int64_t data; void *udata; uint64_t ext[4]), macOS and libkqueue (intptr_t data, no ext),
-    // NetBSD (uint32_t filter and flags). No BSD headers here: checked against the documented layouts.
+    // NetBSD (uint32_t filter and flags). No BSD headers here, so the numbers were compiled elsewhere: each struct
+    // copied from its header into a C file outside the repository and built with gcc 12.2 -m64 (x86-64), printing
+    // offsetof/sizeof (issue 20; docs/BACKENDS.md "struct kevent and port_event_t per OS"). Headers:
+    // freebsd: sobomax/freebsd14_vendor sys/sys/event.h @0f7ff342 (FreeBSD 14). darwin: xnu bsd/sys/event.h
+    // xnu-11417.101.15 lines 94-101; also OpenBSD (rust-lang/libc openbsd/mod.rs @2eda1e52 l.253-260), DragonFly
+    // (rust-lang/libc dragonfly/mod.rs l.71-78) and libkqueue (include/sys/event.h v2.6.0 l.76-87), all 32 bytes with
+    // the same offsets. netbsd: NetBSD/src sys/sys/event.h rev 1.45 @002a0307 lines 64-71 (NetBSD 10; NetBSD 11's own
+    // struct is 72 bytes behind __kevent100, and __kevent50 keeps this one through a converting shim).
     [TestCase("freebsd", 64, 8, 10, 12, 16, 24)]
     [TestCase("darwin", 32, 8, 10, 12, 16, 24)]
     [TestCase("netbsd", 40, 8, 12, 16, 24, 32)]

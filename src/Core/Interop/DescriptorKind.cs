@@ -19,33 +19,17 @@ internal static unsafe class DescriptorProbe
 {
     private const int S_IFMT = 0xF000, S_IFIFO = 0x1000, S_IFCHR = 0x2000, S_IFDIR = 0x4000, S_IFREG = 0x8000, S_IFSOCK = 0xC000;
 
-    /// <summary>Offset and width of st_mode: Linux x86-64 has st_dev, st_ino, st_nlink (8 bytes each) first;
-    /// the generic Linux layout (arm64, riscv64) puts st_mode after st_ino; FreeBSD 12+ matches x86-64 Linux
-    /// with a 16-bit mode; macOS (64-bit inode layout) has a 32-bit st_dev then a 16-bit mode; illumos
-    /// amd64 has 64-bit st_dev and st_ino then a 32-bit mode.</summary>
-    internal static readonly (int Offset, int Width) ModeField =
-        OperatingSystem.IsLinux() ? (RuntimeInformation.ProcessArchitecture == Architecture.X64 ? (24, 4) : (16, 4))
-        : OperatingSystem.IsFreeBSD() ? (24, 2)
-        : OperatingSystem.IsMacOS() ? (4, 2)
-        : Platform.IsIllumos ? (16, 4)
-        : (8, 2); // NetBSD/OpenBSD: 32-bit st_dev, 32-bit st_mode after it on OpenBSD; best effort.
+    /// <summary>struct stat on this OS (<see cref="OsAbi.Stat"/>, where each layout is cited and was compiled).</summary>
+    internal static readonly StatLayout Layout = OsAbi.Stat(Platform.Flavor, RuntimeInformation.ProcessArchitecture);
 
-    /// <summary>Offsets of the 64-bit st_size and of st_mtim's seconds (a 64-bit time_t). st_size: 48 on Linux
-    /// (x86-64 and the generic layout alike), after four timespecs on FreeBSD (112) and macOS (96), right after
-    /// st_rdev on illumos amd64 (40). st_mtim: after st_atim at 72 on Linux (both layouts line up there), the second
-    /// of the four timespecs on FreeBSD (64) and macOS (48), after st_size and st_atim on illumos amd64 (64).</summary>
-    private static readonly (int Size, int Modified) StatOffsets =
-        OperatingSystem.IsLinux() ? (48, 88)
-        : OperatingSystem.IsFreeBSD() ? (112, 64)
-        : OperatingSystem.IsMacOS() ? (96, 48)
-        : Platform.IsIllumos ? (40, 64)
-        : (48, 88);
+    /// <summary>Offset and width of st_mode.</summary>
+    internal static (int Offset, int Width) ModeField => (Layout.ModeOffset, Layout.ModeWidth);
 
     /// <summary>Offset of the 64-bit st_size.</summary>
-    internal static int SizeOffset => StatOffsets.Size;
+    internal static int SizeOffset => Layout.SizeOffset;
 
     /// <summary>Offset of st_mtim's seconds.</summary>
-    internal static int ModifiedOffset => StatOffsets.Modified;
+    internal static int ModifiedOffset => Layout.ModifiedOffset;
 
     /// <summary>Kind, size and modification time (seconds since the epoch) in one fstat(2); 0, or -errno.</summary>
     public static int TryGetKindSizeAndModified(int fd, out DescriptorKind kind, out long size, out long modified)

@@ -52,9 +52,17 @@ internal static unsafe class HangupDerivation
         // (getpeername succeeds, even after the peer's FIN) is at end of stream.
         byte* address = stackalloc byte[128];
         uint length = 128;
-        if (LibC.getpeername(entry.Descriptor, address, &length) == 0)
+        int rc = LibC.getpeername(entry.Descriptor, address, &length);
+        if (PeerNameMeansConnected(rc, rc == 0 ? 0 : Errno.Last, Platform.Flavor))
             readHangup = true;
     }
+
+    /// <summary>Whether getpeername's answer says the socket is connected. illumos and Solaris answer EINVAL for a
+    /// connected socket after a local shutdown(SHUT_WR) (illumos-gate usr/src/uts/common/fs/sockfs/sockcommon_sops.c
+    /// so_getpeername: ENOTCONN without SS_ISCONNECTED, then "Added this check for X/Open": EINVAL with
+    /// SS_CANTSENDMORE); a never-connected socket is still ENOTCONN there, so EINVAL counts as connected.</summary>
+    internal static bool PeerNameMeansConnected(int rc, int errno, UnixFlavor os) =>
+        rc == 0 || (os is UnixFlavor.Illumos or UnixFlavor.Solaris && errno == Errno.EINVAL);
 
     /// <summary>
     /// A POLLHUP that comes alone (no IN, OUT, ERR or RDHUP) on a stream socket means the socket was never

@@ -17,8 +17,10 @@ internal static unsafe partial class LibC
     /// e6231be02a03711ca404e5121a151b24afbff733). illumos: 0x80 in usr/src/uts/common/sys/fcntl.h
     /// (illumos/illumos-gate 5dbfd19ad5fcc2b779f40f80fa05c1bd28fd0b4e; its 0x04 is the older O_NDELAY).</summary>
     public static readonly int O_NONBLOCK = OperatingSystem.IsLinux() ? 0x800 : Platform.IsIllumos ? 0x80 : 0x4;
-    /// <summary>FIONREAD: bytes available to read. Linux 0x541B; BSD _IOR('f', 127, int); illumos ('f'&lt;&lt;8)|127.</summary>
-    public static readonly nuint FIONREAD = OperatingSystem.IsLinux() ? 0x541Bu : Platform.IsIllumos ? 0x667Fu : 0x4004667Fu;
+    /// <summary>FIONREAD: bytes available to read (<see cref="OsAbi.FionRead"/>).</summary>
+    public static readonly nuint FIONREAD = OsAbi.FionRead(Platform.Flavor);
+    /// <summary>RLIMIT_NOFILE (<see cref="OsAbi.RlimitNofile"/>).</summary>
+    public static readonly int RLIMIT_NOFILE = OsAbi.RlimitNofile(Platform.Flavor);
     public static readonly int MSG_PEEK = 0x2;
     public static readonly int MSG_DONTWAIT = OperatingSystem.IsLinux() ? 0x40 : Platform.IsIllumos ? 0x80 : 0x80;
 
@@ -42,14 +44,19 @@ internal static unsafe partial class LibC
     [LibraryImport("libc", SetLastError = true)] public static partial int getgid();
     [LibraryImport("libc", SetLastError = true)] public static partial int getegid();
 
-    // macOS x86-64 exports the 64-bit-inode stat under a suffixed name; arm64 macOS and every other OS
-    // export plain "fstat" with the modern layout (glibc since 2.33).
+    // The symbol that fills DescriptorProbe.Layout (OsAbi.Stat): macOS x86-64 exports the 64-bit-inode stat under
+    // a suffixed name; NetBSD's header renames fstat to __fstat50 (its plain fstat is the stat12 compat entry);
+    // arm64 macOS and every other OS export plain "fstat" with the modern layout (glibc since 2.33).
     [LibraryImport("libc", EntryPoint = "fstat", SetLastError = true)] private static partial int fstat_plain(int fd, byte* buffer);
     [LibraryImport("libc", EntryPoint = "fstat$INODE64", SetLastError = true)] private static partial int fstat_inode64(int fd, byte* buffer);
+    [LibraryImport("libc", EntryPoint = "__fstat50", SetLastError = true)] private static partial int fstat50(int fd, byte* buffer);
 
-    public static int fstat(int fd, byte* buffer) =>
-        OperatingSystem.IsMacOS() && RuntimeInformation.ProcessArchitecture == Architecture.X64
-            ? fstat_inode64(fd, buffer) : fstat_plain(fd, buffer);
+    public static int fstat(int fd, byte* buffer) => DescriptorProbe.Layout.FstatSymbol switch
+    {
+        "fstat$INODE64" => fstat_inode64(fd, buffer),
+        "__fstat50" => fstat50(fd, buffer),
+        _ => fstat_plain(fd, buffer),
+    };
 
     /// <summary>Creates a pipe with both ends non-blocking and close-on-exec (pipe2 is not on every OS).</summary>
     public static void CreateNonBlockingPipe(out int readEnd, out int writeEnd)
@@ -85,12 +92,45 @@ internal static unsafe partial class LibC
 /// <summary>OS facts that <see cref="OperatingSystem"/> does not answer.</summary>
 internal static class Platform
 {
-    /// <summary>illumos and Solaris (the .NET community ports report "SunOS" or "illumos"). Linux answers first:
-    /// OSDescription reads /etc/os-release there, a cost at every start (a socket-activated proxy's client waits).</summary>
-    public static readonly bool IsIllumos = !OperatingSystem.IsLinux() && (
-        RuntimeInformation.OSDescription.Contains("SunOS", StringComparison.OrdinalIgnoreCase)
-        || RuntimeInformation.OSDescription.Contains("illumos", StringComparison.OrdinalIgnoreCase)
-        || IsPlatformNamed("ILLUMOS") || IsPlatformNamed("SOLARIS"));
+    /// <summary>Which Unix this is. Linux answers first: OSDescription reads /etc/os-release there, a cost at every
+    /// start (a socket-activated proxy's client waits).</summary>
+    public static readonly UnixFlavor Flavor =
+        OperatingSystem.IsLinux() ? UnixFlavor.Linux
+        : OperatingSystem.IsFreeBSD() ? UnixFlavor.FreeBSD
+        : OperatingSystem.IsMacOS() ? UnixFlavor.MacOS
+        : Classify(RuntimeInformation.OSDescription, IsPlatformNamed("ILLUMOS"), IsPlatformNamed("SOLARIS"));
+
+    /// <summary>illumos and Solaris (the .NET community ports report "SunOS" or "illumos").</summary>
+    public static readonly bool IsIllumos = Flavor is UnixFlavor.Illumos or UnixFlavor.Solaris;
+
+    /// <summary>The flavor of an OS that is neither Linux, FreeBSD nor macOS, from its <see cref="RuntimeInformation.OSDescription"/>
+    /// (.NET builds it from uname: sysname, release, version). DragonFly's sysname is "DragonFly", without "BSD".
+    /// Oracle Solaris and illumos both say "SunOS 5.11"; Solaris's version field is its release ("11.4.42.111.0"),
+    /// illumos distributions put their own name there ("omnios-r151050-…", "joyent_20240516T…", "illumos-…").</summary>
+    internal static UnixFlavor Classify(string description, bool illumosPlatform = false, bool solarisPlatform = false)
+    {
+        static bool Has(string text, string word) => text.Contains(word, StringComparison.OrdinalIgnoreCase);
+        if (Has(description, "NetBSD"))
+            return UnixFlavor.NetBSD;
+        if (Has(description, "OpenBSD"))
+            return UnixFlavor.OpenBSD;
+        if (Has(description, "DragonFly"))
+            return UnixFlavor.DragonFly;
+        if (Has(description, "FreeBSD"))
+            return UnixFlavor.FreeBSD;
+        if (Has(description, "Darwin"))
+            return UnixFlavor.MacOS;
+        if (Has(description, "SunOS") || Has(description, "illumos") || illumosPlatform || solarisPlatform)
+        {
+            var fields = description.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+            bool oracleVersion = fields.Length >= 3 && fields[0].Equals("SunOS", StringComparison.OrdinalIgnoreCase)
+                && fields[2].StartsWith("11.", StringComparison.Ordinal);
+            return (oracleVersion || solarisPlatform) && !Has(description, "illumos") ? UnixFlavor.Solaris : UnixFlavor.Illumos;
+        }
+        if (Has(description, "Linux"))
+            return UnixFlavor.Linux;
+        return UnixFlavor.Unknown;
+    }
 
     // Read through a variable: the analyzer only knows the platform names Microsoft ships.
     private static bool IsPlatformNamed(string name) => OperatingSystem.IsOSPlatform(name);

@@ -334,7 +334,7 @@ public sealed unsafe class EpollBackend : IPollerBackend, IKernelWait, IOwnedReg
             bool input = (m & EPOLLIN) != 0, output = (m & EPOLLOUT) != 0, error = (m & EPOLLERR) != 0;
             bool hangup = (m & EPOLLHUP) != 0, readHangup = (m & EPOLLRDHUP) != 0;
             if (HangupDerivation.IsLoneHangup(input, output, error, hangup, readHangup))
-                HangupDerivation.ExplainLoneHangup(state.Descriptor, ref input, ref hangup);
+                HangupDerivation.ExplainLoneHangup(OsCalls.Native, state.Descriptor, ref input, ref hangup);
             var readiness = ReadinessRules.Normalize(state.Interest, input, output, (m & EPOLLPRI) != 0, error, hangup, readHangup);
             if (readiness != Readiness.None)
                 Unsafe.Add(ref first, written++) = new PollEvent(state.Token, readiness);

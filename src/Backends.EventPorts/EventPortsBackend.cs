@@ -23,6 +23,7 @@ public sealed class EventPortsBackend : IPollerBackend, IKernelWait, IOwnedRegis
     BackendCore ICoreBackend.Core => _core;
     private readonly IEventPortSystem _system;
     private readonly PortPollBits _bits;
+    private readonly KernelErrnos _errnos;
     private readonly int _port;
     private readonly bool _nativeReadHangup;
     private DescriptorEntry[] _pending = new DescriptorEntry[16]; // delivered last wait, to re-associate
@@ -40,6 +41,8 @@ public sealed class EventPortsBackend : IPollerBackend, IKernelWait, IOwnedRegis
     {
         _system = system;
         _bits = system.Bits;
+        _errnos = system.Os.Errnos;
+        _core.Table.Os = system.Os;
         _nativeReadHangup = _bits.RdHup != 0;
         _port = system.Create();
         if (_port < 0)
@@ -98,7 +101,7 @@ public sealed class EventPortsBackend : IPollerBackend, IKernelWait, IOwnedRegis
             _core.Table.Remove(entry);
             // ENOENT: not associated right now (delivered, or oneshot); EBADF: closed already.
             int rc = _system.Dissociate(_port, fd);
-            if (rc < 0 && -rc != Errno.ENOENT && -rc != Errno.EBADF && -rc != Errno.EBADFD)
+            if (rc < 0 && -rc != _errnos.Enoent && -rc != _errnos.Ebadf && -rc != _errnos.Ebadfd)
                 throw new PosixException("port_dissociate", -rc, $"fd {fd}");
         }
     }
@@ -167,7 +170,7 @@ public sealed class EventPortsBackend : IPollerBackend, IKernelWait, IOwnedRegis
         int rc = _system.GetN(_port, _buffer.AsSpan(0, capacity), ref nget, slice == Timeout.InfiniteTimeSpan ? null : slice);
         // ETIME (the timeout passed) is not an error, and may come with events: nget says how many were retrieved
         // (T3; port_getn(3C), and libuv's sunos.c and libev's ev_port.c rely on the same).
-        errno = rc < 0 && -rc != Errno.ETIME ? -rc : 0;
+        errno = rc < 0 && -rc != _errnos.Etime ? -rc : 0;
         return Math.Min((int)nget, capacity);
     }
 
@@ -190,7 +193,7 @@ public sealed class EventPortsBackend : IPollerBackend, IKernelWait, IOwnedRegis
                 continue;
             }
             int rc = _system.Associate(_port, entry.Descriptor, KernelEvents(entry.Armed), entry.KernelData);
-            if (rc == -Errno.EBADF || rc == -Errno.EBADFD)
+            if (rc == -_errnos.Ebadf || rc == -_errnos.Ebadfd)
                 Orphan(entry); // illumos answers EBADFD for a closed descriptor (port_associate(3C)) // closed without deregistering: stop watching, as epoll would
             else if (rc < 0)
                 throw new PosixException("port_associate", -rc, $"fd {entry.Descriptor}");
@@ -236,9 +239,9 @@ public sealed class EventPortsBackend : IPollerBackend, IKernelWait, IOwnedRegis
             bool readHangup = _nativeReadHangup && (m & _bits.RdHup) != 0;
             var armed = entry.Armed;
             if (!_nativeReadHangup)
-                HangupDerivation.DeriveIfReadable(entry, armed, input, ref hangup, ref readHangup);
+                HangupDerivation.DeriveIfReadable(_core.Table.Os, entry, armed, input, ref hangup, ref readHangup);
             if (HangupDerivation.IsLoneHangup(input, output, error, hangup, readHangup))
-                HangupDerivation.ExplainLoneHangup(entry.Descriptor, ref input, ref hangup);
+                HangupDerivation.ExplainLoneHangup(_core.Table.Os, entry.Descriptor, ref input, ref hangup);
             var readiness = ReadinessRules.Normalize(armed, input, output, (m & _bits.Pri) != 0, error, hangup, readHangup);
             // The port dissociated the descriptor with this event. Oneshot leaves it so (native); level watches
             // it again before the next port_getn; edge re-associates only the directions not delivered.

@@ -29,6 +29,10 @@ internal interface IEventPortSystem
     /// <summary>The poll bits of this OS (illumos: POLLRDHUP 0x4000; Solaris has none: 0).</summary>
     PortPollBits Bits { get; }
 
+    /// <summary>The descriptor checks (fstat, FIONREAD, getsockopt, getpeername) with this system's numbers, and its
+    /// errno values: <see cref="OsCalls.Native"/> on illumos and Solaris, the model's own on a model.</summary>
+    OsCalls Os { get; }
+
     /// <summary>port_create(3C): a port descriptor, or a negative errno.</summary>
     int Create();
 

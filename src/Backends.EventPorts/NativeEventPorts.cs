@@ -22,6 +22,8 @@ internal sealed unsafe partial class NativeEventPorts : IEventPortSystem
     /// <summary>illumos defines POLLRDHUP; Oracle Solaris does not (<see cref="OsAbi.PollRdHup"/>, the table the poll
     /// backend reads too; which one this is: <see cref="Platform.Classify"/>). An illumos whose kernel does not report
     /// the bit (probed: <see cref="OsAbi.ReadHangupBit"/>) is treated as Solaris: read hangup derived.</summary>
+    public OsCalls Os => OsCalls.Native;
+
     public PortPollBits Bits { get; } = Platform.Flavor == UnixFlavor.Solaris || OsAbi.ReadHangupBit == 0 ? PortPollBits.Solaris : PortPollBits.Illumos;
 
     public int Create()

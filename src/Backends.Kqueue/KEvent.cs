@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using IoMux.Interop;
 
 namespace IoMux.Backends.Kqueue;
 
@@ -97,6 +98,10 @@ internal interface IKqueueSystem
 {
     /// <summary>This system's filter numbers and layout.</summary>
     KqueuePlatform Platform { get; }
+
+    /// <summary>The descriptor checks (fstat, getsockopt) with this system's numbers, and its errno values:
+    /// <see cref="OsCalls.Native"/> on a real kqueue, the model's own on a model.</summary>
+    OsCalls Os { get; }
 
     /// <summary>kqueue(): a descriptor, or a negative errno.</summary>
     int Create();

@@ -30,6 +30,7 @@ public sealed class KqueueBackend : IPollerBackend, IKernelWait, IOwnedRegistrat
     BackendCore ICoreBackend.Core => _core;
     private readonly IKqueueSystem _system;
     private readonly KqueuePlatform _os;
+    private readonly KernelErrnos _errnos;
     private readonly int _kq;
     private readonly bool _userWake;
     private readonly WakePipe? _pipe;
@@ -52,6 +53,8 @@ public sealed class KqueueBackend : IPollerBackend, IKernelWait, IOwnedRegistrat
     {
         _system = system;
         _os = system.Platform;
+        _errnos = system.Os.Errnos;
+        _core.Table.Os = system.Os;
         _kq = system.Create();
         if (_kq < 0)
             throw new PosixException("kqueue", -_kq);
@@ -120,7 +123,7 @@ public sealed class KqueueBackend : IPollerBackend, IKernelWait, IOwnedRegistrat
             int errno = (receipts[i].Flags & EV_ERROR) != 0 ? (int)receipts[i].Data : 0;
             bool deleting = (changes[i].Flags & EV_DELETE) != 0;
             // ENOTCAPABLE: FreeBSD's Capsicum sees the blank capability set of a closed number (libevent kqueue.c).
-            if (errno != 0 && !(deleting && (errno == Errno.ENOENT || errno == Errno.EBADF || errno == Errno.ENOTCAPABLE)))
+            if (errno != 0 && !(deleting && (errno == _errnos.Enoent || errno == _errnos.Ebadf || errno == _errnos.Enotcapable)))
                 return errno;
         }
         return 0;

@@ -64,6 +64,8 @@ internal sealed unsafe partial class NativeKqueue : IKqueueSystem
 
     public KqueuePlatform Platform { get; }
 
+    public OsCalls Os => OsCalls.Native;
+
     public KeventLayout Layout => _layout;
 
     public int Create()

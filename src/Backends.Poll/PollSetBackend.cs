@@ -230,9 +230,9 @@ public abstract unsafe class PollSetBackend : IPollerBackend, IKernelWait, IOwne
             }
             var armed = entry.Armed; // may have shrunk since the set was built
             if (derive)
-                HangupDerivation.DeriveIfReadable(entry, armed, input, ref hangup, ref readHangup);
+                HangupDerivation.DeriveIfReadable(_core.Table.Os, entry, armed, input, ref hangup, ref readHangup);
             if (HangupDerivation.IsLoneHangup(input, output, error, hangup, readHangup))
-                HangupDerivation.ExplainLoneHangup(entry.Descriptor, ref input, ref hangup);
+                HangupDerivation.ExplainLoneHangup(_core.Table.Os, entry.Descriptor, ref input, ref hangup);
             var readiness = ReadinessRules.Normalize(armed, input, output, priority, error, hangup, readHangup);
             if (readiness == Readiness.None)
                 continue;

@@ -144,6 +144,10 @@ internal sealed class DescriptorTable
         return entry;
     }
 
+    /// <summary>The calls (and the OS numbers) the checks on add use: <see cref="OsCalls.Native"/>, or a model's
+    /// when a backend of another OS runs over one (set by the backend before its first registration).</summary>
+    public OsCalls Os { get; set; } = OsCalls.Native;
+
     /// <summary>Adds an entry for a descriptor the backend's kernel call does not check by itself (poll,
     /// select, event ports): it must be open (EBADF otherwise) and waitable (regular files and directories
     /// are refused as on epoll), and its kind decides whether a hangup can be derived for it.</summary>
@@ -152,10 +156,10 @@ internal sealed class DescriptorTable
     {
         if (Find(fd) is not null)
             throw new AlreadyRegisteredException(fd);
-        var kind = DescriptorProbe.RequireWaitable(fd, operation);
+        var kind = DescriptorProbe.RequireWaitable(Os, fd, operation);
         var entry = Add(fd, token, interest, mode);
         entry.Kind = kind;
-        entry.CanDeriveEndOfStream = HangupDerivation.CanDerive(fd, kind);
+        entry.CanDeriveEndOfStream = HangupDerivation.CanDerive(Os, fd, kind);
         return entry;
     }
 

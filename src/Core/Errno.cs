@@ -42,13 +42,13 @@ public static class Errno
     public static readonly int ECONNABORTED = Pick(103, 53, 130);
     public static readonly int ECONNRESET = Pick(104, 54, 131);
     public static readonly int ENOBUFS = Pick(105, 55, 132);
-    public static readonly int ENOTCONN = Pick(107, 57, 134);
+    public static readonly int ENOTCONN = Interop.OsAbi.Errnos(Interop.Platform.Flavor).Enotconn; // the one table: OsAbi.Errnos
     public static readonly int ETIMEDOUT = Pick(110, 60, 145);
     public static readonly int ECONNREFUSED = Pick(111, 61, 146);
     public static readonly int ETIME = Pick(62, 101, 62);
-    public static readonly int EBADFD = Pick(77, -1, 81);
+    public static readonly int EBADFD = Interop.OsAbi.Errnos(Interop.Platform.Flavor).Ebadfd;
     // FreeBSD's Capsicum (sys/sys/errno.h: ENOTCAPABLE 93); on macOS 93 is ENOATTR, elsewhere there is none.
-    public static readonly int ENOTCAPABLE = OperatingSystem.IsFreeBSD() ? 93 : -1;
+    public static readonly int ENOTCAPABLE = Interop.OsAbi.Errnos(Interop.Platform.Flavor).Enotcapable;
 #pragma warning restore CS1591
 
     private static readonly Dictionary<int, string> Names = BuildNames();

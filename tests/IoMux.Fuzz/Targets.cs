@@ -490,6 +490,8 @@ internal sealed class ScriptedKqueue(KqueuePlatform platform, FuzzInput input) :
 
     public KqueuePlatform Platform => platform;
 
+    public OsCalls Os => OsCalls.Native; // the descriptors are this host's
+
     public int Create() => QueueDescriptor;
 
     public void Close(int kq)
@@ -551,6 +553,8 @@ internal sealed class ScriptedEventPorts(PortPollBits bits, FuzzInput input) : I
     private readonly Dictionary<ulong, int> _descriptorOf = [];
 
     public PortPollBits Bits => bits;
+
+    public OsCalls Os => OsCalls.Native; // the descriptors are this host's
 
     public int Create() => PortDescriptor;
 

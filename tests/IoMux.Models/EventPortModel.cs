@@ -45,11 +45,25 @@ internal sealed unsafe partial class EventPortModel : IEventPortSystem
     private readonly object _gate = new();
     private readonly Dictionary<int, Port> _ports = new();
 
-    /// <summary>A model of illumos (<paramref name="withReadHangup"/>: POLLRDHUP exists) or of Solaris (it does not).</summary>
-    public EventPortModel(bool withReadHangup) => Bits = withReadHangup ? PortPollBits.Illumos : PortPollBits.Solaris;
+    /// <summary>A model of <paramref name="target"/>'s event ports (illumos: POLLRDHUP exists; Solaris: it does not), for a
+    /// backend configured with <paramref name="backendBits"/> (the backend's own table for that OS: handed over, never read).</summary>
+    public EventPortModel(TargetAbi target, PortPollBits backendBits)
+    {
+        Target = target;
+        Bits = backendBits;
+        Os = new ModelOsCalls(target);
+    }
+
+    /// <summary>The OS played, in the model's own numbers.</summary>
+    public TargetAbi Target { get; }
 
     /// <inheritdoc />
     public PortPollBits Bits { get; }
+
+    /// <inheritdoc />
+    public OsCalls Os { get; }
+
+    private int RdHup => Target.PollRdHup;
 
     /// <summary>Calls the modelled kernel refused for a reason other than the caller's descriptor being closed or
     /// not associated (an invalid port, in any of the four calls; nothing else is refused by the model).</summary>
@@ -79,14 +93,14 @@ internal sealed unsafe partial class EventPortModel : IEventPortSystem
     private static int BadPort(string call, int port)
     {
         Refused.Enqueue($"{call} port {port}: EBADF");
-        return -Errno.EBADF;
+        return -9; // EBADF, Version 7's number everywhere
     }
 
     /// <inheritdoc />
     public int Associate(int port, int fd, int events, ulong user)
     {
-        if (LibC.fcntl(fd, LibC.F_GETFD, 0) < 0)
-            return -Errno.EBADFD; // port_associate_fd: "if ((fp = getf(fd)) == NULL) return (EBADFD)"
+        if (LibC.fcntl(fd, LinuxF_GETFD, 0) < 0)
+            return -Target.Errnos.Ebadfd; // port_associate_fd: "if ((fp = getf(fd)) == NULL) return (EBADFD)"
         lock (_gate)
         {
             if (Find(port) is not { } p)
@@ -106,7 +120,7 @@ internal sealed unsafe partial class EventPortModel : IEventPortSystem
                 return BadPort("port_dissociate", port);
             if (p.Associations.Remove(fd))
                 return 0;
-            return LibC.fcntl(fd, LibC.F_GETFD, 0) < 0 ? -Errno.EBADFD : -Errno.ENOENT;
+            return LibC.fcntl(fd, LinuxF_GETFD, 0) < 0 ? -Target.Errnos.Ebadfd : -Target.Errnos.Enoent;
         }
     }
 
@@ -146,7 +160,7 @@ internal sealed unsafe partial class EventPortModel : IEventPortSystem
                 p = found;
                 Drain(p);
                 while (count < events.Length && p.UserEvents.TryDequeue(out var user))
-                    events[count++] = new PortEvent { Events = user.Events, Source = PortSource.User, User = user.User };
+                    events[count++] = new PortEvent { Events = user.Events, Source = PortAbi.SourceUser, User = user.User };
                 set.Clear();
                 foreach (var (fd, a) in p.Associations)
                     set.Add((fd, a.Events, a.User));
@@ -161,16 +175,16 @@ internal sealed unsafe partial class EventPortModel : IEventPortSystem
             if (left <= 0)
             {
                 nget = (uint)count;
-                return -Errno.ETIME; // "the timeout elapsed before nget events": what was retrieved stays in list
+                return -Target.Errnos.Etime; // "the timeout elapsed before nget events": what was retrieved stays in list
             }
             // Block until a descriptor or the doorbell (associate, send) fires, then look again.
             int ms = deadline == long.MaxValue ? -1 : (int)Math.Min(int.MaxValue, (left * 1000 + Stopwatch.Frequency - 1) / Stopwatch.Frequency);
-            if (Block(p, set, ms) < 0 && Errno.Last == Errno.EINTR)
+            if (Block(p, set, ms) < 0 && Marshal.GetLastPInvokeError() == 4 /* Linux EINTR */)
             {
                 // libc's port_getn sets errno and returns -1 without touching *nget for every error but ETIME.
                 // Events retrieved before the signal stay in the list here (the model retrieved them itself); a
                 // real port would not have retrieved them, so the count given back is the caller's own.
-                return -Errno.EINTR;
+                return -Target.Errnos.Eintr;
             }
         }
     }
@@ -199,9 +213,9 @@ internal sealed unsafe partial class EventPortModel : IEventPortSystem
                 if (!p.Associations.TryGetValue(set[i].Fd, out var now) || now != (set[i].Events, set[i].User))
                     continue;
                 p.Associations.Remove(set[i].Fd); // one-shot: the event dissociates the descriptor
-                if ((r & 0x20) != 0)
+                if ((r & PortAbi.PollNval) != 0)
                     continue; // POLLNVAL: closed; a closed descriptor's association just disappears
-                events[count++] = new PortEvent { Events = FromLinux(r, set[i].Events), Source = PortSource.Fd, Object = (ulong)set[i].Fd, User = set[i].User };
+                events[count++] = new PortEvent { Events = FromLinux(r, set[i].Events), Source = PortAbi.SourceFd, Object = (ulong)set[i].Fd, User = set[i].User };
             }
         }
         return count;
@@ -225,16 +239,20 @@ internal sealed unsafe partial class EventPortModel : IEventPortSystem
         }
     }
 
-    // illumos and Linux share the low poll bits; only POLLRDHUP differs (0x4000 vs 0x2000).
-    private short ToLinux(int events) => (short)((events & 0x3F) | ((Bits.RdHup != 0 && (events & Bits.RdHup) != 0) ? LinuxPollRdHup : 0));
+    // illumos and Linux share the low poll bits (PortAbi); only POLLRDHUP differs (0x4000 vs 0x2000). A bit the
+    // target does not define is not passed on: Linux would report for it what the target's kernel never would.
+    private short ToLinux(int events) => (short)((events & LowBits) | ((RdHup != 0 && (events & RdHup) != 0) ? LinuxPollRdHup : 0));
 
     private int FromLinux(short returned, int requested)
     {
-        int events = returned & 0x3F;
-        if (Bits.RdHup != 0 && (returned & LinuxPollRdHup) != 0 && (requested & Bits.RdHup) != 0)
-            events |= Bits.RdHup;
+        int events = returned & LowBits;
+        if (RdHup != 0 && (returned & LinuxPollRdHup) != 0 && (requested & RdHup) != 0)
+            events |= RdHup;
         return events;
     }
+
+    private const int LowBits = PortAbi.PollIn | PortAbi.PollPri | PortAbi.PollOut | PortAbi.PollErr | PortAbi.PollHup | PortAbi.PollNval;
+    private const int LinuxF_GETFD = 1;
 
     /// <inheritdoc />
     public void Close(int port)

@@ -2,12 +2,12 @@ using System.Diagnostics;
 using System.Runtime.InteropServices;
 using IoMux.Backends.Kqueue;
 using IoMux.Interop;
-using static IoMux.Backends.Kqueue.Kq;
+using static IoMux.Models.KqueueAbi;
 
 namespace IoMux.Models;
 
 /// <summary>
-/// A model of one OS's kqueue (a <see cref="KqueuePlatform"/> profile: FreeBSD 14 and 15, macOS, NetBSD,
+/// A model of one OS's kqueue (a <see cref="KqueueAbi"/> profile: FreeBSD 14 and 15, macOS, NetBSD,
 /// OpenBSD, DragonFly, libkqueue) on real Linux descriptors, so the kqueue backend runs the whole conformance
 /// suite here. It is written from each OS's kernel source, not from the backend (docs/research/
 /// kqueue-ports-constants.md cites every rule), and it refuses what that kernel refuses:
@@ -77,18 +77,32 @@ internal sealed unsafe partial class KqueueModel : IKqueueSystem
     private readonly object _gate = new();
     private readonly Dictionary<int, Queue> _queues = new();
 
-    /// <summary>A model of <paramref name="platform"/>'s kqueue.</summary>
-    public KqueueModel(KqueuePlatform platform) => Platform = platform;
+    /// <summary>A model of <paramref name="abi"/>'s kqueue, for a backend configured with <paramref name="backendTable"/>
+    /// (the backend's own table for that OS: the model hands it over and never reads a number from it).</summary>
+    public KqueueModel(KqueueAbi abi, KqueuePlatform backendTable)
+    {
+        Abi = abi;
+        Platform = backendTable;
+        Os = new ModelOsCalls(abi.Os);
+    }
 
-    /// <summary>The OS this model plays.</summary>
+    /// <summary>The OS this model plays, in the model's own numbers.</summary>
+    public KqueueAbi Abi { get; }
+
+    /// <summary>The backend's table for the OS played (what the backend is told it runs on).</summary>
     public KqueuePlatform Platform { get; }
+
+    /// <inheritdoc />
+    public OsCalls Os { get; }
+
+    private (int Enoent, int Eintr, int Ebadf, int Einval, int Enotconn, int Etime, int Ebadfd, int Enotty, int Enoprotoopt, int Enotsock) E => Abi.Os.Errnos;
 
     /// <summary>Changes the modelled kernel refused for a reason other than a closed descriptor or a missing knote
     /// (an unknown filter, above all): "OS: filter flags fd: errno".
     /// The conformance suite over the models requires this to stay empty.</summary>
     public static System.Collections.Concurrent.ConcurrentQueue<string> Refused { get; } = new();
 
-    private IEnumerable<short> FdFilters => Platform.Except is { } except ? [Platform.Read, Platform.Write, except] : [Platform.Read, Platform.Write];
+    private IEnumerable<short> FdFilters => Abi.Except is { } except ? [Abi.Read, Abi.Write, except] : [Abi.Read, Abi.Write];
 
     /// <inheritdoc />
     public int Create()
@@ -112,7 +126,7 @@ internal sealed unsafe partial class KqueueModel : IKqueueSystem
     private static int Ctl(int epfd, int op, int fd, uint events, ulong data)
     {
         var ev = new EpollEvent { Events = events, Data = data };
-        return epoll_ctl(epfd, op, fd, &ev) == 0 ? 0 : Errno.Last;
+        return epoll_ctl(epfd, op, fd, &ev) == 0 ? 0 : Marshal.GetLastPInvokeError(); // Linux's numbers (epoll underneath)
     }
 
     /// <inheritdoc />
@@ -123,21 +137,21 @@ internal sealed unsafe partial class KqueueModel : IKqueueSystem
         lock (_gate)
         {
             if (!_queues.TryGetValue(kq, out q!))
-                return -Errno.EBADF;
+                return -E.Ebadf;
             foreach (var change in changes)
             {
                 int errno = Apply(q, change);
                 // ENOENT (no such knote) and EBADF (the caller's descriptor is closed) are about the caller's
                 // descriptors; anything else means the backend sent a change this OS does not take.
-                if (errno != 0 && errno != Errno.ENOENT && errno != Errno.EBADF)
-                    Refused.Enqueue($"{Platform.Name}: filter {change.Filter} flags 0x{change.Flags:x} fd {change.Ident}: {Errno.Name(errno)}");
+                if (errno != 0 && errno != E.Enoent && errno != E.Ebadf)
+                    Refused.Enqueue($"{Abi.Name}: filter {change.Filter} flags 0x{change.Flags:x} fd {change.Ident}: errno {errno} ({Abi.Citation})");
                 // kevent(2): with EV_RECEIPT, or when a change fails, the change comes back as an EV_ERROR
                 // entry with the errno (0 for success) in data; without room for it the call fails instead.
                 if ((change.Flags & EV_RECEIPT) != 0 || errno != 0)
                 {
                     if (written == events.Length)
                         return -errno;
-                    ushort flags = Platform == KqueuePlatform.MacOS ? (ushort)(change.Flags | EV_ERROR) : EV_ERROR;
+                    ushort flags = Abi.ErrorKeepsFlags ? (ushort)(change.Flags | EV_ERROR) : EV_ERROR;
                     events[written++] = change with { Flags = flags, Data = errno };
                 }
             }
@@ -156,21 +170,21 @@ internal sealed unsafe partial class KqueueModel : IKqueueSystem
                 return 0;
             int ms = deadline == long.MaxValue ? -1 : (int)Math.Min(int.MaxValue, (left * 1000 + Stopwatch.Frequency - 1) / Stopwatch.Frequency);
             EpollEvent ready;
-            if (epoll_wait(q.Top, &ready, 1, ms) < 0 && Errno.Last == Errno.EINTR)
-                return -Errno.EINTR;
+            if (epoll_wait(q.Top, &ready, 1, ms) < 0 && Marshal.GetLastPInvokeError() == LinuxEintr)
+                return -E.Eintr;
         }
     }
 
-    private bool IsFdFilter(short filter) => filter == Platform.Read || filter == Platform.Write || filter == Platform.Except;
+    private bool IsFdFilter(short filter) => filter == Abi.Read || filter == Abi.Write || filter == Abi.Except;
 
     private int Apply(Queue q, KEvent change)
     {
         // The range check comes before anything else, whatever the flags (kqueue_fo_find, kevent_register).
-        if (!Platform.FilterInRange(change.Filter))
-            return Errno.EINVAL;
-        bool user = change.Filter == Platform.User;
+        if (!Abi.InRange(change.Filter))
+            return E.Einval;
+        bool user = change.Filter == Abi.User;
         if (!user && !IsFdFilter(change.Filter))
-            return Errno.EINVAL; // in range, but not a filter descriptors attach to (soo_kqfilter, pipe_kqfilter)
+            return E.Einval; // in range, but not a filter descriptors attach to (soo_kqfilter, pipe_kqfilter)
         var key = (change.Ident, change.Filter);
         q.Knotes.TryGetValue(key, out var knote);
         if (knote is not null && !user && Closed(knote))
@@ -178,18 +192,18 @@ internal sealed unsafe partial class KqueueModel : IKqueueSystem
             Drop(q, knote); // close(2) removed it; the number may name another file now
             knote = null;
         }
-        if (!user && LibC.fcntl((int)change.Ident, LibC.F_GETFD, 0) < 0)
+        if (!user && LibC.fcntl((int)change.Ident, LinuxF_GETFD, 0) < 0)
         {
             // fget() fails before the knote lookup (FreeBSD, OpenBSD, DragonFly: EBADF); xnu looks the knote up
             // first for anything but EV_ADD, and close() removed it: ENOENT.
-            if (Platform == KqueuePlatform.MacOS && (change.Flags & EV_ADD) == 0)
-                return Errno.ENOENT;
-            return Errno.EBADF;
+            if (Abi.DeleteLooksUpKnoteFirst && (change.Flags & EV_ADD) == 0)
+                return E.Enoent;
+            return E.Ebadf;
         }
         if ((change.Flags & EV_DELETE) != 0)
         {
             if (knote is null)
-                return Errno.ENOENT;
+                return E.Enoent;
             Unwatch(q, knote);
             q.Knotes.Remove(key);
             return 0;
@@ -211,7 +225,7 @@ internal sealed unsafe partial class KqueueModel : IKqueueSystem
         }
         else if (knote is null)
         {
-            return Errno.ENOENT;
+            return E.Enoent;
         }
         if ((change.Flags & EV_ENABLE) != 0) knote.Enabled = true;
         if ((change.Flags & EV_DISABLE) != 0) knote.Enabled = false;
@@ -285,24 +299,24 @@ internal sealed unsafe partial class KqueueModel : IKqueueSystem
 
     private int Watch(Queue q, Knote knote)
     {
-        uint events = knote.Filter == Platform.Read ? EPOLLIN | EPOLLRDHUP : knote.Filter == Platform.Write ? EPOLLOUT : EPOLLPRI;
+        uint events = knote.Filter == Abi.Read ? EPOLLIN | EPOLLRDHUP : knote.Filter == Abi.Write ? EPOLLOUT : EPOLLPRI;
         if ((knote.Flags & EV_CLEAR) != 0) events |= EPOLLET;
         if ((knote.Flags & (EV_ONESHOT | EV_DISPATCH)) != 0) events |= EPOLLONESHOT;
         int inner = q.Inner[knote.Filter];
         int fd = (int)knote.Ident;
         // MOD re-arms a dispatched knote; ENOENT means the inner set no longer has it.
-        int errno = knote.InEpoll ? Ctl(inner, 3, fd, events, knote.Ident) : Errno.ENOENT;
-        if (errno == Errno.ENOENT)
+        int errno = knote.InEpoll ? Ctl(inner, 3, fd, events, knote.Ident) : LinuxEnoent;
+        if (errno == LinuxEnoent)
             errno = Ctl(inner, 1, fd, events, knote.Ident);
-        if (errno == Errno.EEXIST)
+        if (errno == LinuxEexist)
             errno = Ctl(inner, 3, fd, events, knote.Ident);
         knote.InEpoll = errno == 0;
-        return errno;
+        return errno == 0 ? 0 : Abi.Os.FromLinux(errno);
     }
 
     private int Unwatch(Queue q, Knote knote)
     {
-        if (knote.InEpoll && knote.Filter != Platform.User)
+        if (knote.InEpoll && knote.Filter != Abi.User)
             Ctl(q.Inner[knote.Filter], 2, (int)knote.Ident, 0, 0);
         knote.InEpoll = false;
         return 0;
@@ -314,7 +328,7 @@ internal sealed unsafe partial class KqueueModel : IKqueueSystem
         int written = 0;
         ulong counter;
         LibC.read(q.UserFd, (byte*)&counter, 8);
-        foreach (var knote in q.Knotes.Values.Where(k => k.Filter == Platform.User && k.Triggered && k.Enabled).ToList())
+        foreach (var knote in q.Knotes.Values.Where(k => k.Filter == Abi.User && k.Triggered && k.Enabled).ToList())
         {
             if (written == events.Length)
                 return written;
@@ -382,20 +396,20 @@ internal sealed unsafe partial class KqueueModel : IKqueueSystem
         int fd = (int)knote.Ident;
         var e = new KEvent { Ident = knote.Ident, Filter = knote.Filter, Flags = knote.Flags, FFlags = 0, UData = knote.UData };
         bool error = (ready & EPOLLERR) != 0;
-        bool isSocket = DescriptorProbe.TryGetKind(fd, out var kind) == 0 && kind == DescriptorKind.Socket;
-        if (knote.Filter == Platform.Read)
+        bool isSocket = IsSocket(fd);
+        if (knote.Filter == Abi.Read)
         {
             // Linux says POLLHUP for a socket that was never connected; FreeBSD's filt_soread reports nothing
             // for it (no data, and the receive side was never shut). A listening socket is readable (IN).
             if (isSocket && (ready & (EPOLLIN | EPOLLRDHUP)) == 0 && !error && !Connected(fd))
                 return null;
             int available = 0;
-            LibC.ioctl(fd, LibC.FIONREAD, &available);
+            LibC.ioctl(fd, TargetAbi.Linux.FionRead, &available);
             e.Data = Math.Max(available, 0);
             if ((ready & (EPOLLRDHUP | EPOLLHUP)) != 0 || error)
                 e.Flags |= EV_EOF;
         }
-        else if (knote.Filter == Platform.Write)
+        else if (knote.Filter == Abi.Write)
         {
             // filt_sowrite: a listening socket is never writable; SBS_CANTSENDMORE is checked first (EV_EOF, ready);
             // then a socket whose protocol needs a connection (PR_CONNREQUIRED: TCP, stream and seqpacket AF_UNIX)
@@ -411,11 +425,11 @@ internal sealed unsafe partial class KqueueModel : IKqueueSystem
         }
         else
         {
-            e.FFlags = Platform.ExceptFlags; // NOTE_OOB as this OS numbers it
+            e.FFlags = Abi.NoteOob; // NOTE_OOB as this OS numbers it
             e.Data = 1;
         }
         if ((e.Flags & EV_EOF) != 0 && error)
-            e.FFlags = (uint)Errno.EIO;
+            e.FFlags = 5; // EIO, Version 7's number everywhere
         return e;
     }
 
@@ -457,7 +471,19 @@ internal sealed unsafe partial class KqueueModel : IKqueueSystem
     }
 
     // A zero-byte send fails with EPIPE once this side shut writing; it moves no data either way.
-    private static bool WriteSideShut(int fd) => send(fd, null, 0, 0x40 | 0x4000) < 0 && Errno.Last == Errno.EPIPE; // MSG_DONTWAIT | MSG_NOSIGNAL
+    private static bool WriteSideShut(int fd) => send(fd, null, 0, 0x40 | 0x4000) < 0 && Marshal.GetLastPInvokeError() == 32; // MSG_DONTWAIT | MSG_NOSIGNAL; EPIPE
+
+    // Linux's numbers for the calls underneath (include/uapi/asm-generic/errno-base.h, fcntl.h).
+    private const int LinuxEnoent = 2, LinuxEintr = 4, LinuxEexist = 17, LinuxF_GETFD = 1;
+
+    /// <summary>st_mode's type is S_IFSOCK, read with Linux's layout (the model's own, <see cref="TargetAbi.Linux"/>).</summary>
+    private static bool IsSocket(int fd)
+    {
+        byte* stat = stackalloc byte[256];
+        if (LibC.fstat(fd, stat) != 0)
+            return false;
+        return (*(uint*)(stat + TargetAbi.Linux.Stat.Mode) & 0xF000) == 0xC000;
+    }
 
     /// <inheritdoc />
     public void Close(int kq)

@@ -11,6 +11,9 @@ namespace IoMux.Tests;
 /// </summary>
 public sealed unsafe class EventPortModelTests
 {
+    // The model answers in illumos's numbers (its own table, TargetAbi.Illumos), not this host's.
+    private static readonly (int Enoent, int Eintr, int Ebadf, int Einval, int Enotconn, int Etime, int Ebadfd, int Enotty, int Enoprotoopt, int Enotsock) E = TargetAbi.Illumos.Errnos;
+
     private EventPortModel _model = null!;
     private int _port;
     private readonly List<int> _fds = [];
@@ -25,7 +28,7 @@ public sealed unsafe class EventPortModelTests
     [SetUp]
     public void CreatePort()
     {
-        _model = new EventPortModel(withReadHangup: true);
+        _model = new EventPortModel(TargetAbi.Illumos, IoMux.Backends.EventPorts.PortPollBits.Illumos);
         _port = _model.Create();
         Assert.That(_port, Is.GreaterThanOrEqualTo(0));
     }
@@ -72,8 +75,8 @@ public sealed unsafe class EventPortModelTests
         Assert.That(rc, Is.Zero);
         Assert.That(events.Single(), Is.EqualTo(new PortEvent { Events = PollIn, Source = PortSource.Fd, Object = (ulong)r, User = 42 }));
         (rc, events) = GetN(1, TimeSpan.Zero);
-        Assert.That((rc, events.Length), Is.EqualTo((-Errno.ETIME, 0)), "still readable, but no longer associated");
-        Assert.That(_model.Dissociate(_port, r), Is.EqualTo(-Errno.ENOENT), "port_dissociate: ENOENT, the object is not associated");
+        Assert.That((rc, events.Length), Is.EqualTo((-E.Etime, 0)), "still readable, but no longer associated");
+        Assert.That(_model.Dissociate(_port, r), Is.EqualTo(-E.Enoent), "port_dissociate: ENOENT, the object is not associated");
     }
 
     [Test(Description = "port_associate(3C): at most one event notification is generated per associated file descriptor; a descriptor that is readable and writable yields one event with both bits.")]
@@ -121,7 +124,7 @@ public sealed unsafe class EventPortModelTests
         WriteByte(w1);
         var clock = System.Diagnostics.Stopwatch.StartNew();
         var (rc, events) = GetN(2, TimeSpan.FromMilliseconds(50));
-        Assert.That(rc, Is.EqualTo(-Errno.ETIME));
+        Assert.That(rc, Is.EqualTo(-E.Etime));
         Assert.That(events.Single().User, Is.EqualTo(1UL), "the event retrieved before the timeout is returned with ETIME");
         Assert.That(clock.Elapsed, Is.GreaterThanOrEqualTo(TimeSpan.FromMilliseconds(50)), "it waited for the second event until the timeout");
     }
@@ -173,18 +176,18 @@ public sealed unsafe class EventPortModelTests
         LibC.close(r);
         _fds.Remove(r);
         var (rc, events) = GetN(1, TimeSpan.Zero);
-        Assert.That((rc, events.Length), Is.EqualTo((-Errno.ETIME, 0)));
-        Assert.That(_model.Associate(_port, r, PollIn, 1), Is.EqualTo(-Errno.EBADFD));
-        Assert.That(_model.Dissociate(_port, r), Is.EqualTo(-Errno.EBADFD), "port_dissociate of a closed descriptor");
+        Assert.That((rc, events.Length), Is.EqualTo((-E.Etime, 0)));
+        Assert.That(_model.Associate(_port, r, PollIn, 1), Is.EqualTo(-E.Ebadfd));
+        Assert.That(_model.Dissociate(_port, r), Is.EqualTo(-E.Ebadfd), "port_dissociate of a closed descriptor");
         var (open, _) = Pipe();
-        Assert.That(_model.Associate(_port + 1000, open, PollIn, 1), Is.EqualTo(-Errno.EBADF), "an invalid port");
+        Assert.That(_model.Associate(_port + 1000, open, PollIn, 1), Is.EqualTo(-E.Ebadf), "an invalid port");
     }
 
     [Test(Description = "illumos sys/poll.h defines POLLRDHUP (0x4000) and the model reports it when requested; the Solaris model has none, so the backend derives read hangup there.")]
     public void ReadHangupExistsOnlyInTheIllumosModel()
     {
-        Assert.That(_model.Bits.RdHup, Is.EqualTo(0x4000));
-        Assert.That(new EventPortModel(withReadHangup: false).Bits.RdHup, Is.Zero);
+        Assert.That(_model.Target.PollRdHup, Is.EqualTo(0x4000));
+        Assert.That(TargetAbi.Solaris.PollRdHup, Is.Zero);
         int* pair = stackalloc int[2];
         Assert.That(LibC.socketpair(1, 1, 0, pair), Is.Zero);
         _fds.Add(pair[0]);
@@ -203,10 +206,10 @@ public sealed unsafe class EventPortModelTests
         EventPortModel.Refused.Clear();
         uint nget = 1;
         var list = new PortEvent[1];
-        Assert.That(_model.Associate(bad, r, PollIn, 1), Is.EqualTo(-Errno.EBADF), "port_associate");
-        Assert.That(_model.Dissociate(bad, r), Is.EqualTo(-Errno.EBADF), "port_dissociate");
-        Assert.That(_model.Send(bad, 0, 1), Is.EqualTo(-Errno.EBADF), "port_send");
-        Assert.That(_model.GetN(bad, list, ref nget, TimeSpan.Zero), Is.EqualTo(-Errno.EBADF), "port_getn");
+        Assert.That(_model.Associate(bad, r, PollIn, 1), Is.EqualTo(-E.Ebadf), "port_associate");
+        Assert.That(_model.Dissociate(bad, r), Is.EqualTo(-E.Ebadf), "port_dissociate");
+        Assert.That(_model.Send(bad, 0, 1), Is.EqualTo(-E.Ebadf), "port_send");
+        Assert.That(_model.GetN(bad, list, ref nget, TimeSpan.Zero), Is.EqualTo(-E.Ebadf), "port_getn");
         Assert.That(EventPortModel.Refused.Select(x => x.Split(" ")[0]).ToArray(),
             Is.EqualTo(new[] { "port_associate", "port_dissociate", "port_send", "port_getn" }));
         EventPortModel.Refused.Clear();

@@ -13,11 +13,12 @@ public sealed unsafe class EventPortsBackendTests
     /// <summary>The model, except that the next port_getn returns what the test scripts.</summary>
     private sealed class ScriptedPorts : IEventPortSystem
     {
-        private readonly EventPortModel _model = new(withReadHangup: true);
+        private readonly EventPortModel _model = new(TargetAbi.Illumos, PortPollBits.Illumos);
         public readonly List<(int Fd, int Events, ulong User)> Associations = [];
         public (int Rc, PortEvent[]? Events)? Next; // Events null: fail without touching nget or the list
 
         public PortPollBits Bits => _model.Bits;
+        public OsCalls Os => _model.Os;
         public int Create() => _model.Create();
         public int Dissociate(int port, int fd) => _model.Dissociate(port, fd);
         public int Send(int port, int events, ulong user) => _model.Send(port, events, user);

@@ -1,7 +1,7 @@
 using IoMux.Backends.Kqueue;
 using IoMux.Models;
 using IoMux.Interop;
-using static IoMux.Backends.Kqueue.Kq;
+using static IoMux.Models.KqueueAbi;
 
 namespace IoMux.Tests;
 
@@ -16,7 +16,7 @@ public sealed unsafe class KqueueModelTests
     private KqueueModel _model = null!;
     private int _kq;
     private readonly List<int> _fds = [];
-    private static readonly KqueuePlatform Os = KqueuePlatform.FreeBsd14;
+    private static readonly KqueueAbi Os = KqueueAbi.FreeBsd14;
     private static readonly (short Read, short Write, short User) F = (Os.Read, Os.Write, Os.User!.Value);
 
     [OneTimeSetUp]
@@ -29,7 +29,7 @@ public sealed unsafe class KqueueModelTests
     [SetUp]
     public void Create()
     {
-        _model = new KqueueModel(Os);
+        _model = New(Os);
         KqueueModel.Refused.Clear();
         _kq = _model.Create();
     }
@@ -276,8 +276,8 @@ public sealed unsafe class KqueueModelTests
     [TestCaseSource(nameof(Profiles))]
     public void EachProfileAcceptsItsOwnFiltersAndRefusesTheOthers(string name)
     {
-        var os = KqueuePlatform.All.Single(p => p.Name == name);
-        var model = new KqueueModel(os);
+        var os = KqueueAbi.All.Single(p => p.Name == name);
+        var model = New(os);
         int kq = model.Create();
         try
         {
@@ -291,7 +291,7 @@ public sealed unsafe class KqueueModelTests
             Assert.That(Add(os.Read), Is.Zero, "EVFILT_READ");
             Assert.That(Add(os.Write), Is.Zero, "EVFILT_WRITE");
             if (os.Except is { } except)
-                Assert.That(Add(except, os.ExceptFlags), Is.Zero, "EVFILT_EXCEPT");
+                Assert.That(Add(except, os.NoteOob), Is.Zero, "EVFILT_EXCEPT");
             // FreeBSD's and libkqueue's -15 (none, or a jail descriptor filter), and NetBSD's -1 (its filters are positive).
             short foreign = os.PositiveFilters ? (short)-1 : (short)-15;
             if (os.Except != foreign)
@@ -303,7 +303,9 @@ public sealed unsafe class KqueueModelTests
         }
     }
 
-    public static IEnumerable<string> Profiles => KqueuePlatform.All.Select(p => p.Name);
+    public static IEnumerable<string> Profiles => KqueueAbi.All.Select(p => p.Name);
+
+    private static KqueueModel New(KqueueAbi abi) => new(abi, ModelTargets.BackendTableFor(abi));
 
     [Test(Description = "FreeBSD knote_fdclose: close(2) removes the descriptor's knotes even while a dup keeps the file open; EV_DELETE afterwards is EBADF (fget fails before the lookup).")]
     public void CloseRemovesKnotesEvenWithADupAlive()
@@ -349,10 +351,10 @@ public sealed unsafe class KqueueModelTests
     {
         var (a, _) = Pair();
         Assert.That(Change(Ev(a, F.Read, EV_DELETE | EV_RECEIPT)).Single().Flags, Is.EqualTo(EV_ERROR));
-        var mac = new KqueueModel(KqueuePlatform.MacOS);
+        var mac = New(KqueueAbi.MacOS);
         int kq = mac.Create();
         var receipts = new KEvent[1];
-        mac.Kevent(kq, [Ev(a, KqueuePlatform.MacOS.Read, EV_DELETE | EV_RECEIPT)], receipts, TimeSpan.Zero);
+        mac.Kevent(kq, [Ev(a, KqueueAbi.MacOS.Read, EV_DELETE | EV_RECEIPT)], receipts, TimeSpan.Zero);
         mac.Close(kq);
         Assert.That(receipts[0].Flags, Is.EqualTo(EV_DELETE | EV_RECEIPT | EV_ERROR));
     }

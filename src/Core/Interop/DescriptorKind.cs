@@ -32,24 +32,32 @@ internal static unsafe class DescriptorProbe
     internal static int ModifiedOffset => Layout.ModifiedOffset;
 
     /// <summary>Kind, size and modification time (seconds since the epoch) in one fstat(2); 0, or -errno.</summary>
-    public static int TryGetKindSizeAndModified(int fd, out DescriptorKind kind, out long size, out long modified)
+    public static int TryGetKindSizeAndModified(int fd, out DescriptorKind kind, out long size, out long modified) =>
+        TryGetKindSizeAndModified(OsCalls.Native, fd, out kind, out size, out modified);
+
+    /// <summary>The same through <paramref name="os"/>: its fstat, read with its layout.</summary>
+    public static int TryGetKindSizeAndModified(OsCalls os, int fd, out DescriptorKind kind, out long size, out long modified)
     {
-        byte* buffer = stackalloc byte[512];
+        byte* buffer = stackalloc byte[512]; // larger than struct stat on every supported OS
         kind = DescriptorKind.Other;
         size = modified = 0;
-        if (LibC.fstat(fd, buffer) != 0)
-            return -Errno.Last;
-        int mode = ModeField.Width == 4 ? *(int*)(buffer + ModeField.Offset) : *(ushort*)(buffer + ModeField.Offset);
+        int errno = os.Fstat(fd, buffer);
+        if (errno != 0)
+            return -errno;
+        var layout = os.Stat;
+        int mode = layout.ModeWidth == 4 ? *(int*)(buffer + layout.ModeOffset) : *(ushort*)(buffer + layout.ModeOffset);
         kind = KindOf(mode);
-        size = *(long*)(buffer + SizeOffset);
-        modified = *(long*)(buffer + ModifiedOffset);
+        size = *(long*)(buffer + layout.SizeOffset);
+        modified = *(long*)(buffer + layout.ModifiedOffset);
         return 0;
     }
 
     /// <summary>Kind and size in one fstat(2); 0, or -errno.</summary>
     public static int TryGetKindAndSize(int fd, out DescriptorKind kind, out long size) =>
-        TryGetKindSizeAndModified(fd, out kind, out size, out _);
+        TryGetKindSizeAndModified(OsCalls.Native, fd, out kind, out size, out _);
 
+    // S_IFMT and the S_IF* types are Version 7's octal values on every OS here (Linux include/uapi/linux/stat.h,
+    // freebsd-src sys/sys/stat.h, illumos-gate usr/src/uts/common/sys/stat.h).
     private static DescriptorKind KindOf(int mode) => (mode & S_IFMT) switch
     {
         S_IFREG => DescriptorKind.RegularFile,
@@ -61,21 +69,19 @@ internal static unsafe class DescriptorProbe
     };
 
     /// <summary>Returns the descriptor's kind, or -errno when fstat fails (e.g. EBADF for a closed fd).</summary>
-    public static int TryGetKind(int fd, out DescriptorKind kind)
-    {
-        byte* buffer = stackalloc byte[512]; // larger than struct stat on every supported OS
-        kind = DescriptorKind.Other;
-        if (LibC.fstat(fd, buffer) != 0)
-            return -Errno.Last;
-        int mode = ModeField.Width == 4 ? *(int*)(buffer + ModeField.Offset) : *(ushort*)(buffer + ModeField.Offset);
-        kind = KindOf(mode);
-        return 0;
-    }
+    public static int TryGetKind(int fd, out DescriptorKind kind) => TryGetKind(OsCalls.Native, fd, out kind);
+
+    /// <summary>The same through <paramref name="os"/>.</summary>
+    public static int TryGetKind(OsCalls os, int fd, out DescriptorKind kind) =>
+        TryGetKindSizeAndModified(os, fd, out kind, out _, out _);
 
     /// <summary>The check every backend makes on add: the descriptor must be open and waitable.</summary>
-    public static DescriptorKind RequireWaitable(int fd, string operation)
+    public static DescriptorKind RequireWaitable(int fd, string operation) => RequireWaitable(OsCalls.Native, fd, operation);
+
+    /// <summary>The same through <paramref name="os"/>.</summary>
+    public static DescriptorKind RequireWaitable(OsCalls os, int fd, string operation)
     {
-        int rc = TryGetKind(fd, out var kind);
+        int rc = TryGetKind(os, fd, out var kind);
         if (rc < 0)
             throw new PosixException(operation, -rc, $"fd {fd}");
         if (kind == DescriptorKind.RegularFile)

@@ -9,39 +9,34 @@ namespace IoMux.Interop;
 /// </summary>
 internal static unsafe class HangupDerivation
 {
-    private static readonly int SolSocket = OperatingSystem.IsLinux() ? 1 : 0xffff;
-    private static readonly int SoType = OperatingSystem.IsLinux() ? 3 : 0x1008;
-    private static readonly int SockStream = Platform.IsIllumos ? 2 : 1;
-
     /// <summary>Whether a zero-byte readable probe means end of stream for this descriptor (FIFOs and pipes,
     /// stream sockets; not datagram sockets, where an empty datagram reads as 0 too).</summary>
-    public static bool CanDerive(int fd, DescriptorKind kind)
+    public static bool CanDerive(OsCalls os, int fd, DescriptorKind kind)
     {
         if (kind == DescriptorKind.Fifo)
             return true;
         if (kind != DescriptorKind.Socket)
             return false;
         int type = 0;
-        uint length = sizeof(int);
-        return LibC.getsockopt(fd, SolSocket, SoType, &type, &length) == 0 && type == SockStream;
+        return os.GetSocketOption(fd, os.SolSocket, os.SoType, &type) == 0 && type == os.SockStream;
     }
 
     /// <summary>For a backend whose kernel reports no read hangup: derives one when the descriptor was reported
     /// readable, the registration reads, and the descriptor is a pipe or a stream socket. Also when the kernel
     /// said POLLHUP: without RDHUP, HUP with OUT looks like Linux's never-connected socket, and only the
     /// probe tells a connected socket's real hangup apart from it.</summary>
-    public static void DeriveIfReadable(DescriptorEntry entry, Interest armed, bool input, ref bool hangup, ref bool readHangup)
+    public static void DeriveIfReadable(OsCalls os, DescriptorEntry entry, Interest armed, bool input, ref bool hangup, ref bool readHangup)
     {
         if (input && !readHangup && (armed & Interest.Readable) != 0 && entry.CanDeriveEndOfStream)
-            Derive(entry, ref hangup, ref readHangup);
+            Derive(os, entry, ref hangup, ref readHangup);
     }
 
     /// <summary>For a readable descriptor: sets <paramref name="hangup"/> (pipe writer gone) or
     /// <paramref name="readHangup"/> (socket peer shut its side) when nothing is buffered.</summary>
-    public static void Derive(DescriptorEntry entry, ref bool hangup, ref bool readHangup)
+    public static void Derive(OsCalls os, DescriptorEntry entry, ref bool hangup, ref bool readHangup)
     {
         int available = -1;
-        if (LibC.ioctl(entry.Descriptor, LibC.FIONREAD, &available) != 0 || available != 0)
+        if (os.Ioctl(entry.Descriptor, os.FionRead, &available) != 0 || available != 0)
             return;
         if (entry.Kind == DescriptorKind.Fifo)
         {
@@ -50,10 +45,7 @@ internal static unsafe class HangupDerivation
         }
         // A socket that was never connected is readable with nothing buffered too; only a connected one
         // (getpeername succeeds, even after the peer's FIN) is at end of stream.
-        byte* address = stackalloc byte[128];
-        uint length = 128;
-        int rc = LibC.getpeername(entry.Descriptor, address, &length);
-        if (PeerNameMeansConnected(rc, rc == 0 ? 0 : Errno.Last, Platform.Flavor))
+        if (PeerNameMeansConnected(os.GetPeerName(entry.Descriptor), os))
             readHangup = true;
     }
 
@@ -61,8 +53,8 @@ internal static unsafe class HangupDerivation
     /// connected socket after a local shutdown(SHUT_WR) (illumos-gate usr/src/uts/common/fs/sockfs/sockcommon_sops.c
     /// so_getpeername: ENOTCONN without SS_ISCONNECTED, then "Added this check for X/Open": EINVAL with
     /// SS_CANTSENDMORE); a never-connected socket is still ENOTCONN there, so EINVAL counts as connected.</summary>
-    internal static bool PeerNameMeansConnected(int rc, int errno, UnixFlavor os) =>
-        rc == 0 || (os is UnixFlavor.Illumos or UnixFlavor.Solaris && errno == Errno.EINVAL);
+    internal static bool PeerNameMeansConnected(int errno, OsCalls os) =>
+        errno == 0 || (os.Flavor is UnixFlavor.Illumos or UnixFlavor.Solaris && errno == os.Errnos.Einval);
 
     /// <summary>
     /// A POLLHUP that comes alone (no IN, OUT, ERR or RDHUP) on a stream socket means the socket was never
@@ -72,13 +64,11 @@ internal static unsafe class HangupDerivation
     /// select(2) does, never silently dropped (a level registration would otherwise wake the waiter forever and
     /// deliver nothing). Only this rare combination pays for the fstat and getpeername.
     /// </summary>
-    public static void ExplainLoneHangup(int fd, ref bool input, ref bool hangup)
+    public static void ExplainLoneHangup(OsCalls os, int fd, ref bool input, ref bool hangup)
     {
-        if (DescriptorProbe.TryGetKind(fd, out var kind) != 0 || kind != DescriptorKind.Socket)
+        if (DescriptorProbe.TryGetKind(os, fd, out var kind) != 0 || kind != DescriptorKind.Socket)
             return;
-        byte* address = stackalloc byte[128];
-        uint length = 128;
-        if (LibC.getpeername(fd, address, &length) == 0 || Errno.Last != Errno.ENOTCONN)
+        if (os.GetPeerName(fd) != os.Errnos.Enotconn)
             return;
         hangup = false;
         input = true;

@@ -28,6 +28,17 @@ internal enum UnixFlavor : byte
 /// <param name="FstatSymbol">The libc entry point whose struct this is.</param>
 internal readonly record struct StatLayout(int ModeOffset, int ModeWidth, int SizeOffset, int ModifiedOffset, int Size, string FstatSymbol);
 
+/// <summary>The errno values a backend tells apart in a kernel's answer; -1 where the OS has no such error.</summary>
+/// <param name="Enoent">ENOENT.</param>
+/// <param name="Eintr">EINTR.</param>
+/// <param name="Ebadf">EBADF.</param>
+/// <param name="Einval">EINVAL.</param>
+/// <param name="Enotconn">ENOTCONN.</param>
+/// <param name="Etime">ETIME (port_getn's timeout).</param>
+/// <param name="Ebadfd">EBADFD (port_associate of a closed descriptor).</param>
+/// <param name="Enotcapable">ENOTCAPABLE (FreeBSD's Capsicum).</param>
+internal readonly record struct KernelErrnos(int Enoent, int Eintr, int Ebadf, int Einval, int Enotconn, int Etime, int Ebadfd, int Enotcapable);
+
 /// <summary>
 /// The per-OS numbers IoMux passes to libc outside the backends' own tables: one place for each fact, each a pure
 /// function of the OS so that a test pins every column on any machine (tests/IoMux.Tests/PerOsAbiTests.cs). Every
@@ -88,6 +99,34 @@ internal static class OsAbi
         UnixFlavor.FreeBSD => 0x10000,
         UnixFlavor.Illumos or UnixFlavor.Solaris => null,
         _ => 0x200,
+    };
+
+    /// <summary>SOL_SOCKET. Linux 1 (include/uapi/asm-generic/socket.h); 0xffff on the 4.4BSD descendants, macOS,
+    /// illumos and Solaris (freebsd-src sys/sys/socket.h @ e87a6b5d; illumos-gate usr/src/uts/common/sys/socket.h @
+    /// 0250c53a "#define SOL_SOCKET 0xffff").</summary>
+    public static int SolSocket(UnixFlavor os) => os == UnixFlavor.Linux ? 1 : 0xffff;
+
+    /// <summary>SO_TYPE. Linux 3 (include/uapi/asm-generic/socket.h); 0x1008 elsewhere (freebsd-src sys/sys/socket.h @
+    /// e87a6b5d; illumos-gate sys/socket.h @ 0250c53a "#define SO_TYPE 0x1008").</summary>
+    public static int SoType(UnixFlavor os) => os == UnixFlavor.Linux ? 3 : 0x1008;
+
+    /// <summary>SOCK_STREAM, as getsockopt(SO_TYPE) answers it. 1 on Linux and every BSD; 2 on illumos and Solaris, where
+    /// SOCK_STREAM is NC_TPI_COTS and SOCK_DGRAM is 1 (illumos-gate usr/src/uts/common/sys/socket.h @ 0250c53a).</summary>
+    public static int SockStream(UnixFlavor os) => os is UnixFlavor.Illumos or UnixFlavor.Solaris ? 2 : 1;
+
+    /// <summary>The errno values a backend compares a kernel answer with, per OS (<see cref="KernelErrnos"/>).
+    /// ENOENT 2, EINTR 4, EBADF 9 and EINVAL 22 are Version 7's numbers and the same on every OS here. Linux:
+    /// include/uapi/asm-generic/errno.h (ENOTCONN 107, EBADFD 77, ETIME 62) and errno-base.h. FreeBSD: sys/sys/errno.h @
+    /// e97286a3 (ENOTCONN 57; ENOTCAPABLE 93, Capsicum); macOS, NetBSD, OpenBSD and DragonFly share the 4.4BSD socket
+    /// numbers (ENOTCONN 57) and have no EBADFD or ENOTCAPABLE IoMux could meet. illumos and Solaris: SVR4 numbering,
+    /// usr/src/uts/common/sys/errno.h @ 7c478bd9 (ENOTCONN 134, ETIME 62, EBADFD 81). ETIME is asked for only where
+    /// event ports exist.</summary>
+    public static KernelErrnos Errnos(UnixFlavor os) => os switch
+    {
+        UnixFlavor.Linux => new(Enoent: 2, Eintr: 4, Ebadf: 9, Einval: 22, Enotconn: 107, Etime: 62, Ebadfd: 77, Enotcapable: -1),
+        UnixFlavor.Illumos or UnixFlavor.Solaris => new(2, 4, 9, 22, Enotconn: 134, Etime: 62, Ebadfd: 81, Enotcapable: -1),
+        UnixFlavor.FreeBSD => new(2, 4, 9, 22, Enotconn: 57, Etime: -1, Ebadfd: -1, Enotcapable: 93),
+        _ => new(2, 4, 9, 22, Enotconn: 57, Etime: -1, Ebadfd: -1, Enotcapable: -1),
     };
 
     /// <summary>struct stat, every layout compiled with gcc -m64 from the header's struct (copied outside the

@@ -34,7 +34,7 @@ public sealed class KqueueBackend : IPollerBackend, IKernelWait, IOwnedRegistrat
     private readonly int _kq;
     private readonly bool _userWake;
     private readonly WakePipe? _pipe;
-    private readonly KEvent[] _receipts = new KEvent[3];
+    private readonly KEvent[] _receipts = new KEvent[6]; // a delete and an add per filter (libkqueue re-adds)
     private KEvent[] _buffer = [];
     private DescriptorEntry[] _batch = [];       // registrations seen in this batch, merged
     private Bits[] _bits = [];
@@ -135,23 +135,30 @@ public sealed class KqueueBackend : IPollerBackend, IKernelWait, IOwnedRegistrat
     /// included); Priority on an OS without a filter for it was refused before this point.</summary>
     private int Submit(DescriptorEntry entry, bool delete)
     {
-        Span<KEvent> changes = stackalloc KEvent[3];
+        Span<KEvent> changes = stackalloc KEvent[6];
         int count = 0;
         ushort mode = entry.Mode switch { TriggerMode.Edge => EV_CLEAR, TriggerMode.Oneshot => EV_DISPATCH, _ => 0 };
         var wanted = delete ? Interest.None : entry.Interest;
-        Change(ref changes, ref count, entry, _os.Read, Interest.Readable, mode, 0, wanted);
-        Change(ref changes, ref count, entry, _os.Write, Interest.Writable, mode, 0, wanted);
+        bool fresh = _os.ReAddNeedsFreshKnote && mode != EV_CLEAR;
+        Change(ref changes, ref count, entry, _os.Read, Interest.Readable, mode, 0, wanted, fresh);
+        Change(ref changes, ref count, entry, _os.Write, Interest.Writable, mode, 0, wanted, fresh);
         if (_os.Except is { } except)
-            Change(ref changes, ref count, entry, except, Interest.Priority, mode, _os.ExceptFlags, wanted);
+            Change(ref changes, ref count, entry, except, Interest.Priority, mode, _os.ExceptFlags, wanted, fresh);
         int errno = Control(changes[..count]);
         entry.InKernel = errno == 0 ? wanted & (Interest.Readable | Interest.Writable | Interest.Priority) : entry.InKernel | wanted;
         return errno;
 
-        static void Change(ref Span<KEvent> changes, ref int count, DescriptorEntry entry, short filter, Interest direction, ushort mode, uint fflags, Interest wanted)
+        static void Change(ref Span<KEvent> changes, ref int count, DescriptorEntry entry, short filter, Interest direction, ushort mode, uint fflags, Interest wanted, bool fresh)
         {
             bool add = (wanted & direction) != 0;
-            if (!add && (entry.InKernel & direction) == 0)
+            bool exists = (entry.InKernel & direction) != 0;
+            if (!add && !exists)
                 return; // never added: nothing to delete
+            if (add && exists && fresh)
+            {
+                // libkqueue cannot update a knote (KqueuePlatform.ReAddNeedsFreshKnote): a new one replaces it.
+                changes[count++] = new KEvent { Ident = (ulong)entry.Descriptor, Filter = filter, Flags = EV_RECEIPT | EV_DELETE };
+            }
             changes[count++] = new KEvent
             {
                 Ident = (ulong)entry.Descriptor,

@@ -16,6 +16,8 @@ namespace IoMux.Backends.Kqueue;
 /// <param name="User">EVFILT_USER, or null where the OS has none (the wake then uses a pipe).</param>
 /// <param name="FilterCount">EVFILT_SYSCOUNT: the kernel accepts filters -1 .. -FilterCount (NetBSD: 0 .. FilterCount-1).</param>
 /// <param name="PositiveFilters">NetBSD numbers its filters from 0 upwards.</param>
+/// <param name="ReAddNeedsFreshKnote">An EV_ADD of an existing knote without EV_CLEAR fails (libkqueue on Linux): a
+/// level or oneshot re-arm deletes the knote and adds a new one instead of updating it.</param>
 internal sealed record KqueuePlatform(
     string Name,
     KeventLayout Layout,
@@ -25,7 +27,8 @@ internal sealed record KqueuePlatform(
     uint ExceptFlags,
     short? User,
     int FilterCount,
-    bool PositiveFilters = false)
+    bool PositiveFilters = false,
+    bool ReAddNeedsFreshKnote = false)
 {
     /// <summary>Whether the kernel's range check (FreeBSD <c>kqueue_fo_find</c>, xnu <c>kevent_register</c>,
     /// OpenBSD and DragonFly <c>kqueue_register</c>) accepts <paramref name="filter"/>.</summary>
@@ -75,8 +78,12 @@ internal sealed record KqueuePlatform(
     /// <summary>libkqueue (a user-space kqueue for Linux): mheily/libkqueue include/sys/event.h@126fd50891e7
     /// (FreeBSD's numbers, EVFILT_USER -11, no EVFILT_EXCEPT; struct kevent 32 bytes). EVFILT_SYSCOUNT is 12 since
     /// v2.6.0 (commit 65f0c2874eb86915b12a462605123ca458976425, include/sys/event.h line 105), which added
-    /// EVFILT_LIBKQUEUE (-12); 11 before (v2.5.1 line 105).</summary>
-    public static KqueuePlatform LibKqueue { get; } = new("libkqueue", KeventLayout.Darwin, -1, -2, null, 0, -11, 12);
+    /// EVFILT_LIBKQUEUE (-12); 11 before (v2.5.1 line 105).
+    /// <para>libkqueue's Linux read and write filters cannot modify a knote: <c>evfilt_read_knote_modify</c> and
+    /// <c>evfilt_write_knote_modify</c> return -1 (a STUB at mheily/libkqueue src/linux/read.c @04ca8661; at
+    /// @f9660896 they accept only a change carrying EV_CLEAR), so an EV_ADD of an existing knote in level or oneshot
+    /// mode fails there where every kernel updates it.</para></summary>
+    public static KqueuePlatform LibKqueue { get; } = new("libkqueue", KeventLayout.Darwin, -1, -2, null, 0, -11, 12, ReAddNeedsFreshKnote: true);
 
     /// <summary>Every platform above, for tests and model profiles.</summary>
     public static IReadOnlyList<KqueuePlatform> All { get; } = [FreeBsd14, FreeBsd15, MacOS, NetBsd, OpenBsd, OpenBsdWithoutUser, DragonFly, LibKqueue];

@@ -210,6 +210,10 @@ internal sealed unsafe partial class KqueueModel : IKqueueSystem
         }
         if ((change.Flags & EV_ADD) != 0)
         {
+            // libkqueue: kn_modify fails for an existing read or write knote unless the change has EV_CLEAR (the errno
+            // is whatever the failed call left; EINVAL here, recorded as a refusal either way).
+            if (knote is not null && !user && Abi.CannotModifyWithoutClear && (change.Flags & EV_CLEAR) == 0)
+                return E.Einval;
             if (knote is null)
             {
                 knote = q.Knotes[key] = new Knote

@@ -148,6 +148,11 @@ internal sealed record TargetAbi(string Name, UnixFlavor Os, string Citation)
 internal sealed record KqueueAbi(string Name, TargetAbi Os, short Read, short Write, short? Except, uint NoteOob, short? User, int SysCount,
     bool PositiveFilters, bool DeleteLooksUpKnoteFirst, bool ErrorKeepsFlags, string Citation)
 {
+    /// <summary>An EV_ADD of an existing descriptor knote without EV_CLEAR fails: libkqueue's Linux
+    /// evfilt_read_knote_modify and evfilt_write_knote_modify return -1 (mheily/libkqueue src/linux/read.c
+    /// @04ca8661: "return (-1); /* STUB */"; @f9660896 unless the change has EV_CLEAR). Every kernel updates the knote.</summary>
+    public bool CannotModifyWithoutClear { get; init; }
+
     /// <summary>The EV_* flags and NOTE_TRIGGER: the same bits in every header below (FreeBSD sys/sys/event.h, xnu
     /// bsd/sys/event.h, NetBSD rev 1.54, OpenBSD rev 1.74, DragonFly, libkqueue include/sys/event.h).</summary>
     public const ushort EV_ADD = 0x1, EV_DELETE = 0x2, EV_ENABLE = 0x4, EV_DISABLE = 0x8, EV_ONESHOT = 0x10, EV_CLEAR = 0x20,
@@ -176,7 +181,10 @@ internal sealed record KqueueAbi(string Name, TargetAbi Os, short Read, short Wr
     public static KqueueAbi DragonFly { get; } = new("DragonFly", TargetAbi.DragonFly, -1, -2, -8, 0x2, -9, 10, false, false, false, "DragonFlyBSD sys/sys/event.h@f3cb9a78");
     /// <summary>libkqueue v2.6+: mheily/libkqueue include/sys/event.h @ 65f0c287: FreeBSD's numbers, USER -11, no EXCEPT,
     /// SYSCOUNT 12 (EVFILT_LIBKQUEUE -12). It runs on Linux: the OS numbers are Linux's.</summary>
-    public static KqueueAbi LibKqueue { get; } = new("libkqueue", TargetAbi.Linux, -1, -2, null, 0, -11, 12, false, false, false, "libkqueue include/sys/event.h@65f0c287");
+    public static KqueueAbi LibKqueue { get; } = new("libkqueue", TargetAbi.Linux, -1, -2, null, 0, -11, 12, false, false, false, "libkqueue include/sys/event.h@65f0c287")
+    {
+        CannotModifyWithoutClear = true,
+    };
 
     /// <summary>Every profile.</summary>
     public static IReadOnlyList<KqueueAbi> All { get; } = [FreeBsd14, FreeBsd15, MacOS, NetBsd, OpenBsd, OpenBsdWithoutUser, DragonFly, LibKqueue];

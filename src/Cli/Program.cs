@@ -28,12 +28,19 @@ scenarioOption.Validators.Add(result =>
 var backends = new Command("backends", "List every backend IoMux knows, whether it is available here, which one is chosen, and its capabilities.");
 backends.SetAction(_ => Commands.Backends(Console.Out));
 
+var abiOption = new Option<bool>("--abi")
+{
+    Description = "Instead of the scenarios: print every per-OS constant and struct layout IoMux uses here beside what the C compiler says from this OS's headers; exits 1 if any differs, 3 without a working C compiler.",
+};
 var check = new Command("check", "Run the conformance scenarios of docs/SEMANTICS.md on this machine; exits 1 if any fails.")
 {
     backendOption,
     scenarioOption,
+    abiOption,
 };
-check.SetAction(result => Commands.Check(Console.Out, result.GetValue(backendOption), result.GetValue(scenarioOption)));
+check.SetAction(result => result.GetValue(abiOption)
+    ? AbiCheck.Run(Console.Out)
+    : Commands.Check(Console.Out, result.GetValue(backendOption), result.GetValue(scenarioOption)));
 
 var proxy = ProxyCommand.Configure(new Command("proxy",
     "The socket-activation proxy (the same as iomux-socket-proxyd): relay the sockets passed by LISTEN_FDS to HOST:PORT or a Unix socket."));

@@ -93,6 +93,7 @@ public static class AbiCheck
             new("sizeof(struct stat)", stat.Size, "sizeof(struct stat)"),
             new("sizeof(struct pollfd)", Marshal.SizeOf<PollFd>(), "sizeof(struct pollfd)"),
             new("sizeof(struct timespec)", 16, "sizeof(struct timespec)"), // every 64-bit Timespec IoMux declares: two longs
+            new("sizeof(sockaddr_un.sun_path)", OsAbi.SunPathLength(os), "sizeof(((struct sockaddr_un*)0)->sun_path)"),
         };
         // Every errno IoMux names (Errno's fields); -1 there means "this OS has none".
         foreach (var field in typeof(Errno).GetFields(BindingFlags.Public | BindingFlags.Static).Where(f => f.FieldType == typeof(int)))
@@ -140,7 +141,7 @@ public static class AbiCheck
         var c = new StringBuilder();
         c.AppendLine("#define _GNU_SOURCE");
         c.AppendLine("#include <stdio.h>\n#include <stddef.h>\n#include <errno.h>\n#include <fcntl.h>\n#include <poll.h>\n#include <time.h>");
-        c.AppendLine("#include <sys/types.h>\n#include <sys/ioctl.h>\n#include <sys/resource.h>\n#include <sys/socket.h>\n#include <sys/stat.h>\n#include <netinet/in.h>");
+        c.AppendLine("#include <sys/types.h>\n#include <sys/ioctl.h>\n#include <sys/resource.h>\n#include <sys/socket.h>\n#include <sys/stat.h>\n#include <netinet/in.h>\n#include <sys/un.h>");
         c.AppendLine("#if defined(__sun)\n#include <sys/filio.h>\n#include <port.h>\n#endif");
         c.AppendLine("#if defined(__FreeBSD__) || defined(__APPLE__) || defined(__NetBSD__) || defined(__OpenBSD__) || defined(__DragonFly__)\n#include <sys/event.h>\n#endif");
         c.AppendLine("int main(void) {");

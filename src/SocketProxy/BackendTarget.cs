@@ -11,8 +11,9 @@ public sealed partial class BackendTarget
 {
     private readonly EndPoint? _fixed;
 
-    /// <summary>sockaddr_un's sun_path is 108 bytes on Linux (104 on the BSDs and macOS), terminator included.</summary>
-    private static int MaxSocketPathBytes => OperatingSystem.IsLinux() ? 107 : 103;
+    /// <summary>sockaddr_un's sun_path less its terminator (<see cref="Interop.OsAbi.SunPathLength"/>: 108 on Linux and
+    /// illumos, 104 on the BSDs and macOS).</summary>
+    private static int MaxSocketPathBytes { get; } = Interop.OsAbi.SunPathLength(Interop.Platform.Flavor) - 1;
 
     private BackendTarget(string text, string? host, int port, EndPoint? fixedEndpoint)
     {

@@ -215,7 +215,7 @@ internal sealed unsafe partial class EventPortModel : IEventPortSystem
                 p.Associations.Remove(set[i].Fd); // one-shot: the event dissociates the descriptor
                 if ((r & PortAbi.PollNval) != 0)
                     continue; // POLLNVAL: closed; a closed descriptor's association just disappears
-                events[count++] = new PortEvent { Events = FromLinux(r, set[i].Events), Source = PortAbi.SourceFd, Object = (ulong)set[i].Fd, User = set[i].User };
+                events[count++] = new PortEvent { Events = FromLinux(set[i].Fd, r, set[i].Events), Source = PortAbi.SourceFd, Object = (ulong)set[i].Fd, User = set[i].User };
             }
         }
         return count;
@@ -243,8 +243,14 @@ internal sealed unsafe partial class EventPortModel : IEventPortSystem
     // target does not define is not passed on: Linux would report for it what the target's kernel never would.
     private short ToLinux(int events) => (short)((events & LowBits) | ((RdHup != 0 && (events & RdHup) != 0) ? LinuxPollRdHup : 0));
 
-    private int FromLinux(short returned, int requested)
+    private int FromLinux(int fd, short returned, int requested)
     {
+        // illumos so_poll: "In sockets the errors are represented as input/output events": while a socket has a
+        // pending error it reports (POLLIN|POLLRDNORM|POLLOUT) & events and nothing else: no POLLERR, POLLHUP or
+        // POLLRDHUP (illumos-gate usr/src/uts/common/fs/sockfs/sockcommon_sops.c @0250c53a so_poll). Linux's POLLERR
+        // on a socket is that pending error.
+        if ((returned & PortAbi.PollErr) != 0 && IsSocket(fd))
+            return requested & (PortAbi.PollIn | PortAbi.PollOut);
         int events = returned & LowBits;
         if (RdHup != 0 && (returned & LinuxPollRdHup) != 0 && (requested & RdHup) != 0)
             events |= RdHup;
@@ -253,6 +259,13 @@ internal sealed unsafe partial class EventPortModel : IEventPortSystem
 
     private const int LowBits = PortAbi.PollIn | PortAbi.PollPri | PortAbi.PollOut | PortAbi.PollErr | PortAbi.PollHup | PortAbi.PollNval;
     private const int LinuxF_GETFD = 1;
+
+    /// <summary>st_mode's type is S_IFSOCK, read with Linux's layout (the model's own <see cref="TargetAbi.Linux"/>).</summary>
+    private static bool IsSocket(int fd)
+    {
+        byte* stat = stackalloc byte[256];
+        return LibC.fstat(fd, stat) == 0 && (*(uint*)(stat + TargetAbi.Linux.Stat.Mode) & 0xF000) == 0xC000;
+    }
 
     /// <inheritdoc />
     public void Close(int port)

@@ -65,6 +65,28 @@ public sealed unsafe class EventPortModelTests
 
     private const int PollIn = 0x1, PollOut = 0x4, PollHup = 0x10;
 
+    [Test(Description = "illumos so_poll: \"In sockets the errors are represented as input/output events\": a socket with a pending error (a reset) reports POLLIN|POLLOUT as requested and no POLLERR, POLLHUP or POLLRDHUP (sockcommon_sops.c @0250c53a).")]
+    public void ASocketErrorIsReportedAsInputAndOutputOnly()
+    {
+        using var listener = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.InterNetwork, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp);
+        listener.Bind(new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, 0));
+        listener.Listen(1);
+        using var client = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.InterNetwork, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp);
+        client.Connect(listener.LocalEndPoint!);
+        using (var peer = listener.Accept())
+            peer.LingerState = new System.Net.Sockets.LingerOption(true, 0); // close with SO_LINGER 0: RST
+        int fd = (int)client.Handle;
+        Assert.That(client.Poll(5_000_000, System.Net.Sockets.SelectMode.SelectRead), Is.True, "the RST did not arrive within 5 s");
+        const int RdHup = 0x4000;
+        Assert.That(_model.Associate(_port, fd, PollIn | PollOut | RdHup, 7), Is.Zero);
+        var (rc, events) = GetN(1, TimeSpan.FromSeconds(5));
+        Assert.That(rc, Is.Zero);
+        Assert.That(events.Single().Events, Is.EqualTo(PollIn | PollOut), "only the requested input/output bits");
+        Assert.That(_model.Associate(_port, fd, PollIn, 7), Is.Zero);
+        (rc, events) = GetN(1, TimeSpan.FromSeconds(5));
+        Assert.That(events.Single().Events, Is.EqualTo(PollIn), "as requested: no POLLOUT when only POLLIN was asked for");
+    }
+
     [Test(Description = "port_associate(3C): once an event for a PORT_SOURCE_FD object is retrieved, the object is no longer associated with the port; it must be re-associated to be watched again.")]
     public void RetrievingAnEventDissociatesTheDescriptor()
     {

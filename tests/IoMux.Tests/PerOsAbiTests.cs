@@ -58,6 +58,21 @@ public sealed class PerOsAbiTests
     public void AfInet6IsTheHeadersValue(string os, int expected) =>
         Assert.That(OsAbi.AfInet6(Os(os)), Is.EqualTo(expected));
 
+    // sun_path: illumos-gate usr/src/uts/common/sys/un.h "char sun_path[108]" after a 16-bit sun_family; Linux
+    //   include/uapi/linux/un.h UNIX_PATH_MAX 108; freebsd-src sys/sys/un.h and xnu bsd/sys/un.h "char sun_path[104]"
+    //   after sun_len and sun_family (compiled: /work/notes/abi/sockaddr.c, sizeof 110 and 106, sun_path at 2).
+    //   Before issue 20 the proxy allowed 103 bytes on every OS but Linux, illumos's 104 to 107 included.
+    [TestCase("Illumos", 108)]
+    [TestCase("Solaris", 108)]
+    [TestCase("Linux", 108)]
+    [TestCase("FreeBSD", 104)]
+    [TestCase("MacOS", 104)]
+    [TestCase("NetBSD", 104)]
+    [TestCase("OpenBSD", 104)]
+    [TestCase("DragonFly", 104)]
+    public void SunPathIsTheHeadersLength(string os, int expected) =>
+        Assert.That(OsAbi.SunPathLength(Os(os)), Is.EqualTo(expected));
+
     // illumos-gate usr/src/uts/common/sys/socket.h @0250c53ad267726f2438e3c6556199a0bbf588a2 line 141:
     //   #define SO_DGRAM_ERRIND 0x0200; the file defines no SO_REUSEPORT at all (nor does rust-lang/libc's solarish,
     //   illumos or solaris module @2eda1e52). Main set 0x200, which there asks for delayed datagram errors.

@@ -101,6 +101,13 @@ internal static class OsAbi
         _ => 0x200,
     };
 
+    /// <summary>sizeof(sockaddr_un.sun_path), the terminating NUL included. Linux 108 (include/uapi/linux/un.h
+    /// UNIX_PATH_MAX); illumos and Solaris 108 (illumos-gate usr/src/uts/common/sys/un.h); 104 on the 4.4BSD
+    /// descendants and macOS (freebsd-src sys/sys/un.h, xnu bsd/sys/un.h), after sun_len and an 8-bit sun_family. Both
+    /// layouts compiled with gcc 12.2 -m64 from the headers' structs (docs/BACKENDS.md "socket addresses"): sun_path
+    /// at offset 2 everywhere, sizeof 110 (Linux, illumos) and 106 (BSD).</summary>
+    public static int SunPathLength(UnixFlavor os) => os is UnixFlavor.Linux or UnixFlavor.Illumos or UnixFlavor.Solaris ? 108 : 104;
+
     /// <summary>SOL_SOCKET. Linux 1 (include/uapi/asm-generic/socket.h); 0xffff on the 4.4BSD descendants, macOS,
     /// illumos and Solaris (freebsd-src sys/sys/socket.h @ e87a6b5d; illumos-gate usr/src/uts/common/sys/socket.h @
     /// 0250c53a "#define SOL_SOCKET 0xffff").</summary>

@@ -54,16 +54,17 @@ public sealed partial class SystemdDifferentialTests
 
     /// <summary>The priorities (0-7, the facility masked off: systemd writes LOG_DAEMON's 24 in) of the proxy's lines
     /// whose message starts with <paramref name="start"/>. systemd-socket-activate's own lines carry no prefix.</summary>
-    private static List<int> Priorities(ProxyProcess proxy, string start)
+    private static List<int> Priorities(ProxyProcess proxy, string start) =>
+        [.. PrefixedLines(proxy).Where(line => line.Message.StartsWith(start, StringComparison.Ordinal)).Select(line => line.Priority)];
+
+    private static IEnumerable<(int Priority, string Message)> PrefixedLines(ProxyProcess proxy)
     {
-        var found = new List<int>();
         foreach (var line in proxy.Log.Split('\n'))
         {
             var match = PrefixedLine().Match(line.TrimEnd('\r'));
-            if (match.Success && match.Groups[2].Value.StartsWith(start, StringComparison.Ordinal))
-                found.Add(int.Parse(match.Groups[1].Value) & 7);
+            if (match.Success)
+                yield return (int.Parse(match.Groups[1].Value) & 7, match.Groups[2].Value);
         }
-        return found;
     }
 
     /// <summary>The priorities of the lines starting with <paramref name="start"/> once there are
@@ -186,6 +187,45 @@ public sealed partial class SystemdDifferentialTests
         var iomux = ProxyProcess.RunBinaryToExit(ProxyProcess.ProxyPath, null, arguments);
         Assert.That(observe(systemd.ExitCode, systemd.Output), Is.EqualTo($"exit 1, names {arguments[0]}: True, speaks of sockets or parameters: False"), systemd.Output);
         Assert.That(observe(iomux.ExitCode, iomux.Output), Is.EqualTo(observe(systemd.ExitCode, systemd.Output)), iomux.Output);
+    }
+
+    /// <summary>Several listening sockets (LISTEN_FDS=2): each is relayed, whichever the first client came to.</summary>
+    [Test, CancelAfter(60_000)]
+    public async Task SeveralListeningSocketsAreEachRelayed(CancellationToken cancel)
+    {
+        var seen = await Both(async binary =>
+        {
+            using var backend = TestBackend.Tcp(TestBackend.Echo);
+            int second = ProxyProcess.FreePort();
+            using var proxy = ProxyProcess.ActivatedBinary(PathOf(binary), Environment(), ["-l", $"127.0.0.1:{second}"], null, backend.Target);
+            var echoed = new List<long>();
+            foreach (var endpoint in new[] { new IPEndPoint(IPAddress.Loopback, second), proxy.Endpoint })
+            {
+                using var client = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+                await client.ConnectAsync(endpoint, cancel).AsTask().WaitAsync(TimeSpan.FromSeconds(5), cancel);
+                echoed.Add(await Exchange(client, 1000, cancel));
+            }
+            return $"echoed {string.Join(" and ", echoed)}; backend accepted {backend.Accepted}";
+        });
+        Assert.That(seen.Systemd, Is.EqualTo("echoed 1000 and 1000; backend accepted 2"), "systemd-socket-proxyd");
+        Assert.That(seen.IoMux, Is.EqualTo(seen.Systemd), "iomux-socket-proxyd");
+    }
+
+    /// <summary>A datagram socket passed in is refused at start: exit 1, with a line at error priority.</summary>
+    [Test, CancelAfter(60_000)]
+    public async Task ADatagramSocketIsRefusedAtStart(CancellationToken cancel)
+    {
+        var seen = await Both(async binary =>
+        {
+            using var proxy = ProxyProcess.ActivatedBinary(PathOf(binary), Environment(), ["--datagram"], null, "127.0.0.1:9");
+            using (var sender = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp))
+                await sender.SendToAsync(new byte[] { 1 }, SocketFlags.None, proxy.Endpoint, cancel); // starts the proxy
+            bool exited = proxy.WaitForExit(TimeSpan.FromSeconds(10));
+            var errors = PrefixedLines(proxy).Where(line => line.Priority <= 3).ToList();
+            return $"exited: {exited}, code {(exited ? proxy.ExitCode : -1)}; lines at error priority: {errors.Count > 0}";
+        });
+        Assert.That(seen.Systemd, Is.EqualTo("exited: True, code 1; lines at error priority: True"), "systemd-socket-proxyd");
+        Assert.That(seen.IoMux, Is.EqualTo(seen.Systemd), "iomux-socket-proxyd");
     }
 
     // ---- row 4, and row 3's option forms ---------------------------------------------------------------------------
@@ -393,6 +433,33 @@ public sealed partial class SystemdDifferentialTests
         }
         await TestBackend.SendAll(socket, "pong"u8.ToArray());
         socket.Shutdown(SocketShutdown.Send);
+    }
+
+    /// <summary>sd_notify under <c>Type=notify</c> with <c>WatchdogSec=</c>: both ping the watchdog (WATCHDOG=1); IoMux
+    /// also says READY=1 (with a STATUS=) once relaying and STOPPING=1 on SIGTERM, which systemd-socket-proxyd 252 does
+    /// not (a unit swapping in IoMux may say Type=notify; one written for systemd's can only say Type=simple).</summary>
+    [Test, CancelAfter(60_000)]
+    public async Task BothPingTheWatchdogAndIoMuxAlsoSaysReadyAndStopping(CancellationToken cancel)
+    {
+        var seen = await Both(async binary =>
+        {
+            using var manager = IoMux.Tests.Systemd.NotifySocket.Abstract();
+            using var backend = TestBackend.Tcp(TestBackend.Echo);
+            var environment = Environment();
+            environment["NOTIFY_SOCKET"] = manager.Address;
+            environment["WATCHDOG_USEC"] = "400000";
+            using var proxy = ProxyProcess.ActivatedBinary(PathOf(binary), environment, [], null, backend.Target);
+            using (var client = proxy.Connect())
+                Assert.That(await Exchange(client, 1000, cancel), Is.EqualTo(1000));
+            var messages = manager.ReceiveFor(TimeSpan.FromSeconds(1));
+            proxy.Signal(ProxyProcess.SIGTERM);
+            Assert.That(proxy.WaitForExit(TimeSpan.FromSeconds(5)), Is.True, $"{binary} did not stop");
+            messages.AddRange(manager.ReceiveFor(TimeSpan.FromMilliseconds(300)));
+            // The kinds of message, in the order each first came (STATUS= rides along with READY=1 and STOPPING=1).
+            return string.Join(" ", messages.Select(m => m.Text.Split('\n')[0]).Distinct());
+        });
+        Assert.That(seen.Systemd, Is.EqualTo("WATCHDOG=1"), "systemd-socket-proxyd 252");
+        Assert.That(seen.IoMux, Is.EqualTo("READY=1 WATCHDOG=1 STOPPING=1"), "iomux-socket-proxyd");
     }
 
     /// <summary>A backend that resets the connection: IoMux passes the reset on to the client; systemd closes the

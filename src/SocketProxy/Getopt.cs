@@ -30,8 +30,21 @@ internal static class Getopt
     private static bool IsRepeatable(string name) => name is "listen";
 
     /// <summary>The arguments in the canonical form described above.</summary>
-    public static string[] Canonical(IReadOnlyList<string> args)
+    public static string[] Canonical(IReadOnlyList<string> args) => Read(args, out _);
+
+    /// <summary>The first option neither program knows (<c>--bogus</c>, <c>-x</c>) when no target is given, else null.
+    /// getopt_long reports such an option before the missing target is noticed; System.CommandLine would take it
+    /// for the target instead (its unmatched tokens fill an empty argument), so that <c>--bogus</c> alone got as far
+    /// as "No listening socket was passed". The caller reports it, as System.CommandLine words it with a target.</summary>
+    public static string? UnrecognizedWithoutTarget(IReadOnlyList<string> args)
     {
+        Read(args, out var unrecognized);
+        return unrecognized;
+    }
+
+    private static string[] Read(IReadOnlyList<string> args, out string? unrecognizedWithoutTarget)
+    {
+        string? unrecognized = null;
         var options = new List<(string Name, string? Value)>();
         var passedOn = new List<string>(); // not understood: System.CommandLine reports it
         var operands = new List<string>();
@@ -51,6 +64,8 @@ internal static class Getopt
                 string? name = LongName(written);
                 if (name is null || (IsFlag(name) && equals >= 0))
                 {
+                    if (name is null)
+                        unrecognized ??= arg;
                     passedOn.Add(arg);
                     continue;
                 }
@@ -71,10 +86,16 @@ internal static class Getopt
             else if (arg.Length > 2 && arg.StartsWith("-c", StringComparison.Ordinal))
                 options.Add(("connections-max", arg[2..]));
             else if (arg.Length > 1 && arg[0] == '-')
-                passedOn.Add(arg); // -?, bundles, unknown short options, a lone -c: System.CommandLine's to read
+            {
+                // -?, bundles, unknown short options, a lone -c: System.CommandLine's to read.
+                if (arg[1] is not ('?' or 'h' or 'c'))
+                    unrecognized ??= arg;
+                passedOn.Add(arg);
+            }
             else
                 operands.Add(arg); // "-" is an operand, as in getopt
         }
+        unrecognizedWithoutTarget = operands.Count == 0 ? unrecognized : null;
         var result = new List<string>(args.Count);
         for (int i = 0; i < options.Count; i++)
         {

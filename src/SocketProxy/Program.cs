@@ -9,7 +9,9 @@ MeterPublication.Defer();
 // (--help, --version, mistakes) goes through it, as getopt_long would read it (Getopt).
 int code = ProxyCommand.TryReadCommon(args, out var options, out var listen)
     ? UnixCommand.Guard(ProxyCommand.ProgramName, args, _ => ProxyCommand.Run(options, listen))
-    : ReadWithSystemCommandLine(Getopt.Canonical(args));
+    : Getopt.UnrecognizedWithoutTarget(args) is { } unrecognized
+        ? UnixCommand.Guard(ProxyCommand.ProgramName, args, log => UnixCommand.ReportUnrecognized(log, ProxyCommand.ProgramName, unrecognized))
+        : ReadWithSystemCommandLine(Getopt.Canonical(args));
 // systemd-socket-proxyd exits 1 on every failure, a bad command line included (and a unit's
 // RestartPreventExitStatus= or a script may test for it): no 2 here, unlike iomux's usage errors.
 return code == UnixCommand.UsageError ? UnixCommand.RuntimeError : code;

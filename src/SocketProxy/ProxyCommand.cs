@@ -28,7 +28,7 @@ public static class ProxyCommand
         }.ParsedWith(BackendTarget.Parse);
         var connectionsMax = UnixCommand.BoundedInt("--connections-max", "-c", "a connection count", 1, int.MaxValue, ProxyOptions.DefaultConnectionsMax);
         connectionsMax.Description = "Set the maximum number of connections to be accepted. As in systemd-socket-proxyd, a client that finds more than this many open is closed at once (so N+1 are relayed); see --at-limit.";
-        var exitIdle = SpanOption("--exit-idle-time", "Exit when without a connection for this duration (systemd.time(7) format: 30s, 5min, infinity).");
+        var exitIdle = SpanOption("--exit-idle-time", "Exit when without a connection for this duration, counted once a first connection has ended, as systemd-socket-proxyd (systemd.time(7) format: 30s, 5min, infinity).");
         var listen = new Option<string[]>("--listen")
         {
             Description = "Extension: listen on ADDRESS (HOST:PORT or a socket path) itself instead of receiving sockets by socket activation (LISTEN_FDS). Repeatable.",
@@ -48,7 +48,7 @@ public static class ProxyCommand
                 }
             }
         });
-        var drain = SpanOption("--drain-time", "Extension: after SIGTERM/SIGINT, how long active connections may finish before they are closed (default 10s).");
+        var drain = SpanOption("--drain-time", "Extension: after SIGTERM/SIGINT, stop accepting and let active connections finish for up to this long before closing them (default: none, they are closed and the proxy exits at once, as systemd-socket-proxyd).");
         var connectTimeout = SpanOption("--connect-timeout", "Extension: how long a backend connect may take before its client is closed (default 30s).");
         var copyMode = new Option<string>("--copy")
         {
@@ -84,7 +84,7 @@ public static class ProxyCommand
         Target = target,
         ConnectionsMax = connectionsMax,
         ExitIdleTime = Span(exitIdle, fallback: null),
-        DrainTime = Span(drain, TimeSpan.FromSeconds(10)) ?? MaxTimer,
+        DrainTime = Span(drain, TimeSpan.Zero) ?? MaxTimer,
         ConnectTimeout = Span(connectTimeout, TimeSpan.FromSeconds(30)) ?? TimeSpan.FromDays(1),
         CopyMode = copy is not null ? ParseCopyMode(copy) : OperatingSystem.IsLinux() ? CopyMode.Splice : CopyMode.Buffer,
     };

@@ -9,9 +9,14 @@ internal sealed class ProxyLog(ILogger logger)
     public void Listening(int count, string target, string backend) =>
         logger.LogInformation("Relaying {Count} listening socket(s) to {Target} ({Backend} backend).", count, target, backend);
 
+    /// <summary>At error priority, as systemd-socket-proxyd's "Failed to connect to remote host: %m" (ProxyServer.OnBackendUnreachable).</summary>
     public void BackendUnreachable(string target, int errno, string? detail) =>
-        logger.LogWarning("Cannot connect to {Target}: {Error}. Clients are closed until it answers again (logged once).",
+        logger.LogError("Failed to connect to {Target}: {Error}; client closed.",
             target, detail ?? $"{Errno.Name(errno)} ({Errno.Describe(errno)})");
+
+    public void BackendFailuresSuppressed(string target, long suppressed, int perSecond) =>
+        logger.LogError("Failed to connect to {Target}: {Suppressed} more failure(s) in the last second not logged (suppressed past {PerSecond} lines a second).",
+            target, suppressed, perSecond);
 
     public void BackendReachable(string target, long failures) =>
         logger.LogInformation("{Target} answers again after {Failures} failed connection(s).", target, failures);

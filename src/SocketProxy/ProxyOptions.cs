@@ -19,14 +19,16 @@ public sealed class ProxyOptions
     /// <see cref="ConnectionsMax"/> open connections, so that clients wait in the backlog rather than being refused.</summary>
     public bool QueueAtLimit { get; init; }
 
-    /// <summary>Exit after this long without a connection; null: never.</summary>
+    /// <summary>Exit after this long without a connection, counted from the end of the first (as systemd-socket-proxyd:
+    /// a proxy that never had one does not exit); null: never.</summary>
     public TimeSpan? ExitIdleTime { get; init; }
 
     /// <summary>How long a backend connect may take before the client is closed.</summary>
     public TimeSpan ConnectTimeout { get; init; } = TimeSpan.FromSeconds(30);
 
-    /// <summary>After SIGTERM or SIGINT: how long active connections may go on before they are closed.</summary>
-    public TimeSpan DrainTime { get; init; } = TimeSpan.FromSeconds(10);
+    /// <summary>After SIGTERM or SIGINT: how long active connections may go on before they are closed. Zero (the
+    /// default, <c>--drain-time</c> absent): closed at once and the proxy exits, as systemd-socket-proxyd does.</summary>
+    public TimeSpan DrainTime { get; init; } = TimeSpan.Zero;
 
     /// <summary>After EMFILE (or ENFILE, ENOBUFS, ENOMEM) on accept: how long accepting pauses.</summary>
     public TimeSpan AcceptRetryDelay { get; init; } = TimeSpan.FromMilliseconds(200);

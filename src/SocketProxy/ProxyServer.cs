@@ -46,6 +46,13 @@ public sealed class ProxyServer
     private bool _acceptPaused, _stopping, _backendFailing, _shortageLogged;
     private long _failuresWhileDown, _nextId;
 
+    /// <summary>At most this many failed-connect lines a second; the rest are counted in one line at the second's end.</summary>
+    internal const int FailureLinesPerSecond = 10;
+    private long _failureWindowStart = long.MinValue / 2; // Environment.TickCount64 ms
+    private int _failureLines;
+    private long _failuresSuppressed;
+    private TimerSource? _suppressedTimer;
+
     /// <summary>Serves <paramref name="listeners"/> (non-blocking listening stream sockets, owned by the server from
     /// now on) on <paramref name="loop"/>.</summary>
     public ProxyServer(EventLoop loop, IReadOnlyList<int> listeners, ProxyOptions options, ILogger logger)
@@ -263,14 +270,42 @@ public sealed class ProxyServer
         UpdateIdleTimer();
     }
 
+    /// <summary>A client is given up because its backend connect failed. systemd-socket-proxyd 252 logs every such
+    /// failure at error priority (connect_cb and connection_start in src/socket-proxy/socket-proxyd.c:
+    /// <c>log_error_errno(error, "Failed to connect to remote host: %m")</c>; resolve_handler's
+    /// <c>log_error("Failed to resolve host: ...")</c>), so that <c>journalctl -p err</c> shows them (issue 21, item 6).
+    /// So does this, up to <see cref="FailureLinesPerSecond"/> lines a second: a client loop against a dead
+    /// backend must not flood the journal; the failures past that are counted in one line when the second ends.</summary>
     internal void OnBackendUnreachable(int errno, string? detail)
     {
         Counters.BackendFailures++;
         _failuresWhileDown++;
-        if (_backendFailing)
-            return;
         _backendFailing = true;
-        Log.BackendUnreachable(Options.Target.Text, errno, detail);
+        long now = Environment.TickCount64;
+        if (now - _failureWindowStart >= 1000)
+        {
+            _failureWindowStart = now;
+            _failureLines = 0;
+        }
+        if (_failureLines < FailureLinesPerSecond)
+        {
+            _failureLines++;
+            Log.BackendUnreachable(Options.Target.Text, errno, detail);
+            return;
+        }
+        if (_failuresSuppressed++ == 0)
+            _suppressedTimer = Loop.AddTimer(TimeSpan.FromMilliseconds(Math.Max(1, _failureWindowStart + 1000 - now)), _ => LogSuppressedFailures(),
+                accuracy: TimeSpan.FromMilliseconds(50), description: "failed-connect log limit");
+    }
+
+    private void LogSuppressedFailures()
+    {
+        _suppressedTimer?.Dispose();
+        _suppressedTimer = null;
+        if (_failuresSuppressed == 0)
+            return;
+        Log.BackendFailuresSuppressed(Options.Target.Text, _failuresSuppressed, FailureLinesPerSecond);
+        _failuresSuppressed = 0;
     }
 
     /// <summary>A connection is relaying: the backend answers and descriptors were found.</summary>
@@ -284,9 +319,13 @@ public sealed class ProxyServer
         _failuresWhileDown = 0;
     }
 
+    /// <summary>The idle timer runs while no connection is open, from the end of the first one: as in
+    /// systemd-socket-proxyd 252, whose idle timer is created only in connection_release (socket-proxyd.c), so that a
+    /// proxy started with no client waiting (a unit started by hand, or the socket unit's first client gone before
+    /// the proxy took it) never exits by --exit-idle-time (issue 21, item 7).</summary>
     private void UpdateIdleTimer()
     {
-        if (Options.ExitIdleTime is not { } idle || _stopping)
+        if (Options.ExitIdleTime is not { } idle || _stopping || Counters.Accepted == 0)
             return;
         if (_connections.Count > 0)
         {
@@ -304,9 +343,10 @@ public sealed class ProxyServer
         }
     }
 
-    /// <summary>Stops accepting (closing the listening sockets) and exits the loop with 0 once the active
-    /// connections have ended, or after <see cref="ProxyOptions.DrainTime"/> by closing them. A second call
-    /// closes them at once.</summary>
+    /// <summary>Stops accepting (closing the listening sockets) and exits the loop with 0: at once, closing the
+    /// active connections, when <see cref="ProxyOptions.DrainTime"/> is zero (the default, as systemd-socket-proxyd,
+    /// which installs no SIGTERM handler and dies by the signal: issue 21, item 5); otherwise once they have ended,
+    /// or after the drain time by closing them. A second call closes them at once.</summary>
     public void Stop()
     {
         if (_stopping)
@@ -315,7 +355,9 @@ public sealed class ProxyServer
             return;
         }
         _stopping = true;
-        Service?.Stopping(_connections.Count == 0 ? "Stopping" : $"Draining {_connections.Count} connection(s) for up to {Options.DrainTime.TotalSeconds} s");
+        bool drain = Options.DrainTime > TimeSpan.Zero && _connections.Count > 0;
+        Service?.Stopping(!drain ? "Stopping" : $"Draining {_connections.Count} connection(s) for up to {Options.DrainTime.TotalSeconds} s");
+        LogSuppressedFailures();
         _idleTimer?.Dispose();
         _acceptRetry?.Dispose();
         _budgetCheck?.Dispose();
@@ -325,9 +367,9 @@ public sealed class ProxyServer
             listener.Dispose();
             LibC.CloseQuietly(listener.Descriptor);
         }
-        if (_connections.Count == 0)
+        if (!drain)
         {
-            Loop.Exit(0);
+            CloseAll();
             return;
         }
         Log.Draining(_connections.Count, Options.DrainTime);

@@ -65,6 +65,14 @@ internal static class UnixCommand
             return result.Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false, Error = error ?? Console.Error });
         }, error);
 
+    /// <summary>An option nobody knows, reported as System.CommandLine's parse error for it reads (see <see cref="Run"/>),
+    /// with <see cref="UsageError"/>.</summary>
+    public static int ReportUnrecognized(StderrLogger log, string command, string option)
+    {
+        log.LogError("Unrecognized command or argument '{Option}' (see {Command} --help)", option, command);
+        return UsageError;
+    }
+
     /// <summary>How both commands parse: without response files. System.CommandLine would replace an argument
     /// <c>@word</c> by the contents of the file <c>word</c> in the working directory (<c>/</c> under systemd), so
     /// that <c>iomux-socket-proxyd @name</c>, systemd-socket-proxyd's abstract socket target, read its target from

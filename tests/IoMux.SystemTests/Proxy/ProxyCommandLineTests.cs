@@ -64,6 +64,16 @@ public sealed partial class ProxyCommandLineTests
         Assert.That(output, Does.Contain("No listening socket was passed (LISTEN_FDS is not set)"));
     }
 
+    /// <summary>An unknown option is reported before a missing target or missing sockets, as getopt_long reports it
+    /// (System.CommandLine would take it for the target; SystemdDifferentialTests compares with systemd's binary).</summary>
+    [TestCase("--bogus"), TestCase("-x"), TestCase("--bogus", "--connections-max=3")]
+    public void AnUnknownOptionWithoutATargetIsReportedAsSuch(params string[] arguments)
+    {
+        var (code, output) = ProxyProcess.RunToExit(null, arguments);
+        Assert.That(code, Is.EqualTo(1));
+        Assert.That(output.Trim(), Is.EqualTo($"iomux-socket-proxyd: Unrecognized command or argument '{arguments[0]}' (see iomux-socket-proxyd --help)"));
+    }
+
     [Test]
     public void SocketsMeantForAnotherProcessAreRefused()
     {

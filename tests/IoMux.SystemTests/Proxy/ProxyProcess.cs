@@ -19,9 +19,11 @@ internal sealed partial class ProxyProcess : IDisposable
 
     public static string ProxyPath => Path.Combine(AppContext.BaseDirectory, "iomux-socket-proxyd");
 
-    private ProxyProcess(string fileName, IEnumerable<string> arguments, IDictionary<string, string>? environment)
+    private ProxyProcess(string fileName, IEnumerable<string> arguments, IDictionary<string, string>? environment, string? workingDirectory = null)
     {
         var start = new ProcessStartInfo(fileName) { RedirectStandardError = true, RedirectStandardOutput = true, UseShellExecute = false };
+        if (workingDirectory is not null)
+            start.WorkingDirectory = workingDirectory;
         foreach (var argument in arguments)
             start.ArgumentList.Add(argument);
         if (environment is not null)
@@ -49,13 +51,19 @@ internal sealed partial class ProxyProcess : IDisposable
         ActivatedWithOptions(environment, [], proxyArguments);
 
     /// <summary>Activation with extra systemd-socket-activate options (e.g. --fdname).</summary>
-    public static ProxyProcess ActivatedWithOptions(IDictionary<string, string>? environment, string[] activatorOptions, params string[] proxyArguments)
+    public static ProxyProcess ActivatedWithOptions(IDictionary<string, string>? environment, string[] activatorOptions, params string[] proxyArguments) =>
+        ActivatedBinary(ProxyPath, environment, activatorOptions, null, proxyArguments);
+
+    /// <summary>Activation of <paramref name="binary"/> (this proxy or systemd-socket-proxyd, which the differential
+    /// tests start the same way), in <paramref name="workingDirectory"/> (null: the test's).</summary>
+    public static ProxyProcess ActivatedBinary(string binary, IDictionary<string, string>? environment, string[] activatorOptions,
+        string? workingDirectory, params string[] proxyArguments)
     {
         TestProcesses.RequireTool("systemd-socket-activate", "it starts the proxy as systemd would");
         var port = FreePort();
         // systemd-socket-activate passes on only the variables named with -E (as a unit's Environment= would).
         var passed = (environment ?? new Dictionary<string, string>()).SelectMany(pair => new[] { "-E", $"{pair.Key}={pair.Value}" });
-        var proxy = new ProxyProcess("systemd-socket-activate", ["-l", $"127.0.0.1:{port}", .. activatorOptions, .. passed, ProxyPath, .. proxyArguments], null)
+        var proxy = new ProxyProcess("systemd-socket-activate", ["-l", $"127.0.0.1:{port}", .. activatorOptions, .. passed, binary, .. proxyArguments], null, workingDirectory)
         {
             Endpoint = new IPEndPoint(IPAddress.Loopback, port),
         };
@@ -75,10 +83,19 @@ internal sealed partial class ProxyProcess : IDisposable
         return proxy;
     }
 
+    /// <summary>Any program (a shell that passes a socket on, say) whose clients connect to <paramref name="endpoint"/>;
+    /// returns at once.</summary>
+    public static ProxyProcess Started(string fileName, IEnumerable<string> arguments, IDictionary<string, string>? environment, IPEndPoint endpoint) =>
+        new(fileName, arguments, environment) { Endpoint = endpoint };
+
     /// <summary>Runs the proxy binary to completion (command-line tests).</summary>
-    public static (int ExitCode, string Output) RunToExit(IDictionary<string, string>? environment, params string[] arguments)
+    public static (int ExitCode, string Output) RunToExit(IDictionary<string, string>? environment, params string[] arguments) =>
+        RunBinaryToExit(ProxyPath, environment, arguments);
+
+    /// <summary>Runs <paramref name="binary"/> (this proxy or systemd-socket-proxyd) to completion.</summary>
+    public static (int ExitCode, string Output) RunBinaryToExit(string binary, IDictionary<string, string>? environment, params string[] arguments)
     {
-        using var proxy = new ProxyProcess(ProxyPath, arguments, environment);
+        using var proxy = new ProxyProcess(binary, arguments, environment);
         if (!proxy.WaitForExit(TimeSpan.FromSeconds(20)))
             throw new TimeoutException("the proxy did not exit");
         return (proxy._process.ExitCode, proxy.Log);

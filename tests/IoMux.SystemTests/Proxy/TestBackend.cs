@@ -47,6 +47,15 @@ internal sealed class TestBackend : IDisposable
         return new TestBackend(listener, $"127.0.0.1:{((IPEndPoint)listener.LocalEndPoint!).Port}", null, handler);
     }
 
+    /// <summary>On ::1, its target written as systemd-socket-proxyd takes it (<c>::1:PORT</c>, split at the last colon).</summary>
+    public static TestBackend TcpIPv6(Func<Socket, Task> handler)
+    {
+        var listener = new Socket(AddressFamily.InterNetworkV6, SocketType.Stream, ProtocolType.Tcp);
+        listener.Bind(new IPEndPoint(IPAddress.IPv6Loopback, 0));
+        listener.Listen(1024);
+        return new TestBackend(listener, $"::1:{((IPEndPoint)listener.LocalEndPoint!).Port}", null, handler);
+    }
+
     public static TestBackend Unix(Func<Socket, Task> handler)
     {
         var path = Path.Combine(Path.GetTempPath(), $"iomux-proxy-test-{Guid.NewGuid():N}.sock");

@@ -69,12 +69,22 @@ public static class ProxyCommand
         command.Add(connectTimeout);
         command.Add(copyMode);
         command.Add(atLimit);
-        command.SetAction(result => run(
+        command.SetAction(result => UnknownOptionAsTarget(result, target) is { } option
+            ? UnixCommand.ReportUnrecognized(result, option)
+            : run(
             ToOptions(result.GetValue(target)!, UnixCommand.GetInt(result, connectionsMax), result.GetValue(exitIdle),
                 result.GetValue(drain), result.GetValue(connectTimeout), result.GetValue(copyMode), result.GetValue(atLimit)),
             result.GetValue(listen) ?? []));
         return command;
     }
+
+    /// <summary>An unknown option where the target should be (<c>iomux proxy --bogus</c>): System.CommandLine fills
+    /// the empty target with it, so that it got as far as "No listening socket was passed"; getopt_long reports the
+    /// option first (iomux-socket-proxyd does through <see cref="Getopt.UnrecognizedWithoutTarget"/>). A target
+    /// starting with '-' can still be given after "--".</summary>
+    private static string? UnknownOptionAsTarget(ParseResult result, Argument<BackendTarget> target) =>
+        result.GetResult(target)?.Tokens is [{ Value: ['-', _, ..] option }]
+            && !result.Tokens.Any(t => t.Type == System.CommandLine.Parsing.TokenType.DoubleDash) ? option : null;
 
     /// <summary>The options from the values given (null: absent), checked already.</summary>
     private static ProxyOptions ToOptions(BackendTarget target, int connectionsMax, string? exitIdle, string? drain,

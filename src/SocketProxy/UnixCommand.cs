@@ -67,6 +67,14 @@ internal static class UnixCommand
 
     /// <summary>An option nobody knows, reported as System.CommandLine's parse error for it reads (see <see cref="Run"/>),
     /// with <see cref="UsageError"/>.</summary>
+    /// <summary>The same from inside a command's action, on stderr as <see cref="Run"/> reports a parse error.</summary>
+    public static int ReportUnrecognized(ParseResult result, string option)
+    {
+        var path = CommandPath(result.CommandResult);
+        Console.Error.WriteLine($"{path.Split(' ')[0]}: Unrecognized command or argument '{option}' (see {path} --help)");
+        return UsageError;
+    }
+
     public static int ReportUnrecognized(StderrLogger log, string command, string option)
     {
         log.LogError("Unrecognized command or argument '{Option}' (see {Command} --help)", option, command);

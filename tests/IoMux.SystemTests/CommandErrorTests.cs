@@ -52,6 +52,9 @@ public sealed partial class CommandErrorTests
         new(Proxy, ["-x", "127.0.0.1:9"], null, 1, "iomux-socket-proxyd: Unrecognized command or argument '-x'"),
         new(Proxy, ["--listen", "localhost:80", "127.0.0.1:9"], null, 1, "iomux-socket-proxyd: --listen localhost:80: give a numeric address"),
         new(Iomux, ["proxy", "--copy", "pipe", "127.0.0.1:9"], null, 2, "iomux: --copy: 'pipe' is neither splice nor buffer (see iomux proxy --help)"),
+        // An unknown option where the target should be is reported as such (System.CommandLine took it for the target).
+        new(Iomux, ["proxy", "--bogus"], null, 2, "iomux: Unrecognized command or argument '--bogus' (see iomux proxy --help)"),
+        new(Iomux, ["proxy", "-x"], null, 2, "iomux: Unrecognized command or argument '-x' (see iomux proxy --help)"),
         // Runtime errors: 1.
         new(Iomux, ["hello", "-p", "{busy}"], null, 1, "iomux: cannot listen on 127.0.0.1:{busy}: address in use (EADDRINUSE)"),
         new(Iomux, ["echo", "-p", "{busy}"], null, 1, "iomux: cannot listen on 127.0.0.1:{busy}: address in use (EADDRINUSE)"),

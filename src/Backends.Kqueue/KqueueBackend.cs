@@ -31,7 +31,10 @@ public sealed class KqueueBackend : IPollerBackend, IKernelWait, IOwnedRegistrat
     private readonly IKqueueSystem _system;
     private readonly KqueuePlatform _os;
     private readonly KernelErrnos _errnos;
-    private readonly int _kq;
+    private int _kq;                             // replaced by a rebuild (CloseKeepsKnotes); read by wakers
+    private readonly List<int> _retired = [];    // queues a rebuild replaced: closed with the backend (a waker may still name one)
+    private bool _sawStale;                      // this wait saw an event no registration owns
+    private int _staleRounds;
     private readonly bool _userWake;
     private readonly WakePipe? _pipe;
     private readonly KEvent[] _receipts = new KEvent[6]; // a delete and an add per filter (libkqueue re-adds)
@@ -66,7 +69,7 @@ public sealed class KqueueBackend : IPollerBackend, IKernelWait, IOwnedRegistrat
             {
                 // No EVFILT_USER: a self-pipe whose read end is an ordinary filter.
                 _pipe = new WakePipe();
-                int rc = Control([new KEvent { Ident = (ulong)_pipe.ReadEnd, Filter = _os.Read, Flags = EV_ADD | EV_RECEIPT, UData = DescriptorTable.WakeData }]);
+                int rc = Control(WakePipeChange());
                 if (rc != 0)
                     throw new PosixException("kevent(EV_ADD, wake pipe)", rc);
             }
@@ -81,6 +84,8 @@ public sealed class KqueueBackend : IPollerBackend, IKernelWait, IOwnedRegistrat
             TimeoutResolution: TimeSpan.FromTicks(1), MaxDescriptor: int.MaxValue,
             NativePriority: _os.Except is not null);
     }
+
+    private KEvent[] WakePipeChange() => [new KEvent { Ident = (ulong)_pipe!.ReadEnd, Filter = _os.Read, Flags = EV_ADD | EV_RECEIPT, UData = DescriptorTable.WakeData }];
 
     /// <summary>The OS table the backend runs on (filters, layout).</summary>
     internal KqueuePlatform Platform => _os;
@@ -254,6 +259,59 @@ public sealed class KqueueBackend : IPollerBackend, IKernelWait, IOwnedRegistrat
     {
         if (_core.IsDisposed)
             throw new ObjectDisposedException(nameof(KqueueBackend));
+        if (!_sawStale)
+        {
+            _staleRounds = 0;
+            return;
+        }
+        _sawStale = false;
+        // A kernel kqueue removes a descriptor's knotes at close(2), so an event nobody owns is one of a registration
+        // deleted during the wait, and it does not come back. A user-space kqueue (libkqueue) cannot see the close: the
+        // knote of a descriptor closed before it was deregistered stays, keeps firing while a dup holds the file, and
+        // cannot be deleted (its number is gone). Two such rounds in a row: only a new queue drops it (as epoll's rebuild).
+        if (_os.CloseKeepsKnotes && ++_staleRounds >= 2)
+        {
+            lock (_core.Gate)
+            {
+                _core.ThrowIfDisposed(this);
+                RebuildQueue();
+            }
+        }
+    }
+
+    /// <summary>Replaces the queue with a new one holding the wake and the live registrations only. The old queue is
+    /// retired, not closed: a waker that read its number may still trigger it (it is closed with the backend).</summary>
+    private void RebuildQueue()
+    {
+        int fresh = _system.Create();
+        if (fresh < 0)
+            return; // EMFILE: try again at the next stale round
+        int old = _kq;
+        Volatile.Write(ref _kq, fresh);
+        int rc = _userWake
+            ? Control([new KEvent { Ident = WakeIdent, Filter = _os.User!.Value, Flags = EV_ADD | EV_CLEAR | EV_RECEIPT }])
+            : Control(WakePipeChange());
+        foreach (var entry in _core.Table.Live)
+        {
+            if (entry.Orphaned || entry.Interest == Interest.None)
+                continue;
+            entry.InKernel = Interest.None; // nothing of it is in the new queue yet
+            rc |= Submit(entry, delete: false);
+            if (entry.Mode == TriggerMode.Oneshot && entry.Armed == Interest.None)
+                DisableSiblings(entry); // a oneshot that reported stays disarmed until it is re-armed
+        }
+        if (rc != 0)
+        {
+            // Could not carry everything over: keep the old queue (still spinning, but nothing lost) and try again.
+            Volatile.Write(ref _kq, old);
+            _system.Close(fresh);
+            return;
+        }
+        _retired.Add(old);
+        _staleRounds = 0;
+        _core.Counters.OnKernelSetRebuilt();
+        // A wake requested while the old queue was current was consumed by the wait that saw it (the wake gate), so
+        // nothing is owed to the new queue.
     }
 
     int IKernelWait.KernelWait(int capacity, TimeSpan slice, out int errno)
@@ -290,8 +348,13 @@ public sealed class KqueueBackend : IPollerBackend, IKernelWait, IOwnedRegistrat
             if ((e.Flags & EV_ERROR) != 0)
                 continue; // a sibling disable for a descriptor closed meanwhile: nothing to tell
             var entry = _core.Table.Resolve(e.UData);
-            if (entry is null || entry.Orphaned || entry.Armed == Interest.None)
-                continue; // gone, replaced, or a oneshot that already reported
+            if (entry is null)
+            {
+                _sawStale = true; // deleted during the wait, or (CloseKeepsKnotes) a knote that outlived its number
+                continue;
+            }
+            if (entry.Orphaned || entry.Armed == Interest.None)
+                continue; // replaced, or a oneshot that already reported
             if (entry.Owner is { IsClosed: true })
             {
                 Orphan(entry);
@@ -380,6 +443,8 @@ public sealed class KqueueBackend : IPollerBackend, IKernelWait, IOwnedRegistrat
         if (!_core.BeginDispose())
             return;
         _system.Close(_kq);
+        foreach (int retired in _retired)
+            _system.Close(retired);
         _pipe?.Dispose();
     }
 }

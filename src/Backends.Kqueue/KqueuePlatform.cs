@@ -16,6 +16,9 @@ namespace IoMux.Backends.Kqueue;
 /// <param name="User">EVFILT_USER, or null where the OS has none (the wake then uses a pipe).</param>
 /// <param name="FilterCount">EVFILT_SYSCOUNT: the kernel accepts filters -1 .. -FilterCount (NetBSD: 0 .. FilterCount-1).</param>
 /// <param name="PositiveFilters">NetBSD numbers its filters from 0 upwards.</param>
+/// <param name="CloseKeepsKnotes">close(2) does not remove a descriptor's knotes (libkqueue, a user-space kqueue
+/// on Linux: mheily/libkqueue BUGS.md "If a file descriptor outside of kqueue is closed, the internal kqueue state is
+/// not cleaned up"): the backend replaces the queue when such a knote keeps firing.</param>
 /// <param name="ReAddNeedsFreshKnote">An EV_ADD of an existing knote without EV_CLEAR fails (libkqueue on Linux): a
 /// level or oneshot re-arm deletes the knote and adds a new one instead of updating it.</param>
 internal sealed record KqueuePlatform(
@@ -28,7 +31,8 @@ internal sealed record KqueuePlatform(
     short? User,
     int FilterCount,
     bool PositiveFilters = false,
-    bool ReAddNeedsFreshKnote = false)
+    bool ReAddNeedsFreshKnote = false,
+    bool CloseKeepsKnotes = false)
 {
     /// <summary>Whether the kernel's range check (FreeBSD <c>kqueue_fo_find</c>, xnu <c>kevent_register</c>,
     /// OpenBSD and DragonFly <c>kqueue_register</c>) accepts <paramref name="filter"/>.</summary>
@@ -83,7 +87,7 @@ internal sealed record KqueuePlatform(
     /// <c>evfilt_write_knote_modify</c> return -1 (a STUB at mheily/libkqueue src/linux/read.c @04ca8661; at
     /// @f9660896 they accept only a change carrying EV_CLEAR), so an EV_ADD of an existing knote in level or oneshot
     /// mode fails there where every kernel updates it.</para></summary>
-    public static KqueuePlatform LibKqueue { get; } = new("libkqueue", KeventLayout.Darwin, -1, -2, null, 0, -11, 12, ReAddNeedsFreshKnote: true);
+    public static KqueuePlatform LibKqueue { get; } = new("libkqueue", KeventLayout.Darwin, -1, -2, null, 0, -11, 12, ReAddNeedsFreshKnote: true, CloseKeepsKnotes: true);
 
     /// <summary>Every platform above, for tests and model profiles.</summary>
     public static IReadOnlyList<KqueuePlatform> All { get; } = [FreeBsd14, FreeBsd15, MacOS, NetBsd, OpenBsd, OpenBsdWithoutUser, DragonFly, LibKqueue];

@@ -187,7 +187,7 @@ internal sealed unsafe partial class KqueueModel : IKqueueSystem
             return E.Einval; // in range, but not a filter descriptors attach to (soo_kqfilter, pipe_kqfilter)
         var key = (change.Ident, change.Filter);
         q.Knotes.TryGetValue(key, out var knote);
-        if (knote is not null && !user && Closed(knote))
+        if (knote is not null && !user && !Abi.CloseKeepsKnotes && Closed(knote))
         {
             Drop(q, knote); // close(2) removed it; the number may name another file now
             knote = null;
@@ -198,7 +198,7 @@ internal sealed unsafe partial class KqueueModel : IKqueueSystem
             // first for anything but EV_ADD, and close() removed it: ENOENT.
             if (Abi.DeleteLooksUpKnoteFirst && (change.Flags & EV_ADD) == 0)
                 return E.Enoent;
-            return E.Ebadf;
+            return E.Ebadf; // with CloseKeepsKnotes the knote stays: its epoll entry cannot be named any more
         }
         if ((change.Flags & EV_DELETE) != 0)
         {
@@ -358,7 +358,7 @@ internal sealed unsafe partial class KqueueModel : IKqueueSystem
                     stale = true; // an entry that outlived its knote: would keep the queue readable forever
                     continue;
                 }
-                if (Closed(knote))
+                if (!Abi.CloseKeepsKnotes && Closed(knote))
                 {
                     Drop(q, knote);
                     continue;

@@ -153,6 +153,12 @@ internal sealed record KqueueAbi(string Name, TargetAbi Os, short Read, short Wr
     /// @04ca8661: "return (-1); /* STUB */"; @f9660896 unless the change has EV_CLEAR). Every kernel updates the knote.</summary>
     public bool CannotModifyWithoutClear { get; init; }
 
+    /// <summary>close(2) does not remove the descriptor's knotes: a user-space kqueue cannot see the close. Its epoll
+    /// entry stays while a dup keeps the file open and keeps firing under the closed number, and EV_DELETE of that
+    /// number fails (epoll_ctl DEL of a closed number: EBADF) leaving the knote in place. mheily/libkqueue BUGS.md
+    /// (Linux): "If a file descriptor outside of kqueue is closed, the internal kqueue state is not cleaned up."</summary>
+    public bool CloseKeepsKnotes { get; init; }
+
     /// <summary>The EV_* flags and NOTE_TRIGGER: the same bits in every header below (FreeBSD sys/sys/event.h, xnu
     /// bsd/sys/event.h, NetBSD rev 1.54, OpenBSD rev 1.74, DragonFly, libkqueue include/sys/event.h).</summary>
     public const ushort EV_ADD = 0x1, EV_DELETE = 0x2, EV_ENABLE = 0x4, EV_DISABLE = 0x8, EV_ONESHOT = 0x10, EV_CLEAR = 0x20,
@@ -184,6 +190,7 @@ internal sealed record KqueueAbi(string Name, TargetAbi Os, short Read, short Wr
     public static KqueueAbi LibKqueue { get; } = new("libkqueue", TargetAbi.Linux, -1, -2, null, 0, -11, 12, false, false, false, "libkqueue include/sys/event.h@65f0c287")
     {
         CannotModifyWithoutClear = true,
+        CloseKeepsKnotes = true,
     };
 
     /// <summary>Every profile.</summary>

@@ -72,6 +72,7 @@ public sealed class ModelAbiCrossCheckTests
             Same("EVFILT_SYSCOUNT", backend.FilterCount, Table, model.SysCount, model.Citation);
             Same("filters numbered upwards", backend.PositiveFilters, Table, model.PositiveFilters, model.Citation);
             Same("an existing knote cannot be updated without EV_CLEAR", backend.ReAddNeedsFreshKnote, Table, model.CannotModifyWithoutClear, model.Citation);
+            Same("close(2) leaves the knotes", backend.CloseKeepsKnotes, Table, model.CloseKeepsKnotes, model.Citation);
         });
     }
 

@@ -13,8 +13,11 @@ internal static class ListenSocket
         {
             case FileHandleEndPoint handle:
             {
-                // Socket activation (LISTEN_FDS) or a handle the host passed: already bound and listening.
-                var socket = new Socket(new SafeSocketHandle((nint)handle.FileHandle, ownsHandle: true));
+                // Socket activation (LISTEN_FDS) or a handle the host passed: already bound and listening. Not
+                // owned, as Kestrel's SocketTransportOptions.CreateDefaultBoundListenSocket takes it ("ownsHandle:
+                // false ... to avoid side-effects on the handle when disposing the socket"): the descriptor stays
+                // open after the listener stops, for the host to use again (a restart, a socket-activated reload).
+                var socket = new Socket(new SafeSocketHandle((nint)handle.FileHandle, ownsHandle: false));
                 socket.Blocking = false;
                 return socket;
             }
@@ -25,7 +28,11 @@ internal static class ListenSocket
                 var socket = new Socket(ip.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
                 if (ip.Address.Equals(IPAddress.IPv6Any))
                     socket.DualMode = true;
-                socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
+                // No SocketOptionName.ReuseAddress: on Unix .NET sets SO_REUSEPORT with it, so a second app on the
+                // port would join this one's group and take a share of its connections instead of failing with
+                // AddressInUseException (issue 23). .NET's bind sets SO_REUSEADDR for TCP by itself (a restart
+                // binds over TIME_WAIT), as for Kestrel's sockets. The loops share this one listener, so nothing
+                // in the process needs SO_REUSEPORT.
                 return BindAndListen(socket, ip, backlog);
             }
             default:

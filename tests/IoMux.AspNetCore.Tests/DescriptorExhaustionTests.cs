@@ -55,6 +55,8 @@ public sealed partial class DescriptorExhaustionTests(TransportTarget target)
         for (int i = 0; i < Clients; i++)
             clients[i] = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
         var responses = new Task<string>[Clients];
+        using var cpu = new LoopCpu();
+        Assert.That(cpu.Threads, Is.EqualTo(2), "the app's two loop threads are measured");
         var saved = new ulong[2];
         Assert.That(getrlimit(Interop.LibC.RLIMIT_NOFILE, saved), Is.EqualTo(0));
         long pausedTicks;
@@ -70,10 +72,9 @@ public sealed partial class DescriptorExhaustionTests(TransportTarget target)
                 responses[i] = ReadResponseAsync(clients[i], token);
             }
             await Task.Delay(1000, token); // what can be accepted is, and the loops pause
-            var (before, loops) = LoopTicks();
+            long before = cpu.Ticks();
             await Task.Delay(1000, token);
-            pausedTicks = LoopTicks().Ticks - before;
-            Assert.That(loops, Is.EqualTo(2), "the app's two loop threads were measured");
+            pausedTicks = cpu.Ticks() - before;
             servedWhileSqueezed = responses.Count(r => r.IsCompletedSuccessfully);
         }
         finally
@@ -113,29 +114,61 @@ public sealed partial class DescriptorExhaustionTests(TransportTarget target)
     }
 
     /// <summary>User and system CPU of the transport's loop threads (named iomux-kestrel-N), in clock ticks, from
-    /// /proc/self/task/*/stat (fields 14 and 15, counted after the parenthesised name).</summary>
-    private static (long Ticks, int Threads) LoopTicks()
+    /// /proc/self/task/*/stat (fields 14 and 15, counted after the parenthesised name). The stat files are opened
+    /// before the squeeze and read again from offset 0 (procfs renders them afresh), so measuring takes no
+    /// descriptor at the limit.</summary>
+    private sealed class LoopCpu : IDisposable
     {
-        long ticks = 0;
-        int threads = 0;
-        foreach (var task in Directory.GetDirectories("/proc/self/task"))
+        private readonly List<FileStream> _stats = [];
+        private readonly byte[] _buffer = new byte[1024];
+
+        public LoopCpu()
         {
-            string stat;
-            try
+            foreach (var task in Directory.GetDirectories("/proc/self/task"))
             {
-                stat = File.ReadAllText(Path.Combine(task, "stat"));
+                FileStream stat;
+                try
+                {
+                    stat = new FileStream(Path.Combine(task, "stat"), FileMode.Open, FileAccess.Read, FileShare.ReadWrite, bufferSize: 0);
+                }
+                catch (IOException)
+                {
+                    continue; // the thread ended meanwhile
+                }
+                if (Name(Read(stat)).StartsWith("iomux-kestrel-", StringComparison.Ordinal))
+                    _stats.Add(stat);
+                else
+                    stat.Dispose();
             }
-            catch (IOException)
-            {
-                continue; // the thread ended meanwhile
-            }
-            int open = stat.IndexOf('('), close = stat.LastIndexOf(')');
-            if (!stat[(open + 1)..close].StartsWith("iomux-kestrel-", StringComparison.Ordinal))
-                continue;
-            var fields = stat[(close + 2)..].Split(' '); // fields[0] is field 3 (state)
-            ticks += long.Parse(fields[11]) + long.Parse(fields[12]);
-            threads++;
         }
-        return (ticks, threads);
+
+        public int Threads => _stats.Count;
+
+        public long Ticks()
+        {
+            long ticks = 0;
+            foreach (var stat in _stats)
+            {
+                var text = Read(stat);
+                var fields = text[(text.LastIndexOf(')') + 2)..].Split(' '); // fields[0] is field 3 (state)
+                ticks += long.Parse(fields[11]) + long.Parse(fields[12]);
+            }
+            return ticks;
+        }
+
+        private string Read(FileStream stat)
+        {
+            stat.Seek(0, SeekOrigin.Begin);
+            int n = stat.Read(_buffer);
+            return Encoding.ASCII.GetString(_buffer, 0, n);
+        }
+
+        private static string Name(string stat) => stat[(stat.IndexOf('(') + 1)..stat.LastIndexOf(')')];
+
+        public void Dispose()
+        {
+            foreach (var stat in _stats)
+                stat.Dispose();
+        }
     }
 }

@@ -39,8 +39,8 @@ public sealed class KestrelParityTests(TransportTarget target)
     {
         await using var app = await TestApp.StartAsync(target);
         using var socket = await SendWaitRequestAsync(app, token);
+        long left = Stopwatch.GetTimestamp(); // before: the server may see the FIN before Shutdown returns
         socket.Shutdown(SocketShutdown.Send); // the client is done: FIN
-        long left = Stopwatch.GetTimestamp();
         await AssertAbortedWithinAsync(app, left, "FIN", token);
     }
 
@@ -50,8 +50,8 @@ public sealed class KestrelParityTests(TransportTarget target)
         await using var app = await TestApp.StartAsync(target);
         var socket = await SendWaitRequestAsync(app, token);
         socket.LingerState = new LingerOption(true, 0);
-        socket.Close(); // SO_LINGER 0: RST
         long left = Stopwatch.GetTimestamp();
+        socket.Close(); // SO_LINGER 0: RST
         await AssertAbortedWithinAsync(app, left, "RST", token);
     }
 
@@ -64,7 +64,7 @@ public sealed class KestrelParityTests(TransportTarget target)
         return socket;
     }
 
-    private static async Task AssertAbortedWithinAsync(TestApp app, long left, string how, CancellationToken token)
+    private async Task AssertAbortedWithinAsync(TestApp app, long left, string how, CancellationToken token)
     {
         long aborted;
         try
@@ -78,6 +78,7 @@ public sealed class KestrelParityTests(TransportTarget target)
             return;
         }
         var after = Stopwatch.GetElapsedTime(left, aborted);
+        TestContext.Out.WriteLine($"RequestAborted on {target}: {after.TotalMilliseconds:F1} ms after the client's {how}");
         Assert.That(after, Is.LessThan(AbortedWithin), $"RequestAborted fired {after.TotalMilliseconds:F0} ms after the client's {how}");
     }
 

@@ -28,11 +28,12 @@ internal static class ListenSocket
                 var socket = new Socket(ip.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
                 if (ip.Address.Equals(IPAddress.IPv6Any))
                     socket.DualMode = true;
-                // No SocketOptionName.ReuseAddress: on Unix .NET sets SO_REUSEPORT with it, so a second app on the
-                // port would join this one's group and take a share of its connections instead of failing with
-                // AddressInUseException (issue 23). .NET's bind sets SO_REUSEADDR for TCP by itself (a restart
-                // binds over TIME_WAIT), as for Kestrel's sockets. The loops share this one listener, so nothing
-                // in the process needs SO_REUSEPORT.
+                // No SocketOptionName.ReuseAddress: with it a second app bound the held port and took a share of
+                // this one's connections (SO_REUSEPORT semantics on Linux; issue 23, the held-port test of
+                // KestrelParityTests failed so) instead of failing with AddressInUseException as on Kestrel's
+                // sockets, which do not set it either. .NET's bind sets SO_REUSEADDR for TCP by itself (dotnet/runtime
+                // pal_networking.c, SystemNative_Bind: "On Unix, we set SO_REUSEADDR to get the same behavior"), so a
+                // restart still binds over TIME_WAIT. The loops share this one listener: nothing needs SO_REUSEPORT.
                 return BindAndListen(socket, ip, backlog);
             }
             default:

@@ -8,6 +8,7 @@ using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets;
+using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 
@@ -55,9 +56,12 @@ public sealed class TestApp : IAsyncDisposable
     /// <param name="sockets">Configures Kestrel's socket transport (the kestrel-sockets target).</param>
     /// <param name="logs">Receives the transports' logs at Debug (both targets).</param>
     public static async Task<TestApp> StartAsync(TransportTarget target, Action<KestrelServerOptions>? listen = null, int threads = 2,
-        Action<IoMuxTransportOptions>? transport = null, Action<SocketTransportOptions>? sockets = null, ILoggerProvider? logs = null)
+        Action<IoMuxTransportOptions>? transport = null, Action<SocketTransportOptions>? sockets = null, ILoggerProvider? logs = null,
+        IDictionary<string, string?>? configuration = null)
     {
         var builder = WebApplication.CreateSlimBuilder();
+        if (configuration is not null)
+            builder.Configuration.AddInMemoryCollection(configuration);
         builder.Logging.ClearProviders();
         builder.Logging.SetMinimumLevel(LogLevel.Warning);
         if (logs is not null)

@@ -9,6 +9,7 @@ using IoMux.Loop;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Connections.Features;
 using Microsoft.AspNetCore.Http.Features;
+using Microsoft.Extensions.Logging;
 
 namespace IoMux.AspNetCore;
 
@@ -19,10 +20,13 @@ namespace IoMux.AspNetCore;
 /// flush completes (back-pressure reaches the peer through TCP). Sending is an async loop over the output pipe that
 /// writes its segments with one writev(2) and, on would-block, asks the loop to watch for writability. Peer FIN
 /// completes the input; the application completing its output sends FIN (shutdown(SHUT_WR)).
+/// As Kestrel's SocketConnection: <see cref="ConnectionClosed"/> fires as soon as the receive side ends (the peer's
+/// FIN or RST, an abort), which Kestrel turns into HttpContext.RequestAborted; <see cref="Abort"/> resets the
+/// connection (RST) unless the FinOnError switch asks for FIN.
 /// </summary>
 internal sealed partial class IoMuxConnection : ConnectionContext,
     IConnectionIdFeature, IConnectionTransportFeature, IConnectionItemsFeature, IConnectionLifetimeFeature,
-    IConnectionEndPointFeature, IMemoryPoolFeature, IValueTaskSource<bool>
+    IConnectionEndPointFeature, IMemoryPoolFeature, IConnectionSocketFeature, IValueTaskSource<bool>, IThreadPoolWorkItem
 {
     private const int MaxSegmentsPerWrite = 64;
     private const int SHUT_WR = 1, SHUT_RDWR = 2;
@@ -36,6 +40,7 @@ internal sealed partial class IoMuxConnection : ConnectionContext,
 
     [LibraryImport("libc", SetLastError = true)] private static unsafe partial nint writev(int fd, IoVec* vectors, int count);
     [LibraryImport("libc", SetLastError = true)] private static partial int shutdown(int fd, int how);
+    [LibraryImport("libc", SetLastError = true)] private static unsafe partial int setsockopt(int fd, int level, int option, void* value, uint length);
 
     private readonly Socket _socket;
     private readonly int _fd;
@@ -43,20 +48,28 @@ internal sealed partial class IoMuxConnection : ConnectionContext,
     private readonly PinnedBlockMemoryPool _pool;
     private readonly Pipe _input, _output;
     private readonly CancellationTokenSource _closed = new();
-    private readonly TaskCompletionSource _receiveDone = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly TaskCompletionSource _closedFired = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly TaskCompletionSource _released = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly TransportDescriptors _descriptors;
+    private readonly ILogger _logger;
+    private readonly bool _finOnError;
+    private readonly long _maxRead;
     private readonly Action _resumeReading, _watchWritable;
     private ManualResetValueTaskSourceCore<bool> _writable; // completed by the loop when the socket can take bytes
     private IoSource? _source;
     private Task _sending = Task.CompletedTask;
-    private bool _readPaused, _readDone, _wantWrite;
+    private bool _readPaused, _readDone, _wantWrite, _closedQueued, _socketClosed;
     private volatile bool _aborted;
     private IDictionary<object, object?>? _items;
     private int _disposed;
 
-    public IoMuxConnection(Socket socket, LoopThread loop, IoMuxTransportOptions options, PinnedBlockMemoryPool pool, string id)
+    public IoMuxConnection(Socket socket, LoopThread loop, IoMuxTransportOptions options, PinnedBlockMemoryPool pool, string id,
+        TransportDescriptors descriptors, ILogger logger)
     {
         _socket = socket;
+        _descriptors = descriptors;
+        _logger = logger;
+        _finOnError = options.FinOnError;
         _fd = (int)socket.Handle;
         _loop = loop;
         _pool = pool;
@@ -65,6 +78,7 @@ internal sealed partial class IoMuxConnection : ConnectionContext,
         RemoteEndPoint = socket.RemoteEndPoint;
         var appScheduler = options.Scheduling == ApplicationScheduling.Inline ? PipeScheduler.Inline : PipeScheduler.ThreadPool;
         long read = options.MaxReadBufferSize ?? 0, write = options.MaxWriteBufferSize ?? 0;
+        _maxRead = read;
         _input = new Pipe(new PipeOptions(pool, readerScheduler: appScheduler, writerScheduler: PipeScheduler.Inline,
             pauseWriterThreshold: read, resumeWriterThreshold: read / 2, useSynchronizationContext: false));
         _output = new Pipe(new PipeOptions(pool, readerScheduler: loop.Scheduler, writerScheduler: appScheduler,
@@ -80,6 +94,7 @@ internal sealed partial class IoMuxConnection : ConnectionContext,
         Features.Set<IConnectionLifetimeFeature>(this);
         Features.Set<IConnectionEndPointFeature>(this);
         Features.Set<IMemoryPoolFeature>(this);
+        Features.Set<IConnectionSocketFeature>(this); // as Kestrel's socket transport: per-connection options, SO_PEERCRED
     }
 
     public override string ConnectionId { get; set; }
@@ -90,13 +105,13 @@ internal sealed partial class IoMuxConnection : ConnectionContext,
     public override EndPoint? LocalEndPoint { get; set; }
     public override EndPoint? RemoteEndPoint { get; set; }
     public MemoryPool<byte> MemoryPool => _pool;
+    Socket IConnectionSocketFeature.Socket => _socket;
 
     /// <summary>On the loop thread: starts watching the socket and the send loop.</summary>
     public void Start()
     {
         _source = _loop.Loop.AddIo(_fd, Interest.Readable, OnReady, TriggerMode.Level, description: ConnectionId);
         _sending = SendLoopAsync();
-        _ = CloseWhenDoneAsync();
     }
 
     private void OnReady(IoSource source, Readiness readiness)
@@ -129,6 +144,7 @@ internal sealed partial class IoMuxConnection : ConnectionContext,
                 {
                     // The application has not consumed MaxReadBufferSize yet: stop reading until it has.
                     _readPaused = true;
+                    TransportLog.Pause(_logger, ConnectionId, _maxRead);
                     UpdateInterest();
                     _ = ResumeAfterFlushAsync(flush);
                     return;
@@ -144,15 +160,23 @@ internal sealed partial class IoMuxConnection : ConnectionContext,
             }
             if (n == 0)
             {
+                TransportLog.ReadFin(_logger, ConnectionId);
                 EndReceive(null); // the peer's FIN: the application's reader sees the end
                 return;
             }
             int errno = Errno.Last;
             if (errno == Errno.EAGAIN || errno == Errno.EINTR)
                 return;
-            EndReceive(errno == Errno.ECONNRESET
-                ? new ConnectionResetException($"{ConnectionId}: the peer reset the connection", new PosixException("read", errno))
-                : new IOException($"{ConnectionId}: read failed", new PosixException("read", errno)));
+            if (errno == Errno.ECONNRESET)
+            {
+                TransportLog.Reset(_logger, ConnectionId);
+                EndReceive(new ConnectionResetException($"{ConnectionId}: the peer reset the connection", new PosixException("read", errno)));
+            }
+            else
+            {
+                TransportLog.ReadError(_logger, ConnectionId, Errno.Name(errno));
+                EndReceive(new IOException($"{ConnectionId}: read failed", new PosixException("read", errno)));
+            }
             return;
         }
     }
@@ -178,11 +202,15 @@ internal sealed partial class IoMuxConnection : ConnectionContext,
     {
         if (_readDone)
             return;
+        TransportLog.Resume(_logger, ConnectionId);
         _readPaused = false;
         UpdateInterest();
     }
 
-    /// <summary>On the loop thread: the receive direction is over (end of stream, error, abort).</summary>
+    /// <summary>On the loop thread: the receive direction is over (end of stream, error, abort). The lifetime
+    /// token fires now, from the thread pool (its callbacks are Kestrel's and the application's), as Kestrel's
+    /// SocketConnection.DoReceive does in its finally (FireConnectionClosed): a client that sent FIN or RST is gone
+    /// for HTTP, and its request's RequestAborted must say so at once, not when the response is done.</summary>
     private void EndReceive(Exception? error)
     {
         if (_readDone)
@@ -190,7 +218,25 @@ internal sealed partial class IoMuxConnection : ConnectionContext,
         _readDone = true;
         _input.Writer.Complete(error);
         UpdateInterest();
-        _receiveDone.TrySetResult();
+        if (!_closedQueued)
+        {
+            _closedQueued = true;
+            ThreadPool.UnsafeQueueUserWorkItem(this, preferLocal: false);
+        }
+    }
+
+    /// <summary>On the thread pool, once: fires <see cref="ConnectionClosed"/>.</summary>
+    void IThreadPoolWorkItem.Execute()
+    {
+        try
+        {
+            _closed.Cancel();
+        }
+        catch (Exception e)
+        {
+            _logger.LogError(e, "Connection id \"{ConnectionId}\": a ConnectionClosed callback failed.", ConnectionId);
+        }
+        _closedFired.TrySetResult();
     }
 
     private void UpdateInterest()
@@ -256,6 +302,7 @@ internal sealed partial class IoMuxConnection : ConnectionContext,
                     break;
                 if (result.IsCompleted)
                 {
+                    TransportLog.WriteFin(_logger, ConnectionId);
                     shutdown(_fd, SHUT_WR); // the application completed its output: FIN
                     break;
                 }
@@ -322,18 +369,13 @@ internal sealed partial class IoMuxConnection : ConnectionContext,
         }
     }
 
-    /// <summary>After both directions ended (or an abort): the lifetime token fires.</summary>
-    private async Task CloseWhenDoneAsync()
-    {
-        await _receiveDone.Task.ConfigureAwait(false);
-        await _sending.ConfigureAwait(false);
-        _closed.Cancel();
-    }
-
+    /// <summary>Ends the connection at once. As Kestrel's socket transport (SocketConnection.Shutdown with a reason:
+    /// <c>_socket.Close(timeout: 0)</c>), the peer gets a reset (RST: SO_LINGER 0, then close) and what was not
+    /// sent is dropped; with the AppContext switch <c>Microsoft.AspNetCore.Server.Kestrel.FinOnError</c> it gets a
+    /// FIN (shutdown) instead. On the loop, so the descriptor is closed only after the loop stopped watching it.</summary>
     public override void Abort(ConnectionAbortedException abortReason)
     {
         _aborted = true;
-        shutdown(_fd, SHUT_RDWR); // wakes both directions: reads end, writes fail
         _output.Reader.CancelPendingRead();
         _loop.Run(() =>
         {
@@ -343,7 +385,40 @@ internal sealed partial class IoMuxConnection : ConnectionContext,
                 _wantWrite = false;
                 _writable.SetResult(false);
             }
+            if (_socketClosed)
+                return;
+            if (_finOnError)
+            {
+                TransportLog.WriteFin(_logger, ConnectionId);
+                shutdown(_fd, SHUT_RDWR); // wakes both directions: reads end, writes fail
+                return;
+            }
+            TransportLog.WriteRst(_logger, ConnectionId, abortReason?.Message ?? "the connection was aborted"); // Kestrel passes null at times
+            SetAbortiveClose(_fd);
+            CloseSocket();
         });
+    }
+
+    private static unsafe void SetAbortiveClose(int fd)
+    {
+        const int SOL_SOCKET_LINUX = 1, SO_LINGER_LINUX = 13, SOL_SOCKET_BSD = 0xffff, SO_LINGER_BSD = 0x80;
+        int* linger = stackalloc int[2] { 1, 0 }; // struct linger { l_onoff = 1, l_linger = 0 }
+        if (OperatingSystem.IsLinux())
+            setsockopt(fd, SOL_SOCKET_LINUX, SO_LINGER_LINUX, linger, 2 * sizeof(int));
+        else
+            setsockopt(fd, SOL_SOCKET_BSD, SO_LINGER_BSD, linger, 2 * sizeof(int));
+    }
+
+    /// <summary>On the loop: stops watching the descriptor, then closes it (once).</summary>
+    private void CloseSocket()
+    {
+        if (_socketClosed)
+            return;
+        _socketClosed = true;
+        _source?.Dispose();
+        _source = null;
+        _socket.Dispose();
+        _descriptors.Closed();
     }
 
     public override async ValueTask DisposeAsync()
@@ -370,12 +445,11 @@ internal sealed partial class IoMuxConnection : ConnectionContext,
                 _wantWrite = false;
                 _writable.SetResult(false);
             }
-            _source?.Dispose();
-            _source = null;
-            _socket.Dispose();
+            CloseSocket();
             _released.TrySetResult();
         });
         await _released.Task.ConfigureAwait(false);
+        await _closedFired.Task.ConfigureAwait(false); // the token is not cancelled after it is disposed
         _closed.Dispose();
     }
 

@@ -22,18 +22,36 @@ internal sealed class IoMuxConnectionListener : IConnectionListener
     private readonly ILogger _logger;
     private readonly Channel<IoMuxConnection> _accepted = Channel.CreateUnbounded<IoMuxConnection>(new UnboundedChannelOptions { SingleReader = false, SingleWriter = false });
     private readonly IoSource?[] _sources;
+    private readonly TimerSource?[] _resumes; // per loop: accepting paused at a descriptor shortage, until this fires
     private readonly PinnedBlockMemoryPool _pool = new();
+    private readonly TransportDescriptors _descriptors;
+    private readonly ILogger _connectionLogger;
+    private readonly Action<TimerSource>[] _resume;
     private int _unbound;
-    private long _nextId;
+    private int _shortage; // 1 while some loop of this listener is paused (logged once per episode)
 
-    public IoMuxConnectionListener(Socket socket, LoopGroup loops, IoMuxTransportOptions options, ILogger logger)
+    /// <summary>How long a loop stops accepting after a descriptor shortage before it looks again (IoMux.Web's
+    /// AcceptGate.PauseTime).</summary>
+    internal static readonly TimeSpan PauseTime = TimeSpan.FromMilliseconds(100);
+
+    public IoMuxConnectionListener(Socket socket, LoopGroup loops, IoMuxTransportOptions options, TransportDescriptors descriptors,
+        ILogger logger, ILogger connectionLogger)
     {
         _socket = socket;
         _loops = loops;
         _options = options;
+        _descriptors = descriptors;
         _logger = logger;
+        _connectionLogger = connectionLogger;
         EndPoint = socket.LocalEndPoint ?? new IPEndPoint(IPAddress.None, 0);
         _sources = new IoSource?[loops.Count];
+        _resumes = new TimerSource?[loops.Count];
+        _resume = new Action<TimerSource>[loops.Count];
+        for (int i = 0; i < loops.Count; i++)
+        {
+            int index = i;
+            _resume[i] = _ => Resume(index);
+        }
         int fd = (int)socket.Handle;
         for (int i = 0; i < loops.Count; i++)
         {
@@ -42,34 +60,49 @@ internal sealed class IoMuxConnectionListener : IConnectionListener
             loop.Run(() =>
             {
                 if (Volatile.Read(ref _unbound) == 0)
-                    _sources[index] = loop.Loop.AddIo(fd, Interest.Readable | Interest.Exclusive, (_, _) => AcceptAll(loop), TriggerMode.Level, description: $"listener {EndPoint}");
+                    _sources[index] = loop.Loop.AddIo(fd, Interest.Readable | Interest.Exclusive, (_, _) => AcceptAll(loop, index), TriggerMode.Level, description: $"listener {EndPoint}");
             });
         }
     }
 
     public EndPoint EndPoint { get; }
 
-    /// <summary>On a loop thread: accepts until would-block; each connection starts on this loop.</summary>
-    private void AcceptAll(LoopThread loop)
+    /// <summary>On a loop thread: accepts until would-block; each connection starts on this loop. Out of
+    /// descriptors (EMFILE, ENFILE, or the budget of <see cref="TransportDescriptors"/> spent) or memory (ENOBUFS,
+    /// ENOMEM) the pending connection keeps the listener readable, so accepting again at once would spin the loop:
+    /// this loop stops watching the listener for <see cref="PauseTime"/> at a time instead (the clients wait in the
+    /// backlog), and the shortage is logged once per episode.</summary>
+    private void AcceptAll(LoopThread loop, int index)
     {
         for (int i = 0; i < 64; i++) // bounded, so one busy listener cannot starve the loop's connections
         {
+            if (!_descriptors.AllowsOneMore())
+            {
+                Pause(index, Errno.EMFILE);
+                return;
+            }
             int fd = Accept((int)_socket.Handle, out int errno);
             if (fd < 0)
             {
-                if (errno == Errno.EAGAIN || errno == Errno.EINTR || errno == Errno.ECONNABORTED)
+                if (errno == Errno.EAGAIN)
                     return;
-                // EMFILE, ENFILE, ENOBUFS: the connection stays queued in the kernel; level mode reports it again.
-                _logger.LogWarning("IoMux transport: accept on {EndPoint} failed: {Error}", EndPoint, Errno.Name(errno));
+                if (errno == Errno.EINTR || errno == Errno.ECONNABORTED)
+                    continue; // a connection reset in the backlog: the next one may be there
+                if (errno == Errno.EMFILE || errno == Errno.ENFILE || errno == Errno.ENOBUFS || errno == Errno.ENOMEM)
+                    Pause(index, errno);
+                else
+                    TransportLog.AcceptFailed(_logger, EndPoint, Errno.Name(errno));
                 return;
             }
+            if (Volatile.Read(ref _shortage) != 0 && Interlocked.Exchange(ref _shortage, 0) != 0)
+                TransportLog.AcceptResumed(_logger, EndPoint);
             IoMuxConnection connection;
             try
             {
                 var socket = new Socket(new SafeSocketHandle(fd, ownsHandle: true));
-                if (socket.AddressFamily is AddressFamily.InterNetwork or AddressFamily.InterNetworkV6)
+                if (_options.NoDelay && socket.AddressFamily is AddressFamily.InterNetwork or AddressFamily.InterNetworkV6)
                     socket.NoDelay = true;
-                connection = new IoMuxConnection(socket, loop, _options, _pool, $"iomux-{Interlocked.Increment(ref _nextId):x}");
+                connection = new IoMuxConnection(socket, loop, _options, _pool, ConnectionIds.Next(), _descriptors, _connectionLogger);
             }
             catch (Exception e)
             {
@@ -77,10 +110,39 @@ internal sealed class IoMuxConnectionListener : IConnectionListener
                 _logger.LogWarning(e, "IoMux transport: could not start an accepted connection");
                 continue;
             }
+            _descriptors.Opened();
             connection.Start();
             if (!_accepted.Writer.TryWrite(connection))
                 _ = connection.DisposeAsync();
         }
+    }
+
+    /// <summary>On loop <paramref name="index"/>: stops watching the listener and looks again after <see cref="PauseTime"/>.</summary>
+    private void Pause(int index, int errno)
+    {
+        if (Interlocked.Exchange(ref _shortage, 1) == 0)
+            TransportLog.AcceptPaused(_logger, EndPoint, Errno.Name(errno), (int)PauseTime.TotalMilliseconds);
+        _descriptors.GiveSpares(); // free descriptors for the rest of the process while it is at its limit
+        if (_sources[index] is { IsDisposed: false } source)
+            source.State = SourceState.Off;
+        _resumes[index]?.Dispose();
+        _resumes[index] = _loops[index].Loop.AddTimer(PauseTime, _resume[index], accuracy: TimeSpan.FromMilliseconds(10), description: "accept pause");
+    }
+
+    /// <summary>On loop <paramref name="index"/>, <see cref="PauseTime"/> after a shortage: watches the listener
+    /// again once the descriptors are there (a connection and the spares fit), else waits another round.</summary>
+    private void Resume(int index)
+    {
+        _resumes[index]?.Dispose();
+        _resumes[index] = null;
+        if (_sources[index] is not { IsDisposed: false } source)
+            return; // unbound meanwhile
+        if (!_descriptors.TryResume())
+        {
+            _resumes[index] = _loops[index].Loop.AddTimer(PauseTime, _resume[index], accuracy: TimeSpan.FromMilliseconds(10), description: "accept pause");
+            return;
+        }
+        source.State = SourceState.On;
     }
 
     private static unsafe int Accept(int listener, out int errno)
@@ -120,6 +182,8 @@ internal sealed class IoMuxConnectionListener : IConnectionListener
             {
                 _sources[index]?.Dispose();
                 _sources[index] = null;
+                _resumes[index]?.Dispose();
+                _resumes[index] = null;
                 removed.Signal();
             });
         }

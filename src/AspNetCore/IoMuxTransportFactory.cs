@@ -12,16 +12,19 @@ namespace IoMux.AspNetCore;
 public sealed class IoMuxTransportFactory : IConnectionListenerFactory, IConnectionListenerFactorySelector, IAsyncDisposable, IDisposable
 {
     private readonly IoMuxTransportOptions _options;
-    private readonly ILogger _logger;
+    private readonly ILogger _logger, _connectionLogger;
     private readonly object _gate = new();
     private LoopGroup? _loops;
+    private TransportDescriptors? _descriptors;
 
     /// <summary>Made by dependency injection (<see cref="IoMuxWebHostBuilderExtensions.UseIoMux"/>).</summary>
     public IoMuxTransportFactory(IOptions<IoMuxTransportOptions> options, ILoggerFactory? loggerFactory = null)
     {
-        _options = options.Value;
-        _logger = (loggerFactory ?? NullLoggerFactory.Instance).CreateLogger("IoMux.AspNetCore");
-        ArgumentOutOfRangeException.ThrowIfLessThan(_options.ThreadCount, 1, nameof(IoMuxTransportOptions.ThreadCount));
+        _options = options.Value; // validated here when the host registered the validator (UseIoMux)
+        IoMuxTransportOptionsValidator.ThrowIfInvalid(_options); // and when it did not (a factory made by hand)
+        loggerFactory ??= NullLoggerFactory.Instance;
+        _logger = loggerFactory.CreateLogger(TransportLog.Category);
+        _connectionLogger = loggerFactory.CreateLogger(TransportLog.ConnectionCategory);
     }
 
     /// <inheritdoc />
@@ -33,6 +36,7 @@ public sealed class IoMuxTransportFactory : IConnectionListenerFactory, IConnect
         ArgumentNullException.ThrowIfNull(endpoint);
         var socket = ListenSocket.Open(endpoint, _options.Backlog);
         LoopGroup loops;
+        TransportDescriptors descriptors;
         lock (_gate)
         {
             if (_loops is null)
@@ -42,8 +46,9 @@ public sealed class IoMuxTransportFactory : IConnectionListenerFactory, IConnect
                     _loops.Count, _loops.BackendName, _options.Scheduling == ApplicationScheduling.Inline ? "inline on the loops" : "on the thread pool");
             }
             loops = _loops;
+            descriptors = _descriptors ??= new TransportDescriptors();
         }
-        IConnectionListener listener = new IoMuxConnectionListener(socket, loops, _options, _logger);
+        IConnectionListener listener = new IoMuxConnectionListener(socket, loops, _options, descriptors, _logger, _connectionLogger);
         return ValueTask.FromResult(listener);
     }
 
@@ -51,12 +56,16 @@ public sealed class IoMuxTransportFactory : IConnectionListenerFactory, IConnect
     public void Dispose()
     {
         LoopGroup? loops;
+        TransportDescriptors? descriptors;
         lock (_gate)
         {
             loops = _loops;
             _loops = null;
+            descriptors = _descriptors;
+            _descriptors = null;
         }
         loops?.Dispose();
+        descriptors?.Dispose();
     }
 
     /// <inheritdoc />

@@ -1,6 +1,8 @@
 using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Options;
 
 namespace IoMux.AspNetCore;
 
@@ -9,15 +11,21 @@ public static class IoMuxWebHostBuilderExtensions
 {
     /// <summary>Serves Kestrel's endpoints (TCP, Unix-domain sockets, socket-activation handles) through IoMux event
     /// loops: <c>builder.WebHost.UseIoMux(o => o.ThreadCount = 2);</c>. Everything above the transport (HTTP/1.1,
-    /// HTTP/2, TLS, WebSockets, the app) is Kestrel's as usual.</summary>
+    /// HTTP/2, TLS, WebSockets, the app) is Kestrel's as usual. The options are bound from the configuration
+    /// section <see cref="IoMuxTransportOptions.ConfigurationSection"/> first, then <paramref name="configure"/>
+    /// runs, and they are validated when the host starts (<see cref="OptionsValidationException"/>).</summary>
     public static IWebHostBuilder UseIoMux(this IWebHostBuilder builder, Action<IoMuxTransportOptions>? configure = null)
     {
         ArgumentNullException.ThrowIfNull(builder);
         return builder.ConfigureServices(services =>
         {
             services.AddSingleton<IConnectionListenerFactory, IoMuxTransportFactory>();
+            var options = services.AddOptions<IoMuxTransportOptions>();
+            services.AddSingleton<IConfigureOptions<IoMuxTransportOptions>, IoMuxTransportConfiguration>(); // before configure: code wins
             if (configure is not null)
-                services.Configure(configure);
+                options.Configure(configure);
+            options.ValidateOnStart();
+            services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<IoMuxTransportOptions>, IoMuxTransportOptionsValidator>());
         });
     }
 }

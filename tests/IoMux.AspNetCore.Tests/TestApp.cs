@@ -7,6 +7,8 @@ using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets;
+using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 
@@ -38,18 +40,38 @@ public sealed class TestApp : IAsyncDisposable
     public long SlowStreamWritten;
     public readonly TaskCompletionSource<Exception?> UploadOutcome = new(TaskCreationOptions.RunContinuationsAsynchronously);
     public readonly TaskCompletionSource UploadStarted = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    /// <summary>/wait: set when the handler started waiting, and when its RequestAborted fired (Stopwatch.GetTimestamp()).</summary>
+    public readonly TaskCompletionSource WaitStarted = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    public readonly TaskCompletionSource<long> WaitAborted = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     private TestApp(WebApplication app) => _app = app;
 
     public Uri BaseAddress { get; private set; } = null!;
+    /// <summary>Every address the server listens on (IServerAddressesFeature).</summary>
+    public IReadOnlyList<string> Addresses { get; private set; } = [];
     public int Port => BaseAddress.Port;
     public IServiceProvider Services => _app.Services;
 
-    public static async Task<TestApp> StartAsync(TransportTarget target, Action<KestrelServerOptions>? listen = null, int threads = 2)
+    /// <param name="transport">Configures the IoMux transport (IoMux targets).</param>
+    /// <param name="sockets">Configures Kestrel's socket transport (the kestrel-sockets target).</param>
+    /// <param name="logs">Receives the transports' logs at Debug (both targets).</param>
+    public static async Task<TestApp> StartAsync(TransportTarget target, Action<KestrelServerOptions>? listen = null, int threads = 2,
+        Action<IoMuxTransportOptions>? transport = null, Action<SocketTransportOptions>? sockets = null, ILoggerProvider? logs = null,
+        IDictionary<string, string?>? configuration = null)
     {
         var builder = WebApplication.CreateSlimBuilder();
+        if (configuration is not null)
+            builder.Configuration.AddInMemoryCollection(configuration);
         builder.Logging.ClearProviders();
         builder.Logging.SetMinimumLevel(LogLevel.Warning);
+        if (logs is not null)
+        {
+            builder.Logging.AddProvider(logs);
+            builder.Logging.AddFilter("IoMux.AspNetCore", LogLevel.Debug);
+            builder.Logging.AddFilter("Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets", LogLevel.Debug);
+        }
+        if (sockets is not null)
+            builder.Services.Configure(sockets);
         builder.WebHost.ConfigureKestrel(o =>
         {
             o.Limits.MaxRequestBodySize = null;
@@ -65,6 +87,7 @@ public sealed class TestApp : IAsyncDisposable
                 o.ThreadCount = threads;
                 o.BackendFactory = backend.Create;
                 o.Scheduling = target.Scheduling;
+                transport?.Invoke(o);
             });
         }
         var app = builder.Build();
@@ -117,6 +140,27 @@ public sealed class TestApp : IAsyncDisposable
             return Results.Text("late but complete");
         });
         app.MapGet("/abort", (HttpContext ctx) => ctx.Abort());
+        app.MapGet("/wait", async (HttpContext ctx) =>
+        {
+            // What a handler does with a client that may leave: wait on RequestAborted (issue 23).
+            test.WaitStarted.TrySetResult();
+            try
+            {
+                await Task.Delay(TimeSpan.FromSeconds(30), ctx.RequestAborted);
+            }
+            catch (OperationCanceledException)
+            {
+                test.WaitAborted.TrySetResult(System.Diagnostics.Stopwatch.GetTimestamp());
+                return;
+            }
+            await ctx.Response.WriteAsync("waited 30 s");
+        });
+        app.MapGet("/socket", (HttpContext ctx) =>
+        {
+            var socket = ctx.Features.Get<Microsoft.AspNetCore.Connections.Features.IConnectionSocketFeature>()?.Socket;
+            return socket is null ? "none"
+                : $"{socket.RemoteEndPoint} {socket.LocalEndPoint} nodelay={(socket.AddressFamily == System.Net.Sockets.AddressFamily.Unix ? "n/a" : socket.NoDelay.ToString())}";
+        });
         app.MapGet("/whoami", (HttpContext ctx) =>
             $"{ctx.Connection.RemoteIpAddress}:{ctx.Connection.RemotePort} {ctx.Connection.LocalIpAddress}:{ctx.Connection.LocalPort} {ctx.Connection.Id}");
         app.Map("/ws", async (HttpContext ctx) =>
@@ -140,8 +184,9 @@ public sealed class TestApp : IAsyncDisposable
             }
         });
         await app.StartAsync();
-        var address = app.Services.GetRequiredService<Microsoft.AspNetCore.Hosting.Server.IServer>()
-            .Features.Get<IServerAddressesFeature>()!.Addresses.First();
+        test.Addresses = app.Services.GetRequiredService<Microsoft.AspNetCore.Hosting.Server.IServer>()
+            .Features.Get<IServerAddressesFeature>()!.Addresses.ToArray();
+        var address = test.Addresses[0];
         // A handle or Unix-socket endpoint has no usable URI here; its tests address it themselves.
         test.BaseAddress = Uri.TryCreate(address.Replace("[::]", "127.0.0.1").Replace("0.0.0.0", "127.0.0.1"), UriKind.Absolute, out var uri) && uri.Port > 0
             ? uri : new Uri("http://127.0.0.1:1");

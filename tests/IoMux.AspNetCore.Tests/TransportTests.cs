@@ -114,10 +114,17 @@ public sealed class TransportTests(TransportTarget target)
         listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
         listener.Listen(16);
         int port = ((IPEndPoint)listener.LocalEndPoint!).Port;
-        int handle = Interop.LibC.dup((int)listener.Handle); // the transport owns (and closes) what it is given
-        await using var app = await TestApp.StartAsync(target, o => o.ListenHandle((ulong)handle));
-        using var client = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}") };
-        Assert.That(await client.GetByteArrayAsync("/hello", token), Is.EqualTo(TestApp.Hello));
+        int handle = Interop.LibC.dup((int)listener.Handle); // a descriptor of its own, as systemd passes one
+        try
+        {
+            await using var app = await TestApp.StartAsync(target, o => o.ListenHandle((ulong)handle));
+            using var client = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}") };
+            Assert.That(await client.GetByteArrayAsync("/hello", token), Is.EqualTo(TestApp.Hello));
+        }
+        finally
+        {
+            Interop.LibC.close(handle); // the host's to close: transports take it with ownsHandle false (KestrelParityTests)
+        }
     }
 
     [Test, CancelAfter(180_000)]

@@ -1,0 +1,46 @@
+using IoMux.Interop;
+
+namespace IoMux.AspNetCore;
+
+/// <summary>The descriptors one transport's connections hold, across its listeners and loops, checked against a
+/// <see cref="DescriptorBudget"/> (as IoMux.Web's AcceptGate does): a loop accepts only while one more connection
+/// leaves the .NET runtime its reserve below the soft RLIMIT_NOFILE (at the limit the runtime cannot start a thread
+/// and aborts the process: docs/reliability/descriptor-limit.md). A few <see cref="SpareDescriptors"/> are held
+/// while the process is well and given back when it is at its limit.</summary>
+internal sealed class TransportDescriptors : IDisposable
+{
+    private readonly DescriptorBudget _budget = new();
+    private readonly SpareDescriptors _spares = new();
+    private readonly Lock _gate = new();
+    private int _connections;
+
+    public TransportDescriptors() => _spares.Take();
+
+    /// <summary>True while one more connection fits the budget.</summary>
+    public bool AllowsOneMore() => _budget.Allows(Volatile.Read(ref _connections), 1);
+
+    public void Opened() => Interlocked.Increment(ref _connections);
+
+    public void Closed() => Interlocked.Decrement(ref _connections);
+
+    /// <summary>At the limit: the spares' descriptors are free for the rest of the process.</summary>
+    public void GiveSpares()
+    {
+        lock (_gate)
+            _spares.Give();
+    }
+
+    /// <summary>True when accepting may resume: a connection and the spares fit the budget, and the spares could
+    /// be taken back (the process is no longer at its limit).</summary>
+    public bool TryResume()
+    {
+        lock (_gate)
+            return _budget.Allows(Volatile.Read(ref _connections), 1 + _spares.Missing) && _spares.Take();
+    }
+
+    public void Dispose()
+    {
+        lock (_gate)
+            _spares.Dispose();
+    }
+}

@@ -26,17 +26,19 @@ public sealed class TransportOptionsTests
         Assert.That(text.ToString(), Does.EndWith(" nodelay=False"), "IoMux:NoDelay=false reached the accepted sockets");
     }
 
-    [Test, CancelAfter(60_000)]
+    // The start is bounded by WaitAsync (a hang fails with TimeoutException, not the expected exception).
+    [Test]
     public async Task AValueThatDoesNotParseFailsTheStartNamingTheKey()
     {
         var failure = await Assert.ThrowsAsync<OptionsValidationException>(async () =>
         {
-            await using var app = await TestApp.StartAsync(Epoll, configuration: new Dictionary<string, string?> { ["IoMux:Backlog"] = "lots" });
+            await using var app = await TestApp.StartAsync(Epoll, configuration: new Dictionary<string, string?> { ["IoMux:Backlog"] = "lots" })
+                .WaitAsync(TimeSpan.FromSeconds(60));
         });
         Assert.That(failure!.Message, Does.Contain("IoMux:Backlog").And.Contain("lots"));
     }
 
-    [Test, CancelAfter(60_000)]
+    [Test]
     public async Task AnUnknownBackendFailsTheStart()
     {
         var failure = await Assert.ThrowsAsync<OptionsValidationException>(async () =>
@@ -45,7 +47,7 @@ public sealed class TransportOptionsTests
             {
                 o.BackendFactory = null;
                 o.Backend = "no-such-backend";
-            });
+            }).WaitAsync(TimeSpan.FromSeconds(60));
         });
         Assert.That(failure!.Message, Does.Contain("Backend"));
     }

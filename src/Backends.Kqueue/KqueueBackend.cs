@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Runtime.InteropServices;
 using IoMux.Interop;
 using static IoMux.Backends.Kqueue.Kq;
@@ -31,9 +32,9 @@ public sealed class KqueueBackend : IPollerBackend, IKernelWait, IOwnedRegistrat
     private readonly IKqueueSystem _system;
     private readonly KqueuePlatform _os;
     private readonly KernelErrnos _errnos;
-    private int _kq;                             // replaced by a rebuild (CloseKeepsKnotes); read by wakers
-    private readonly List<int> _retired = [];    // queues a rebuild replaced: closed with the backend (a waker may still name one)
-    private bool _sawStale;                      // this wait saw an event no registration owns
+    private int _kq;                             // the queue waited on and woken; replaced by a rebuild (CloseKeepsKnotes)
+    private int _controlKq;                      // the queue changes go to: _kq, or the new queue while a rebuild fills it
+    private bool _sawStale;                      // this wait returned early with nothing (or saw an event nobody owns)
     private int _staleRounds;
     private readonly bool _userWake;
     private readonly WakePipe? _pipe;
@@ -58,7 +59,7 @@ public sealed class KqueueBackend : IPollerBackend, IKernelWait, IOwnedRegistrat
         _os = system.Platform;
         _errnos = system.Os.Errnos;
         _core.Table.Os = system.Os;
-        _kq = system.Create();
+        _kq = _controlKq = system.Create();
         if (_kq < 0)
             throw new PosixException("kqueue", -_kq);
         try
@@ -120,7 +121,7 @@ public sealed class KqueueBackend : IPollerBackend, IKernelWait, IOwnedRegistrat
         if (changes.IsEmpty)
             return 0;
         var receipts = _receipts.AsSpan(0, changes.Length);
-        int n = _system.Kevent(_kq, changes, receipts, TimeSpan.Zero);
+        int n = _system.Kevent(_controlKq, changes, receipts, TimeSpan.Zero);
         if (n < 0)
             return -n;
         for (int i = 0; i < n; i++)
@@ -265,10 +266,12 @@ public sealed class KqueueBackend : IPollerBackend, IKernelWait, IOwnedRegistrat
             return;
         }
         _sawStale = false;
-        // A kernel kqueue removes a descriptor's knotes at close(2), so an event nobody owns is one of a registration
-        // deleted during the wait, and it does not come back. A user-space kqueue (libkqueue) cannot see the close: the
-        // knote of a descriptor closed before it was deregistered stays, keeps firing while a dup holds the file, and
-        // cannot be deleted (its number is gone). Two such rounds in a row: only a new queue drops it (as epoll's rebuild).
+        // A kernel kqueue removes a descriptor's knotes at close(2). A user-space kqueue (libkqueue) cannot see the close:
+        // deleting the knote of a descriptor closed before it was deregistered frees the knote, but its epoll entry
+        // (keyed by the closed number, kept by a dup) cannot be removed; it keeps firing, libkqueue drops the event
+        // and kevent returns nothing at once: every wait would spin. Two such rounds in a row: only a new queue drops
+        // it (as epoll's rebuild). A rebuild re-adds the live registrations, so an edge registration may see its
+        // current readiness once more (as after epoll's).
         if (_os.CloseKeepsKnotes && ++_staleRounds >= 2)
         {
             lock (_core.Gate)
@@ -279,39 +282,57 @@ public sealed class KqueueBackend : IPollerBackend, IKernelWait, IOwnedRegistrat
         }
     }
 
-    /// <summary>Replaces the queue with a new one holding the wake and the live registrations only. The old queue is
-    /// retired, not closed: a waker that read its number may still trigger it (it is closed with the backend).</summary>
+    /// <summary>Replaces the queue with a new one holding the wake and the live registrations only. The new queue is
+    /// filled before anyone can name it (changes go to <c>_controlKq</c>); then it is published, the wakers that may
+    /// still hold the old number are waited out, and the old queue is closed with whatever stale entries it held.</summary>
     private void RebuildQueue()
     {
         int fresh = _system.Create();
         if (fresh < 0)
             return; // EMFILE: try again at the next stale round
         int old = _kq;
-        Volatile.Write(ref _kq, fresh);
+        _controlKq = fresh;
         int rc = _userWake
             ? Control([new KEvent { Ident = WakeIdent, Filter = _os.User!.Value, Flags = EV_ADD | EV_CLEAR | EV_RECEIPT }])
             : Control(WakePipeChange());
+        var carried = new List<(DescriptorEntry Entry, Interest InKernel)>();
         foreach (var entry in _core.Table.Live)
         {
+            if (rc != 0)
+                break;
             if (entry.Orphaned || entry.Interest == Interest.None)
                 continue;
+            carried.Add((entry, entry.InKernel));
             entry.InKernel = Interest.None; // nothing of it is in the new queue yet
-            rc |= Submit(entry, delete: false);
-            if (entry.Mode == TriggerMode.Oneshot && entry.Armed == Interest.None)
+            int errno = Submit(entry, delete: false);
+            if (errno == _errnos.Ebadf)
+            {
+                // A raw descriptor closed while registered (the misuse that left the stale knote, or another):
+                // it cannot be watched any more; never report it again, as every backend does.
+                entry.Orphaned = true;
+                _core.Counters.OnOrphaned(entry.Descriptor);
+                continue;
+            }
+            rc = errno;
+            if (rc == 0 && entry.Mode == TriggerMode.Oneshot && entry.Armed == Interest.None)
                 DisableSiblings(entry); // a oneshot that reported stays disarmed until it is re-armed
         }
         if (rc != 0)
         {
-            // Could not carry everything over: keep the old queue (still spinning, but nothing lost) and try again.
-            Volatile.Write(ref _kq, old);
+            // Could not carry everything over: keep the old queue (nothing lost) and try again at the next stale round.
+            foreach (var (entry, inKernel) in carried)
+                entry.InKernel = inKernel;
+            _controlKq = old;
             _system.Close(fresh);
             return;
         }
-        _retired.Add(old);
+        Volatile.Write(ref _kq, fresh);
+        _core.WaitForWakers(); // a waker that read the old number before the write has written by now
+        _system.Close(old);
         _staleRounds = 0;
         _core.Counters.OnKernelSetRebuilt();
-        // A wake requested while the old queue was current was consumed by the wait that saw it (the wake gate), so
-        // nothing is owed to the new queue.
+        // A wake requested meanwhile is not lost: the waiter is not asleep (this runs before its wait), so the wake
+        // gate holds the request and the coming wait does not sleep.
     }
 
     int IKernelWait.KernelWait(int capacity, TimeSpan slice, out int errno)
@@ -323,8 +344,15 @@ public sealed class KqueueBackend : IPollerBackend, IKernelWait, IOwnedRegistrat
             _batch = new DescriptorEntry[capacity];
             _bits = new Bits[capacity];
         }
+        long start = _os.CloseKeepsKnotes ? Stopwatch.GetTimestamp() : 0;
         int n = _system.Kevent(_kq, [], _buffer.AsSpan(0, capacity), slice == Timeout.InfiniteTimeSpan ? null : slice);
         errno = n < 0 ? -n : 0;
+        // libkqueue drops the events of knotes it deleted but whose epoll entry outlived their closed number, and
+        // returns nothing at once (mheily/libkqueue src/linux/platform.c linux_kevent_copyout skips stale udata;
+        // src/common/kevent.c returns the 0 events): a wait that ends early with nothing is that stale entry firing.
+        if (n == 0 && _os.CloseKeepsKnotes && slice > TimeSpan.Zero
+            && (slice == Timeout.InfiniteTimeSpan || Stopwatch.GetElapsedTime(start) < slice / 2))
+            _sawStale = true;
         return Math.Max(n, 0);
     }
 
@@ -420,7 +448,7 @@ public sealed class KqueueBackend : IPollerBackend, IKernelWait, IOwnedRegistrat
         if ((entry.InKernel & Interest.Writable) != 0) changes[count++] = Disable(entry, _os.Write);
         if ((entry.InKernel & Interest.Priority) != 0 && _os.Except is { } except) changes[count++] = Disable(entry, except);
         if (count > 0)
-            _system.Kevent(_kq, changes[..count], [], TimeSpan.Zero);
+            _system.Kevent(_controlKq, changes[..count], [], TimeSpan.Zero);
 
         static KEvent Disable(DescriptorEntry entry, short filter) =>
             new() { Ident = (ulong)entry.Descriptor, Filter = filter, Flags = EV_DISABLE, UData = entry.KernelData };
@@ -432,7 +460,7 @@ public sealed class KqueueBackend : IPollerBackend, IKernelWait, IOwnedRegistrat
     void IKernelWait.WriteWake()
     {
         if (_userWake)
-            _system.Kevent(_kq, [new KEvent { Ident = WakeIdent, Filter = _os.User!.Value, FFlags = NOTE_TRIGGER }], [], TimeSpan.Zero);
+            _system.Kevent(Volatile.Read(ref _kq), [new KEvent { Ident = WakeIdent, Filter = _os.User!.Value, FFlags = NOTE_TRIGGER }], [], TimeSpan.Zero);
         else
             _pipe?.Write();
     }
@@ -443,8 +471,6 @@ public sealed class KqueueBackend : IPollerBackend, IKernelWait, IOwnedRegistrat
         if (!_core.BeginDispose())
             return;
         _system.Close(_kq);
-        foreach (int retired in _retired)
-            _system.Close(retired);
         _pipe?.Dispose();
     }
 }

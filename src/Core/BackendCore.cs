@@ -154,6 +154,10 @@ internal sealed class BackendCore
         }
     }
 
+    /// <summary>Waits for the wakers writing now to leave (a backend that replaced its wake target closes the old one
+    /// after this: a waker that entered later reads the new one).</summary>
+    public void WaitForWakers() => _closeGuard.WaitForWriters();
+
     /// <summary>Marks the backend disposed and waits for wakers that are writing to leave. True for the first
     /// caller only, who then closes the kernel objects: a waker must never write into a closed number that
     /// may already belong to another file.</summary>

@@ -22,6 +22,14 @@ internal sealed class CloseGuard
     /// <summary>Leaves after a successful <see cref="TryEnter"/>.</summary>
     public void Exit() => Interlocked.Decrement(ref _state);
 
+    /// <summary>Waits for the writers inside now to leave, without closing.</summary>
+    public void WaitForWriters()
+    {
+        var spin = new SpinWait();
+        while ((Volatile.Read(ref _state) & ~ClosedBit) != 0)
+            spin.SpinOnce();
+    }
+
     /// <summary>Marks closed and waits for writers inside to leave. True for the first caller only, who then closes.</summary>
     public bool Close()
     {

@@ -45,7 +45,7 @@ public static class Errno
     public static readonly int ENOTCONN = Interop.OsAbi.Errnos(Interop.Platform.Flavor).Enotconn; // the one table: OsAbi.Errnos
     public static readonly int ETIMEDOUT = Pick(110, 60, 145);
     public static readonly int ECONNREFUSED = Pick(111, 61, 146);
-    public static readonly int ETIME = Pick(62, 101, 62);
+    public static readonly int ETIME = Interop.OsAbi.Errnos(Interop.Platform.Flavor).Etime; // -1 where the OS has none
     public static readonly int EBADFD = Interop.OsAbi.Errnos(Interop.Platform.Flavor).Ebadfd;
     // FreeBSD's Capsicum (sys/sys/errno.h: ENOTCAPABLE 93); on macOS 93 is ENOATTR, elsewhere there is none.
     public static readonly int ENOTCAPABLE = Interop.OsAbi.Errnos(Interop.Platform.Flavor).Enotcapable;

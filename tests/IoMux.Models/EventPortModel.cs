@@ -246,10 +246,10 @@ internal sealed unsafe partial class EventPortModel : IEventPortSystem
     private int FromLinux(int fd, short returned, int requested)
     {
         // illumos so_poll: "In sockets the errors are represented as input/output events": while a socket has a
-        // pending error it reports (POLLIN|POLLRDNORM|POLLOUT) & events and nothing else: no POLLERR, POLLHUP or
-        // POLLRDHUP (illumos-gate usr/src/uts/common/fs/sockfs/sockcommon_sops.c @0250c53a so_poll). Linux's POLLERR
-        // on a socket is that pending error.
-        if ((returned & PortAbi.PollErr) != 0 && IsSocket(fd))
+        // pending error and input or output was asked for, it reports (POLLIN|POLLRDNORM|POLLOUT) & events and nothing
+        // else: no POLLERR, POLLHUP or POLLRDHUP (illumos-gate usr/src/uts/common/fs/sockfs/sockcommon_sops.c @0250c53a
+        // so_poll); asked for neither, it goes on to the other checks. Linux's POLLERR on a socket is that pending error.
+        if ((returned & PortAbi.PollErr) != 0 && (requested & (PortAbi.PollIn | PortAbi.PollOut)) != 0 && IsSocket(fd))
             return requested & (PortAbi.PollIn | PortAbi.PollOut);
         int events = returned & LowBits;
         if (RdHup != 0 && (returned & LinuxPollRdHup) != 0 && (requested & RdHup) != 0)

@@ -161,10 +161,13 @@ internal sealed unsafe partial class KqueueModel : IKqueueSystem
         long deadline = timeout is { } t ? Stopwatch.GetTimestamp() + (long)(t.TotalSeconds * Stopwatch.Frequency) : long.MaxValue;
         while (true)
         {
+            bool sawStale;
             lock (_gate)
-                written = Harvest(q, events);
+                written = Harvest(q, events, out sawStale);
             if (written > 0)
                 return written;
+            if (sawStale && Abi.CloseKeepsKnotes)
+                return 0; // libkqueue: the stale events were dropped and kevent returns nothing, before its timeout
             long left = deadline - Stopwatch.GetTimestamp();
             if (left <= 0)
                 return 0;
@@ -192,13 +195,21 @@ internal sealed unsafe partial class KqueueModel : IKqueueSystem
             Drop(q, knote); // close(2) removed it; the number may name another file now
             knote = null;
         }
+        if (!user && knote is not null && (change.Flags & EV_DELETE) != 0 && Abi.CloseKeepsKnotes
+            && LibC.fcntl((int)change.Ident, LinuxF_GETFD, 0) < 0)
+        {
+            // libkqueue: the knote is freed and the delete succeeds; the epoll entry under the closed number cannot be
+            // removed and stays (with a dup alive it keeps firing, and Harvest finds no knote for it).
+            q.Knotes.Remove(key);
+            return 0;
+        }
         if (!user && LibC.fcntl((int)change.Ident, LinuxF_GETFD, 0) < 0)
         {
             // fget() fails before the knote lookup (FreeBSD, OpenBSD, DragonFly: EBADF); xnu looks the knote up
             // first for anything but EV_ADD, and close() removed it: ENOENT.
             if (Abi.DeleteLooksUpKnoteFirst && (change.Flags & EV_ADD) == 0)
                 return E.Enoent;
-            return E.Ebadf; // with CloseKeepsKnotes the knote stays: its epoll entry cannot be named any more
+            return E.Ebadf;
         }
         if ((change.Flags & EV_DELETE) != 0)
         {
@@ -327,8 +338,9 @@ internal sealed unsafe partial class KqueueModel : IKqueueSystem
     }
 
     /// <summary>Collects what is ready now, without blocking.</summary>
-    private int Harvest(Queue q, Span<KEvent> events)
+    private int Harvest(Queue q, Span<KEvent> events, out bool sawStale)
     {
+        sawStale = false;
         int written = 0;
         ulong counter;
         LibC.read(q.UserFd, (byte*)&counter, 8);
@@ -375,8 +387,10 @@ internal sealed unsafe partial class KqueueModel : IKqueueSystem
                     Watch(q, knote); // nothing to report after all: keep the one shot for real activity
                 }
             }
-            if (stale)
+            // A kernel kqueue has no such entry (close removed it); the model drops it. libkqueue cannot: it stays.
+            if (stale && !Abi.CloseKeepsKnotes)
                 RebuildInner(q, filter);
+            sawStale |= stale;
         }
         return written;
     }

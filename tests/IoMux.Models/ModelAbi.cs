@@ -45,13 +45,13 @@ internal sealed record TargetAbi(string Name, UnixFlavor Os, string Citation)
     private static readonly (int, int, int) BsdSocketTypes = (1, 2, 5);
     private static readonly (int, int, int, int, int, int, int, int, int, int) BsdErrnos = (2, 4, 9, 22, 57, -1, -1, 25, 42, 38);
 
-    /// <summary>FreeBSD 12 and later: FIONREAD _IOR('f', 127, int) (sys/sys/filio.h); struct stat (ino64) mode u16 at 24,
+    /// <summary>FreeBSD 12 and later: POLLRDHUP 0x4000 (sys/sys/poll.h, "half shut down"); FIONREAD _IOR('f', 127, int) (sys/sys/filio.h); struct stat (ino64) mode u16 at 24,
     /// size 112, mtim 64, sizeof 224 (compiled: docs/BACKENDS.md "struct stat per OS"; rust-lang/libc freebsd12);
     /// RLIMIT_NOFILE 8 (sys/sys/resource.h); AF_INET6 28 (sys/sys/socket.h).</summary>
     public static TargetAbi FreeBsd { get; } = new("FreeBSD", UnixFlavor.FreeBSD, "freebsd-src sys/sys/{filio,stat,resource,socket,errno}.h")
     {
         FionRead = 0x4004667F, Stat = (24, 2, 112, 64, 224), FstatSymbol = "fstat", SocketOption = BsdSocketOption, SocketTypes = BsdSocketTypes,
-        RlimitNofile = 8, AfInet6 = 28, PollRdHup = 0, Errnos = BsdErrnos,
+        RlimitNofile = 8, AfInet6 = 28, PollRdHup = 0x4000, Errnos = BsdErrnos,
     };
 
     /// <summary>macOS (64-bit inode): struct stat mode u16 at 4, size 96, mtim 48, sizeof 144 (xnu bsd/sys/stat.h
@@ -59,7 +59,8 @@ internal sealed record TargetAbi(string Name, UnixFlavor Os, string Citation)
     public static TargetAbi MacOS { get; } = FreeBsd with
     {
         Name = "macOS", Os = UnixFlavor.MacOS, Citation = "xnu bsd/sys/{filio,stat,resource,socket,errno}.h",
-        Stat = (4, 2, 96, 48, 144), FstatSymbol = "fstat$INODE64", AfInet6 = 30,
+        Stat = (4, 2, 96, 48, 144), FstatSymbol = "fstat$INODE64", AfInet6 = 30, PollRdHup = 0,
+        Errnos = BsdErrnos with { Item6 = 101 }, // ETIME 101 (xnu bsd/sys/errno.h, a STREAMS error)
     };
 
     /// <summary>NetBSD 5+: __fstat50's struct stat mode u32 at 8, size 112, mtim 64, sizeof 152 (sys/sys/stat.h rev
@@ -67,7 +68,8 @@ internal sealed record TargetAbi(string Name, UnixFlavor Os, string Citation)
     public static TargetAbi NetBsd { get; } = FreeBsd with
     {
         Name = "NetBSD", Os = UnixFlavor.NetBSD, Citation = "NetBSD/src sys/sys/{stat,socket,resource}.h",
-        Stat = (8, 4, 112, 64, 152), FstatSymbol = "__fstat50", AfInet6 = 24,
+        Stat = (8, 4, 112, 64, 152), FstatSymbol = "__fstat50", AfInet6 = 24, PollRdHup = 0,
+        Errnos = BsdErrnos with { Item6 = 92 }, // ETIME 92 (sys/sys/errno.h: "STREAM ioctl timeout")
     };
 
     /// <summary>OpenBSD 5.5+: struct stat mode u32 at 0, size 80, mtim 48, sizeof 128 (sys/sys/stat.h rev 1.26, compiled);
@@ -75,7 +77,7 @@ internal sealed record TargetAbi(string Name, UnixFlavor Os, string Citation)
     public static TargetAbi OpenBsd { get; } = FreeBsd with
     {
         Name = "OpenBSD", Os = UnixFlavor.OpenBSD, Citation = "openbsd/src sys/sys/{stat,socket,resource}.h",
-        Stat = (0, 4, 80, 48, 128), AfInet6 = 24,
+        Stat = (0, 4, 80, 48, 128), AfInet6 = 24, PollRdHup = 0,
     };
 
     /// <summary>DragonFly: struct stat mode u16 at 16, size 80, mtim 48, sizeof 128 (sys/sys/stat.h @ 05eaf8a2, compiled);
@@ -83,7 +85,7 @@ internal sealed record TargetAbi(string Name, UnixFlavor Os, string Citation)
     public static TargetAbi DragonFly { get; } = FreeBsd with
     {
         Name = "DragonFly", Os = UnixFlavor.DragonFly, Citation = "DragonFlyBSD sys/sys/{stat,socket,resource}.h",
-        Stat = (16, 2, 80, 48, 128),
+        Stat = (16, 2, 80, 48, 128), PollRdHup = 0,
     };
 
     /// <summary>illumos (amd64): FIONREAD _IOR('f', 127, int) = 0x4004667F (usr/src/uts/common/sys/filio.h line 60,
@@ -153,10 +155,13 @@ internal sealed record KqueueAbi(string Name, TargetAbi Os, short Read, short Wr
     /// @04ca8661: "return (-1); /* STUB */"; @f9660896 unless the change has EV_CLEAR). Every kernel updates the knote.</summary>
     public bool CannotModifyWithoutClear { get; init; }
 
-    /// <summary>close(2) does not remove the descriptor's knotes: a user-space kqueue cannot see the close. Its epoll
-    /// entry stays while a dup keeps the file open and keeps firing under the closed number, and EV_DELETE of that
-    /// number fails (epoll_ctl DEL of a closed number: EBADF) leaving the knote in place. mheily/libkqueue BUGS.md
-    /// (Linux): "If a file descriptor outside of kqueue is closed, the internal kqueue state is not cleaned up."</summary>
+    /// <summary>close(2) does not remove the descriptor's knotes: a user-space kqueue cannot see the close (mheily/libkqueue
+    /// BUGS.md, Linux: "If a file descriptor outside of kqueue is closed, the internal kqueue state is not cleaned up").
+    /// An EV_DELETE of the closed number succeeds and frees the knote (src/common/knote.c knote_delete releases it
+    /// whatever kn_delete returns; src/linux/platform.c epoll_update takes EBADF on EPOLL_CTL_DEL as success and marks
+    /// the udata stale), but the epoll entry stays while a dup keeps the file open and keeps firing; its events are
+    /// dropped (linux_kevent_copyout skips stale udata) and kevent returns 0 events at once (src/common/kevent.c),
+    /// before its timeout. Read at libkqueue HEAD f966089 (v2.7.0), by the issue-20 review.</summary>
     public bool CloseKeepsKnotes { get; init; }
 
     /// <summary>The EV_* flags and NOTE_TRIGGER: the same bits in every header below (FreeBSD sys/sys/event.h, xnu

@@ -50,8 +50,7 @@ public sealed class ModelAbiCrossCheckTests
             Same("EINVAL", errnos.Einval, $"{Table} Errnos", model.Errnos.Einval, model.Citation);
             Same("ENOTCONN", errnos.Enotconn, $"{Table} Errnos", model.Errnos.Enotconn, model.Citation);
             Same("EBADFD", errnos.Ebadfd, $"{Table} Errnos", model.Errnos.Ebadfd, model.Citation);
-            if (os is UnixFlavor.Illumos or UnixFlavor.Solaris or UnixFlavor.Linux)
-                Same("ETIME", errnos.Etime, $"{Table} Errnos", model.Errnos.Etime, model.Citation);
+            Same("ETIME", errnos.Etime, $"{Table} Errnos", model.Errnos.Etime, model.Citation);
         });
     }
 

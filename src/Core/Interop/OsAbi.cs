@@ -69,11 +69,14 @@ internal static class OsAbi
     /// <summary>POLLRDHUP, or 0 where the OS has none. Linux 0x2000 (include/uapi/asm-generic/poll.h). illumos 0x4000
     /// (usr/src/uts/common/sys/poll.h @ 0ceaf383; rust-lang/libc illumos.rs line 94). Oracle Solaris: none (a Solaris
     /// 11.0 sys/poll.h, Arquivotheca/solaris11@766b42f8, has none, and rust-lang/libc's solaris.rs has none; 11.4 has no
-    /// public header). The BSDs and macOS: none.</summary>
+    /// public header). FreeBSD 0x4000 (sys/sys/poll.h "half shut down", added in the 13 era; the stored freebsd-src
+    /// copy @039ea811, from 2012, predates it; rust-lang/libc @2eda1e52 src/unix/bsd/freebsdlike/freebsd/mod.rs has
+    /// POLLRDHUP 0x4000 beside POLLINIGNEOF 0x2000): probed at run time, as the release that gained it is not pinned
+    /// here. macOS, NetBSD, OpenBSD, DragonFly: none.</summary>
     public static short PollRdHup(UnixFlavor os) => os switch
     {
         UnixFlavor.Linux => 0x2000,
-        UnixFlavor.Illumos => 0x4000,
+        UnixFlavor.Illumos or UnixFlavor.FreeBSD => 0x4000,
         _ => 0,
     };
 
@@ -126,13 +129,17 @@ internal static class OsAbi
     /// include/uapi/asm-generic/errno.h (ENOTCONN 107, EBADFD 77, ETIME 62) and errno-base.h. FreeBSD: sys/sys/errno.h @
     /// e97286a3 (ENOTCONN 57; ENOTCAPABLE 93, Capsicum); macOS, NetBSD, OpenBSD and DragonFly share the 4.4BSD socket
     /// numbers (ENOTCONN 57) and have no EBADFD or ENOTCAPABLE IoMux could meet. illumos and Solaris: SVR4 numbering,
-    /// usr/src/uts/common/sys/errno.h @ 7c478bd9 (ENOTCONN 134, ETIME 62, EBADFD 81). ETIME is asked for only where
+    /// usr/src/uts/common/sys/errno.h @ 7c478bd9 (ENOTCONN 134, ETIME 62, EBADFD 81). ETIME, a STREAMS error: macOS 101
+    /// (xnu-11417.101.15 bsd/sys/errno.h line 249), NetBSD 92 (rust-lang/libc @2eda1e52 netbsd/mod.rs line 908: "STREAM
+    /// ioctl timeout"), none on FreeBSD, OpenBSD and DragonFly (no such define in their errno.h). ETIME is asked for only where
     /// event ports exist.</summary>
     public static KernelErrnos Errnos(UnixFlavor os) => os switch
     {
         UnixFlavor.Linux => new(Enoent: 2, Eintr: 4, Ebadf: 9, Einval: 22, Enotconn: 107, Etime: 62, Ebadfd: 77, Enotcapable: -1),
         UnixFlavor.Illumos or UnixFlavor.Solaris => new(2, 4, 9, 22, Enotconn: 134, Etime: 62, Ebadfd: 81, Enotcapable: -1),
         UnixFlavor.FreeBSD => new(2, 4, 9, 22, Enotconn: 57, Etime: -1, Ebadfd: -1, Enotcapable: 93),
+        UnixFlavor.MacOS => new(2, 4, 9, 22, Enotconn: 57, Etime: 101, Ebadfd: -1, Enotcapable: -1),
+        UnixFlavor.NetBSD => new(2, 4, 9, 22, Enotconn: 57, Etime: 92, Ebadfd: -1, Enotcapable: -1),
         _ => new(2, 4, 9, 22, Enotconn: 57, Etime: -1, Ebadfd: -1, Enotcapable: -1),
     };
 
@@ -164,9 +171,9 @@ internal static class OsAbi
     /// <summary>POLLRDHUP as this kernel reports it: the header's value (<see cref="PollRdHup"/>), confirmed at run time
     /// where the release that introduced it is not known (illumos: the bit was added in the gate's history, and an
     /// older release ignores it without an error). Linux has had it since 2.6.17 and is not probed.</summary>
-    public static readonly short ReadHangupBit = Platform.Flavor == UnixFlavor.Illumos
-        ? (ReadHangupProbe.KernelReports(PollRdHup(UnixFlavor.Illumos)) ? PollRdHup(UnixFlavor.Illumos) : (short)0)
-        : PollRdHup(Platform.Flavor);
+    public static readonly short ReadHangupBit = Platform.Flavor == UnixFlavor.Linux
+        ? PollRdHup(UnixFlavor.Linux)
+        : ReadHangupProbe.KernelReports(PollRdHup(Platform.Flavor)) ? PollRdHup(Platform.Flavor) : (short)0;
 }
 
 /// <summary>Asks the kernel whether it reports a read-hangup poll bit: a socket pair whose other end shut its writing

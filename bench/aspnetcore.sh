@@ -6,13 +6,14 @@
 #     sockets           Kestrel's socket transport (default)
 #     sockets-inline    Kestrel's socket transport with UnsafePreferInlineScheduling
 #   plus `iomux hello` and nginx `return 200` on /plaintext as the ceiling;
+#   and YARP (bench/YarpServer) on each transport forwarding /plaintext to that nginx: yarp-iomux, yarp-sockets;
 #   loaded by wrk on loopback: /plaintext, /plaintext with 16 pipelined requests, /json; 50 and 256 connections;
 #   one core (server pinned to CPU 0 with one transport thread, wrk on CPU 1) and two (neither pinned: the load
 #   generator shares the cores, so compare within the column only).
 # Also per contestant at one core, 50 connections, /plaintext: bytes allocated per request (the server's
 # GC.GetTotalAllocatedBytes over the run / requests) and system calls per request (strace -c -f for a shorter run).
 # Every run is bounded (BENCH_SECONDS, default 5). Raw lines: bench/out/aspnetcore/raw.txt; table on stdout.
-#   bench/aspnetcore.sh [rounds]
+#   bench/aspnetcore.sh [rounds]            (BENCH_ONLY=yarp: the YARP rows alone)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-1}
@@ -27,9 +28,11 @@ if [ -n "$need" ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $need >/dev/null
 fi
 dotnet publish bench/AspNetCoreServer -c Release -o "$out/server" -p:PublishReadyToRun=true -v quiet -nologo | tail -n 1
+dotnet publish bench/YarpServer -c Release -o "$out/yarp" -p:PublishReadyToRun=true -v quiet -nologo | tail -n 1
 dotnet publish src/Cli -c Release -r linux-x64 --self-contained false -p:PublishReadyToRun=true -o "$out/iomux" -v quiet -nologo | tail -n 1
 server="$PWD/$out/server/AspNetCoreServer"
 iomux="$PWD/$out/iomux/IoMux.Cli"
+yarp="$PWD/$out/yarp/YarpServer"
 
 work=$(mktemp -d /tmp/iomux-aspnetcore-bench.XXXXXX)
 pid=""
@@ -61,6 +64,7 @@ start() { # contestant cores
   case $who in
     nginx) $pin nginx -p "$work" -c "$work/nginx.conf" -e "$work/error.log" >/dev/null 2>&1 & pid=$!; url_port=18580 ;;
     iomux-hello) $pin "$iomux" hello --threads "$cores" --port "$port" >/dev/null 2>&1 & pid=$!; url_port=$port ;;
+    yarp-iomux|yarp-sockets) $pin "$yarp" "${who#yarp-}" "$port" "$cores" 18580 >/dev/null 2>&1 & pid=$!; url_port=$port ;;
     *) $pin "$server" "$who" "$port" "$cores" >/dev/null 2>&1 & pid=$!; url_port=$port ;;
   esac
   for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$url_port/plaintext" && return 0; sleep 0.1; done
@@ -88,6 +92,7 @@ PY
 }
 
 contestants=(iomux-inline iomux-threadpool sockets sockets-inline iomux-hello nginx)
+[ "${BENCH_ONLY:-}" = yarp ] && contestants=()
 for round in $(seq 1 "$rounds"); do
   for cores in 1 2; do
     for who in "${contestants[@]}"; do
@@ -118,6 +123,28 @@ for round in $(seq 1 "$rounds"); do
       fi
       stop
     done
+  done
+done
+
+# YARP forwarding every request to nginx's `return 200` (the upstream of a real edge proxy, at its cheapest): the
+# same wrk loads on /plaintext, plain and pipelined. One core: YARP on CPU 0 with one transport thread, nginx (one
+# worker) and wrk on CPU 1; two: nothing pinned. The upstream's cost is in every row alike: compare the two rows.
+upstream=""
+trap '[ -n "$upstream" ] && kill "$upstream" 2>/dev/null; cleanup' EXIT
+for round in $(seq 1 "$rounds"); do
+  for cores in 1 2; do
+    upin=""; [ "$cores" = 1 ] && upin="taskset -c 1"
+    $upin nginx -p "$work" -c "$work/nginx.conf" -e "$work/error.log" >/dev/null 2>&1 & upstream=$!
+    for who in yarp-iomux yarp-sockets; do
+      start "$who" "$cores" || continue
+      wrk -t 1 -c 16 -d 1s "http://127.0.0.1:$url_port/plaintext" >/dev/null 2>&1 || true # warm-up (tiered JIT)
+      for conns in 50 256; do
+        set -- $(load "$cores" "$conns" "" /plaintext); echo "$round $cores $who proxied $conns $*" >> "$raw"
+        set -- $(load "$cores" "$conns" "$work/pipeline.lua" /plaintext); echo "$round $cores $who proxied-pipelined16 $conns $*" >> "$raw"
+      done
+      stop
+    done
+    kill "$upstream" 2>/dev/null || true; wait "$upstream" 2>/dev/null || true; upstream=""
   done
 done
 

@@ -40,3 +40,25 @@ print("| | " + " | ".join(who) + " |")
 print("| --- |" + " --- |" * len(who))
 print("| bytes allocated (whole process) | " + " | ".join(extra.get((w, "allocated"), "-") for w in who) + " |")
 print("| system calls (strace -c -f) | " + " | ".join(extra.get((w, "syscalls"), "-") for w in who) + " |")
+
+# YARP forwarding to nginx on each transport (bench/YarpServer): the IoMux row's ratio is to YARP on Kestrel's sockets.
+yarp = ["yarp-iomux", "yarp-sockets"]
+if any(k[1] in yarp for k in runs):
+    print("\n### YARP forwarding to nginx: requests/s, ratio to YARP on Kestrel sockets (p50 / p99 µs)\n")
+    print("| cores | endpoint | conns | " + " | ".join(yarp) + " |")
+    print("| --- | --- | --- |" + " --- |" * len(yarp))
+    for cores in (1, 2):
+        for endpoint in ("proxied", "proxied-pipelined16"):
+            for conns in (50, 256):
+                base = runs.get((cores, "yarp-sockets", endpoint, conns), {})
+                cells = []
+                for w in yarp:
+                    r = runs.get((cores, w, endpoint, conns))
+                    if not r:
+                        cells.append("-")
+                        continue
+                    ratios = [r[k][0] / base[k][0] for k in r if k in base and base[k][0] > 0]
+                    ratio = f" **{med(ratios):.2f}x**" if ratios and w != "yarp-sockets" else ""
+                    vals = list(r.values())
+                    cells.append(f"{med(v[0] for v in vals):,.0f}{ratio} ({med(v[1] for v in vals):.0f} / {med(v[2] for v in vals):.0f})")
+                print(f"| {cores} | {endpoint} | {conns} | " + " | ".join(cells) + " |")

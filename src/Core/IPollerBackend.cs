@@ -67,6 +67,9 @@ public interface IPollerBackend : IDisposable
 /// (and by wakers for <see cref="WakeWrites"/>); read them from anywhere, approximately.</summary>
 public sealed class BackendCounters
 {
+    /// <summary>Only IoMux's backends keep counters (an outside backend could never advance them).</summary>
+    internal BackendCounters() { }
+
     internal long _kernelWaits, _interruptions, _wakeWrites, _orphaned, _rebuilds, _spins, _spinHits;
     internal int _lastOrphan = -1;
 

@@ -25,10 +25,17 @@ public sealed class BackendSelector
     private readonly Func<string, string?> _environment;
     private readonly bool _ignoreEnvironment;
 
-    /// <summary>A selector over <paramref name="preference"/> (best first). <paramref name="namedExtras"/> can be
-    /// forced by name but are never chosen automatically. <paramref name="environment"/> reads variables (tests
-    /// inject it); <paramref name="ignoreEnvironment"/> is true for setuid processes.</summary>
-    public BackendSelector(IReadOnlyList<BackendProvider> preference, IReadOnlyList<BackendProvider>? namedExtras = null,
+    /// <summary>A selector over <paramref name="preference"/> (best first), reading <c>IOMUX_BACKEND</c> from the
+    /// environment (ignored in setuid processes). <paramref name="namedExtras"/> can be forced by name but are never
+    /// chosen automatically.</summary>
+    public BackendSelector(IReadOnlyList<BackendProvider> preference, IReadOnlyList<BackendProvider>? namedExtras = null)
+        : this(preference, namedExtras, environment: null, ignoreEnvironment: null)
+    {
+    }
+
+    /// <summary>The same with the environment as a seam (tests inject it); <paramref name="ignoreEnvironment"/> null:
+    /// true for setuid processes.</summary>
+    internal BackendSelector(IReadOnlyList<BackendProvider> preference, IReadOnlyList<BackendProvider>? namedExtras = null,
         Func<string, string?>? environment = null, bool? ignoreEnvironment = null)
     {
         _preference = preference;

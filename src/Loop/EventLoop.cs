@@ -58,6 +58,8 @@ public sealed partial class EventLoop : IDisposable
     private bool _pendingUnsorted;
     private readonly PollEvent[] _events = new PollEvent[256];
     private readonly long[] _now = new long[3];
+    private bool _timestamped; // _now holds a wait's time (false until the first wait: Now reads the live clock)
+    private readonly LoopClocks _clocks;
     private long _nextSourceId = 1, _order;
     private volatile bool _exitRequested;
     private int _exitCode;
@@ -77,11 +79,17 @@ public sealed partial class EventLoop : IDisposable
 
     /// <summary>A loop on <paramref name="poller"/>; <paramref name="ownsPoller"/> disposes it with the loop.</summary>
     public EventLoop(Poller poller, bool ownsPoller = true)
+        : this(poller, ownsPoller, LoopClocks.Default)
+    {
+    }
+
+    /// <summary>A loop that reads its clocks from <paramref name="clocks"/> (tests set a clock forward through it).</summary>
+    internal EventLoop(Poller poller, bool ownsPoller, LoopClocks clocks)
     {
         Poller = poller;
         _ownsPoller = ownsPoller;
+        _clocks = clocks;
         _context = new LoopSynchronizationContext(this);
-        UpdateNow();
         LoopMetrics.Loops.Add(this);
     }
 
@@ -100,8 +108,14 @@ public sealed partial class EventLoop : IDisposable
     internal int IoSourceCount => _io.Count;
 
     /// <summary>The loop's cached time on <paramref name="clock"/> in nanoseconds, read once per iteration
-    /// after the wait (so every callback of an iteration sees the same now).</summary>
-    public long Now(LoopClock clock) => _now[(int)clock];
+    /// after the wait (so every callback of an iteration sees the same now). Before the first wait, the live time
+    /// (as sd_event_now falls back to now(clock)): a cache from the loop's construction would make relative timers
+    /// added during a slow start due early.</summary>
+    public long Now(LoopClock clock)
+    {
+        long cached = _now[(int)clock]; // an unknown clock throws here, whichever branch is taken
+        return _timestamped ? cached : _clocks.Read(clock);
+    }
 
     internal TimerTable TimerTable => _timers;
     internal long NextSourceId() => _nextSourceId++;
@@ -171,6 +185,8 @@ public sealed partial class EventLoop : IDisposable
         ThrowIfDisposed();
         if (clock == LoopClock.Boottime && !BootClock.IsAvailable)
             throw new PlatformNotSupportedException("CLOCK_BOOTTIME exists on Linux only.");
+        if (clock != LoopClock.Monotonic && !_clockTimerTried[(int)clock])
+            SetUpClockTimer(clock);
     }
 
     /// <summary>A callback run every iteration while on.</summary>
@@ -291,7 +307,7 @@ public sealed partial class EventLoop : IDisposable
         try
         {
             var timeout = ComputeTimeout(maxTimeout);
-            long waitStart = LoopMetrics.MeasuresWaitTime ? TimerSource.ReadClock(LoopClock.Monotonic) : 0;
+            long waitStart = LoopMetrics.MeasuresWaitTime ? _clocks.Read(LoopClock.Monotonic) : 0;
             int n = Poller.Wait(_events, timeout);
             UpdateNow();
             if (waitStart != 0)
@@ -317,11 +333,18 @@ public sealed partial class EventLoop : IDisposable
             return TimeSpan.Zero;
         long wait = long.MaxValue; // nanoseconds
         if (EarliestLimitEnd() is var limitEnd and not long.MaxValue)
-            wait = Math.Max(0, limitEnd - TimerSource.ReadClock(LoopClock.Monotonic));
+            wait = Math.Max(0, limitEnd - _clocks.Read(LoopClock.Monotonic));
         foreach (var clock in (ReadOnlySpan<LoopClock>)[LoopClock.Monotonic, LoopClock.Realtime, LoopClock.Boottime])
         {
-            if (_timers.EarliestLatest(clock) is var latest and not long.MaxValue)
-                wait = Math.Min(wait, Math.Max(0, latest - TimerSource.ReadClock(clock)));
+            long latest = _timers.EarliestLatest(clock);
+            if (_clockTimers[(int)clock] is { } kernelTimer)
+            {
+                // An absolute kernel timer wakes the poller: no relative wait, which a clock jump would make wrong.
+                ArmClockTimer(clock, kernelTimer, latest);
+                continue;
+            }
+            if (latest != long.MaxValue)
+                wait = Math.Min(wait, Math.Max(0, latest - _clocks.Read(clock)));
         }
         var timeout = wait == long.MaxValue ? Timeout.InfiniteTimeSpan : TimeSpan.FromTicks((wait + 99) / 100);
         if (maxTimeout != Timeout.InfiniteTimeSpan && (timeout == Timeout.InfiniteTimeSpan || maxTimeout < timeout))
@@ -371,9 +394,10 @@ public sealed partial class EventLoop : IDisposable
 
     private void UpdateNow()
     {
-        _now[(int)LoopClock.Monotonic] = TimerSource.ReadClock(LoopClock.Monotonic);
-        _now[(int)LoopClock.Realtime] = TimerSource.ReadClock(LoopClock.Realtime);
-        _now[(int)LoopClock.Boottime] = TimerSource.ReadClock(LoopClock.Boottime);
+        _now[(int)LoopClock.Monotonic] = _clocks.Read(LoopClock.Monotonic);
+        _now[(int)LoopClock.Realtime] = _clocks.Read(LoopClock.Realtime);
+        _now[(int)LoopClock.Boottime] = _clocks.Read(LoopClock.Boottime);
+        _timestamped = true;
     }
 
     private void AddPending(in Pending pending)
@@ -394,6 +418,11 @@ public sealed partial class EventLoop : IDisposable
         ClearPending();
         for (int i = 0; i < eventCount; i++)
         {
+            if (_events[i].Token >= ClockTokenBase)
+            {
+                ClockTimerExpired((int)(_events[i].Token - ClockTokenBase));
+                continue;
+            }
             if (_io.TryGetValue((long)_events[i].Token, out var registered) && registered.State != SourceState.Off)
             {
                 if (registered is IoSource io)
@@ -620,6 +649,7 @@ public sealed partial class EventLoop : IDisposable
             registered.Dispose();
         foreach (var signal in _signals.ToList())
             signal.Dispose();
+        DisposeClockTimers();
         _disposed = true;
         if (_ownsPoller)
             Poller.Dispose();

@@ -306,6 +306,14 @@ public sealed partial class EventLoop : IDisposable
         SynchronizationContext.SetSynchronizationContext(_context);
         try
         {
+            RunPrepareCallbacks();
+            if (ExitOnIdle && !_exitRequested && IsIdle())
+            {
+                // sd-event checks before it polls: nothing could ever wake this wait, so exit as if asked, with 0.
+                _exitCode = 0;
+                _exitRequested = true;
+                return;
+            }
             var timeout = ComputeTimeout(maxTimeout);
             long waitStart = LoopMetrics.MeasuresWaitTime ? _clocks.Read(LoopClock.Monotonic) : 0;
             int n = Poller.Wait(_events, timeout);
@@ -386,7 +394,8 @@ public sealed partial class EventLoop : IDisposable
         for (int i = _limited.Count - 1; i >= 0; i--)
         {
             var source = _limited[i];
-            source.ExpireRateLimit(now);
+            if (source.ExpireRateLimit(now) && source.RateLimitExpireCallback is { } expired && !source.IsDisposed)
+                InvokeHook(source, expired);
             if (!source.IsRateLimited || source.IsDisposed)
                 _limited.RemoveAt(i);
         }
@@ -626,6 +635,7 @@ public sealed partial class EventLoop : IDisposable
         switch (source)
         {
             case IoSource io: _io.Remove(io.Id); break;
+            case InotifySource watch: _io.Remove(watch.Id); break;
             case ChildSource child: _io.Remove(child.Id); _children.Remove(child); break;
             case DeferSource d: _defers.Remove(d); break;
             case PostSource p: _posts.Remove(p); break;
@@ -636,7 +646,8 @@ public sealed partial class EventLoop : IDisposable
 
     private void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(_disposed, this);
 
-    /// <summary>Disposes every source and, if the loop owns it, the poller.</summary>
+    /// <summary>Disposes every source (their destroy callbacks run) and, if the loop owns it, the poller.</summary>
+    /// <exception cref="Exception">The first exception a destroy callback threw, rethrown once all is released.</exception>
     /// <exception cref="InvalidOperationException"><see cref="RunAsync"/>'s thread still runs the loop: use
     /// <see cref="DisposeAsync"/>, which asks it to exit and waits.</exception>
     public void Dispose()
@@ -645,13 +656,12 @@ public sealed partial class EventLoop : IDisposable
             return;
         ThrowIfRunningElsewhere();
         LoopMetrics.Loops.Retire(this);
-        foreach (var registered in _io.Values.ToList())
-            registered.Dispose();
-        foreach (var signal in _signals.ToList())
-            signal.Dispose();
+        var destroyFailure = DisposeSources();
         DisposeClockTimers();
         _disposed = true;
         if (_ownsPoller)
             Poller.Dispose();
+        if (destroyFailure is not null)
+            ExceptionDispatchInfo.Throw(destroyFailure); // a destroy callback's, once everything is released
     }
 }

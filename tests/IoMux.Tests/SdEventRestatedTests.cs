@@ -16,7 +16,7 @@ namespace IoMux.Tests;
 /// </summary>
 [NonParallelizable]
 [TestFixtureSource(typeof(LoopTests), nameof(LoopTests.Backends))]
-public sealed unsafe class SdEventRestatedTests(BackendProvider backend)
+public sealed unsafe partial class SdEventRestatedTests(BackendProvider backend)
 {
     private const int SIGUSR1 = 10, SIGKILL = 9, SIGUSR2 = 12, SIGURG = 23;
     private static readonly TimeSpan Deadline = TimeSpan.FromSeconds(10);

@@ -25,7 +25,8 @@ public sealed partial class EventLoop
     private void SetUpClockTimer(LoopClock clock)
     {
         _clockTimerTried[(int)clock] = true;
-        if (_clocks.CreateTimer(clock) is not { } timer)
+        var timer = clock == LoopClock.Monotonic ? _clocks.CreateMonotonicTimer() : _clocks.CreateTimer(clock);
+        if (timer is null)
             return; // no absolute timer here: this clock's timers fall back to a relative wait
         try
         {
@@ -51,6 +52,11 @@ public sealed partial class EventLoop
     /// consume it; the due timers are then found by the iteration's fresh now, and the next wait sets it anew.</summary>
     private void ClockTimerExpired(int index)
     {
+        if (index == (int)(EmbedWakeToken - ClockTokenBase))
+        {
+            EmbedWakeRead();
+            return;
+        }
         if ((uint)index >= (uint)_clockTimers.Length || _clockTimers[index] is not { } timer)
             return;
         timer.Acknowledge();
@@ -59,6 +65,7 @@ public sealed partial class EventLoop
 
     private void DisposeClockTimers()
     {
+        DisposeEmbedWake();
         for (int i = 0; i < _clockTimers.Length; i++)
         {
             _clockRegistrations[i]?.Dispose();

@@ -259,7 +259,7 @@ public sealed partial class EventLoop : IDisposable
             posted = _posted;
         }
         posted.Enqueue((action, priority));
-        Poller.Wake();
+        WakeUp();
     }
 
     /// <summary>Asks the loop to exit with <paramref name="code"/> after the current iteration. Any thread.</summary>
@@ -267,7 +267,7 @@ public sealed partial class EventLoop : IDisposable
     {
         _exitCode = code;
         _exitRequested = true;
-        Poller.Wake();
+        WakeUp();
     }
 
     /// <summary>Iterates until <see cref="Exit"/>; runs the exit sources; returns the exit code.</summary>
@@ -293,17 +293,9 @@ public sealed partial class EventLoop : IDisposable
 
     private void Iterate(TimeSpan maxTimeout)
     {
-        ThrowIfDisposed();
-        int thread = Environment.CurrentManagedThreadId;
-        if (_loopThread is { } owner && owner != thread)
-            throw new InvalidOperationException("The loop runs on one thread; another thread is running it.");
-        // A nested run would clear the outer iteration's pending list and drop its remaining callbacks (sd-event
-        // answers -EBUSY to sd_event_run from a callback).
-        if (_loopThread is not null)
-            throw new InvalidOperationException("The loop is running: Run and RunOnce cannot be called from one of its own callbacks.");
-        _loopThread = thread;
-        var previousContext = SynchronizationContext.Current;
-        SynchronizationContext.SetSynchronizationContext(_context);
+        if (_phase != Phase.Initial)
+            throw new InvalidOperationException("An iteration begun by Prepare is open: finish it with Wait (and Dispatch) first.");
+        var previousContext = Enter();
         try
         {
             RunPrepareCallbacks();
@@ -327,9 +319,31 @@ public sealed partial class EventLoop : IDisposable
         }
         finally
         {
-            SynchronizationContext.SetSynchronizationContext(previousContext);
-            _loopThread = null;
+            Leave(previousContext);
         }
+    }
+
+    /// <summary>Takes the loop for this thread, with its synchronization context installed; <see cref="Leave"/> gives it back.</summary>
+    private SynchronizationContext? Enter()
+    {
+        ThrowIfDisposed();
+        int thread = Environment.CurrentManagedThreadId;
+        if (_loopThread is { } owner && owner != thread)
+            throw new InvalidOperationException("The loop runs on one thread; another thread is running it.");
+        // A nested run would clear the outer iteration's pending list and drop its remaining callbacks (sd-event
+        // answers -EBUSY to sd_event_run from a callback).
+        if (_loopThread is not null)
+            throw new InvalidOperationException("The loop is running: Run, RunOnce, Prepare, Wait and Dispatch cannot be called from one of its own callbacks.");
+        _loopThread = thread;
+        var previousContext = SynchronizationContext.Current;
+        SynchronizationContext.SetSynchronizationContext(_context);
+        return previousContext;
+    }
+
+    private void Leave(SynchronizationContext? previousContext)
+    {
+        SynchronizationContext.SetSynchronizationContext(previousContext);
+        _loopThread = null;
     }
 
     /// <summary>The wait ends at the earliest "latest" moment of any timer: every timer whose window contains
@@ -340,15 +354,17 @@ public sealed partial class EventLoop : IDisposable
         if (Volatile.Read(ref _posted) is { IsEmpty: false } || AnyOn(_defers) || _exitRequested || AnySignalPending())
             return TimeSpan.Zero;
         long wait = long.MaxValue; // nanoseconds
-        if (EarliestLimitEnd() is var limitEnd and not long.MaxValue)
+        long limitEnd = EarliestLimitEnd();
+        if (limitEnd != long.MaxValue && _clockTimers[(int)LoopClock.Monotonic] is null)
             wait = Math.Max(0, limitEnd - _clocks.Read(LoopClock.Monotonic));
         foreach (var clock in (ReadOnlySpan<LoopClock>)[LoopClock.Monotonic, LoopClock.Realtime, LoopClock.Boottime])
         {
             long latest = _timers.EarliestLatest(clock);
             if (_clockTimers[(int)clock] is { } kernelTimer)
             {
-                // An absolute kernel timer wakes the poller: no relative wait, which a clock jump would make wrong.
-                ArmClockTimer(clock, kernelTimer, latest);
+                // An absolute kernel timer wakes the poller: no relative wait, which a clock jump would make wrong (and
+                // which an outer loop polling an embedded loop's descriptor would not see: see Descriptor).
+                ArmClockTimer(clock, kernelTimer, clock == LoopClock.Monotonic ? Math.Min(latest, limitEnd) : latest);
                 continue;
             }
             if (latest != long.MaxValue)

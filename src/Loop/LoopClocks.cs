@@ -25,6 +25,10 @@ internal abstract class LoopClocks
     /// back to a relative wait).</summary>
     public abstract AbsoluteClockTimer? CreateTimer(LoopClock clock);
 
+    /// <summary>An absolute timer on the monotonic clock, for a loop embedded in another (see
+    /// <see cref="EventLoop.Descriptor"/>): its monotonic deadlines must wake the descriptor too. Null where none.</summary>
+    public virtual AbsoluteClockTimer? CreateMonotonicTimer() => OperatingSystem.IsLinux() ? TimerFd.TryCreate(LoopClock.Monotonic) : null;
+
     private sealed class SystemClocks : LoopClocks
     {
         public override long Read(LoopClock clock) => TimerSource.ReadClock(clock);
@@ -54,7 +58,7 @@ internal abstract class AbsoluteClockTimer : IDisposable
 /// <summary>A Linux timerfd on CLOCK_REALTIME or CLOCK_BOOTTIME, armed with an absolute deadline.</summary>
 internal sealed unsafe partial class TimerFd : AbsoluteClockTimer
 {
-    private const int CLOCK_REALTIME = 0, CLOCK_BOOTTIME = 7;
+    private const int CLOCK_REALTIME = 0, CLOCK_MONOTONIC = 1, CLOCK_BOOTTIME = 7;
     private const int TFD_CLOEXEC = 0x80000, TFD_NONBLOCK = 0x800; // O_CLOEXEC, O_NONBLOCK on Linux
     private const int TFD_TIMER_ABSTIME = 1, TFD_TIMER_CANCEL_ON_SET = 2;
 
@@ -72,7 +76,8 @@ internal sealed unsafe partial class TimerFd : AbsoluteClockTimer
 
     public static TimerFd? TryCreate(LoopClock clock)
     {
-        int fd = timerfd_create(clock == LoopClock.Realtime ? CLOCK_REALTIME : CLOCK_BOOTTIME, TFD_NONBLOCK | TFD_CLOEXEC);
+        int id = clock switch { LoopClock.Realtime => CLOCK_REALTIME, LoopClock.Monotonic => CLOCK_MONOTONIC, _ => CLOCK_BOOTTIME };
+        int fd = timerfd_create(id, TFD_NONBLOCK | TFD_CLOEXEC);
         if (fd < 0)
             return null; // an old kernel or a seccomp filter: the relative wait remains
         // Realtime: also cancelled (readable, read answers ECANCELED) whenever the wall clock is set, so that the loop

@@ -11,8 +11,10 @@ namespace IoMux.Backends.Epoll;
 /// woken forever by a half-closed peer). Timeouts are sub-millisecond through epoll_pwait2 (Linux 5.11,
 /// glibc 2.35) where present, milliseconds rounded up otherwise.
 /// </summary>
-public sealed unsafe class EpollBackend : IPollerBackend, IKernelWait, IOwnedRegistrations, ICoreBackend
+public sealed unsafe class EpollBackend : IPollerBackend, IKernelWait, IOwnedRegistrations, ICoreBackend, IPollableBackend
 {
+    int IPollableBackend.PollDescriptor => _epollFd;
+
     private readonly BackendCore _core = new();
 
     BackendCore ICoreBackend.Core => _core;

@@ -122,6 +122,14 @@ internal interface ICoreBackend
     BackendCore Core { get; }
 }
 
+/// <summary>A backend whose kernel object is itself a descriptor that is readable while a wait would find events
+/// (an epoll instance), so that a loop on it can be embedded in another loop (sd_event_get_fd).</summary>
+internal interface IPollableBackend
+{
+    /// <summary>The descriptor (owned by the backend).</summary>
+    int PollDescriptor { get; }
+}
+
 internal interface IOwnedRegistrations
 {
     /// <summary>Records the handle that owns the registration of <paramref name="fd"/>.</summary>

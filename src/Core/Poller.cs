@@ -35,6 +35,9 @@ public sealed class Poller : IDisposable
     /// <summary>The backend's diagnostic counters.</summary>
     public BackendCounters Counters => _backend.Counters;
 
+    /// <summary>The backend's own descriptor when it can be polled by another poller (epoll), else -1.</summary>
+    internal int PollDescriptor => _backend is IPollableBackend pollable ? pollable.PollDescriptor : -1;
+
     /// <summary>How many registrations are live.</summary>
     public int RegistrationCount { get { lock (_gate) return _byDescriptor.Count; } }
 

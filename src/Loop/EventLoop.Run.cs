@@ -100,7 +100,7 @@ public sealed partial class EventLoop : IAsyncDisposable
         if (!_exitRequested)
             Exit(0);
         else
-            Poller.Wake();
+            WakeUp();
     }
 
     private void ThrowIfRunningElsewhere()

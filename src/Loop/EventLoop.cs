@@ -58,6 +58,8 @@ public sealed partial class EventLoop : IDisposable
     private bool _pendingUnsorted;
     private readonly PollEvent[] _events = new PollEvent[256];
     private readonly long[] _now = new long[3];
+    private bool _timestamped; // _now holds a wait's time (false until the first wait: Now reads the live clock)
+    private readonly LoopClocks _clocks;
     private long _nextSourceId = 1, _order;
     private volatile bool _exitRequested;
     private int _exitCode;
@@ -77,11 +79,17 @@ public sealed partial class EventLoop : IDisposable
 
     /// <summary>A loop on <paramref name="poller"/>; <paramref name="ownsPoller"/> disposes it with the loop.</summary>
     public EventLoop(Poller poller, bool ownsPoller = true)
+        : this(poller, ownsPoller, LoopClocks.Default)
+    {
+    }
+
+    /// <summary>A loop that reads its clocks from <paramref name="clocks"/> (tests set a clock forward through it).</summary>
+    internal EventLoop(Poller poller, bool ownsPoller, LoopClocks clocks)
     {
         Poller = poller;
         _ownsPoller = ownsPoller;
+        _clocks = clocks;
         _context = new LoopSynchronizationContext(this);
-        UpdateNow();
         LoopMetrics.Loops.Add(this);
     }
 
@@ -100,8 +108,14 @@ public sealed partial class EventLoop : IDisposable
     internal int IoSourceCount => _io.Count;
 
     /// <summary>The loop's cached time on <paramref name="clock"/> in nanoseconds, read once per iteration
-    /// after the wait (so every callback of an iteration sees the same now).</summary>
-    public long Now(LoopClock clock) => _now[(int)clock];
+    /// after the wait (so every callback of an iteration sees the same now). Before the first wait, the live time
+    /// (as sd_event_now falls back to now(clock)): a cache from the loop's construction would make relative timers
+    /// added during a slow start due early.</summary>
+    public long Now(LoopClock clock)
+    {
+        long cached = _now[(int)clock]; // an unknown clock throws here, whichever branch is taken
+        return _timestamped ? cached : _clocks.Read(clock);
+    }
 
     internal TimerTable TimerTable => _timers;
     internal long NextSourceId() => _nextSourceId++;
@@ -171,6 +185,8 @@ public sealed partial class EventLoop : IDisposable
         ThrowIfDisposed();
         if (clock == LoopClock.Boottime && !BootClock.IsAvailable)
             throw new PlatformNotSupportedException("CLOCK_BOOTTIME exists on Linux only.");
+        if (clock != LoopClock.Monotonic && !_clockTimerTried[(int)clock])
+            SetUpClockTimer(clock);
     }
 
     /// <summary>A callback run every iteration while on.</summary>
@@ -243,7 +259,7 @@ public sealed partial class EventLoop : IDisposable
             posted = _posted;
         }
         posted.Enqueue((action, priority));
-        Poller.Wake();
+        WakeUp();
     }
 
     /// <summary>Asks the loop to exit with <paramref name="code"/> after the current iteration. Any thread.</summary>
@@ -251,7 +267,7 @@ public sealed partial class EventLoop : IDisposable
     {
         _exitCode = code;
         _exitRequested = true;
-        Poller.Wake();
+        WakeUp();
     }
 
     /// <summary>Iterates until <see cref="Exit"/>; runs the exit sources; returns the exit code.</summary>
@@ -277,21 +293,21 @@ public sealed partial class EventLoop : IDisposable
 
     private void Iterate(TimeSpan maxTimeout)
     {
-        ThrowIfDisposed();
-        int thread = Environment.CurrentManagedThreadId;
-        if (_loopThread is { } owner && owner != thread)
-            throw new InvalidOperationException("The loop runs on one thread; another thread is running it.");
-        // A nested run would clear the outer iteration's pending list and drop its remaining callbacks (sd-event
-        // answers -EBUSY to sd_event_run from a callback).
-        if (_loopThread is not null)
-            throw new InvalidOperationException("The loop is running: Run and RunOnce cannot be called from one of its own callbacks.");
-        _loopThread = thread;
-        var previousContext = SynchronizationContext.Current;
-        SynchronizationContext.SetSynchronizationContext(_context);
+        if (_phase != Phase.Initial)
+            throw new InvalidOperationException("An iteration begun by Prepare is open: finish it with Wait (and Dispatch) first.");
+        var previousContext = Enter();
         try
         {
+            RunPrepareCallbacks();
+            if (ExitOnIdle && !_exitRequested && IsIdle())
+            {
+                // sd-event checks before it polls: nothing could ever wake this wait, so exit as if asked, with 0.
+                _exitCode = 0;
+                _exitRequested = true;
+                return;
+            }
             var timeout = ComputeTimeout(maxTimeout);
-            long waitStart = LoopMetrics.MeasuresWaitTime ? TimerSource.ReadClock(LoopClock.Monotonic) : 0;
+            long waitStart = LoopMetrics.MeasuresWaitTime ? _clocks.Read(LoopClock.Monotonic) : 0;
             int n = Poller.Wait(_events, timeout);
             UpdateNow();
             if (waitStart != 0)
@@ -303,9 +319,31 @@ public sealed partial class EventLoop : IDisposable
         }
         finally
         {
-            SynchronizationContext.SetSynchronizationContext(previousContext);
-            _loopThread = null;
+            Leave(previousContext);
         }
+    }
+
+    /// <summary>Takes the loop for this thread, with its synchronization context installed; <see cref="Leave"/> gives it back.</summary>
+    private SynchronizationContext? Enter()
+    {
+        ThrowIfDisposed();
+        int thread = Environment.CurrentManagedThreadId;
+        if (_loopThread is { } owner && owner != thread)
+            throw new InvalidOperationException("The loop runs on one thread; another thread is running it.");
+        // A nested run would clear the outer iteration's pending list and drop its remaining callbacks (sd-event
+        // answers -EBUSY to sd_event_run from a callback).
+        if (_loopThread is not null)
+            throw new InvalidOperationException("The loop is running: Run, RunOnce, Prepare, Wait and Dispatch cannot be called from one of its own callbacks.");
+        _loopThread = thread;
+        var previousContext = SynchronizationContext.Current;
+        SynchronizationContext.SetSynchronizationContext(_context);
+        return previousContext;
+    }
+
+    private void Leave(SynchronizationContext? previousContext)
+    {
+        SynchronizationContext.SetSynchronizationContext(previousContext);
+        _loopThread = null;
     }
 
     /// <summary>The wait ends at the earliest "latest" moment of any timer: every timer whose window contains
@@ -316,12 +354,21 @@ public sealed partial class EventLoop : IDisposable
         if (Volatile.Read(ref _posted) is { IsEmpty: false } || AnyOn(_defers) || _exitRequested || AnySignalPending())
             return TimeSpan.Zero;
         long wait = long.MaxValue; // nanoseconds
-        if (EarliestLimitEnd() is var limitEnd and not long.MaxValue)
-            wait = Math.Max(0, limitEnd - TimerSource.ReadClock(LoopClock.Monotonic));
+        long limitEnd = EarliestLimitEnd();
+        if (limitEnd != long.MaxValue && _clockTimers[(int)LoopClock.Monotonic] is null)
+            wait = Math.Max(0, limitEnd - _clocks.Read(LoopClock.Monotonic));
         foreach (var clock in (ReadOnlySpan<LoopClock>)[LoopClock.Monotonic, LoopClock.Realtime, LoopClock.Boottime])
         {
-            if (_timers.EarliestLatest(clock) is var latest and not long.MaxValue)
-                wait = Math.Min(wait, Math.Max(0, latest - TimerSource.ReadClock(clock)));
+            long latest = _timers.EarliestLatest(clock);
+            if (_clockTimers[(int)clock] is { } kernelTimer)
+            {
+                // An absolute kernel timer wakes the poller: no relative wait, which a clock jump would make wrong (and
+                // which an outer loop polling an embedded loop's descriptor would not see: see Descriptor).
+                ArmClockTimer(clock, kernelTimer, clock == LoopClock.Monotonic ? Math.Min(latest, limitEnd) : latest);
+                continue;
+            }
+            if (latest != long.MaxValue)
+                wait = Math.Min(wait, Math.Max(0, latest - _clocks.Read(clock)));
         }
         var timeout = wait == long.MaxValue ? Timeout.InfiniteTimeSpan : TimeSpan.FromTicks((wait + 99) / 100);
         if (maxTimeout != Timeout.InfiniteTimeSpan && (timeout == Timeout.InfiniteTimeSpan || maxTimeout < timeout))
@@ -363,7 +410,8 @@ public sealed partial class EventLoop : IDisposable
         for (int i = _limited.Count - 1; i >= 0; i--)
         {
             var source = _limited[i];
-            source.ExpireRateLimit(now);
+            if (source.ExpireRateLimit(now) && source.RateLimitExpireCallback is { } expired && !source.IsDisposed)
+                InvokeHook(source, expired);
             if (!source.IsRateLimited || source.IsDisposed)
                 _limited.RemoveAt(i);
         }
@@ -371,9 +419,10 @@ public sealed partial class EventLoop : IDisposable
 
     private void UpdateNow()
     {
-        _now[(int)LoopClock.Monotonic] = TimerSource.ReadClock(LoopClock.Monotonic);
-        _now[(int)LoopClock.Realtime] = TimerSource.ReadClock(LoopClock.Realtime);
-        _now[(int)LoopClock.Boottime] = TimerSource.ReadClock(LoopClock.Boottime);
+        _now[(int)LoopClock.Monotonic] = _clocks.Read(LoopClock.Monotonic);
+        _now[(int)LoopClock.Realtime] = _clocks.Read(LoopClock.Realtime);
+        _now[(int)LoopClock.Boottime] = _clocks.Read(LoopClock.Boottime);
+        _timestamped = true;
     }
 
     private void AddPending(in Pending pending)
@@ -394,6 +443,11 @@ public sealed partial class EventLoop : IDisposable
         ClearPending();
         for (int i = 0; i < eventCount; i++)
         {
+            if (_events[i].Token >= ClockTokenBase)
+            {
+                ClockTimerExpired((int)(_events[i].Token - ClockTokenBase));
+                continue;
+            }
             if (_io.TryGetValue((long)_events[i].Token, out var registered) && registered.State != SourceState.Off)
             {
                 if (registered is IoSource io)
@@ -597,6 +651,7 @@ public sealed partial class EventLoop : IDisposable
         switch (source)
         {
             case IoSource io: _io.Remove(io.Id); break;
+            case InotifySource watch: _io.Remove(watch.Id); break;
             case ChildSource child: _io.Remove(child.Id); _children.Remove(child); break;
             case DeferSource d: _defers.Remove(d); break;
             case PostSource p: _posts.Remove(p); break;
@@ -607,7 +662,8 @@ public sealed partial class EventLoop : IDisposable
 
     private void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(_disposed, this);
 
-    /// <summary>Disposes every source and, if the loop owns it, the poller.</summary>
+    /// <summary>Disposes every source (their destroy callbacks run) and, if the loop owns it, the poller.</summary>
+    /// <exception cref="Exception">The first exception a destroy callback threw, rethrown once all is released.</exception>
     /// <exception cref="InvalidOperationException"><see cref="RunAsync"/>'s thread still runs the loop: use
     /// <see cref="DisposeAsync"/>, which asks it to exit and waits.</exception>
     public void Dispose()
@@ -616,12 +672,12 @@ public sealed partial class EventLoop : IDisposable
             return;
         ThrowIfRunningElsewhere();
         LoopMetrics.Loops.Retire(this);
-        foreach (var registered in _io.Values.ToList())
-            registered.Dispose();
-        foreach (var signal in _signals.ToList())
-            signal.Dispose();
+        var destroyFailure = DisposeSources();
+        DisposeClockTimers();
         _disposed = true;
         if (_ownsPoller)
             Poller.Dispose();
+        if (destroyFailure is not null)
+            ExceptionDispatchInfo.Throw(destroyFailure); // a destroy callback's, once everything is released
     }
 }

@@ -88,8 +88,8 @@ public abstract class EventSource : IDisposable
     /// <summary>When the rate limit lifts (monotonic nanoseconds), or 0.</summary>
     internal long LimitedUntil => _limit?.LimitedUntil ?? 0;
 
-    /// <summary>Lifts the limit once its interval is over; called by the loop each iteration.</summary>
-    internal void ExpireRateLimit(long now)
+    /// <summary>Lifts the limit once its interval is over; called by the loop each iteration. True when it lifted.</summary>
+    internal bool ExpireRateLimit(long now)
     {
         if (_limit is { LimitedUntil: not 0 } limit && now >= limit.LimitedUntil)
         {
@@ -97,6 +97,50 @@ public abstract class EventSource : IDisposable
             limit.Dispatches = 0;
             limit.WindowStart = now;
             OnRateLimitChanged(limited: false);
+            return true;
+        }
+        return false;
+    }
+
+    /// <summary>Runs on the loop thread when the rate limit that held the source back lifts, before the source can be
+    /// dispatched again (sd_event_source_set_ratelimit_expire_callback). Not run when the limit is removed or replaced
+    /// by <see cref="SetRateLimit"/>. An exception from it stops the loop, as one from the source's callback does.</summary>
+    public Action<EventSource>? RateLimitExpireCallback { get; set; }
+
+    private Action<EventSource>? _prepare, _destroy;
+
+    /// <summary>Runs before each wait of the loop while the source is on and not rate limited, in priority order with the
+    /// other sources' prepare callbacks (sd_event_source_set_prepare): the place to flush buffered output or to
+    /// switch the source on or off for the coming wait (sd-bus's loop integration does both). Each runs at most once per
+    /// iteration. An exception from it stops the loop, as one from a callback does. Null removes it.</summary>
+    /// <exception cref="ObjectDisposedException">Set on a disposed source.</exception>
+    public Action<EventSource>? PrepareCallback
+    {
+        get => _prepare;
+        set
+        {
+            ObjectDisposedException.ThrowIf(IsDisposed, this);
+            bool had = _prepare is not null;
+            _prepare = value;
+            if (had != value is not null)
+                Loop.TrackPrepare(this, value is not null);
+        }
+    }
+
+    /// <summary>Runs once when the source goes: disposed by anyone, by itself (a child source once it reported), or by
+    /// the loop's own disposal (sd_event_source_set_destroy_callback, which runs when the source is freed). The
+    /// place to release what the callback's closure holds. Null removes it.</summary>
+    /// <exception cref="ObjectDisposedException">Set on a disposed source.</exception>
+    public Action<EventSource>? DestroyCallback
+    {
+        get => _destroy;
+        set
+        {
+            ObjectDisposedException.ThrowIf(IsDisposed, this);
+            bool had = _destroy is not null;
+            _destroy = value;
+            if (had != value is not null)
+                Loop.TrackDestroy(this, value is not null);
         }
     }
 
@@ -137,7 +181,8 @@ public abstract class EventSource : IDisposable
 
     private protected virtual void OnDispose() { }
 
-    /// <summary>Removes the source from the loop. Idempotent; safe inside any callback.</summary>
+    /// <summary>Removes the source from the loop, then runs its <see cref="DestroyCallback"/>. Idempotent; safe inside
+    /// any callback.</summary>
     public void Dispose()
     {
         if (IsDisposed)
@@ -145,6 +190,17 @@ public abstract class EventSource : IDisposable
         IsDisposed = true;
         OnDispose();
         Loop.Forget(this);
+        if (_prepare is not null)
+        {
+            _prepare = null;
+            Loop.TrackPrepare(this, false);
+        }
+        if (_destroy is { } destroy)
+        {
+            _destroy = null;
+            Loop.TrackDestroy(this, false);
+            destroy(this);
+        }
     }
 
     /// <inheritdoc />

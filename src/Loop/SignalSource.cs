@@ -24,7 +24,7 @@ public sealed class SignalSource : EventSource
         {
             context.Cancel = true; // handled here: no default action (SIGTERM would end the process)
             Interlocked.Increment(ref _deliveries);
-            loop.Poller.Wake();
+            loop.WakeUp();
         });
     }
 

@@ -8,15 +8,16 @@ namespace IoMux.Tests;
 /// <summary>
 /// systemd's own sd-event tests (<c>src/libsystemd/sd-event/test-event.c</c>), restated against IoMux's loop: each
 /// test is named after the <c>TEST(...)</c> it restates (<c>Basic_</c> is TEST(basic), and so on). Only what IoMux
-/// does as sd-event does is restated; the cases IoMux lacks or does differently (inotify, exit-on-idle,
-/// defer_add_post, child_wnowait, child_autoreap_ebusy, the ratelimit expire callback, kill-on-dispose, siginfo
-/// payloads, prepare/wait/dispatch) are rows of docs/LOOP.md's "Differences from sd-event" table instead.
+/// does as sd-event does is restated (the porting features, exit-on-idle, prepare and destroy callbacks, the ratelimit
+/// expire callback, signal exit and inotify, in SdEventRestatedTests.Porting.cs); the cases IoMux lacks or does
+/// differently (defer_add_post, child_wnowait, child_autoreap_ebusy, kill-on-dispose, siginfo payloads,
+/// prepare/wait/dispatch) are rows of docs/LOOP.md's "Differences from sd-event" table instead.
 /// Where sd-event needs one <c>sd_event_run</c> per source and IoMux dispatches a batch, the test says so.
 /// Non-parallel: the signal and child cases send signals to this process and spawn children.
 /// </summary>
 [NonParallelizable]
 [TestFixtureSource(typeof(LoopTests), nameof(LoopTests.Backends))]
-public sealed unsafe class SdEventRestatedTests(BackendProvider backend)
+public sealed unsafe partial class SdEventRestatedTests(BackendProvider backend)
 {
     private const int SIGUSR1 = 10, SIGKILL = 9, SIGUSR2 = 12, SIGURG = 23;
     private static readonly TimeSpan Deadline = TimeSpan.FromSeconds(10);
@@ -223,8 +224,8 @@ public sealed unsafe class SdEventRestatedTests(BackendProvider backend)
 
     // ---- TEST(sd_event_now) ----
 
-    /// <summary>TEST(sd_event_now): before the first iteration every clock already has a time (sd-event answers
-    /// the live time, with return value 1; IoMux the time read when the loop was made: see the table, Now()).</summary>
+    /// <summary>TEST(sd_event_now): before the first iteration every clock already has a time, the live time as
+    /// sd-event answers (LoopClockTests checks it is live, not the construction time).</summary>
     [Test]
     public void SdEventNow_EveryClockHasANowBeforeTheFirstIteration()
     {
@@ -387,8 +388,7 @@ public sealed unsafe class SdEventRestatedTests(BackendProvider backend)
 
     /// <summary>TEST(ratelimit), third part: a timer whose callback enables it and moves it 1 µs past its deadline
     /// (so it is due again at once), limited to 10 per second, is limited after 10 dispatches; removing the limit
-    /// frees it at once; set again, it is limited after 10 more. (The expire callback that sd-event's test then
-    /// checks does not exist in IoMux: see the table.)</summary>
+    /// frees it at once; set again, it is limited after 10 more. (The expire callback: SdEventRestatedTests.Porting.cs.)</summary>
     [Test]
     public void Ratelimit_ATimerReArmingItselfIsLimitedAfterItsBurstAndRemovingTheLimitFreesIt()
     {

@@ -1,0 +1,129 @@
+using System.Runtime.InteropServices;
+
+namespace IoMux.Loop;
+
+// What a program ported from sd-event reaches for first: exit on idle, prepare and destroy callbacks, the rate limit's
+// expire callback and the SIGINT/SIGTERM exit helper.
+public sealed partial class EventLoop
+{
+    private readonly List<EventSource> _prepares = []; // sources with a prepare callback
+    private readonly List<EventSource> _destroyables = []; // sources with a destroy callback (a timer is in no other list)
+    private SignalSource? _sigint, _sigterm; // SignalExit's
+
+    /// <summary>When true, the loop exits with code 0 as soon as no source is left that could wake it: nothing on or
+    /// oneshot other than exit and post sources (sd_event_set_exit_on_idle). Checked before each wait, after the
+    /// prepare callbacks; armed timers (slim ones included), watched children, signal sources and posted actions
+    /// count, a source held back by its rate limit counts. The loop's own helpers (the SIGCHLD source behind child
+    /// sources without pidfd, the <see cref="SignalExit"/> pair) do not: they only serve the others.</summary>
+    public bool ExitOnIdle { get; set; }
+
+    /// <summary>When true, SIGINT and SIGTERM make the loop exit with code 0 (sd_event_set_signal_exit): two
+    /// <see cref="SignalSource"/>s at priority 0, which the loop owns; false removes them.</summary>
+    /// <exception cref="ObjectDisposedException">The loop is disposed.</exception>
+    public bool SignalExit
+    {
+        get => _sigint is not null;
+        set
+        {
+            ThrowIfDisposed();
+            if (value == SignalExit)
+                return;
+            if (value)
+            {
+                _sigint = AddSignal(PosixSignal.SIGINT, (s, _) => s.Loop.Exit(0), description: "signal exit SIGINT");
+                _sigterm = AddSignal(PosixSignal.SIGTERM, (s, _) => s.Loop.Exit(0), description: "signal exit SIGTERM");
+            }
+            else
+            {
+                _sigint!.Dispose();
+                _sigterm!.Dispose();
+                _sigint = _sigterm = null;
+            }
+        }
+    }
+
+    internal void TrackPrepare(EventSource source, bool add)
+    {
+        if (add)
+            _prepares.Add(source);
+        else
+            _prepares.Remove(source);
+    }
+
+    internal void TrackDestroy(EventSource source, bool add)
+    {
+        if (add)
+            _destroyables.Add(source);
+        else
+            _destroyables.Remove(source);
+    }
+
+    /// <summary>Before the wait: the prepare callbacks of the sources that are on and not rate limited, in priority order.
+    /// A callback may add, dispose or switch sources (its own included); the walk is over a copy.</summary>
+    private void RunPrepareCallbacks()
+    {
+        if (_prepares.Count == 0)
+            return;
+        int count = Snapshot(_prepares);
+        for (int i = 0; i < count; i++)
+        {
+            var source = _snapshot[i];
+            _snapshot[i] = null!;
+            if (source.IsDisposed || source.State == SourceState.Off || source.IsRateLimited || source.PrepareCallback is not { } prepare)
+                continue;
+            InvokeHook(source, prepare);
+        }
+    }
+
+    /// <summary>A prepare or rate-limit expire callback; one that throws stops the loop as a source's callback does.</summary>
+    private void InvokeHook(EventSource source, Action<EventSource> hook)
+    {
+        try
+        {
+            hook(source);
+        }
+        catch (Exception e)
+        {
+            Fail(source, null, e);
+        }
+    }
+
+    /// <summary>Nothing left that could wake the loop (see <see cref="ExitOnIdle"/>).</summary>
+    private bool IsIdle()
+    {
+        if (_timers.LiveCount > 0 || Volatile.Read(ref _posted) is { IsEmpty: false })
+            return false;
+        foreach (var source in _io.Values)
+            if (source.State != SourceState.Off)
+                return false;
+        foreach (var child in _children)
+            if (!child.IsDisposed)
+                return false;
+        foreach (var defer in _defers)
+            if (defer.State != SourceState.Off)
+                return false;
+        foreach (var signal in _signals)
+            if (signal.State != SourceState.Off && signal != _sigchld && signal != _sigint && signal != _sigterm)
+                return false;
+        return true;
+    }
+
+    /// <summary>Every source still alive, disposed with the loop, so that destroy callbacks run and signal
+    /// registrations end. The first exception a destroy callback throws is rethrown once all are disposed.</summary>
+    private Exception? DisposeSources()
+    {
+        Exception? first = null;
+        foreach (var source in _io.Values.ToList().Concat(_signals).Concat(_defers).Concat(_posts).Concat(_exits).Concat(_destroyables).ToList())
+        {
+            try
+            {
+                source.Dispose();
+            }
+            catch (Exception e)
+            {
+                first ??= e;
+            }
+        }
+        return first;
+    }
+}

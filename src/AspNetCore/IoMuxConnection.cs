@@ -45,7 +45,7 @@ internal sealed partial class IoMuxConnection : ConnectionContext,
     private readonly Socket _socket;
     private readonly int _fd;
     private readonly LoopThread _loop;
-    private readonly PinnedBlockMemoryPool _pool;
+    private readonly MemoryPool<byte> _pool;
     private readonly Pipe _input, _output;
     private readonly CancellationTokenSource _closed = new();
     private readonly TaskCompletionSource _closedFired = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -63,7 +63,7 @@ internal sealed partial class IoMuxConnection : ConnectionContext,
     private IDictionary<object, object?>? _items;
     private int _disposed;
 
-    public IoMuxConnection(Socket socket, LoopThread loop, IoMuxTransportOptions options, PinnedBlockMemoryPool pool, string id,
+    public IoMuxConnection(Socket socket, LoopThread loop, IoMuxTransportOptions options, MemoryPool<byte> pool, string id,
         TransportDescriptors descriptors, ILogger logger)
     {
         _socket = socket;
@@ -345,18 +345,20 @@ internal sealed partial class IoMuxConnection : ConnectionContext,
         }
     }
 
-    /// <summary>Pins segments for one writev: the pool's blocks are pinned already (free); others (a large
-    /// segment from the shared array pool) get a handle for the call.</summary>
+    /// <summary>Pins segments for one writev without allocating: IoMux's own blocks carry their pointer; the
+    /// blocks of Kestrel's pool (.NET 10) are pre-pinned arrays on the pinned object heap, whose
+    /// <see cref="ReadOnlyMemory{T}.Pin"/> takes no GC handle; anything else (a large segment from the shared array
+    /// pool) gets a handle for the call. The handles live in the scope itself (on the stack), so a write over a
+    /// foreign pool's memory stays free of allocations.</summary>
     private unsafe struct PinScope : IDisposable
     {
-        private MemoryHandle[]? _handles;
+        private Handles _handles;
         private int _count;
 
         public void* Pin(ReadOnlyMemory<byte> segment)
         {
             if (MemoryMarshal.TryGetMemoryManager(segment, out PinnedBlockMemoryPool.Block? block, out int start, out _))
                 return block.Pointer + start;
-            _handles ??= new MemoryHandle[MaxSegmentsPerWrite];
             var handle = segment.Pin();
             _handles[_count++] = handle;
             return handle.Pointer;
@@ -365,7 +367,13 @@ internal sealed partial class IoMuxConnection : ConnectionContext,
         public void Dispose()
         {
             for (int i = 0; i < _count; i++)
-                _handles![i].Dispose();
+                _handles[i].Dispose();
+        }
+
+        [System.Runtime.CompilerServices.InlineArray(MaxSegmentsPerWrite)]
+        private struct Handles
+        {
+            private MemoryHandle _first;
         }
     }
 

@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Net;
 using System.Net.Sockets;
 using System.Threading.Channels;
@@ -23,7 +24,7 @@ internal sealed class IoMuxConnectionListener : IConnectionListener
     private readonly Channel<IoMuxConnection> _accepted = Channel.CreateUnbounded<IoMuxConnection>(new UnboundedChannelOptions { SingleReader = false, SingleWriter = false });
     private readonly IoSource?[] _sources;
     private readonly TimerSource?[] _resumes; // per loop: accepting paused at a descriptor shortage, until this fires
-    private readonly PinnedBlockMemoryPool _pool = new();
+    private readonly MemoryPool<byte> _pool; // disposed with the listener: a factory's pool then leaves its eviction list
     private readonly TransportDescriptors _descriptors;
     private readonly ILogger _connectionLogger;
     private readonly Action<TimerSource>[] _resume;
@@ -35,9 +36,10 @@ internal sealed class IoMuxConnectionListener : IConnectionListener
     internal static readonly TimeSpan PauseTime = TimeSpan.FromMilliseconds(100);
 
     public IoMuxConnectionListener(Socket socket, LoopGroup loops, IoMuxTransportOptions options, TransportDescriptors descriptors,
-        ILogger logger, ILogger connectionLogger)
+        MemoryPool<byte> pool, ILogger logger, ILogger connectionLogger)
     {
         _socket = socket;
+        _pool = pool;
         _loops = loops;
         _options = options;
         _descriptors = descriptors;
@@ -206,5 +208,8 @@ internal sealed class IoMuxConnectionListener : IConnectionListener
         await UnbindAsync().ConfigureAwait(false);
         while (_accepted.Reader.TryRead(out var connection))
             await connection.DisposeAsync().ConfigureAwait(false);
+        // As Kestrel's socket transport (its listener disposes its pool): blocks still out come back to a disposed
+        // pool, which drops them.
+        _pool.Dispose();
     }
 }

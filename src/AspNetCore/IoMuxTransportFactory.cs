@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Net;
 using System.Net.Sockets;
 using Microsoft.AspNetCore.Connections;
@@ -13,19 +14,36 @@ public sealed class IoMuxTransportFactory : IConnectionListenerFactory, IConnect
 {
     private readonly IoMuxTransportOptions _options;
     private readonly ILogger _logger, _connectionLogger;
+    private readonly IMemoryPoolFactory<byte>? _memoryPoolFactory;
     private readonly object _gate = new();
     private LoopGroup? _loops;
     private TransportDescriptors? _descriptors;
 
     /// <summary>Made by dependency injection (<see cref="IoMuxWebHostBuilderExtensions.UseIoMux"/>).</summary>
-    public IoMuxTransportFactory(IOptions<IoMuxTransportOptions> options, ILoggerFactory? loggerFactory = null)
+    /// <param name="options">The transport's options.</param>
+    /// <param name="loggerFactory">Logs (none when null).</param>
+    /// <param name="memoryPoolFactory">Where each listener's buffers come from. Kestrel (.NET 10) registers one: its
+    /// pools give idle blocks back (an adaptive eviction every 10 s on Kestrel's heartbeat) and publish the
+    /// <c>aspnetcore.memory_pool.*</c> instruments (meter <c>Microsoft.AspNetCore.MemoryPool</c>, owner
+    /// <c>iomux</c>). Without one (a factory made by hand) IoMux's own pool is used, which keeps what it allocated
+    /// until the listener goes and publishes nothing.</param>
+    public IoMuxTransportFactory(IOptions<IoMuxTransportOptions> options, ILoggerFactory? loggerFactory = null,
+        IMemoryPoolFactory<byte>? memoryPoolFactory = null)
     {
         _options = options.Value; // validated here when the host registered the validator (UseIoMux)
         IoMuxTransportOptionsValidator.ThrowIfInvalid(_options); // and when it did not (a factory made by hand)
         loggerFactory ??= NullLoggerFactory.Instance;
         _logger = loggerFactory.CreateLogger(TransportLog.Category);
         _connectionLogger = loggerFactory.CreateLogger(TransportLog.ConnectionCategory);
+        _memoryPoolFactory = memoryPoolFactory;
     }
+
+    /// <summary>As Kestrel's socket transport: one pool per listener, from the host's factory when it has one.</summary>
+    private MemoryPool<byte> CreatePool() =>
+        _memoryPoolFactory?.Create(new MemoryPoolOptions { Owner = MemoryPoolOwner }) ?? new PinnedBlockMemoryPool();
+
+    /// <summary>The <c>aspnetcore.memory_pool.owner</c> attribute of the transport's pools.</summary>
+    internal const string MemoryPoolOwner = "iomux";
 
     /// <inheritdoc />
     public bool CanBind(EndPoint endpoint) => endpoint is IPEndPoint or UnixDomainSocketEndPoint or FileHandleEndPoint;
@@ -48,7 +66,7 @@ public sealed class IoMuxTransportFactory : IConnectionListenerFactory, IConnect
             loops = _loops;
             descriptors = _descriptors ??= new TransportDescriptors();
         }
-        IConnectionListener listener = new IoMuxConnectionListener(socket, loops, _options, descriptors, _logger, _connectionLogger);
+        IConnectionListener listener = new IoMuxConnectionListener(socket, loops, _options, descriptors, CreatePool(), _logger, _connectionLogger);
         return ValueTask.FromResult(listener);
     }
 

@@ -187,7 +187,9 @@ public sealed class MemoryPoolAllocationTests
         double own = await BytesPerRoundTripAsync(provider, null);
         double factory = await BytesPerRoundTripAsync(provider, kestrels);
         TestContext.Out.WriteLine($"{backend}: {own:F1} B per echo round trip with IoMux's pool, {factory:F1} B with Kestrel's factory (Debug, whole process)");
-        Assert.That(factory - own, Is.LessThan(8), $"{own:F1} B with IoMux's pool, {factory:F1} B with the factory's");
+        // Runs of the same code differ by up to ~8 B here (472–480 B on epoll with either pool); the handle array
+        // per write this guards against cost 1.5 KiB (measured 2040 B against 480 B).
+        Assert.That(factory - own, Is.LessThan(32), $"{own:F1} B with IoMux's pool, {factory:F1} B with the factory's");
     }
 
     private static async Task<double> BytesPerRoundTripAsync(BackendProvider provider, IMemoryPoolFactory<byte>? pools)

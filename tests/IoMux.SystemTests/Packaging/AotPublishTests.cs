@@ -1,5 +1,3 @@
-using System.Diagnostics;
-
 namespace IoMux.Tests.Packaging;
 
 /// <summary>Both commands publish with Native AOT for linux-x64 with no trim or AOT warning (issue 24): the check is
@@ -31,8 +29,8 @@ public sealed class AotPublishTests
                 Assert.That(File.ReadAllBytes(binary).Take(4), Is.EqualTo(new byte[] { 0x7f, (byte)'E', (byte)'L', (byte)'F' }), $"{binary} is not native");
                 Assert.That(File.Exists(Path.ChangeExtension(binary, ".dll")), Is.False, $"{binary}: a managed assembly beside it");
             }
-            // The native binaries run alone (no runtime found through DOTNET_ROOT): the tool's commands and the
-            // proxy's own command-line reader (System.CommandLine, for --version).
+            // The native binaries run: the tool's commands and the proxy's own command-line reader (System.CommandLine,
+            // for --version).
             Assert.That(Run(work, iomux, ["backends"], TimeSpan.FromMinutes(1)), Does.Contain("chosen:"));
             Assert.That(Run(work, iomux, ["check", "--backend", "epoll"], TimeSpan.FromMinutes(2)), Does.Match(@"check: \d+ passed, 0 failed"));
             Assert.That(Run(work, proxyd, ["--version"], TimeSpan.FromMinutes(1)), Does.Match(@"\d+\.\d+\.\d+"));
@@ -43,22 +41,6 @@ public sealed class AotPublishTests
         }
     }
 
-    private static string Run(string directory, string file, string[] arguments, TimeSpan timeout)
-    {
-        var start = new ProcessStartInfo(file) { WorkingDirectory = directory, RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        foreach (var argument in arguments)
-            start.ArgumentList.Add(argument);
-        start.Environment.Remove("DOTNET_ROOT");
-        using var process = Process.Start(start)!;
-        var output = process.StandardOutput.ReadToEndAsync();
-        var error = process.StandardError.ReadToEndAsync();
-        if (!process.WaitForExit(timeout))
-        {
-            process.Kill(entireProcessTree: true);
-            Assert.Fail($"{file} {string.Join(' ', arguments)} did not finish in {timeout}");
-        }
-        Assert.That(Task.WhenAll(output, error).Wait(TimeSpan.FromSeconds(60)), Is.True, $"{file}'s output did not end: a child process still holds it");
-        Assert.That(process.ExitCode, Is.EqualTo(0), $"{file} {string.Join(' ', arguments)}:\n{output.Result}\n{error.Result}");
-        return output.Result + error.Result;
-    }
+    private static string Run(string directory, string file, string[] arguments, TimeSpan timeout) =>
+        PackageInstallTests.Run(directory, file, arguments, packages: null, timeout);
 }

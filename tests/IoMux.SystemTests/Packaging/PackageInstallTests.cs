@@ -34,7 +34,8 @@ public sealed class PackageInstallTests
         return artifacts;
     }
 
-    private static string Run(string directory, string file, string[] arguments, string? packages, TimeSpan timeout)
+    /// <summary>Runs <paramref name="file"/> to its end under <paramref name="timeout"/>, asserts exit code 0, returns its standard output.</summary>
+    internal static string Run(string directory, string file, string[] arguments, string? packages, TimeSpan timeout)
     {
         var start = new ProcessStartInfo(file) { WorkingDirectory = directory, RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         foreach (var argument in arguments)

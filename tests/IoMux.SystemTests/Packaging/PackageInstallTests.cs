@@ -2,10 +2,10 @@ using System.Diagnostics;
 
 namespace IoMux.Tests.Packaging;
 
-/// <summary>The packages as a user gets them: `dotnet pack -c Release -o artifacts` (run by .ci/run before the
-/// tests; run here when missing), the IoMux package installed into a throw-away console project that waits on
-/// the default backend, the IoMux.Hosting package running a loop in a generic host, and the iomux tool
-/// installed into a tool path. NuGet's package folder is a fresh
+/// <summary>The packages as a user gets them: `dotnet pack -c Release -o artifacts` and the tool's two RID-specific
+/// packages (<see cref="PackCommands"/>, run by .ci/run before the tests; run here when missing), the IoMux package
+/// installed into a throw-away console project that waits on the default backend, the IoMux.Hosting package running a
+/// loop in a generic host, and the iomux tool installed into a tool path: natively on linux-x64. NuGet's package folder is a fresh
 /// directory per run, so a package rebuilt under the same version is never served from a stale cache.</summary>
 [Category("System")]
 [NonParallelizable]
@@ -13,17 +13,29 @@ public sealed class PackageInstallTests
 {
     private static string Version => typeof(Poller).Assembly.GetName().Version is { } v ? $"{v.Major}.{v.Minor}.{v.Build}" : "0.1.0";
 
+    /// <summary>What .ci/run and the README run: the solution's packages, then the tool's RID-specific packages, which
+    /// the SDK does not make from the solution's pack when the tool is Native AOT (it compiles for the host only):
+    /// IoMux.Tool.linux-x64 (native) and IoMux.Tool.any (framework-dependent, every other platform).</summary>
+    internal static readonly string[][] PackCommands =
+    [
+        ["pack", "IoMux.sln", "-c", "Release", "-o", "artifacts"],
+        ["pack", "src/Cli", "-c", "Release", "-r", "linux-x64", "-o", "artifacts"],
+        ["pack", "src/Cli", "-c", "Release", "-r", "any", "-o", "artifacts"],
+    ];
+
     private static string Artifacts()
     {
         var root = TestProcesses.RepositoryRoot();
         var artifacts = Path.Combine(root, "artifacts");
-        if (!File.Exists(Path.Combine(artifacts, $"IoMux.{Version}.nupkg")) || !File.Exists(Path.Combine(artifacts, $"IoMux.Tool.{Version}.nupkg"))
-            || !File.Exists(Path.Combine(artifacts, $"IoMux.Hosting.{Version}.nupkg")))
-            Run(root, "dotnet", ["pack", "IoMux.sln", "-c", "Release", "-o", artifacts], null, TimeSpan.FromMinutes(5));
+        string[] expected = ["IoMux", "IoMux.Tool", "IoMux.Tool.linux-x64", "IoMux.Tool.any", "IoMux.Hosting"];
+        if (!expected.All(id => File.Exists(Path.Combine(artifacts, $"{id}.{Version}.nupkg"))))
+            foreach (var command in PackCommands) // the native compile makes the second one the longest
+                Run(root, "dotnet", [.. command.Select(a => a == "artifacts" ? artifacts : a)], null, TimeSpan.FromMinutes(8));
         return artifacts;
     }
 
-    private static string Run(string directory, string file, string[] arguments, string? packages, TimeSpan timeout)
+    /// <summary>Runs <paramref name="file"/> to its end under <paramref name="timeout"/>, asserts exit code 0, returns its standard output.</summary>
+    internal static string Run(string directory, string file, string[] arguments, string? packages, TimeSpan timeout)
     {
         var start = new ProcessStartInfo(file) { WorkingDirectory = directory, RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         foreach (var argument in arguments)
@@ -147,6 +159,19 @@ public sealed class PackageInstallTests
             Run(work, "dotnet", ["tool", "install", "IoMux.Tool", "--tool-path", tools, "--add-source", artifacts, "--version", Version],
                 Path.Combine(work, "packages"), TimeSpan.FromMinutes(5));
             var iomux = Path.Combine(tools, "iomux");
+            // On linux-x64 the SDK picks IoMux.Tool.linux-x64: the Native AOT binary, with no managed assembly to run.
+            var store = Path.Combine(tools, ".store");
+            var installed = Directory.GetFiles(store, "*", SearchOption.AllDirectories).Select(Path.GetFileName).ToList();
+            if (OperatingSystem.IsLinux() && System.Runtime.InteropServices.RuntimeInformation.OSArchitecture == System.Runtime.InteropServices.Architecture.X64)
+            {
+                Assert.That(Directory.GetDirectories(store, "iomux.tool.linux-x64", SearchOption.AllDirectories), Is.Not.Empty,
+                    $"the native package was not the one installed: {string.Join(", ", installed)}");
+                Assert.That(installed, Does.Contain("IoMux.Cli").And.None.EndsWith(".dll"), "installed files");
+                var native = Directory.GetFiles(store, "IoMux.Cli", SearchOption.AllDirectories).Single();
+                Assert.That(File.ReadAllBytes(native).Take(4), Is.EqualTo(new byte[] { 0x7f, (byte)'E', (byte)'L', (byte)'F' }), $"{native} is not an ELF executable");
+                // The conformance runner, native: every scenario on every backend here (about 15 s).
+                Assert.That(Run(work, iomux, ["check"], null, TimeSpan.FromMinutes(3)), Does.Match(@"check: \d+ passed, 0 failed"));
+            }
             var backends = Run(work, iomux, ["backends"], null, TimeSpan.FromMinutes(1));
             Assert.That(backends, Does.Contain("chosen:"));
             var help = Run(work, iomux, ["--help"], null, TimeSpan.FromMinutes(1));
@@ -154,6 +179,31 @@ public sealed class PackageInstallTests
             // The tool runs as "dotnet IoMux.Cli.dll": help must still name the program the user typed.
             Assert.That(help, Does.Contain("  iomux [command] [options]").And.Not.Contain("IoMux.Cli"));
             Assert.That(Run(work, iomux, ["--version"], null, TimeSpan.FromMinutes(1)), Does.StartWith(Version));
+        }
+        finally
+        {
+            Directory.Delete(work, recursive: true);
+        }
+    }
+
+    [Test(Description = "Where no native package fits, IoMux.Tool.any is the framework-dependent build: it runs on the shared runtime.")]
+    public void TheToolsFallbackPackageIsFrameworkDependentAndRuns()
+    {
+        var artifacts = Artifacts();
+        using (var pointer = System.IO.Compression.ZipFile.OpenRead(Path.Combine(artifacts, $"IoMux.Tool.{Version}.nupkg")))
+        {
+            var settings = pointer.Entries.Single(e => e.Name == "DotnetToolSettings.xml");
+            using var reader = new StreamReader(settings.Open());
+            Assert.That(reader.ReadToEnd(), Does.Contain("RuntimeIdentifier=\"linux-x64\" Id=\"IoMux.Tool.linux-x64\"")
+                .And.Contain("RuntimeIdentifier=\"any\" Id=\"IoMux.Tool.any\""));
+        }
+        var work = Directory.CreateTempSubdirectory("iomux-tool-any-").FullName;
+        try
+        {
+            System.IO.Compression.ZipFile.ExtractToDirectory(Path.Combine(artifacts, $"IoMux.Tool.any.{Version}.nupkg"), work);
+            var dll = Directory.GetFiles(work, "IoMux.Cli.dll", SearchOption.AllDirectories).Single();
+            Assert.That(File.Exists(Path.ChangeExtension(dll, ".runtimeconfig.json")), Is.True, "framework-dependent: a runtimeconfig beside the dll");
+            Assert.That(Run(work, "dotnet", [dll, "backends"], null, TimeSpan.FromMinutes(1)), Does.Contain("chosen:"));
         }
         finally
         {

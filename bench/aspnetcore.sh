@@ -4,7 +4,9 @@
 #     iomux-inline      IoMux transport, application code inline on the loops
 #     iomux-threadpool  IoMux transport, application code on the thread pool
 #     sockets           Kestrel's socket transport (default)
-#     sockets-inline    Kestrel's socket transport with UnsafePreferInlineScheduling
+#     sockets-inline    Kestrel's socket transport with UnsafePreferInlineScheduling, and
+#                       DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS=1 as Kestrel's docs pair it with (socket
+#                       completions on the epoll thread; without it the inline option still hops once per read)
 #   plus `iomux hello` and nginx `return 200` on /plaintext as the ceiling;
 #   and YARP (bench/YarpServer) on each transport forwarding /plaintext to that nginx: yarp-iomux, yarp-sockets;
 #   loaded by wrk on loopback: /plaintext, /plaintext with 16 pipelined requests, /json; 50 and 256 connections;
@@ -65,6 +67,7 @@ start() { # contestant cores
     nginx) $pin nginx -p "$work" -c "$work/nginx.conf" -e "$work/error.log" >/dev/null 2>&1 & pid=$!; url_port=18580 ;;
     iomux-hello) $pin "$iomux" hello --threads "$cores" --port "$port" >/dev/null 2>&1 & pid=$!; url_port=$port ;;
     yarp-iomux|yarp-sockets) $pin "$yarp" "${who#yarp-}" "$port" "$cores" 18580 >/dev/null 2>&1 & pid=$!; url_port=$port ;;
+    sockets-inline) DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS=1 $pin "$server" "$who" "$port" "$cores" >/dev/null 2>&1 & pid=$!; url_port=$port ;;
     *) $pin "$server" "$who" "$port" "$cores" >/dev/null 2>&1 & pid=$!; url_port=$port ;;
   esac
   for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$url_port/plaintext" && return 0; sleep 0.1; done

@@ -36,6 +36,28 @@ for p in paths:
           f"{median(p, 'rps50close'):.0f} | {statistics.median(kept_close) if kept_close else float('nan'):.2f}x | "
           f"{'' if bulk != bulk else f'{bulk:.2f}'} | {'' if first != first else f'{first:.1f}'} |")
 
+def kept(path, metric):
+    ratios = per_round(path, metric, "direct", lambda a, b: a / b)
+    return f"{statistics.median(ratios):.2f}x" if ratios else "–"
+
+def p99_against(path, metric, other):
+    ratios = per_round(path, metric, other, lambda a, b: a / b)
+    return f"{statistics.median(ratios):.2f}x" if ratios and path != other else "–"
+
+if any(rows[p]["rps1close"] for p in paths):
+    print()
+    print("A connection per request (wrk -H \"Connection: close\"), and keep-alive at 50 connections; kept = per-round "
+          "ratio to nginx directly; p99 / haproxy = per-round ratio of the p99s:")
+    print()
+    print("| path | keep-alive, 50 conns: kept | 1 client: req/s | kept | p99 (µs) | p99 / haproxy | "
+          "50 clients: req/s | kept | p99 (µs) | p99 / haproxy |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for p in paths:
+        print(f"| {p} | {kept(p, 'rps50')} | {median(p, 'rps1close'):.0f} | {kept(p, 'rps1close')} | "
+              f"{median(p, 'p99close1_us'):.0f} | {p99_against(p, 'p99close1_us', 'haproxy')} | "
+              f"{median(p, 'rps50close'):.0f} | {kept(p, 'rps50close')} | {median(p, 'p99close50_us'):.0f} | "
+              f"{p99_against(p, 'p99close50_us', 'haproxy')} |")
+
 for other in ("haproxy",):
     if "iomux" in rows and other in rows:
         ratios = per_round("iomux", "rps50close", other, lambda a, b: a / b)

@@ -49,9 +49,12 @@ internal sealed unsafe partial class DescriptorBudget
 
     /// <summary>True when the server, holding <paramref name="inUse"/> descriptors for its connections, may take
     /// <paramref name="more"/>.</summary>
-    public bool Allows(long inUse, int more)
+    public bool Allows(long inUse, int more) => Allows(inUse, more, SoftLimit());
+
+    /// <summary>The same against a <paramref name="limit"/> the caller read with <see cref="SoftLimit"/> just now: a
+    /// server that accepts a batch of connections in one wakeup reads the limit once for the batch, not per accept.</summary>
+    public bool Allows(long inUse, int more, long limit)
     {
-        long limit = SoftLimit();
         // Far from the limit the accounting decides (no system call beyond getrlimit); near it, what is really
         // open does (the accounting cannot see the runtime's own descriptors come and go).
         if (Base + inUse + more + Reserve + NearLimit <= limit)

@@ -95,7 +95,8 @@ internal sealed class Connection
             FailConnect(e.Errno, null);
             return;
         }
-        var address = endpoint.Serialize();
+        // A fixed target's address is serialized once for the proxy, not once per connection.
+        var address = ReferenceEquals(endpoint, _server.Options.Target.FixedEndpoint) ? _server.FixedAddress! : endpoint.Serialize();
         int rc;
         fixed (byte* sockaddr = address.Buffer.Span)
             rc = Sockets.connect(_backend, sockaddr, (uint)address.Size);
@@ -208,6 +209,11 @@ internal sealed class Connection
     {
         if (_phase == Phase.Connecting)
         {
+            if (readiness == Readiness.Writable && _server.ConnectFailureFlagged)
+            {
+                OnConnected(_endpoint!); // no error flagged: connected (one getsockopt less per connection)
+                return;
+            }
             int error = Sockets.GetIntOption(_backend, Sockets.SOL_SOCKET, Sockets.SO_ERROR);
             if (error != 0)
                 FailConnect(Math.Abs(error), null);

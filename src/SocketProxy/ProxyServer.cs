@@ -44,7 +44,7 @@ public sealed class ProxyServer
     private readonly int _perConnection;
     private TimerSource? _budgetCheck;
     private bool _acceptPaused, _stopping, _backendFailing, _shortageLogged;
-    private long _failuresWhileDown, _nextId;
+    private long _failuresWhileDown, _nextId, _acceptedAtLastCheck;
 
     /// <summary>At most this many failed-connect lines a second; the rest are counted in one line at the second's end.</summary>
     internal const int FailureLinesPerSecond = 10;
@@ -76,6 +76,10 @@ public sealed class ProxyServer
         // A relayed connection holds its client and backend sockets, and with splice up to one pipe per direction
         // (opened when a direction carries a bulk stream; counted from the accept, so that one never has to wait).
         _perConnection = options.CopyMode == CopyMode.Splice ? 6 : 2;
+        // epoll reports a failed non-blocking connect with EPOLLERR (and EPOLLHUP): a report of writable alone is a
+        // connect that succeeded, and SO_ERROR need not be asked. Other backends (select has no error set) ask.
+        FixedAddress = options.Target.FixedEndpoint?.Serialize();
+        ConnectFailureFlagged = loop.Poller.Capabilities.Kind == BackendKind.Epoll;
         BulkBuffer = options.CopyMode == CopyMode.Splice ? OpenSplicePipe : null;
         // 16 free blocks: a few hundred KiB at most kept for the next connections (1 MiB in buffer mode).
         Buffers = new NativeBlockPool(RelayBuffer.MemoryBufferSize(options.CopyMode), keep: 16);
@@ -117,9 +121,12 @@ public sealed class ProxyServer
 
     private void AcceptFrom(IoSource listener, bool tcp)
     {
+        // One getrlimit per wakeup, not one per accept (two per connection at one client: the accept and the one
+        // that says EAGAIN). A limit lowered by another process is seen at the next wakeup, as before at the next accept.
+        long limit = DescriptorBudget.SoftLimit();
         for (int i = 0; i < AcceptBatch && IsAccepting; i++)
         {
-            if (!_budget.Allows((long)_connections.Count * _perConnection, _perConnection))
+            if (!_budget.Allows((long)_connections.Count * _perConnection, _perConnection, limit))
             {
                 PauseAccepting(Errno.EMFILE); // the clients wait in the backlog; the runtime keeps its reserve
                 break;
@@ -213,7 +220,12 @@ public sealed class ProxyServer
 
     private void CheckBudget()
     {
-        if (_connections.Count == 0 && !_acceptPaused)
+        // Remeasured only after a whole period without an accept: with a connection per request the count is
+        // often zero at the tick, and listing /proc/self/fd (a stat and an lstat per descriptor) there cost more
+        // system calls than the connections themselves at one client.
+        bool quiet = Counters.Accepted == _acceptedAtLastCheck;
+        _acceptedAtLastCheck = Counters.Accepted;
+        if (_connections.Count == 0 && !_acceptPaused && quiet)
             _budget.Remeasure();
         if (_stopping || _budget.Allows((long)_connections.Count * _perConnection, 0))
             return;
@@ -225,6 +237,12 @@ public sealed class ProxyServer
     /// accepted (its backend socket, its pipes) and still leave the runtime its reserve. Another process may have
     /// lowered the limit since the accept; every descriptor the proxy opens is checked, not only accepts.</summary>
     internal bool MayOpen(int count) => _budget.Allows((long)_connections.Count * _perConnection, count);
+
+    /// <summary>The fixed target's address as connect(2) takes it (null when the target is a name).</summary>
+    internal System.Net.SocketAddress? FixedAddress { get; }
+
+    /// <summary>The poller flags a failed connect as an error (epoll), so writable alone means connected.</summary>
+    internal bool ConnectFailureFlagged { get; }
 
     /// <summary>The memory the connections' buffers come from (and go back to).</summary>
     internal NativeBlockPool Buffers { get; }

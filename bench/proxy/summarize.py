@@ -21,20 +21,22 @@ def per_round(path, metric, against, op):
     return [op(mine[r], theirs[r]) for r in mine if r in theirs]
 
 paths = [p for p in ("direct", "iomux", "systemd", "haproxy") if p in rows]
-print("| path | p50 at 1 conn (µs) | p99 at 1 conn (µs) | added p50 (µs) | req/s at 50 conns | throughput kept | "
-      "req/s, a connection per request | throughput kept | bulk GiB/s | first byte after activation (ms) |")
-print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-for p in paths:
-    added = per_round(p, "p50_us", "direct", lambda a, b: a - b)
-    kept = per_round(p, "rps50", "direct", lambda a, b: a / b)
-    kept_close = per_round(p, "rps50close", "direct", lambda a, b: a / b)
-    bulk = median(p, "bulk_gibps")
-    first = median(p, "first_byte_ms")
-    print(f"| {p} | {median(p, 'p50_us'):.0f} | {median(p, 'p99_us'):.0f} | "
-          f"{statistics.median(added) if added and p != 'direct' else 0:+.0f} | {median(p, 'rps50'):.0f} | "
-          f"{statistics.median(kept) if kept else float('nan'):.2f}x | "
-          f"{median(p, 'rps50close'):.0f} | {statistics.median(kept_close) if kept_close else float('nan'):.2f}x | "
-          f"{'' if bulk != bulk else f'{bulk:.2f}'} | {'' if first != first else f'{first:.1f}'} |")
+full = any(rows[p]["p50_us"] for p in paths)  # BENCH_ONLY=churn leaves the latency, bulk and start-up rows out
+if full:
+    print("| path | p50 at 1 conn (µs) | p99 at 1 conn (µs) | added p50 (µs) | req/s at 50 conns | throughput kept | "
+          "req/s, a connection per request | throughput kept | bulk GiB/s | first byte after activation (ms) |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for p in paths:
+        added = per_round(p, "p50_us", "direct", lambda a, b: a - b)
+        kept_ka = per_round(p, "rps50", "direct", lambda a, b: a / b)
+        kept_close = per_round(p, "rps50close", "direct", lambda a, b: a / b)
+        bulk = median(p, "bulk_gibps")
+        first = median(p, "first_byte_ms")
+        print(f"| {p} | {median(p, 'p50_us'):.0f} | {median(p, 'p99_us'):.0f} | "
+              f"{statistics.median(added) if added and p != 'direct' else 0:+.0f} | {median(p, 'rps50'):.0f} | "
+              f"{statistics.median(kept_ka) if kept_ka else float('nan'):.2f}x | "
+              f"{median(p, 'rps50close'):.0f} | {statistics.median(kept_close) if kept_close else float('nan'):.2f}x | "
+              f"{'' if bulk != bulk else f'{bulk:.2f}'} | {'' if first != first else f'{first:.1f}'} |")
 
 def kept(path, metric):
     ratios = per_round(path, metric, "direct", lambda a, b: a / b)

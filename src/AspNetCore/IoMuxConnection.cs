@@ -154,6 +154,8 @@ internal sealed partial class IoMuxConnection : ConnectionContext,
                     EndReceive(null); // the application stopped reading
                     return;
                 }
+                if (_readDone || _socketClosed)
+                    return; // with inline scheduling the flush ran the application, which may have aborted us
                 if (n < memory.Length)
                     return; // most likely drained: the next readiness brings the rest
                 continue;
@@ -379,8 +381,10 @@ internal sealed partial class IoMuxConnection : ConnectionContext,
 
     /// <summary>Ends the connection at once. As Kestrel's socket transport (SocketConnection.Shutdown with a reason:
     /// <c>_socket.Close(timeout: 0)</c>), the peer gets a reset (RST: SO_LINGER 0, then close) and what was not
-    /// sent is dropped; with the AppContext switch <c>Microsoft.AspNetCore.Server.Kestrel.FinOnError</c> it gets a
-    /// FIN (shutdown) instead. On the loop, so the descriptor is closed only after the loop stopped watching it.</summary>
+    /// sent is dropped; with the AppContext switch <c>Microsoft.AspNetCore.Server.Kestrel.FinOnError</c>, or without a
+    /// reason (Kestrel aborts with null when the client half-closed: Http1Connection.OnInputOrOutputCompleted, and
+    /// SocketConnection.Shutdown then shuts down both directions instead of resetting), it gets a FIN (shutdown). On
+    /// the loop, so the descriptor is closed only after the loop stopped watching it.</summary>
     public override void Abort(ConnectionAbortedException abortReason)
     {
         _aborted = true;
@@ -395,13 +399,13 @@ internal sealed partial class IoMuxConnection : ConnectionContext,
             }
             if (_socketClosed)
                 return;
-            if (_finOnError)
+            if (_finOnError || abortReason is null) // Kestrel passes null for an orderly end (see above)
             {
                 TransportLog.WriteFin(_logger, ConnectionId);
                 shutdown(_fd, SHUT_RDWR); // wakes both directions: reads end, writes fail
                 return;
             }
-            TransportLog.WriteRst(_logger, ConnectionId, abortReason?.Message ?? "the connection was aborted"); // Kestrel passes null at times
+            TransportLog.WriteRst(_logger, ConnectionId, abortReason.Message);
             SetAbortiveClose(_fd);
             CloseSocket();
         });

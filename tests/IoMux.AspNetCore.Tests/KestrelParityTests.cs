@@ -234,6 +234,30 @@ public sealed class KestrelParityTests(TransportTarget target)
 
     private const string FinOnErrorSwitch = "Microsoft.AspNetCore.Server.Kestrel.FinOnError";
 
+    [Test, CancelAfter(60_000)]
+    public async Task AClientThatHalfClosesSeesAnOrderlyEndNotAReset(CancellationToken token)
+    {
+        // Kestrel ends a connection whose client sent FIN with Abort(null) (Http1Connection.OnInputOrOutputCompleted
+        // without FinOnError), and SocketConnection.Shutdown resets only for a non-null reason: the client gets a FIN,
+        // after whatever the response got out. A 1 MiB response is still being sent when the FIN is seen.
+        for (int round = 0; round < 3; round++)
+        {
+            await using var app = await TestApp.StartAsync(target);
+            using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+            await socket.ConnectAsync(IPAddress.Loopback, app.Port, token);
+            await socket.SendAsync(Encoding.ASCII.GetBytes("GET /bytes/1048576 HTTP/1.1\r\nHost: x\r\n\r\n"), token);
+            socket.Shutdown(SocketShutdown.Send);
+            try
+            {
+                await ReadToEndAsync(socket, token);
+            }
+            catch (SocketException e) when (e.SocketErrorCode == SocketError.ConnectionReset)
+            {
+                Assert.Fail($"round {round}: the client saw a reset where Kestrel's socket transport ends with a FIN");
+            }
+        }
+    }
+
     /// <summary>"RST" or "FIN": how the connection of a request the app aborts ends for the client.</summary>
     private static async Task<string> AbortOutcomeAsync(TestApp app, CancellationToken token)
     {

@@ -29,6 +29,7 @@ internal sealed class IoMuxConnectionListener : IConnectionListener
     private readonly ILogger _connectionLogger;
     private readonly Action<TimerSource>[] _resume;
     private int _unbound;
+    private readonly bool _ownsSocketFile; // a Unix socket path this listener bound (deleted at unbind); not a passed handle's
     private int _shortage; // 1 while some loop of this listener is paused (logged once per episode)
 
     /// <summary>How long a loop stops accepting after a descriptor shortage before it looks again (IoMux.Web's
@@ -36,9 +37,10 @@ internal sealed class IoMuxConnectionListener : IConnectionListener
     internal static readonly TimeSpan PauseTime = TimeSpan.FromMilliseconds(100);
 
     public IoMuxConnectionListener(Socket socket, LoopGroup loops, IoMuxTransportOptions options, TransportDescriptors descriptors,
-        MemoryPool<byte> pool, ILogger logger, ILogger connectionLogger)
+        MemoryPool<byte> pool, ILogger logger, ILogger connectionLogger, bool ownsSocketFile = false)
     {
         _socket = socket;
+        _ownsSocketFile = ownsSocketFile;
         _pool = pool;
         _loops = loops;
         _options = options;
@@ -197,7 +199,9 @@ internal sealed class IoMuxConnectionListener : IConnectionListener
             await Task.Run(() => removed.Wait(TimeSpan.FromSeconds(10)), cancellationToken).ConfigureAwait(false);
             removed.Dispose();
             _socket.Dispose();
-            if (EndPoint is UnixDomainSocketEndPoint unix && unix.ToString() is { Length: > 0 } path && path[0] != '@' && !path.StartsWith('\0'))
+            // Only a path bound here: a socket the host passed (systemd's socket unit, FileHandleEndPoint) keeps its
+            // file, which the service manager owns and a restarted app binds again.
+            if (_ownsSocketFile && EndPoint is UnixDomainSocketEndPoint unix && unix.ToString() is { Length: > 0 } path && path[0] != '@' && !path.StartsWith('\0'))
                 File.Delete(path);
             _accepted.Writer.TryComplete();
         }

@@ -66,7 +66,8 @@ public sealed class IoMuxTransportFactory : IConnectionListenerFactory, IConnect
             loops = _loops;
             descriptors = _descriptors ??= new TransportDescriptors();
         }
-        IConnectionListener listener = new IoMuxConnectionListener(socket, loops, _options, descriptors, CreatePool(), _logger, _connectionLogger);
+        IConnectionListener listener = new IoMuxConnectionListener(socket, loops, _options, descriptors, CreatePool(), _logger, _connectionLogger,
+            ownsSocketFile: endpoint is UnixDomainSocketEndPoint); // a path bound here; never a handle's (systemd's socket)
         return ValueTask.FromResult(listener);
     }
 

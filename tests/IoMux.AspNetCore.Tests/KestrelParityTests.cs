@@ -206,6 +206,32 @@ public sealed class KestrelParityTests(TransportTarget target)
     }
 
     [Test, CancelAfter(60_000)]
+    public async Task AUnixSocketFromTheHostKeepsItsFileAfterTheAppStops(CancellationToken token)
+    {
+        // A socket unit's path belongs to the service manager (systemd binds it and passes the handle): the app must
+        // not delete it when it stops, or the next start of the service finds no socket.
+        string path = Path.Combine(Path.GetTempPath(), $"iomux-parity-{Guid.NewGuid():N}.sock");
+        try
+        {
+            using var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+            listener.Bind(new UnixDomainSocketEndPoint(path));
+            listener.Listen(16);
+            await using (var app = await TestApp.StartAsync(target, o => o.ListenHandle((ulong)listener.Handle)))
+            {
+                using var client = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+                await client.ConnectAsync(new UnixDomainSocketEndPoint(path), token).AsTask().WaitAsync(TimeSpan.FromSeconds(10), token);
+                await client.SendAsync(Encoding.ASCII.GetBytes("GET /hello HTTP/1.0\r\nHost: x\r\n\r\n"), token);
+                Assert.That(await ReadToEndAsync(client, token), Does.StartWith("HTTP/1.1 200"));
+            }
+            Assert.That(File.Exists(path), Is.True, "the host's socket file is still there after the app stopped");
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
+    [Test, CancelAfter(60_000)]
     public async Task AbortResetsTheConnection(CancellationToken token)
     {
         await using var app = await TestApp.StartAsync(target);

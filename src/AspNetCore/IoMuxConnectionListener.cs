@@ -92,10 +92,13 @@ internal sealed class IoMuxConnectionListener : IConnectionListener
                     return;
                 if (errno == Errno.EINTR || errno == Errno.ECONNABORTED)
                     continue; // a connection reset in the backlog: the next one may be there
-                if (errno == Errno.EMFILE || errno == Errno.ENFILE || errno == Errno.ENOBUFS || errno == Errno.ENOMEM)
-                    Pause(index, errno);
-                else
-                    TransportLog.AcceptFailed(_logger, EndPoint, Errno.Name(errno));
+                if (errno != Errno.EMFILE && errno != Errno.ENFILE && errno != Errno.ENOBUFS && errno != Errno.ENOMEM
+                    && Volatile.Read(ref _shortage) == 0)
+                    TransportLog.AcceptFailed(_logger, EndPoint, Errno.Name(errno)); // once per episode
+                // Any failure leaves the listener readable (a shortage's connection waits in the backlog; a listener
+                // shut down behind the transport's back says EINVAL and HUP for good): accepting again at once would
+                // spin the loop and log each time, so every failure pauses it, the unexpected ones too.
+                Pause(index, errno);
                 return;
             }
             if (Volatile.Read(ref _shortage) != 0 && Interlocked.Exchange(ref _shortage, 0) != 0)

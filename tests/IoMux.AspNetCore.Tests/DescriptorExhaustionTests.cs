@@ -113,6 +113,26 @@ public sealed partial class DescriptorExhaustionTests(TransportTarget target)
         return text.ToString();
     }
 
+    [Test, CancelAfter(60_000)]
+    public async Task AListenerShutDownBehindTheTransportsBackDoesNotSpinTheLoops(CancellationToken token)
+    {
+        // A host's listening socket shut down under the app (shutdown(2) on a listener: accept says EINVAL and poll
+        // reports it readable for good). Before: each loop iteration accepted, failed and logged again, at 100%.
+        using var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        listener.Listen(16);
+        await using var app = await TestApp.StartAsync(target, o => o.ListenHandle((ulong)listener.Handle));
+        using var cpu = new LoopCpu();
+        Assert.That(cpu.Threads, Is.GreaterThan(0), "the transport's loop threads");
+        listener.Shutdown(SocketShutdown.Both);
+        await Task.Delay(300, token); // the first failures and the pause
+        long before = cpu.Ticks();
+        await Task.Delay(1000, token);
+        long ticks = cpu.Ticks() - before;
+        TestContext.Out.WriteLine($"loops used {ticks} clock ticks in 1 s with a shut-down listener");
+        Assert.That(ticks, Is.LessThanOrEqualTo(IdleTicks), $"the loops used {ticks} clock ticks in 1 s (a busy loop uses ~100 per loop)");
+    }
+
     /// <summary>User and system CPU of the transport's loop threads (named iomux-kestrel-N), in clock ticks, from
     /// /proc/self/task/*/stat (fields 14 and 15, counted after the parenthesised name). The stat files are opened
     /// before the squeeze and read again from offset 0 (procfs renders them afresh), so measuring takes no

@@ -260,12 +260,7 @@ internal sealed unsafe partial class EventPortModel : IEventPortSystem
     private const int LowBits = PortAbi.PollIn | PortAbi.PollPri | PortAbi.PollOut | PortAbi.PollErr | PortAbi.PollHup | PortAbi.PollNval;
     private const int LinuxF_GETFD = 1;
 
-    /// <summary>st_mode's type is S_IFSOCK, read with Linux's layout (the model's own <see cref="TargetAbi.Linux"/>).</summary>
-    private static bool IsSocket(int fd)
-    {
-        byte* stat = stackalloc byte[256];
-        return LibC.fstat(fd, stat) == 0 && (*(uint*)(stat + TargetAbi.Linux.Stat.Mode) & 0xF000) == 0xC000;
-    }
+    private static bool IsSocket(int fd) => TargetAbi.IsLinuxSocket(fd);
 
     /// <inheritdoc />
     public void Close(int port)

@@ -494,14 +494,7 @@ internal sealed unsafe partial class KqueueModel : IKqueueSystem
     // Linux's numbers for the calls underneath (include/uapi/asm-generic/errno-base.h, fcntl.h).
     private const int LinuxEnoent = 2, LinuxEintr = 4, LinuxEexist = 17, LinuxF_GETFD = 1;
 
-    /// <summary>st_mode's type is S_IFSOCK, read with Linux's layout (the model's own, <see cref="TargetAbi.Linux"/>).</summary>
-    private static bool IsSocket(int fd)
-    {
-        byte* stat = stackalloc byte[256];
-        if (LibC.fstat(fd, stat) != 0)
-            return false;
-        return (*(uint*)(stat + TargetAbi.Linux.Stat.Mode) & 0xF000) == 0xC000;
-    }
+    private static bool IsSocket(int fd) => TargetAbi.IsLinuxSocket(fd);
 
     /// <inheritdoc />
     public void Close(int kq)

@@ -122,6 +122,14 @@ internal sealed record TargetAbi(string Name, UnixFlavor Os, string Citation)
     /// <summary>Every OS above.</summary>
     public static IReadOnlyList<TargetAbi> All { get; } = [FreeBsd, MacOS, NetBsd, OpenBsd, DragonFly, Illumos, Solaris, Linux];
 
+    /// <summary>Whether <paramref name="fd"/> is a socket underneath: fstat read with the model's own Linux layout
+    /// (<see cref="Linux"/>), S_IFMT 0xF000, S_IFSOCK 0xC000.</summary>
+    public static unsafe bool IsLinuxSocket(int fd)
+    {
+        byte* stat = stackalloc byte[256];
+        return LibC.fstat(fd, stat) == 0 && (*(uint*)(stat + Linux.Stat.Mode) & 0xF000) == 0xC000;
+    }
+
     /// <summary>A Linux errno as this OS numbers it (the errors the models pass on from the Linux calls underneath).</summary>
     public int FromLinux(int errno) => errno switch
     {

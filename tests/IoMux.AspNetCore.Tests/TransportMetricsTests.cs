@@ -1,7 +1,12 @@
 using System.Diagnostics.Metrics;
 using System.Net;
 using IoMux.Loop;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.DependencyInjection;
+using OpenTelemetry;
+using OpenTelemetry.Metrics;
 
 namespace IoMux.Tests.AspNetCore;
 
@@ -121,5 +126,36 @@ public sealed class TransportMetricsTests(TransportTarget target)
         }
         Assert.That(loops, Has.Count.EqualTo(1), "one IoMux.Loop meter made by the host's factory");
         Assert.That(loops[0].Value, Is.EqualTo(3), "the transport's three loops");
+    }
+
+    /// <summary>The setup docs/METRICS.md shows: OpenTelemetry's SDK with <c>AddMeter("IoMux.*")</c> exports the
+    /// host's IoMux.Loop instruments (the wildcard finds the meter the host's factory made) beside Kestrel's.</summary>
+    [Test, CancelAfter(30_000)]
+    public async Task OpenTelemetryExportsTheIoMuxMetersWithAWildcard(CancellationToken token)
+    {
+        var exported = new List<Metric>();
+        await using var app = await ApplicationHost.StartAsync(target, ApplicationHost.Loopback(HttpProtocols.Http1), services =>
+            services.AddOpenTelemetry().WithMetrics(metrics => metrics
+                .AddMeter("IoMux.*")
+                .AddMeter("Microsoft.AspNetCore.Hosting", "Microsoft.AspNetCore.Server.Kestrel")
+                .AddInMemoryExporter(exported)),
+            web => web.MapGet("/hello", () => "Hello"));
+        using (var client = new HttpClient { BaseAddress = app.BaseAddress })
+            Assert.That(await client.GetStringAsync("/hello", token), Is.EqualTo("Hello"));
+        Assert.That(app.Services.GetRequiredService<MeterProvider>().ForceFlush(10_000), Is.True);
+        var names = exported.Select(m => m.Name).ToHashSet();
+        Assert.That(names, Does.Contain("http.server.request.duration"));
+        if (target.Backend is null)
+            return;
+        Assert.That(names, Is.SupersetOf(new[] { "iomux.loop.count", "iomux.loop.iterations", "iomux.loop.lag" }));
+        // The host's meter counts the transport's two loops (the process-wide one, if exported too, counts others).
+        var loopCounts = exported.Where(m => m.Name == "iomux.loop.count").SelectMany(Points).ToList();
+        Assert.That(loopCounts, Does.Contain(2L), string.Join(", ", loopCounts));
+    }
+
+    private static IEnumerable<long> Points(Metric metric)
+    {
+        foreach (ref readonly var point in metric.GetMetricPoints())
+            yield return point.GetSumLong();
     }
 }

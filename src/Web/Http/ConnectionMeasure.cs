@@ -7,7 +7,7 @@ internal struct ConnectionMeasure
 {
     private long _connectionStart, _requestStart;
     private byte _method;
-    private int _version, _status;
+    private int _version, _requestVersion, _status; // the connection's last known version; the request's (0: unknown)
     private string? _requestError, _connectionError;
 
     /// <summary>The connection was accepted.</summary>
@@ -16,7 +16,9 @@ internal struct ConnectionMeasure
     /// <summary>A request head (and its content) is complete, or found malformed: the request's clock starts.</summary>
     public void RequestStarted(HttpRequestHead head, ReadOnlySpan<byte> input)
     {
-        _version = head.Version;
+        _requestVersion = head.Version;
+        if (head.Version != 0)
+            _version = head.Version;
         _requestError = null;
         _requestStart = WebMetrics.Start(WebMetrics.RequestDuration);
         if (_requestStart != 0)
@@ -26,6 +28,7 @@ internal struct ConnectionMeasure
     /// <summary>A head that never completed is answered (408): a request of unknown method.</summary>
     public void UnparsedRequestStarted()
     {
+        _requestVersion = 0;
         _requestError = null;
         _requestStart = WebMetrics.Start(WebMetrics.RequestDuration);
         _method = WebMetrics.OtherMethod;
@@ -43,7 +46,7 @@ internal struct ConnectionMeasure
     /// <summary>The response's last byte is in the socket.</summary>
     public void ResponseDone()
     {
-        WebMetrics.RequestDone(_requestStart, _method, _version, _status, _requestError);
+        WebMetrics.RequestDone(_requestStart, _method, _requestVersion, _status, _requestError);
         _requestStart = 0;
     }
 
@@ -53,7 +56,7 @@ internal struct ConnectionMeasure
     {
         if (_requestStart != 0)
         {
-            WebMetrics.RequestDone(_requestStart, _method, _version, _status, _requestError ?? ConnectionEndReasons.ResponseIncomplete);
+            WebMetrics.RequestDone(_requestStart, _method, _requestVersion, _status, _requestError ?? ConnectionEndReasons.ResponseIncomplete);
             _requestStart = 0;
         }
         WebMetrics.ConnectionDone(_connectionStart, endpoint, _version, _connectionError);

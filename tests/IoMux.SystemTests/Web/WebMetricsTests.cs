@@ -240,6 +240,31 @@ public sealed class WebMetricsTests
         });
     }
 
+    /// <summary>A head that does not complete within the header timeout: the 408 is recorded as a request of unknown
+    /// method and version, and the connection ends with Kestrel's request_headers_timeout.</summary>
+    [Test] // bounded by RawHttp's deadline and the Eventually
+    public void AHeaderTimeoutIsRecordedAsSuch()
+    {
+        using var readings = new Readings();
+        using var server = HttpServer.Create(new IPEndPoint(IPAddress.Loopback, 0), SlowFailOrMissing,
+            new HttpServerOptions { Threads = 1, HeaderTimeout = TimeSpan.FromMilliseconds(300) });
+        using (var socket = RawHttp.Connect(server.Endpoint))
+        {
+            socket.Send(Encoding.ASCII.GetBytes("GET /slow HTTP/1.1\r\nHost: t\r\n")); // no blank line: the head never ends
+            Assert.That(RawHttp.Split(RawHttp.ReadToEnd(socket)).Status, Is.EqualTo(408));
+        }
+        Assert.That(ProxyProcess.Eventually(() => readings.Of("iomux.web.connection.duration", server.Endpoint.Port).Count == 1, TimeSpan.FromSeconds(10)),
+            Is.True, "the timed-out connection was not recorded");
+        var connection = readings.Of("iomux.web.connection.duration", server.Endpoint.Port)[0];
+        Assert.That(connection["error.type"], Is.EqualTo("request_headers_timeout"));
+        Assert.That(connection.Value, Is.GreaterThanOrEqualTo(0.3), "the connection lasted the header timeout");
+        var request = readings.Of("http.server.request.duration").Single();
+        Assert.That(request.Tags, Is.EquivalentTo(new Dictionary<string, object?>
+        {
+            ["http.request.method"] = "_OTHER", ["url.scheme"] = "http", ["http.response.status_code"] = 408,
+        }), "no version: the head never said one");
+    }
+
     /// <summary>Measuring allocates nothing on the request path: with a listener on every instrument (the two
     /// histograms included), the round trips allocate what they allocate with nobody listening (tags are pre-built
     /// pairs in a TagList, held inline). The absolute figure, 0 B per request in

@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Diagnostics.Metrics;
 using System.Net;
 using System.Net.Sockets;
 using Microsoft.AspNetCore.Connections;
@@ -15,6 +16,7 @@ public sealed class IoMuxTransportFactory : IConnectionListenerFactory, IConnect
     private readonly IoMuxTransportOptions _options;
     private readonly ILogger _logger, _connectionLogger;
     private readonly IMemoryPoolFactory<byte>? _memoryPoolFactory;
+    private readonly IMeterFactory? _meterFactory;
     private readonly object _gate = new();
     private LoopGroup? _loops;
     private TransportDescriptors? _descriptors;
@@ -27,9 +29,12 @@ public sealed class IoMuxTransportFactory : IConnectionListenerFactory, IConnect
     /// <c>aspnetcore.memory_pool.*</c> instruments (meter <c>Microsoft.AspNetCore.MemoryPool</c>, owner
     /// <c>iomux</c>). Without one (a factory made by hand) IoMux's own pool is used, which keeps what it allocated
     /// until the listener goes and publishes nothing.</param>
+    /// <param name="meterFactory">The host's: the loops are counted in the <c>IoMux.Loop</c> meter it makes (see
+    /// <see cref="IoMux.Loop.LoopMetrics.UseMeterFactory"/>); without one, in the process-wide meter.</param>
     public IoMuxTransportFactory(IOptions<IoMuxTransportOptions> options, ILoggerFactory? loggerFactory = null,
-        IMemoryPoolFactory<byte>? memoryPoolFactory = null)
+        IMemoryPoolFactory<byte>? memoryPoolFactory = null, IMeterFactory? meterFactory = null)
     {
+        _meterFactory = meterFactory;
         _options = options.Value; // validated here when the host registered the validator (UseIoMux)
         IoMuxTransportOptionsValidator.ThrowIfInvalid(_options); // and when it did not (a factory made by hand)
         loggerFactory ??= NullLoggerFactory.Instance;
@@ -60,6 +65,7 @@ public sealed class IoMuxTransportFactory : IConnectionListenerFactory, IConnect
             if (_loops is null)
             {
                 _loops = new LoopGroup(_options);
+                TransportMetrics.UseHostMeter(_loops, _meterFactory);
                 _logger.LogInformation("IoMux transport: {Count} loop(s) on {Backend}, application code {Scheduling}",
                     _loops.Count, _loops.BackendName, _options.Scheduling == ApplicationScheduling.Inline ? "inline on the loops" : "on the thread pool");
             }

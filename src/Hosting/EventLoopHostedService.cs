@@ -1,3 +1,4 @@
+using System.Diagnostics.Metrics;
 using IoMux.Loop;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
@@ -20,6 +21,7 @@ public sealed class EventLoopHostedService : IHostedService, IAsyncDisposable, I
     private readonly EventLoopHostOptions _options;
     private readonly IHostApplicationLifetime? _lifetime;
     private readonly ILogger _logger;
+    private readonly IMeterFactory? _meterFactory;
     private readonly CancellationTokenSource _stop = new();
     private readonly List<EventLoop> _loops = [];
     private readonly List<Task> _watchers = [];
@@ -28,10 +30,13 @@ public sealed class EventLoopHostedService : IHostedService, IAsyncDisposable, I
 
     /// <summary>A service that runs loops configured by <paramref name="configure"/> (called with each loop and
     /// its index). <paramref name="lifetime"/> is stopped when a loop ends on its own (see
-    /// <see cref="EventLoopHostOptions.StopApplicationWhenALoopEnds"/>); <paramref name="logger"/> hears of it.</summary>
+    /// <see cref="EventLoopHostOptions.StopApplicationWhenALoopEnds"/>); <paramref name="logger"/> hears of it. The loops
+    /// are counted in the <c>IoMux.Loop</c> meter <paramref name="meterFactory"/> makes (the host's, so the meter is
+    /// scoped to the host and disposed with it), or in the process-wide one when it is null.</summary>
     public EventLoopHostedService(Action<EventLoop, int> configure, EventLoopHostOptions? options = null,
-        IHostApplicationLifetime? lifetime = null, ILogger<EventLoopHostedService>? logger = null)
+        IHostApplicationLifetime? lifetime = null, ILogger<EventLoopHostedService>? logger = null, IMeterFactory? meterFactory = null)
     {
+        _meterFactory = meterFactory;
         _configure = configure ?? throw new ArgumentNullException(nameof(configure));
         _options = options ?? new EventLoopHostOptions();
         _lifetime = lifetime;
@@ -57,6 +62,8 @@ public sealed class EventLoopHostedService : IHostedService, IAsyncDisposable, I
                 var poller = _options.Backend is { } backend ? PollerFactory.Create(backend) : PollerFactory.Create();
                 var loop = new EventLoop(poller);
                 _loops.Add(loop);
+                if (_meterFactory is not null)
+                    LoopMetrics.UseMeterFactory(loop, _meterFactory);
                 _configure(loop, i);
             }
         }

@@ -1,3 +1,4 @@
+using System.Diagnostics.Metrics;
 using IoMux.Loop;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
@@ -25,7 +26,8 @@ public static class EventLoopServiceCollectionExtensions
         configureOptions?.Invoke(options);
         services.AddSingleton<IHostedService>(provider => new EventLoopHostedService(
             (loop, index) => configure(provider, loop, index), options,
-            provider.GetService<IHostApplicationLifetime>(), provider.GetService<ILogger<EventLoopHostedService>>()));
+            provider.GetService<IHostApplicationLifetime>(), provider.GetService<ILogger<EventLoopHostedService>>(),
+            provider.GetService<IMeterFactory>())); // the host's (AddMetrics; Host.CreateApplicationBuilder registers it)
         return services;
     }
 

@@ -153,6 +153,7 @@ public sealed unsafe partial class EventLoop
         try
         {
             DispatchPending();
+            MeasureLag();
             Iterations++;
         }
         finally

@@ -90,7 +90,7 @@ public sealed partial class EventLoop : IDisposable
         _ownsPoller = ownsPoller;
         _clocks = clocks;
         _context = new LoopSynchronizationContext(this);
-        LoopMetrics.Loops.Add(this);
+        Meter.Loops.Add(this);
     }
 
     /// <summary>The poller underneath.</summary>
@@ -307,7 +307,7 @@ public sealed partial class EventLoop : IDisposable
                 return;
             }
             var timeout = ComputeTimeout(maxTimeout);
-            long waitStart = LoopMetrics.MeasuresWaitTime ? _clocks.Read(LoopClock.Monotonic) : 0;
+            long waitStart = Meter.MeasuresWaitTime ? _clocks.Read(LoopClock.Monotonic) : 0;
             int n = Poller.Wait(_events, timeout);
             UpdateNow();
             if (waitStart != 0)
@@ -315,6 +315,7 @@ public sealed partial class EventLoop : IDisposable
             ExpireRateLimits();
             CollectPending(n);
             DispatchPending();
+            MeasureLag();
             Iterations++;
         }
         finally
@@ -671,7 +672,7 @@ public sealed partial class EventLoop : IDisposable
         if (_disposed)
             return;
         ThrowIfRunningElsewhere();
-        LoopMetrics.Loops.Retire(this);
+        Meter.Loops.Retire(this);
         var destroyFailure = DisposeSources();
         DisposeClockTimers();
         _disposed = true;

@@ -201,7 +201,7 @@ internal sealed class Connection
             Connect(_candidates[_nextCandidate++]);
             return;
         }
-        _server.OnBackendUnreachable(errno, detail);
+        _server.OnBackendUnreachable(errno, detail, resolving: _phase == Phase.Resolving);
         Close(abortive: false);
     }
 

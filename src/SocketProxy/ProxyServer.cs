@@ -274,6 +274,9 @@ public sealed class ProxyServer
         UpdateListeners();
     }
 
+    /// <summary>Failed backend connects by error.type (<see cref="ProxyMetrics.ConnectErrorTypes"/>; loop thread, read by the meter).</summary>
+    internal readonly long[] ConnectFailures = new long[ProxyMetrics.ConnectErrorTypes.Length];
+
     internal void OnConnectionClosed(Connection connection)
     {
         if (!_connections.Remove(connection))
@@ -294,9 +297,10 @@ public sealed class ProxyServer
     /// <c>log_error("Failed to resolve host: ...")</c>), so that <c>journalctl -p err</c> shows them (issue 21, item 6).
     /// So does this, up to <see cref="FailureLinesPerSecond"/> lines a second: a client loop against a dead
     /// backend must not flood the journal; the failures past that are counted in one line when the second ends.</summary>
-    internal void OnBackendUnreachable(int errno, string? detail)
+    internal void OnBackendUnreachable(int errno, string? detail, bool resolving)
     {
         Counters.BackendFailures++;
+        ConnectFailures[ProxyMetrics.ConnectErrorKind(errno, resolving)]++;
         _failuresWhileDown++;
         _backendFailing = true;
         long now = Environment.TickCount64;

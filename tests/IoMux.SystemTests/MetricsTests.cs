@@ -24,7 +24,9 @@ public sealed class MetricsTests
         {
             _listener.InstrumentPublished = (instrument, listener) =>
             {
-                if (instrument.Meter.Name == meterName)
+                // Observable instruments only: they report on Collect's thread, while a histogram records on any
+                // loop's thread, which this dictionary could not take.
+                if (instrument.Meter.Name == meterName && instrument.IsObservable)
                     listener.EnableMeasurementEvents(instrument);
             };
             _listener.SetMeasurementEventCallback<long>((instrument, value, tags, _) => Record(instrument, value, tags));
@@ -32,8 +34,19 @@ public sealed class MetricsTests
             _listener.Start();
         }
 
-        private void Record(Instrument instrument, double value, ReadOnlySpan<KeyValuePair<string, object?>> tags) =>
+        private readonly Dictionary<string, string[]> _tagKeys = [];
+
+        private void Record(Instrument instrument, double value, ReadOnlySpan<KeyValuePair<string, object?>> tags)
+        {
             _values[tags.Length == 0 ? instrument.Name : $"{instrument.Name}[{tags[0].Value}]"] = value;
+            var keys = new string[tags.Length];
+            for (int i = 0; i < tags.Length; i++)
+                keys[i] = tags[i].Key;
+            _tagKeys[instrument.Name] = keys;
+        }
+
+        /// <summary>The attribute names of <paramref name="instrument"/>'s last measurement.</summary>
+        public string[] TagKeys(string instrument) => _tagKeys[instrument];
 
         /// <summary>Collects the observable instruments now; the value of each by name (name[tag] when tagged).</summary>
         public Dictionary<string, double> Collect()
@@ -60,7 +73,7 @@ public sealed class MetricsTests
             using var io = loop.AddIo(read, Interest.Readable, (_, _) => { });
             var during = probe.Collect();
             Assert.That(during["iomux.loop.count"], Is.EqualTo(before["iomux.loop.count"] + 1));
-            Assert.That(during["iomux.loop.io_sources"], Is.EqualTo(before["iomux.loop.io_sources"] + 1));
+            Assert.That(during["iomux.loop.io_source.count"], Is.EqualTo(before["iomux.loop.io_source.count"] + 1));
 
             int ran = 0;
             for (int i = 0; i < 10; i++)
@@ -74,7 +87,7 @@ public sealed class MetricsTests
             Assert.That(ran, Is.EqualTo(10));
             Assert.That(after["iomux.loop.iterations"] - before["iomux.loop.iterations"], Is.GreaterThanOrEqualTo(13));
             Assert.That(after["iomux.loop.dispatches"] - before["iomux.loop.dispatches"], Is.GreaterThanOrEqualTo(10));
-            Assert.That(after["iomux.loop.wait_time"] - before["iomux.loop.wait_time"], Is.InRange(0.14, 5.0));
+            Assert.That(after["iomux.loop.wait.time"] - before["iomux.loop.wait.time"], Is.InRange(0.14, 5.0));
         }
         finally
         {
@@ -84,7 +97,7 @@ public sealed class MetricsTests
         }
         var disposed = probe.Collect();
         Assert.That(disposed["iomux.loop.count"], Is.EqualTo(before["iomux.loop.count"]));
-        Assert.That(disposed["iomux.loop.io_sources"], Is.EqualTo(before["iomux.loop.io_sources"]));
+        Assert.That(disposed["iomux.loop.io_source.count"], Is.EqualTo(before["iomux.loop.io_source.count"]));
         // A disposed loop's totals stay in the counters (a counter never goes down).
         Assert.That(disposed["iomux.loop.iterations"] - before["iomux.loop.iterations"], Is.GreaterThanOrEqualTo(13));
     }
@@ -136,6 +149,42 @@ public sealed class MetricsTests
         }
     }
 
+    /// <summary>iomux.loop.lag: one measurement per iteration, in seconds, at least as long as the callback that held
+    /// the loop; none while nobody listens to it.</summary>
+    [Test] // no CancelAfter: each wait is a RunOnce with its own timeout
+    public void TheLagHistogramRecordsHowLongAnIterationHeldTheLoop()
+    {
+        using var loop = new EventLoop(PollerFactory.Create());
+        var lags = new List<double>();
+        string? unit = null;
+        using var listener = new MeterListener();
+        listener.InstrumentPublished = (instrument, l) =>
+        {
+            if (instrument.Meter.Name == LoopMetrics.MeterName && instrument.Name == "iomux.loop.lag")
+            {
+                unit = instrument.Unit;
+                l.EnableMeasurementEvents(instrument);
+            }
+        };
+        // The histogram is shared by every loop of the process: keep the measurements made on this thread, the one
+        // running this test's loop.
+        int thread = Environment.CurrentManagedThreadId;
+        listener.SetMeasurementEventCallback<double>((_, value, tags, _) =>
+        {
+            if (Environment.CurrentManagedThreadId == thread)
+                lags.Add(value);
+        });
+        loop.RunOnce(TimeSpan.Zero); // unobserved
+        listener.Start();
+        loop.Post(() => Thread.Sleep(60)); // a callback that holds the loop for 60 ms
+        loop.RunOnce(TimeSpan.FromSeconds(5));
+        loop.RunOnce(TimeSpan.FromMilliseconds(10)); // a wakeup that finds nothing: a short lag
+        Assert.That(unit, Is.EqualTo("s"));
+        Assert.That(lags, Has.Count.EqualTo(2), "one measurement per iteration while listened to");
+        Assert.That(lags[0], Is.InRange(0.055, 10.0), "the iteration that slept 60 ms");
+        Assert.That(lags[1], Is.LessThan(lags[0]));
+    }
+
     [Test] // no CancelAfter: each wait is a RunOnce with its own timeout
     public void WithoutAListenerTheLoopDoesNotMeasureItsWaits()
     {
@@ -173,11 +222,11 @@ public sealed class MetricsTests
                 // The connection is still open: the bytes are counted as they are relayed, not when it closes.
                 var open = probe.Collect();
                 Assert.That(open["iomux.proxy.connections"] - before["iomux.proxy.connections"], Is.EqualTo(1));
-                Assert.That(open["iomux.proxy.connections.active"] - before["iomux.proxy.connections.active"], Is.EqualTo(1));
-                Assert.That(open["iomux.proxy.bytes[to_backend]"] - before["iomux.proxy.bytes[to_backend]"], Is.EqualTo(5000));
-                Assert.That(open["iomux.proxy.bytes[to_clients]"] - before["iomux.proxy.bytes[to_clients]"], Is.EqualTo(5000));
+                Assert.That(open["iomux.proxy.active_connections"] - before["iomux.proxy.active_connections"], Is.EqualTo(1));
+                Assert.That(open["iomux.proxy.io[to_backend]"] - before["iomux.proxy.io[to_backend]"], Is.EqualTo(5000));
+                Assert.That(open["iomux.proxy.io[to_clients]"] - before["iomux.proxy.io[to_clients]"], Is.EqualTo(5000));
             }
-            Assert.That(ProxyProcess.Eventually(() => probe.Collect()["iomux.proxy.connections.active"] == before["iomux.proxy.connections.active"],
+            Assert.That(ProxyProcess.Eventually(() => probe.Collect()["iomux.proxy.active_connections"] == before["iomux.proxy.active_connections"],
                 TimeSpan.FromSeconds(10)), Is.True, "the closed connection is still counted as active");
 
             loop.Post(() => proxy.OnOutOfDescriptors(Errno.EMFILE)); // what an accept or a socket() failing with EMFILE does
@@ -191,7 +240,7 @@ public sealed class MetricsTests
         Assert.That(await run.WaitAsync(TimeSpan.FromSeconds(20)), Is.EqualTo(0));
         loop.Dispose();
         var stopped = probe.Collect();
-        Assert.That(stopped["iomux.proxy.bytes[to_backend]"] - before["iomux.proxy.bytes[to_backend]"], Is.EqualTo(5000), "a stopped proxy's bytes left the counter");
+        Assert.That(stopped["iomux.proxy.io[to_backend]"] - before["iomux.proxy.io[to_backend]"], Is.EqualTo(5000), "a stopped proxy's bytes left the counter");
     }
 
     [Test, CancelAfter(60_000)]
@@ -211,7 +260,13 @@ public sealed class MetricsTests
             using var client = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
             await client.ConnectAsync(endpoint, token);
             Assert.That((await TestBackend.ReceiveAll(client).WaitAsync(token)).Bytes, Is.Zero);
-            Assert.That(probe.Collect()["iomux.proxy.connect.failures"] - before["iomux.proxy.connect.failures"], Is.EqualTo(1));
+            var after = probe.Collect();
+            const string Refused = "iomux.proxy.connect.failures[connection_refused]";
+            Assert.That(after[Refused] - before[Refused], Is.EqualTo(1), "a refused connect has error.type connection_refused");
+            Assert.That(after.Where(pair => pair.Key.StartsWith("iomux.proxy.connect.failures[", StringComparison.Ordinal)).Sum(pair => pair.Value)
+                - before.Where(pair => pair.Key.StartsWith("iomux.proxy.connect.failures[", StringComparison.Ordinal)).Sum(pair => pair.Value),
+                Is.EqualTo(1), "one failure, under one error.type");
+            Assert.That(probe.TagKeys("iomux.proxy.connect.failures"), Is.EqualTo(new[] { "error.type" }));
         }
         finally
         {

@@ -53,6 +53,8 @@ internal sealed unsafe class HttpConnection
     private long _logStarted, _logBytes;
     private int _logStatus;
 
+    private ConnectionMeasure _measure; // the IoMux.Web histograms' state (WebMetrics)
+
     // Lingering close (nginx's lingering_close): after the last response, shut our side and read and discard
     // what the client still sends for up to this long, so that unread request bytes do not turn the close into
     // a reset that destroys the response in flight (an oversized header answered 431, for one).
@@ -73,6 +75,7 @@ internal sealed unsafe class HttpConnection
         _worker = worker;
         _fd = fd;
         _sending = _out;
+        _measure.Accepted();
         _in = _headBuffer = new byte[HttpRequestParser.MaxHead];
         _source = worker.Loop.AddIo(fd, Interest.Readable, (_, readiness) => OnReady(readiness), description: "http connection");
         // The first byte is due within the header timeout, as nginx's client_header_timeout: an idle new
@@ -148,6 +151,7 @@ internal sealed unsafe class HttpConnection
                 int errno = Errno.Last;
                 if (errno != Errno.EAGAIN && errno != Errno.EINTR)
                 {
+                    _measure.Ending(ConnectionEndReasons.ConnectionReset);
                     Close();
                     return;
                 }
@@ -192,8 +196,10 @@ internal sealed unsafe class HttpConnection
                 break;
             }
             _awaitingHead = false;
+            _measure.RequestStarted(_head, _in.AsSpan(0, _inLength));
             if (status == ParseStatus.Invalid)
             {
+                _measure.Ending(ConnectionEndReasons.ForStatus(_head.ErrorStatus));
                 if (_worker.AccessLog is not null)
                     BeginLog(parsed: _head.HeadLength > 0);
                 WriteError(_head.ErrorStatus, close: true);
@@ -356,6 +362,7 @@ internal sealed unsafe class HttpConnection
                         continue;
                     if (errno == Errno.EAGAIN)
                         return WaitForWritable();
+                    _measure.Ending(ConnectionEndReasons.ConnectionReset);
                     Close();
                     return false;
                 }
@@ -386,6 +393,7 @@ internal sealed unsafe class HttpConnection
             }
             catch (Exception e) when (e is PosixException or FileShrankException)
             {
+                _measure.Ending(e is FileShrankException ? ConnectionEndReasons.ResponseContentLengthMismatch : ConnectionEndReasons.ConnectionReset);
                 Close(); // the peer went away, or the file changed under us: the length sent no longer holds
                 return false;
             }
@@ -399,6 +407,7 @@ internal sealed unsafe class HttpConnection
         }
         if (_logMethod is not null)
             EndLog();
+        _measure.ResponseDone();
         if (_source.Interest != Interest.Readable)
             _source.SetInterest(Interest.Readable);
         return true;
@@ -421,12 +430,14 @@ internal sealed unsafe class HttpConnection
         catch (Exception e)
         {
             _worker.Options.Logger.LogError(e, "An HTTP response body source failed; the connection is closed.");
+            _measure.Ending(ConnectionEndReasons.AppError);
             Close();
             return false;
         }
         if (produced < 0 || produced > room)
         {
             _worker.Options.Logger.LogError("An HTTP response body source returned {Count} for a buffer of {Room} bytes; the connection is closed.", produced, room);
+            _measure.Ending(ConnectionEndReasons.AppError);
             Close();
             return false;
         }
@@ -436,6 +447,7 @@ internal sealed unsafe class HttpConnection
             ReleaseBodySource();
             if (!complete)
             {
+                _measure.Ending(ConnectionEndReasons.ResponseContentLengthMismatch);
                 Close(); // fewer bytes than the Content-Length announced: the client can only tell by the close
                 return false;
             }
@@ -525,6 +537,13 @@ internal sealed unsafe class HttpConnection
             _closeAfterResponse = true; // RFC 9112 §6.3 (8): the body ends with the connection
     }
 
+    /// <summary>For responders: the handler threw (recorded as the request's error.type; the connection closes).</summary>
+    internal void HandlerFailed(Exception exception)
+    {
+        _measure.HandlerFailed(exception);
+        _measure.Ending(ConnectionEndReasons.AppError);
+    }
+
     /// <summary>The response cannot keep the connection (a handler failed after its head was written).</summary>
     internal void CloseAfterResponse() => _closeAfterResponse = true;
 
@@ -570,7 +589,7 @@ internal sealed unsafe class HttpConnection
 
     private void Answered(int status)
     {
-        WebMetrics.Response(status);
+        _measure.Answered(status);
         _logStatus = status;
     }
 
@@ -617,8 +636,12 @@ internal sealed unsafe class HttpConnection
             _timer.SetDeadline(_deadline);
             return;
         }
+        // An idle kept-alive connection and the end of a lingering close are ordinary ends (no error.type).
+        if (!_lingering && (ResponsePending || _awaitingHead))
+            _measure.Ending(ResponsePending ? ConnectionEndReasons.SendTimeout : ConnectionEndReasons.RequestHeadersTimeout);
         if (_awaitingHead && !ResponsePending && !_lingering)
         {
+            _measure.UnparsedRequestStarted();
             if (_worker.AccessLog is not null)
                 BeginLog(parsed: false);
             WriteError(408, close: true); // slowloris: the head did not arrive within the header timeout
@@ -664,6 +687,7 @@ internal sealed unsafe class HttpConnection
         _closed = true;
         if (_logMethod is not null)
             EndLog(); // the response was cut short: the line says how many bytes made it
+        _measure.Closed(_worker.Endpoint);
         if (_fileFd >= 0)
             ReleaseFile();
         if (_rentedBody is not null)

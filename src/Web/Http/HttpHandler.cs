@@ -320,6 +320,7 @@ internal sealed class HandlerResponder(HttpHandler handler) : HttpResponder
         catch (Exception e)
         {
             Microsoft.Extensions.Logging.LoggerExtensions.LogError(connection.Logger, e, "The HTTP handler failed.");
+            connection.HandlerFailed(e);
             if (!response.HasStarted)
                 connection.WriteError(500, close: true);
             else

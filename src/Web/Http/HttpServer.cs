@@ -77,13 +77,14 @@ public sealed class HttpServer : IDisposable
         _workers = new HttpWorker[options.Threads];
         _threads = new Thread[options.Threads];
         var descriptors = new ServerDescriptors(perConnection: 2); // the socket, and a file while one is sent
+        var endpointTags = new WebMetrics.EndpointTags(_group.Endpoint);
         try
         {
             for (int i = 0; i < options.Threads; i++)
             {
                 var loop = new EventLoop(backend is null ? PollerFactory.Create() : PollerFactory.Create(backend));
                 loop.Poller.UseServerSpin(); // catch the next request awake (Poller.SpinBeforeSleep)
-                _workers[i] = new HttpWorker(loop, _group.Listeners[i], options, responder(), descriptors);
+                _workers[i] = new HttpWorker(loop, _group.Listeners[i], options, responder(), descriptors) { Endpoint = endpointTags };
                 var worker = _workers[i];
                 _threads[i] = new Thread(() => worker.Loop.Run()) { IsBackground = true, Name = $"IoMux http {i}" };
             }
@@ -191,6 +192,9 @@ internal sealed class HttpWorker
     public HttpResponder Responder { get; }
     public HttpDate Date { get; } = new();
     public int Connections => _count;
+
+    /// <summary>The listener's attributes for iomux.web.connection.duration.</summary>
+    public WebMetrics.EndpointTags Endpoint { get; init; } = WebMetrics.EndpointTags.Unknown;
 
     /// <summary>Connections accepted since the start (written by the loop thread, read by metric observers).</summary>
     public long Accepted => Volatile.Read(ref _accepted);

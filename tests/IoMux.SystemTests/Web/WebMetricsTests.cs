@@ -30,34 +30,63 @@ public sealed class WebMetricsTests
     [OneTimeTearDown]
     public void RemoveRoot() => Directory.Delete(_root, recursive: true);
 
-    /// <summary>What a listener saw: responses by status, the last observed connection counts, accept pauses.</summary>
+    /// <summary>One histogram measurement as a listener saw it.</summary>
+    private sealed record Measured(string Instrument, string? Unit, double Value, Dictionary<string, object?> Tags)
+    {
+        public object? this[string tag] => Tags.GetValueOrDefault(tag);
+    }
+
+    /// <summary>What a listener saw: the histograms' measurements (kept only when <c>keep</c>: the allocation test
+    /// counts them instead), responses by status, the last observed connection counts, accept pauses.</summary>
     private sealed class Readings : IDisposable
     {
         private readonly MeterListener _listener = new();
+        private readonly bool _keep;
+        private readonly List<Measured> _measured = [];
         public readonly long[] Responses = new long[1000];
         public long Active, Accepted, Pauses, OtherTags;
 
-        public Readings()
+        public Readings(bool keep = true)
         {
+            _keep = keep;
             _listener.InstrumentPublished = (instrument, listener) =>
             {
                 if (instrument.Meter.Name == "IoMux.Web")
                     listener.EnableMeasurementEvents(instrument);
             };
-            _listener.SetMeasurementEventCallback<long>((instrument, value, tags, _) =>
+            _listener.SetMeasurementEventCallback<double>((instrument, value, tags, _) =>
+            {
+                if (instrument.Name == "http.server.request.duration")
+                {
+                    // Counted without allocating (the allocation test runs with this listener on): the status tag is
+                    // found by name, wherever the TagList put it.
+                    int status = 0;
+                    foreach (var tag in tags)
+                    {
+                        if (tag.Key == "http.response.status_code" && tag.Value is int code)
+                            status = code;
+                    }
+                    if (status is >= 100 and < 1000)
+                        Interlocked.Increment(ref Responses[status]);
+                    else
+                        Interlocked.Increment(ref OtherTags); // checked outside: an assertion here would allocate
+                }
+                if (!_keep)
+                    return;
+                var copy = new Dictionary<string, object?>();
+                foreach (var tag in tags)
+                    copy[tag.Key] = tag.Value;
+                lock (_measured)
+                    _measured.Add(new Measured(instrument.Name, instrument.Unit, value, copy));
+            });
+            _listener.SetMeasurementEventCallback<long>((instrument, value, _, _) =>
             {
                 switch (instrument.Name)
                 {
-                    case "iomux.web.requests":
-                        if (tags.Length == 1 && tags[0].Key == "http.response.status_code")
-                            Interlocked.Add(ref Responses[(int)tags[0].Value!], value);
-                        else
-                            Interlocked.Increment(ref OtherTags); // checked outside: an assertion here would allocate
-                        break;
-                    case "iomux.web.connections.active":
+                    case "iomux.web.active_connections":
                         Active = value;
                         break;
-                    case "iomux.web.connections":
+                    case "iomux.web.accepted_connections":
                         Accepted = value;
                         break;
                     case "iomux.web.accept.pauses":
@@ -69,6 +98,14 @@ public sealed class WebMetricsTests
         }
 
         public void Observe() => _listener.RecordObservableInstruments();
+
+        /// <summary>The measurements of <paramref name="instrument"/> so far, in order; with <paramref name="port"/>,
+        /// only those of that server (requests carry no port: the fixture runs alone, and each test's server is its own).</summary>
+        public List<Measured> Of(string instrument, int? port = null)
+        {
+            lock (_measured)
+                return _measured.Where(m => m.Instrument == instrument && (port is null || Equals(m["server.port"], port))).ToList();
+        }
 
         public void Dispose() => _listener.Dispose();
     }
@@ -103,8 +140,134 @@ public sealed class WebMetricsTests
         Assert.That(readings.Accepted, Is.EqualTo(acceptedBefore + 1), "accepted stays monotonic when a server is gone");
     }
 
-    /// <summary>Counting allocates nothing on the request path: with a listener on, the round trips allocate what
-    /// they allocate with nobody listening (tags come from pre-built pairs). The absolute figure, 0 B per request in
+    /// <summary>The handler the request-duration tests run: /slow takes 150 ms, /fail throws, anything else is 404.</summary>
+    private static void SlowFailOrMissing(HttpRequest request, HttpResponse response)
+    {
+        if (request.Path.SequenceEqual("/slow"u8))
+        {
+            Thread.Sleep(150); // a known server-side delay the duration must cover
+            response.Send("done"u8);
+        }
+        else if (request.Path.SequenceEqual("/fail"u8))
+        {
+            throw new InvalidOperationException("the handler failed on purpose");
+        }
+        else
+        {
+            response.Status = 404;
+            response.Send("missing"u8);
+        }
+    }
+
+    /// <summary>http.server.request.duration, per OpenTelemetry's HTTP semantic conventions: a histogram in seconds
+    /// with http.request.method, url.scheme, http.response.status_code and network.protocol.version; a 404 records
+    /// 404; a failing handler records error.type (the exception's type) with its 500; a malformed request records
+    /// its 400 with the method "_OTHER"; the duration covers the handler's delay.</summary>
+    [Test] // every read bounded by RawHttp's receive timeout
+    public void RequestDurationIsRecordedWithTheHttpAttributes()
+    {
+        using var readings = new Readings();
+        using var server = HttpServer.Create(new IPEndPoint(IPAddress.Loopback, 0), SlowFailOrMissing,
+            new HttpServerOptions { Threads = 1, MaxRequestBodySize = 64 });
+        using (var socket = RawHttp.Connect(server.Endpoint))
+        {
+            var buffer = new byte[4096];
+            foreach (var request in new[] { "GET /slow HTTP/1.1", "POST /nothing HTTP/1.1\r\nContent-Length: 2", "GET /nothing HTTP/1.0" })
+            {
+                socket.Send(Encoding.ASCII.GetBytes($"{request}\r\nHost: t\r\n\r\n{(request.StartsWith("POST") ? "hi" : "")}"));
+                Assert.That(socket.Receive(buffer), Is.GreaterThan(0));
+            }
+        }
+        Assert.That(RawHttp.Exchange(server.Endpoint, "GET /fail HTTP/1.1\r\nHost: t\r\n\r\n").Status, Is.EqualTo(500));
+        Assert.That(RawHttp.Exchange(server.Endpoint, "BROKEN\r\n\r\n").Status, Is.EqualTo(400));
+        // A response is recorded when its last byte is in the socket, which the client saw: no wait needed.
+        var requests = readings.Of("http.server.request.duration");
+        Assert.That(requests, Has.Count.EqualTo(5), string.Join("\n", requests));
+        Assert.That(requests.Select(r => r.Unit).Distinct(), Is.EqualTo(new[] { "s" }));
+        var (slow, post, missing, fail, broken) = (requests[0], requests[1], requests[2], requests[3], requests[4]);
+        Assert.Multiple(() =>
+        {
+            Assert.That(slow.Tags, Is.EquivalentTo(new Dictionary<string, object?>
+            {
+                ["http.request.method"] = "GET", ["url.scheme"] = "http", ["http.response.status_code"] = 200, ["network.protocol.version"] = "1.1",
+            }));
+            Assert.That(slow.Value, Is.InRange(0.150, 30.0), "the handler slept 150 ms");
+            Assert.That(missing["http.response.status_code"], Is.EqualTo(404));
+            Assert.That(missing["network.protocol.version"], Is.EqualTo("1.0"));
+            Assert.That(missing.Tags, Does.Not.ContainKey("error.type"), "a 4xx is the client's error, not the server's");
+            Assert.That(missing.Value, Is.LessThan(slow.Value));
+            Assert.That(post["http.request.method"], Is.EqualTo("POST"));
+            Assert.That(fail["http.response.status_code"], Is.EqualTo(500));
+            Assert.That(fail["error.type"], Is.EqualTo("System.InvalidOperationException"));
+            Assert.That(broken["http.response.status_code"], Is.EqualTo(400));
+            Assert.That(broken["http.request.method"], Is.EqualTo("_OTHER"));
+        });
+    }
+
+    /// <summary>iomux.web.connection.duration, after kestrel.connection.duration: a histogram in seconds per
+    /// connection with the listener's network.transport, network.type, server.address and server.port, the
+    /// protocol's name and version, and error.type when the connection ended badly (Kestrel's values).</summary>
+    [Test] // every read bounded by RawHttp's receive timeout, every wait by Eventually
+    public void ConnectionDurationIsRecordedWithTheEndpointAndTheReason()
+    {
+        using var readings = new Readings();
+        using var server = HttpServer.Create(new IPEndPoint(IPAddress.Loopback, 0), SlowFailOrMissing, new HttpServerOptions { Threads = 1 });
+        using (var socket = RawHttp.Connect(server.Endpoint))
+        {
+            socket.Send(Encoding.ASCII.GetBytes("GET /nothing HTTP/1.1\r\nHost: t\r\n\r\n"));
+            Assert.That(socket.Receive(new byte[4096]), Is.GreaterThan(0));
+            Thread.Sleep(200); // the connection stays open at least this long
+        }
+        Assert.That(ProxyProcess.Eventually(() => readings.Of("iomux.web.connection.duration", server.Endpoint.Port).Count == 1, TimeSpan.FromSeconds(10)), Is.True,
+            "the closed connection was not recorded");
+        Assert.That(RawHttp.Exchange(server.Endpoint, "BROKEN\r\n\r\n").Status, Is.EqualTo(400));
+        Assert.That(RawHttp.Exchange(server.Endpoint, "GET /fail HTTP/1.1\r\nHost: t\r\n\r\n").Status, Is.EqualTo(500));
+        Assert.That(ProxyProcess.Eventually(() => readings.Of("iomux.web.connection.duration", server.Endpoint.Port).Count == 3, TimeSpan.FromSeconds(10)), Is.True,
+            "the closed connections were not recorded");
+        var connections = readings.Of("iomux.web.connection.duration", server.Endpoint.Port);
+        var clean = connections[0];
+        Assert.Multiple(() =>
+        {
+            Assert.That(clean.Unit, Is.EqualTo("s"));
+            Assert.That(clean.Tags, Is.EquivalentTo(new Dictionary<string, object?>
+            {
+                ["network.protocol.name"] = "http", ["network.protocol.version"] = "1.1", ["network.transport"] = "tcp",
+                ["network.type"] = "ipv4", ["server.address"] = "127.0.0.1", ["server.port"] = server.Endpoint.Port,
+            }));
+            Assert.That(clean.Value, Is.InRange(0.2, 30.0), "the connection was held open 200 ms");
+            // The two later connections close when their clients do, in either order.
+            Assert.That(connections.Skip(1).Select(c => c["error.type"]), Is.EquivalentTo(new[] { "invalid_request_headers", "app_error" }));
+        });
+    }
+
+    /// <summary>A head that does not complete within the header timeout: the 408 is recorded as a request of unknown
+    /// method and version, and the connection ends with Kestrel's request_headers_timeout.</summary>
+    [Test] // bounded by RawHttp's deadline and the Eventually
+    public void AHeaderTimeoutIsRecordedAsSuch()
+    {
+        using var readings = new Readings();
+        using var server = HttpServer.Create(new IPEndPoint(IPAddress.Loopback, 0), SlowFailOrMissing,
+            new HttpServerOptions { Threads = 1, HeaderTimeout = TimeSpan.FromMilliseconds(300) });
+        using (var socket = RawHttp.Connect(server.Endpoint))
+        {
+            socket.Send(Encoding.ASCII.GetBytes("GET /slow HTTP/1.1\r\nHost: t\r\n")); // no blank line: the head never ends
+            Assert.That(RawHttp.Split(RawHttp.ReadToEnd(socket)).Status, Is.EqualTo(408));
+        }
+        Assert.That(ProxyProcess.Eventually(() => readings.Of("iomux.web.connection.duration", server.Endpoint.Port).Count == 1, TimeSpan.FromSeconds(10)),
+            Is.True, "the timed-out connection was not recorded");
+        var connection = readings.Of("iomux.web.connection.duration", server.Endpoint.Port)[0];
+        Assert.That(connection["error.type"], Is.EqualTo("request_headers_timeout"));
+        Assert.That(connection.Value, Is.GreaterThanOrEqualTo(0.3), "the connection lasted the header timeout");
+        var request = readings.Of("http.server.request.duration").Single();
+        Assert.That(request.Tags, Is.EquivalentTo(new Dictionary<string, object?>
+        {
+            ["http.request.method"] = "_OTHER", ["url.scheme"] = "http", ["http.response.status_code"] = 408,
+        }), "no version: the head never said one");
+    }
+
+    /// <summary>Measuring allocates nothing on the request path: with a listener on every instrument (the two
+    /// histograms included), the round trips allocate what they allocate with nobody listening (tags are pre-built
+    /// pairs in a TagList, held inline). The absolute figure, 0 B per request in
     /// Release, is BenchmarkDotNet's (WebRoundTrip.HelloRequest); this test runs in Debug, whose code allocates a
     /// little of its own.</summary>
     [Test] // every read bounded by the socket's receive timeout
@@ -113,7 +276,8 @@ public sealed class WebMetricsTests
         double quiet = BytesPerRequest(Hello, "/", listening: false, out _);
         double counted = BytesPerRequest(Hello, "/", listening: true, out long responses);
         Assert.That(responses, Is.GreaterThanOrEqualTo(6200), "the listener saw every response");
-        Assert.That(counted - quiet, Is.LessThan(8), $"{quiet:F1} B per request unobserved, {counted:F1} B counted");
+        TestContext.Out.WriteLine($"{quiet:F1} B per request unobserved, {counted:F1} B measured ({responses} responses seen)");
+        Assert.That(counted - quiet, Is.LessThan(8), $"{quiet:F1} B per request unobserved, {counted:F1} B measured");
     }
 
     /// <summary>A static file, a range of it, or a 304 costs no allocation a hello does not: the validators and
@@ -133,7 +297,7 @@ public sealed class WebMetricsTests
 
     private static double BytesPerRequest(Func<IPEndPoint, HttpServer> start, string target, bool listening, out long responses)
     {
-        using var readings = listening ? new Readings() : null;
+        using var readings = listening ? new Readings(keep: false) : null;
         using var server = start(new IPEndPoint(IPAddress.Loopback, 0));
         using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true, ReceiveTimeout = 10_000 };
         socket.Connect(server.Endpoint);

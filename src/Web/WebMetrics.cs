@@ -171,8 +171,9 @@ internal static class WebMetrics
     }
 }
 
-/// <summary>The error.type values a connection of IoMux.Web ends with: Kestrel's names (kestrel.connection.duration)
-/// where the reason is the same.</summary>
+/// <summary>The error.type values a connection of IoMux.Web ends with: Kestrel's names where the reason is the same
+/// (aspnetcore src/Servers/Kestrel/Core/src/Internal/Infrastructure/KestrelMetrics.cs, TryGetErrorType), IoMux's own
+/// where Kestrel has no such ending.</summary>
 internal static class ConnectionEndReasons
 {
     public const string ConnectionReset = "connection_reset";
@@ -185,7 +186,10 @@ internal static class ConnectionEndReasons
     public const string ResponseContentLengthMismatch = "response_content_length_mismatch";
     /// <summary>IoMux's own: the client took no more of the response for HttpServerOptions.SendTimeout (nginx's send_timeout).</summary>
     public const string SendTimeout = "send_timeout";
-    /// <summary>The handler (or its body source) threw.</summary>
+    /// <summary>A response body source failed after the head was sent (Kestrel's ErrorAfterStartingResponse).</summary>
+    public const string ErrorAfterStartingResponse = "error_after_starting_response";
+    /// <summary>IoMux's own: the handler threw and the connection was closed after its 500 (Kestrel answers 500 and
+    /// keeps the connection, so it has no value for this).</summary>
     public const string AppError = "app_error";
     /// <summary>IoMux's own: the response ended before its last byte (the connection closed under it).</summary>
     public const string ResponseIncomplete = "response_incomplete";

@@ -430,14 +430,14 @@ internal sealed unsafe class HttpConnection
         catch (Exception e)
         {
             _worker.Options.Logger.LogError(e, "An HTTP response body source failed; the connection is closed.");
-            _measure.Ending(ConnectionEndReasons.AppError);
+            _measure.Ending(ConnectionEndReasons.ErrorAfterStartingResponse);
             Close();
             return false;
         }
         if (produced < 0 || produced > room)
         {
             _worker.Options.Logger.LogError("An HTTP response body source returned {Count} for a buffer of {Room} bytes; the connection is closed.", produced, room);
-            _measure.Ending(ConnectionEndReasons.AppError);
+            _measure.Ending(ConnectionEndReasons.ErrorAfterStartingResponse);
             Close();
             return false;
         }

@@ -16,8 +16,27 @@ internal sealed class TransportDescriptors : IDisposable
 
     public TransportDescriptors() => _spares.Take();
 
-    /// <summary>True while one more connection fits the budget.</summary>
-    public bool AllowsOneMore() => _budget.Allows(Volatile.Read(ref _connections), 1);
+    private long _measured = System.Diagnostics.Stopwatch.GetTimestamp();
+
+    /// <summary>How often, at most, the base is measured again while no connection is open.</summary>
+    internal static readonly TimeSpan RemeasureEvery = TimeSpan.FromSeconds(1);
+
+    /// <summary>True while one more connection fits the budget. With no connection open the base (what the process
+    /// holds beside the connections) is measured again, at most once per <see cref="RemeasureEvery"/>: measured only
+    /// at the first bind, it missed every descriptor the application opened later (files, clients, more listeners),
+    /// so the accounting let accepts eat the runtime's reserve until accept(2) said EMFILE. At most once a second:
+    /// listing /proc/self/fd costs a system call per descriptor, and a client with a connection per request makes
+    /// nearly every accept one at zero connections.</summary>
+    public bool AllowsOneMore()
+    {
+        int connections = Volatile.Read(ref _connections);
+        if (connections == 0 && System.Diagnostics.Stopwatch.GetElapsedTime(Volatile.Read(ref _measured)) >= RemeasureEvery)
+        {
+            Volatile.Write(ref _measured, System.Diagnostics.Stopwatch.GetTimestamp());
+            _budget.Remeasure();
+        }
+        return _budget.Allows(connections, 1);
+    }
 
     public void Opened() => Interlocked.Increment(ref _connections);
 

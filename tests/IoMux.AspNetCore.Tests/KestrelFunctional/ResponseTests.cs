@@ -182,12 +182,15 @@ public sealed partial class KestrelFunctionalTests
     [Test, CancelAfter(30_000), Description("ResponseTests.ConnectionClosedWhenResponseDoesNotSatisfyMinimumDataRate")]
     public async Task AClientTooSlowForTheMinimumResponseRateIsCutOff(CancellationToken token)
     {
-        const int chunk = 1024, chunks = 64 * 1024; // 64 MiB: far more than the kernel's buffers hold
+        // 64 MiB, far more than the kernel's buffers hold, in 16 KiB writes (Kestrel's test: 256 MiB in 1 KiB ones).
+        const int chunk = 16 * 1024, chunks = 4 * 1024;
         var aborted = Signal();
         var app = Signal<Exception?>();
         _host.Handler = async ctx =>
         {
-            ctx.Features.Get<IHttpMinResponseDataRateFeature>()!.MinDataRate = new MinDataRate(bytesPerSecond: 1024 * 1024, gracePeriod: TimeSpan.FromSeconds(2));
+            // A high rate (Kestrel's test: 1 MiB/s): every byte sent earns bytes/rate of allowance, and what fills the
+            // kernel's buffers would earn seconds at a low one; so the cut-off comes about the grace period after they fill.
+            ctx.Features.Get<IHttpMinResponseDataRateFeature>()!.MinDataRate = new MinDataRate(bytesPerSecond: 100 * 1024 * 1024, gracePeriod: TimeSpan.FromSeconds(2));
             ctx.RequestAborted.Register(() => aborted.TrySetResult());
             ctx.Response.ContentLength = (long)chunk * chunks;
             var data = new byte[chunk];

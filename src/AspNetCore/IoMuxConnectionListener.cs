@@ -103,6 +103,8 @@ internal sealed class IoMuxConnectionListener : IConnectionListener
                 // shut down behind the transport's back says EINVAL and HUP for good): accepting again at once would
                 // spin the loop and log each time, so every failure pauses it, the unexpected ones too.
                 Pause(index, Errno.Name(errno));
+                if (errno == Errno.EMFILE || errno == Errno.ENFILE)
+                    _descriptors.RanOut(); // the budget allowed this accept: its count was stale (after the pause gave the spares: listing needs a descriptor)
                 return;
             }
             if (Volatile.Read(ref _shortage) != 0 && Interlocked.Exchange(ref _shortage, 0) != 0)

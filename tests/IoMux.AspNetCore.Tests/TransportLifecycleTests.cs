@@ -111,7 +111,7 @@ public sealed partial class TransportFailureTests(TransportTarget target)
         // registration. The transport registered it outside its try: the socket leaked and the exception left the
         // loop's callback, which stopped the loop (here: the process). Kestrel's sockets have no such registration
         // On epoll, which watches any number, the same client is served.
-        var logs = new Logs();
+        var logs = new LogLines();
         await using var app = await TestApp.StartAsync(target, logs: logs);
         using var warm = new HttpClient { BaseAddress = app.BaseAddress, Timeout = TimeSpan.FromSeconds(10) };
         Assert.That(await warm.GetByteArrayAsync("/hello", token), Is.EqualTo(TestApp.Hello));
@@ -205,17 +205,17 @@ public sealed partial class TransportFailureTests(TransportTarget target)
             await other.DisposeAsync();
         }
     }
+}
 
-    /// <summary>The transport's log lines (Debug and up).</summary>
-    private sealed class Logs : ILoggerProvider, ILogger
-    {
-        private readonly ConcurrentQueue<string> _lines = new();
-        public string[] Lines => _lines.ToArray();
-        public ILogger CreateLogger(string categoryName) => this;
-        public void Dispose() { }
-        public IDisposable? BeginScope<TState>(TState state) where TState : notnull => null;
-        public bool IsEnabled(LogLevel logLevel) => true;
-        public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter) =>
-            _lines.Enqueue(formatter(state, exception));
-    }
+/// <summary>A host's log lines (the transports log at Debug through TestApp's provider), for the tests that read them.</summary>
+public sealed class LogLines : ILoggerProvider, ILogger
+{
+    private readonly ConcurrentQueue<string> _lines = new();
+    public string[] Lines => _lines.ToArray();
+    public ILogger CreateLogger(string categoryName) => this;
+    public void Dispose() { }
+    public IDisposable? BeginScope<TState>(TState state) where TState : notnull => null;
+    public bool IsEnabled(LogLevel logLevel) => true;
+    public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter) =>
+        _lines.Enqueue(formatter(state, exception));
 }

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
+using System.Runtime.InteropServices;
 using System.Text;
 
 namespace IoMux.Tests.AspNetCore;
@@ -11,8 +12,31 @@ namespace IoMux.Tests.AspNetCore;
 /// cannot see them (they were opened while connections were open), accept(2) itself says EMFILE, and that branch must
 /// pause the loops too and let serving resume.
 /// </summary>
-public sealed partial class DescriptorExhaustionTests
+[TestFixtureSource(nameof(Targets))]
+[NonParallelizable]
+public sealed partial class DescriptorBudgetTests(TransportTarget target)
 {
+    /// <summary>epoll, and select (where an accept into the runtime's last descriptors aborted the process).</summary>
+    public static IEnumerable<TransportTarget> Targets() => TransportTarget.All().Where(t => t.Name is "epoll" or "select");
+
+    [LibraryImport("libc", SetLastError = true)] private static partial int getrlimit(int resource, [Out] ulong[] limits);
+    [LibraryImport("libc", SetLastError = true)] private static partial int setrlimit(int resource, ulong[] limits);
+
+    private const int Clients = 40;
+
+    /// <summary>As DescriptorExhaustionTests: the runtime's reserve (16) and a few more left free when squeezed.</summary>
+    private const int Headroom = 24;
+
+    /// <summary>As DescriptorExhaustionTests: clock ticks a second the paused loops may use.</summary>
+    private const long IdleTicks = 15;
+
+    [OneTimeSetUp]
+    public void Supported()
+    {
+        if (target.Backend?.UnsupportedReason() is { } reason)
+            Assert.Ignore(reason);
+    }
+
     /// <summary>Descriptors the "application" opens after the transport bound (files, clients of other services).</summary>
     private const int Extra = 120;
 
@@ -65,7 +89,7 @@ public sealed partial class DescriptorExhaustionTests
         await held.ReceiveAsync("Hello, World!", token);
         var extra = OpenDevNull(Extra);
         var clients = NewClients();
-        using var cpu = new LoopCpu();
+        using var cpu = new DescriptorExhaustionTests.LoopCpu();
         Assert.That(cpu.Threads, Is.EqualTo(2), "the app's two loop threads are measured");
         long ticks = -1;
         var (responses, served) = await SqueezeAsync(app, clients, token, release: extra, whileSqueezed: async () =>
@@ -126,7 +150,7 @@ public sealed partial class DescriptorExhaustionTests
             {
                 await clients[i].ConnectAsync(IPAddress.Loopback, app.Port, token); // completes in the backlog
                 await clients[i].SendAsync(Encoding.ASCII.GetBytes("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n"), token);
-                responses[i] = ReadResponseAsync(clients[i], token);
+                responses[i] = DescriptorExhaustionTests.ReadResponseAsync(clients[i], token);
             }
             await whileSqueezed();
             return (responses, responses.Count(r => r.IsCompletedSuccessfully));

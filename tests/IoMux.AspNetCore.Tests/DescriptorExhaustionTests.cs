@@ -99,7 +99,7 @@ public sealed partial class DescriptorExhaustionTests(TransportTarget target)
         }
     }
 
-    private static async Task<string> ReadResponseAsync(Socket socket, CancellationToken token)
+    internal static async Task<string> ReadResponseAsync(Socket socket, CancellationToken token)
     {
         var text = new StringBuilder();
         var buffer = new byte[4096];
@@ -137,7 +137,7 @@ public sealed partial class DescriptorExhaustionTests(TransportTarget target)
     /// /proc/self/task/*/stat (fields 14 and 15, counted after the parenthesised name). The stat files are opened
     /// before the squeeze and read again from offset 0 (procfs renders them afresh), so measuring takes no
     /// descriptor at the limit.</summary>
-    private sealed class LoopCpu : IDisposable
+    internal sealed class LoopCpu : IDisposable
     {
         private readonly List<FileStream> _stats = [];
         private readonly byte[] _buffer = new byte[1024];

@@ -15,12 +15,13 @@ using Microsoft.Extensions.Logging;
 namespace IoMux.Tests.AspNetCore;
 
 /// <summary>The transports Kestrel's functional tests are restated on: Kestrel's socket transport (the reference, as
-/// aspnetcore runs them per transport through its TransportSelector), IoMux on epoll with either scheduling, and on
-/// poll (another backend). The rest of the backends run the transport's own suite (TransportTests).</summary>
+/// aspnetcore runs them per transport through its TransportSelector) and IoMux on epoll with either scheduling (the
+/// inline one runs Kestrel on the loop: another path through every receive and flush). The other backends run the
+/// transport's own suite (TransportTests); with poll too this fixture passed (164 of 164) but took 80 s, not 60.</summary>
 public static class FunctionalTargets
 {
     public static IEnumerable<TransportTarget> All() =>
-        TransportTarget.All().Where(t => t.Name is "kestrel-sockets" or "epoll" or "epoll-inline" or "poll");
+        TransportTarget.All().Where(t => t.Name is "kestrel-sockets" or "epoll" or "epoll-inline");
 }
 
 /// <summary>One log line a host wrote, with its category and event, for the tests that check what the transport and

@@ -1,7 +1,6 @@
 using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
-using System.Runtime.InteropServices;
 using System.Text;
 
 namespace IoMux.Tests.AspNetCore;
@@ -14,21 +13,14 @@ namespace IoMux.Tests.AspNetCore;
 /// </summary>
 [TestFixtureSource(nameof(Targets))]
 [NonParallelizable]
-public sealed partial class DescriptorBudgetTests(TransportTarget target)
+public sealed class DescriptorBudgetTests(TransportTarget target)
 {
     /// <summary>epoll, and select (where an accept into the runtime's last descriptors aborted the process).</summary>
     public static IEnumerable<TransportTarget> Targets() => TransportTarget.All().Where(t => t.Name is "epoll" or "select");
 
-    [LibraryImport("libc", SetLastError = true)] private static partial int getrlimit(int resource, [Out] ulong[] limits);
-    [LibraryImport("libc", SetLastError = true)] private static partial int setrlimit(int resource, ulong[] limits);
-
-    private const int Clients = 40;
-
-    /// <summary>As DescriptorExhaustionTests: the runtime's reserve (16) and a few more left free when squeezed.</summary>
-    private const int Headroom = 24;
-
-    /// <summary>As DescriptorExhaustionTests: clock ticks a second the paused loops may use.</summary>
-    private const long IdleTicks = 15;
+    // The squeeze's numbers are DescriptorExhaustionTests': 40 clients, 24 descriptors free, 15 ticks a second idle.
+    private const int Clients = DescriptorExhaustionTests.Clients, Headroom = DescriptorExhaustionTests.Headroom;
+    private const long IdleTicks = DescriptorExhaustionTests.IdleTicks;
 
     [OneTimeSetUp]
     public void Supported()
@@ -141,11 +133,11 @@ public sealed partial class DescriptorBudgetTests(TransportTarget target)
     {
         var responses = new Task<string>[Clients];
         var saved = new ulong[2];
-        Assert.That(getrlimit(Interop.LibC.RLIMIT_NOFILE, saved), Is.EqualTo(0));
+        Assert.That(DescriptorExhaustionTests.getrlimit(Interop.LibC.RLIMIT_NOFILE, saved), Is.EqualTo(0));
         try
         {
             int open = Directory.GetFiles("/proc/self/fd").Length;
-            Assert.That(setrlimit(Interop.LibC.RLIMIT_NOFILE, [(ulong)(open + Headroom), saved[1]]), Is.EqualTo(0), "setrlimit");
+            Assert.That(DescriptorExhaustionTests.setrlimit(Interop.LibC.RLIMIT_NOFILE, [(ulong)(open + Headroom), saved[1]]), Is.EqualTo(0), "setrlimit");
             for (int i = 0; i < Clients; i++)
             {
                 await clients[i].ConnectAsync(IPAddress.Loopback, app.Port, token); // completes in the backlog
@@ -157,7 +149,7 @@ public sealed partial class DescriptorBudgetTests(TransportTarget target)
         }
         finally
         {
-            setrlimit(Interop.LibC.RLIMIT_NOFILE, saved);
+            DescriptorExhaustionTests.setrlimit(Interop.LibC.RLIMIT_NOFILE, saved);
             foreach (var handle in release)
                 handle.Dispose();
         }

@@ -24,18 +24,18 @@ public sealed partial class DescriptorExhaustionTests(TransportTarget target)
     public static IEnumerable<TransportTarget> Targets() =>
         TransportTarget.All().Where(t => t.Backend is not null && !t.IsModel);
 
-    [LibraryImport("libc", SetLastError = true)] private static partial int getrlimit(int resource, [Out] ulong[] limits);
-    [LibraryImport("libc", SetLastError = true)] private static partial int setrlimit(int resource, ulong[] limits);
+    [LibraryImport("libc", SetLastError = true)] internal static partial int getrlimit(int resource, [Out] ulong[] limits);
+    [LibraryImport("libc", SetLastError = true)] internal static partial int setrlimit(int resource, ulong[] limits);
 
-    private const int Clients = 40;
+    internal const int Clients = 40;
 
     /// <summary>Descriptors left free when squeezed: the reserve the transport keeps for the runtime and a few more,
     /// so a handful of connections are accepted and the rest wait.</summary>
-    private const int Headroom = 24;
+    internal const int Headroom = 24;
 
     /// <summary>CPU the loops may use in a second while paused (clock ticks, 100 a second): a pause timer every
     /// 100 ms per loop, each a few system calls; a spinning loop takes about 100 alone.</summary>
-    private const long IdleTicks = 15;
+    internal const long IdleTicks = 15;
 
     [OneTimeSetUp]
     public void Supported()

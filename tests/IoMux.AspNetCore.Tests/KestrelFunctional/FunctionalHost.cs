@@ -193,21 +193,9 @@ public sealed class RawClient : IDisposable
         var deadline = Stopwatch.StartNew();
         while (Occurrences(_received.ToString(), expected) < times)
         {
-            var left = TimeSpan.FromSeconds(seconds) - deadline.Elapsed;
-            if (left <= TimeSpan.Zero)
-                Assert.Fail($"did not receive \"{expected}\" within {seconds} s; received: \"{Received}\"");
-            int n;
-            try
-            {
-                n = await Socket.ReceiveAsync(_buffer.AsMemory(), SocketFlags.None, token).AsTask().WaitAsync(left, token);
-            }
-            catch (TimeoutException)
-            {
-                Assert.Fail($"did not receive \"{expected}\" within {seconds} s; received: \"{Received}\"");
-                throw;
-            }
-            if (n == 0)
-                Assert.Fail($"the connection ended before \"{expected}\"; received: \"{Received}\"");
+            int n = await ReadAsync(deadline, seconds, () => $"did not receive \"{expected}\" within {seconds} s; received: \"{Received}\"", token);
+            if (n <= 0)
+                Assert.Fail($"the connection ended ({(n == 0 ? "FIN" : "RST")}) before \"{expected}\"; received: \"{Received}\"");
             _received.Append(Encoding.Latin1.GetString(_buffer, 0, n));
         }
         return Received;
@@ -218,29 +206,9 @@ public sealed class RawClient : IDisposable
     public async Task<string> ReadToEndAsync(CancellationToken token, double seconds = 10)
     {
         var deadline = Stopwatch.StartNew();
-        while (true)
-        {
-            var left = TimeSpan.FromSeconds(seconds) - deadline.Elapsed;
-            if (left <= TimeSpan.Zero)
-                Assert.Fail($"the server did not end the connection within {seconds} s; received: \"{Tail()}\"");
-            int n;
-            try
-            {
-                n = await Socket.ReceiveAsync(_buffer.AsMemory(), SocketFlags.None, token).AsTask().WaitAsync(left, token);
-            }
-            catch (TimeoutException)
-            {
-                Assert.Fail($"the server did not end the connection within {seconds} s; received: \"{Tail()}\"");
-                throw;
-            }
-            catch (SocketException e) when (e.SocketErrorCode is SocketError.ConnectionReset or SocketError.ConnectionAborted)
-            {
-                return "RST";
-            }
-            if (n == 0)
-                return "FIN";
+        for (int n; (n = await ReadAsync(deadline, seconds, () => $"the server did not end the connection within {seconds} s; received: \"{Tail()}\"", token)) > 0;)
             _received.Append(Encoding.Latin1.GetString(_buffer, 0, n));
-        }
+        return _lastEnd;
     }
 
     /// <summary>Counts the bytes of the stream to its end without keeping them: (bytes, "FIN" or "RST").</summary>
@@ -248,23 +216,36 @@ public sealed class RawClient : IDisposable
     {
         long total = 0;
         var deadline = Stopwatch.StartNew();
-        while (true)
-        {
-            var left = TimeSpan.FromSeconds(seconds) - deadline.Elapsed;
-            if (left <= TimeSpan.Zero)
-                Assert.Fail($"the stream did not end within {seconds} s ({total} bytes)");
-            int n;
-            try
-            {
-                n = await Socket.ReceiveAsync(_buffer.AsMemory(), SocketFlags.None, token).AsTask().WaitAsync(left, token);
-            }
-            catch (SocketException e) when (e.SocketErrorCode is SocketError.ConnectionReset or SocketError.ConnectionAborted)
-            {
-                return (total, "RST");
-            }
-            if (n == 0)
-                return (total, "FIN");
+        for (int n; (n = await ReadAsync(deadline, seconds, () => $"the stream did not end within {seconds} s ({total} bytes)", token)) > 0;)
             total += n;
+        return (total, _lastEnd);
+    }
+
+    private string _lastEnd = "";
+
+    /// <summary>One receive within what is left of <paramref name="seconds"/>: the bytes read, 0 at the server's FIN,
+    /// -1 at its reset (<see cref="_lastEnd"/> says which); a test failure past the deadline.</summary>
+    private async Task<int> ReadAsync(Stopwatch deadline, double seconds, Func<string> late, CancellationToken token)
+    {
+        var left = TimeSpan.FromSeconds(seconds) - deadline.Elapsed;
+        if (left <= TimeSpan.Zero)
+            Assert.Fail(late());
+        try
+        {
+            int n = await Socket.ReceiveAsync(_buffer.AsMemory(), SocketFlags.None, token).AsTask().WaitAsync(left, token);
+            if (n == 0)
+                _lastEnd = "FIN";
+            return n;
+        }
+        catch (TimeoutException)
+        {
+            Assert.Fail(late());
+            throw;
+        }
+        catch (SocketException e) when (e.SocketErrorCode is SocketError.ConnectionReset or SocketError.ConnectionAborted)
+        {
+            _lastEnd = "RST";
+            return -1;
         }
     }
 

@@ -96,6 +96,17 @@ public sealed partial class KestrelFunctionalTests(TransportTarget target)
 
     private static TaskCompletionSource<T> Signal<T>() => new(TaskCreationOptions.RunContinuationsAsynchronously);
 
+    /// <summary>ServerCanAbortConnectionAfterUnobservedClose's client: starts a POST whose body is 8 times the small
+    /// host's buffer, waits until the transport paused reading (so it will not see the close), and closes.</summary>
+    private static async Task SendUntilPausedThenCloseAsync(FunctionalHost host, CancellationToken token)
+    {
+        var body = new byte[SmallBuffer * 8];
+        using var client = await RawClient.ConnectAsync(host.Port(), token);
+        await client.SendAsync(token, "POST / HTTP/1.1", "Host:", $"Content-Length: {body.Length}", "", "");
+        _ = client.Socket.SendAsync(body, System.Net.Sockets.SocketFlags.None, token);
+        await host.WaitForLogAsync(l => l.IsTransport && l.Event.Name == "ConnectionPause", "ConnectionPause", token);
+    }
+
     /// <summary>Lines above Debug from the transport, or above <paramref name="core"/> from Kestrel's core.</summary>
     private IEnumerable<LogLine> Louder(FunctionalHost host, Microsoft.Extensions.Logging.LogLevel core = Microsoft.Extensions.Logging.LogLevel.Debug) =>
         host.Logs.Where(l => (l.IsTransport && l.Level > Microsoft.Extensions.Logging.LogLevel.Debug) || (l.IsKestrelCore && l.Level > core));

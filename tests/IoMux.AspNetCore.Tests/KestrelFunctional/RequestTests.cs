@@ -292,14 +292,7 @@ public sealed partial class KestrelFunctionalTests
                 done.TrySetResult(e);
             }
         };
-        var body = new byte[SmallBuffer * 8];
-        using (var client = await RawClient.ConnectAsync(host.Port(), token))
-        {
-            await client.SendAsync(token, "POST / HTTP/1.1", "Host:", $"Content-Length: {body.Length}", "", "");
-            _ = client.Socket.SendAsync(body, SocketFlags.None, token);
-            // Until the transport stops reading, so the client's close is not seen.
-            await host.WaitForLogAsync(l => l.IsTransport && l.Event.Name == "ConnectionPause", "ConnectionPause", token);
-        }
+        await SendUntilPausedThenCloseAsync(host, token);
         clientClosed.TrySetResult();
         Assert.That(await Within(done.Task, token), Is.Null);
         await host.WaitForLogAsync(l => l.Event.Name == "ConnectionStop", "Kestrel's ConnectionStop", token);

@@ -116,13 +116,7 @@ public sealed partial class KestrelFunctionalTests
                 write.TrySetResult(e);
             }
         };
-        var body = new byte[SmallBuffer * 8];
-        using (var client = await RawClient.ConnectAsync(host.Port(), token))
-        {
-            await client.SendAsync(token, "POST / HTTP/1.1", "Host:", $"Content-Length: {body.Length}", "", "");
-            _ = client.Socket.SendAsync(body, SocketFlags.None, token);
-            await host.WaitForLogAsync(l => l.IsTransport && l.Event.Name == "ConnectionPause", "ConnectionPause", token);
-        }
+        await SendUntilPausedThenCloseAsync(host, token);
         clientClosed.TrySetResult();
         Assert.That(await Within(write.Task, token, 20), Is.InstanceOf<OperationCanceledException>());
         Assert.That(aborted.Task.IsCompleted, Is.True, "RequestAborted fired");

@@ -132,7 +132,20 @@ internal sealed partial class IoMuxConnection : ConnectionContext,
         var writer = _input.Writer;
         for (int reads = 0; reads < 16; reads++)
         {
-            var memory = writer.GetMemory(PinnedBlockMemoryPool.BlockSize);
+            Memory<byte> memory;
+            try
+            {
+                memory = writer.GetMemory(PinnedBlockMemoryPool.BlockSize);
+            }
+            catch (Exception e)
+            {
+                // The pool may be gone before the connection (Kestrel's pools throw ObjectDisposedException once
+                // their listener disposed them). As Kestrel's SocketConnection.DoReceive, whose catch ends the
+                // receive with an IOException: this connection's input ends with the error; thrown out of the
+                // callback it stopped the loop, and every other connection on it.
+                EndReceive(new IOException($"{ConnectionId}: no buffer to receive into", e));
+                return;
+            }
             nint n;
             fixed (byte* p = memory.Span)
                 n = LibC.read(_fd, p, (nuint)memory.Length);
@@ -441,14 +454,11 @@ internal sealed partial class IoMuxConnection : ConnectionContext,
         // drop the last response, which the loop may not have sent yet: sends run after the loop's iteration).
         _output.Writer.Complete();
         _input.Reader.Complete();
-        try
-        {
-            await _sending.WaitAsync(TimeSpan.FromSeconds(5)).ConfigureAwait(false);
-        }
-        catch (TimeoutException)
-        {
-            Abort(new ConnectionAbortedException("the send side did not finish"));
-        }
+        // Waits for the send loop however long a slow reader takes, as Kestrel's SocketConnection.DisposeAsync awaits
+        // its sending task: the response the application completed is the client's (a 5 s bound here cut slow
+        // downloads off with a reset). What bounds it is Kestrel's: MinResponseDataRate, and at shutdown the
+        // abort of every connection still open, which wakes the sender.
+        await _sending.ConfigureAwait(false);
         _loop.Run(() =>
         {
             EndReceive(null);

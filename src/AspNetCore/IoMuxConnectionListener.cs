@@ -36,6 +36,10 @@ internal sealed class IoMuxConnectionListener : IConnectionListener
     /// AcceptGate.PauseTime).</summary>
     internal static readonly TimeSpan PauseTime = TimeSpan.FromMilliseconds(100);
 
+    /// <summary>The pause's reason when the budget stopped accepting (errno names otherwise: EMFILE when accept(2)
+    /// itself ran out), so a log tells which of the two guards acted.</summary>
+    internal const string BudgetSpent = "descriptor budget spent (the runtime's reserve left free)";
+
     public IoMuxConnectionListener(Socket socket, LoopGroup loops, IoMuxTransportOptions options, TransportDescriptors descriptors,
         MemoryPool<byte> pool, ILogger logger, ILogger connectionLogger, bool ownsSocketFile = false)
     {
@@ -82,7 +86,7 @@ internal sealed class IoMuxConnectionListener : IConnectionListener
         {
             if (!_descriptors.AllowsOneMore())
             {
-                Pause(index, Errno.EMFILE);
+                Pause(index, BudgetSpent); // before accept(2) could fail: the runtime's reserve stays free
                 return;
             }
             int fd = Accept((int)_socket.Handle, out int errno);
@@ -98,37 +102,46 @@ internal sealed class IoMuxConnectionListener : IConnectionListener
                 // Any failure leaves the listener readable (a shortage's connection waits in the backlog; a listener
                 // shut down behind the transport's back says EINVAL and HUP for good): accepting again at once would
                 // spin the loop and log each time, so every failure pauses it, the unexpected ones too.
-                Pause(index, errno);
+                Pause(index, Errno.Name(errno));
+                if (errno == Errno.EMFILE || errno == Errno.ENFILE)
+                    _descriptors.RanOut(); // the budget allowed this accept: its count was stale (after the pause gave the spares: listing needs a descriptor)
                 return;
             }
             if (Volatile.Read(ref _shortage) != 0 && Interlocked.Exchange(ref _shortage, 0) != 0)
                 TransportLog.AcceptResumed(_logger, EndPoint);
             IoMuxConnection connection;
+            Socket? accepted = null;
             try
             {
-                var socket = new Socket(new SafeSocketHandle(fd, ownsHandle: true));
-                if (_options.NoDelay && socket.AddressFamily is AddressFamily.InterNetwork or AddressFamily.InterNetworkV6)
-                    socket.NoDelay = true;
-                connection = new IoMuxConnection(socket, loop, _options, _pool, ConnectionIds.Next(), _descriptors, _connectionLogger);
+                accepted = new Socket(new SafeSocketHandle(fd, ownsHandle: true));
+                if (_options.NoDelay && accepted.AddressFamily is AddressFamily.InterNetwork or AddressFamily.InterNetworkV6)
+                    accepted.NoDelay = true;
+                connection = new IoMuxConnection(accepted, loop, _options, _pool, ConnectionIds.Next(), _descriptors, _connectionLogger);
+                // In the try: a registration the backend refuses (select: a descriptor at or above FD_SETSIZE; a full
+                // poll set; ENOMEM from epoll_ctl) must close this socket, not leak it and throw out of the loop's
+                // callback (which stopped the loop for good).
+                connection.Start();
             }
             catch (Exception e)
             {
-                LibC.CloseQuietly(fd);
+                if (accepted is null)
+                    LibC.CloseQuietly(fd);
+                else
+                    accepted.Dispose();
                 _logger.LogWarning(e, "IoMux transport: could not start an accepted connection");
                 continue;
             }
             _descriptors.Opened();
-            connection.Start();
             if (!_accepted.Writer.TryWrite(connection))
                 _ = connection.DisposeAsync();
         }
     }
 
     /// <summary>On loop <paramref name="index"/>: stops watching the listener and looks again after <see cref="PauseTime"/>.</summary>
-    private void Pause(int index, int errno)
+    private void Pause(int index, string reason)
     {
         if (Interlocked.Exchange(ref _shortage, 1) == 0)
-            TransportLog.AcceptPaused(_logger, EndPoint, Errno.Name(errno), (int)PauseTime.TotalMilliseconds);
+            TransportLog.AcceptPaused(_logger, EndPoint, reason, (int)PauseTime.TotalMilliseconds);
         _descriptors.GiveSpares(); // free descriptors for the rest of the process while it is at its limit
         if (_sources[index] is { IsDisposed: false } source)
             source.State = SourceState.Off;

@@ -24,18 +24,18 @@ public sealed partial class DescriptorExhaustionTests(TransportTarget target)
     public static IEnumerable<TransportTarget> Targets() =>
         TransportTarget.All().Where(t => t.Backend is not null && !t.IsModel);
 
-    [LibraryImport("libc", SetLastError = true)] private static partial int getrlimit(int resource, [Out] ulong[] limits);
-    [LibraryImport("libc", SetLastError = true)] private static partial int setrlimit(int resource, ulong[] limits);
+    [LibraryImport("libc", SetLastError = true)] internal static partial int getrlimit(int resource, [Out] ulong[] limits);
+    [LibraryImport("libc", SetLastError = true)] internal static partial int setrlimit(int resource, ulong[] limits);
 
-    private const int Clients = 40;
+    internal const int Clients = 40;
 
     /// <summary>Descriptors left free when squeezed: the reserve the transport keeps for the runtime and a few more,
     /// so a handful of connections are accepted and the rest wait.</summary>
-    private const int Headroom = 24;
+    internal const int Headroom = 24;
 
     /// <summary>CPU the loops may use in a second while paused (clock ticks, 100 a second): a pause timer every
     /// 100 ms per loop, each a few system calls; a spinning loop takes about 100 alone.</summary>
-    private const long IdleTicks = 15;
+    internal const long IdleTicks = 15;
 
     [OneTimeSetUp]
     public void Supported()
@@ -99,7 +99,7 @@ public sealed partial class DescriptorExhaustionTests(TransportTarget target)
         }
     }
 
-    private static async Task<string> ReadResponseAsync(Socket socket, CancellationToken token)
+    internal static async Task<string> ReadResponseAsync(Socket socket, CancellationToken token)
     {
         var text = new StringBuilder();
         var buffer = new byte[4096];
@@ -137,7 +137,7 @@ public sealed partial class DescriptorExhaustionTests(TransportTarget target)
     /// /proc/self/task/*/stat (fields 14 and 15, counted after the parenthesised name). The stat files are opened
     /// before the squeeze and read again from offset 0 (procfs renders them afresh), so measuring takes no
     /// descriptor at the limit.</summary>
-    private sealed class LoopCpu : IDisposable
+    internal sealed class LoopCpu : IDisposable
     {
         private readonly List<FileStream> _stats = [];
         private readonly byte[] _buffer = new byte[1024];

@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Runtime.InteropServices;
 using System.Runtime.ExceptionServices;
 
 namespace IoMux.Loop;
@@ -189,8 +190,10 @@ public sealed partial class EventLoop : IDisposable
             SetUpClockTimer(clock);
     }
 
-    /// <summary>A callback run every iteration while on.</summary>
-    public DeferSource AddDefer(Action<DeferSource> callback, int priority = 0, SourceState state = SourceState.On, string? description = null)
+    /// <summary>A callback run in the next iteration, once by default (sd_event_add_defer's
+    /// <see cref="SourceState.Oneshot"/>): switch it on again, or make it with <see cref="SourceState.On"/>, to run it
+    /// in every iteration (the loop does not sleep while one is on).</summary>
+    public DeferSource AddDefer(Action<DeferSource> callback, int priority = 0, SourceState state = SourceState.Oneshot, string? description = null)
     {
         ThrowIfDisposed();
         var source = new DeferSource(this, callback, priority, state, description);
@@ -216,23 +219,47 @@ public sealed partial class EventLoop : IDisposable
         return source;
     }
 
-    /// <summary>Delivers <paramref name="signal"/> on the loop thread (see <see cref="SignalSource"/>).</summary>
-    public SignalSource AddSignal(System.Runtime.InteropServices.PosixSignal signal, Action<SignalSource, int> callback, int priority = 0,
+    /// <summary>Delivers <paramref name="signal"/> on the loop thread (see <see cref="SignalSource"/>). One source per
+    /// signal per loop, as sd_event_add_signal (-EBUSY for a second): several would each be told of every delivery,
+    /// which a program ported from sd-event does not expect. The loop's own helpers (<see cref="SignalExit"/>, the
+    /// SIGCHLD source behind child sources) do not count.</summary>
+    /// <exception cref="InvalidOperationException">This loop has a source for <paramref name="signal"/> already.</exception>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="signal"/> is one the C library and the runtime keep
+    /// for themselves (on Linux 32 up to SIGRTMIN: glibc's thread cancellation and setxid, .NET's thread activation).</exception>
+    public SignalSource AddSignal(PosixSignal signal, Action<SignalSource, int> callback, int priority = 0,
         SourceState state = SourceState.On, string? description = null)
     {
         ThrowIfDisposed();
+        if (OperatingSystem.IsLinux() && (int)signal >= 32 && (int)signal <= RealtimeSignals.Minimum)
+            throw new ArgumentOutOfRangeException(nameof(signal), (int)signal,
+                $"Signals 32 to SIGRTMIN ({RealtimeSignals.Minimum}) belong to the C library and the runtime.");
+        foreach (var other in _signals)
+            if (other.Signal == signal && !IsHelper(other))
+                throw new InvalidOperationException($"This loop has a source for {other.Description} already ({other}); one per signal per loop.");
+        return AddSignalSource(signal, callback, priority, state, description);
+    }
+
+    private bool IsHelper(SignalSource signal) => signal == _sigchld || signal == _sigint || signal == _sigterm;
+
+    private SignalSource AddSignalSource(PosixSignal signal, Action<SignalSource, int> callback, int priority, SourceState state, string? description)
+    {
         var source = new SignalSource(this, signal, callback, priority, state, description);
         _signals.Add(source);
         return source;
     }
 
     /// <summary>Reports the exit of child <paramref name="pid"/> (one this process spawned and nobody else reaps;
-    /// see <see cref="ChildSource"/>). The source disposes itself after reporting.</summary>
+    /// see <see cref="ChildSource"/>) with its <see cref="ChildStatus"/>, and, if <paramref name="events"/> asks, its
+    /// stops and resumptions (sd_event_add_child's WSTOPPED and WCONTINUED). The source disposes itself after reporting
+    /// the end.</summary>
     /// <exception cref="PosixException">ESRCH: no such process.</exception>
-    public ChildSource AddChild(int pid, Action<ChildSource, int> callback, int priority = 0, string? description = null)
+    /// <exception cref="ArgumentException"><paramref name="events"/> lacks <see cref="ChildEvents.Exited"/>.</exception>
+    public ChildSource AddChild(int pid, Action<ChildSource, ChildStatus> callback, ChildEvents events = ChildEvents.Exited,
+        int priority = 0, string? description = null)
     {
         ThrowIfDisposed();
-        var source = new ChildSource(this, pid, callback, priority, description);
+        ArgumentNullException.ThrowIfNull(callback);
+        var source = new ChildSource(this, pid, events, callback, priority, description);
         _children.Add(source);
         if (source.Registration is not null)
             _io.Add(source.Id, source);
@@ -240,7 +267,8 @@ public sealed partial class EventLoop : IDisposable
     }
 
     /// <summary>Pings systemd's watchdog from this loop, as sd_event_set_watchdog does, when the service has one
-    /// (<c>WATCHDOG_USEC</c>, for this pid); returns it, or null when there is none. See <see cref="LoopWatchdog"/>.</summary>
+    /// (<c>WATCHDOG_USEC</c>, for this pid): the first ping at once, as sd-event's, then every half timeout from the
+    /// loop's own iterations. Returns the watchdog, or null when there is none. See <see cref="LoopWatchdog"/>.</summary>
     /// <exception cref="FormatException">WATCHDOG_USEC or WATCHDOG_PID is malformed.</exception>
     public LoopWatchdog? EnableWatchdog(SystemdNotifier? notifier) => LoopWatchdog.Enable(this, notifier);
 
@@ -596,6 +624,10 @@ public sealed partial class EventLoop : IDisposable
                 action!();
             }
         }
+        catch (Exception e) when (source is { ExitOnFailure: false })
+        {
+            source.DisableAfterFailure(e); // sd-event's default: the source goes off, the loop goes on
+        }
         catch (Exception e)
         {
             Fail(source, null, e);
@@ -634,6 +666,10 @@ public sealed partial class EventLoop : IDisposable
                 exit.BeforeDispatch();
                 exit.Dispatch();
                 exit.AfterDispatch();
+            }
+            catch (Exception e) when (!exit.ExitOnFailure)
+            {
+                exit.DisableAfterFailure(e);
             }
             catch (Exception e)
             {

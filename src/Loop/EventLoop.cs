@@ -334,6 +334,12 @@ public sealed partial class EventLoop : IDisposable
                 _exitRequested = true;
                 return;
             }
+            if (_onePerIteration && _pendingCount > 0)
+            {
+                DispatchPending(); // sd_event_prepare found work pending: sd_event_run dispatches without a wait
+                Iterations++;
+                return;
+            }
             var timeout = ComputeTimeout(maxTimeout);
             long waitStart = Meter.MeasuresWaitTime ? _clocks.Read(LoopClock.Monotonic) : 0;
             int n = Poller.Wait(_events, timeout);
@@ -525,39 +531,49 @@ public sealed partial class EventLoop : IDisposable
     private void DispatchPending()
     {
         bool dispatched = false;
-        for (int i = 0; i < _pendingCount; i++)
+        int i = 0;
+        while (i < _pendingCount)
         {
-            ref readonly var pending = ref _pending[i];
-            if (pending.Source is TimerSource { IsRateLimited: true, IsDisposed: false } held && held.State != SourceState.Off)
-            {
-                held.PostponeTo(held.LimitedUntil); // a due timer is not lost to its rate limit, only delayed
-                continue;
-            }
-            if (pending.Source is { } source && (source.IsDisposed || source.State == SourceState.Off || source.IsRateLimited))
-                continue; // disposed, switched off or rate limited by an earlier callback of this iteration
-            if (pending.Source is TimerSource { IsArmed: true })
-                continue; // re-armed by an earlier callback of this iteration: it fires at its new deadline, not now
-            if (pending.TimerSlot >= 0)
-            {
-                dispatched |= InvokeSlimTimer(pending.TimerSlot, pending.TimerGeneration);
-                continue;
-            }
-            Invoke(pending.Source, pending.Action);
-            pending.Source?.CountDispatch(Now(LoopClock.Monotonic));
-            dispatched = true;
+            dispatched |= DispatchEntry(i++);
+            if (dispatched && _onePerIteration)
+                break; // sd-event's order, for the measurement (EventLoop.DispatchOrder.cs)
         }
-        ClearPending();
+        if (_onePerIteration)
+            KeepLeftover(i);
+        else
+            ClearPending();
         if (!dispatched)
             return;
         // Post sources: after everything else of the iteration, in priority order.
         int count = Snapshot(_posts);
-        for (int i = 0; i < count; i++)
+        for (int p = 0; p < count; p++)
         {
-            var post = _snapshot[i];
-            _snapshot[i] = null!;
+            var post = _snapshot[p];
+            _snapshot[p] = null!;
             if (!post.IsDisposed && post.State != SourceState.Off)
                 Invoke(post, null);
         }
+    }
+
+    /// <summary>Runs pending entry <paramref name="i"/> unless an earlier callback of this iteration disposed, switched
+    /// off, rate limited or re-armed it; true when a callback ran.</summary>
+    private bool DispatchEntry(int i)
+    {
+        ref readonly var pending = ref _pending[i];
+        if (pending.Source is TimerSource { IsRateLimited: true, IsDisposed: false } held && held.State != SourceState.Off)
+        {
+            held.PostponeTo(held.LimitedUntil); // a due timer is not lost to its rate limit, only delayed
+            return false;
+        }
+        if (pending.Source is { } source && (source.IsDisposed || source.State == SourceState.Off || source.IsRateLimited))
+            return false; // disposed, switched off or rate limited by an earlier callback of this iteration
+        if (pending.Source is TimerSource { IsArmed: true })
+            return false; // re-armed by an earlier callback of this iteration: it fires at its new deadline, not now
+        if (pending.TimerSlot >= 0)
+            return InvokeSlimTimer(pending.TimerSlot, pending.TimerGeneration);
+        Invoke(pending.Source, pending.Action);
+        pending.Source?.CountDispatch(Now(LoopClock.Monotonic));
+        return true;
     }
 
     /// <summary>Copies the sources that are on into a reused array, sorted by priority (callbacks may add or

@@ -31,6 +31,34 @@ public sealed unsafe partial class SdEventRestatedTests
         Assert.That(trail, Is.EqualTo(new[] { "defer", "post" }), "nothing else was dispatched, so no post source runs");
     }
 
+    /// <summary>TEST(basic)'s three sd_event_run calls, in sd-event's own order: with the loop's internal one-per-iteration
+    /// mode (kept to measure the two orders against each other, docs/LOOP.md row 3) each iteration dispatches one source,
+    /// b, then c, then a, as each of sd-event's runs does; the sources not yet run stay pending and the iterations in
+    /// between do not sleep.</summary>
+    [Test]
+    public void Basic_OneSourcePerIterationDispatchesAsSdEventsRunsDo()
+    {
+        using var loop = LoopTests.NewLoop(backend);
+        loop.DispatchOnePerIteration = true;
+        var a = Pipe();
+        var b = Pipe();
+        var order = new List<char>();
+        loop.AddIo(a.Read, Interest.Readable, (s, _) => { s.State = SourceState.Off; order.Add('a'); }, priority: 99);
+        loop.AddIo(b.Read, Interest.Readable, (_, _) => order.Add('b'), state: SourceState.Oneshot);
+        loop.AddTimerAt(0, _ => order.Add('c'), accuracy: TimeSpan.Zero, priority: 50);
+        WriteByte(a.Write);
+        WriteByte(b.Write);
+        var seen = new List<string>();
+        for (int i = 0; i < 3; i++)
+        {
+            loop.RunOnce(TimeSpan.FromSeconds(5)); // a pending source makes the wait zero; five seconds would fail the test below
+            seen.Add(new string(order.ToArray()));
+        }
+        Assert.That(seen, Is.EqualTo(new[] { "b", "bc", "bca" }));
+        RunIdle(loop);
+        Assert.That(order, Has.Count.EqualTo(3), "each ran once");
+    }
+
     // ---- TEST(sd_event_source_set_io_fd) ----
 
     /// <summary>TEST(sd_event_source_set_io_fd): a source on pipe a's read end is made to own it

@@ -26,14 +26,19 @@ public sealed class EmbeddingTests
         var inner = new EventLoop(new Poller(new EpollBackend()));
         int exits = 0;
         inner.AddExit(_ => exits++);
-        inner.AddSlimTimer(TimeSpan.FromMilliseconds(200), _ => timer.TrySetResult(Environment.CurrentManagedThreadId), accuracy: TimeSpan.Zero);
         int outerThread = 0;
         var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { Args = [], ContentRootPath = AppContext.BaseDirectory });
         builder.Logging.ClearProviders();
         builder.Services.AddEventLoop(outer =>
         {
             var embed = LoopEmbedding.Embed(outer, inner);
-            outer.AddDefer(_ => outerThread = Environment.CurrentManagedThreadId);
+            outer.AddDefer(_ =>
+            {
+                // Armed once the host's loop runs, so that only the inner loop's descriptor can wake that loop for it (a
+                // timer armed before the host started would be due at the outer loop's first look).
+                outerThread = Environment.CurrentManagedThreadId;
+                inner.AddSlimTimer(TimeSpan.FromMilliseconds(200), _ => timer.TrySetResult(Environment.CurrentManagedThreadId), accuracy: TimeSpan.Zero);
+            });
             outer.AddExit(_ =>
             {
                 // The host's stop: the inner loop exits (its exit sources run) and goes with the outer one.

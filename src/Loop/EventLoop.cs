@@ -705,6 +705,7 @@ public sealed partial class EventLoop : IDisposable
         {
             case IoSource io: _io.Remove(io.Id); break;
             case InotifySource watch: _io.Remove(watch.Id); break;
+            case MemoryPressureSource pressure: _io.Remove(pressure.Id); break;
             case ChildSource child: _io.Remove(child.Id); _children.Remove(child); break;
             case DeferSource d: _defers.Remove(d); break;
             case PostSource p: _posts.Remove(p); break;

@@ -12,7 +12,8 @@ namespace IoMux.Loop;
 /// sources if anything else ran. The loop runs on one thread; <see cref="Post"/> and <see cref="Exit"/> may be
 /// called from any thread (they wake the poller, coalesced).
 /// </summary>
-/// <remarks>Exceptions: a callback that throws stops the loop; exit sources still run; <see cref="Run"/> (or
+/// <remarks>Exceptions: a callback that throws stops the loop (unless its source's <see cref="EventSource.ExitOnFailure"/>
+/// is false: then the source is switched off and the loop goes on, as sd-event's default); exit sources still run; <see cref="Run"/> (or
 /// <see cref="RunOnce"/>) then throws <see cref="EventLoopException"/> with the original inside (<see cref="RunAsync"/>'s
 /// task faults with it). A loop that
 /// keeps going after an unexpected exception would do so in a state nobody planned for.</remarks>

@@ -9,9 +9,10 @@ namespace IoMux.Tests;
 /// systemd's own sd-event tests (<c>src/libsystemd/sd-event/test-event.c</c>), restated against IoMux's loop: each
 /// test is named after the <c>TEST(...)</c> it restates (<c>Basic_</c> is TEST(basic), and so on). Only what IoMux
 /// does as sd-event does is restated (the porting features, exit-on-idle, prepare and destroy callbacks, the ratelimit
-/// expire callback, signal exit and inotify, in SdEventRestatedTests.Porting.cs); the cases IoMux lacks or does
-/// differently (defer_add_post, child_wnowait, child_autoreap_ebusy, kill-on-dispose, siginfo payloads,
-/// prepare/wait/dispatch) are rows of docs/LOOP.md's "Differences from sd-event" table instead.
+/// expire callback, signal exit and inotify, in SdEventRestatedTests.Porting.cs; the cases issue 22's decisions made
+/// restatable, in SdEventRestatedTests.Decisions.cs); the cases IoMux lacks or does differently (child_wnowait,
+/// child_autoreap_ebusy, siginfo payloads of signals) are rows of docs/LOOP.md's "Differences from sd-event" table
+/// instead, and defer_add_post is restated to show its row's difference.
 /// Where sd-event needs one <c>sd_event_run</c> per source and IoMux dispatches a batch, the test says so.
 /// Non-parallel: the signal and child cases send signals to this process and spawn children.
 /// </summary>

@@ -2,7 +2,8 @@ namespace IoMux.Loop;
 
 // The sources that are a callback and nothing else: defer, post and exit.
 
-/// <summary>Runs every iteration while on (sd-event's defer source); the loop does not sleep while one is on.</summary>
+/// <summary>Runs in every iteration while on or oneshot (sd-event's defer source; oneshot by default, as there); the loop
+/// does not sleep while one is.</summary>
 public sealed class DeferSource : EventSource
 {
     private readonly Action<DeferSource> _callback;

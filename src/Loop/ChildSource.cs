@@ -3,32 +3,123 @@ using IoMux.Interop;
 
 namespace IoMux.Loop;
 
+/// <summary>What happened to a child: siginfo's <c>si_code</c> for SIGCHLD (the values are Linux's CLD_* numbers).</summary>
+public enum ChildStatusCode
+{
+    /// <summary>Someone else reaped the child before its source could: its status is lost (see <see cref="ChildSource.WasReapedElsewhere"/>).</summary>
+    ReapedElsewhere = 0,
+    /// <summary>It exited; <see cref="ChildStatus.Status"/> is the exit status (0-255).</summary>
+    Exited = 1,
+    /// <summary>A signal killed it; <see cref="ChildStatus.Status"/> is the signal.</summary>
+    Killed = 2,
+    /// <summary>A signal killed it and it dumped core; <see cref="ChildStatus.Status"/> is the signal.</summary>
+    Dumped = 3,
+    /// <summary>A signal stopped it (only with <see cref="ChildEvents.Stopped"/>); <see cref="ChildStatus.Status"/> is the signal.</summary>
+    Stopped = 5,
+    /// <summary>SIGCONT resumed it (only with <see cref="ChildEvents.Continued"/>); <see cref="ChildStatus.Status"/> is SIGCONT.</summary>
+    Continued = 6,
+}
+
+/// <summary>The events a child source reports (sd_event_add_child's WEXITED, WSTOPPED, WCONTINUED). The exit is always
+/// among them: it is what ends the source.</summary>
+[Flags]
+public enum ChildEvents
+{
+    /// <summary>The exit (WEXITED), or the death by a signal.</summary>
+    Exited = 1,
+    /// <summary>Stops by a signal (WSTOPPED).</summary>
+    Stopped = 2,
+    /// <summary>Resumptions by SIGCONT (WCONTINUED).</summary>
+    Continued = 4,
+}
+
+/// <summary>A child's state change, as the siginfo sd-event hands its child callbacks: what happened (<see cref="Code"/>)
+/// and its number (<see cref="Status"/>: the exit status, or the signal). <c>exit(137)</c> and SIGKILL differ here.</summary>
+public readonly struct ChildStatus
+{
+    /// <summary>A state change.</summary>
+    public ChildStatus(ChildStatusCode code, int status)
+    {
+        Code = code;
+        Status = status;
+    }
+
+    /// <summary>What happened.</summary>
+    public ChildStatusCode Code { get; }
+
+    /// <summary>The exit status (<see cref="ChildStatusCode.Exited"/>) or the signal (the others; 0 when reaped elsewhere).</summary>
+    public int Status { get; }
+
+    /// <summary>True when the child ended (exited, killed, dumped, or reaped elsewhere), false for a stop or a resumption.</summary>
+    public bool HasEnded => Code is not (ChildStatusCode.Stopped or ChildStatusCode.Continued);
+
+    /// <summary>The status as a shell reports it: the exit status, 128 + the signal for a death by signal, -1 when
+    /// reaped elsewhere.</summary>
+    public int ShellExitCode => Code switch
+    {
+        ChildStatusCode.Exited => Status,
+        ChildStatusCode.ReapedElsewhere => -1,
+        _ => 128 + Status,
+    };
+
+    /// <summary>The status from a POSIX wait status word (waitpid's; the encoding Linux, macOS and the BSDs share, but for
+    /// WIFCONTINUED, which is 0xffff on Linux and a stop by SIGCONT, 0x137f, on macOS and the BSDs), or null when it
+    /// says nothing.</summary>
+    internal static ChildStatus? FromWaitStatus(int status)
+    {
+        if (status == 0xFFFF || status == 0x137F && !OperatingSystem.IsLinux())
+            return new ChildStatus(ChildStatusCode.Continued, OperatingSystem.IsLinux() ? 18 : 19);
+        if ((status & 0xFF) == 0x7F)
+            return new ChildStatus(ChildStatusCode.Stopped, (status >> 8) & 0xFF);
+        if ((status & 0x7F) == 0)
+            return new ChildStatus(ChildStatusCode.Exited, (status >> 8) & 0xFF);
+        return new ChildStatus((status & 0x80) != 0 ? ChildStatusCode.Dumped : ChildStatusCode.Killed, status & 0x7F);
+    }
+
+    /// <inheritdoc />
+    public override string ToString() => Code switch
+    {
+        ChildStatusCode.Exited => $"exited {Status}",
+        ChildStatusCode.ReapedElsewhere => "reaped elsewhere",
+        ChildStatusCode.Continued => "continued",
+        _ => $"{(Code == ChildStatusCode.Dumped ? "killed (core dumped)" : Code == ChildStatusCode.Killed ? "killed" : "stopped")} by signal {Status}",
+    };
+}
+
 /// <summary>
-/// The exit of a child process, reaped and reported on the loop thread. On Linux (5.3+) the child is
-/// watched through a pidfd, an ordinary readable descriptor for the poller; elsewhere (or when pidfd_open
-/// is refused) through SIGCHLD, with a non-blocking waitpid for each watched child at every delivery.
-/// The child must be one this process spawned itself and that nobody else reaps: children started with
-/// System.Diagnostics.Process are reaped by the runtime, so use Process.Exited for those.
+/// A child process's exit (and, if asked, its stops and resumptions), reaped and reported on the loop thread with
+/// a <see cref="ChildStatus"/>, as sd_event_add_child reports the siginfo. On Linux (5.3+) a child watched for its exit
+/// only is watched through a pidfd, an ordinary readable descriptor for the poller; elsewhere, or when stops and
+/// resumptions are asked for (a pidfd is readable at the exit only; sd-event does the same), through SIGCHLD, with a
+/// non-blocking waitpid for each watched child at every delivery. The child must be one this process spawned itself
+/// and that nobody else reaps: children started with System.Diagnostics.Process are reaped by the runtime, so use
+/// Process.Exited for those. The source disposes itself once it reported the end.
 /// </summary>
 public sealed unsafe partial class ChildSource : EventSource
 {
-    private const int P_PIDFD = 3, WEXITED = 4, WNOHANG = 1, CLD_EXITED = 1;
+    private const int P_PIDFD = 3, WEXITED = 4, WNOHANG = 1, WUNTRACED = 2, SIGKILL = 9;
 
     [LibraryImport("libc", SetLastError = true)] private static partial long syscall(long number, int pid, int flags);
     [LibraryImport("libc", SetLastError = true)] private static partial int waitid(int idType, int id, byte* info, int options);
     [LibraryImport("libc", SetLastError = true)] private static partial int waitpid(int pid, int* status, int options);
+    [LibraryImport("libc", SetLastError = true)] private static partial int kill(int pid, int signal);
 
-    private readonly Action<ChildSource, int> _callback;
+    private readonly Action<ChildSource, ChildStatus> _callback;
     private readonly int _pidfd = -1;
+    private readonly int _waitOptions; // waitpid's, on the SIGCHLD path
     private Registration? _registration;
-    private int _exitCode;
+    private ChildStatus _status;
     private bool _reaped;
 
-    internal ChildSource(EventLoop loop, int pid, Action<ChildSource, int> callback, int priority, string? description)
+    internal ChildSource(EventLoop loop, int pid, ChildEvents events, Action<ChildSource, ChildStatus> callback, int priority, string? description)
         : base(loop, priority, SourceState.Oneshot, description ?? $"child {pid}")
     {
+        if ((events & ChildEvents.Exited) == 0)
+            throw new ArgumentException("A child source always reports the exit, which ends it: include ChildEvents.Exited.", nameof(events));
         ProcessId = pid;
+        Events = events;
         _callback = callback;
+        _waitOptions = WNOHANG | ((events & ChildEvents.Stopped) != 0 ? WUNTRACED : 0) | ((events & ChildEvents.Continued) != 0 ? WContinued : 0);
         if (OperatingSystem.IsLinux() && RuntimeInformation.ProcessArchitecture is Architecture.X64 or Architecture.Arm64)
         {
             const long SYS_pidfd_open = 434; // the same number on x86-64 and arm64 (unified syscall table)
@@ -38,89 +129,120 @@ public sealed unsafe partial class ChildSource : EventSource
             _pidfd = (int)fd;
         }
         if (_pidfd >= 0)
-        {
             LibC.SetNonBlockingCloseOnExec(_pidfd);
+        if (_pidfd >= 0 && events == ChildEvents.Exited)
             _registration = loop.Poller.Register(_pidfd, (ulong)Id, Interest.Readable, TriggerMode.Oneshot);
-        }
         else
-        {
             loop.WatchChildrenBySignal();
-        }
     }
+
+    // WCONTINUED differs per system.
+    private static int WContinued =>
+        OperatingSystem.IsMacOS() || OperatingSystem.IsIOS() || OperatingSystem.IsTvOS() ? 0x10
+        : OperatingSystem.IsFreeBSD() ? 4
+        : 8; // Linux, OpenBSD, illumos
 
     /// <summary>The child's process id.</summary>
     public int ProcessId { get; }
 
-    /// <summary>True once the child was reaped: <see cref="ExitCode"/> is then valid.</summary>
+    /// <summary>What the source reports.</summary>
+    public ChildEvents Events { get; }
+
+    /// <summary>True once the child was reaped: <see cref="Status"/> then says how it ended.</summary>
     public bool HasExited => _reaped;
 
-    /// <summary>The exit status (0-255), or 128 + the signal number when a signal ended it (as shells report); -1
-    /// when <see cref="WasReapedElsewhere"/>.</summary>
-    public int ExitCode => _exitCode;
+    /// <summary>The last state change reported: how the child ended once <see cref="HasExited"/>.</summary>
+    public ChildStatus Status => _status;
 
     /// <summary>True when the child was reaped by someone else before this source could (the wait answered ECHILD):
-    /// its status is lost, and the callback ran with -1. .NET reaps children itself when the process is pid 1 (a
-    /// container) or inherited SIGCHLD as ignored, and any other waitpid(-1) in the process can take it.</summary>
-    public bool WasReapedElsewhere { get; private set; }
+    /// its status is lost, and the callback ran with <see cref="ChildStatusCode.ReapedElsewhere"/>. .NET reaps children
+    /// itself when the process is pid 1 (a container) or inherited SIGCHLD as ignored, and any other waitpid(-1) in the
+    /// process can take it.</summary>
+    public bool WasReapedElsewhere => _reaped && _status.Code == ChildStatusCode.ReapedElsewhere;
+
+    /// <summary>When true, disposing the source before the child ended kills it (SIGKILL) and reaps it, waiting for it
+    /// (sd_event_source_set_child_process_own); so does disposing the loop. False by default, as in sd-event.</summary>
+    public bool OwnsProcess { get; set; }
+
+    /// <summary>Sends <paramref name="signal"/> to the child (sd_event_source_send_child_signal): through the pidfd where
+    /// there is one, so a pid the child left behind and another process took cannot be hit.</summary>
+    /// <exception cref="InvalidOperationException">The child was reaped already.</exception>
+    /// <exception cref="PosixException">The kernel refused (EPERM, EINVAL).</exception>
+    public void SendSignal(int signal)
+    {
+        ObjectDisposedException.ThrowIf(IsDisposed && !_reaped, this);
+        if (_reaped)
+            throw new InvalidOperationException($"Child {ProcessId} was reaped: its pid may belong to another process now.");
+        if (Signal(signal) != 0)
+            throw new PosixException(_pidfd >= 0 ? "pidfd_send_signal" : "kill", Errno.Last, $"child {ProcessId}");
+    }
+
+    private int Signal(int signal)
+    {
+        if (_pidfd < 0)
+            return kill(ProcessId, signal);
+        const long SYS_pidfd_send_signal = 424; // x86-64 and arm64
+        return (int)pidfd_send_signal(SYS_pidfd_send_signal, _pidfd, signal, null, 0);
+    }
+
+    [LibraryImport("libc", EntryPoint = "syscall", SetLastError = true)]
+    private static partial long pidfd_send_signal(long number, int pidfd, int signal, void* info, uint flags);
 
     internal Registration? Registration => _registration;
 
-    /// <summary>Reaps the child if it has exited; true when it did.</summary>
-    internal bool TryReap()
+    /// <summary>Takes the child's next state change, if any: true when there was one (<see cref="Status"/> says which).</summary>
+    internal bool Poll()
     {
         if (_reaped)
-            return true;
-        if (_pidfd >= 0)
+            return false;
+        if (_registration is not null)
         {
-            byte* info = stackalloc byte[128]; // siginfo_t: si_code at 8, si_status at 24 on Linux LP64
+            byte* info = stackalloc byte[128]; // siginfo_t: si_code at 8, si_pid at 16, si_status at 24 on Linux LP64
             new Span<byte>(info, 128).Clear();
             if (waitid(P_PIDFD, _pidfd, info, WEXITED | WNOHANG) != 0)
                 return LostToAnotherReaper(Errno.Last); // the pidfd stays readable: re-arming it would spin
             if (*(int*)(info + 16) == 0)
                 return false; // si_pid 0: not exited yet
-            int code = *(int*)(info + 8), status = *(int*)(info + 24);
-            _exitCode = code == CLD_EXITED ? status : 128 + status;
+            _status = new ChildStatus((ChildStatusCode)(*(int*)(info + 8)), *(int*)(info + 24));
         }
         else
         {
             int status;
-            int reaped = waitpid(ProcessId, &status, WNOHANG);
+            int reaped = waitpid(ProcessId, &status, _waitOptions);
             if (reaped < 0)
                 return LostToAnotherReaper(Errno.Last); // else every SIGCHLD would try it again, and none report it
-            if (reaped != ProcessId)
+            if (reaped != ProcessId || ChildStatus.FromWaitStatus(status) is not { } change)
                 return false;
-            // POSIX wait status: exited normally when the low 7 bits are 0, code in bits 8-15; else the signal.
-            _exitCode = (status & 0x7F) == 0 ? (status >> 8) & 0xFF : 128 + (status & 0x7F);
+            _status = change;
         }
-        _reaped = true;
+        _reaped = _status.HasEnded;
         return true;
     }
 
     /// <summary>A wait that failed: ECHILD means the child is gone and its status with it (someone else reaped it),
-    /// which is reported as an exit with code -1 rather than watched forever. EINTR: try at the next wake.</summary>
+    /// which is reported as such rather than watched forever. EINTR: try at the next wake.</summary>
     private bool LostToAnotherReaper(int errno)
     {
         if (errno == Errno.EINTR)
             return false;
-        WasReapedElsewhere = true;
-        _exitCode = -1;
+        _status = new ChildStatus(ChildStatusCode.ReapedElsewhere, 0);
         _reaped = true;
         return true;
     }
 
     internal override void Dispatch()
     {
-        if (!TryReap())
+        if (_registration is not null && !Poll())
         {
-            _registration?.Rearm(); // woken, but not exited (a stop, or a spurious wake): keep watching
+            _registration?.Rearm(); // woken, but not exited (a spurious wake): keep watching
             return;
         }
-        _callback(this, _exitCode);
+        _callback(this, _status);
     }
 
     internal override void BeforeDispatch()
     {
-        // Stays oneshot: a wake that was not the exit (a stop, or a spurious wake) keeps watching.
+        // Stays oneshot: a stop, a resumption or a spurious wake keeps watching.
     }
 
     internal override void AfterDispatch()
@@ -133,20 +255,38 @@ public sealed unsafe partial class ChildSource : EventSource
     {
         _registration?.Dispose();
         _registration = null;
+        if (OwnsProcess && !_reaped)
+        {
+            // sd-event's source_disconnect for an owned child: kill it, then reap it, blocking (SIGKILL is not ignored;
+            // a stopped child dies of it too). ECHILD: someone else reaped it meanwhile, nothing to wait for.
+            Signal(SIGKILL);
+            int status;
+            while (waitpid(ProcessId, &status, 0) < 0 && Errno.Last == Errno.EINTR)
+            {
+            }
+            _reaped = true;
+        }
         LibC.CloseQuietly(_pidfd);
     }
 }
 
-// The SIGCHLD glue of child sources, for systems without pidfd.
+// The SIGCHLD glue of child sources, for systems without pidfd and for children watched for stops and resumptions.
 public sealed partial class EventLoop
 {
-    /// <summary>The SIGCHLD path, for systems without pidfd: every delivery makes the watched children pending
-    /// (each then tries a non-blocking waitpid).</summary>
-    internal void WatchChildrenBySignal() =>
-        _sigchld ??= AddSignal(System.Runtime.InteropServices.PosixSignal.SIGCHLD, (_, _) =>
-        {
-            foreach (var child in _children.ToArray())
-                if (!child.IsDisposed && child.TryReap())
-                    Invoke(child, null);
-        }, priority: int.MinValue, description: "SIGCHLD for child sources");
+    /// <summary>The SIGCHLD path: every delivery polls the children watched that way, each for every state change it
+    /// has (a stop and a resumption may both be waiting). The first poll comes in the next iteration, for a child that
+    /// changed before its source was made.</summary>
+    internal void WatchChildrenBySignal()
+    {
+        _sigchld ??= AddSignalSource(PosixSignal.SIGCHLD, (_, _) => PollChildren(), int.MinValue, SourceState.On,
+            "SIGCHLD for child sources");
+        Post(PollChildren, int.MinValue);
+    }
+
+    private void PollChildren()
+    {
+        foreach (var child in _children.ToArray())
+            while (!child.IsDisposed && child.State != SourceState.Off && child.Registration is null && child.Poll())
+                Invoke(child, null);
+    }
 }

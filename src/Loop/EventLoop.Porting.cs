@@ -30,8 +30,8 @@ public sealed partial class EventLoop
                 return;
             if (value)
             {
-                _sigint = AddSignal(PosixSignal.SIGINT, (s, _) => s.Loop.Exit(0), description: "signal exit SIGINT");
-                _sigterm = AddSignal(PosixSignal.SIGTERM, (s, _) => s.Loop.Exit(0), description: "signal exit SIGTERM");
+                _sigint = AddSignalSource(PosixSignal.SIGINT, (s, _) => s.Loop.Exit(0), 0, SourceState.On, "signal exit SIGINT");
+                _sigterm = AddSignalSource(PosixSignal.SIGTERM, (s, _) => s.Loop.Exit(0), 0, SourceState.On, "signal exit SIGTERM");
             }
             else
             {
@@ -82,6 +82,10 @@ public sealed partial class EventLoop
         {
             hook(source);
         }
+        catch (Exception e) when (!source.ExitOnFailure)
+        {
+            source.DisableAfterFailure(e);
+        }
         catch (Exception e)
         {
             Fail(source, null, e);
@@ -113,7 +117,7 @@ public sealed partial class EventLoop
     private Exception? DisposeSources()
     {
         Exception? first = null;
-        foreach (var source in _io.Values.ToList().Concat(_signals).Concat(_defers).Concat(_posts).Concat(_exits).Concat(_destroyables).ToList())
+        foreach (var source in _io.Values.ToList().Concat(_children).Concat(_signals).Concat(_defers).Concat(_posts).Concat(_exits).Concat(_destroyables).ToList())
         {
             try
             {

@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Runtime.InteropServices;
 using System.Runtime.ExceptionServices;
 
 namespace IoMux.Loop;
@@ -11,7 +12,8 @@ namespace IoMux.Loop;
 /// sources if anything else ran. The loop runs on one thread; <see cref="Post"/> and <see cref="Exit"/> may be
 /// called from any thread (they wake the poller, coalesced).
 /// </summary>
-/// <remarks>Exceptions: a callback that throws stops the loop; exit sources still run; <see cref="Run"/> (or
+/// <remarks>Exceptions: a callback that throws stops the loop (unless its source's <see cref="EventSource.ExitOnFailure"/>
+/// is false: then the source is switched off and the loop goes on, as sd-event's default); exit sources still run; <see cref="Run"/> (or
 /// <see cref="RunOnce"/>) then throws <see cref="EventLoopException"/> with the original inside (<see cref="RunAsync"/>'s
 /// task faults with it). A loop that
 /// keeps going after an unexpected exception would do so in a state nobody planned for.</remarks>
@@ -189,8 +191,10 @@ public sealed partial class EventLoop : IDisposable
             SetUpClockTimer(clock);
     }
 
-    /// <summary>A callback run every iteration while on.</summary>
-    public DeferSource AddDefer(Action<DeferSource> callback, int priority = 0, SourceState state = SourceState.On, string? description = null)
+    /// <summary>A callback run in the next iteration, once by default (sd_event_add_defer's
+    /// <see cref="SourceState.Oneshot"/>): switch it on again, or make it with <see cref="SourceState.On"/>, to run it
+    /// in every iteration (the loop does not sleep while one is on).</summary>
+    public DeferSource AddDefer(Action<DeferSource> callback, int priority = 0, SourceState state = SourceState.Oneshot, string? description = null)
     {
         ThrowIfDisposed();
         var source = new DeferSource(this, callback, priority, state, description);
@@ -216,23 +220,47 @@ public sealed partial class EventLoop : IDisposable
         return source;
     }
 
-    /// <summary>Delivers <paramref name="signal"/> on the loop thread (see <see cref="SignalSource"/>).</summary>
-    public SignalSource AddSignal(System.Runtime.InteropServices.PosixSignal signal, Action<SignalSource, int> callback, int priority = 0,
+    /// <summary>Delivers <paramref name="signal"/> on the loop thread (see <see cref="SignalSource"/>). One source per
+    /// signal per loop, as sd_event_add_signal (-EBUSY for a second): several would each be told of every delivery,
+    /// which a program ported from sd-event does not expect. The loop's own helpers (<see cref="SignalExit"/>, the
+    /// SIGCHLD source behind child sources) do not count.</summary>
+    /// <exception cref="InvalidOperationException">This loop has a source for <paramref name="signal"/> already.</exception>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="signal"/> is one the C library and the runtime keep
+    /// for themselves (on Linux 32 up to SIGRTMIN: glibc's thread cancellation and setxid, .NET's thread activation).</exception>
+    public SignalSource AddSignal(PosixSignal signal, Action<SignalSource, int> callback, int priority = 0,
         SourceState state = SourceState.On, string? description = null)
     {
         ThrowIfDisposed();
+        if (OperatingSystem.IsLinux() && (int)signal >= 32 && (int)signal <= RealtimeSignals.Minimum)
+            throw new ArgumentOutOfRangeException(nameof(signal), (int)signal,
+                $"Signals 32 to SIGRTMIN ({RealtimeSignals.Minimum}) belong to the C library and the runtime.");
+        foreach (var other in _signals)
+            if (other.Signal == signal && !IsHelper(other))
+                throw new InvalidOperationException($"This loop has a source for {other.Description} already ({other}); one per signal per loop.");
+        return AddSignalSource(signal, callback, priority, state, description);
+    }
+
+    private bool IsHelper(SignalSource signal) => signal == _sigchld || signal == _sigint || signal == _sigterm;
+
+    private SignalSource AddSignalSource(PosixSignal signal, Action<SignalSource, int> callback, int priority, SourceState state, string? description)
+    {
         var source = new SignalSource(this, signal, callback, priority, state, description);
         _signals.Add(source);
         return source;
     }
 
     /// <summary>Reports the exit of child <paramref name="pid"/> (one this process spawned and nobody else reaps;
-    /// see <see cref="ChildSource"/>). The source disposes itself after reporting.</summary>
+    /// see <see cref="ChildSource"/>) with its <see cref="ChildStatus"/>, and, if <paramref name="events"/> asks, its
+    /// stops and resumptions (sd_event_add_child's WSTOPPED and WCONTINUED). The source disposes itself after reporting
+    /// the end.</summary>
     /// <exception cref="PosixException">ESRCH: no such process.</exception>
-    public ChildSource AddChild(int pid, Action<ChildSource, int> callback, int priority = 0, string? description = null)
+    /// <exception cref="ArgumentException"><paramref name="events"/> lacks <see cref="ChildEvents.Exited"/>.</exception>
+    public ChildSource AddChild(int pid, Action<ChildSource, ChildStatus> callback, ChildEvents events = ChildEvents.Exited,
+        int priority = 0, string? description = null)
     {
         ThrowIfDisposed();
-        var source = new ChildSource(this, pid, callback, priority, description);
+        ArgumentNullException.ThrowIfNull(callback);
+        var source = new ChildSource(this, pid, events, callback, priority, description);
         _children.Add(source);
         if (source.Registration is not null)
             _io.Add(source.Id, source);
@@ -240,7 +268,8 @@ public sealed partial class EventLoop : IDisposable
     }
 
     /// <summary>Pings systemd's watchdog from this loop, as sd_event_set_watchdog does, when the service has one
-    /// (<c>WATCHDOG_USEC</c>, for this pid); returns it, or null when there is none. See <see cref="LoopWatchdog"/>.</summary>
+    /// (<c>WATCHDOG_USEC</c>, for this pid): the first ping at once, as sd-event's, then every half timeout from the
+    /// loop's own iterations. Returns the watchdog, or null when there is none. See <see cref="LoopWatchdog"/>.</summary>
     /// <exception cref="FormatException">WATCHDOG_USEC or WATCHDOG_PID is malformed.</exception>
     public LoopWatchdog? EnableWatchdog(SystemdNotifier? notifier) => LoopWatchdog.Enable(this, notifier);
 
@@ -304,6 +333,12 @@ public sealed partial class EventLoop : IDisposable
                 // sd-event checks before it polls: nothing could ever wake this wait, so exit as if asked, with 0.
                 _exitCode = 0;
                 _exitRequested = true;
+                return;
+            }
+            if (_onePerIteration && _pendingCount > 0)
+            {
+                DispatchPending(); // sd_event_prepare found work pending: sd_event_run dispatches without a wait
+                Iterations++;
                 return;
             }
             var timeout = ComputeTimeout(maxTimeout);
@@ -497,39 +532,49 @@ public sealed partial class EventLoop : IDisposable
     private void DispatchPending()
     {
         bool dispatched = false;
-        for (int i = 0; i < _pendingCount; i++)
+        int i = 0;
+        while (i < _pendingCount)
         {
-            ref readonly var pending = ref _pending[i];
-            if (pending.Source is TimerSource { IsRateLimited: true, IsDisposed: false } held && held.State != SourceState.Off)
-            {
-                held.PostponeTo(held.LimitedUntil); // a due timer is not lost to its rate limit, only delayed
-                continue;
-            }
-            if (pending.Source is { } source && (source.IsDisposed || source.State == SourceState.Off || source.IsRateLimited))
-                continue; // disposed, switched off or rate limited by an earlier callback of this iteration
-            if (pending.Source is TimerSource { IsArmed: true })
-                continue; // re-armed by an earlier callback of this iteration: it fires at its new deadline, not now
-            if (pending.TimerSlot >= 0)
-            {
-                dispatched |= InvokeSlimTimer(pending.TimerSlot, pending.TimerGeneration);
-                continue;
-            }
-            Invoke(pending.Source, pending.Action);
-            pending.Source?.CountDispatch(Now(LoopClock.Monotonic));
-            dispatched = true;
+            dispatched |= DispatchEntry(i++);
+            if (dispatched && _onePerIteration)
+                break; // sd-event's order, for the measurement (EventLoop.DispatchOrder.cs)
         }
-        ClearPending();
+        if (_onePerIteration)
+            KeepLeftover(i);
+        else
+            ClearPending();
         if (!dispatched)
             return;
         // Post sources: after everything else of the iteration, in priority order.
         int count = Snapshot(_posts);
-        for (int i = 0; i < count; i++)
+        for (int p = 0; p < count; p++)
         {
-            var post = _snapshot[i];
-            _snapshot[i] = null!;
+            var post = _snapshot[p];
+            _snapshot[p] = null!;
             if (!post.IsDisposed && post.State != SourceState.Off)
                 Invoke(post, null);
         }
+    }
+
+    /// <summary>Runs pending entry <paramref name="i"/> unless an earlier callback of this iteration disposed, switched
+    /// off, rate limited or re-armed it; true when a callback ran.</summary>
+    private bool DispatchEntry(int i)
+    {
+        ref readonly var pending = ref _pending[i];
+        if (pending.Source is TimerSource { IsRateLimited: true, IsDisposed: false } held && held.State != SourceState.Off)
+        {
+            held.PostponeTo(held.LimitedUntil); // a due timer is not lost to its rate limit, only delayed
+            return false;
+        }
+        if (pending.Source is { } source && (source.IsDisposed || source.State == SourceState.Off || source.IsRateLimited))
+            return false; // disposed, switched off or rate limited by an earlier callback of this iteration
+        if (pending.Source is TimerSource { IsArmed: true })
+            return false; // re-armed by an earlier callback of this iteration: it fires at its new deadline, not now
+        if (pending.TimerSlot >= 0)
+            return InvokeSlimTimer(pending.TimerSlot, pending.TimerGeneration);
+        Invoke(pending.Source, pending.Action);
+        pending.Source?.CountDispatch(Now(LoopClock.Monotonic));
+        return true;
     }
 
     /// <summary>Copies the sources that are on into a reused array, sorted by priority (callbacks may add or
@@ -596,6 +641,10 @@ public sealed partial class EventLoop : IDisposable
                 action!();
             }
         }
+        catch (Exception e) when (source is { ExitOnFailure: false })
+        {
+            source.DisableAfterFailure(e); // sd-event's default: the source goes off, the loop goes on
+        }
         catch (Exception e)
         {
             Fail(source, null, e);
@@ -635,6 +684,10 @@ public sealed partial class EventLoop : IDisposable
                 exit.Dispatch();
                 exit.AfterDispatch();
             }
+            catch (Exception e) when (!exit.ExitOnFailure)
+            {
+                exit.DisableAfterFailure(e);
+            }
             catch (Exception e)
             {
                 first ??= new EventLoopException(exit, e);
@@ -653,6 +706,7 @@ public sealed partial class EventLoop : IDisposable
         {
             case IoSource io: _io.Remove(io.Id); break;
             case InotifySource watch: _io.Remove(watch.Id); break;
+            case MemoryPressureSource pressure: _io.Remove(pressure.Id); break;
             case ChildSource child: _io.Remove(child.Id); _children.Remove(child); break;
             case DeferSource d: _defers.Remove(d); break;
             case PostSource p: _posts.Remove(p); break;

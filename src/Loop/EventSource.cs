@@ -61,6 +61,31 @@ public abstract class EventSource : IDisposable
 
     private protected virtual void OnStateChanged(SourceState previous, SourceState current) { }
 
+    /// <summary>What an exception from this source's callbacks (its own, its prepare or rate-limit expire callback) does.
+    /// True, the default: the loop stops, runs its exit sources and throws <see cref="EventLoopException"/> naming the
+    /// source (an exception in .NET is a bug, and a loop that went on would run in a state nobody planned for). False:
+    /// sd-event's default, the source is switched off, the exception kept in <see cref="Failure"/>, and the loop goes on
+    /// (sd_event_source_set_exit_on_failure, whose default is the other way round).</summary>
+    public bool ExitOnFailure { get; set; } = true;
+
+    /// <summary>The exception that switched the source off (<see cref="ExitOnFailure"/> false), or null.</summary>
+    public Exception? Failure { get; private set; }
+
+    /// <summary>A callback threw and <see cref="ExitOnFailure"/> is false: the source goes off and the loop goes on.</summary>
+    internal void DisableAfterFailure(Exception e)
+    {
+        Failure = e;
+        if (IsDisposed)
+            return;
+        if (_state != SourceState.Off)
+        {
+            var previous = _state;
+            _state = SourceState.Off;
+            OnStateChanged(previous, SourceState.Off);
+        }
+        AfterDispatch(); // what the dispatch would have done after the callback (a reaped child disposes itself)
+    }
+
     // Kept out of line: most sources never get a rate limit, and every armed timer pays for each field here.
     private sealed class RateLimit
     {

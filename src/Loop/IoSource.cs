@@ -1,5 +1,6 @@
 using System.Runtime.InteropServices;
 using System.Threading.Tasks.Sources;
+using IoMux.Interop;
 
 namespace IoMux.Loop;
 
@@ -18,7 +19,7 @@ public sealed class IoSource : EventSource, IValueTaskSource<Readiness>
     private short _version;
     private bool _awaiting, _completed, _canceled, _armed = true;
     private Readiness _result;
-    private readonly int _fd;
+    private int _fd;
     private readonly SafeHandle? _handle;
     private Registration? _registration;
     private CancellationToken _cancellation;
@@ -40,6 +41,36 @@ public sealed class IoSource : EventSource, IValueTaskSource<Readiness>
 
     /// <summary>The descriptor.</summary>
     public int Descriptor => _fd;
+
+    /// <summary>When true, the source closes its descriptor when it goes (disposed by anyone, or with the loop), and
+    /// <see cref="SetDescriptor"/> closes the one it replaces (sd_event_source_set_io_fd_own); a source on a
+    /// <see cref="SafeHandle"/> disposes the handle instead. False by default: the caller owns the descriptor.</summary>
+    public bool OwnsDescriptor { get; set; }
+
+    /// <summary>Watches <paramref name="fd"/> instead, with the same interest, mode and state (sd_event_source_set_io_fd):
+    /// the old descriptor's registration goes and, when the source <see cref="OwnsDescriptor"/>, the old descriptor is
+    /// closed. A readiness of the old descriptor not yet dispatched is dropped.</summary>
+    /// <exception cref="InvalidOperationException">The source watches a <see cref="SafeHandle"/>.</exception>
+    /// <exception cref="ObjectDisposedException">The source is disposed.</exception>
+    public void SetDescriptor(int fd)
+    {
+        ObjectDisposedException.ThrowIf(IsDisposed, this);
+        ArgumentOutOfRangeException.ThrowIfNegative(fd);
+        if (_handle is not null)
+            throw new InvalidOperationException("This source watches a SafeHandle; make a new source for another one.");
+        if (fd == _fd)
+            return;
+        int old = _fd;
+        bool registered = _registration is not null;
+        _registration?.Dispose();
+        _registration = null;
+        _fd = fd;
+        Pending = Readiness.None;
+        if (registered)
+            Register(); // a failure leaves the source unregistered on the new descriptor, the old one untouched
+        if (OwnsDescriptor)
+            LibC.CloseQuietly(old);
+    }
     /// <summary>The directions watched.</summary>
     public Interest Interest { get; private set; }
     /// <summary>The trigger mode.</summary>
@@ -230,6 +261,12 @@ public sealed class IoSource : EventSource, IValueTaskSource<Readiness>
         else
             _registration?.Dispose();
         _registration = null;
+        if (!OwnsDescriptor)
+            return;
+        if (_handle is not null)
+            _handle.Dispose();
+        else
+            LibC.CloseQuietly(_fd);
     }
 
     /// <summary>Removes the source from the loop, as <see cref="EventSource.Dispose"/> does, for a descriptor the caller

@@ -39,7 +39,13 @@ public sealed class LoopWatchdog
     internal static LoopWatchdog? Enable(EventLoop loop, SystemdNotifier? notifier)
     {
         var watchdog = FromEnvironment(notifier);
-        watchdog?.Attach(loop);
+        if (watchdog is null)
+            return null;
+        watchdog.Attach(loop);
+        // sd_event_set_watchdog pings at once: the manager hears from the service as soon as it has a watchdog, not half
+        // a timeout later (a start that took most of the timeout would otherwise be killed before the first ping).
+        if (watchdog.Notifier.Ping())
+            Interlocked.Increment(ref watchdog._pings);
         return watchdog;
     }
 

@@ -49,3 +49,24 @@ public sealed class SignalSource : EventSource
 
     private protected override void OnDispose() => _registration.Dispose();
 }
+
+/// <summary>SIGRTMIN as the C library sets it (glibc keeps 32 and 33; .NET takes SIGRTMIN itself for thread activation).</summary>
+internal static partial class RealtimeSignals
+{
+    [LibraryImport("libc")] private static partial int __libc_current_sigrtmin();
+
+    /// <summary>SIGRTMIN; 34 when the C library does not say (glibc's value).</summary>
+    public static readonly int Minimum = Read();
+
+    private static int Read()
+    {
+        try
+        {
+            return __libc_current_sigrtmin();
+        }
+        catch (EntryPointNotFoundException)
+        {
+            return 34;
+        }
+    }
+}

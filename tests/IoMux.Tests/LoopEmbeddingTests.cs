@@ -36,25 +36,7 @@ public sealed class LoopEmbeddingTests(BackendProvider backend)
             });
             inner.AddDefer(_ => defers++, state: SourceState.Oneshot);
 
-            // The embedding, as a porter writes it for sd-event: prepare before the outer wait (and do not let the outer
-            // loop sleep when the inner one has work already), then wait without blocking and dispatch.
-            bool prepared = false;
-            var kick = outer.AddDefer(_ => Step(), state: SourceState.Off);
-            var embed = outer.AddIo(inner.Descriptor, Interest.Readable, (_, _) => Step());
-            embed.PrepareCallback = _ =>
-            {
-                if (inner.Prepare())
-                    kick.State = SourceState.Oneshot;
-                prepared = true;
-            };
-            void Step()
-            {
-                if (!prepared)
-                    return; // both the descriptor and the kick fired in one outer iteration: the first served it
-                prepared = false;
-                if (inner.Wait(TimeSpan.Zero))
-                    inner.Dispatch();
-            }
+            LoopEmbedding.Embed(outer, inner);
 
             var writer = Task.Run(async () =>
             {

@@ -77,7 +77,7 @@ public sealed unsafe class LoopTests(BackendProvider backend)
         // always pending (a defer that stays on) runs first in every iteration, and every other pending
         // source still runs later in the same iteration.
         int busy = 0, low = 0;
-        _loop.AddDefer(_ => busy++, priority: -1);
+        _loop.AddDefer(_ => busy++, priority: -1, state: SourceState.On);
         var (r, w) = Pipe();
         byte b = 1;
         LibC.write(w, &b, 1);
@@ -310,7 +310,7 @@ public sealed unsafe class LoopRateLimitTests(BackendProvider backend)
     {
         using var loop = NewLoop();
         int runs = 0;
-        var busy = loop.AddDefer(_ => runs++);
+        var busy = loop.AddDefer(_ => runs++, state: SourceState.On);
         busy.SetRateLimit(TimeSpan.FromMilliseconds(200), burst: 5);
         var clock = System.Diagnostics.Stopwatch.StartNew();
         for (int i = 0; i < 5; i++)
@@ -387,14 +387,19 @@ public sealed unsafe partial class LoopChildTests(BackendProvider backend)
         }
     }
 
-    [TestCase("exit 7", -1, 7)]
-    [TestCase("sleep 30", 9, 128 + 9)]
-    public void AChildsExitIsReportedOnceOnTheLoopThreadWithItsStatus(string script, int killWith, int expected)
+    /// <summary>The status tells an exit from a death by signal, as sd-event's siginfo does: <c>exit 137</c> and SIGKILL
+    /// were the same int (137) before issue 22.</summary>
+    [TestCase("exit 7", -1, ChildStatusCode.Exited, 7, 7)]
+    [TestCase("exit 137", -1, ChildStatusCode.Exited, 137, 137)]
+    [TestCase("sleep 30", 9, ChildStatusCode.Killed, 9, 128 + 9)]
+    public void AChildsExitIsReportedOnceOnTheLoopThreadWithItsStatus(string script, int killWith, ChildStatusCode expectedCode,
+        int expectedStatus, int expected)
     {
         using var loop = NewLoop();
         int pid = Spawn(script);
         int calls = 0, code = -1, thread = -1;
-        var child = loop.AddChild(pid, (_, exit) => { calls++; code = exit; thread = Environment.CurrentManagedThreadId; });
+        ChildStatus status = default;
+        var child = loop.AddChild(pid, (_, s) => { calls++; status = s; code = s.ShellExitCode; thread = Environment.CurrentManagedThreadId; });
         if (killWith > 0)
             Assert.That(kill(pid, killWith), Is.Zero);
         var clock = System.Diagnostics.Stopwatch.StartNew();
@@ -402,12 +407,25 @@ public sealed unsafe partial class LoopChildTests(BackendProvider backend)
             loop.RunOnce(TimeSpan.FromSeconds(1));
         loop.RunOnce(TimeSpan.FromMilliseconds(20));
         Assert.That((calls, code), Is.EqualTo((1, expected)));
+        Assert.That((status.Code, status.Status), Is.EqualTo((expectedCode, expectedStatus)));
+        Assert.That(child.Status, Is.EqualTo(status));
         Assert.That(thread, Is.EqualTo(Environment.CurrentManagedThreadId));
         Assert.That(child.IsDisposed && child.HasExited, Is.True, "the source disposes itself once the child is reaped");
         Assert.That(loop.Poller.RegistrationCount, Is.Zero);
     }
 
     [DllImport("libc")] private static extern int waitpid(int pid, int* status, int options);
+
+    /// <summary>Cleanup for a test's child: SIGKILL, then reaped within a deadline (nothing to do if it is gone).</summary>
+    internal static void KillAndReap(int pid)
+    {
+        if (kill(pid, 9) != 0)
+            return; // reaped already (by its source, or someone else)
+        int status;
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        while (waitpid(pid, &status, 1 /* WNOHANG */) == 0 && clock.Elapsed < TimeSpan.FromSeconds(10))
+            Thread.Sleep(5);
+    }
 
     /// <summary>Issue 22's first finding: a child reaped by someone else (the runtime as pid 1, or any waitpid(-1))
     /// left the pidfd readable and the wait answering ECHILD, and the source re-armed it forever: the loop spun at
@@ -418,7 +436,7 @@ public sealed unsafe partial class LoopChildTests(BackendProvider backend)
         using var loop = NewLoop();
         int pid = Spawn("exit 3");
         int calls = 0, code = 0;
-        var child = loop.AddChild(pid, (_, exit) => { calls++; code = exit; });
+        var child = loop.AddChild(pid, (_, status) => { calls++; code = status.ShellExitCode; });
         int status;
         var clock = System.Diagnostics.Stopwatch.StartNew();
         while (waitpid(pid, &status, 1 /* WNOHANG */) != pid) // someone else reaps it first
@@ -431,6 +449,7 @@ public sealed unsafe partial class LoopChildTests(BackendProvider backend)
         while (clock.Elapsed < TimeSpan.FromMilliseconds(500))
             loop.RunOnce(TimeSpan.FromMilliseconds(50));
         Assert.That((calls, code, child.WasReapedElsewhere, child.HasExited), Is.EqualTo((1, -1, true, true)));
+        Assert.That(child.Status.Code, Is.EqualTo(ChildStatusCode.ReapedElsewhere));
         // 500 ms of 50 ms waits is about 10 iterations when the loop sleeps; a re-armed readable pidfd made it
         // tens of thousands.
         Assert.That(loop.Iterations - iterationsBefore, Is.LessThan(40), "the loop did not sleep");

@@ -23,7 +23,7 @@ public sealed unsafe partial class SdEventRestatedTests
         loop.ExitOnIdle = true;
         Assert.That(loop.ExitOnIdle, Is.True);
         int recurring = 0, posts = 0, exits = 0;
-        var defer = loop.AddDefer(_ => recurring++);
+        var defer = loop.AddDefer(_ => recurring++, state: SourceState.On);
         loop.AddPost(_ => posts++);
         loop.AddExit(_ => exits++);
         loop.AddDefer(d => // switches the recurring defer off after five runs, then goes itself
@@ -32,7 +32,7 @@ public sealed unsafe partial class SdEventRestatedTests
                 return;
             defer.State = SourceState.Off;
             d.Dispose();
-        });
+        }, state: SourceState.On);
         // Iterations bounded in time rather than Run(): a guard timer would itself keep the loop from being idle.
         var clock = Stopwatch.StartNew();
         bool running = true;

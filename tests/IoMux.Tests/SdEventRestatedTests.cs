@@ -9,9 +9,10 @@ namespace IoMux.Tests;
 /// systemd's own sd-event tests (<c>src/libsystemd/sd-event/test-event.c</c>), restated against IoMux's loop: each
 /// test is named after the <c>TEST(...)</c> it restates (<c>Basic_</c> is TEST(basic), and so on). Only what IoMux
 /// does as sd-event does is restated (the porting features, exit-on-idle, prepare and destroy callbacks, the ratelimit
-/// expire callback, signal exit and inotify, in SdEventRestatedTests.Porting.cs); the cases IoMux lacks or does
-/// differently (defer_add_post, child_wnowait, child_autoreap_ebusy, kill-on-dispose, siginfo payloads,
-/// prepare/wait/dispatch) are rows of docs/LOOP.md's "Differences from sd-event" table instead.
+/// expire callback, signal exit and inotify, in SdEventRestatedTests.Porting.cs; the cases issue 22's decisions made
+/// restatable, in SdEventRestatedTests.Decisions.cs); the cases IoMux lacks or does differently (child_wnowait,
+/// child_autoreap_ebusy, siginfo payloads of signals) are rows of docs/LOOP.md's "Differences from sd-event" table
+/// instead, and defer_add_post is restated to show its row's difference.
 /// Where sd-event needs one <c>sd_event_run</c> per source and IoMux dispatches a batch, the test says so.
 /// Non-parallel: the signal and child cases send signals to this process and spawn children.
 /// </summary>
@@ -155,15 +156,17 @@ public sealed unsafe partial class SdEventRestatedTests(BackendProvider backend)
     /// <summary>TEST(basic), do_quit: the fired timer is moved to now + 200 ms and enabled again; it adds a oneshot
     /// defer, which adds a oneshot SIGUSR1 source and raises SIGUSR1, whose callback spawns a child exiting 78 and
     /// watches it; the child's callback exits the loop. The post source ran, the exit source ran, the loop returned
-    /// 0. (sd-event's child waits for a sigqueue'd SIGUSR2 from sd_event_source_send_child_signal first, and its
-    /// callback checks the siginfo: IoMux has neither, see the differences table; here the child just exits 78.)</summary>
+    /// 0. The child source owns its process, as sd-event's does (set_child_process_own). (sd-event's child waits for a
+    /// sigqueue'd SIGUSR2 from sd_event_source_send_child_signal first; IoMux's <see cref="ChildSource.SendSignal"/> sends
+    /// a plain signal, without sigqueue's value, and is tested on its own; here the child just exits 78, and the callback
+    /// checks the status as sd-event's checks the siginfo's si_code and si_status.)</summary>
     [Test]
     public void Basic_ATimerDeferSignalChildChainEndsTheLoopAfterPostAndExitSources()
     {
         RequireLinuxSignalNumbers();
         using var loop = LoopTests.NewLoop(backend);
         var trail = new List<string>();
-        int childCode = -1;
+        ChildStatus childStatus = default;
         bool gotPost = false, gotExit = false;
         bool doQuit = false;
         var z = loop.AddTimerAt(0, timer =>
@@ -178,12 +181,13 @@ public sealed unsafe partial class SdEventRestatedTests(BackendProvider backend)
                 {
                     trail.Add("signal");
                     int pid = LoopChildTests.Spawn("exit 78");
-                    loop.AddChild(pid, (_, code) =>
+                    var child = loop.AddChild(pid, (_, status) =>
                     {
                         trail.Add("child");
-                        childCode = code;
+                        childStatus = status;
                         loop.Exit(0);
                     });
+                    child.OwnsProcess = true;
                     signal.Dispose();
                 }, state: SourceState.Oneshot);
                 Assert.That(TestProcesses.Signal(Environment.ProcessId, SIGUSR1), Is.Zero);
@@ -202,7 +206,7 @@ public sealed unsafe partial class SdEventRestatedTests(BackendProvider backend)
         Assert.That(RunGuarded(loop), Is.Zero, $"the chain stopped after: {string.Join(",", trail)}");
         Assert.That(clock.Elapsed, Is.GreaterThanOrEqualTo(TimeSpan.FromMilliseconds(190)), "the moved timer waited for its new deadline");
         Assert.That(trail, Is.EqualTo(new[] { "timer", "timer", "defer", "signal", "child" }));
-        Assert.That(childCode, Is.EqualTo(78));
+        Assert.That((childStatus.Code, childStatus.Status), Is.EqualTo((ChildStatusCode.Exited, 78)), "si_code CLD_EXITED, si_status 78");
         Assert.That((gotPost, gotExit), Is.EqualTo((true, true)));
         Assert.That(q.IsDisposed, Is.False);
     }
@@ -311,9 +315,10 @@ public sealed unsafe partial class SdEventRestatedTests(BackendProvider backend)
 
     // ---- TEST(pidfd) ----
 
-    /// <summary>TEST(pidfd): a child that exits 66 is reported (its callback exits the loop) while a second child,
-    /// watched too, lives on and is not reported. sd-event also kills the second child when its source is
-    /// dropped (set_child_process_own); IoMux has no kill-on-dispose (see the table), so the test kills it.</summary>
+    /// <summary>TEST(pidfd): a child that exits 66 is reported (its callback exits the loop, CLD_EXITED with status 66)
+    /// while a second child, watched too and owned by its source (set_child_process_own), lives on and is not reported;
+    /// dropping that source kills the second child, and reaps it: kill(pid2, 0) then answers ESRCH. (sd-event adds the
+    /// first child by a pidfd; IoMux adds by pid and opens the pidfd itself.)</summary>
     [Test]
     public void Pidfd_AChildsExitIsReportedWhileAnotherWatchedChildLivesOn()
     {
@@ -322,17 +327,19 @@ public sealed unsafe partial class SdEventRestatedTests(BackendProvider backend)
         int pid2 = LoopChildTests.Spawn("sleep 30");
         try
         {
-            int code = -1, secondCalls = 0;
-            var s = loop.AddChild(pid, (_, exit) => { code = exit; loop.Exit(0); });
+            int secondCalls = 0;
+            ChildStatus status = default;
+            var s = loop.AddChild(pid, (_, exit) => { status = exit; loop.Exit(0); });
             var t = loop.AddChild(pid2, (_, _) => secondCalls++);
+            t.OwnsProcess = true;
             Assert.That(RunGuarded(loop), Is.Zero);
-            Assert.That(code, Is.EqualTo(66));
+            Assert.That((status.Code, status.Status), Is.EqualTo((ChildStatusCode.Exited, 66)));
             Assert.That(s.IsDisposed, Is.True, "a reported child's source disposes itself");
             Assert.That(secondCalls, Is.Zero);
             Assert.That(TestProcesses.Signal(pid2, 0), Is.Zero, "the second child is still alive");
             Assert.That(t.HasExited, Is.False);
             t.Dispose();
-            Assert.That(TestProcesses.Signal(pid2, 0), Is.Zero, "IoMux does not kill a child when its source goes");
+            Assert.That(TestProcesses.Signal(pid2, 0), Is.EqualTo(-1), "the owned child was killed and reaped when its source went");
         }
         finally
         {
@@ -479,7 +486,7 @@ public sealed unsafe partial class SdEventRestatedTests(BackendProvider backend)
                     loop.Exit(0);
                 else
                     counters[index]++;
-            });
+            }, state: SourceState.On);
         }
         Assert.That(RunGuarded(loop), Is.Zero);
         Assert.That(counters, Is.All.EqualTo(5));

@@ -105,6 +105,31 @@ public sealed class LoopWatchdogTests
         return bytes / Iterations;
     }
 
+    /// <summary>sd_event_set_watchdog pings at once when it enables the watchdog (issue 22, docs/LOOP.md row 19): with a
+    /// 10 s timeout, whose first timer ping is 5 s away, the ping arrives before the loop ever ran.</summary>
+    [Test]
+    public void EnablingTheWatchdogPingsAtOnce()
+    {
+        string? usec = Environment.GetEnvironmentVariable(SystemdNotifier.WatchdogUsecVariable);
+        string? pid = Environment.GetEnvironmentVariable(SystemdNotifier.WatchdogPidVariable);
+        Environment.SetEnvironmentVariable(SystemdNotifier.WatchdogUsecVariable, "10000000");
+        Environment.SetEnvironmentVariable(SystemdNotifier.WatchdogPidVariable, Environment.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        try
+        {
+            using var loop = new EventLoop(PollerFactory.Create());
+            var watchdog = loop.EnableWatchdog(_notifier);
+            Assert.That(watchdog, Is.Not.Null);
+            var pings = _manager.ReceiveFor(TimeSpan.FromMilliseconds(500));
+            Assert.That(pings.Select(p => p.Text), Is.EqualTo(new[] { "WATCHDOG=1" }));
+            Assert.That(watchdog!.Pings, Is.EqualTo(1));
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable(SystemdNotifier.WatchdogUsecVariable, usec);
+            Environment.SetEnvironmentVariable(SystemdNotifier.WatchdogPidVariable, pid);
+        }
+    }
+
     [Test]
     public void ALoopStuckInACallbackSendsNoPingUntilItRunsAgain()
     {

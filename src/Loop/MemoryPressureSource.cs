@@ -1,0 +1,177 @@
+using System.Runtime.InteropServices;
+using System.Text;
+using IoMux.Interop;
+
+namespace IoMux.Loop;
+
+/// <summary>
+/// Memory pressure, reported on the loop thread (sd_event_add_memory_pressure): a PSI trigger on the process's cgroup
+/// (<c>/sys/fs/cgroup/…/memory.pressure</c>, or <c>/proc/pressure/memory</c> where the cgroup has none) that fires when
+/// tasks stalled on memory for 200 ms within 2 s (sd-event's default: "some 200000 2000000", the window the kernel
+/// allows unprivileged users), watched for EPOLLPRI; or, when the service manager says so, the path in
+/// <c>MEMORY_PRESSURE_WATCH</c> with the trigger in <c>MEMORY_PRESSURE_WRITE</c> (base64), as systemd sets them for a
+/// unit with <c>MemoryPressureWatch=</c>. A FIFO or character device there is watched for readability, and what it
+/// carries is read and dropped. A PSI file needs epoll: the other backends refuse a regular file or EPOLLPRI
+/// (<see cref="NotSupportedException"/>); a FIFO works on every backend. The callback is where to drop caches (sd-event's default callback trims malloc's;
+/// .NET's counterpart is the program's own caches and, if it must, a GC). Linux only; a socket path is not supported.
+/// </summary>
+public sealed unsafe partial class MemoryPressureSource : EventSource
+{
+    private const int O_RDONLY = 0, O_RDWR = 2, O_NOCTTY = 0x100, O_NONBLOCK = 0x800, O_CLOEXEC = 0x80000, EOPNOTSUPP = 95;
+
+    /// <summary>sd-event's default trigger (MEMORY_PRESSURE_DEFAULT_TYPE, _THRESHOLD_USEC, _WINDOW_USEC), with the NUL
+    /// the kernel's psi_write expects: it overwrites the last byte written with one.</summary>
+    internal static readonly byte[] DefaultTrigger = Encoding.ASCII.GetBytes("some 200000 2000000\0");
+
+    [LibraryImport("libc", EntryPoint = "open", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int Open(string path, int flags);
+
+    private readonly Action<MemoryPressureSource> _callback;
+    private readonly int _fd;
+    private readonly Interest _interest;
+    private Registration? _registration;
+
+    internal MemoryPressureSource(EventLoop loop, string path, byte[]? trigger, Action<MemoryPressureSource> callback, int priority,
+        SourceState state, string? description)
+        : base(loop, priority, state, description ?? $"memory pressure {path}")
+    {
+        Path = path;
+        _callback = callback;
+        // PSI files live in procfs and cgroupfs and signal with EPOLLPRI (sd-event checks the file system's magic; a
+        // path outside them is taken for a FIFO or a character device, which signals with readability).
+        bool psi = path.StartsWith("/proc/", StringComparison.Ordinal) || path.StartsWith("/sys/fs/cgroup/", StringComparison.Ordinal);
+        _interest = psi ? Interest.Priority : Interest.Readable;
+        // A FIFO is opened for writing too, so that it never reports a hang-up (no writer left) forever.
+        _fd = Open(path, (psi && trigger is null ? O_RDONLY : O_RDWR) | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+        if (_fd < 0)
+            throw new PosixException("open", Errno.Last, path);
+        if (trigger is { Length: > 0 })
+        {
+            fixed (byte* bytes = trigger)
+            {
+                if (LibC.write(_fd, bytes, (nuint)trigger.Length) < 0)
+                {
+                    int errno = Errno.Last;
+                    LibC.CloseQuietly(_fd);
+                    if (errno == EOPNOTSUPP)
+                        throw new NotSupportedException($"{path}: the kernel has no PSI triggers here (EOPNOTSUPP).");
+                    throw new PosixException("write", errno, $"{path}: the pressure trigger was refused");
+                }
+            }
+        }
+        try
+        {
+            if (state != SourceState.Off)
+                _registration = loop.Poller.Register(_fd, (ulong)Id, _interest);
+        }
+        catch
+        {
+            LibC.CloseQuietly(_fd); // a backend that cannot watch it (a PSI file is a regular file: epoll only)
+            throw;
+        }
+    }
+
+    /// <summary>The file watched.</summary>
+    public string Path { get; }
+
+    /// <summary>The descriptor (owned by the source).</summary>
+    public int Descriptor => _fd;
+
+    private protected override void OnStateChanged(SourceState previous, SourceState current) => SyncRegistration();
+
+    private protected override void OnRateLimitChanged(bool limited) => SyncRegistration();
+
+    private void SyncRegistration()
+    {
+        if (State == SourceState.Off || IsRateLimited)
+        {
+            _registration?.Dispose();
+            _registration = null;
+        }
+        else
+        {
+            _registration ??= Loop.Poller.Register(_fd, (ulong)Id, _interest);
+        }
+    }
+
+    internal override void Dispatch()
+    {
+        if (_interest == Interest.Readable)
+        {
+            byte* scratch = stackalloc byte[256];
+            while (LibC.read(_fd, scratch, 256) > 0)
+            {
+                // what a FIFO carries says nothing more than its arrival: drop it, or it would keep the source ready
+            }
+        }
+        _callback(this);
+    }
+
+    private protected override void OnDispose()
+    {
+        _registration?.Dispose();
+        _registration = null;
+        LibC.CloseQuietly(_fd);
+    }
+
+    /// <summary>Where sd_event_add_memory_pressure looks: <c>MEMORY_PRESSURE_WATCH</c> (empty or <c>/dev/null</c>:
+    /// disabled) with <c>MEMORY_PRESSURE_WRITE</c>; else the cgroup's <c>memory.pressure</c>, else the system's.</summary>
+    internal static (string Path, byte[]? Trigger) Locate()
+    {
+        if (Environment.GetEnvironmentVariable("MEMORY_PRESSURE_WATCH") is { } watch)
+        {
+            if (watch.Length == 0 || watch == "/dev/null")
+                throw new NotSupportedException("Memory pressure watching is disabled by MEMORY_PRESSURE_WATCH.");
+            if (!System.IO.Path.IsPathFullyQualified(watch))
+                throw new ArgumentException($"MEMORY_PRESSURE_WATCH is not an absolute path: {watch}");
+            var write = Environment.GetEnvironmentVariable("MEMORY_PRESSURE_WRITE");
+            return (watch, string.IsNullOrEmpty(write) ? null : Convert.FromBase64String(write));
+        }
+        const string system = "/proc/pressure/memory";
+        string? cgroup = null;
+        try
+        {
+            foreach (var line in File.ReadLines("/proc/self/cgroup"))
+                if (line.StartsWith("0::", StringComparison.Ordinal))
+                    cgroup = "/sys/fs/cgroup" + line[3..].TrimEnd('/') + "/memory.pressure";
+        }
+        catch (IOException)
+        {
+        }
+        if (cgroup is not null && File.Exists(cgroup))
+            return (cgroup, DefaultTrigger);
+        if (File.Exists(system))
+            return (system, DefaultTrigger);
+        throw new NotSupportedException("The kernel reports no memory pressure (no PSI: neither the cgroup's memory.pressure nor /proc/pressure/memory).");
+    }
+}
+
+public sealed partial class EventLoop
+{
+    /// <summary>Calls <paramref name="callback"/> on the loop thread when the system says memory is short
+    /// (sd_event_add_memory_pressure); see <see cref="MemoryPressureSource"/> for where it looks.</summary>
+    /// <exception cref="PlatformNotSupportedException">Not Linux.</exception>
+    /// <exception cref="NotSupportedException">The kernel has no PSI, or <c>MEMORY_PRESSURE_WATCH</c> disables it.</exception>
+    /// <exception cref="PosixException">The file could not be opened, or the trigger was refused (EPERM, EINVAL).</exception>
+    public MemoryPressureSource AddMemoryPressure(Action<MemoryPressureSource> callback, int priority = 0,
+        SourceState state = SourceState.On, string? description = null)
+    {
+        ThrowIfDisposed();
+        ArgumentNullException.ThrowIfNull(callback);
+        if (!OperatingSystem.IsLinux())
+            throw new PlatformNotSupportedException("Memory pressure (PSI) is Linux's.");
+        var (path, trigger) = MemoryPressureSource.Locate();
+        return AddMemoryPressure(path, trigger, callback, priority, state, description);
+    }
+
+    /// <summary>A memory pressure source on <paramref name="path"/>, writing <paramref name="trigger"/> first (tests
+    /// give a FIFO here, as systemd's own tests do).</summary>
+    internal MemoryPressureSource AddMemoryPressure(string path, byte[]? trigger, Action<MemoryPressureSource> callback, int priority = 0,
+        SourceState state = SourceState.On, string? description = null)
+    {
+        ThrowIfDisposed();
+        var source = new MemoryPressureSource(this, path, trigger, callback, priority, state, description);
+        _io.Add(source.Id, source);
+        return source;
+    }
+}

@@ -118,8 +118,16 @@ public sealed unsafe partial class InotifySource : EventSource
             LibC.CloseQuietly(_fd);
             throw new PosixException("inotify_add_watch", errno, path);
         }
-        if (state != SourceState.Off)
-            _registration = loop.Poller.Register(_fd, (ulong)Id, Interest.Readable);
+        try
+        {
+            if (state != SourceState.Off)
+                _registration = loop.Poller.Register(_fd, (ulong)Id, Interest.Readable);
+        }
+        catch
+        {
+            LibC.CloseQuietly(_fd); // the source never existed for the caller: nothing else would close it
+            throw;
+        }
     }
 
     /// <summary>The watched path, as given.</summary>

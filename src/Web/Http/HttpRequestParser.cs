@@ -3,7 +3,7 @@ using System.Text;
 namespace IoMux.Web.Http;
 
 /// <summary>What <see cref="HttpRequestParser.Parse"/> found.</summary>
-public enum ParseStatus
+internal enum ParseStatus
 {
     /// <summary>The head is not complete yet: read more (unless the buffer is at the limit, which is an error).</summary>
     Incomplete,
@@ -16,7 +16,7 @@ public enum ParseStatus
 /// <summary>An HTTP/1.x request-head parser for servers that take no request bodies: strict about syntax
 /// (RFC 9112), bounded in size, allocation-free. It re-parses the buffered bytes from the start each time more
 /// arrive, which is cheap at these sizes and keeps no state between reads.</summary>
-public static class HttpRequestParser
+internal static class HttpRequestParser
 {
     /// <summary>Longest request line accepted, public as <see cref="HttpServerOptions.RequestLineSizeLimit"/> (nginx's large_client_header_buffers default is 8 KiB).</summary>
     internal const int MaxRequestLine = 8 * 1024;

@@ -78,11 +78,21 @@ public sealed class HostOptionsTests
     {
         var builder = NewBuilder(new() { [$"{Section}:{key}"] = value });
         bool configured = false;
+        var earlier = new StartRecorder();
+        builder.Services.AddSingleton<IHostedService>(earlier); // registered first, so started first if the host starts at all
         builder.Services.AddEventLoop((_, _, _) => configured = true, builder.Configuration.GetSection(Section));
         using var host = builder.Build();
         var e = (await Assert.ThrowsAsync<OptionsValidationException>(() => host.StartAsync(token)))!;
         Assert.That(e.Message, Does.Contain(message));
-        Assert.That(configured, Is.False, "no loop was made");
+        Assert.That((configured, earlier.Started), Is.EqualTo((false, false)),
+            "validated when the host starts (the options validator), before any hosted service starts, not when the loops are made");
+    }
+
+    private sealed class StartRecorder : IHostedService
+    {
+        public bool Started;
+        public Task StartAsync(CancellationToken cancellationToken) { Started = true; return Task.CompletedTask; }
+        public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
     }
 
     [Test, CancelAfter(60_000)]

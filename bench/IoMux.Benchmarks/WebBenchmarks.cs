@@ -45,8 +45,8 @@ public class WebRoundTrip
             _listener.SetMeasurementEventCallback<long>((_, value, _, _) => _sum += value);
             _listener.Start();
         }
-        _hello = HttpServer.Hello(new IPEndPoint(IPAddress.Loopback, 0), new HttpServerOptions { Threads = 1 });
-        _echo = new EchoService(new IPEndPoint(IPAddress.Loopback, 0), threads: 1);
+        _hello = HttpServer.Hello(new IPEndPoint(IPAddress.Loopback, 0), new HttpServerOptions { ThreadCount = 1 });
+        _echo = new EchoService(new IPEndPoint(IPAddress.Loopback, 0), threadCount: 1);
         _httpClient = Connect(_hello.Endpoint);
         _echoClient = Connect(_echo.Endpoint);
         _httpClient.Send(_request);

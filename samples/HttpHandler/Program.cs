@@ -18,7 +18,7 @@ using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.C
 stop.Wait();
 
 // Runs on a loop thread: it must not block. The request's spans are valid until it returns.
-static void Handle(HttpRequest request, HttpResponse response)
+static void Handle(RequestView request, ResponseBuilder response)
 {
     if (request.Path.SequenceEqual("/hello"u8))
     {

@@ -6,7 +6,7 @@ using IoMux.Web.Http;
 string root = args.Length > 0 ? args[0] : ".";
 var options = new HttpServerOptions
 {
-    Threads = Environment.ProcessorCount,             // one loop, one SO_REUSEPORT listener per thread
+    ThreadCount = Environment.ProcessorCount,         // one loop, one SO_REUSEPORT listener per thread
     HeaderTimeout = TimeSpan.FromSeconds(10),         // slowloris: 408 and close
     KeepAliveTimeout = TimeSpan.FromSeconds(60),
     SendTimeout = TimeSpan.FromSeconds(60),           // between two writes that make progress

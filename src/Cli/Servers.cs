@@ -18,7 +18,7 @@ internal static class Servers
         // The backend first, so that an unknown IOMUX_BACKEND is the error rather than whatever binding meets.
         using (BackendSelector.Default.Select().Backend) { }
         var logger = new StderrLogger($"iomux {kind}", StderrLogger.LevelFromEnvironment());
-        var options = new HttpServerOptions { Threads = threads, Logger = logger, AccessLog = accessLog ? logger : null };
+        var options = new HttpServerOptions { ThreadCount = threads, Logger = logger, AccessLog = accessLog ? logger : null };
         IDisposable server;
         IPEndPoint bound;
         using var service = IoMux.SocketProxy.ServiceManager.FromEnvironment(logger);
@@ -27,7 +27,7 @@ internal static class Servers
             switch (kind)
             {
                 case "echo":
-                    var echo = new EchoService(endpoint, options.Threads, logger: logger);
+                    var echo = new EchoService(endpoint, options.ThreadCount, logger: logger);
                     (server, bound) = (echo, echo.Endpoint);
                     if (service.Watchdog is { } echoWatchdog)
                         echo.AttachWatchdog(echoWatchdog);
@@ -51,8 +51,8 @@ internal static class Servers
         using var stop = new ManualResetEventSlim();
         using var term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, context => { context.Cancel = true; stop.Set(); });
         using var interrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, context => { context.Cancel = true; stop.Set(); });
-        Console.Error.WriteLine($"iomux {kind}: listening on {bound} with {options.Threads} loop thread(s){(directory is null ? "" : $", serving {Path.GetFullPath(directory)}")}");
-        service.Ready($"Listening on {bound} with {options.Threads} loop thread(s)");
+        Console.Error.WriteLine($"iomux {kind}: listening on {bound} with {options.ThreadCount} loop thread(s){(directory is null ? "" : $", serving {Path.GetFullPath(directory)}")}");
+        service.Ready($"Listening on {bound} with {options.ThreadCount} loop thread(s)");
         stop.Wait();
         service.Stopping("Stopping: closing the listeners and connections");
         server.Dispose();

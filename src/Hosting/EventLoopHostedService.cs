@@ -3,6 +3,7 @@ using IoMux.Loop;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Options;
 
 namespace IoMux.Hosting;
 
@@ -32,13 +33,14 @@ public sealed class EventLoopHostedService : IHostedService, IAsyncDisposable, I
     /// its index). <paramref name="lifetime"/> is stopped when a loop ends on its own (see
     /// <see cref="EventLoopHostOptions.StopApplicationWhenALoopEnds"/>); <paramref name="logger"/> hears of it. The loops
     /// are counted in the <c>IoMux.Loop</c> meter <paramref name="meterFactory"/> makes (the host's, so the meter is
-    /// scoped to the host and disposed with it), or in the process-wide one when it is null.</summary>
-    public EventLoopHostedService(Action<EventLoop, int> configure, EventLoopHostOptions? options = null,
+    /// scoped to the host and disposed with it), or in the process-wide one when it is null.
+    /// <paramref name="options"/> are the host's (null: the defaults); they are validated when the service starts.</summary>
+    public EventLoopHostedService(Action<EventLoop, int> configure, IOptions<EventLoopHostOptions>? options = null,
         IHostApplicationLifetime? lifetime = null, ILogger<EventLoopHostedService>? logger = null, IMeterFactory? meterFactory = null)
     {
         _meterFactory = meterFactory;
         _configure = configure ?? throw new ArgumentNullException(nameof(configure));
-        _options = options ?? new EventLoopHostOptions();
+        _options = options?.Value ?? new EventLoopHostOptions();
         _lifetime = lifetime;
         _logger = (ILogger?)logger ?? NullLogger.Instance;
     }
@@ -50,14 +52,17 @@ public sealed class EventLoopHostedService : IHostedService, IAsyncDisposable, I
     /// far are disposed (none was started) and the exception propagates: the host does not start.</summary>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
     /// <exception cref="InvalidOperationException">Started already.</exception>
+    /// <exception cref="OptionsValidationException">The options cannot work (checked here too for a service made
+    /// without a host, whose start would otherwise validate them).</exception>
     public Task StartAsync(CancellationToken cancellationToken)
     {
         cancellationToken.ThrowIfCancellationRequested();
         if (_loops.Count > 0)
             throw new InvalidOperationException("The loops were started already.");
+        EventLoopHostOptionsValidator.ThrowIfInvalid(_options);
         try
         {
-            for (int i = 0; i < _options.LoopCount; i++)
+            for (int i = 0; i < _options.ThreadCount; i++)
             {
                 var poller = _options.Backend is { } backend ? PollerFactory.Create(backend) : PollerFactory.Create();
                 var loop = new EventLoop(poller);

@@ -91,7 +91,7 @@ internal sealed unsafe partial class ConnectionTarget : IDisposable
 
         var options = new HttpServerOptions
         {
-            Threads = 1,
+            ThreadCount = 1,
             HeaderTimeout = HeaderTimeout,
             KeepAliveTimeout = KeepAliveTimeout,
             SendTimeout = SendTimeout,
@@ -152,7 +152,7 @@ internal sealed unsafe partial class ConnectionTarget : IDisposable
 
     private static readonly byte[] HandlerBig = Pattern(HandlerBigLength);
 
-    private void Handle(HttpRequest request, HttpResponse response)
+    private void Handle(RequestView request, ResponseBuilder response)
     {
         string path = Encoding.Latin1.GetString(request.Path);
         switch (path)

@@ -36,7 +36,7 @@ internal sealed class FuzzTargets : IDisposable
     {
         switch (target)
         {
-            case "http-request": HttpRequest(input); break;
+            case "http-request": RequestView(input); break;
             case "timespan": TimeSpanText(input); break;
             case "listen-fds": ListenFds(input); break;
             case "backend-target": BackendTargetText(input); break;
@@ -65,7 +65,7 @@ internal sealed class FuzzTargets : IDisposable
 
     // ---- http-request: HttpRequestParser.Parse, then StaticRoot.Normalize and StaticRoot.Open on the target ----
 
-    private void HttpRequest(ReadOnlySpan<byte> input)
+    private void RequestView(ReadOnlySpan<byte> input)
     {
         var head = new HttpRequestHead();
         var status = HttpRequestParser.Parse(input, head); // documents no exception: any is a crash

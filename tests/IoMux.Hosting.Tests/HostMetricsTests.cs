@@ -53,7 +53,7 @@ public sealed class HostMetricsTests
     {
         using var meters = new LoopMeters();
         var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { Args = [], ContentRootPath = AppContext.BaseDirectory });
-        builder.Services.AddEventLoop((_, _, _) => { }, options => options.LoopCount = 2);
+        builder.Services.AddEventLoop((_, _, _) => { }, options => options.ThreadCount = 2);
         var host = builder.Build();
         var factory = host.Services.GetRequiredService<IMeterFactory>();
         await host.StartAsync(token);

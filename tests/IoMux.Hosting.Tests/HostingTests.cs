@@ -7,6 +7,7 @@ using IoMux.Samples;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
 
 namespace IoMux.Tests.Hosting;
 
@@ -136,7 +137,7 @@ public sealed class HostingTests
                     gate.Wait(Patience); // a loop whose exit takes long
                 exited[index] = true;
             });
-        }, new EventLoopHostOptions { LoopCount = 3, Backend = "poll" });
+        }, Options.Create(new EventLoopHostOptions { ThreadCount = 3, Backend = "poll" }));
         await service.StartAsync(token);
         Assert.That(service.Loops, Has.Count.EqualTo(3));
         Assert.That(service.Loops.Select(l => l.Poller.Capabilities.Name), Is.All.EqualTo("poll"));
@@ -207,18 +208,12 @@ public sealed class HostingTests
             if (index == 1)
                 throw new InvalidOperationException("bad configuration");
             first = loop;
-        }, new EventLoopHostOptions { LoopCount = 2 });
+        }, Options.Create(new EventLoopHostOptions { ThreadCount = 2 }));
         var e = (await Assert.ThrowsAsync<InvalidOperationException>(() => service.StartAsync(CancellationToken.None)))!;
         Assert.That(e.Message, Is.EqualTo("bad configuration"));
         Assert.That(service.Loops, Is.Empty);
         Assert.Throws<ObjectDisposedException>(() => first!.AddDefer(_ => { }));
         Assert.That(service.StopAsync(CancellationToken.None).IsCompletedSuccessfully, Is.True, "nothing to stop");
         service.Dispose();
-    }
-
-    [Test]
-    public void LoopCountBelowOneIsRefused()
-    {
-        Assert.Throws<ArgumentOutOfRangeException>(() => new EventLoopHostOptions { LoopCount = 0 });
     }
 }

@@ -15,14 +15,14 @@ public sealed class EchoService : IDisposable
     private readonly HashSet<EchoConnection>[] _open;
     private readonly AcceptGate[] _gates;
 
-    /// <summary>Starts <paramref name="threads"/> loops (default one per core) on <paramref name="endpoint"/>.</summary>
+    /// <summary>Starts <paramref name="threadCount"/> loops (default one per core) on <paramref name="endpoint"/>.</summary>
     /// <param name="endpoint">The address (port 0: the kernel picks).</param>
-    /// <param name="threads">Loop threads (0: one per core).</param>
+    /// <param name="threadCount">Loop threads, one loop each (0: one per core; the knob every IoMux server calls ThreadCount).</param>
     /// <param name="backend">An IOMUX_BACKEND name, or null for the default.</param>
     /// <param name="logger">Where accept failures are logged (default: nowhere).</param>
-    public EchoService(IPEndPoint endpoint, int threads = 0, string? backend = null, Microsoft.Extensions.Logging.ILogger? logger = null)
+    public EchoService(IPEndPoint endpoint, int threadCount = 0, string? backend = null, Microsoft.Extensions.Logging.ILogger? logger = null)
     {
-        threads = threads > 0 ? threads : Environment.ProcessorCount;
+        int threads = threadCount > 0 ? threadCount : Environment.ProcessorCount;
         _group = ListenerGroup.Bind(endpoint, threads);
         _loops = new EventLoop[threads];
         _threads = new Thread[threads];

@@ -45,8 +45,8 @@ internal sealed unsafe class HttpConnection
     private bool _chunked;
     private bool _closeAfterResponse, _closed, _awaitingHead, _lingering, _continueSent;
     private int _bodyLength;
-    private HttpRequest? _request;
-    private HttpResponse? _response;
+    private RequestView? _request;
+    private ResponseBuilder? _response;
 
     // Access log (only with HttpServerOptions.AccessLog): what the line says, captured when the request is answered.
     private string? _logMethod, _logTarget;
@@ -558,9 +558,9 @@ internal sealed unsafe class HttpConnection
     internal ILogger Logger => _worker.Options.Logger;
 
     /// <summary>The request and response objects handed to a handler: one pair per connection, reused.</summary>
-    internal HttpRequest Request => _request ??= new HttpRequest(this);
+    internal RequestView Request => _request ??= new RequestView(this);
 
-    internal HttpResponse Response => _response ??= new HttpResponse(this);
+    internal ResponseBuilder Response => _response ??= new ResponseBuilder(this);
 
     internal void WriteError(int status, bool close)
     {

@@ -7,11 +7,11 @@ namespace IoMux.Web.Http;
 /// <see cref="HttpServer.Create(System.Net.IPEndPoint, HttpHandler, HttpServerOptions?, string?)"/>. It runs on the
 /// connection's loop thread, so it must not block: it reads <paramref name="request"/> and fills
 /// <paramref name="response"/> before it returns (a long body is produced later, piece by piece, by a
-/// <see cref="HttpBodySource"/>). A handler that sends nothing answers its <see cref="HttpResponse.Status"/> with an
+/// <see cref="HttpBodySource"/>). A handler that sends nothing answers its <see cref="ResponseBuilder.Status"/> with an
 /// empty body; one that throws before sending answers 500 and the connection closes.</summary>
 /// <param name="request">The request; its spans are valid only until the handler returns.</param>
 /// <param name="response">Where the answer goes.</param>
-public delegate void HttpHandler(HttpRequest request, HttpResponse response);
+public delegate void HttpHandler(RequestView request, ResponseBuilder response);
 
 /// <summary>Produces the next piece of a response body into <paramref name="buffer"/>, called only when the
 /// previous piece is in the socket (back-pressure: a slow client slows the source, nothing piles up).</summary>
@@ -22,19 +22,19 @@ public delegate int HttpBodySource(Span<byte> buffer);
 /// <summary>A request as a handler sees it: the parsed head and, when the server takes request content
 /// (<see cref="HttpServerOptions.MaxRequestBodySize"/>), the whole body. One instance per connection, reused; every
 /// span points into the connection's input buffer and is valid only while the handler runs.</summary>
-public sealed class HttpRequest
+public sealed class RequestView
 {
     private readonly HttpConnection _connection;
     private bool _active;
 
-    internal HttpRequest(HttpConnection connection) => _connection = connection;
+    internal RequestView(HttpConnection connection) => _connection = connection;
 
     internal void Begin() => _active = true;
 
     internal void End() => _active = false;
 
     private ReadOnlySpan<byte> Input => _active ? _connection.Input
-        : throw new InvalidOperationException("An HttpRequest is valid only while its handler runs.");
+        : throw new InvalidOperationException("A RequestView is valid only while its handler runs.");
 
     private HttpRequestHead Head => _connection.Head;
 
@@ -120,17 +120,17 @@ public sealed class HttpRequest
 /// <see cref="Send(string)"/>, <see cref="SendFile"/> or <see cref="SendBody"/>. The server adds Server, Date, the
 /// framing (Content-Length, or chunked transfer coding for a body of unknown length, RFC 9112 §7.1) and Connection,
 /// and leaves the body out for HEAD (RFC 9110 §9.3.2). One instance per connection, reused.</summary>
-public sealed class HttpResponse
+public sealed class ResponseBuilder
 {
-    /// <summary>Most bytes of header fields a handler may add (name, ": ", value and CRLF each).</summary>
-    public const int MaxHeaderBytes = 2048;
+    /// <summary>Most bytes of header fields a handler may add; public as <see cref="HttpServerOptions.ResponseHeaderSizeLimit"/>.</summary>
+    internal const int MaxHeaderBytes = 2048;
 
     private readonly HttpConnection _connection;
     private readonly byte[] _headers = new byte[MaxHeaderBytes];
     private int _headersLength;
     private bool _hasContentType;
 
-    internal HttpResponse(HttpConnection connection) => _connection = connection;
+    internal ResponseBuilder(HttpConnection connection) => _connection = connection;
 
     internal void Begin()
     {
@@ -149,7 +149,7 @@ public sealed class HttpResponse
     /// <summary>Adds a header field. Framing fields (Content-Length, Transfer-Encoding, Connection) are the
     /// server's; a name that is not a token or a value with CR, LF or NUL (response splitting) is refused.</summary>
     /// <exception cref="ArgumentException">An invalid or reserved field.</exception>
-    /// <exception cref="InvalidOperationException">The head was sent, or the fields exceed <see cref="MaxHeaderBytes"/>.</exception>
+    /// <exception cref="InvalidOperationException">The head was sent, or the fields exceed <see cref="HttpServerOptions.ResponseHeaderSizeLimit"/>.</exception>
     public void AddHeader(ReadOnlySpan<byte> name, ReadOnlySpan<byte> value)
     {
         if (HasStarted)

@@ -13,7 +13,7 @@ public enum HttpMethodKind
 
 /// <summary>A parsed request line and the headers that matter to a static server. Reused from request to
 /// request (parsing fills it in place; nothing is allocated for a valid request).</summary>
-public sealed class HttpRequestHead
+internal sealed class HttpRequestHead
 {
     /// <summary>The method.</summary>
     public HttpMethodKind Method { get; internal set; }

@@ -3,7 +3,7 @@ using System.Text;
 namespace IoMux.Web.Http;
 
 /// <summary>What <see cref="HttpRequestParser.Parse"/> found.</summary>
-public enum ParseStatus
+internal enum ParseStatus
 {
     /// <summary>The head is not complete yet: read more (unless the buffer is at the limit, which is an error).</summary>
     Incomplete,
@@ -16,16 +16,16 @@ public enum ParseStatus
 /// <summary>An HTTP/1.x request-head parser for servers that take no request bodies: strict about syntax
 /// (RFC 9112), bounded in size, allocation-free. It re-parses the buffered bytes from the start each time more
 /// arrive, which is cheap at these sizes and keeps no state between reads.</summary>
-public static class HttpRequestParser
+internal static class HttpRequestParser
 {
-    /// <summary>Longest request line accepted (nginx's large_client_header_buffers default is 8 KiB).</summary>
-    public const int MaxRequestLine = 8 * 1024;
+    /// <summary>Longest request line accepted, public as <see cref="HttpServerOptions.RequestLineSizeLimit"/> (nginx's large_client_header_buffers default is 8 KiB).</summary>
+    internal const int MaxRequestLine = 8 * 1024;
 
-    /// <summary>Longest head (request line and headers) accepted.</summary>
-    public const int MaxHead = 16 * 1024;
+    /// <summary>Longest head (request line and headers) accepted; public as <see cref="HttpServerOptions.RequestHeadSizeLimit"/>.</summary>
+    internal const int MaxHead = 16 * 1024;
 
-    /// <summary>Most header fields accepted.</summary>
-    public const int MaxHeaders = 100;
+    /// <summary>Most header fields accepted; public as <see cref="HttpServerOptions.RequestHeaderCountLimit"/>.</summary>
+    internal const int MaxHeaders = 100;
 
     /// <summary>Parses the head at the start of <paramref name="data"/> into <paramref name="head"/>.</summary>
     public static ParseStatus Parse(ReadOnlySpan<byte> data, HttpRequestHead head)

@@ -4,7 +4,7 @@ using System.Text;
 namespace IoMux.Web.Http;
 
 /// <summary>Writes a response head (and a small body) into a connection's output buffer, allocation-free.</summary>
-public ref struct HttpResponseWriter
+internal ref struct HttpResponseWriter
 {
     private readonly Span<byte> _buffer;
     private int _length;

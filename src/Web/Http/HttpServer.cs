@@ -7,8 +7,28 @@ namespace IoMux.Web.Http;
 /// <summary>Limits and timeouts of an <see cref="HttpServer"/>.</summary>
 public sealed class HttpServerOptions
 {
-    /// <summary>Loop threads, each with its own SO_REUSEPORT listener (default: one per core).</summary>
-    public int Threads { get; init; } = Environment.ProcessorCount;
+    // The fixed limits are static readonly rather than const: a const is copied into the caller's assembly at
+    // compile time, so raising one in a later version would leave compiled callers checking the old value.
+
+    /// <summary>Longest request line accepted (8 KiB, nginx's large_client_header_buffers default); longer is 414.</summary>
+    public static readonly int RequestLineSizeLimit = HttpRequestParser.MaxRequestLine;
+
+    /// <summary>Longest request head (request line and header fields) accepted (16 KiB); longer is 431.</summary>
+    public static readonly int RequestHeadSizeLimit = HttpRequestParser.MaxHead;
+
+    /// <summary>Most header fields accepted in a request (100, Kestrel's MaxRequestHeaderCount default); more is 431.</summary>
+    public static readonly int RequestHeaderCountLimit = HttpRequestParser.MaxHeaders;
+
+    /// <summary>Most bytes of header fields a handler may add to a response (name, ": ", value and CRLF each: 2048);
+    /// <see cref="ResponseBuilder.AddHeader(string, string)"/> throws past it.</summary>
+    public static readonly int ResponseHeaderSizeLimit = ResponseBuilder.MaxHeaderBytes;
+
+    /// <summary>The largest <see cref="MaxRequestBodySize"/> a server accepts (16 MiB: the body is buffered per connection).</summary>
+    public static readonly int RequestBodySizeLimit = HttpServer.MaxRequestBodyLimit;
+
+    /// <summary>Loop threads, one event loop and one SO_REUSEPORT listener each (default: one per core). Named as
+    /// <c>IoMuxTransportOptions.ThreadCount</c> and <c>EventLoopHostOptions.ThreadCount</c>.</summary>
+    public int ThreadCount { get; init; } = Environment.ProcessorCount;
 
     /// <summary>How long a request head may take to arrive once it started (slowloris); 408 and close after.</summary>
     public TimeSpan HeaderTimeout { get; init; } = TimeSpan.FromSeconds(10);
@@ -67,20 +87,20 @@ public sealed class HttpServer : IDisposable
 
     private HttpServer(IPEndPoint endpoint, HttpServerOptions options, Func<HttpResponder> responder, string? backend)
     {
-        ArgumentOutOfRangeException.ThrowIfLessThan(options.Threads, 1, nameof(options.Threads));
+        ArgumentOutOfRangeException.ThrowIfLessThan(options.ThreadCount, 1, nameof(options.ThreadCount));
         ArgumentOutOfRangeException.ThrowIfNegative(options.MaxRequestBodySize, nameof(options.MaxRequestBodySize));
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(options.HeaderTimeout, TimeSpan.Zero, nameof(options.HeaderTimeout));
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(options.KeepAliveTimeout, TimeSpan.Zero, nameof(options.KeepAliveTimeout));
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(options.SendTimeout, TimeSpan.Zero, nameof(options.SendTimeout));
         ArgumentOutOfRangeException.ThrowIfGreaterThan(options.MaxRequestBodySize, MaxRequestBodyLimit, nameof(options.MaxRequestBodySize));
-        _group = ListenerGroup.Bind(endpoint, options.Threads);
-        _workers = new HttpWorker[options.Threads];
-        _threads = new Thread[options.Threads];
+        _group = ListenerGroup.Bind(endpoint, options.ThreadCount);
+        _workers = new HttpWorker[options.ThreadCount];
+        _threads = new Thread[options.ThreadCount];
         var descriptors = new ServerDescriptors(perConnection: 2); // the socket, and a file while one is sent
         var endpointTags = new WebMetrics.EndpointTags(_group.Endpoint);
         try
         {
-            for (int i = 0; i < options.Threads; i++)
+            for (int i = 0; i < options.ThreadCount; i++)
             {
                 var loop = new EventLoop(backend is null ? PollerFactory.Create() : PollerFactory.Create(backend));
                 loop.Poller.UseServerSpin(); // catch the next request awake (Poller.SpinBeforeSleep)
@@ -107,8 +127,8 @@ public sealed class HttpServer : IDisposable
             thread.Start();
     }
 
-    /// <summary>The largest <see cref="HttpServerOptions.MaxRequestBodySize"/> accepted (it is buffered per connection).</summary>
-    public const int MaxRequestBodyLimit = 16 * 1024 * 1024;
+    /// <summary>The largest <see cref="HttpServerOptions.MaxRequestBodySize"/> accepted; public as <see cref="HttpServerOptions.RequestBodySizeLimit"/>.</summary>
+    internal const int MaxRequestBodyLimit = 16 * 1024 * 1024;
 
     /// <summary>Serves every request with <paramref name="handler"/>, on the server's loop threads (see
     /// <see cref="HttpHandler"/>). Malformed requests never reach it: they are answered 400/413/414/431/505 as the

@@ -35,10 +35,10 @@ public sealed class ConnectionLifecycleTests(string backend)
         File.WriteAllText(Path.Combine(_root, "a.txt"), "alpha");
         Directory.CreateDirectory(Path.Combine(_root, "sub"));
         File.WriteAllText(Path.Combine(_root, "sub", "index.html"), "sub");
-        var options = new HttpServerOptions { Threads = 1, HeaderTimeout = Header, KeepAliveTimeout = KeepAlive, SendTimeout = Send };
+        var options = new HttpServerOptions { ThreadCount = 1, HeaderTimeout = Header, KeepAliveTimeout = KeepAlive, SendTimeout = Send };
         _files = HttpServer.StaticFiles(new IPEndPoint(IPAddress.Loopback, 0), _root, options, backend);
         _handler = HttpServer.Create(new IPEndPoint(IPAddress.Loopback, 0), Handle,
-            new HttpServerOptions { Threads = 1, HeaderTimeout = Header, KeepAliveTimeout = KeepAlive, SendTimeout = Send, MaxRequestBodySize = 16 << 20 }, backend);
+            new HttpServerOptions { ThreadCount = 1, HeaderTimeout = Header, KeepAliveTimeout = KeepAlive, SendTimeout = Send, MaxRequestBodySize = 16 << 20 }, backend);
     }
 
     [OneTimeTearDown]
@@ -51,7 +51,7 @@ public sealed class ConnectionLifecycleTests(string backend)
 
     /// <summary>/stream: 12 MiB of a known pattern with no length (chunked to HTTP/1.1, close-delimited to HTTP/1.0);
     /// /echo: the request content's length.</summary>
-    private static void Handle(HttpRequest request, HttpResponse response)
+    private static void Handle(RequestView request, ResponseBuilder response)
     {
         if (request.Path.SequenceEqual("/echo"u8))
         {
@@ -143,7 +143,7 @@ public sealed class ConnectionLifecycleTests(string backend)
     public void ADownloadThatKeepsMovingOutlastsEveryTimeout()
     {
         using var server = HttpServer.StaticFiles(new IPEndPoint(IPAddress.Loopback, 0), _root,
-            new HttpServerOptions { Threads = 1, HeaderTimeout = TimeSpan.FromSeconds(1), KeepAliveTimeout = TimeSpan.FromSeconds(1), SendTimeout = TimeSpan.FromSeconds(1) }, backend);
+            new HttpServerOptions { ThreadCount = 1, HeaderTimeout = TimeSpan.FromSeconds(1), KeepAliveTimeout = TimeSpan.FromSeconds(1), SendTimeout = TimeSpan.FromSeconds(1) }, backend);
         using var socket = Connect(server);
         socket.Send(Encoding.ASCII.GetBytes("GET /big.bin HTTP/1.1\r\nHo"));
         Thread.Sleep(300);

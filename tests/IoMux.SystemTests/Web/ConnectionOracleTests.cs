@@ -64,7 +64,7 @@ public sealed class ConnectionOracleTests
             "client_header_timeout 1s; keepalive_timeout 1s; send_timeout 2s;");
         using var ioMux = HttpServer.StaticFiles(new IPEndPoint(IPAddress.Loopback, 0), root, new HttpServerOptions
         {
-            Threads = 1,
+            ThreadCount = 1,
             HeaderTimeout = TimeSpan.FromSeconds(1),
             KeepAliveTimeout = TimeSpan.FromSeconds(1),
             SendTimeout = TimeSpan.FromSeconds(2),

@@ -16,7 +16,7 @@ public sealed class EchoServiceTests(string backend)
     [Test, CancelAfter(60_000)]
     public async Task ConcurrentClientsGetEveryByteBack(CancellationToken cancellation)
     {
-        using var echo = new EchoService(new IPEndPoint(IPAddress.Loopback, 0), threads: 2, backend);
+        using var echo = new EchoService(new IPEndPoint(IPAddress.Loopback, 0), threadCount: 2, backend);
         var runs = Enumerable.Range(0, 16).Select(async i =>
         {
             using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
@@ -53,7 +53,7 @@ public sealed class SelectCeilingTests
     [Test, CancelAfter(60_000)]
     public async Task AConnectionTheBackendCannotWatchIsClosedAndServingGoesOn(CancellationToken cancellation)
     {
-        using var echo = new EchoService(new IPEndPoint(IPAddress.Loopback, 0), threads: 1, backend);
+        using var echo = new EchoService(new IPEndPoint(IPAddress.Loopback, 0), threadCount: 1, backend);
         var filler = new List<Microsoft.Win32.SafeHandles.SafeFileHandle>();
         try
         {

@@ -22,7 +22,7 @@ public sealed class HttpHandlerTests(string backend)
     private byte[] _fileBytes = null!, _large = null!;
     private readonly List<SafeFileHandle> _sentFiles = [];
     private volatile int _sourceCalls;
-    private HttpRequest? _leaked;
+    private RequestView? _leaked;
 
     [OneTimeSetUp]
     public void Start()
@@ -34,7 +34,7 @@ public sealed class HttpHandlerTests(string backend)
         _file = Path.Combine(Directory.CreateTempSubdirectory("iomux-handler-").FullName, "data.bin");
         File.WriteAllBytes(_file, _fileBytes);
         _server = HttpServer.Create(new IPEndPoint(IPAddress.Loopback, 0), Handle,
-            new HttpServerOptions { Threads = 2, MaxRequestBodySize = BodyLimit, KeepAliveTimeout = TimeSpan.FromSeconds(5) }, backend);
+            new HttpServerOptions { ThreadCount = 2, MaxRequestBodySize = BodyLimit, KeepAliveTimeout = TimeSpan.FromSeconds(5) }, backend);
     }
 
     [OneTimeTearDown]
@@ -45,7 +45,7 @@ public sealed class HttpHandlerTests(string backend)
     }
 
     /// <summary>The handler under test: the path picks what it does.</summary>
-    private void Handle(HttpRequest request, HttpResponse response)
+    private void Handle(RequestView request, ResponseBuilder response)
     {
         switch (Encoding.ASCII.GetString(request.Path))
         {

@@ -40,7 +40,7 @@ public sealed class HttpServerTests(string backend)
         using (var mkfifo = System.Diagnostics.Process.Start("mkfifo", Path.Combine(_root, "fifo"))!)
             Assert.That(mkfifo.WaitForExit(10_000), Is.True, "mkfifo did not finish");
         _server = HttpServer.StaticFiles(new IPEndPoint(IPAddress.Loopback, 0), _root,
-            new HttpServerOptions { Threads = 2, HeaderTimeout = TimeSpan.FromSeconds(1), KeepAliveTimeout = TimeSpan.FromSeconds(2) }, backend);
+            new HttpServerOptions { ThreadCount = 2, HeaderTimeout = TimeSpan.FromSeconds(1), KeepAliveTimeout = TimeSpan.FromSeconds(2) }, backend);
     }
 
     [OneTimeTearDown]

@@ -26,7 +26,7 @@ public sealed class IndependentClientTests
         _big = new byte[BigLength];
         new Random(23).NextBytes(_big);
         File.WriteAllBytes(Path.Combine(_root, "big.bin"), _big);
-        var options = new HttpServerOptions { Threads = 1, KeepAliveTimeout = TimeSpan.FromSeconds(30) };
+        var options = new HttpServerOptions { ThreadCount = 1, KeepAliveTimeout = TimeSpan.FromSeconds(30) };
         _files = HttpServer.StaticFiles(new IPEndPoint(IPAddress.Loopback, 0), _root, options);
         _handler = HttpServer.Create(new IPEndPoint(IPAddress.Loopback, 0), (_, response) =>
         {
@@ -191,7 +191,7 @@ public sealed class IndependentClientTests
             // A 1x1 lossless WebP (the image Modernizr's feature test decodes).
             File.WriteAllBytes(Path.Combine(site, "pixel.webp"), Convert.FromBase64String("UklGRhoAAABXRUJQVlA4TA0AAAAvAAAAEAcQERGIiP4HAA=="));
             File.Copy(font, Path.Combine(site, "font.ttf"));
-            using var server = HttpServer.StaticFiles(new IPEndPoint(IPAddress.Loopback, 0), site, new HttpServerOptions { Threads = 1 });
+            using var server = HttpServer.StaticFiles(new IPEndPoint(IPAddress.Loopback, 0), site, new HttpServerOptions { ThreadCount = 1 });
             // The flags this machine's notes give for headless Chromium with no network beyond loopback.
             var (exit, dom, log, _) = Run(chromium, ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                 "--disable-background-networking", "--disable-component-update", "--disable-sync", $"--user-data-dir={profile}",

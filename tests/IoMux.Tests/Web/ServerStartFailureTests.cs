@@ -31,7 +31,7 @@ public sealed class ServerStartFailureTests
         if (!OperatingSystem.IsLinux())
             Assert.Ignore("uses event ports as the backend this OS lacks, and /proc/self/fd");
         int port = FreePort();
-        void Start() => HttpServer.Hello(new IPEndPoint(IPAddress.Loopback, port), new HttpServerOptions { Threads = 2 }, backend: "ports");
+        void Start() => HttpServer.Hello(new IPEndPoint(IPAddress.Loopback, port), new HttpServerOptions { ThreadCount = 2 }, backend: "ports");
         Assert.Throws<BackendUnavailableException>(Start); // the first attempt also loads assemblies (descriptors of their own)
         var before = Descriptors();
         Assert.Throws<BackendUnavailableException>(Start);
@@ -45,7 +45,7 @@ public sealed class ServerStartFailureTests
         if (!OperatingSystem.IsLinux())
             Assert.Ignore("uses event ports as the backend this OS lacks, and /proc/self/fd");
         int port = FreePort();
-        void Start() => _ = new EchoService(new IPEndPoint(IPAddress.Loopback, port), threads: 2, backend: "ports");
+        void Start() => _ = new EchoService(new IPEndPoint(IPAddress.Loopback, port), threadCount: 2, backend: "ports");
         Assert.Throws<BackendUnavailableException>(Start); // the first attempt also loads assemblies (descriptors of their own)
         var before = Descriptors();
         Assert.Throws<BackendUnavailableException>(Start);

@@ -27,20 +27,19 @@ internal sealed class DescriptorEntry
     internal DescriptorKind Kind { get; set; }
     /// <summary>For stream sockets and pipes a zero-byte readable probe means end of stream.</summary>
     internal bool CanDeriveEndOfStream { get; set; }
-    /// <summary>Backend-private position (e.g. index in a pollfd array).</summary>
-    public int Index { get; set; } = -1;
     internal int Slot { get; }
     internal uint Generation { get; }
     internal bool Removed { get; set; }
-    /// <summary>Backend-private: the directions the kernel currently holds a filter for (kqueue).</summary>
-    internal Interest InKernel { get; set; }
     /// <summary>The handle the caller registered, or null for a raw descriptor. It is not pinned (a pinned
     /// <c>SafeSocketHandle</c> makes <c>Socket.Dispose</c> spin forever), so the wait path checks
     /// <see cref="SafeHandle.IsClosed"/> instead: events of a closed handle never reach the caller.</summary>
-    internal SafeHandle? Owner { get; set; }
-    /// <summary>The owner was closed while registered: the backend stopped watching the descriptor and keeps
-    /// the entry only until the caller deregisters it (which then makes no kernel call).</summary>
-    internal bool Orphaned { get; set; }
+    internal SafeHandle? Owner { get; init; }
+    /// <summary>The descriptor was closed while registered (<see cref="PollerBackend.StopWatchingClosed(DescriptorEntry)"/>):
+    /// the backend stopped watching it and keeps the entry only until the caller deregisters it.</summary>
+    internal bool Closed { get; set; }
+    /// <summary>The <see cref="Poller"/>'s registration object for this entry (null when a backend is used directly):
+    /// the one map from descriptor to registration, so the poller keeps none of its own.</summary>
+    internal Registration? Registration { get; set; }
 
     /// <summary>After an event was reported: oneshot disarms every direction, edge the reported ones (they
     /// come back through <see cref="DescriptorTable.TryRearm"/> when the consumer hits would-block); level
@@ -84,7 +83,7 @@ internal struct SlotState
     public SafeHandle? Owner;
 
     /// <summary>True when the registered handle was closed: the event must not reach the caller.</summary>
-    public readonly bool IsOrphaned => Owner is { IsClosed: true };
+    public readonly bool HandleClosed => Owner is { IsClosed: true };
 }
 
 /// <summary>
@@ -116,7 +115,7 @@ internal sealed class DescriptorTable
 
     /// <summary>Adds an entry with every interest armed.</summary>
     /// <exception cref="AlreadyRegisteredException">Already present.</exception>
-    public DescriptorEntry Add(int fd, ulong token, Interest interest, TriggerMode mode)
+    public DescriptorEntry Add(int fd, ulong token, Interest interest, TriggerMode mode, SafeHandle? owner = null)
     {
         if (_byDescriptor.ContainsKey(fd))
             throw new AlreadyRegisteredException(fd);
@@ -137,7 +136,7 @@ internal sealed class DescriptorTable
             slot = _highWater++;
         }
         if (++_generation == uint.MaxValue) _generation = 1;
-        var entry = new DescriptorEntry(fd, slot, _generation);
+        var entry = new DescriptorEntry(fd, slot, _generation) { Owner = owner };
         _slots[slot] = entry;
         Update(entry, token, interest, mode);
         _byDescriptor.Add(fd, entry);
@@ -152,12 +151,12 @@ internal sealed class DescriptorTable
     /// select, event ports): it must be open (EBADF otherwise) and waitable (regular files and directories
     /// are refused as on epoll), and its kind decides whether a hangup can be derived for it.</summary>
     /// <exception cref="AlreadyRegisteredException">Already present.</exception>
-    public DescriptorEntry AddChecked(int fd, ulong token, Interest interest, TriggerMode mode, string operation)
+    public DescriptorEntry AddChecked(int fd, ulong token, Interest interest, TriggerMode mode, SafeHandle? owner, string operation)
     {
         if (Find(fd) is not null)
             throw new AlreadyRegisteredException(fd);
         var kind = DescriptorProbe.RequireWaitable(Os, fd, operation);
-        var entry = Add(fd, token, interest, mode);
+        var entry = Add(fd, token, interest, mode, owner);
         entry.Kind = kind;
         entry.CanDeriveEndOfStream = HangupDerivation.CanDerive(Os, fd, kind);
         return entry;
@@ -185,25 +184,6 @@ internal sealed class DescriptorTable
         entry.Mode = mode;
         entry.Armed = interest;
         _states[entry.Slot] = new SlotState { Token = token, Generation = entry.Generation, Interest = interest, Live = true, Descriptor = entry.Descriptor, Owner = entry.Owner };
-    }
-
-    /// <summary>Records the handle that owns <paramref name="fd"/>'s registration (see <see cref="DescriptorEntry.Owner"/>).</summary>
-    public void SetOwner(int fd, SafeHandle owner)
-    {
-        if (Find(fd) is not { } entry)
-            return;
-        entry.Owner = owner;
-        _states[entry.Slot].Owner = owner;
-    }
-
-    /// <summary>The entries whose registered handle was closed, found by the wait path and not yet dealt with.</summary>
-    public List<DescriptorEntry> Orphans { get; } = [];
-
-    /// <summary>Wait path: the entry's handle is closed; remember it for the backend to stop watching it.</summary>
-    public void NoteOrphan(DescriptorEntry entry)
-    {
-        if (!entry.Orphaned && !entry.Removed && !Orphans.Contains(entry))
-            Orphans.Add(entry);
     }
 
     /// <summary>The entry for <paramref name="fd"/>.</summary>

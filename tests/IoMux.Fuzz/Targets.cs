@@ -329,7 +329,7 @@ internal sealed class FuzzTargets : IDisposable
     /// checks every wait's events against what is registered. PosixException is the backends' documented error.
     /// Where edge mode is emulated (event ports) the backend, not the kernel, owes the edge property: a direction
     /// reported once comes back only after Rearm or Modify, whatever the kernel says.</summary>
-    private void Exercise(IPollerBackend backend, FuzzInput input, bool supportsPriority, bool emulatedEdge)
+    private void Exercise(PollerBackend backend, FuzzInput input, bool supportsPriority, bool emulatedEdge)
     {
         var descriptors = _descriptors.Value.All;
         var live = new Dictionary<ulong, Registration>();
@@ -372,7 +372,7 @@ internal sealed class FuzzTargets : IDisposable
                     // The consumer hit would-block in some directions.
                     var registration = live.ElementAt(action / 4 % live.Count).Value;
                     var directions = (Interest)(input.Byte() % 8);
-                    backend.Rearm(registration.Descriptor, directions);
+                    backend.NotifyWouldBlock(registration.Descriptor, directions);
                     registration.EdgeReported &= ~directions;
                 }
                 var batch = events.AsSpan(0, 1 + input.Byte() % events.Length);

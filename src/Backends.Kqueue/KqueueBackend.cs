@@ -27,7 +27,7 @@ internal sealed class KqueueBackend : PollerBackend
     private const int MaxBatch = 1024;             // the native layer converts batches on the stack
 
     private readonly IKqueueSystem _system;
-    private readonly KqueuePlatform _os;
+    private readonly KqueueProfile _os;
     private readonly KernelErrnos _errnos;
     private int _kq;                             // the queue waited on and woken; replaced by a rebuild (CloseKeepsKnotes)
     private int _controlKq;                      // the queue changes go to: _kq, or the new queue while a rebuild fills it
@@ -57,7 +57,7 @@ internal sealed class KqueueBackend : PollerBackend
     internal KqueueBackend(IKqueueSystem system) : base(WaitLocking.Translate, probe: "kevent(EV_ADD)") // kqueue accepts regular files (always readable): refused first, like every backend
     {
         _system = system;
-        _os = system.Platform;
+        _os = system.Profile;
         _errnos = system.Os.Errnos;
         Table.Os = system.Os;
         _kq = _controlKq = system.Create();
@@ -90,7 +90,7 @@ internal sealed class KqueueBackend : PollerBackend
     private KEvent[] WakePipeChange() => [new KEvent { Ident = (ulong)_pipe!.ReadEnd, Filter = _os.Read, Flags = EV_ADD | EV_RECEIPT, UData = DescriptorTable.WakeData }];
 
     /// <summary>The OS table the backend runs on (filters, layout).</summary>
-    internal KqueuePlatform Platform => _os;
+    internal KqueueProfile Profile => _os;
 
     /// <summary>Why this OS has no kqueue, or null when it has one.</summary>
     public static string? UnsupportedReason() =>
@@ -158,7 +158,7 @@ internal sealed class KqueueBackend : PollerBackend
                 return; // never added: nothing to delete
             if (add && exists && fresh)
             {
-                // libkqueue cannot update a knote (KqueuePlatform.ReAddNeedsFreshKnote): a new one replaces it.
+                // libkqueue cannot update a knote (KqueueProfile.ReAddNeedsFreshKnote): a new one replaces it.
                 changes[count++] = new KEvent { Ident = (ulong)entry.Descriptor, Filter = filter, Flags = EV_RECEIPT | EV_DELETE };
             }
             changes[count++] = new KEvent

@@ -7,8 +7,8 @@ public sealed class BackendCounters
     /// <summary>Only IoMux's backends keep counters (an outside backend could never advance them).</summary>
     internal BackendCounters() { }
 
-    internal long _kernelWaits, _interruptions, _wakeWrites, _orphaned, _rebuilds, _spins, _spinHits;
-    internal int _lastOrphan = -1;
+    internal long _kernelWaits, _interruptions, _wakeWrites, _closedWhileRegistered, _rebuilds, _spins, _spinHits;
+    internal int _lastClosedWhileRegistered = -1;
 
     /// <summary>Calls into the kernel's wait (epoll_wait, poll, select ...), including re-waits after EINTR.</summary>
     public long KernelWaits => Volatile.Read(ref _kernelWaits);
@@ -19,9 +19,9 @@ public sealed class BackendCounters
 
     /// <summary>Registrations whose handle was closed while they were registered: the backend stopped watching
     /// them and reported nothing more for them (deregister before closing to avoid this).</summary>
-    public long ClosedWhileRegistered => Volatile.Read(ref _orphaned);
+    public long ClosedWhileRegistered => Volatile.Read(ref _closedWhileRegistered);
     /// <summary>The descriptor number of the last registration counted in <see cref="ClosedWhileRegistered"/>, or -1.</summary>
-    public int LastClosedWhileRegistered => Volatile.Read(ref _lastOrphan);
+    public int LastClosedWhileRegistered => Volatile.Read(ref _lastClosedWhileRegistered);
     /// <summary>Times the kernel set was replaced to drop a registration that outlived its descriptor number
     /// (epoll: a descriptor closed before it was deregistered while a dup kept its file open).</summary>
     public long KernelSetRebuilds => Volatile.Read(ref _rebuilds);
@@ -41,10 +41,10 @@ public sealed class BackendCounters
     }
     internal void OnInterrupted() => _interruptions++;
     internal void OnWakeWrite() => Interlocked.Increment(ref _wakeWrites);
-    internal void OnOrphaned(int fd)
+    internal void OnClosedWhileRegistered(int fd)
     {
-        Interlocked.Increment(ref _orphaned);
-        Volatile.Write(ref _lastOrphan, fd);
+        Interlocked.Increment(ref _closedWhileRegistered);
+        Volatile.Write(ref _lastClosedWhileRegistered, fd);
     }
     internal void OnKernelSetRebuilt() => Interlocked.Increment(ref _rebuilds);
 }

@@ -38,8 +38,8 @@ internal enum Removal
 /// </remarks>
 internal abstract class PollerBackend : IDisposable
 {
-    private readonly object _gate = new();
-    private readonly WakeGate _wakeGate = new();
+    private readonly object _lock = new(); // guards the table and the registration calls
+    private readonly WakeCoalescer _wakes = new();
     private readonly CloseGuard _closeGuard = new();
     private readonly WaitLocking _waitLocking;
     private readonly string? _probe;
@@ -83,7 +83,7 @@ internal abstract class PollerBackend : IDisposable
     {
         get
         {
-            lock (_gate)
+            lock (_lock)
                 return _disposed ? 0 : Table.Count;
         }
     }
@@ -104,7 +104,7 @@ internal abstract class PollerBackend : IDisposable
     {
         ArgumentOutOfRangeException.ThrowIfNegative(fd);
         CheckInterest(fd, interest);
-        lock (_gate)
+        lock (_lock)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
             if (Table.Find(fd) is { } existing)
@@ -134,7 +134,7 @@ internal abstract class PollerBackend : IDisposable
     public void Modify(int fd, ulong token, Interest interest, TriggerMode mode)
     {
         CheckInterest(fd, interest);
-        lock (_gate)
+        lock (_lock)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
             ModifyLocked(Table.Get(fd), token, interest, mode);
@@ -146,7 +146,7 @@ internal abstract class PollerBackend : IDisposable
     internal void Modify(Registration registration, Interest interest, TriggerMode mode)
     {
         CheckInterest(registration.Descriptor, interest);
-        lock (_gate)
+        lock (_lock)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
             if (Table.Find(registration.Descriptor) is not { } entry || entry.Registration != registration)
@@ -167,7 +167,7 @@ internal abstract class PollerBackend : IDisposable
     /// <exception cref="NotRegisteredException">The descriptor is not registered here.</exception>
     public void Delete(int fd)
     {
-        lock (_gate)
+        lock (_lock)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
             RemoveLocked(Table.Get(fd), Removal.Delete);
@@ -178,7 +178,7 @@ internal abstract class PollerBackend : IDisposable
     /// closes the descriptor right after (<see cref="Removal.Closing"/>). Nothing to do when it is gone already.</summary>
     internal void Delete(Registration registration, bool closing)
     {
-        lock (_gate)
+        lock (_lock)
         {
             try
             {
@@ -205,7 +205,7 @@ internal abstract class PollerBackend : IDisposable
     {
         if (Capabilities.NativeEdge)
             return; // native edge re-arms itself when new readiness arrives
-        lock (_gate)
+        lock (_lock)
         {
             if (!_disposed && Table.TryRearm(fd, directions) is { Closed: false } entry)
                 Rewatch(entry);
@@ -225,13 +225,13 @@ internal abstract class PollerBackend : IDisposable
         entry.Closed = true;
         entry.Armed = Interest.None;
         Unwatch(entry, Removal.Closed);
-        Counters.OnOrphaned(entry.Descriptor);
+        Counters.OnClosedWhileRegistered(entry.Descriptor);
     }
 
     /// <summary><see cref="StopWatchingClosed(DescriptorEntry)"/> from a translation that runs without the lock.</summary>
     private protected void StopWatchingClosed(ulong kernelData)
     {
-        lock (_gate)
+        lock (_lock)
         {
             if (!_disposed && Table.Resolve(kernelData) is { } entry)
                 StopWatchingClosed(entry);
@@ -320,16 +320,16 @@ internal abstract class PollerBackend : IDisposable
         ObjectDisposedException.ThrowIf(_disposed, this);
         if (PrepareRequested)
         {
-            lock (_gate)
+            lock (_lock)
             {
                 ObjectDisposedException.ThrowIf(_disposed, this);
                 PrepareWait();
             }
         }
-        var slice = _wakeGate.BeginWait(deadline);
+        var slice = _wakes.BeginWait(deadline);
         Counters.OnKernelWait();
         int count = KernelWait(events.Length, slice, out int errno);
-        woken = _wakeGate.EndWait(deadline);
+        woken = _wakes.EndWait(deadline);
         if (errno != 0)
         {
             if (errno != Errno.EINTR)
@@ -340,7 +340,7 @@ internal abstract class PollerBackend : IDisposable
             return count > 0 ? Translate(count, events) : 0;
         if (count == 0 && _waitLocking == WaitLocking.Translate)
             return 0;
-        lock (_gate)
+        lock (_lock)
             return Translate(count, events);
     }
 
@@ -388,7 +388,7 @@ internal abstract class PollerBackend : IDisposable
     /// calls made before that wait returns are coalesced into at most one kernel write; a no-op once disposing.</summary>
     public void Wake()
     {
-        if (!_wakeGate.Request() || !_closeGuard.TryEnter())
+        if (!_wakes.Request() || !_closeGuard.TryEnter())
             return;
         try
         {
@@ -411,7 +411,7 @@ internal abstract class PollerBackend : IDisposable
     /// kernel registration.</summary>
     public void Dispose()
     {
-        lock (_gate)
+        lock (_lock)
         {
             if (_disposed)
                 return;

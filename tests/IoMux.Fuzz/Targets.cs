@@ -292,7 +292,7 @@ internal sealed class FuzzTargets : IDisposable
     private void KeventTranslation(byte[] data)
     {
         var input = new FuzzInput(data);
-        var platform = KqueuePlatform.All[input.Byte() % KqueuePlatform.All.Count];
+        var platform = KqueueProfile.All[input.Byte() % KqueueProfile.All.Count];
         var system = new ScriptedKqueue(platform, input);
         KqueueBackend backend;
         try
@@ -483,12 +483,12 @@ internal sealed class FuzzInput(byte[] data)
 /// <summary>kevent(2) as a script: every change is accepted (an EV_RECEIPT entry with data 0), and each wait
 /// returns records drawn from the input: filters of the platform (or any number), any flags, fflags and data,
 /// and udata naming registered slots, stale slots, the wake, or anything.</summary>
-internal sealed class ScriptedKqueue(KqueuePlatform platform, FuzzInput input) : IKqueueSystem
+internal sealed class ScriptedKqueue(KqueueProfile platform, FuzzInput input) : IKqueueSystem
 {
     private const int QueueDescriptor = 1_000_000; // never opened: the backend only hands it back
     private readonly List<ulong> _given = [];
 
-    public KqueuePlatform Platform => platform;
+    public KqueueProfile Profile => platform;
 
     public OsCalls Os => OsCalls.Native; // the descriptors are this host's
 

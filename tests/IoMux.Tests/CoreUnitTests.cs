@@ -53,7 +53,7 @@ public sealed class CoreUnitTests
     [Test]
     public void WakeGateWritesOncePerSleep()
     {
-        var gate = new WakeGate();
+        var gate = new WakeCoalescer();
         Assert.That(gate.Request(), Is.False, "no waiter sleeps: the request is seen before blocking, no write");
         Assert.That(gate.PrepareToSleep(), Is.False, "a pending request forbids blocking");
         Assert.That(gate.FinishSleep(), Is.True, "and is consumed");

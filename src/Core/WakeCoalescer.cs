@@ -7,7 +7,7 @@ namespace IoMux;
 /// it is the first to request a wake while the waiter sleeps. A request made while the waiter is awake
 /// costs no system call: the waiter sees the flag before it blocks.
 /// </summary>
-internal sealed class WakeGate
+internal sealed class WakeCoalescer
 {
     private int _requested;
     private int _sleeping;

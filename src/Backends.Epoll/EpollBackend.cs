@@ -30,6 +30,9 @@ internal sealed unsafe class EpollBackend : PollerBackend
     private bool _mayHoldStale;
     private int _staleRounds;            // consecutive kernel waits that returned stale events
     private bool _sawStale;
+    // The wait path's view of each table slot (DescriptorEntry.Slot), epoll's own: its translation runs without the
+    // lock and reads these structs instead of the entries. Written under the lock; grown by replacing the array.
+    private SlotState[] _states = new SlotState[16];
 
     /// <summary>Creates an epoll instance and its eventfd wake channel.</summary>
     /// <exception cref="PlatformNotSupportedException">Not Linux.</exception>
@@ -101,7 +104,42 @@ internal sealed unsafe class EpollBackend : PollerBackend
         };
     }
 
+    /// <summary>Under the lock: publishes the entry's token, interest and handle to the wait path.</summary>
+    private void Publish(DescriptorEntry entry)
+    {
+        var states = _states;
+        if (entry.Slot >= states.Length)
+        {
+            var grown = new SlotState[Math.Max(entry.Slot + 1, states.Length * 2)];
+            Array.Copy(states, grown, states.Length);
+            Volatile.Write(ref _states, grown);
+            states = grown;
+        }
+        states[entry.Slot] = new SlotState { Token = entry.Token, Generation = entry.Generation, Interest = entry.Interest, Live = true, Descriptor = entry.Descriptor, Owner = entry.Owner };
+    }
+
+    /// <summary>Under the lock: the wait path drops the slot's events from now on.</summary>
+    private void Retract(DescriptorEntry entry)
+    {
+        _states[entry.Slot].Live = false;
+        _states[entry.Slot].Owner = null;
+    }
+
     private protected override void Watch(DescriptorEntry entry)
+    {
+        Publish(entry); // before the kernel call: a waiter may get the entry's first event at once
+        try
+        {
+            AddToKernel(entry);
+        }
+        catch
+        {
+            Retract(entry);
+            throw;
+        }
+    }
+
+    private void AddToKernel(DescriptorEntry entry)
     {
         int fd = entry.Descriptor;
         int errno = Control(EPOLL_CTL_ADD, fd, KernelMask(entry.Interest, entry.Mode), entry.KernelData);
@@ -132,6 +170,7 @@ internal sealed unsafe class EpollBackend : PollerBackend
         if (errno != 0)
             throw new PosixException("epoll_ctl(MOD)", errno, $"fd {fd}");
         Table.Update(entry, token, interest, mode);
+        Publish(entry);
     }
 
     /// <remarks>Closing: close() removes the descriptor from every epoll set once no other descriptor refers to its
@@ -140,6 +179,8 @@ internal sealed unsafe class EpollBackend : PollerBackend
     /// the kernel set (F11b), which _mayHoldStale allows.</remarks>
     private protected override void Unwatch(DescriptorEntry entry, Removal why)
     {
+        if (why != Removal.Closed)
+            Retract(entry); // a closed entry stays published: its events are dropped as HandleClosed
         if (why == Removal.Closing)
         {
             _mayHoldStale = true;
@@ -243,12 +284,12 @@ internal sealed unsafe class EpollBackend : PollerBackend
         byte* buffer = _nativeBuffer;
         int written = 0;
         int size = EventSize;
-        var states = Table.States;
+        var states = Volatile.Read(ref _states); // once per batch
         for (int i = 0; i < count; i++)
         {
             byte* slot = buffer + i * size;
             ulong data = ReadData(slot);
-            ref readonly var state = ref DescriptorTable.LiveState(states, data);
+            ref readonly var state = ref SlotState.Find(states, data);
             if (Unsafe.IsNullRef(in state))
             {
                 // An entry deleted during this wait, or a registration that outlived its number.
@@ -286,5 +327,41 @@ internal sealed unsafe class EpollBackend : PollerBackend
     {
         _waker.Dispose();
         LibC.CloseQuietly(_epollFd);
+    }
+}
+
+/// <summary>What the wait path needs of one slot, kept in one contiguous array so that translating a batch of
+/// kernel events touches no per-registration object (measured: the object hop cost several ns per event).</summary>
+internal struct SlotState
+{
+    /// <summary>The token to report.</summary>
+    public ulong Token;
+    /// <summary>Matches the upper half of the kernel data while the slot's entry is live.</summary>
+    public uint Generation;
+    /// <summary>What the registration watches.</summary>
+    public Interest Interest;
+    /// <summary>False once the entry was removed.</summary>
+    public bool Live;
+    /// <summary>The descriptor number (for the rare checks the wait path makes on one descriptor).</summary>
+    public int Descriptor;
+    /// <summary>The registered handle, or null for a raw descriptor (see <c>DescriptorEntry.Owner</c>).</summary>
+    public SafeHandle? Owner;
+
+    /// <summary>True when the registered handle was closed: the event must not reach the caller.</summary>
+    public readonly bool HandleClosed => Owner is { IsClosed: true };
+
+    /// <summary>The live state that <paramref name="kernelData"/> names, or a null reference when it is stale
+    /// (test with <c>Unsafe.IsNullRef</c>). A reference, not a copy: this runs once per kernel event.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static ref readonly SlotState Find(SlotState[] states, ulong kernelData)
+    {
+        uint slot = (uint)kernelData;
+        if (slot < (uint)states.Length)
+        {
+            ref readonly var state = ref states[slot];
+            if (state.Live && state.Generation == (uint)(kernelData >> 32))
+                return ref state;
+        }
+        return ref Unsafe.NullRef<SlotState>();
     }
 }

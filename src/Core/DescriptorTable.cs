@@ -65,27 +65,6 @@ internal sealed class DescriptorEntry
     public ulong KernelData => ((ulong)Generation << 32) | (uint)Slot;
 }
 
-/// <summary>What the wait path needs of one slot, kept in one contiguous array so that translating a batch of
-/// kernel events touches no per-registration object (measured: the object hop cost several ns per event).</summary>
-internal struct SlotState
-{
-    /// <summary>The token to report.</summary>
-    public ulong Token;
-    /// <summary>Matches the upper half of the kernel data while the slot's entry is live.</summary>
-    public uint Generation;
-    /// <summary>What the registration watches.</summary>
-    public Interest Interest;
-    /// <summary>False once the entry was removed.</summary>
-    public bool Live;
-    /// <summary>The descriptor number (for the rare checks the wait path makes on one descriptor).</summary>
-    public int Descriptor;
-    /// <summary>The registered handle, or null for a raw descriptor (see <see cref="DescriptorEntry.Owner"/>).</summary>
-    public SafeHandle? Owner;
-
-    /// <summary>True when the registered handle was closed: the event must not reach the caller.</summary>
-    public readonly bool HandleClosed => Owner is { IsClosed: true };
-}
-
 /// <summary>
 /// The registrations of one backend: descriptor → entry for the control calls, and kernel data → entry for
 /// the wait, with generation-checked slots. Not thread-safe: the backend holds its own lock around
@@ -98,7 +77,6 @@ internal sealed class DescriptorTable
 
     private readonly Dictionary<int, DescriptorEntry> _byDescriptor = new();
     private DescriptorEntry?[] _slots = new DescriptorEntry?[16];
-    private SlotState[] _states = new SlotState[16];
     // Free slots, a stack in an array: Stack<int> is JIT-compiled at start (ReadyToRun cannot precompile an
     // instantiation of another version bubble's generic over a value type), and a socket-activated proxy's client
     // waits for its start-up.
@@ -128,10 +106,7 @@ internal sealed class DescriptorTable
             {
                 var grown = new DescriptorEntry?[_slots.Length * 2];
                 Array.Copy(_slots, grown, _slots.Length);
-                var grownStates = new SlotState[grown.Length];
-                Array.Copy(_states, grownStates, _states.Length);
                 Volatile.Write(ref _slots, grown);
-                Volatile.Write(ref _states, grownStates);
             }
             slot = _highWater++;
         }
@@ -183,7 +158,6 @@ internal sealed class DescriptorTable
         entry.Interest = interest;
         entry.Mode = mode;
         entry.Armed = interest;
-        _states[entry.Slot] = new SlotState { Token = token, Generation = entry.Generation, Interest = interest, Live = true, Descriptor = entry.Descriptor, Owner = entry.Owner };
     }
 
     /// <summary>The entry for <paramref name="fd"/>.</summary>
@@ -200,8 +174,6 @@ internal sealed class DescriptorTable
         entry.Removed = true;
         _byDescriptor.Remove(entry.Descriptor);
         _slots[entry.Slot] = null;
-        _states[entry.Slot].Live = false;
-        _states[entry.Slot].Owner = null;
         if (_freeCount == _free.Length)
         {
             var grown = new int[_free.Length * 2];
@@ -213,25 +185,6 @@ internal sealed class DescriptorTable
 
     /// <summary>The live entry that <paramref name="kernelData"/> names, or null when it is stale.</summary>
     public DescriptorEntry? Resolve(ulong kernelData) => Resolve(Slots, kernelData);
-
-    /// <summary>The slot states as they are now, for translating a whole batch of kernel events with one
-    /// volatile read. Use <see cref="LiveState"/> on it.</summary>
-    public SlotState[] States => Volatile.Read(ref _states);
-
-    /// <summary>The live state that <paramref name="kernelData"/> names, or a null reference when it is stale
-    /// (test with <c>Unsafe.IsNullRef</c>). A reference, not a copy: this runs once per kernel event.</summary>
-    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-    public static ref readonly SlotState LiveState(SlotState[] states, ulong kernelData)
-    {
-        uint slot = (uint)kernelData;
-        if (slot < (uint)states.Length)
-        {
-            ref readonly var state = ref states[slot];
-            if (state.Live && state.Generation == (uint)(kernelData >> 32))
-                return ref state;
-        }
-        return ref System.Runtime.CompilerServices.Unsafe.NullRef<SlotState>();
-    }
 
     /// <summary>The slot array as it is now, to resolve a whole batch of events with one volatile read.</summary>
     public DescriptorEntry?[] Slots => Volatile.Read(ref _slots);

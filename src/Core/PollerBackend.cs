@@ -72,7 +72,7 @@ internal abstract class PollerBackend : IDisposable
     /// <summary>Counters for tests and diagnostics (kernel waits made, interruptions, wake writes).</summary>
     public BackendCounters Counters { get; } = new();
 
-    /// <summary>The registrations (mutated under the lock only; <see cref="DescriptorTable.States"/> is read without it).</summary>
+    /// <summary>The registrations (mutated under the lock only).</summary>
     private protected DescriptorTable Table { get; } = new();
 
     /// <summary>The backend's own descriptor when another poller can watch it (epoll), else -1.</summary>

@@ -28,7 +28,7 @@ internal static unsafe partial class Fixtures
         return (fds[0], fds[1]);
     }
 
-    public static IPollerBackend Backend(string name) =>
+    internal static PollerBackend Backend(string name) =>
         (BackendCatalog.Find(name) ?? throw new ArgumentException($"unknown backend {name}")).Create();
 
     public static void Close(IEnumerable<int> fds)

@@ -35,8 +35,9 @@ public sealed class IoMuxTransportOptions
     /// <c>IOMUX_BACKEND</c> environment variable applies then).</summary>
     public string? Backend { get; set; }
 
-    /// <summary>Creates the backend of each loop (overrides <see cref="Backend"/>): for backends outside the catalog.</summary>
-    public Func<IPollerBackend>? BackendFactory { get; set; }
+    /// <summary>Creates the backend of each loop (overrides <see cref="Backend"/>). Internal: the backends are (the
+    /// tests use it for the kqueue and ports models).</summary>
+    internal Func<PollerBackend>? BackendFactory { get; set; }
 
     /// <summary>Where application code runs. Default: the thread pool.</summary>
     public ApplicationScheduling Scheduling { get; set; } = ApplicationScheduling.ThreadPool;

@@ -6,7 +6,7 @@ namespace IoMux.Backends.Epoll;
 /// The epoll backend's wake channel: an eventfd registered edge-triggered. Each write produces a fresh
 /// edge, so the waiter never has to read the counter back (one system call per wake, as libuv#4400 and
 /// libevent#1619 do); the counter cannot realistically overflow (2^64 - 2 writes). Coalescing and the race
-/// with disposal are <see cref="BackendCore"/>'s.
+/// with disposal are <see cref="PollerBackend"/>'s.
 /// </summary>
 internal sealed unsafe class EventFdWaker : IDisposable
 {

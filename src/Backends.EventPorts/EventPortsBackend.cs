@@ -10,17 +10,14 @@ namespace IoMux.Backends.EventPorts;
 /// <item>level is emulated by re-associating, in one batch before the next port_getn, every descriptor
 /// delivered by the previous one (a level condition that still holds fires again at once);</item>
 /// <item>edge is emulated by re-associating only the directions that were not delivered; a delivered
-/// direction comes back when the consumer hits would-block (Rearm), so nothing busy-loops.</item>
+/// direction comes back when the consumer hits would-block (NotifyWouldBlock), so nothing busy-loops.</item>
 /// </list>
 /// Each association carries slot and generation in portev_user (as mio does), so an event from an
 /// association that was removed or replaced is recognised and dropped. port_getn can fail with ETIME or
 /// EINTR and still have delivered events: the count in nget is what matters, not the return value.
 /// </summary>
-public sealed class EventPortsBackend : IPollerBackend, IKernelWait, IOwnedRegistrations, ICoreBackend
+internal sealed class EventPortsBackend : PollerBackend
 {
-    private readonly BackendCore _core = new();
-
-    BackendCore ICoreBackend.Core => _core;
     private readonly IEventPortSystem _system;
     private readonly PortPollBits _bits;
     private readonly KernelErrnos _errnos;
@@ -37,12 +34,13 @@ public sealed class EventPortsBackend : IPollerBackend, IKernelWait, IOwnedRegis
     }
 
     /// <summary>Event ports through <paramref name="system"/>: the real calls, or a model of them.</summary>
-    internal EventPortsBackend(IEventPortSystem system)
+    internal EventPortsBackend(IEventPortSystem system) : base(WaitLocking.Translate, probe: "port_associate")
     {
+        PrepareRequested = true; // every wait re-associates what the previous one delivered
         _system = system;
         _bits = system.Bits;
         _errnos = system.Os.Errnos;
-        _core.Table.Os = system.Os;
+        Table.Os = system.Os;
         _nativeReadHangup = _bits.RdHup != 0;
         _port = system.Create();
         if (_port < 0)
@@ -52,75 +50,27 @@ public sealed class EventPortsBackend : IPollerBackend, IKernelWait, IOwnedRegis
             TimeoutResolution: TimeSpan.FromTicks(1), MaxDescriptor: int.MaxValue);
     }
 
-    /// <inheritdoc />
-    public BackendCapabilities Capabilities { get; }
+    private protected override void Watch(DescriptorEntry entry) => Associate(entry);
 
-    /// <inheritdoc />
-    public BackendCounters Counters => _core.Counters;
-
-    /// <inheritdoc />
-    public void Add(int fd, ulong token, Interest interest, TriggerMode mode)
+    private protected override void Rewatch(DescriptorEntry entry, ulong token, Interest interest, TriggerMode mode)
     {
-        ArgumentOutOfRangeException.ThrowIfNegative(fd);
-        lock (_core.Gate)
-        {
-            _core.ThrowIfDisposed(this);
-            var entry = _core.Table.AddChecked(fd, token, interest, mode, "port_associate");
-            try
-            {
-                Associate(entry);
-            }
-            catch
-            {
-                _core.Table.Remove(entry);
-                throw;
-            }
-        }
+        Table.Update(entry, token, interest, mode);
+        Associate(entry); // re-associating replaces the events and re-arms a oneshot
     }
 
-    /// <inheritdoc />
-    public void Modify(int fd, ulong token, Interest interest, TriggerMode mode)
-    {
-        lock (_core.Gate)
-        {
-            _core.ThrowIfDisposed(this);
-            var entry = _core.Table.Get(fd);
-            _core.Table.Update(entry, token, interest, mode);
-            entry.Orphaned = false;
-            Associate(entry); // re-associating replaces the events and re-arms a oneshot
-        }
-    }
+    /// <summary>From any thread: ports accept associations while another thread waits.</summary>
+    private protected override void Rewatch(DescriptorEntry entry) => Associate(entry);
 
-    /// <inheritdoc />
-    public void Delete(int fd)
+    /// <summary>A closed entry found on the wait path is not associated (its event dissociated it, or it was never
+    /// re-associated): nothing to do. Otherwise dissociate; ENOENT: not associated right now (delivered, or oneshot);
+    /// EBADF: closed already.</summary>
+    private protected override void Unwatch(DescriptorEntry entry, Removal why)
     {
-        lock (_core.Gate)
-        {
-            _core.ThrowIfDisposed(this);
-            var entry = _core.Table.Get(fd);
-            _core.Table.Remove(entry);
-            // ENOENT: not associated right now (delivered, or oneshot); EBADF: closed already.
-            int rc = _system.Dissociate(_port, fd);
-            if (rc < 0 && -rc != _errnos.Enoent && -rc != _errnos.Ebadf && -rc != _errnos.Ebadfd)
-                throw new PosixException("port_dissociate", -rc, $"fd {fd}");
-        }
-    }
-
-    /// <inheritdoc />
-    public void Rearm(int fd, Interest directions)
-    {
-        lock (_core.Gate)
-        {
-            // From any thread: ports accept associations while another thread waits.
-            if (!_core.IsDisposed && _core.Table.TryRearm(fd, directions) is { Orphaned: false } entry)
-                Associate(entry);
-        }
-    }
-
-    void IOwnedRegistrations.SetOwner(int fd, System.Runtime.InteropServices.SafeHandle owner)
-    {
-        lock (_core.Gate)
-            _core.Table.SetOwner(fd, owner);
+        if (why == Removal.Closed)
+            return;
+        int rc = _system.Dissociate(_port, entry.Descriptor);
+        if (rc < 0 && -rc != _errnos.Enoent && -rc != _errnos.Ebadf && -rc != _errnos.Ebadfd)
+            throw new PosixException("port_dissociate", -rc, $"fd {entry.Descriptor}");
     }
 
     private int KernelEvents(Interest armed)
@@ -144,21 +94,11 @@ public sealed class EventPortsBackend : IPollerBackend, IKernelWait, IOwnedRegis
             throw new PosixException("port_associate", -rc, $"fd {entry.Descriptor}");
     }
 
-    /// <inheritdoc />
-    public int Wait(Span<PollEvent> events, TimeSpan timeout) => _core.Wait(this, events, timeout);
+    private protected override string KernelCallName => "port_getn";
 
-    string IKernelWait.KernelCallName => "port_getn";
+    private protected override void PrepareWait() => ReassociatePending();
 
-    void IKernelWait.BeforeWait()
-    {
-        lock (_core.Gate)
-        {
-            _core.ThrowIfDisposed(this);
-            ReassociatePending();
-        }
-    }
-
-    int IKernelWait.KernelWait(int capacity, TimeSpan slice, out int errno)
+    private protected override int KernelWait(int capacity, TimeSpan slice, out int errno)
     {
         capacity = Math.Min(capacity, 1 << 16);
         if (_buffer.Length < capacity)
@@ -174,40 +114,28 @@ public sealed class EventPortsBackend : IPollerBackend, IKernelWait, IOwnedRegis
         return Math.Min((int)nget, capacity);
     }
 
-    int IKernelWait.Translate(int count, Span<PollEvent> events)
-    {
-        lock (_core.Gate)
-            return Collect(count, events);
-    }
 
     private void ReassociatePending()
     {
         for (int i = 0; i < _pendingCount; i++)
         {
             var entry = _pending[i];
-            if (entry.Removed || entry.Orphaned || entry.Armed == Interest.None)
+            if (entry.Removed || entry.Closed || entry.Armed == Interest.None)
                 continue;
-            if (entry.Owner is { IsClosed: true })
+            if (HandleClosed(entry))
             {
-                Orphan(entry); // the number may name another file by now: never associate it again
+                StopWatchingClosed(entry); // the number may name another file by now: never associate it again
                 continue;
             }
             int rc = _system.Associate(_port, entry.Descriptor, KernelEvents(entry.Armed), entry.KernelData);
+            // Closed without deregistering: stop watching, as epoll would. illumos answers EBADFD for a closed
+            // descriptor (port_associate(3C)).
             if (rc == -_errnos.Ebadf || rc == -_errnos.Ebadfd)
-                Orphan(entry); // illumos answers EBADFD for a closed descriptor (port_associate(3C)) // closed without deregistering: stop watching, as epoll would
+                StopWatchingClosed(entry);
             else if (rc < 0)
                 throw new PosixException("port_associate", -rc, $"fd {entry.Descriptor}");
         }
         _pendingCount = 0;
-    }
-
-    private void Orphan(DescriptorEntry entry)
-    {
-        if (entry.Orphaned)
-            return;
-        entry.Orphaned = true;
-        entry.Armed = Interest.None;
-        _core.Counters.OnOrphaned(entry.Descriptor);
     }
 
     private void Pend(DescriptorEntry entry)
@@ -217,7 +145,7 @@ public sealed class EventPortsBackend : IPollerBackend, IKernelWait, IOwnedRegis
         _pending[_pendingCount++] = entry;
     }
 
-    private int Collect(int count, Span<PollEvent> events)
+    private protected override int Translate(int count, Span<PollEvent> events)
     {
         int written = 0;
         for (int i = 0; i < count; i++)
@@ -225,13 +153,13 @@ public sealed class EventPortsBackend : IPollerBackend, IKernelWait, IOwnedRegis
             ref readonly var e = ref _buffer[i];
             if (e.Source != PortSource.Fd)
                 continue; // PORT_SOURCE_USER: our wake, or a stale one from a raced write
-            var entry = _core.Table.Resolve(e.User);
-            if (entry is null || entry.Orphaned)
+            var entry = Table.Resolve(e.User);
+            if (entry is null || entry.Closed)
                 continue; // the association of a registration that is gone or was replaced
             int m = e.Events;
-            if ((m & _bits.Nval) != 0 || entry.Owner is { IsClosed: true })
+            if ((m & _bits.Nval) != 0 || HandleClosed(entry))
             {
-                Orphan(entry); // closed without deregistering: stop watching, as epoll would
+                StopWatchingClosed(entry); // closed without deregistering: stop watching, as epoll would
                 continue;
             }
             bool input = (m & _bits.In) != 0, output = (m & _bits.Out) != 0, error = (m & _bits.Err) != 0;
@@ -239,9 +167,9 @@ public sealed class EventPortsBackend : IPollerBackend, IKernelWait, IOwnedRegis
             bool readHangup = _nativeReadHangup && (m & _bits.RdHup) != 0;
             var armed = entry.Armed;
             if (!_nativeReadHangup)
-                HangupDerivation.DeriveIfReadable(_core.Table.Os, entry, armed, input, ref hangup, ref readHangup);
+                HangupDerivation.DeriveIfReadable(Table.Os, entry, armed, input, ref hangup, ref readHangup);
             if (HangupDerivation.IsLoneHangup(input, output, error, hangup, readHangup))
-                HangupDerivation.ExplainLoneHangup(_core.Table.Os, entry.Descriptor, ref input, ref hangup);
+                HangupDerivation.ExplainLoneHangup(Table.Os, entry.Descriptor, ref input, ref hangup);
             var readiness = ReadinessRules.Normalize(armed, input, output, (m & _bits.Pri) != 0, error, hangup, readHangup);
             // The port dissociated the descriptor with this event. Oneshot leaves it so (native); level watches
             // it again before the next port_getn; edge re-associates only the directions not delivered.
@@ -256,15 +184,7 @@ public sealed class EventPortsBackend : IPollerBackend, IKernelWait, IOwnedRegis
         return written;
     }
 
-    /// <inheritdoc />
-    public void Wake() => _core.Wake(this);
+    private protected override void WriteWake() => _system.Send(_port, 0, DescriptorTable.WakeData);
 
-    void IKernelWait.WriteWake() => _system.Send(_port, 0, DescriptorTable.WakeData);
-
-    /// <summary>Closes the port; registered descriptors stay open (they are the caller's).</summary>
-    public void Dispose()
-    {
-        if (_core.BeginDispose())
-            _system.Close(_port);
-    }
+    private protected override void CloseKernel() => _system.Close(_port);
 }

@@ -10,7 +10,7 @@ internal struct KEvent
 {
     /// <summary>ident: the descriptor (or a user-chosen id for EVFILT_USER).</summary>
     public ulong Ident;
-    /// <summary>filter: EVFILT_READ, EVFILT_WRITE ... (numbers per OS: <see cref="KqueuePlatform"/>).</summary>
+    /// <summary>filter: EVFILT_READ, EVFILT_WRITE ... (numbers per OS: <see cref="KqueueProfile"/>).</summary>
     public short Filter;
     /// <summary>flags: EV_ADD, EV_EOF ... (<see cref="Kq"/>).</summary>
     public ushort Flags;
@@ -24,7 +24,7 @@ internal struct KEvent
 
 /// <summary>The kevent flag values: the same bits on FreeBSD 12+, macOS, NetBSD, OpenBSD 7, DragonFly and
 /// libkqueue (docs/research/kqueue-ports-constants.md has each OS's header). NOTE_OOB is not among them: its
-/// value differs per OS and lives in <see cref="KqueuePlatform.ExceptFlags"/>.</summary>
+/// value differs per OS and lives in <see cref="KqueueProfile.ExceptFlags"/>.</summary>
 internal static class Kq
 {
 #pragma warning disable CS1591 // the names are kqueue(2)'s
@@ -97,7 +97,7 @@ internal sealed record KeventLayout(string Name, int Size, int FilterOffset, boo
 internal interface IKqueueSystem
 {
     /// <summary>This system's filter numbers and layout.</summary>
-    KqueuePlatform Platform { get; }
+    KqueueProfile Profile { get; }
 
     /// <summary>The descriptor checks (fstat, getsockopt) with this system's numbers, and its errno values:
     /// <see cref="OsCalls.Native"/> on a real kqueue, the model's own on a model.</summary>

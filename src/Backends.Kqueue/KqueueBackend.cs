@@ -21,16 +21,13 @@ namespace IoMux.Backends.Kqueue;
 /// Control calls use EV_RECEIPT, so each change's error comes back on its own. The wake is EVFILT_USER where
 /// the OS has it (probed at start), a pipe otherwise.
 /// </summary>
-public sealed class KqueueBackend : IPollerBackend, IKernelWait, IOwnedRegistrations, ICoreBackend
+internal sealed class KqueueBackend : PollerBackend
 {
     private const ulong WakeIdent = 0x494F_4D55_58; // "IOMUX": EVFILT_USER idents are ours to choose
     private const int MaxBatch = 1024;             // the native layer converts batches on the stack
 
-    private readonly BackendCore _core = new();
-
-    BackendCore ICoreBackend.Core => _core;
     private readonly IKqueueSystem _system;
-    private readonly KqueuePlatform _os;
+    private readonly KqueueProfile _os;
     private readonly KernelErrnos _errnos;
     private int _kq;                             // the queue waited on and woken; replaced by a rebuild (CloseKeepsKnotes)
     private int _controlKq;                      // the queue changes go to: _kq, or the new queue while a rebuild fills it
@@ -42,6 +39,10 @@ public sealed class KqueueBackend : IPollerBackend, IKernelWait, IOwnedRegistrat
     private KEvent[] _buffer = [];
     private DescriptorEntry[] _batch = [];       // registrations seen in this batch, merged
     private Bits[] _bits = [];
+    // Per table slot (DescriptorEntry.Slot), kqueue's own bookkeeping: the directions the kernel holds a filter
+    // for, and where the slot's entry sits in _batch (valid only where _batch holds that entry, so never reset).
+    private Interest[] _inKernel = new Interest[16];
+    private int[] _batchIndex = new int[16];
 
     [Flags]
     private enum Bits : byte { In = 1, Out = 2, Pri = 4, ReadEof = 8, WriteEof = 16, Error = 32 }
@@ -53,12 +54,12 @@ public sealed class KqueueBackend : IPollerBackend, IKernelWait, IOwnedRegistrat
     }
 
     /// <summary>kqueue through <paramref name="system"/>: the real calls, or a model of them.</summary>
-    internal KqueueBackend(IKqueueSystem system)
+    internal KqueueBackend(IKqueueSystem system) : base(WaitLocking.Translate, probe: "kevent(EV_ADD)") // kqueue accepts regular files (always readable): refused first, like every backend
     {
         _system = system;
-        _os = system.Platform;
+        _os = system.Profile;
         _errnos = system.Os.Errnos;
-        _core.Table.Os = system.Os;
+        Table.Os = system.Os;
         _kq = _controlKq = system.Create();
         if (_kq < 0)
             throw new PosixException("kqueue", -_kq);
@@ -89,7 +90,7 @@ public sealed class KqueueBackend : IPollerBackend, IKernelWait, IOwnedRegistrat
     private KEvent[] WakePipeChange() => [new KEvent { Ident = (ulong)_pipe!.ReadEnd, Filter = _os.Read, Flags = EV_ADD | EV_RECEIPT, UData = DescriptorTable.WakeData }];
 
     /// <summary>The OS table the backend runs on (filters, layout).</summary>
-    internal KqueuePlatform Platform => _os;
+    internal KqueueProfile Profile => _os;
 
     /// <summary>Why this OS has no kqueue, or null when it has one.</summary>
     public static string? UnsupportedReason() =>
@@ -107,12 +108,6 @@ public sealed class KqueueBackend : IPollerBackend, IKernelWait, IOwnedRegistrat
 
     /// <summary>True when wakes use EVFILT_USER rather than a pipe.</summary>
     public bool UsesUserFilterWake => _userWake;
-
-    /// <inheritdoc />
-    public BackendCapabilities Capabilities { get; }
-
-    /// <inheritdoc />
-    public BackendCounters Counters => _core.Counters;
 
     /// <summary>Submits changes with EV_RECEIPT; returns the first errno a receipt reports, or 0. Receipts of
     /// EV_DELETE that say ENOENT, EBADF or ENOTCAPABLE (nothing to delete) are not errors.</summary>
@@ -146,23 +141,24 @@ public sealed class KqueueBackend : IPollerBackend, IKernelWait, IOwnedRegistrat
         ushort mode = entry.Mode switch { TriggerMode.Edge => EV_CLEAR, TriggerMode.Oneshot => EV_DISPATCH, _ => 0 };
         var wanted = delete ? Interest.None : entry.Interest;
         bool fresh = _os.ReAddNeedsFreshKnote && mode != EV_CLEAR;
-        Change(ref changes, ref count, entry, _os.Read, Interest.Readable, mode, 0, wanted, fresh);
-        Change(ref changes, ref count, entry, _os.Write, Interest.Writable, mode, 0, wanted, fresh);
+        var inKernel = InKernel(entry);
+        Change(ref changes, ref count, entry, inKernel, _os.Read, Interest.Readable, mode, 0, wanted, fresh);
+        Change(ref changes, ref count, entry, inKernel, _os.Write, Interest.Writable, mode, 0, wanted, fresh);
         if (_os.Except is { } except)
-            Change(ref changes, ref count, entry, except, Interest.Priority, mode, _os.ExceptFlags, wanted, fresh);
+            Change(ref changes, ref count, entry, inKernel, except, Interest.Priority, mode, _os.ExceptFlags, wanted, fresh);
         int errno = Control(changes[..count]);
-        entry.InKernel = errno == 0 ? wanted & (Interest.Readable | Interest.Writable | Interest.Priority) : entry.InKernel | wanted;
+        InKernel(entry) = errno == 0 ? wanted & (Interest.Readable | Interest.Writable | Interest.Priority) : InKernel(entry) | wanted;
         return errno;
 
-        static void Change(ref Span<KEvent> changes, ref int count, DescriptorEntry entry, short filter, Interest direction, ushort mode, uint fflags, Interest wanted, bool fresh)
+        static void Change(ref Span<KEvent> changes, ref int count, DescriptorEntry entry, Interest inKernel, short filter, Interest direction, ushort mode, uint fflags, Interest wanted, bool fresh)
         {
             bool add = (wanted & direction) != 0;
-            bool exists = (entry.InKernel & direction) != 0;
+            bool exists = (inKernel & direction) != 0;
             if (!add && !exists)
                 return; // never added: nothing to delete
             if (add && exists && fresh)
             {
-                // libkqueue cannot update a knote (KqueuePlatform.ReAddNeedsFreshKnote): a new one replaces it.
+                // libkqueue cannot update a knote (KqueueProfile.ReAddNeedsFreshKnote): a new one replaces it.
                 changes[count++] = new KEvent { Ident = (ulong)entry.Descriptor, Filter = filter, Flags = EV_RECEIPT | EV_DELETE };
             }
             changes[count++] = new KEvent
@@ -176,110 +172,80 @@ public sealed class KqueueBackend : IPollerBackend, IKernelWait, IOwnedRegistrat
         }
     }
 
-    private void RequireSupported(int fd, Interest interest)
+    private protected override void CheckInterest(int fd, Interest interest)
     {
         if ((interest & Interest.Priority) != 0 && _os.Except is null)
             throw new NotSupportedException($"fd {fd}: Interest.Priority needs a kqueue filter for out-of-band data, and {_os.Name} has none (no EVFILT_EXCEPT); see docs/SEMANTICS.md, row P1.");
     }
 
-    /// <inheritdoc />
-    public void Add(int fd, ulong token, Interest interest, TriggerMode mode)
+    /// <summary>The directions the kernel holds a filter for, of the entry in this table slot.</summary>
+    private ref Interest InKernel(DescriptorEntry entry)
     {
-        ArgumentOutOfRangeException.ThrowIfNegative(fd);
-        RequireSupported(fd, interest);
-        lock (_core.Gate)
+        if (entry.Slot >= _inKernel.Length)
         {
-            _core.ThrowIfDisposed(this);
-            // kqueue accepts regular files (always readable): refused first, like every backend.
-            var entry = _core.Table.AddChecked(fd, token, interest, mode, "kevent(EV_ADD)");
-            int errno = Submit(entry, delete: false);
-            if (errno != 0)
-            {
-                _core.Table.Remove(entry);
-                Submit(entry, delete: true);
-                throw new PosixException("kevent(EV_ADD)", errno, $"fd {fd}");
-            }
+            Array.Resize(ref _inKernel, Math.Max(entry.Slot + 1, _inKernel.Length * 2));
+            Array.Resize(ref _batchIndex, _inKernel.Length);
+        }
+        return ref _inKernel[entry.Slot];
+    }
+
+    private protected override void Watch(DescriptorEntry entry)
+    {
+        InKernel(entry) = Interest.None; // a new entry (its slot may have held another)
+        int errno = Submit(entry, delete: false);
+        if (errno != 0)
+        {
+            Submit(entry, delete: true);
+            throw new PosixException("kevent(EV_ADD)", errno, $"fd {entry.Descriptor}");
         }
     }
 
-    /// <inheritdoc />
-    public void Modify(int fd, ulong token, Interest interest, TriggerMode mode)
+    private protected override void Rewatch(DescriptorEntry entry, ulong token, Interest interest, TriggerMode mode)
     {
-        RequireSupported(fd, interest);
-        lock (_core.Gate)
-        {
-            _core.ThrowIfDisposed(this);
-            var entry = _core.Table.Get(fd);
-            // EV_ADD of an existing knote updates fflags and udata and re-enables it, but keeps the EV_CLEAR or
-            // EV_DISPATCH it was created with (FreeBSD kqueue_register copies those at creation only): a new
-            // mode needs new knotes.
-            if (mode != entry.Mode)
-                Submit(entry, delete: true);
-            _core.Table.Update(entry, token, interest, mode);
-            entry.Orphaned = false;
-            int errno = Submit(entry, delete: false);
-            if (errno != 0)
-                throw new PosixException("kevent(EV_ADD)", errno, $"fd {fd}");
-        }
+        // EV_ADD of an existing knote updates fflags and udata and re-enables it, but keeps the EV_CLEAR or
+        // EV_DISPATCH it was created with (FreeBSD kqueue_register copies those at creation only): a new
+        // mode needs new knotes.
+        if (mode != entry.Mode)
+            Submit(entry, delete: true);
+        Table.Update(entry, token, interest, mode);
+        int errno = Submit(entry, delete: false);
+        if (errno != 0)
+            throw new PosixException("kevent(EV_ADD)", errno, $"fd {entry.Descriptor}");
     }
 
-    /// <inheritdoc />
-    public void Delete(int fd)
+    /// <summary>close() removes a descriptor's knotes by itself; deleting after close reports EBADF or ENOENT, which
+    /// Control does not count as errors. A closed registration found on the wait path: close(2) removed the knotes
+    /// already (kqueue(2): "calling close() on a file descriptor will remove any kevents that reference the
+    /// descriptor"), unless the close is still deferred by another reference; delete what may be left.</summary>
+    private protected override void Unwatch(DescriptorEntry entry, Removal why)
     {
-        lock (_core.Gate)
-        {
-            _core.ThrowIfDisposed(this);
-            var entry = _core.Table.Get(fd);
-            _core.Table.Remove(entry);
-            // close() removes a descriptor's knotes by itself; deleting after close reports EBADF or
-            // ENOENT, which Control does not count as errors.
-            int errno = Submit(entry, delete: true);
-            if (errno != 0)
-                throw new PosixException("kevent(EV_DELETE)", errno, $"fd {fd}");
-        }
+        int errno = Submit(entry, delete: true);
+        if (errno != 0 && why != Removal.Closed)
+            throw new PosixException("kevent(EV_DELETE)", errno, $"fd {entry.Descriptor}");
     }
 
-    /// <inheritdoc />
-    public void Rearm(int fd, Interest directions)
+    private protected override string KernelCallName => "kevent";
+
+    /// <summary>Requested after a wait that saw a stale event, on a kqueue whose knotes outlive a close. A kernel kqueue
+    /// removes a descriptor's knotes at close(2). A user-space kqueue (libkqueue) cannot see the close: deleting the
+    /// knote of a descriptor closed before it was deregistered frees the knote, but its epoll entry (keyed by the
+    /// closed number, kept by a dup) cannot be removed; it keeps firing, libkqueue drops the event and kevent returns
+    /// nothing at once: every wait would spin. Two such rounds in a row: only a new queue drops it (as epoll's
+    /// rebuild). A rebuild re-adds the live registrations, so an edge registration may see its current readiness
+    /// once more (as after epoll's).</summary>
+    private protected override void PrepareWait()
     {
-        // EV_CLEAR is native edge mode: new readiness re-arms it by itself.
+        PrepareRequested = false;
+        if (++_staleRounds >= 2)
+            RebuildQueue();
     }
 
-    void IOwnedRegistrations.SetOwner(int fd, SafeHandle owner)
+    /// <summary>A stale event was seen in this wait: count it towards a rebuild where knotes outlive a close.</summary>
+    private void SawStale()
     {
-        lock (_core.Gate)
-            _core.Table.SetOwner(fd, owner);
-    }
-
-    /// <inheritdoc />
-    public int Wait(Span<PollEvent> events, TimeSpan timeout) => _core.Wait(this, events, timeout);
-
-    string IKernelWait.KernelCallName => "kevent";
-
-    void IKernelWait.BeforeWait()
-    {
-        if (_core.IsDisposed)
-            throw new ObjectDisposedException(nameof(KqueueBackend));
-        if (!_sawStale)
-        {
-            _staleRounds = 0;
-            return;
-        }
-        _sawStale = false;
-        // A kernel kqueue removes a descriptor's knotes at close(2). A user-space kqueue (libkqueue) cannot see the close:
-        // deleting the knote of a descriptor closed before it was deregistered frees the knote, but its epoll entry
-        // (keyed by the closed number, kept by a dup) cannot be removed; it keeps firing, libkqueue drops the event
-        // and kevent returns nothing at once: every wait would spin. Two such rounds in a row: only a new queue drops
-        // it (as epoll's rebuild). A rebuild re-adds the live registrations, so an edge registration may see its
-        // current readiness once more (as after epoll's).
-        if (_os.CloseKeepsKnotes && ++_staleRounds >= 2)
-        {
-            lock (_core.Gate)
-            {
-                _core.ThrowIfDisposed(this);
-                RebuildQueue();
-            }
-        }
+        _sawStale = true;
+        if (_os.CloseKeepsKnotes)
+            PrepareRequested = true;
     }
 
     /// <summary>Replaces the queue with a new one holding the wake and the live registrations only. The new queue is
@@ -296,21 +262,20 @@ public sealed class KqueueBackend : IPollerBackend, IKernelWait, IOwnedRegistrat
             ? Control([new KEvent { Ident = WakeIdent, Filter = _os.User!.Value, Flags = EV_ADD | EV_CLEAR | EV_RECEIPT }])
             : Control(WakePipeChange());
         var carried = new List<(DescriptorEntry Entry, Interest InKernel)>();
-        foreach (var entry in _core.Table.Live)
+        foreach (var entry in Table.Live)
         {
             if (rc != 0)
                 break;
-            if (entry.Orphaned || entry.Interest == Interest.None)
+            if (entry.Closed || entry.Interest == Interest.None)
                 continue;
-            carried.Add((entry, entry.InKernel));
-            entry.InKernel = Interest.None; // nothing of it is in the new queue yet
+            carried.Add((entry, InKernel(entry)));
+            InKernel(entry) = Interest.None; // nothing of it is in the new queue yet
             int errno = Submit(entry, delete: false);
             if (errno == _errnos.Ebadf)
             {
                 // A raw descriptor closed while registered (the misuse that left the stale knote, or another):
                 // it cannot be watched any more; never report it again, as every backend does.
-                entry.Orphaned = true;
-                _core.Counters.OnOrphaned(entry.Descriptor);
+                StopWatchingClosed(entry);
                 continue;
             }
             rc = errno;
@@ -321,22 +286,25 @@ public sealed class KqueueBackend : IPollerBackend, IKernelWait, IOwnedRegistrat
         {
             // Could not carry everything over: keep the old queue (nothing lost) and try again at the next stale round.
             foreach (var (entry, inKernel) in carried)
-                entry.InKernel = inKernel;
+                InKernel(entry) = inKernel;
             _controlKq = old;
             _system.Close(fresh);
             return;
         }
         Volatile.Write(ref _kq, fresh);
-        _core.WaitForWakers(); // a waker that read the old number before the write has written by now
+        WaitForWakers(); // a waker that read the old number before the write has written by now
         _system.Close(old);
         _staleRounds = 0;
-        _core.Counters.OnKernelSetRebuilt();
+        Counters.OnKernelSetRebuilt();
         // A wake requested meanwhile is not lost: the waiter is not asleep (this runs before its wait), so the wake
         // gate holds the request and the coming wait does not sleep.
     }
 
-    int IKernelWait.KernelWait(int capacity, TimeSpan slice, out int errno)
+    private protected override int KernelWait(int capacity, TimeSpan slice, out int errno)
     {
+        if (!_sawStale)
+            _staleRounds = 0; // the stale rounds counted by PrepareWait must follow each other
+        _sawStale = false;
         capacity = Math.Min(capacity, MaxBatch);
         if (_buffer.Length < capacity)
         {
@@ -352,17 +320,11 @@ public sealed class KqueueBackend : IPollerBackend, IKernelWait, IOwnedRegistrat
         // src/common/kevent.c returns the 0 events): a wait that ends early with nothing is that stale entry firing.
         if (n == 0 && _os.CloseKeepsKnotes && slice > TimeSpan.Zero
             && (slice == Timeout.InfiniteTimeSpan || Stopwatch.GetElapsedTime(start) < slice / 2))
-            _sawStale = true;
+            SawStale();
         return Math.Max(n, 0);
     }
 
-    int IKernelWait.Translate(int count, Span<PollEvent> events)
-    {
-        lock (_core.Gate)
-            return Collect(count, events);
-    }
-
-    private int Collect(int count, Span<PollEvent> events)
+    private protected override int Translate(int count, Span<PollEvent> events)
     {
         int seen = 0;
         for (int i = 0; i < count; i++)
@@ -375,26 +337,29 @@ public sealed class KqueueBackend : IPollerBackend, IKernelWait, IOwnedRegistrat
             }
             if ((e.Flags & EV_ERROR) != 0)
                 continue; // a sibling disable for a descriptor closed meanwhile: nothing to tell
-            var entry = _core.Table.Resolve(e.UData);
+            var entry = Table.Resolve(e.UData);
             if (entry is null)
             {
-                _sawStale = true; // deleted during the wait, or (CloseKeepsKnotes) a knote that outlived its number
+                SawStale(); // deleted during the wait, or (CloseKeepsKnotes) a knote that outlived its number
                 continue;
             }
-            if (entry.Orphaned || entry.Armed == Interest.None)
+            if (entry.Closed || entry.Armed == Interest.None)
                 continue; // replaced, or a oneshot that already reported
-            if (entry.Owner is { IsClosed: true })
+            if (HandleClosed(entry))
             {
-                Orphan(entry);
+                StopWatchingClosed(entry);
                 continue;
             }
-            int k = entry.Index >= 0 && entry.Index < seen && ReferenceEquals(_batch[entry.Index], entry) ? entry.Index : -1;
+            InKernel(entry); // _batchIndex covers the slot
+            int k = _batchIndex[entry.Slot];
+            if (k >= seen || !ReferenceEquals(_batch[k], entry))
+                k = -1;
             if (k < 0)
             {
                 k = seen++;
                 _batch[k] = entry;
                 _bits[k] = 0;
-                entry.Index = k;
+                _batchIndex[entry.Slot] = k;
             }
             bool eof = (e.Flags & EV_EOF) != 0;
             if (e.Filter == _os.Read) _bits[k] |= Bits.In | (eof ? Bits.ReadEof : 0);
@@ -407,7 +372,6 @@ public sealed class KqueueBackend : IPollerBackend, IKernelWait, IOwnedRegistrat
         for (int k = 0; k < seen; k++)
         {
             var entry = _batch[k];
-            entry.Index = -1;
             var b = _bits[k];
             bool readEof = (b & Bits.ReadEof) != 0;
             // A pipe's read side at EOF has lost its writer for good; a socket is hung up when both of its
@@ -427,16 +391,6 @@ public sealed class KqueueBackend : IPollerBackend, IKernelWait, IOwnedRegistrat
         return written;
     }
 
-    /// <summary>The registered handle was closed: close(2) removed the knotes already (kqueue(2): "calling
-    /// close() on a file descriptor will remove any kevents that reference the descriptor"), unless the close
-    /// is still deferred by another reference; delete what may be left and never report it again.</summary>
-    private void Orphan(DescriptorEntry entry)
-    {
-        entry.Orphaned = true;
-        Submit(entry, delete: true);
-        _core.Counters.OnOrphaned(entry.Descriptor);
-    }
-
     /// <summary>A oneshot registration reported: disable all its filters now (the one that fired is disabled
     /// by EV_DISPATCH already; the others would fire later). Errors do not matter: a filter that is gone
     /// cannot fire either.</summary>
@@ -444,9 +398,10 @@ public sealed class KqueueBackend : IPollerBackend, IKernelWait, IOwnedRegistrat
     {
         Span<KEvent> changes = stackalloc KEvent[3];
         int count = 0;
-        if ((entry.InKernel & Interest.Readable) != 0) changes[count++] = Disable(entry, _os.Read);
-        if ((entry.InKernel & Interest.Writable) != 0) changes[count++] = Disable(entry, _os.Write);
-        if ((entry.InKernel & Interest.Priority) != 0 && _os.Except is { } except) changes[count++] = Disable(entry, except);
+        var inKernel = InKernel(entry);
+        if ((inKernel & Interest.Readable) != 0) changes[count++] = Disable(entry, _os.Read);
+        if ((inKernel & Interest.Writable) != 0) changes[count++] = Disable(entry, _os.Write);
+        if ((inKernel & Interest.Priority) != 0 && _os.Except is { } except) changes[count++] = Disable(entry, except);
         if (count > 0)
             _system.Kevent(_controlKq, changes[..count], [], TimeSpan.Zero);
 
@@ -454,10 +409,7 @@ public sealed class KqueueBackend : IPollerBackend, IKernelWait, IOwnedRegistrat
             new() { Ident = (ulong)entry.Descriptor, Filter = filter, Flags = EV_DISABLE, UData = entry.KernelData };
     }
 
-    /// <inheritdoc />
-    public void Wake() => _core.Wake(this);
-
-    void IKernelWait.WriteWake()
+    private protected override void WriteWake()
     {
         if (_userWake)
             _system.Kevent(Volatile.Read(ref _kq), [new KEvent { Ident = WakeIdent, Filter = _os.User!.Value, FFlags = NOTE_TRIGGER }], [], TimeSpan.Zero);
@@ -465,11 +417,8 @@ public sealed class KqueueBackend : IPollerBackend, IKernelWait, IOwnedRegistrat
             _pipe?.Write();
     }
 
-    /// <summary>Closes the queue (and the wake pipe); registered descriptors stay open (they are the caller's).</summary>
-    public void Dispose()
+    private protected override void CloseKernel()
     {
-        if (!_core.BeginDispose())
-            return;
         _system.Close(_kq);
         _pipe?.Dispose();
     }

@@ -30,10 +30,10 @@ internal sealed unsafe partial class NativeKqueue : IKqueueSystem
     private readonly delegate* unmanaged<int> _libKqueue;
     private readonly delegate* unmanaged<int, byte*, int, byte*, int, Timespec*, int> _libKevent;
 
-    private NativeKqueue(KqueuePlatform platform, nint library)
+    private NativeKqueue(KqueueProfile platform, nint library)
     {
         _layout = platform.Layout;
-        Platform = platform;
+        Profile = platform;
         if (library != 0)
         {
             _libKqueue = (delegate* unmanaged<int>)NativeLibrary.GetExport(library, "kqueue");
@@ -47,22 +47,22 @@ internal sealed unsafe partial class NativeKqueue : IKqueueSystem
         switch (IoMux.Interop.Platform.Flavor)
         {
             case UnixFlavor.FreeBSD:
-                return new NativeKqueue(Environment.OSVersion.Version.Major >= 15 ? KqueuePlatform.FreeBsd15 : KqueuePlatform.FreeBsd14, 0);
+                return new NativeKqueue(Environment.OSVersion.Version.Major >= 15 ? KqueueProfile.FreeBsd15 : KqueueProfile.FreeBsd14, 0);
             case UnixFlavor.MacOS:
-                return new NativeKqueue(KqueuePlatform.MacOS, 0);
+                return new NativeKqueue(KqueueProfile.MacOS, 0);
             case UnixFlavor.NetBSD:
-                return new NativeKqueue(KqueuePlatform.NetBsd, 0);
+                return new NativeKqueue(KqueueProfile.NetBsd, 0);
             case UnixFlavor.OpenBSD:
-                return new NativeKqueue(KqueuePlatform.OpenBsd, 0); // EVFILT_USER is probed: 7.7 and older fall back to a pipe
+                return new NativeKqueue(KqueueProfile.OpenBsd, 0); // EVFILT_USER is probed: 7.7 and older fall back to a pipe
             case UnixFlavor.DragonFly:
-                return new NativeKqueue(KqueuePlatform.DragonFly, 0);
+                return new NativeKqueue(KqueueProfile.DragonFly, 0);
         }
         if (Environment.GetEnvironmentVariable(LibraryVariable) is { Length: > 0 } path && !IoMux.Interop.Platform.IsSetuid)
-            return new NativeKqueue(KqueuePlatform.LibKqueue, NativeLibrary.Load(path));
+            return new NativeKqueue(KqueueProfile.LibKqueue, NativeLibrary.Load(path));
         return null;
     }
 
-    public KqueuePlatform Platform { get; }
+    public KqueueProfile Profile { get; }
 
     public OsCalls Os => OsCalls.Native;
 
@@ -106,7 +106,7 @@ internal sealed unsafe partial class NativeKqueue : IKqueueSystem
         }
         else
         {
-            n = Platform.PositiveFilters // NetBSD
+            n = Profile.PositiveFilters // NetBSD
                 ? kevent50(kq, changeBuffer, (nuint)changes.Length, eventBuffer, (nuint)events.Length, tp)
                 : kevent(kq, changeBuffer, changes.Length, eventBuffer, events.Length, tp);
             if (n < 0)

@@ -8,7 +8,7 @@ namespace IoMux.Backends.Poll;
 /// <see cref="PollSetBackend"/>. Read hangup is POLLRDHUP where the OS has it (Linux, illumos) and derived
 /// elsewhere. Cost per wait is linear in the number of registrations, which is why it is a fallback.
 /// </summary>
-public sealed unsafe class PollBackend : PollSetBackend
+internal sealed unsafe class PollBackend : PollSetBackend
 {
     private readonly bool _nativeReadHangup;
     private PollFd[] _set = GC.AllocateUninitializedArray<PollFd>(17, pinned: true);
@@ -19,7 +19,7 @@ public sealed unsafe class PollBackend : PollSetBackend
 
     /// <summary>Creates the backend; <paramref name="useNativeReadHangup"/> false derives read hangup as on
     /// systems without POLLRDHUP, so that path can be tested on Linux.</summary>
-    public PollBackend(bool useNativeReadHangup)
+    public PollBackend(bool useNativeReadHangup) : base("poll")
     {
         if (OperatingSystem.IsWindows())
             throw new PlatformNotSupportedException("poll(2) needs a POSIX system.");
@@ -28,9 +28,6 @@ public sealed unsafe class PollBackend : PollSetBackend
             NativeEdge: false, NativeOneshot: false, NativeReadHangup: _nativeReadHangup,
             TimeoutResolution: TimeSpan.FromMilliseconds(1), MaxDescriptor: int.MaxValue);
     }
-
-    /// <inheritdoc />
-    public override BackendCapabilities Capabilities { get; }
 
     private protected override bool DerivesReadHangup => !_nativeReadHangup;
 
@@ -51,7 +48,7 @@ public sealed unsafe class PollBackend : PollSetBackend
         _setCount = watched.Length + 1;
     }
 
-    private protected override int KernelWait(TimeSpan slice)
+    private protected override int KernelSetWait(TimeSpan slice)
     {
         fixed (PollFd* set = _set)
             return poll(set, (nuint)_setCount, WaitDeadline.ToMillisecondsRoundedUp(slice));

@@ -9,7 +9,7 @@ namespace IoMux.Backends.Poll;
 /// of FD_SETSIZE bits: a descriptor at or above it is refused at registration, because FD_SET on it would
 /// write past the bitmap.
 /// </summary>
-public sealed unsafe class SelectBackend : PollSetBackend
+internal sealed unsafe class SelectBackend : PollSetBackend
 {
     private const int BitsPerWord = 64;
     private readonly int _words = FD_SETSIZE / BitsPerWord;
@@ -19,7 +19,7 @@ public sealed unsafe class SelectBackend : PollSetBackend
     private DescriptorEntry[] _watched = [];
 
     /// <summary>Creates the backend.</summary>
-    public SelectBackend()
+    public SelectBackend() : base("select")
     {
         if (OperatingSystem.IsWindows())
             throw new PlatformNotSupportedException("select(2) here means the POSIX one.");
@@ -35,12 +35,9 @@ public sealed unsafe class SelectBackend : PollSetBackend
             TimeoutResolution: TimeSpan.FromTicks(10), MaxDescriptor: FD_SETSIZE - 1);
     }
 
-    /// <inheritdoc />
-    public override BackendCapabilities Capabilities { get; }
-
     private protected override bool DerivesReadHangup => true;
 
-    private protected override void CheckDescriptor(int fd)
+    private protected override void CheckInterest(int fd, Interest interest)
     {
         if (fd >= FD_SETSIZE)
             throw new DescriptorOutOfRangeException(fd, FD_SETSIZE - 1, "select");
@@ -68,7 +65,7 @@ public sealed unsafe class SelectBackend : PollSetBackend
 
     private bool IsSet(int set, int fd) => (_results[set * _words + fd / BitsPerWord] & (1UL << (fd % BitsPerWord))) != 0;
 
-    private protected override int KernelWait(TimeSpan slice)
+    private protected override int KernelSetWait(TimeSpan slice)
     {
         // select() overwrites its sets, so each call gets fresh copies; only the words up to the highest
         // descriptor matter.

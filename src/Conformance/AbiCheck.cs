@@ -129,13 +129,13 @@ public static class AbiCheck
         return rows;
     }
 
-    private static KqueuePlatform? KqueueTable(UnixFlavor os) => os switch
+    private static KqueueProfile? KqueueTable(UnixFlavor os) => os switch
     {
-        UnixFlavor.FreeBSD => Environment.OSVersion.Version.Major >= 15 ? KqueuePlatform.FreeBsd15 : KqueuePlatform.FreeBsd14, // as NativeKqueue picks
-        UnixFlavor.MacOS => KqueuePlatform.MacOS,
-        UnixFlavor.NetBSD => KqueuePlatform.NetBsd,
-        UnixFlavor.OpenBSD => KqueuePlatform.OpenBsd,
-        UnixFlavor.DragonFly => KqueuePlatform.DragonFly,
+        UnixFlavor.FreeBSD => Environment.OSVersion.Version.Major >= 15 ? KqueueProfile.FreeBsd15 : KqueueProfile.FreeBsd14, // as NativeKqueue picks
+        UnixFlavor.MacOS => KqueueProfile.MacOS,
+        UnixFlavor.NetBSD => KqueueProfile.NetBsd,
+        UnixFlavor.OpenBSD => KqueueProfile.OpenBsd,
+        UnixFlavor.DragonFly => KqueueProfile.DragonFly,
         _ => null,
     };
 

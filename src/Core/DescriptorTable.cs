@@ -27,20 +27,19 @@ internal sealed class DescriptorEntry
     internal DescriptorKind Kind { get; set; }
     /// <summary>For stream sockets and pipes a zero-byte readable probe means end of stream.</summary>
     internal bool CanDeriveEndOfStream { get; set; }
-    /// <summary>Backend-private position (e.g. index in a pollfd array).</summary>
-    public int Index { get; set; } = -1;
     internal int Slot { get; }
     internal uint Generation { get; }
     internal bool Removed { get; set; }
-    /// <summary>Backend-private: the directions the kernel currently holds a filter for (kqueue).</summary>
-    internal Interest InKernel { get; set; }
     /// <summary>The handle the caller registered, or null for a raw descriptor. It is not pinned (a pinned
     /// <c>SafeSocketHandle</c> makes <c>Socket.Dispose</c> spin forever), so the wait path checks
     /// <see cref="SafeHandle.IsClosed"/> instead: events of a closed handle never reach the caller.</summary>
-    internal SafeHandle? Owner { get; set; }
-    /// <summary>The owner was closed while registered: the backend stopped watching the descriptor and keeps
-    /// the entry only until the caller deregisters it (which then makes no kernel call).</summary>
-    internal bool Orphaned { get; set; }
+    internal SafeHandle? Owner { get; init; }
+    /// <summary>The descriptor was closed while registered (<see cref="PollerBackend.StopWatchingClosed(DescriptorEntry)"/>):
+    /// the backend stopped watching it and keeps the entry only until the caller deregisters it.</summary>
+    internal bool Closed { get; set; }
+    /// <summary>The <see cref="Poller"/>'s registration object for this entry (null when a backend is used directly):
+    /// the one map from descriptor to registration, so the poller keeps none of its own.</summary>
+    internal Registration? Registration { get; set; }
 
     /// <summary>After an event was reported: oneshot disarms every direction, edge the reported ones (they
     /// come back through <see cref="DescriptorTable.TryRearm"/> when the consumer hits would-block); level
@@ -66,27 +65,6 @@ internal sealed class DescriptorEntry
     public ulong KernelData => ((ulong)Generation << 32) | (uint)Slot;
 }
 
-/// <summary>What the wait path needs of one slot, kept in one contiguous array so that translating a batch of
-/// kernel events touches no per-registration object (measured: the object hop cost several ns per event).</summary>
-internal struct SlotState
-{
-    /// <summary>The token to report.</summary>
-    public ulong Token;
-    /// <summary>Matches the upper half of the kernel data while the slot's entry is live.</summary>
-    public uint Generation;
-    /// <summary>What the registration watches.</summary>
-    public Interest Interest;
-    /// <summary>False once the entry was removed.</summary>
-    public bool Live;
-    /// <summary>The descriptor number (for the rare checks the wait path makes on one descriptor).</summary>
-    public int Descriptor;
-    /// <summary>The registered handle, or null for a raw descriptor (see <see cref="DescriptorEntry.Owner"/>).</summary>
-    public SafeHandle? Owner;
-
-    /// <summary>True when the registered handle was closed: the event must not reach the caller.</summary>
-    public readonly bool IsOrphaned => Owner is { IsClosed: true };
-}
-
 /// <summary>
 /// The registrations of one backend: descriptor → entry for the control calls, and kernel data → entry for
 /// the wait, with generation-checked slots. Not thread-safe: the backend holds its own lock around
@@ -99,7 +77,6 @@ internal sealed class DescriptorTable
 
     private readonly Dictionary<int, DescriptorEntry> _byDescriptor = new();
     private DescriptorEntry?[] _slots = new DescriptorEntry?[16];
-    private SlotState[] _states = new SlotState[16];
     // Free slots, a stack in an array: Stack<int> is JIT-compiled at start (ReadyToRun cannot precompile an
     // instantiation of another version bubble's generic over a value type), and a socket-activated proxy's client
     // waits for its start-up.
@@ -116,7 +93,7 @@ internal sealed class DescriptorTable
 
     /// <summary>Adds an entry with every interest armed.</summary>
     /// <exception cref="AlreadyRegisteredException">Already present.</exception>
-    public DescriptorEntry Add(int fd, ulong token, Interest interest, TriggerMode mode)
+    public DescriptorEntry Add(int fd, ulong token, Interest interest, TriggerMode mode, SafeHandle? owner = null)
     {
         if (_byDescriptor.ContainsKey(fd))
             throw new AlreadyRegisteredException(fd);
@@ -129,15 +106,12 @@ internal sealed class DescriptorTable
             {
                 var grown = new DescriptorEntry?[_slots.Length * 2];
                 Array.Copy(_slots, grown, _slots.Length);
-                var grownStates = new SlotState[grown.Length];
-                Array.Copy(_states, grownStates, _states.Length);
                 Volatile.Write(ref _slots, grown);
-                Volatile.Write(ref _states, grownStates);
             }
             slot = _highWater++;
         }
         if (++_generation == uint.MaxValue) _generation = 1;
-        var entry = new DescriptorEntry(fd, slot, _generation);
+        var entry = new DescriptorEntry(fd, slot, _generation) { Owner = owner };
         _slots[slot] = entry;
         Update(entry, token, interest, mode);
         _byDescriptor.Add(fd, entry);
@@ -152,12 +126,12 @@ internal sealed class DescriptorTable
     /// select, event ports): it must be open (EBADF otherwise) and waitable (regular files and directories
     /// are refused as on epoll), and its kind decides whether a hangup can be derived for it.</summary>
     /// <exception cref="AlreadyRegisteredException">Already present.</exception>
-    public DescriptorEntry AddChecked(int fd, ulong token, Interest interest, TriggerMode mode, string operation)
+    public DescriptorEntry AddChecked(int fd, ulong token, Interest interest, TriggerMode mode, SafeHandle? owner, string operation)
     {
         if (Find(fd) is not null)
             throw new AlreadyRegisteredException(fd);
         var kind = DescriptorProbe.RequireWaitable(Os, fd, operation);
-        var entry = Add(fd, token, interest, mode);
+        var entry = Add(fd, token, interest, mode, owner);
         entry.Kind = kind;
         entry.CanDeriveEndOfStream = HangupDerivation.CanDerive(Os, fd, kind);
         return entry;
@@ -184,26 +158,6 @@ internal sealed class DescriptorTable
         entry.Interest = interest;
         entry.Mode = mode;
         entry.Armed = interest;
-        _states[entry.Slot] = new SlotState { Token = token, Generation = entry.Generation, Interest = interest, Live = true, Descriptor = entry.Descriptor, Owner = entry.Owner };
-    }
-
-    /// <summary>Records the handle that owns <paramref name="fd"/>'s registration (see <see cref="DescriptorEntry.Owner"/>).</summary>
-    public void SetOwner(int fd, SafeHandle owner)
-    {
-        if (Find(fd) is not { } entry)
-            return;
-        entry.Owner = owner;
-        _states[entry.Slot].Owner = owner;
-    }
-
-    /// <summary>The entries whose registered handle was closed, found by the wait path and not yet dealt with.</summary>
-    public List<DescriptorEntry> Orphans { get; } = [];
-
-    /// <summary>Wait path: the entry's handle is closed; remember it for the backend to stop watching it.</summary>
-    public void NoteOrphan(DescriptorEntry entry)
-    {
-        if (!entry.Orphaned && !entry.Removed && !Orphans.Contains(entry))
-            Orphans.Add(entry);
     }
 
     /// <summary>The entry for <paramref name="fd"/>.</summary>
@@ -220,8 +174,6 @@ internal sealed class DescriptorTable
         entry.Removed = true;
         _byDescriptor.Remove(entry.Descriptor);
         _slots[entry.Slot] = null;
-        _states[entry.Slot].Live = false;
-        _states[entry.Slot].Owner = null;
         if (_freeCount == _free.Length)
         {
             var grown = new int[_free.Length * 2];
@@ -233,25 +185,6 @@ internal sealed class DescriptorTable
 
     /// <summary>The live entry that <paramref name="kernelData"/> names, or null when it is stale.</summary>
     public DescriptorEntry? Resolve(ulong kernelData) => Resolve(Slots, kernelData);
-
-    /// <summary>The slot states as they are now, for translating a whole batch of kernel events with one
-    /// volatile read. Use <see cref="LiveState"/> on it.</summary>
-    public SlotState[] States => Volatile.Read(ref _states);
-
-    /// <summary>The live state that <paramref name="kernelData"/> names, or a null reference when it is stale
-    /// (test with <c>Unsafe.IsNullRef</c>). A reference, not a copy: this runs once per kernel event.</summary>
-    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-    public static ref readonly SlotState LiveState(SlotState[] states, ulong kernelData)
-    {
-        uint slot = (uint)kernelData;
-        if (slot < (uint)states.Length)
-        {
-            ref readonly var state = ref states[slot];
-            if (state.Live && state.Generation == (uint)(kernelData >> 32))
-                return ref state;
-        }
-        return ref System.Runtime.CompilerServices.Unsafe.NullRef<SlotState>();
-    }
 
     /// <summary>The slot array as it is now, to resolve a whole batch of events with one volatile read.</summary>
     public DescriptorEntry?[] Slots => Volatile.Read(ref _slots);

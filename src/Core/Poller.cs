@@ -3,10 +3,11 @@ using System.Runtime.InteropServices;
 namespace IoMux;
 
 /// <summary>
-/// Waits on many descriptors at once through one <see cref="IPollerBackend"/>, with the semantics of
+/// Waits on many descriptors at once through one backend (chosen by <c>PollerFactory</c>), with the semantics of
 /// docs/SEMANTICS.md on every backend. The poller adds what backends should not each re-implement:
-/// registration objects that hold a <see cref="SafeHandle"/> (so a descriptor number cannot be closed and
-/// reused under a live registration), the one-waiter rule and safe disposal while another thread waits.
+/// registration objects for <see cref="SafeHandle"/>s (a closed handle's number is never reported, even when
+/// reused), the one-waiter rule and safe disposal while another thread waits. The registrations themselves live in
+/// the backend's one table (with the lock that guards it): the poller keeps no map of its own.
 /// Events of a deregistered or replaced registration are dropped by the backends themselves
 /// (<see cref="DescriptorTable"/> tags kernel registrations with a generation), so a wait passes the
 /// backend's events through untouched: one pass over the events, not two.
@@ -16,13 +17,11 @@ public sealed class Poller : IDisposable
 {
     private const int Idle = 0, Waiting = 1, Disposed = 2, DisposedWhileWaiting = 3;
 
-    private readonly IPollerBackend _backend;
-    private readonly object _gate = new();
-    private readonly Dictionary<int, Registration> _byDescriptor = new();
+    private readonly PollerBackend _backend;
     private int _state;
 
     /// <summary>Wraps <paramref name="backend"/>; the poller owns it from now on and disposes it.</summary>
-    public Poller(IPollerBackend backend)
+    internal Poller(PollerBackend backend)
     {
         _backend = backend ?? throw new ArgumentNullException(nameof(backend));
         if (SpinFromEnvironment() is { } spin)
@@ -36,10 +35,10 @@ public sealed class Poller : IDisposable
     public BackendCounters Counters => _backend.Counters;
 
     /// <summary>The backend's own descriptor when it can be polled by another poller (epoll), else -1.</summary>
-    internal int PollDescriptor => _backend is IPollableBackend pollable ? pollable.PollDescriptor : -1;
+    internal int PollDescriptor => _backend.PollDescriptor;
 
     /// <summary>How many registrations are live.</summary>
-    public int RegistrationCount { get { lock (_gate) return _byDescriptor.Count; } }
+    public int RegistrationCount => _backend.Count;
 
     /// <summary>Registers a descriptor owned by <paramref name="handle"/>. The handle is referenced only while a
     /// registration call runs, never in between, so disposing it (a <see cref="System.Net.Sockets.Socket"/>
@@ -96,71 +95,37 @@ public sealed class Poller : IDisposable
     private Registration RegisterCore(int fd, ulong token, Interest interest, TriggerMode mode, SafeHandle? handle)
     {
         ValidateMode(mode);
-        lock (_gate)
-        {
-            ThrowIfDisposed();
-            if (_byDescriptor.TryGetValue(fd, out var existing))
-            {
-                if (!existing.HandleClosed)
-                    throw new AlreadyRegisteredException(fd);
-                // The earlier registration's handle was closed and the number now names another file: retire
-                // it (the backend's deletion finds nothing of the new file to remove) and register the new one.
-                _backend.Delete(fd);
-                Retire(existing);
-            }
-            var registration = new Registration(this, fd, token, interest, mode, handle, pinned: false);
-            _backend.Add(fd, token, interest, mode);
-            if (handle is not null && _backend is IOwnedRegistrations owned)
-                owned.SetOwner(fd, handle);
-            else if (handle is not null)
-                registration.Pin(); // a backend that cannot check handles on its wait path
-            _byDescriptor.Add(fd, registration);
-            return registration;
-        }
+        ThrowIfDisposed();
+        var registration = new Registration(this, fd, token, interest, mode, handle);
+        _backend.Add(fd, token, interest, mode, handle, registration);
+        return registration;
     }
 
     internal void Modify(Registration registration, Interest interest, TriggerMode mode)
     {
         ValidateMode(mode);
-        lock (_gate)
+        ThrowIfDisposed();
+        bool entered = registration.Enter(); // ObjectDisposedException once the registered handle is closed
+        try
         {
-            ThrowIfDisposed();
-            if (!registration.IsActive)
-                throw new ObjectDisposedException(nameof(Registration), $"The registration of descriptor {registration.Descriptor} was disposed.");
-            bool entered = registration.Enter(); // ObjectDisposedException once the registered handle is closed
-            try
-            {
-                _backend.Modify(registration.Descriptor, registration.Token, interest, mode);
-                registration.Update(interest, mode);
-            }
-            finally
-            {
-                registration.Exit(entered);
-            }
+            _backend.Modify(registration, interest, mode);
+        }
+        finally
+        {
+            registration.Exit(entered);
         }
     }
 
     internal void Deregister(Registration registration, bool closing)
     {
-        lock (_gate)
-        {
-            if (!registration.IsActive)
-                return;
-            if (_state < Disposed)
-            {
-                if (closing)
-                    _backend.Forget(registration.Descriptor); // the caller closes it next: the close may do the removal
-                else
-                    _backend.Delete(registration.Descriptor); // before the handle can release the number
-            }
-            Retire(registration);
-        }
+        if (registration.IsActive)
+            _backend.Delete(registration, closing);
     }
 
     internal void Rearm(Registration registration, Interest directions)
     {
         if (registration.IsActive && _state < Disposed)
-            _backend.Rearm(registration.Descriptor, directions);
+            _backend.NotifyWouldBlock(registration.Descriptor, directions);
     }
 
     /// <summary>Waits forever for readiness or a <see cref="Wake"/>; see <see cref="Wait(Span{PollEvent}, TimeSpan)"/>.</summary>
@@ -212,7 +177,7 @@ public sealed class Poller : IDisposable
     /// busy polling do. The budget is an upper bound: each spin that finds nothing halves the next one, a hit
     /// restores it, and a wait that timed out (an idle loop) does not spin at all. The environment variable
     /// <c>IOMUX_SPIN_US</c> (microseconds) sets the initial value. <see cref="BackendCounters.Spins"/> and
-    /// <see cref="BackendCounters.SpinHits"/> tell how it pays. Backends not built on IoMux's shared core ignore it.
+    /// <see cref="BackendCounters.SpinHits"/> tell how it pays.
     /// </summary>
     /// <exception cref="ArgumentOutOfRangeException">Negative, or longer than one second.</exception>
     public TimeSpan SpinBeforeSleep
@@ -223,8 +188,7 @@ public sealed class Poller : IDisposable
             if (value < TimeSpan.Zero || value > TimeSpan.FromSeconds(1))
                 throw new ArgumentOutOfRangeException(nameof(value), value, "A spin budget is between zero (off) and one second.");
             _spin = value;
-            if (_backend is ICoreBackend core)
-                core.Core.SpinTicks = (long)(value.Ticks * (System.Diagnostics.Stopwatch.Frequency / (double)TimeSpan.TicksPerSecond));
+            _backend.SpinTicks = (long)(value.Ticks * (System.Diagnostics.Stopwatch.Frequency / (double)TimeSpan.TicksPerSecond));
         }
     }
 
@@ -280,21 +244,9 @@ public sealed class Poller : IDisposable
         }
     }
 
-    private void Teardown()
-    {
-        lock (_gate)
-        {
-            foreach (var registration in _byDescriptor.Values.ToArray())
-                Retire(registration);
-        }
-        _backend.Dispose(); // closing the kernel object drops every remaining kernel registration
-    }
-
-    private void Retire(Registration registration)
-    {
-        _byDescriptor.Remove(registration.Descriptor);
-        registration.Retire();
-    }
+    /// <summary>Disposing the backend retires every registration and closes the kernel object, which drops every
+    /// remaining kernel registration.</summary>
+    private void Teardown() => _backend.Dispose();
 
     private void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(_state >= Disposed, this);
 

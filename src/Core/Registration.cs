@@ -36,28 +36,14 @@ public sealed unsafe class Registration : IDisposable
     private readonly SafeHandle? _handle;
     private volatile bool _active = true;
     private bool _needsRearm;
-    private bool _pinned;
 
-    internal Registration(Poller poller, int fd, ulong token, Interest interest, TriggerMode mode, SafeHandle? handle, bool pinned)
+    internal Registration(Poller poller, int fd, ulong token, Interest interest, TriggerMode mode, SafeHandle? handle)
     {
         _poller = poller;
         Descriptor = fd;
         Token = token;
         _handle = handle;
-        _pinned = pinned;
         Update(interest, mode);
-    }
-
-    /// <summary>True when the registered handle was closed (never for a raw descriptor).</summary>
-    internal bool HandleClosed => _handle is { IsClosed: true };
-
-    /// <summary>For a backend that cannot check handles on its wait path: hold the handle until deregistration
-    /// (the number then cannot be closed and reused under the registration).</summary>
-    internal void Pin()
-    {
-        bool added = false;
-        _handle!.DangerousAddRef(ref added);
-        _pinned = added;
     }
 
     /// <summary>The descriptor number.</summary>
@@ -319,14 +305,10 @@ public sealed unsafe class Registration : IDisposable
     /// (docs/SEMANTICS.md, F11b). Idempotent.</summary>
     public void DisposeBeforeClose() => _poller.Deregister(this, closing: true);
 
+    /// <summary>Deregistered, or the poller was disposed: the registration reports and does nothing more.</summary>
     internal void Retire()
     {
         _active = false;
-        if (_pinned)
-        {
-            _pinned = false;
-            _handle!.DangerousRelease();
-        }
     }
 
     /// <summary>Keeps the registered handle open for one I/O call (its number must not be closed and reused
@@ -334,7 +316,7 @@ public sealed unsafe class Registration : IDisposable
     /// <exception cref="ObjectDisposedException">The handle was closed.</exception>
     internal bool Enter()
     {
-        if (_handle is null || _pinned)
+        if (_handle is null)
             return false;
         bool added = false;
         _handle.DangerousAddRef(ref added);

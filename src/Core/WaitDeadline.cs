@@ -2,7 +2,7 @@ using System.Diagnostics;
 
 namespace IoMux;
 
-/// <summary>The deadline of one <see cref="IPollerBackend.Wait"/> call, so that a wait resumed after EINTR or a
+/// <summary>The deadline of one <see cref="PollerBackend.Wait"/> call, so that a wait resumed after EINTR or a
 /// spurious wake uses the time left rather than starting over.</summary>
 internal readonly struct WaitDeadline
 {

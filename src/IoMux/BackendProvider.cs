@@ -6,21 +6,45 @@ using IoMux.Backends.Poll;
 
 namespace IoMux;
 
-/// <summary>A backend IoMux knows how to build: its name, whether this OS can run it, and how to create it.</summary>
-/// <param name="Kind">The mechanism.</param>
-/// <param name="Name">The name <c>IOMUX_BACKEND</c> accepts (also variant names such as "poll-derived").</param>
-/// <param name="Description">One line for listings.</param>
-/// <param name="UnsupportedReason">Returns why this OS cannot run the backend, or null when it can.</param>
-/// <param name="Create">Creates the backend; may throw when the OS refuses (EMFILE, ENOSYS ...).</param>
-public sealed record BackendProvider(
-    BackendKind Kind,
-    string Name,
-    string Description,
-    Func<string?> UnsupportedReason,
-    Func<IPollerBackend> Create)
+/// <summary>A backend IoMux knows how to build: its name, whether this OS can run it. A poller on it comes from
+/// <see cref="PollerFactory.Create(string)"/> with its <see cref="Name"/>. Only IoMux makes providers: the backends
+/// are internal (docs/API-REVIEW.md, "Backends").</summary>
+public sealed class BackendProvider
 {
+    private readonly Func<string?> _unsupportedReason;
+    private readonly Func<PollerBackend> _create;
+
+    /// <param name="kind">The mechanism.</param>
+    /// <param name="name">The name <c>IOMUX_BACKEND</c> accepts (also variant names such as "poll-derived").</param>
+    /// <param name="description">One line for listings.</param>
+    /// <param name="unsupportedReason">Returns why this OS cannot run the backend, or null when it can.</param>
+    /// <param name="create">Creates the backend; may throw when the OS refuses (EMFILE, ENOSYS ...).</param>
+    internal BackendProvider(BackendKind kind, string name, string description, Func<string?> unsupportedReason, Func<PollerBackend> create)
+    {
+        Kind = kind;
+        Name = name;
+        Description = description;
+        _unsupportedReason = unsupportedReason;
+        _create = create;
+    }
+
+    /// <summary>The mechanism.</summary>
+    public BackendKind Kind { get; }
+
+    /// <summary>The name <c>IOMUX_BACKEND</c> and <see cref="PollerFactory.Create(string)"/> accept.</summary>
+    public string Name { get; }
+
+    /// <summary>One line for listings.</summary>
+    public string Description { get; }
+
+    /// <summary>Why this OS cannot run the backend, or null when it can.</summary>
+    public string? UnsupportedReason() => _unsupportedReason();
+
     /// <summary>True when this OS can run the backend (creation may still fail).</summary>
     public bool IsSupported => UnsupportedReason() is null;
+
+    /// <summary>Creates the backend; may throw when the OS refuses (EMFILE, ENOSYS ...). The caller owns it.</summary>
+    internal PollerBackend Create() => _create();
 
     /// <inheritdoc />
     public override string ToString() => Name;

@@ -7,15 +7,16 @@ namespace IoMux;
 /// <param name="Provider">Which provider made it.</param>
 /// <param name="Forced">True when <c>IOMUX_BACKEND</c> chose it.</param>
 /// <param name="Skipped">Providers tried or passed over before it, with the reason.</param>
-public sealed record BackendSelection(IPollerBackend Backend, BackendProvider Provider, bool Forced, IReadOnlyList<(BackendProvider Provider, string Reason)> Skipped);
+internal sealed record BackendSelection(PollerBackend Backend, BackendProvider Provider, bool Forced, IReadOnlyList<(BackendProvider Provider, string Reason)> Skipped);
 
 /// <summary>
 /// Picks a backend at run time, libevent-style: walk the providers in order of preference, pass over those
 /// this OS cannot run, and fall through to the next when one fails to initialise. The environment variable
 /// <c>IOMUX_BACKEND</c> forces one by name; it is ignored in setuid/setgid processes, where the environment
-/// belongs to a less privileged user.
+/// belongs to a less privileged user. Internal: users reach it through <see cref="PollerFactory"/>, which hands out
+/// pollers, never backends (docs/API-REVIEW.md, "Backends").
 /// </summary>
-public sealed class BackendSelector
+internal sealed class BackendSelector
 {
     /// <summary>The environment variable that forces a backend by name.</summary>
     public const string EnvironmentVariable = "IOMUX_BACKEND";
@@ -25,16 +26,9 @@ public sealed class BackendSelector
     private readonly Func<string, string?> _environment;
     private readonly bool _ignoreEnvironment;
 
-    /// <summary>A selector over <paramref name="preference"/> (best first), reading <c>IOMUX_BACKEND</c> from the
-    /// environment (ignored in setuid processes). <paramref name="namedExtras"/> can be forced by name but are never
-    /// chosen automatically.</summary>
-    public BackendSelector(IReadOnlyList<BackendProvider> preference, IReadOnlyList<BackendProvider>? namedExtras = null)
-        : this(preference, namedExtras, environment: null, ignoreEnvironment: null)
-    {
-    }
-
-    /// <summary>The same with the environment as a seam (tests inject it); <paramref name="ignoreEnvironment"/> null:
-    /// true for setuid processes.</summary>
+    /// <summary>A selector over <paramref name="preference"/> (best first), reading <c>IOMUX_BACKEND</c> from
+    /// <paramref name="environment"/> (null: the process's; tests inject it); <paramref name="ignoreEnvironment"/> null:
+    /// true for setuid processes. <paramref name="namedExtras"/> can be forced by name but are never chosen automatically.</summary>
     internal BackendSelector(IReadOnlyList<BackendProvider> preference, IReadOnlyList<BackendProvider>? namedExtras = null,
         Func<string, string?>? environment = null, bool? ignoreEnvironment = null)
     {

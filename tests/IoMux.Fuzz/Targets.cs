@@ -292,7 +292,7 @@ internal sealed class FuzzTargets : IDisposable
     private void KeventTranslation(byte[] data)
     {
         var input = new FuzzInput(data);
-        var platform = KqueuePlatform.All[input.Byte() % KqueuePlatform.All.Count];
+        var platform = KqueueProfile.All[input.Byte() % KqueueProfile.All.Count];
         var system = new ScriptedKqueue(platform, input);
         KqueueBackend backend;
         try
@@ -329,7 +329,7 @@ internal sealed class FuzzTargets : IDisposable
     /// checks every wait's events against what is registered. PosixException is the backends' documented error.
     /// Where edge mode is emulated (event ports) the backend, not the kernel, owes the edge property: a direction
     /// reported once comes back only after Rearm or Modify, whatever the kernel says.</summary>
-    private void Exercise(IPollerBackend backend, FuzzInput input, bool supportsPriority, bool emulatedEdge)
+    private void Exercise(PollerBackend backend, FuzzInput input, bool supportsPriority, bool emulatedEdge)
     {
         var descriptors = _descriptors.Value.All;
         var live = new Dictionary<ulong, Registration>();
@@ -372,7 +372,7 @@ internal sealed class FuzzTargets : IDisposable
                     // The consumer hit would-block in some directions.
                     var registration = live.ElementAt(action / 4 % live.Count).Value;
                     var directions = (Interest)(input.Byte() % 8);
-                    backend.Rearm(registration.Descriptor, directions);
+                    backend.NotifyWouldBlock(registration.Descriptor, directions);
                     registration.EdgeReported &= ~directions;
                 }
                 var batch = events.AsSpan(0, 1 + input.Byte() % events.Length);
@@ -483,12 +483,12 @@ internal sealed class FuzzInput(byte[] data)
 /// <summary>kevent(2) as a script: every change is accepted (an EV_RECEIPT entry with data 0), and each wait
 /// returns records drawn from the input: filters of the platform (or any number), any flags, fflags and data,
 /// and udata naming registered slots, stale slots, the wake, or anything.</summary>
-internal sealed class ScriptedKqueue(KqueuePlatform platform, FuzzInput input) : IKqueueSystem
+internal sealed class ScriptedKqueue(KqueueProfile platform, FuzzInput input) : IKqueueSystem
 {
     private const int QueueDescriptor = 1_000_000; // never opened: the backend only hands it back
     private readonly List<ulong> _given = [];
 
-    public KqueuePlatform Platform => platform;
+    public KqueueProfile Profile => platform;
 
     public OsCalls Os => OsCalls.Native; // the descriptors are this host's
 

@@ -1,4 +1,3 @@
-using IoMux.Backends.Epoll;
 using IoMux.Hosting;
 using IoMux.Loop;
 using Microsoft.Extensions.DependencyInjection;
@@ -23,7 +22,7 @@ public sealed class EmbeddingTests
             Assert.Ignore("the embeddable descriptor is epoll's");
         var timer = new TaskCompletionSource<int>(TaskCreationOptions.RunContinuationsAsynchronously);
         var posted = new TaskCompletionSource<int>(TaskCreationOptions.RunContinuationsAsynchronously);
-        var inner = new EventLoop(new Poller(new EpollBackend()));
+        var inner = new EventLoop(PollerFactory.Create("epoll")); // backends are internal: chosen by name
         int exits = 0;
         inner.AddExit(_ => exits++);
         int outerThread = 0;

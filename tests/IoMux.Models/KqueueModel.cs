@@ -79,10 +79,10 @@ internal sealed unsafe partial class KqueueModel : IKqueueSystem
 
     /// <summary>A model of <paramref name="abi"/>'s kqueue, for a backend configured with <paramref name="backendTable"/>
     /// (the backend's own table for that OS: the model hands it over and never reads a number from it).</summary>
-    public KqueueModel(KqueueAbi abi, KqueuePlatform backendTable)
+    public KqueueModel(KqueueAbi abi, KqueueProfile backendTable)
     {
         Abi = abi;
-        Platform = backendTable;
+        Profile = backendTable;
         Os = new ModelOsCalls(abi.Os);
     }
 
@@ -90,7 +90,7 @@ internal sealed unsafe partial class KqueueModel : IKqueueSystem
     public KqueueAbi Abi { get; }
 
     /// <summary>The backend's table for the OS played (what the backend is told it runs on).</summary>
-    public KqueuePlatform Platform { get; }
+    public KqueueProfile Profile { get; }
 
     /// <inheritdoc />
     public OsCalls Os { get; }

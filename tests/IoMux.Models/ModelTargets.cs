@@ -9,7 +9,7 @@ namespace IoMux.Models;
 public static class ModelTargets
 {
     /// <summary>The event ports backend over illumos and Solaris, and the kqueue backend over every
-    /// <see cref="KqueuePlatform"/> (named kqueue-model-&lt;os&gt;).</summary>
+    /// <see cref="KqueueProfile"/> (named kqueue-model-&lt;os&gt;).</summary>
     public static IReadOnlyList<BackendProvider> All { get; } =
     [
         new(BackendKind.EventPorts, "ports-model", "event ports backend over a model of illumos event ports (Linux fds)",
@@ -25,12 +25,12 @@ public static class ModelTargets
     public static IReadOnlyList<BackendProvider> WithNative { get; } = [.. ConformanceRunner.Targets, .. All];
 
     /// <summary>"kqueue-model-freebsd-14", "kqueue-model-macos" ...</summary>
-    internal static string ProfileName(KqueuePlatform platform) => ProfileName(platform.Name);
+    internal static string ProfileName(KqueueProfile platform) => ProfileName(platform.Name);
 
     private static string ProfileName(string os) => "kqueue-model-" + os.ToLowerInvariant().Replace(' ', '-').Replace('.', '-');
 
     /// <summary>The backend's table for the OS a model plays, picked by name: the backend runs with what it would use there.</summary>
-    internal static KqueuePlatform BackendTableFor(KqueueAbi abi) => KqueuePlatform.All.Single(p => p.Name == abi.Name);
+    internal static KqueueProfile BackendTableFor(KqueueAbi abi) => KqueueProfile.All.Single(p => p.Name == abi.Name);
 
     /// <summary>Empties the models' refusal logs (before a scenario).</summary>
     public static void ClearRefusals()

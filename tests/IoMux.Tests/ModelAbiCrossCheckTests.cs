@@ -58,9 +58,9 @@ public sealed class ModelAbiCrossCheckTests
     public void TheKqueueTableAgreesWithTheModel(string name)
     {
         var model = KqueueAbi.All.Single(k => k.Name == name);
-        var backend = KqueuePlatform.All.SingleOrDefault(p => p.Name == model.Name);
+        var backend = KqueueProfile.All.SingleOrDefault(p => p.Name == model.Name);
         Assert.That(backend, Is.Not.Null, $"the backend has no table for {model.Name}");
-        const string Table = "src/Backends.Kqueue/KqueuePlatform.cs";
+        const string Table = "src/Backends.Kqueue/KqueueProfile.cs";
         Assert.Multiple(() =>
         {
             Same("EVFILT_READ", backend!.Read, Table, model.Read, model.Citation);

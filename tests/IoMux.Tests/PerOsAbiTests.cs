@@ -171,8 +171,8 @@ public sealed class PerOsAbiTests
     [Test]
     public void FilterCountsAreTheNewestHeaders()
     {
-        Assert.That(KqueuePlatform.MacOS.FilterCount, Is.EqualTo(18));
-        Assert.That(KqueuePlatform.LibKqueue.FilterCount, Is.EqualTo(12));
+        Assert.That(KqueueProfile.MacOS.FilterCount, Is.EqualTo(18));
+        Assert.That(KqueueProfile.LibKqueue.FilterCount, Is.EqualTo(12));
     }
 
     // illumos-gate usr/src/uts/common/fs/sockfs/sockcommon_sops.c so_getpeername: ENOTCONN when not SS_ISCONNECTED,

@@ -4,27 +4,38 @@ namespace IoMux.Tests;
 /// the events a test gives it.</summary>
 public sealed class PollerTests
 {
-    private sealed class ScriptedBackend : IPollerBackend
+    /// <summary>A backend on the shared base class whose "kernel" is a script: each wait returns the next batch.</summary>
+    private sealed class ScriptedBackend : PollerBackend
     {
         public readonly Dictionary<int, ulong> Tokens = new();
         public readonly Queue<Func<Dictionary<int, ulong>, PollEvent[]>> Script = new();
         public bool Disposed;
+        private PollEvent[] _batch = [];
 
-        public BackendCapabilities Capabilities { get; } = new(BackendKind.Poll, "scripted", false, false, false, TimeSpan.FromMilliseconds(1), int.MaxValue);
-        public BackendCounters Counters { get; } = new();
-        public void Add(int fd, ulong token, Interest interest, TriggerMode mode) => Tokens.Add(fd, token);
-        public void Modify(int fd, ulong token, Interest interest, TriggerMode mode) => Tokens[fd] = token;
-        public void Delete(int fd) => Tokens.Remove(fd);
-        public void Rearm(int fd, Interest directions) { }
-        public void Wake() { }
-        public void Dispose() => Disposed = true;
+        public ScriptedBackend() : base(WaitLocking.None, probe: null) =>
+            Capabilities = new(BackendKind.Poll, "scripted", false, false, false, TimeSpan.FromMilliseconds(1), int.MaxValue);
 
-        public int Wait(Span<PollEvent> events, TimeSpan timeout)
+        private protected override void Watch(DescriptorEntry entry) => Tokens.Add(entry.Descriptor, entry.Token);
+        private protected override void Rewatch(DescriptorEntry entry, ulong token, Interest interest, TriggerMode mode)
         {
-            var batch = Script.Dequeue()(Tokens);
-            batch.CopyTo(events);
-            return batch.Length;
+            Table.Update(entry, token, interest, mode);
+            Tokens[entry.Descriptor] = token;
         }
+        private protected override void Unwatch(DescriptorEntry entry, Removal why) => Tokens.Remove(entry.Descriptor);
+        private protected override string KernelCallName => "script";
+        private protected override int KernelWait(int capacity, TimeSpan slice, out int errno)
+        {
+            errno = 0;
+            _batch = Script.TryDequeue(out var next) ? next(Tokens) : [];
+            return _batch.Length;
+        }
+        private protected override int Translate(int count, Span<PollEvent> events)
+        {
+            _batch.CopyTo(events);
+            return count;
+        }
+        private protected override void WriteWake() { }
+        private protected override void CloseKernel() => Disposed = true;
     }
 
     [Test]

@@ -2,12 +2,12 @@ namespace IoMux;
 
 /// <summary>
 /// Coalesces wakes so that a waiter pays at most one kernel write per sleep, whatever the number of
-/// <see cref="IPollerBackend.Wake"/> calls (the pattern of Netty's nextWakeupNanos and libuv's async
+/// <see cref="PollerBackend.Wake"/> calls (the pattern of Netty's nextWakeupNanos and libuv's async
 /// pending flag). The waiter announces it is about to sleep; a waker writes to the kernel channel only when
 /// it is the first to request a wake while the waiter sleeps. A request made while the waiter is awake
 /// costs no system call: the waiter sees the flag before it blocks.
 /// </summary>
-internal sealed class WakeGate
+internal sealed class WakeCoalescer
 {
     private int _requested;
     private int _sleeping;

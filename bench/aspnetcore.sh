@@ -7,6 +7,8 @@
 #     sockets-inline    Kestrel's socket transport with UnsafePreferInlineScheduling, and
 #                       DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS=1 as Kestrel's docs pair it with (socket
 #                       completions on the epoll thread; without it the inline option still hops once per read)
+#     aot-iomux-inline  the same app published with Native AOT (PublishAot, linux-x64), IoMux transport inline
+#     aot-sockets       the Native AOT app on Kestrel's socket transport (issue 24: AOT rows on both transports)
 #   plus `iomux hello` and nginx `return 200` on /plaintext as the ceiling;
 #   and YARP (bench/YarpServer) on each transport forwarding /plaintext to that nginx: yarp-iomux, yarp-sockets;
 #   loaded by wrk on loopback: /plaintext, /plaintext with 16 pipelined requests, /json; 50 and 256 connections;
@@ -15,7 +17,8 @@
 # Also per contestant at one core, 50 connections, /plaintext: bytes allocated per request (the server's
 # GC.GetTotalAllocatedBytes over the run / requests) and system calls per request (strace -c -f for a shorter run).
 # Every run is bounded (BENCH_SECONDS, default 5). Raw lines: bench/out/aspnetcore/raw.txt; table on stdout.
-#   bench/aspnetcore.sh [rounds]            (BENCH_ONLY=yarp: the YARP rows alone)
+#   bench/aspnetcore.sh [rounds]            (BENCH_ONLY=yarp: the YARP rows alone; BENCH_ONLY=aot: the AOT rows
+#                                            beside their JIT builds, no YARP)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-1}
@@ -30,9 +33,12 @@ if [ -n "$need" ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $need >/dev/null
 fi
 dotnet publish bench/AspNetCoreServer -c Release -o "$out/server" -p:PublishReadyToRun=true -v quiet -nologo | tail -n 1
+# The native build of the same app (a 2-5 minute compile); it fails on any trim or AOT warning.
+dotnet publish bench/AspNetCoreServer -c Release -r linux-x64 -p:PublishAot=true -o "$out/server-aot" -v quiet -nologo | tail -n 1
 dotnet publish bench/YarpServer -c Release -o "$out/yarp" -p:PublishReadyToRun=true -v quiet -nologo | tail -n 1
 dotnet publish src/Cli -c Release -r linux-x64 --self-contained false -p:PublishReadyToRun=true -o "$out/iomux" -v quiet -nologo | tail -n 1
 server="$PWD/$out/server/AspNetCoreServer"
+server_aot="$PWD/$out/server-aot/AspNetCoreServer"
 iomux="$PWD/$out/iomux/IoMux.Cli"
 yarp="$PWD/$out/yarp/YarpServer"
 
@@ -67,6 +73,7 @@ start() { # contestant cores
     nginx) $pin nginx -p "$work" -c "$work/nginx.conf" -e "$work/error.log" >/dev/null 2>&1 & pid=$!; url_port=18580 ;;
     iomux-hello) $pin "$iomux" hello --threads "$cores" --port "$port" >/dev/null 2>&1 & pid=$!; url_port=$port ;;
     yarp-iomux|yarp-sockets) $pin "$yarp" "${who#yarp-}" "$port" "$cores" 18580 >/dev/null 2>&1 & pid=$!; url_port=$port ;;
+    aot-*) $pin "$server_aot" "${who#aot-}" "$port" "$cores" >/dev/null 2>&1 & pid=$!; url_port=$port ;;
     sockets-inline) DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS=1 $pin "$server" "$who" "$port" "$cores" >/dev/null 2>&1 & pid=$!; url_port=$port ;;
     *) $pin "$server" "$who" "$port" "$cores" >/dev/null 2>&1 & pid=$!; url_port=$port ;;
   esac
@@ -94,7 +101,8 @@ print(rps.group(1) if rps else 0, us(p50.group(1)) if p50 else 0, us(p99.group(1
 PY
 }
 
-contestants=(iomux-inline iomux-threadpool sockets sockets-inline iomux-hello nginx)
+contestants=(iomux-inline iomux-threadpool sockets sockets-inline aot-iomux-inline aot-sockets iomux-hello nginx)
+[ "${BENCH_ONLY:-}" = aot ] && contestants=(iomux-inline sockets aot-iomux-inline aot-sockets)
 [ "${BENCH_ONLY:-}" = yarp ] && contestants=()
 for round in $(seq 1 "$rounds"); do
   for cores in 1 2; do
@@ -134,7 +142,8 @@ done
 # worker) and wrk on CPU 1; two: nothing pinned. The upstream's cost is in every row alike: compare the two rows.
 upstream=""
 trap '[ -n "$upstream" ] && kill "$upstream" 2>/dev/null; cleanup' EXIT
-for round in $(seq 1 "$rounds"); do
+[ "${BENCH_ONLY:-}" = aot ] && rounds_yarp=0 || rounds_yarp=$rounds
+for round in $(seq 1 "$rounds_yarp"); do
   for cores in 1 2; do
     upin=""; [ "$cores" = 1 ] && upin="taskset -c 1"
     $upin nginx -p "$work" -c "$work/nginx.conf" -e "$work/error.log" >/dev/null 2>&1 & upstream=$!

@@ -15,7 +15,7 @@ for line in open(sys.argv[1]):
         continue  # a run whose wrk output could not be read
     runs[(int(f[1]), f[2], f[3], int(f[4]))][int(f[0])] = (float(f[5]), float(f[6]), float(f[7]))
 
-who = ["iomux-inline", "iomux-threadpool", "sockets", "sockets-inline", "iomux-hello", "nginx"]
+who = ["iomux-inline", "iomux-threadpool", "sockets", "sockets-inline", "aot-iomux-inline", "aot-sockets", "iomux-hello", "nginx"]
 med = statistics.median
 for cores in (1, 2):
     print(f"\n### {cores} core{'s' if cores > 1 else ''}: requests/s, ratio to Kestrel sockets (p50 / p99 µs)\n")

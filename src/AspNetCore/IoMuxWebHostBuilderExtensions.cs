@@ -14,9 +14,13 @@ public static class IoMuxWebHostBuilderExtensions
     /// HTTP/2, TLS, WebSockets, the app) is Kestrel's as usual. The options are bound from the configuration
     /// section <see cref="IoMuxTransportOptions.ConfigurationSection"/> first, then <paramref name="configure"/>
     /// runs, and they are validated when the host starts (<see cref="OptionsValidationException"/>).</summary>
+    /// <exception cref="PlatformNotSupportedException">Windows (<see cref="PollerFactory.IsSupported"/> is false): a
+    /// portable app keeps Kestrel's own transport there.</exception>
     public static IWebHostBuilder UseIoMux(this IWebHostBuilder builder, Action<IoMuxTransportOptions>? configure = null)
     {
         ArgumentNullException.ThrowIfNull(builder);
+        // Here rather than when the host starts: the app that called UseIoMux is named in the stack.
+        PlatformSupport.ThrowIfUnsupported("UseIoMux");
         return builder.ConfigureServices(services =>
         {
             services.AddSingleton<IConnectionListenerFactory, IoMuxTransportFactory>();

@@ -22,11 +22,15 @@ public static class EventLoopServiceCollectionExtensions
     /// <example><code>
     /// builder.Services.AddEventLoop((services, loop, index) => loop.AddIo(listener.SafeHandle, Interest.Readable, OnAccept));
     /// </code></example>
+    /// <exception cref="PlatformNotSupportedException">Windows (<see cref="PollerFactory.IsSupported"/> is false).</exception>
     public static IServiceCollection AddEventLoop(this IServiceCollection services, Action<IServiceProvider, EventLoop, int> configure,
         Action<EventLoopHostOptions>? configureOptions = null)
     {
         ArgumentNullException.ThrowIfNull(services);
         ArgumentNullException.ThrowIfNull(configure);
+        // At registration, not at the host's start: the failure names the app's own call.
+        if (!PollerFactory.IsSupported)
+            throw new PlatformNotSupportedException("AddEventLoop: IoMux needs a POSIX system (Linux, macOS, the BSDs, illumos or Solaris); it does not run on Windows.");
         var options = services.AddOptions<EventLoopHostOptions>().ValidateOnStart();
         if (configureOptions is not null)
             options.Configure(configureOptions);

@@ -55,16 +55,20 @@ internal sealed class BackendSelector
 
     /// <summary>Creates the forced backend, or the best one that initialises.</summary>
     /// <exception cref="BackendUnavailableException">The forced name is unknown or cannot run here, or no backend initialised.</exception>
+    /// <exception cref="PlatformNotSupportedException">Windows (<see cref="PollerFactory.IsSupported"/> is false).</exception>
     public BackendSelection Select()
     {
+        PlatformSupport.ThrowIfUnsupported("Backend selection");
         var forced = ForcedName;
         return forced is null ? SelectBest() : SelectNamed(forced, fromEnvironment: true);
     }
 
     /// <summary>Creates the backend called <paramref name="name"/>.</summary>
     /// <exception cref="BackendUnavailableException">Unknown or unavailable here.</exception>
+    /// <exception cref="PlatformNotSupportedException">Windows (<see cref="PollerFactory.IsSupported"/> is false).</exception>
     public BackendSelection SelectNamed(string name, bool fromEnvironment = false)
     {
+        PlatformSupport.ThrowIfUnsupported("Backend selection");
         var source = fromEnvironment ? $"{EnvironmentVariable}={name}" : $"backend '{name}'";
         var provider = _preference.Concat(_namedExtras).FirstOrDefault(p => string.Equals(p.Name, name, StringComparison.OrdinalIgnoreCase))
             ?? throw new BackendUnavailableException($"Unknown {source}. Available here: {AvailableNames()}.");

@@ -10,8 +10,15 @@ namespace IoMux;
 /// </code></example>
 public static class PollerFactory
 {
+    /// <summary>True where IoMux runs: a POSIX system (Linux, macOS, the BSDs, illumos, Solaris); false on Windows,
+    /// where every entry point (<see cref="Create()"/>, the event loop, the hosting and Kestrel extensions) throws
+    /// <see cref="PlatformNotSupportedException"/>. The assemblies are not marked unsupported on Windows, so a
+    /// portable app gets no platform warning (CA1416) at each call: it checks this once instead.</summary>
+    public static bool IsSupported => PlatformSupport.IsSupported;
+
     /// <summary>A poller on the forced (<c>IOMUX_BACKEND</c>) or best available backend.</summary>
     /// <exception cref="BackendUnavailableException">The forced backend is unknown or unavailable, or none initialised.</exception>
+    /// <exception cref="PlatformNotSupportedException">Windows (<see cref="IsSupported"/> is false).</exception>
     public static Poller Create() => new(BackendSelector.Default.Select().Backend);
 
     /// <summary>A poller on the backend called <paramref name="name"/> ("epoll", "poll", "select" ...), ignoring the environment.</summary>

@@ -80,6 +80,7 @@ public sealed partial class EventLoop : IDisposable
     private int _runThreadId;
 
     /// <summary>A loop on <paramref name="poller"/>; <paramref name="ownsPoller"/> disposes it with the loop.</summary>
+    /// <exception cref="PlatformNotSupportedException">Windows (<c>PollerFactory.IsSupported</c> is false).</exception>
     public EventLoop(Poller poller, bool ownsPoller = true)
         : this(poller, ownsPoller, LoopClocks.Default)
     {
@@ -88,6 +89,7 @@ public sealed partial class EventLoop : IDisposable
     /// <summary>A loop that reads its clocks from <paramref name="clocks"/> (tests set a clock forward through it).</summary>
     internal EventLoop(Poller poller, bool ownsPoller, LoopClocks clocks)
     {
+        PlatformSupport.ThrowIfUnsupported("EventLoop");
         Poller = poller;
         _ownsPoller = ownsPoller;
         _clocks = clocks;

@@ -27,7 +27,7 @@ public sealed class PackageInstallTests
     {
         var root = TestProcesses.RepositoryRoot();
         var artifacts = Path.Combine(root, "artifacts");
-        string[] expected = ["IoMux", "IoMux.Tool", "IoMux.Tool.linux-x64", "IoMux.Tool.any", "IoMux.Hosting"];
+        string[] expected = ["IoMux", "IoMux.Tool", "IoMux.Tool.linux-x64", "IoMux.Tool.any", "IoMux.Hosting", "IoMux.Loop", "IoMux.AspNetCore"];
         if (!expected.All(id => File.Exists(Path.Combine(artifacts, $"{id}.{Version}.nupkg"))))
             foreach (var command in PackCommands) // the native compile makes the second one the longest
                 Run(root, "dotnet", [.. command.Select(a => a == "artifacts" ? artifacts : a)], null, TimeSpan.FromMinutes(8));
@@ -63,11 +63,26 @@ public sealed class PackageInstallTests
     /// <paramref name="packages"/> referenced, <paramref name="program"/> run; returns what it printed.</summary>
     private static string RunConsumer(string prefix, string packages, string program)
     {
-        var artifacts = Artifacts();
         var work = Directory.CreateTempSubdirectory(prefix).FullName;
         try
         {
-            File.WriteAllText(Path.Combine(work, "nuget.config"), $"""
+            WriteConsumer(work, packages, program);
+            return Run(work, "dotnet", ["run", "-c", "Release"], Path.Combine(work, "packages"), TimeSpan.FromMinutes(5));
+        }
+        finally
+        {
+            Directory.Delete(work, recursive: true);
+        }
+    }
+
+    /// <summary>Writes the consumer project into <paramref name="work"/>: nuget.config, its own Directory.Build.props
+    /// (empty: MSBuild's walk up the directories stops there, so nothing of a build around it applies), the project
+    /// and Program.cs.</summary>
+    private static void WriteConsumer(string work, string packages, string program)
+    {
+        var artifacts = Artifacts();
+        File.WriteAllText(Path.Combine(work, "Directory.Build.props"), "<Project />\n");
+        File.WriteAllText(Path.Combine(work, "nuget.config"), $"""
                 <?xml version="1.0" encoding="utf-8"?>
                 <configuration>
                   <packageSources>
@@ -75,7 +90,7 @@ public sealed class PackageInstallTests
                   </packageSources>
                 </configuration>
                 """);
-            File.WriteAllText(Path.Combine(work, "Consumer.csproj"), $"""
+        File.WriteAllText(Path.Combine(work, "Consumer.csproj"), $"""
                 <Project Sdk="Microsoft.NET.Sdk">
                   <PropertyGroup>
                     <OutputType>Exe</OutputType>
@@ -88,13 +103,7 @@ public sealed class PackageInstallTests
                   </ItemGroup>
                 </Project>
                 """);
-            File.WriteAllText(Path.Combine(work, "Program.cs"), program);
-            return Run(work, "dotnet", ["run", "-c", "Release"], Path.Combine(work, "packages"), TimeSpan.FromMinutes(5));
-        }
-        finally
-        {
-            Directory.Delete(work, recursive: true);
-        }
+        File.WriteAllText(Path.Combine(work, "Program.cs"), program);
     }
 
     [Test] // no CancelAfter: every command runs under Run's own timeout
@@ -146,6 +155,52 @@ public sealed class PackageInstallTests
             Console.WriteLine($"ticked={Volatile.Read(ref ticks) >= 3} loop-thread-alive={loopThread?.IsAlive}");
             """);
         Assert.That(output, Does.Contain("ticked=True loop-thread-alive=False"));
+    }
+
+    /// <summary>A user's portable app (no platform of its own) on the packages: the poller, the loop, the Kestrel
+    /// transport and the hosting call build with no warning at all (issue 25). Before, every IoMux assembly carried
+    /// [UnsupportedOSPlatform("windows")] and this program got 12 CA1416 warnings, one per IoMux call; now Windows is
+    /// refused at run time (PlatformNotSupportedException, PollerFactory.IsSupported) and the app runs here.</summary>
+    [Test] // no CancelAfter: every command runs under Run's own timeout
+    public void AnAppCallingIoMuxBuildsWithoutPlatformWarnings()
+    {
+        var work = Directory.CreateTempSubdirectory("iomux-warnings-").FullName;
+        try
+        {
+            WriteConsumer(work, $"""
+                    <PackageReference Include="IoMux" Version="{Version}" />
+                    <PackageReference Include="IoMux.Loop" Version="{Version}" />
+                    <PackageReference Include="IoMux.Hosting" Version="{Version}" />
+                    <PackageReference Include="IoMux.AspNetCore" Version="{Version}" />
+                """, """
+                using IoMux;
+                using IoMux.AspNetCore;
+                using IoMux.Hosting;
+                using IoMux.Loop;
+                using Microsoft.AspNetCore.Builder;
+
+                using var poller = PollerFactory.Create();
+                using var loop = new EventLoop(PollerFactory.Create());
+                int fired = 0;
+                loop.AddTimer(TimeSpan.FromMilliseconds(1), _ => { fired++; loop.Exit(0); });
+                loop.Run();
+                var builder = WebApplication.CreateSlimBuilder(args);
+                builder.WebHost.UseIoMux(o => o.ThreadCount = 1);
+                builder.Services.AddEventLoop(l => l.AddTimer(TimeSpan.FromSeconds(1), _ => { }));
+                await using var app = builder.Build();
+                Console.WriteLine($"backend={poller.Capabilities.Name} timer={fired} supported={PollerFactory.IsSupported}");
+                """);
+            var packages = Path.Combine(work, "packages");
+            // Every warning, not only CA1416: "0 Warning(s)" is what a user with warnings as errors needs.
+            var build = Run(work, "dotnet", ["build", "-c", "Release", "--disable-build-servers"], packages, TimeSpan.FromMinutes(5));
+            Assert.That(build, Does.Not.Contain("CA1416").And.Contain(" 0 Warning(s)"), build);
+            var output = Run(work, "dotnet", ["run", "-c", "Release", "--no-build"], packages, TimeSpan.FromMinutes(2));
+            Assert.That(output, Does.Contain("timer=1 supported=True"));
+        }
+        finally
+        {
+            Directory.Delete(work, recursive: true);
+        }
     }
 
     [Test] // no CancelAfter: every command runs under Run's own timeout

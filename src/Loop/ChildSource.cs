@@ -105,7 +105,7 @@ public sealed unsafe partial class ChildSource : EventSource
     [LibraryImport("libc", SetLastError = true)] private static partial int kill(int pid, int signal);
 
     private readonly Action<ChildSource, ChildStatus> _callback;
-    private readonly int _pidfd = -1;
+    private int _pidfd = -1; // -1 on the SIGCHLD path (no pidfd, or one the poller refused)
     private readonly int _waitOptions; // waitpid's, on the SIGCHLD path
     private Registration? _registration;
     private ChildStatus _status;
@@ -131,9 +131,22 @@ public sealed unsafe partial class ChildSource : EventSource
         if (_pidfd >= 0)
             LibC.SetNonBlockingCloseOnExec(_pidfd);
         if (_pidfd >= 0 && events == ChildEvents.Exited)
-            _registration = loop.Poller.Register(_pidfd, (ulong)Id, Interest.Readable, TriggerMode.Oneshot);
-        else
-            loop.WatchChildrenBySignal();
+        {
+            try
+            {
+                _registration = loop.Poller.Register(_pidfd, (ulong)Id, Interest.Readable, TriggerMode.Oneshot);
+                return;
+            }
+            catch (Exception)
+            {
+                // A backend that cannot hold the pidfd (select: a descriptor at or above FD_SETSIZE; a full poll set):
+                // the SIGCHLD path watches any child, so the source still works; the pidfd, which nothing else would
+                // close (the caller gets a source, or an exception), goes.
+                LibC.CloseQuietly(_pidfd);
+                _pidfd = -1;
+            }
+        }
+        loop.WatchChildrenBySignal();
     }
 
     // WCONTINUED differs per system.

@@ -76,4 +76,51 @@ public sealed unsafe class LoopSourceLeakTests
             LoopChildTests.KillAndReap(pid);
         }
     }
+
+    /// <summary>sd_event_source_set_io_fd registers the new descriptor before it lets the old one go, and on a refusal
+    /// restores the old one. IoSource.SetDescriptor moved to the new descriptor first: refused, the source stayed on it
+    /// unregistered, so an owning source closed the caller's descriptor when disposed (the caller, told of the failure,
+    /// still owns it) and never closed its own.</summary>
+    [Test]
+    public void ASetDescriptorThePollerRefusesLeavesTheSourceOnItsOldDescriptor()
+    {
+        var select = Models.ModelTargets.WithNative.Single(t => t.Name == "select");
+        using var loop = LoopTests.NewLoop(select);
+        LibC.CreateNonBlockingPipe(out int ar, out int aw);
+        LibC.CreateNonBlockingPipe(out int br, out int bw);
+        int high = LibC.dup2(br, 1500); // past FD_SETSIZE: select refuses it
+        LibC.close(br);
+        bool aOwned = true;
+        try
+        {
+            Assume.That(high, Is.EqualTo(1500));
+            int ready = 0;
+            var source = loop.AddIo(ar, Interest.Readable, (s, _) =>
+            {
+                byte x;
+                LibC.read(s.Descriptor, &x, 1);
+                ready++;
+            });
+            source.OwnsDescriptor = true;
+            aOwned = false;
+            Assert.Catch<Exception>(() => source.SetDescriptor(high));
+            Assert.That(source.Descriptor, Is.EqualTo(ar), "the source moved to the descriptor it could not watch");
+            byte one = 1;
+            Assert.That((int)LibC.write(aw, &one, 1), Is.EqualTo(1));
+            var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(5);
+            while (ready == 0 && DateTime.UtcNow < deadline)
+                loop.RunOnce(TimeSpan.FromMilliseconds(50));
+            Assert.That(ready, Is.EqualTo(1), "the old descriptor is no longer watched");
+            source.Dispose();
+            Assert.That(LoopPortingDecisionsTests.ReaderGone(aw), Is.True, "the owning source did not close its own descriptor");
+            Assert.That(LoopPortingDecisionsTests.ReaderGone(bw), Is.False, "the owning source closed the caller's descriptor");
+        }
+        finally
+        {
+            if (aOwned)
+                LibC.close(ar);
+            foreach (int fd in new[] { aw, high, bw })
+                LibC.close(fd);
+        }
+    }
 }

@@ -63,12 +63,24 @@ public readonly struct ChildStatus
     };
 
     /// <summary>The status from a POSIX wait status word (waitpid's; the encoding Linux, macOS and the BSDs share, but for
-    /// WIFCONTINUED, which is 0xffff on Linux and a stop by SIGCONT, 0x137f, on macOS and the BSDs), or null when it
-    /// says nothing.</summary>
-    internal static ChildStatus? FromWaitStatus(int status)
+    /// WIFCONTINUED), or null when it says nothing.</summary>
+    internal static ChildStatus? FromWaitStatus(int status) =>
+        FromWaitStatus(status, ContinuedWord, OperatingSystem.IsLinux() ? 18 : 19);
+
+    // WIFCONTINUED's whole status word: 0xffff on Linux, OpenBSD and NetBSD; a stop by SIGCONT (0x137f) on macOS
+    // (sys/wait.h: _WSTATUS(x) == _WSTOPPED && WSTOPSIG(x) == 0x13); the bare 0x13 on FreeBSD (freebsd-src
+    // sys/sys/wait.h: #define WIFCONTINUED(x) (x == 0x13)), which the low-bits tests below took for a death by signal 19.
+    private static int ContinuedWord =>
+        OperatingSystem.IsMacOS() || OperatingSystem.IsIOS() || OperatingSystem.IsTvOS() ? 0x137F
+        : OperatingSystem.IsFreeBSD() ? 0x13
+        : 0xFFFF;
+
+    /// <summary>The same with the system's <paramref name="continuedWord"/> and <paramref name="sigcont"/> given (the
+    /// decoding of another system's words, for tests).</summary>
+    internal static ChildStatus? FromWaitStatus(int status, int continuedWord, int sigcont)
     {
-        if (status == 0xFFFF || status == 0x137F && !OperatingSystem.IsLinux())
-            return new ChildStatus(ChildStatusCode.Continued, OperatingSystem.IsLinux() ? 18 : 19);
+        if (status == continuedWord)
+            return new ChildStatus(ChildStatusCode.Continued, sigcont);
         if ((status & 0xFF) == 0x7F)
             return new ChildStatus(ChildStatusCode.Stopped, (status >> 8) & 0xFF);
         if ((status & 0x7F) == 0)

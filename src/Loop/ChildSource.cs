@@ -63,12 +63,24 @@ public readonly struct ChildStatus
     };
 
     /// <summary>The status from a POSIX wait status word (waitpid's; the encoding Linux, macOS and the BSDs share, but for
-    /// WIFCONTINUED, which is 0xffff on Linux and a stop by SIGCONT, 0x137f, on macOS and the BSDs), or null when it
-    /// says nothing.</summary>
-    internal static ChildStatus? FromWaitStatus(int status)
+    /// WIFCONTINUED), or null when it says nothing.</summary>
+    internal static ChildStatus? FromWaitStatus(int status) =>
+        FromWaitStatus(status, ContinuedWord, OperatingSystem.IsLinux() ? 18 : 19);
+
+    // WIFCONTINUED's whole status word: 0xffff on Linux, OpenBSD and NetBSD; a stop by SIGCONT (0x137f) on macOS
+    // (sys/wait.h: _WSTATUS(x) == _WSTOPPED && WSTOPSIG(x) == 0x13); the bare 0x13 on FreeBSD (freebsd-src
+    // sys/sys/wait.h: #define WIFCONTINUED(x) (x == 0x13)), which the low-bits tests below took for a death by signal 19.
+    private static int ContinuedWord =>
+        OperatingSystem.IsMacOS() || OperatingSystem.IsIOS() || OperatingSystem.IsTvOS() ? 0x137F
+        : OperatingSystem.IsFreeBSD() ? 0x13
+        : 0xFFFF;
+
+    /// <summary>The same with the system's <paramref name="continuedWord"/> and <paramref name="sigcont"/> given (the
+    /// decoding of another system's words, for tests).</summary>
+    internal static ChildStatus? FromWaitStatus(int status, int continuedWord, int sigcont)
     {
-        if (status == 0xFFFF || status == 0x137F && !OperatingSystem.IsLinux())
-            return new ChildStatus(ChildStatusCode.Continued, OperatingSystem.IsLinux() ? 18 : 19);
+        if (status == continuedWord)
+            return new ChildStatus(ChildStatusCode.Continued, sigcont);
         if ((status & 0xFF) == 0x7F)
             return new ChildStatus(ChildStatusCode.Stopped, (status >> 8) & 0xFF);
         if ((status & 0x7F) == 0)
@@ -105,7 +117,7 @@ public sealed unsafe partial class ChildSource : EventSource
     [LibraryImport("libc", SetLastError = true)] private static partial int kill(int pid, int signal);
 
     private readonly Action<ChildSource, ChildStatus> _callback;
-    private readonly int _pidfd = -1;
+    private int _pidfd = -1; // -1 on the SIGCHLD path (no pidfd, or one the poller refused)
     private readonly int _waitOptions; // waitpid's, on the SIGCHLD path
     private Registration? _registration;
     private ChildStatus _status;
@@ -131,9 +143,22 @@ public sealed unsafe partial class ChildSource : EventSource
         if (_pidfd >= 0)
             LibC.SetNonBlockingCloseOnExec(_pidfd);
         if (_pidfd >= 0 && events == ChildEvents.Exited)
-            _registration = loop.Poller.Register(_pidfd, (ulong)Id, Interest.Readable, TriggerMode.Oneshot);
-        else
-            loop.WatchChildrenBySignal();
+        {
+            try
+            {
+                _registration = loop.Poller.Register(_pidfd, (ulong)Id, Interest.Readable, TriggerMode.Oneshot);
+                return;
+            }
+            catch (Exception)
+            {
+                // A backend that cannot hold the pidfd (select: a descriptor at or above FD_SETSIZE; a full poll set):
+                // the SIGCHLD path watches any child, so the source still works; the pidfd, which nothing else would
+                // close (the caller gets a source, or an exception), goes.
+                LibC.CloseQuietly(_pidfd);
+                _pidfd = -1;
+            }
+        }
+        loop.WatchChildrenBySignal();
     }
 
     // WCONTINUED differs per system.

@@ -61,13 +61,19 @@ public sealed class IoSource : EventSource, IValueTaskSource<Readiness>
         if (fd == _fd)
             return;
         int old = _fd;
-        bool registered = _registration is not null;
-        _registration?.Dispose();
-        _registration = null;
+        if (_registration is { } previous)
+        {
+            // The new descriptor registered first, as sd_event_source_set_io_fd does: a refusal (select: a descriptor
+            // at or above FD_SETSIZE) throws with nothing changed, the source still watching (and owning) the old one.
+            // Had the source moved to the new descriptor unregistered, an owning source would close the caller's
+            // descriptor at its disposal (which the caller, told of the failure, closes too) and leak the old one.
+            var next = RegisterDescriptor(fd);
+            previous.Dispose();
+            _registration = next;
+            _armed = true;
+        }
         _fd = fd;
         Pending = Readiness.None;
-        if (registered)
-            Register(); // a failure leaves the source unregistered on the new descriptor, the old one untouched
         if (OwnsDescriptor)
             LibC.CloseQuietly(old);
     }
@@ -88,12 +94,14 @@ public sealed class IoSource : EventSource, IValueTaskSource<Readiness>
 
     private void Register()
     {
-        var mode = _callback is null ? TriggerMode.Oneshot : Mode;
         _registration = _handle is null
-            ? Loop.Poller.Register(_fd, (ulong)Id, Interest, mode)
-            : Loop.Poller.Register(_handle, (ulong)Id, Interest, mode);
+            ? RegisterDescriptor(_fd)
+            : Loop.Poller.Register(_handle, (ulong)Id, Interest, _callback is null ? TriggerMode.Oneshot : Mode);
         _armed = true;
     }
+
+    private Registration RegisterDescriptor(int fd) =>
+        Loop.Poller.Register(fd, (ulong)Id, Interest, _callback is null ? TriggerMode.Oneshot : Mode);
 
     private protected override void OnStateChanged(SourceState previous, SourceState current) => SyncRegistration();
 

@@ -98,11 +98,13 @@ public sealed unsafe partial class MemoryPressureSource : EventSource
     {
         if (_interest == Interest.Readable)
         {
-            byte* scratch = stackalloc byte[256];
-            while (LibC.read(_fd, scratch, 256) > 0)
-            {
-                // what a FIFO carries says nothing more than its arrival: drop it, or it would keep the source ready
-            }
+            // What a FIFO carries says nothing more than its arrival: drop it, or it would keep the source ready. One
+            // read of PIPE_BUF, as sd-event's source_memory_pressure_initiate_dispatch: a character device that never
+            // runs dry (MEMORY_PRESSURE_WATCH=/dev/zero) kept a read-until-empty loop, and the loop thread, in here
+            // forever; what one read leaves makes the source ready again in the next iteration.
+            const int PipeBuf = 4096;
+            byte* scratch = stackalloc byte[PipeBuf];
+            LibC.read(_fd, scratch, PipeBuf);
         }
         _callback(this);
     }

@@ -97,6 +97,45 @@ public sealed unsafe partial class LoopMemoryPressureTests(BackendProvider backe
         Assert.That(loop.Poller.RegistrationCount, Is.Zero);
     }
 
+    /// <summary>A character device that never runs dry (sd-event watches character devices too, for EPOLLIN):
+    /// <c>/dev/zero</c> is always readable, so the source is ready in every iteration, but each iteration still ends
+    /// (one read of what is there, as sd-event's). The dispatch read until the device was empty, which /dev/zero never
+    /// is: the first iteration never returned. Run on its own thread so that such a hang fails the test at its deadline.</summary>
+    [Test]
+    public void ACharacterDeviceThatNeverRunsDryStillLetsEachIterationEnd()
+    {
+        using var loop = LoopTests.NewLoop(backend);
+        int calls = 0;
+        MemoryPressureSource source;
+        try
+        {
+            source = loop.AddMemoryPressure("/dev/zero", null, _ => calls++);
+        }
+        catch (Exception e) when (e is UnsupportedDescriptorException or PosixException)
+        {
+            // epoll and kqueue refuse a device without a poll operation: nothing is watched, nothing can hang.
+            Assert.That(loop.Poller.RegistrationCount, Is.Zero);
+            return;
+        }
+        var runner = new Thread(() =>
+        {
+            try
+            {
+                for (int i = 0; i < 3; i++)
+                    loop.RunOnce(TimeSpan.FromMilliseconds(10));
+            }
+            catch (ObjectDisposedException)
+            {
+                // a hung iteration ends when the failed test disposes the loop (the read then says EBADF): the next
+                // RunOnce must not crash the test host
+            }
+        }) { IsBackground = true }; // a hung one must not keep the test host alive
+        runner.Start();
+        Assert.That(runner.Join(Deadline), Is.True, "an iteration never ended: the dispatch read /dev/zero forever");
+        Assert.That(calls, Is.EqualTo(3), "ready in every iteration, one callback each");
+        source.Dispose();
+    }
+
     /// <summary>sd_event_add_memory_pressure's environment: <c>MEMORY_PRESSURE_WATCH=/dev/null</c> (or empty) disables
     /// it; a path there is watched, and <c>MEMORY_PRESSURE_WRITE</c>'s bytes (base64) are written to it first (on a
     /// FIFO they come back as one arrival, which shows they were written).</summary>

@@ -55,14 +55,19 @@ public sealed class LoopScaleTests
         double perTimer = (double)(after - before) / Count;
         TestContext.Out.WriteLine($"{perTimer:F1} B per armed slim timer");
         Assert.That(perTimer, Is.LessThanOrEqualTo(64.5), "a 48-byte record plus one int in its heap, with room to spare");
-        // For the record (docs/BENCHMARKS.md): a TimerSource is the same record plus its source object.
+        // A TimerSource is the same record plus its source object.
         using var sources = new EventLoop(PollerFactory.Create());
         Action<TimerSource> none = static _ => { };
         before = GC.GetTotalMemory(forceFullCollection: true);
         for (int i = 0; i < Count; i++)
             sources.AddTimer(TimeSpan.FromHours(1), none);
         after = GC.GetTotalMemory(forceFullCollection: true);
-        TestContext.Out.WriteLine($"{(double)(after - before) / Count:F1} B per armed TimerSource");
+        double perSource = (double)(after - before) / Count;
+        TestContext.Out.WriteLine($"{perSource:F1} B per armed TimerSource");
+        // 148 B measured (a 96-byte source object plus the 52 of the record), from 156: the rarely used source
+        // fields live in a side object made on first use. The bound catches a field added to every source or a
+        // side object made eagerly (72 B more per timer); the 64 B target is not met (docs/BENCHMARKS.md).
+        Assert.That(perSource, Is.LessThanOrEqualTo(152.5), "a TimerSource: its source object and a record, no side object");
         GC.KeepAlive(loop);
         GC.KeepAlive(sources);
     }

@@ -19,14 +19,14 @@ public enum SourceState
 /// </summary>
 public abstract class EventSource : IDisposable
 {
-    private SourceState _state;
+    private byte _state; // a SourceState: a byte packs with the flag below, where the int enum took a word of its own
+    private string? _description; // null: the type's name (kept here, not with the extras: servers name every connection's sources)
 
-    /// <summary>What few sources use (a description, a rate limit, prepare, destroy and expire callbacks, the
-    /// failure policy and failure), kept out of line and made on first use: every armed timer pays for each field
-    /// of the source object, and most sources set none of these.</summary>
+    /// <summary>What few sources use (a rate limit, prepare, destroy and expire callbacks, the failure policy and
+    /// failure), kept out of line and made on first use: every armed timer pays for each field of the source
+    /// object, and most sources set none of these.</summary>
     private sealed class Extras
     {
-        public string? Description;
         public bool KeepGoingOnFailure;
         public Exception? Failure;
         public RateLimit? Limit;
@@ -41,9 +41,8 @@ public abstract class EventSource : IDisposable
     {
         Loop = loop;
         Priority = priority;
-        _state = state;
-        if (description is not null)
-            More.Description = description;
+        _state = (byte)state;
+        _description = description;
         Id = loop.NextSourceId();
     }
 
@@ -56,8 +55,8 @@ public abstract class EventSource : IDisposable
     /// <summary>Free text shown in diagnostics and in exceptions that escape the callback.</summary>
     public string Description
     {
-        get => _extras?.Description ?? GetType().Name;
-        set => More.Description = value;
+        get => _description ?? GetType().Name;
+        set => _description = value;
     }
 
     /// <summary>True once disposed.</summary>
@@ -68,14 +67,14 @@ public abstract class EventSource : IDisposable
     /// <summary>On, off or oneshot. Switching a source on or off takes effect from the next dispatch decision.</summary>
     public SourceState State
     {
-        get => _state;
+        get => (SourceState)_state;
         set
         {
             ObjectDisposedException.ThrowIf(IsDisposed, this);
-            if (_state == value)
+            if (_state == (byte)value)
                 return;
-            var previous = _state;
-            _state = value;
+            var previous = (SourceState)_state;
+            _state = (byte)value;
             OnStateChanged(previous, value);
         }
     }
@@ -106,10 +105,10 @@ public abstract class EventSource : IDisposable
         More.Failure = e;
         if (IsDisposed)
             return;
-        if (_state != SourceState.Off)
+        if (_state != (byte)SourceState.Off)
         {
-            var previous = _state;
-            _state = SourceState.Off;
+            var previous = (SourceState)_state;
+            _state = (byte)SourceState.Off;
             OnStateChanged(previous, SourceState.Off);
         }
         AfterDispatch(); // what the dispatch would have done after the callback (a reaped child disposes itself)
@@ -130,7 +129,7 @@ public abstract class EventSource : IDisposable
         bool wasLimited = IsRateLimited;
         if (burst == 0 && _extras is null)
             return; // nothing to remove, and nothing to allocate for it
-        More.Limit = burst == 0 ? null : new RateLimit { Interval = interval.Ticks * 100, Burst = burst, WindowStart = Loop.Now(LoopClock.Monotonic) };
+        More.Limit = burst == 0 ? null : new RateLimit { Interval = interval.Ticks * 100, Burst = burst, WindowStart = Loop.NowNanoseconds(LoopClock.Monotonic) };
         if (wasLimited)
             OnRateLimitChanged(limited: false);
     }
@@ -234,7 +233,7 @@ public abstract class EventSource : IDisposable
     /// TEST(basic) re-enables one from inside).</summary>
     internal virtual void BeforeDispatch()
     {
-        if (_state == SourceState.Oneshot)
+        if (_state == (byte)SourceState.Oneshot)
             State = SourceState.Off;
     }
 

@@ -11,13 +11,13 @@ public sealed class LoopScaleTests
         using var loop = new EventLoop(PollerFactory.Create());
         const int Count = 1_000_000;
         int fired = 0;
-        long lastDeadline = long.MinValue;
+        var lastDeadline = TimeSpan.MinValue;
         bool inOrder = true;
-        void Fired(long deadline)
+        void Fired(TimeSpan deadline)
         {
             fired++;
-            inOrder &= deadline >= lastDeadline || deadline - lastDeadline > -10_000_000; // within one accuracy window
-            lastDeadline = Math.Max(lastDeadline, deadline);
+            inOrder &= deadline >= lastDeadline || deadline - lastDeadline > -TimeSpan.FromMilliseconds(10); // within one accuracy window
+            lastDeadline = deadline > lastDeadline ? deadline : lastDeadline;
         }
         Action<TimerSource> full = t => Fired(t.Deadline);
         Action<SlimTimer> light = t => Fired(t.Deadline);

@@ -11,6 +11,6 @@ public sealed partial class EventLoop
     {
         var meter = Meter;
         if (meter.MeasuresLag)
-            meter.RecordLag(_clocks.Read(LoopClock.Monotonic) - Now(LoopClock.Monotonic));
+            meter.RecordLag(_clocks.Read(LoopClock.Monotonic) - NowNanoseconds(LoopClock.Monotonic));
     }
 }

@@ -111,11 +111,17 @@ public sealed partial class EventLoop : IDisposable
 
     internal int IoSourceCount => _io.Count;
 
-    /// <summary>The loop's cached time on <paramref name="clock"/> in nanoseconds, read once per iteration
-    /// after the wait (so every callback of an iteration sees the same now). Before the first wait, the live time
-    /// (as sd_event_now falls back to now(clock)): a cache from the loop's construction would make relative timers
-    /// added during a slow start due early.</summary>
-    public long Now(LoopClock clock)
+    /// <summary>The loop's cached time on <paramref name="clock"/>, read once per iteration after the wait (so every
+    /// callback of an iteration sees the same now). Before the first wait, the live time (as sd_event_now falls back
+    /// to now(clock)): a cache from the loop's construction would make relative timers added during a slow start due
+    /// early. Monotonic and boottime count from an arbitrary origin (compare and subtract them; their values mean
+    /// nothing else); realtime counts from the Unix epoch. A timer's deadline (<see cref="AddTimerAt"/>,
+    /// <see cref="TimerSource.Deadline"/>) is a time on this scale. Kept in nanoseconds inside; a
+    /// <see cref="TimeSpan"/> here carries 100 ns ticks.</summary>
+    public TimeSpan Now(LoopClock clock) => TimerSpan.ToTimeSpan(NowNanoseconds(clock));
+
+    /// <summary><see cref="Now"/> in nanoseconds, what the loop computes with.</summary>
+    internal long NowNanoseconds(LoopClock clock)
     {
         long cached = _now[(int)clock]; // an unknown clock throws here, whichever branch is taken
         return _timestamped ? cached : _clocks.Read(clock);
@@ -146,11 +152,15 @@ public sealed partial class EventLoop : IDisposable
     /// <summary>A timer due <paramref name="delay"/> from the loop's now; repeating when <paramref name="period"/> is set.</summary>
     public TimerSource AddTimer(TimeSpan delay, Action<TimerSource> callback, TimeSpan? accuracy = null, TimeSpan? period = null,
         LoopClock clock = LoopClock.Monotonic, int priority = 0, string? description = null)
-        => AddTimerAt(TimerSpan.After(Now(clock), delay), callback, accuracy, period, clock, priority, description);
+        => AddTimerAtNanoseconds(TimerSpan.After(NowNanoseconds(clock), delay), callback, accuracy, period, clock, priority, description);
 
-    /// <summary>A timer due at <paramref name="deadlineNanoseconds"/> on <paramref name="clock"/> (see <see cref="Now"/>).</summary>
-    public TimerSource AddTimerAt(long deadlineNanoseconds, Action<TimerSource> callback, TimeSpan? accuracy = null, TimeSpan? period = null,
+    /// <summary>A timer due at <paramref name="deadline"/>, a time on <paramref name="clock"/> (see <see cref="Now"/>).</summary>
+    public TimerSource AddTimerAt(TimeSpan deadline, Action<TimerSource> callback, TimeSpan? accuracy = null, TimeSpan? period = null,
         LoopClock clock = LoopClock.Monotonic, int priority = 0, string? description = null)
+        => AddTimerAtNanoseconds(TimerSpan.Nanoseconds(deadline), callback, accuracy, period, clock, priority, description);
+
+    private TimerSource AddTimerAtNanoseconds(long deadlineNanoseconds, Action<TimerSource> callback, TimeSpan? accuracy, TimeSpan? period,
+        LoopClock clock, int priority, string? description)
     {
         ThrowIfCannotAddTimer(clock);
         long accuracyNs = TimerSpan.Nanoseconds(accuracy ?? TimerSource.DefaultAccuracy);
@@ -166,14 +176,18 @@ public sealed partial class EventLoop : IDisposable
     /// <exception cref="PlatformNotSupportedException"><paramref name="clock"/> is <see cref="LoopClock.Boottime"/> where there is none.</exception>
     public SlimTimer AddSlimTimer(TimeSpan delay, Action<SlimTimer> callback, TimeSpan? accuracy = null, TimeSpan? period = null,
         LoopClock clock = LoopClock.Monotonic, int priority = 0)
-        => AddSlimTimerAt(TimerSpan.After(Now(clock), delay), callback, accuracy, period, clock, priority);
+        => AddSlimTimerAtNanoseconds(TimerSpan.After(NowNanoseconds(clock), delay), callback, accuracy, period, clock, priority);
 
-    /// <summary>A slim timer due at <paramref name="deadlineNanoseconds"/> on <paramref name="clock"/> (see
+    /// <summary>A slim timer due at <paramref name="deadline"/>, a time on <paramref name="clock"/> (see
     /// <see cref="AddSlimTimer"/> and <see cref="Now"/>).</summary>
     /// <exception cref="PlatformNotSupportedException"><paramref name="clock"/> is <see cref="LoopClock.Boottime"/> where there is none.</exception>
-    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-    public SlimTimer AddSlimTimerAt(long deadlineNanoseconds, Action<SlimTimer> callback, TimeSpan? accuracy = null, TimeSpan? period = null,
+    public SlimTimer AddSlimTimerAt(TimeSpan deadline, Action<SlimTimer> callback, TimeSpan? accuracy = null, TimeSpan? period = null,
         LoopClock clock = LoopClock.Monotonic, int priority = 0)
+        => AddSlimTimerAtNanoseconds(TimerSpan.Nanoseconds(deadline), callback, accuracy, period, clock, priority);
+
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    private SlimTimer AddSlimTimerAtNanoseconds(long deadlineNanoseconds, Action<SlimTimer> callback, TimeSpan? accuracy, TimeSpan? period,
+        LoopClock clock, int priority)
     {
         ArgumentNullException.ThrowIfNull(callback);
         ThrowIfCannotAddTimer(clock);
@@ -348,7 +362,7 @@ public sealed partial class EventLoop : IDisposable
             int n = Poller.Wait(_events, timeout);
             UpdateNow();
             if (waitStart != 0)
-                WaitNanoseconds += Now(LoopClock.Monotonic) - waitStart;
+                WaitNanoseconds += NowNanoseconds(LoopClock.Monotonic) - waitStart;
             ExpireRateLimits();
             CollectPending(n);
             DispatchPending();
@@ -444,7 +458,7 @@ public sealed partial class EventLoop : IDisposable
 
     private void ExpireRateLimits()
     {
-        long now = Now(LoopClock.Monotonic);
+        long now = NowNanoseconds(LoopClock.Monotonic);
         for (int i = _limited.Count - 1; i >= 0; i--)
         {
             var source = _limited[i];
@@ -495,7 +509,7 @@ public sealed partial class EventLoop : IDisposable
         }
         foreach (var clock in (ReadOnlySpan<LoopClock>)[LoopClock.Monotonic, LoopClock.Realtime, LoopClock.Boottime])
         {
-            long now = Now(clock);
+            long now = NowNanoseconds(clock);
             for (int slot; (slot = _timers.FirstDue(clock, now)) >= 0;)
             {
                 ref var record = ref _timers[slot];
@@ -575,7 +589,7 @@ public sealed partial class EventLoop : IDisposable
         if (pending.TimerSlot >= 0)
             return InvokeSlimTimer(pending.TimerSlot, pending.TimerGeneration);
         Invoke(pending.Source, pending.Action);
-        pending.Source?.CountDispatch(Now(LoopClock.Monotonic));
+        pending.Source?.CountDispatch(NowNanoseconds(LoopClock.Monotonic));
         return true;
     }
 
@@ -603,7 +617,7 @@ public sealed partial class EventLoop : IDisposable
         if (record.Period > 0)
         {
             long accuracy = record.Latest - record.Deadline;
-            record.Deadline = TimerTable.NextPeriodicDeadline(record.Deadline, record.Period, Now((LoopClock)record.Clock));
+            record.Deadline = TimerTable.NextPeriodicDeadline(record.Deadline, record.Period, NowNanoseconds((LoopClock)record.Clock));
             record.Latest = record.Deadline + accuracy;
             _timers.Arm(slot); // before the callback, so that the callback may move or dispose it
         }

@@ -19,14 +19,30 @@ public enum SourceState
 /// </summary>
 public abstract class EventSource : IDisposable
 {
-    private SourceState _state;
+    private byte _state; // a SourceState: a byte packs with the flag below, where the int enum took a word of its own
+    private string? _description; // null: the type's name (kept here, not with the extras: servers name every connection's sources)
+
+    /// <summary>What few sources use (a rate limit, prepare, destroy and expire callbacks, the failure policy and
+    /// failure), kept out of line and made on first use: every armed timer pays for each field of the source
+    /// object, and most sources set none of these.</summary>
+    private sealed class Extras
+    {
+        public bool KeepGoingOnFailure;
+        public Exception? Failure;
+        public RateLimit? Limit;
+        public Action<EventSource>? RateLimitExpire, Prepare, Destroy;
+    }
+
+    private Extras? _extras;
+
+    private Extras More => _extras ??= new Extras();
 
     private protected EventSource(EventLoop loop, int priority, SourceState state, string? description)
     {
         Loop = loop;
         Priority = priority;
-        _state = state;
-        Description = description ?? GetType().Name;
+        _state = (byte)state;
+        _description = description;
         Id = loop.NextSourceId();
     }
 
@@ -37,7 +53,11 @@ public abstract class EventSource : IDisposable
     public int Priority { get; set; }
 
     /// <summary>Free text shown in diagnostics and in exceptions that escape the callback.</summary>
-    public string Description { get; set; }
+    public string Description
+    {
+        get => _description ?? GetType().Name;
+        set => _description = value;
+    }
 
     /// <summary>True once disposed.</summary>
     public bool IsDisposed { get; private set; }
@@ -47,14 +67,14 @@ public abstract class EventSource : IDisposable
     /// <summary>On, off or oneshot. Switching a source on or off takes effect from the next dispatch decision.</summary>
     public SourceState State
     {
-        get => _state;
+        get => (SourceState)_state;
         set
         {
             ObjectDisposedException.ThrowIf(IsDisposed, this);
-            if (_state == value)
+            if (_state == (byte)value)
                 return;
-            var previous = _state;
-            _state = value;
+            var previous = (SourceState)_state;
+            _state = (byte)value;
             OnStateChanged(previous, value);
         }
     }
@@ -66,34 +86,39 @@ public abstract class EventSource : IDisposable
     /// source (an exception in .NET is a bug, and a loop that went on would run in a state nobody planned for). False:
     /// sd-event's default, the source is switched off, the exception kept in <see cref="Failure"/>, and the loop goes on
     /// (sd_event_source_set_exit_on_failure, whose default is the other way round).</summary>
-    public bool ExitOnFailure { get; set; } = true;
+    public bool ExitOnFailure
+    {
+        get => _extras is not { KeepGoingOnFailure: true };
+        set
+        {
+            if (value != ExitOnFailure)
+                More.KeepGoingOnFailure = !value;
+        }
+    }
 
     /// <summary>The exception that switched the source off (<see cref="ExitOnFailure"/> false), or null.</summary>
-    public Exception? Failure { get; private set; }
+    public Exception? Failure => _extras?.Failure;
 
     /// <summary>A callback threw and <see cref="ExitOnFailure"/> is false: the source goes off and the loop goes on.</summary>
     internal void DisableAfterFailure(Exception e)
     {
-        Failure = e;
+        More.Failure = e;
         if (IsDisposed)
             return;
-        if (_state != SourceState.Off)
+        if (_state != (byte)SourceState.Off)
         {
-            var previous = _state;
-            _state = SourceState.Off;
+            var previous = (SourceState)_state;
+            _state = (byte)SourceState.Off;
             OnStateChanged(previous, SourceState.Off);
         }
         AfterDispatch(); // what the dispatch would have done after the callback (a reaped child disposes itself)
     }
 
-    // Kept out of line: most sources never get a rate limit, and every armed timer pays for each field here.
     private sealed class RateLimit
     {
         public long Interval, WindowStart, LimitedUntil;
         public int Burst, Dispatches;
     }
-
-    private RateLimit? _limit;
 
     /// <summary>Against starvation (sd-event's ratelimit): at most <paramref name="burst"/> dispatches per
     /// <paramref name="interval"/>; past that the source is skipped (an I/O source is paused in the poller, so
@@ -102,21 +127,23 @@ public abstract class EventSource : IDisposable
     {
         ArgumentOutOfRangeException.ThrowIfNegative(burst);
         bool wasLimited = IsRateLimited;
-        _limit = burst == 0 ? null : new RateLimit { Interval = interval.Ticks * 100, Burst = burst, WindowStart = Loop.Now(LoopClock.Monotonic) };
+        if (burst == 0 && _extras is null)
+            return; // nothing to remove, and nothing to allocate for it
+        More.Limit = burst == 0 ? null : new RateLimit { Interval = interval.Ticks * 100, Burst = burst, WindowStart = Loop.NowNanoseconds(LoopClock.Monotonic) };
         if (wasLimited)
             OnRateLimitChanged(limited: false);
     }
 
     /// <summary>True while the rate limit holds the source back.</summary>
-    public bool IsRateLimited => _limit is { LimitedUntil: not 0 };
+    public bool IsRateLimited => _extras?.Limit is { LimitedUntil: not 0 };
 
     /// <summary>When the rate limit lifts (monotonic nanoseconds), or 0.</summary>
-    internal long LimitedUntil => _limit?.LimitedUntil ?? 0;
+    internal long LimitedUntil => _extras?.Limit?.LimitedUntil ?? 0;
 
     /// <summary>Lifts the limit once its interval is over; called by the loop each iteration. True when it lifted.</summary>
     internal bool ExpireRateLimit(long now)
     {
-        if (_limit is { LimitedUntil: not 0 } limit && now >= limit.LimitedUntil)
+        if (_extras?.Limit is { LimitedUntil: not 0 } limit && now >= limit.LimitedUntil)
         {
             limit.LimitedUntil = 0;
             limit.Dispatches = 0;
@@ -130,9 +157,16 @@ public abstract class EventSource : IDisposable
     /// <summary>Runs on the loop thread when the rate limit that held the source back lifts, before the source can be
     /// dispatched again (sd_event_source_set_ratelimit_expire_callback). Not run when the limit is removed or replaced
     /// by <see cref="SetRateLimit"/>. An exception from it stops the loop, as one from the source's callback does.</summary>
-    public Action<EventSource>? RateLimitExpireCallback { get; set; }
+    public Action<EventSource>? RateLimitExpireCallback
+    {
+        get => _extras?.RateLimitExpire;
+        set
+        {
+            if (value is not null || _extras is not null)
+                More.RateLimitExpire = value;
+        }
+    }
 
-    private Action<EventSource>? _prepare, _destroy;
 
     /// <summary>Runs before each wait of the loop while the source is on and not rate limited, in priority order with the
     /// other sources' prepare callbacks (sd_event_source_set_prepare): the place to flush buffered output or to
@@ -141,12 +175,13 @@ public abstract class EventSource : IDisposable
     /// <exception cref="ObjectDisposedException">Set on a disposed source.</exception>
     public Action<EventSource>? PrepareCallback
     {
-        get => _prepare;
+        get => _extras?.Prepare;
         set
         {
             ObjectDisposedException.ThrowIf(IsDisposed, this);
-            bool had = _prepare is not null;
-            _prepare = value;
+            bool had = _extras?.Prepare is not null;
+            if (value is not null || had)
+                More.Prepare = value;
             if (had != value is not null)
                 Loop.TrackPrepare(this, value is not null);
         }
@@ -158,12 +193,13 @@ public abstract class EventSource : IDisposable
     /// <exception cref="ObjectDisposedException">Set on a disposed source.</exception>
     public Action<EventSource>? DestroyCallback
     {
-        get => _destroy;
+        get => _extras?.Destroy;
         set
         {
             ObjectDisposedException.ThrowIf(IsDisposed, this);
-            bool had = _destroy is not null;
-            _destroy = value;
+            bool had = _extras?.Destroy is not null;
+            if (value is not null || had)
+                More.Destroy = value;
             if (had != value is not null)
                 Loop.TrackDestroy(this, value is not null);
         }
@@ -172,7 +208,7 @@ public abstract class EventSource : IDisposable
     /// <summary>Counts a dispatch against the limit.</summary>
     internal void CountDispatch(long now)
     {
-        if (_limit is not { } limit)
+        if (_extras?.Limit is not { } limit)
             return;
         if (now - limit.WindowStart >= limit.Interval)
         {
@@ -197,7 +233,7 @@ public abstract class EventSource : IDisposable
     /// TEST(basic) re-enables one from inside).</summary>
     internal virtual void BeforeDispatch()
     {
-        if (_state == SourceState.Oneshot)
+        if (_state == (byte)SourceState.Oneshot)
             State = SourceState.Off;
     }
 
@@ -215,14 +251,14 @@ public abstract class EventSource : IDisposable
         IsDisposed = true;
         OnDispose();
         Loop.Forget(this);
-        if (_prepare is not null)
+        if (_extras?.Prepare is not null)
         {
-            _prepare = null;
+            More.Prepare = null;
             Loop.TrackPrepare(this, false);
         }
-        if (_destroy is { } destroy)
+        if (_extras?.Destroy is { } destroy)
         {
-            _destroy = null;
+            More.Destroy = null;
             Loop.TrackDestroy(this, false);
             destroy(this);
         }

@@ -41,10 +41,10 @@ public readonly struct SlimTimer : IDisposable, IEquatable<SlimTimer>
     /// <exception cref="ObjectDisposedException">The handle is stale.</exception>
     public LoopClock Clock => (LoopClock)Record.Clock;
 
-    /// <summary>When the timer is due, on its clock (nanoseconds; see <see cref="EventLoop.Now"/>); inside a
-    /// repeating timer's callback, already the next deadline.</summary>
+    /// <summary>When the timer is due, a time on its clock (see <see cref="EventLoop.Now"/>); inside a repeating
+    /// timer's callback, already the next deadline.</summary>
     /// <exception cref="ObjectDisposedException">The handle is stale.</exception>
-    public long Deadline => Record.Deadline;
+    public TimeSpan Deadline => TimerSpan.ToTimeSpan(Record.Deadline);
 
     /// <summary>How late it may run.</summary>
     /// <exception cref="ObjectDisposedException">The handle is stale.</exception>
@@ -64,7 +64,9 @@ public readonly struct SlimTimer : IDisposable, IEquatable<SlimTimer>
     /// <summary>Moves the deadline (absolute, on the timer's clock); keeps the accuracy unless one is given. Arms
     /// the timer again if it was due or running its callback (a oneshot so re-armed is not freed).</summary>
     /// <exception cref="ObjectDisposedException">The handle is stale.</exception>
-    public void SetDeadline(long deadlineNanoseconds, TimeSpan? accuracy = null)
+    public void SetDeadline(TimeSpan deadline, TimeSpan? accuracy = null) => SetDeadlineNanoseconds(TimerSpan.Nanoseconds(deadline), accuracy);
+
+    private void SetDeadlineNanoseconds(long deadlineNanoseconds, TimeSpan? accuracy)
     {
         var table = Table;
         ref var record = ref table[_slot];
@@ -78,7 +80,7 @@ public readonly struct SlimTimer : IDisposable, IEquatable<SlimTimer>
 
     /// <summary>Due <paramref name="delay"/> from the loop's cached now (see <see cref="SetDeadline"/>).</summary>
     /// <exception cref="ObjectDisposedException">The handle is stale.</exception>
-    public void SetDelay(TimeSpan delay) => SetDeadline(TimerSpan.After(_loop!.Now(Clock), delay));
+    public void SetDelay(TimeSpan delay) => SetDeadlineNanoseconds(TimerSpan.After(_loop!.NowNanoseconds(Clock), delay), null);
 
     /// <summary>Cancels the timer and frees its record. Idempotent, a stale or default handle does nothing; safe
     /// inside any callback, its own included.</summary>

@@ -35,7 +35,7 @@ public sealed class TimerSource : EventSource
     internal TimerSource(EventLoop loop, LoopClock clock, long deadline, long accuracy, long period, Action<TimerSource> callback, int priority, SourceState state, string? description)
         : base(loop, priority, state, description)
     {
-        Clock = clock;
+        _clock = (byte)clock;
         DeadlineNanoseconds = deadline;
         AccuracyNanoseconds = accuracy;
         PeriodNanoseconds = period;
@@ -44,21 +44,25 @@ public sealed class TimerSource : EventSource
             Arm();
     }
 
+    private readonly byte _clock; // a LoopClock, as a byte: it packs with the source's state and flag
+
     /// <summary>The clock.</summary>
-    public LoopClock Clock { get; }
+    public LoopClock Clock => (LoopClock)_clock;
     internal long DeadlineNanoseconds { get; private set; }
     internal long AccuracyNanoseconds { get; private set; }
     internal long PeriodNanoseconds { get; }
     internal long LatestNanoseconds => DeadlineNanoseconds + AccuracyNanoseconds;
 
-    /// <summary>When the timer is due, on its clock (nanoseconds; see <see cref="EventLoop.Now"/>).</summary>
-    public long Deadline => DeadlineNanoseconds;
+    /// <summary>When the timer is due, a time on its clock (see <see cref="EventLoop.Now"/>).</summary>
+    public TimeSpan Deadline => TimerSpan.ToTimeSpan(DeadlineNanoseconds);
 
     /// <summary>How late it may run.</summary>
     public TimeSpan Accuracy => TimeSpan.FromTicks(AccuracyNanoseconds / 100);
 
     /// <summary>Moves the deadline (absolute, on the timer's clock) and switches a finished oneshot back on.</summary>
-    public void SetDeadline(long deadlineNanoseconds, TimeSpan? accuracy = null)
+    public void SetDeadline(TimeSpan deadline, TimeSpan? accuracy = null) => SetDeadlineNanoseconds(TimerSpan.Nanoseconds(deadline), accuracy);
+
+    private void SetDeadlineNanoseconds(long deadlineNanoseconds, TimeSpan? accuracy = null)
     {
         ObjectDisposedException.ThrowIf(IsDisposed, this);
         Disarm();
@@ -89,7 +93,7 @@ public sealed class TimerSource : EventSource
     internal void OnDue() => Disarm();
 
     /// <summary>Due <paramref name="delay"/> from the loop's cached now.</summary>
-    public void SetDelay(TimeSpan delay) => SetDeadline(TimerSpan.After(Loop.Now(Clock), delay));
+    public void SetDelay(TimeSpan delay) => SetDeadlineNanoseconds(TimerSpan.After(Loop.NowNanoseconds(Clock), delay));
 
     /// <summary>Puts a due timer back with its deadline moved to <paramref name="until"/> (rate limit).</summary>
     internal void PostponeTo(long until)
@@ -110,7 +114,7 @@ public sealed class TimerSource : EventSource
     {
         if (PeriodNanoseconds > 0 && State == SourceState.On)
         {
-            DeadlineNanoseconds = TimerTable.NextPeriodicDeadline(DeadlineNanoseconds, PeriodNanoseconds, Loop.Now(Clock));
+            DeadlineNanoseconds = TimerTable.NextPeriodicDeadline(DeadlineNanoseconds, PeriodNanoseconds, Loop.NowNanoseconds(Clock));
             Arm();
         }
         else if (State == SourceState.Oneshot)
@@ -172,4 +176,7 @@ internal static class TimerSpan
 
     /// <summary>The deadline <paramref name="delay"/> after <paramref name="now"/>.</summary>
     public static long After(long now, TimeSpan delay) => Deadline(now + Nanoseconds(delay));
+
+    /// <summary>Nanoseconds as a <see cref="TimeSpan"/> (100 ns ticks, rounded towards zero).</summary>
+    public static TimeSpan ToTimeSpan(long nanoseconds) => TimeSpan.FromTicks(nanoseconds / 100);
 }

@@ -11,13 +11,13 @@ public sealed class LoopScaleTests
         using var loop = new EventLoop(PollerFactory.Create());
         const int Count = 1_000_000;
         int fired = 0;
-        long lastDeadline = long.MinValue;
+        var lastDeadline = TimeSpan.MinValue;
         bool inOrder = true;
-        void Fired(long deadline)
+        void Fired(TimeSpan deadline)
         {
             fired++;
-            inOrder &= deadline >= lastDeadline || deadline - lastDeadline > -10_000_000; // within one accuracy window
-            lastDeadline = Math.Max(lastDeadline, deadline);
+            inOrder &= deadline >= lastDeadline || deadline - lastDeadline > -TimeSpan.FromMilliseconds(10); // within one accuracy window
+            lastDeadline = deadline > lastDeadline ? deadline : lastDeadline;
         }
         Action<TimerSource> full = t => Fired(t.Deadline);
         Action<SlimTimer> light = t => Fired(t.Deadline);
@@ -55,14 +55,19 @@ public sealed class LoopScaleTests
         double perTimer = (double)(after - before) / Count;
         TestContext.Out.WriteLine($"{perTimer:F1} B per armed slim timer");
         Assert.That(perTimer, Is.LessThanOrEqualTo(64.5), "a 48-byte record plus one int in its heap, with room to spare");
-        // For the record (docs/BENCHMARKS.md): a TimerSource is the same record plus its source object.
+        // A TimerSource is the same record plus its source object.
         using var sources = new EventLoop(PollerFactory.Create());
         Action<TimerSource> none = static _ => { };
         before = GC.GetTotalMemory(forceFullCollection: true);
         for (int i = 0; i < Count; i++)
             sources.AddTimer(TimeSpan.FromHours(1), none);
         after = GC.GetTotalMemory(forceFullCollection: true);
-        TestContext.Out.WriteLine($"{(double)(after - before) / Count:F1} B per armed TimerSource");
+        double perSource = (double)(after - before) / Count;
+        TestContext.Out.WriteLine($"{perSource:F1} B per armed TimerSource");
+        // 148 B measured (a 96-byte source object plus the 52 of the record), from 156: the rarely used source
+        // fields live in a side object made on first use. The bound catches a field added to every source or a
+        // side object made eagerly (64 B more per timer: 212 B measured); the 64 B target is not met (docs/BENCHMARKS.md).
+        Assert.That(perSource, Is.LessThanOrEqualTo(152.5), "a TimerSource: its source object and a record, no side object");
         GC.KeepAlive(loop);
         GC.KeepAlive(sources);
     }

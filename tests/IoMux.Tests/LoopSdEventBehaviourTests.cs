@@ -38,16 +38,16 @@ public sealed class LoopSdEventBehaviourTests(BackendProvider backend)
     public void ATimerMovedByAnEarlierCallbackOfTheIterationFiresAtItsNewDeadline()
     {
         using var loop = LoopTests.NewLoop(backend);
-        var fired = new List<long>();
+        var fired = new List<TimeSpan>();
         var moved = loop.AddTimer(TimeSpan.FromMilliseconds(20), t => fired.Add(loop.Now(LoopClock.Monotonic)), accuracy: TimeSpan.Zero, priority: 1);
-        long newDeadline = 0;
+        var newDeadline = TimeSpan.Zero;
         loop.AddTimer(TimeSpan.FromMilliseconds(20), _ =>
         {
-            newDeadline = loop.Now(LoopClock.Monotonic) + 200_000_000;
+            newDeadline = loop.Now(LoopClock.Monotonic) + TimeSpan.FromMilliseconds(200);
             moved.SetDeadline(newDeadline);
         }, accuracy: TimeSpan.Zero, priority: -1);
         var clock = System.Diagnostics.Stopwatch.StartNew();
-        while (newDeadline == 0 && clock.Elapsed < TimeSpan.FromSeconds(5))
+        while (newDeadline == TimeSpan.Zero && clock.Elapsed < TimeSpan.FromSeconds(5))
             loop.RunOnce(TimeSpan.FromSeconds(1));
         Assert.That(newDeadline, Is.Not.Zero, "the first timer fired");
         Assert.That(fired, Is.Empty, "the moved timer fired at its old deadline");

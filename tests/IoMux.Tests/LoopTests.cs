@@ -132,7 +132,7 @@ public sealed unsafe class LoopTests(BackendProvider backend)
         {
             if (clock == LoopClock.Boottime && !OperatingSystem.IsLinux())
                 continue;
-            Assert.That(_loop.Now(clock), Is.GreaterThan(0), $"{clock} now");
+            Assert.That(_loop.Now(clock), Is.GreaterThan(TimeSpan.Zero), $"{clock} now");
             _loop.AddTimer(TimeSpan.FromMilliseconds(5), _ => fired.Add(clock), accuracy: TimeSpan.Zero, clock: clock);
         }
         RunUntil(() => fired.Count == (OperatingSystem.IsLinux() ? 3 : 2));

@@ -45,7 +45,7 @@ public sealed unsafe partial class SdEventRestatedTests
         var order = new List<char>();
         loop.AddIo(a.Read, Interest.Readable, (s, _) => { s.State = SourceState.Off; order.Add('a'); }, priority: 99);
         loop.AddIo(b.Read, Interest.Readable, (_, _) => order.Add('b'), state: SourceState.Oneshot);
-        loop.AddTimerAt(0, _ => order.Add('c'), accuracy: TimeSpan.Zero, priority: 50);
+        loop.AddTimerAt(TimeSpan.Zero, _ => order.Add('c'), accuracy: TimeSpan.Zero, priority: 50);
         WriteByte(a.Write);
         WriteByte(b.Write);
         var seen = new List<string>();

@@ -167,7 +167,7 @@ public sealed unsafe partial class SdEventRestatedTests
         var s = loop.AddTimer(TimeSpan.FromTicks(10), t =>
         {
             t.State = SourceState.On;
-            t.SetDeadline(t.Deadline + 1_000);
+            t.SetDeadline(t.Deadline + TimeSpan.FromMicroseconds(1));
             count++;
         }, accuracy: TimeSpan.FromTicks(10));
         s.SetRateLimit(TimeSpan.FromMilliseconds(300), burst: 10);

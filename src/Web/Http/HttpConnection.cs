@@ -59,7 +59,7 @@ internal sealed unsafe class HttpConnection
     // what the client still sends for up to this long, so that unread request bytes do not turn the close into
     // a reset that destroys the response in flight (an oversized header answered 431, for one).
     private static readonly TimeSpan LingerTime = TimeSpan.FromSeconds(1);
-    private long _deadline;
+    private TimeSpan _deadline;
 
     // The head scanner. The parser starts from the first byte each time, so it runs only when a line that can
     // change its answer has ended (the request line: early 400/414/505; the blank line ending the head), when a
@@ -80,14 +80,12 @@ internal sealed unsafe class HttpConnection
         _source = worker.Loop.AddIo(fd, Interest.Readable, (_, readiness) => OnReady(readiness), description: "http connection");
         // The first byte is due within the header timeout, as nginx's client_header_timeout: an idle new
         // connection is not held for the (longer) keep-alive timeout.
-        _deadline = Now + Nanoseconds(worker.Options.HeaderTimeout);
+        _deadline = Now + worker.Options.HeaderTimeout;
         _timer = worker.Loop.AddTimer(worker.Options.HeaderTimeout, _ => OnTimer(), accuracy: TimeSpan.FromMilliseconds(250),
             description: "http timeouts");
     }
 
-    private long Now => _worker.Loop.Now(LoopClock.Monotonic);
-
-    private static long Nanoseconds(TimeSpan span) => span.Ticks * 100;
+    private TimeSpan Now => _worker.Loop.Now(LoopClock.Monotonic);
 
     private bool ResponsePending => _outSent < _outLength || _fileFd >= 0 || _rentedBody is not null || _bodySource is not null;
 
@@ -121,13 +119,13 @@ internal sealed unsafe class HttpConnection
         if (_inLength == 0)
         {
             _awaitingHead = false;
-            SetDeadline(Now + Nanoseconds(_worker.Options.KeepAliveTimeout));
+            SetDeadline(Now + _worker.Options.KeepAliveTimeout);
         }
     }
 
     /// <summary>Sets the connection's deadline; the timer is moved only when it would fire too late (a later
     /// deadline is picked up when the timer fires early, so extending one costs no timer operation).</summary>
-    private void SetDeadline(long deadline)
+    private void SetDeadline(TimeSpan deadline)
     {
         _deadline = deadline;
         if (_timer.State == SourceState.Off || deadline < _timer.Deadline)
@@ -229,7 +227,7 @@ internal sealed unsafe class HttpConnection
         if (_awaitingHead)
             return;
         _awaitingHead = true;
-        SetDeadline(Now + Nanoseconds(_worker.Options.HeaderTimeout));
+        SetDeadline(Now + _worker.Options.HeaderTimeout);
     }
 
     /// <summary>Whether parsing the buffer now could give a different answer than last time (see the scanner's
@@ -482,7 +480,7 @@ internal sealed unsafe class HttpConnection
     /// stream socket), so the deadline measures the time between two writes, as nginx's send_timeout.</summary>
     private bool WaitForWritable()
     {
-        SetDeadline(Now + Nanoseconds(_worker.Options.SendTimeout));
+        SetDeadline(Now + _worker.Options.SendTimeout);
         if (_source.Interest != Interest.Writable)
             _source.SetInterest(Interest.Writable);
         return false;
@@ -614,7 +612,7 @@ internal sealed unsafe class HttpConnection
     {
         _lingering = true;
         LibC.shutdown(_fd, Sockets.SHUT_WR);
-        _deadline = Now + Nanoseconds(LingerTime);
+        _deadline = Now + LingerTime;
         _timer.SetDeadline(_deadline);
         Discard();
     }

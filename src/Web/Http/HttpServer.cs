@@ -30,16 +30,18 @@ public sealed class HttpServerOptions
     /// <c>IoMuxTransportOptions.ThreadCount</c> and <c>EventLoopHostOptions.ThreadCount</c>.</summary>
     public int ThreadCount { get; init; } = Environment.ProcessorCount;
 
-    /// <summary>How long a request head may take to arrive once it started (slowloris); 408 and close after.</summary>
+    /// <summary>How long a request head may take to arrive once it started (slowloris); 408 and close after. More than zero,
+    /// at most 365 days (the timeouts are checked when the server is made).</summary>
     public TimeSpan HeaderTimeout { get; init; } = TimeSpan.FromSeconds(10);
 
     /// <summary>How long a kept-alive connection may stay idle between requests. A new connection gets
-    /// <see cref="HeaderTimeout"/> for its first byte instead, as nginx's client_header_timeout.</summary>
+    /// <see cref="HeaderTimeout"/> for its first byte instead, as nginx's client_header_timeout. More than zero, at
+    /// most 365 days.</summary>
     public TimeSpan KeepAliveTimeout { get; init; } = TimeSpan.FromSeconds(60);
 
     /// <summary>How long a response may wait for the client to take more of it: measured between two writes that
     /// make progress, not over the whole response (nginx's send_timeout), so a slow download lasts as long as it
-    /// moves. Past it the connection is closed.</summary>
+    /// moves. Past it the connection is closed. More than zero, at most 365 days.</summary>
     public TimeSpan SendTimeout { get; init; } = TimeSpan.FromSeconds(60);
 
     /// <summary>Connections per loop thread; past it the thread's listener is not polled.</summary>
@@ -85,6 +87,9 @@ public sealed class HttpServer : IDisposable
     private readonly HttpWorker[] _workers;
     private readonly Thread[] _threads;
 
+    /// <summary>The longest timeout the options take (a deadline is the loop's time plus it).</summary>
+    private static readonly TimeSpan MaxTimeout = TimeSpan.FromDays(365);
+
     private HttpServer(IPEndPoint endpoint, HttpServerOptions options, Func<HttpResponder> responder, string? backend)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(options.ThreadCount, 1, nameof(options.ThreadCount));
@@ -93,6 +98,11 @@ public sealed class HttpServer : IDisposable
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(options.KeepAliveTimeout, TimeSpan.Zero, nameof(options.KeepAliveTimeout));
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(options.SendTimeout, TimeSpan.Zero, nameof(options.SendTimeout));
         ArgumentOutOfRangeException.ThrowIfGreaterThan(options.MaxRequestBodySize, MaxRequestBodyLimit, nameof(options.MaxRequestBodySize));
+        // A deadline is the loop's time plus the timeout: TimeSpan.MaxValue ("never") would overflow it on the first
+        // request, on the loop thread. A year stands for never and is refused here, where the caller can see it.
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(options.HeaderTimeout, MaxTimeout, nameof(options.HeaderTimeout));
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(options.KeepAliveTimeout, MaxTimeout, nameof(options.KeepAliveTimeout));
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(options.SendTimeout, MaxTimeout, nameof(options.SendTimeout));
         _group = ListenerGroup.Bind(endpoint, options.ThreadCount);
         _workers = new HttpWorker[options.ThreadCount];
         _threads = new Thread[options.ThreadCount];

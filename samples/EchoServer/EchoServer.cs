@@ -1,5 +1,4 @@
 using System.Net.Sockets;
-using Microsoft.Win32.SafeHandles;
 
 namespace IoMux.Samples;
 
@@ -7,9 +6,9 @@ namespace IoMux.Samples;
 /// whose echo cannot be written is not read until it drains). The README shows this file.</summary>
 public static class EchoServer
 {
-    private sealed class Client(SafeFileHandle handle)
+    private sealed class Client(SafeSocketHandle handle)
     {
-        public SafeFileHandle Handle { get; } = handle;
+        public SafeSocketHandle Handle { get; } = handle;
         public Registration Registration { get; set; } = null!;
         public byte[] Pending { get; } = new byte[64 * 1024];
         public int PendingStart, PendingEnd;
@@ -30,7 +29,7 @@ public static class EchoServer
             {
                 if (e.Token == 0)
                 {
-                    while (accepting.TryAccept(out var handle) == IoOutcome.Completed)
+                    while (accepting.Accept(out var handle) == IoOutcome.Completed)
                     {
                         var client = new Client(handle!);
                         client.Registration = poller.Register(client.Handle, nextToken, Interest.Readable | Interest.Writable, TriggerMode.Edge);
@@ -59,7 +58,7 @@ public static class EchoServer
         {
             if (c.PendingStart < c.PendingEnd)
             {
-                switch (c.Registration.TryWrite(c.Pending.AsSpan(c.PendingStart, c.PendingEnd - c.PendingStart), out int written))
+                switch (c.Registration.Write(c.Pending.AsSpan(c.PendingStart, c.PendingEnd - c.PendingStart), out int written))
                 {
                     case IoOutcome.WouldBlock: return true; // the edge registration reports Writable when there is room again
                     case IoOutcome.Completed: c.PendingStart += written; continue;
@@ -67,7 +66,7 @@ public static class EchoServer
                 }
             }
             c.PendingStart = c.PendingEnd = 0;
-            switch (c.Registration.TryRead(c.Pending, out int read))
+            switch (c.Registration.Read(c.Pending, out int read))
             {
                 case IoOutcome.WouldBlock: return true;
                 case IoOutcome.Completed: c.PendingEnd = read; break;

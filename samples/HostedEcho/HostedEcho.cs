@@ -1,7 +1,6 @@
 using System.Net;
 using System.Net.Sockets;
 using IoMux.Loop;
-using Microsoft.Win32.SafeHandles;
 
 namespace IoMux.Samples;
 
@@ -10,9 +9,9 @@ namespace IoMux.Samples;
 /// exit source, on the loop thread, so a host that stops the loop leaves no descriptor behind.</summary>
 public static class HostedEcho
 {
-    private sealed class Client(SafeFileHandle handle)
+    private sealed class Client(SafeSocketHandle handle)
     {
-        public SafeFileHandle Handle { get; } = handle;
+        public SafeSocketHandle Handle { get; } = handle;
         public IoSource Source { get; set; } = null!;
         public byte[] Pending { get; } = new byte[16 * 1024];
         public int Start, End;
@@ -43,7 +42,7 @@ public static class HostedEcho
         var clients = new HashSet<Client>();
         var accepting = loop.AddIo(listener.SafeHandle, Interest.Readable, (source, _) =>
         {
-            while (source.Registration!.TryAccept(out var handle, out EndPoint? peer) == IoOutcome.Completed)
+            while (source.Registration!.Accept(out var handle, out EndPoint? peer) == IoOutcome.Completed)
             {
                 var client = new Client(handle!);
                 client.Source = loop.AddIo(client.Handle, Interest.Readable, (_, _) => Pump(client, clients), description: $"echo {peer}");
@@ -64,14 +63,14 @@ public static class HostedEcho
         var registration = c.Source.Registration!;
         if (c.Start == c.End)
         {
-            switch (registration.TryRead(c.Pending, out int read))
+            switch (registration.Read(c.Pending, out int read))
             {
                 case IoOutcome.WouldBlock: return;
                 case IoOutcome.Completed: (c.Start, c.End) = (0, read); break;
                 default: Close(c, clients); return; // EndOfStream, ConnectionReset
             }
         }
-        switch (registration.TryWrite(c.Pending.AsSpan(c.Start, c.End - c.Start), out int written))
+        switch (registration.Write(c.Pending.AsSpan(c.Start, c.End - c.Start), out int written))
         {
             case IoOutcome.Completed: c.Start += written; break;
             case IoOutcome.WouldBlock: break;

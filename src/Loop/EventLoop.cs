@@ -288,7 +288,7 @@ public sealed partial class EventLoop : IDisposable
     /// (<c>WATCHDOG_USEC</c>, for this pid): the first ping at once, as sd-event's, then every half timeout from the
     /// loop's own iterations. Returns the watchdog, or null when there is none. See <see cref="LoopWatchdog"/>.</summary>
     /// <exception cref="FormatException">WATCHDOG_USEC or WATCHDOG_PID is malformed.</exception>
-    public LoopWatchdog? EnableWatchdog(SystemdNotifier? notifier) => LoopWatchdog.Enable(this, notifier);
+    public LoopWatchdog? EnableWatchdog(SdNotifier? notifier) => LoopWatchdog.Enable(this, notifier);
 
     /// <summary>True on the thread that is running an iteration right now.</summary>
     public bool IsLoopThread => _loopThread == Environment.CurrentManagedThreadId;

@@ -1,4 +1,5 @@
 using System.Net.Sockets;
+using Microsoft.Win32.SafeHandles;
 
 namespace IoMux.Samples;
 
@@ -6,9 +7,9 @@ namespace IoMux.Samples;
 /// whose echo cannot be written is not read until it drains). The README shows this file.</summary>
 public static class EchoServer
 {
-    private sealed class Client(SafeSocketHandle handle)
+    private sealed class Client(SafeFileHandle handle)
     {
-        public SafeSocketHandle Handle { get; } = handle;
+        public SafeFileHandle Handle { get; } = handle;
         public Registration Registration { get; set; } = null!;
         public byte[] Pending { get; } = new byte[64 * 1024];
         public int PendingStart, PendingEnd;

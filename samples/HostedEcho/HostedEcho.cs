@@ -1,6 +1,7 @@
 using System.Net;
 using System.Net.Sockets;
 using IoMux.Loop;
+using Microsoft.Win32.SafeHandles;
 
 namespace IoMux.Samples;
 
@@ -9,9 +10,9 @@ namespace IoMux.Samples;
 /// exit source, on the loop thread, so a host that stops the loop leaves no descriptor behind.</summary>
 public static class HostedEcho
 {
-    private sealed class Client(SafeSocketHandle handle)
+    private sealed class Client(SafeFileHandle handle)
     {
-        public SafeSocketHandle Handle { get; } = handle;
+        public SafeFileHandle Handle { get; } = handle;
         public IoSource Source { get; set; } = null!;
         public byte[] Pending { get; } = new byte[16 * 1024];
         public int Start, End;

@@ -1,6 +1,7 @@
 using System.Net;
 using System.Net.Sockets;
 using System.Runtime.InteropServices;
+using Microsoft.Win32.SafeHandles;
 using IoMux.Interop;
 
 namespace IoMux;
@@ -181,11 +182,14 @@ public sealed unsafe class Registration : IDisposable
     /// <summary>Accepts one pending connection on a listening socket, non-blocking and close-on-exec.
     /// Returns <see cref="IoOutcome.WouldBlock"/> (re-arming) when none is pending. A connection that was reset
     /// before it could be accepted (ECONNABORTED) is skipped, as accept(2) advises. The connection is a
-    /// <see cref="SafeSocketHandle"/> (it is a socket): register it as it is, or wrap it with
-    /// <c>new Socket(connection)</c> when a <see cref="Socket"/> is wanted; disposing it closes the descriptor.</summary>
+    /// <see cref="SafeFileHandle"/> on purpose, not a <see cref="SafeSocketHandle"/>: disposing a SafeSocketHandle that
+    /// no <see cref="Socket"/> owns closes abortively (the peer reads a reset, not end of stream), and a server that
+    /// registers and closes the handle itself wants close(2). Wrap it in a <see cref="Socket"/> only when one is
+    /// needed (<c>new Socket(new SafeSocketHandle(connection.DangerousGetHandle(), true))</c> after
+    /// <c>connection.SetHandleAsInvalid()</c>).</summary>
     /// <exception cref="PosixException">accept failed, e.g. EMFILE when the process is out of descriptors
     /// (the pending connection stays queued: stop accepting for a while).</exception>
-    public IoOutcome Accept(out SafeSocketHandle? connection)
+    public IoOutcome Accept(out SafeFileHandle? connection)
     {
         bool entered = Enter();
         try
@@ -198,7 +202,7 @@ public sealed unsafe class Registration : IDisposable
         }
     }
 
-    /// <summary>As <see cref="Accept(out SafeSocketHandle?)"/>, and writes the peer's address into
+    /// <summary>As <see cref="Accept(out SafeFileHandle?)"/>, and writes the peer's address into
     /// <paramref name="peerAddress"/> (its <see cref="SocketAddress.Size"/> set to the address's length), without
     /// allocating. Make it once for the listener's family (<c>new SocketAddress(AddressFamily.InterNetworkV6)</c>,
     /// or <see cref="AddressFamily.Unix"/> for a Unix socket) and reuse it; turn it into an endpoint with
@@ -206,7 +210,7 @@ public sealed unsafe class Registration : IDisposable
     /// <exception cref="ArgumentException"><paramref name="peerAddress"/> is too small for the peer's address
     /// (the connection that was accepted is closed, not leaked).</exception>
     /// <exception cref="PosixException">accept failed, e.g. EMFILE.</exception>
-    public IoOutcome Accept(SocketAddress peerAddress, out SafeSocketHandle? connection)
+    public IoOutcome Accept(SocketAddress peerAddress, out SafeFileHandle? connection)
     {
         ArgumentNullException.ThrowIfNull(peerAddress);
         var buffer = peerAddress.Buffer.Span;
@@ -234,11 +238,11 @@ public sealed unsafe class Registration : IDisposable
         }
     }
 
-    /// <summary>As <see cref="Accept(out SafeSocketHandle?)"/>, and returns the peer's address: an
+    /// <summary>As <see cref="Accept(out SafeFileHandle?)"/>, and returns the peer's address: an
     /// <see cref="IPEndPoint"/> for TCP, a <see cref="UnixDomainSocketEndPoint"/> for a Unix socket (its path
     /// empty when the peer is unnamed). Allocates the endpoint; the <see cref="SocketAddress"/> overload does not.</summary>
     /// <exception cref="PosixException">accept failed, e.g. EMFILE.</exception>
-    public IoOutcome Accept(out SafeSocketHandle? connection, out EndPoint? peer)
+    public IoOutcome Accept(out SafeFileHandle? connection, out EndPoint? peer)
     {
         var address = new SocketAddress(AddressFamily.Unix, PeerAddressCapacity);
         var outcome = Accept(address, out connection);
@@ -261,7 +265,7 @@ public sealed unsafe class Registration : IDisposable
     // Create() makes a new endpoint from the address; the template's own path is never used.
     private static readonly UnixDomainSocketEndPoint UnixEndPointTemplate = new(" ");
 
-    private IoOutcome AcceptCore(out SafeSocketHandle? connection, byte* address, uint capacity, out uint addressLength)
+    private IoOutcome AcceptCore(out SafeFileHandle? connection, byte* address, uint capacity, out uint addressLength)
     {
         const int SOCK_NONBLOCK_LINUX = 0x800, SOCK_CLOEXEC_LINUX = 0x80000;
         while (true)
@@ -274,7 +278,7 @@ public sealed unsafe class Registration : IDisposable
             if (fd >= 0)
             {
                 addressLength = length;
-                connection = new SafeSocketHandle(fd, ownsHandle: true);
+                connection = new SafeFileHandle(fd, ownsHandle: true);
                 if (!OperatingSystem.IsLinux())
                 {
                     try { LibC.SetNonBlockingCloseOnExec(fd); }

@@ -2,6 +2,7 @@ using System.Net;
 using System.Net.Sockets;
 using IoMux.Conformance;
 using IoMux.Interop;
+using Microsoft.Win32.SafeHandles;
 
 namespace IoMux.Tests;
 
@@ -127,7 +128,7 @@ public sealed class RegistrationOutcomeTests(BackendProvider backend)
         Assert.That(new IPEndPoint(IPAddress.Any, 0).Create(address), Is.EqualTo(second.LocalEndPoint));
 
         Assert.That(registration.Accept(out accepted, out peer), Is.EqualTo(IoOutcome.WouldBlock));
-        Assert.That((accepted, peer), Is.EqualTo(((SafeSocketHandle?)null, (EndPoint?)null)));
+        Assert.That((accepted, peer), Is.EqualTo(((SafeFileHandle?)null, (EndPoint?)null)));
     }
 
     [Test]
@@ -136,7 +137,7 @@ public sealed class RegistrationOutcomeTests(BackendProvider backend)
         var listener = Listener(new IPEndPoint(IPAddress.Loopback, 0));
         var registration = _poller.Register(listener.SafeHandle, 1, Interest.Readable);
         var client = Connect(listener);
-        SafeSocketHandle? accepted = null;
+        SafeFileHandle? accepted = null;
         var e = Assert.Throws<ArgumentException>(() => registration.Accept(new SocketAddress(AddressFamily.InterNetwork, 4), out accepted))!;
         Assert.That(e.ParamName, Is.EqualTo("peerAddress"));
         Assert.That(accepted, Is.Null);

@@ -30,7 +30,7 @@ public static class EchoServer
             {
                 if (e.Token == 0)
                 {
-                    while (accepting.TryAccept(out var handle) == IoOutcome.Completed)
+                    while (accepting.Accept(out var handle) == IoOutcome.Completed)
                     {
                         var client = new Client(handle!);
                         client.Registration = poller.Register(client.Handle, nextToken, Interest.Readable | Interest.Writable, TriggerMode.Edge);
@@ -59,7 +59,7 @@ public static class EchoServer
         {
             if (c.PendingStart < c.PendingEnd)
             {
-                switch (c.Registration.TryWrite(c.Pending.AsSpan(c.PendingStart, c.PendingEnd - c.PendingStart), out int written))
+                switch (c.Registration.Write(c.Pending.AsSpan(c.PendingStart, c.PendingEnd - c.PendingStart), out int written))
                 {
                     case IoOutcome.WouldBlock: return true; // the edge registration reports Writable when there is room again
                     case IoOutcome.Completed: c.PendingStart += written; continue;
@@ -67,7 +67,7 @@ public static class EchoServer
                 }
             }
             c.PendingStart = c.PendingEnd = 0;
-            switch (c.Registration.TryRead(c.Pending, out int read))
+            switch (c.Registration.Read(c.Pending, out int read))
             {
                 case IoOutcome.WouldBlock: return true;
                 case IoOutcome.Completed: c.PendingEnd = read; break;

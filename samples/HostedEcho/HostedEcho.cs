@@ -43,7 +43,7 @@ public static class HostedEcho
         var clients = new HashSet<Client>();
         var accepting = loop.AddIo(listener.SafeHandle, Interest.Readable, (source, _) =>
         {
-            while (source.Registration!.TryAccept(out var handle, out EndPoint? peer) == IoOutcome.Completed)
+            while (source.Registration!.Accept(out var handle, out EndPoint? peer) == IoOutcome.Completed)
             {
                 var client = new Client(handle!);
                 client.Source = loop.AddIo(client.Handle, Interest.Readable, (_, _) => Pump(client, clients), description: $"echo {peer}");
@@ -64,14 +64,14 @@ public static class HostedEcho
         var registration = c.Source.Registration!;
         if (c.Start == c.End)
         {
-            switch (registration.TryRead(c.Pending, out int read))
+            switch (registration.Read(c.Pending, out int read))
             {
                 case IoOutcome.WouldBlock: return;
                 case IoOutcome.Completed: (c.Start, c.End) = (0, read); break;
                 default: Close(c, clients); return; // EndOfStream, ConnectionReset
             }
         }
-        switch (registration.TryWrite(c.Pending.AsSpan(c.Start, c.End - c.Start), out int written))
+        switch (registration.Write(c.Pending.AsSpan(c.Start, c.End - c.Start), out int written))
         {
             case IoOutcome.Completed: c.Start += written; break;
             case IoOutcome.WouldBlock: break;

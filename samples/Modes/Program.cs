@@ -16,7 +16,7 @@ using (right)
         Drain(level);
     }
 
-    // Edge: reported once per arrival; drain to would-block (TryRead does, and re-arms on every backend).
+    // Edge: reported once per arrival; drain to would-block (Read does, and re-arms on every backend).
     using (var edge = poller.Register(right.SafeHandle, token: 2, Interest.Readable, TriggerMode.Edge))
     {
         left.Send(new byte[10]);
@@ -42,7 +42,7 @@ using (right)
 static void Drain(Registration registration)
 {
     var buffer = new byte[64];
-    while (registration.TryRead(buffer, out _) == IoOutcome.Completed)
+    while (registration.Read(buffer, out _) == IoOutcome.Completed)
     {
     }
 }

@@ -58,10 +58,17 @@ internal sealed unsafe class EpollBackend : PollerBackend
             throw;
         }
         _hasPwait2 = allowPwait2 && ProbePwait2();
-        Capabilities = new BackendCapabilities(BackendKind.Epoll, "epoll",
-            NativeEdge: true, NativeOneshot: true, NativeReadHangup: true,
-            TimeoutResolution: _hasPwait2 ? TimeSpan.FromTicks(1) : TimeSpan.FromMilliseconds(1),
-            MaxDescriptor: int.MaxValue);
+        Capabilities = new BackendCapabilities
+        {
+            Kind = BackendKind.Epoll,
+            Name = "epoll",
+            NativeEdge = true,
+            NativeOneshot = true,
+            NativeReadHangup = true,
+            TimeoutResolution = _hasPwait2 ? TimeSpan.FromTicks(1) : TimeSpan.FromMilliseconds(1),
+            MaxDescriptor = int.MaxValue,
+            NativePriority = true,
+        };
     }
 
     /// <summary>True when epoll_pwait2 is used for nanosecond timeouts.</summary>

@@ -45,9 +45,17 @@ internal sealed class EventPortsBackend : PollerBackend
         _port = system.Create();
         if (_port < 0)
             throw new PosixException("port_create", -_port);
-        Capabilities = new BackendCapabilities(BackendKind.EventPorts, "ports",
-            NativeEdge: false, NativeOneshot: true, NativeReadHangup: _nativeReadHangup,
-            TimeoutResolution: TimeSpan.FromTicks(1), MaxDescriptor: int.MaxValue);
+        Capabilities = new BackendCapabilities
+        {
+            Kind = BackendKind.EventPorts,
+            Name = "ports",
+            NativeEdge = false,
+            NativeOneshot = true,
+            NativeReadHangup = _nativeReadHangup,
+            TimeoutResolution = TimeSpan.FromTicks(1),
+            MaxDescriptor = int.MaxValue,
+            NativePriority = true,
+        };
     }
 
     private protected override void Watch(DescriptorEntry entry) => Associate(entry);

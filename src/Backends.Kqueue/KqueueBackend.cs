@@ -81,10 +81,17 @@ internal sealed class KqueueBackend : PollerBackend
             Dispose();
             throw;
         }
-        Capabilities = new BackendCapabilities(BackendKind.Kqueue, "kqueue",
-            NativeEdge: true, NativeOneshot: false, NativeReadHangup: true,
-            TimeoutResolution: TimeSpan.FromTicks(1), MaxDescriptor: int.MaxValue,
-            NativePriority: _os.Except is not null);
+        Capabilities = new BackendCapabilities
+        {
+            Kind = BackendKind.Kqueue,
+            Name = "kqueue",
+            NativeEdge = true,
+            NativeOneshot = false,
+            NativeReadHangup = true,
+            TimeoutResolution = TimeSpan.FromTicks(1),
+            MaxDescriptor = int.MaxValue,
+            NativePriority = _os.Except is not null,
+        };
     }
 
     private KEvent[] WakePipeChange() => [new KEvent { Ident = (ulong)_pipe!.ReadEnd, Filter = _os.Read, Flags = EV_ADD | EV_RECEIPT, UData = DescriptorTable.WakeData }];

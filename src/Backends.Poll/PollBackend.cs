@@ -24,9 +24,17 @@ internal sealed unsafe class PollBackend : PollSetBackend
         if (OperatingSystem.IsWindows())
             throw new PlatformNotSupportedException("poll(2) needs a POSIX system.");
         _nativeReadHangup = useNativeReadHangup && POLLRDHUP != 0;
-        Capabilities = new BackendCapabilities(BackendKind.Poll, "poll",
-            NativeEdge: false, NativeOneshot: false, NativeReadHangup: _nativeReadHangup,
-            TimeoutResolution: TimeSpan.FromMilliseconds(1), MaxDescriptor: int.MaxValue);
+        Capabilities = new BackendCapabilities
+        {
+            Kind = BackendKind.Poll,
+            Name = "poll",
+            NativeEdge = false,
+            NativeOneshot = false,
+            NativeReadHangup = _nativeReadHangup,
+            TimeoutResolution = TimeSpan.FromMilliseconds(1),
+            MaxDescriptor = int.MaxValue,
+            NativePriority = true,
+        };
     }
 
     private protected override bool DerivesReadHangup => !_nativeReadHangup;

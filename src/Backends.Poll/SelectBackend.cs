@@ -30,9 +30,17 @@ internal sealed unsafe class SelectBackend : PollSetBackend
         }
         _masters = GC.AllocateArray<ulong>(3 * _words, pinned: true);
         _results = GC.AllocateArray<ulong>(3 * _words, pinned: true);
-        Capabilities = new BackendCapabilities(BackendKind.Select, "select",
-            NativeEdge: false, NativeOneshot: false, NativeReadHangup: false,
-            TimeoutResolution: TimeSpan.FromTicks(10), MaxDescriptor: FD_SETSIZE - 1);
+        Capabilities = new BackendCapabilities
+        {
+            Kind = BackendKind.Select,
+            Name = "select",
+            NativeEdge = false,
+            NativeOneshot = false,
+            NativeReadHangup = false,
+            TimeoutResolution = TimeSpan.FromTicks(10),
+            MaxDescriptor = FD_SETSIZE - 1,
+            NativePriority = true,
+        };
     }
 
     private protected override bool DerivesReadHangup => true;

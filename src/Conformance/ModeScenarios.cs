@@ -117,7 +117,7 @@ internal static class ModeScenarios
                 Expect(p, 1, Writable, None, "initially writable");
                 var chunk = new byte[4096];
                 int written = 0;
-                while (reg.TryWrite(chunk, out int n) == IoOutcome.Completed)
+                while (reg.Write(chunk, out int n) == IoOutcome.Completed)
                     written += n;
                 ExpectNothing(p, 1, "buffer full");
                 Check(Drain(b).Bytes == written, "the peer reads everything written");
@@ -152,7 +152,7 @@ internal static class ModeScenarios
         int total = 0;
         while (true)
         {
-            var outcome = reg.TryRead(buffer, out int n);
+            var outcome = reg.Read(buffer, out int n);
             if (outcome != IoOutcome.Completed)
                 return total;
             total += n;

@@ -1,8 +1,8 @@
 using System.Net;
 using System.Net.Sockets;
 using System.Runtime.InteropServices;
-using IoMux.Interop;
 using Microsoft.Win32.SafeHandles;
+using IoMux.Interop;
 
 namespace IoMux;
 
@@ -90,12 +90,12 @@ public sealed unsafe class Registration : IDisposable
     /// <see cref="IoOutcome.EndOfStream"/> at end of stream, <see cref="IoOutcome.WouldBlock"/> (re-arming), or
     /// <see cref="IoOutcome.ConnectionReset"/> when the peer reset the connection (ECONNRESET).</summary>
     /// <exception cref="PosixException">read(2) failed otherwise, e.g. ETIMEDOUT or EBADF.</exception>
-    public IoOutcome TryRead(Span<byte> buffer, out int bytesRead)
+    public IoOutcome Read(Span<byte> buffer, out int bytesRead)
     {
         bool entered = Enter();
         try
         {
-            return Read(buffer, out bytesRead);
+            return ReadCore(buffer, out bytesRead);
         }
         finally
         {
@@ -103,7 +103,7 @@ public sealed unsafe class Registration : IDisposable
         }
     }
 
-    private IoOutcome Read(Span<byte> buffer, out int bytesRead)
+    private IoOutcome ReadCore(Span<byte> buffer, out int bytesRead)
     {
         fixed (byte* p = buffer)
         {
@@ -136,12 +136,12 @@ public sealed unsafe class Registration : IDisposable
     /// <see cref="IoOutcome.BrokenPipe"/> when the reader is gone (EPIPE) or <see cref="IoOutcome.ConnectionReset"/>
     /// when the peer reset the connection (ECONNRESET); no byte was written in the last three.</summary>
     /// <exception cref="PosixException">write(2) failed otherwise, e.g. EBADF.</exception>
-    public IoOutcome TryWrite(ReadOnlySpan<byte> data, out int bytesWritten)
+    public IoOutcome Write(ReadOnlySpan<byte> data, out int bytesWritten)
     {
         bool entered = Enter();
         try
         {
-            return Write(data, out bytesWritten);
+            return WriteCore(data, out bytesWritten);
         }
         finally
         {
@@ -149,7 +149,7 @@ public sealed unsafe class Registration : IDisposable
         }
     }
 
-    private IoOutcome Write(ReadOnlySpan<byte> data, out int bytesWritten)
+    private IoOutcome WriteCore(ReadOnlySpan<byte> data, out int bytesWritten)
     {
         fixed (byte* p = data)
         {
@@ -181,15 +181,20 @@ public sealed unsafe class Registration : IDisposable
 
     /// <summary>Accepts one pending connection on a listening socket, non-blocking and close-on-exec.
     /// Returns <see cref="IoOutcome.WouldBlock"/> (re-arming) when none is pending. A connection that was reset
-    /// before it could be accepted (ECONNABORTED) is skipped, as accept(2) advises.</summary>
+    /// before it could be accepted (ECONNABORTED) is skipped, as accept(2) advises. The connection is a
+    /// <see cref="SafeFileHandle"/> on purpose, not a <see cref="SafeSocketHandle"/>: disposing a SafeSocketHandle that
+    /// no <see cref="Socket"/> owns closes abortively (the peer reads a reset, not end of stream), and a server that
+    /// registers and closes the handle itself wants close(2). Wrap it in a <see cref="Socket"/> only when one is
+    /// needed (<c>new Socket(new SafeSocketHandle(connection.DangerousGetHandle(), true))</c> after
+    /// <c>connection.SetHandleAsInvalid()</c>).</summary>
     /// <exception cref="PosixException">accept failed, e.g. EMFILE when the process is out of descriptors
     /// (the pending connection stays queued: stop accepting for a while).</exception>
-    public IoOutcome TryAccept(out SafeFileHandle? connection)
+    public IoOutcome Accept(out SafeFileHandle? connection)
     {
         bool entered = Enter();
         try
         {
-            return Accept(out connection, null, 0, out _);
+            return AcceptCore(out connection, null, 0, out _);
         }
         finally
         {
@@ -197,7 +202,7 @@ public sealed unsafe class Registration : IDisposable
         }
     }
 
-    /// <summary>As <see cref="TryAccept(out SafeFileHandle?)"/>, and writes the peer's address into
+    /// <summary>As <see cref="Accept(out SafeFileHandle?)"/>, and writes the peer's address into
     /// <paramref name="peerAddress"/> (its <see cref="SocketAddress.Size"/> set to the address's length), without
     /// allocating. Make it once for the listener's family (<c>new SocketAddress(AddressFamily.InterNetworkV6)</c>,
     /// or <see cref="AddressFamily.Unix"/> for a Unix socket) and reuse it; turn it into an endpoint with
@@ -205,7 +210,7 @@ public sealed unsafe class Registration : IDisposable
     /// <exception cref="ArgumentException"><paramref name="peerAddress"/> is too small for the peer's address
     /// (the connection that was accepted is closed, not leaked).</exception>
     /// <exception cref="PosixException">accept failed, e.g. EMFILE.</exception>
-    public IoOutcome TryAccept(out SafeFileHandle? connection, SocketAddress peerAddress)
+    public IoOutcome Accept(SocketAddress peerAddress, out SafeFileHandle? connection)
     {
         ArgumentNullException.ThrowIfNull(peerAddress);
         var buffer = peerAddress.Buffer.Span;
@@ -214,7 +219,7 @@ public sealed unsafe class Registration : IDisposable
         {
             fixed (byte* address = buffer)
             {
-                var outcome = Accept(out connection, address, (uint)buffer.Length, out uint length);
+                var outcome = AcceptCore(out connection, address, (uint)buffer.Length, out uint length);
                 if (outcome != IoOutcome.Completed)
                     return outcome;
                 if (length > (uint)buffer.Length)
@@ -233,14 +238,14 @@ public sealed unsafe class Registration : IDisposable
         }
     }
 
-    /// <summary>As <see cref="TryAccept(out SafeFileHandle?)"/>, and returns the peer's address: an
+    /// <summary>As <see cref="Accept(out SafeFileHandle?)"/>, and returns the peer's address: an
     /// <see cref="IPEndPoint"/> for TCP, a <see cref="UnixDomainSocketEndPoint"/> for a Unix socket (its path
     /// empty when the peer is unnamed). Allocates the endpoint; the <see cref="SocketAddress"/> overload does not.</summary>
     /// <exception cref="PosixException">accept failed, e.g. EMFILE.</exception>
-    public IoOutcome TryAccept(out SafeFileHandle? connection, out EndPoint? peer)
+    public IoOutcome Accept(out SafeFileHandle? connection, out EndPoint? peer)
     {
         var address = new SocketAddress(AddressFamily.Unix, PeerAddressCapacity);
-        var outcome = TryAccept(out connection, address);
+        var outcome = Accept(address, out connection);
         peer = outcome == IoOutcome.Completed ? ToEndPoint(address) : null;
         return outcome;
     }
@@ -260,7 +265,7 @@ public sealed unsafe class Registration : IDisposable
     // Create() makes a new endpoint from the address; the template's own path is never used.
     private static readonly UnixDomainSocketEndPoint UnixEndPointTemplate = new(" ");
 
-    private IoOutcome Accept(out SafeFileHandle? connection, byte* address, uint capacity, out uint addressLength)
+    private IoOutcome AcceptCore(out SafeFileHandle? connection, byte* address, uint capacity, out uint addressLength)
     {
         const int SOCK_NONBLOCK_LINUX = 0x800, SOCK_CLOEXEC_LINUX = 0x80000;
         while (true)

@@ -9,7 +9,7 @@ namespace IoMux.Loop;
 /// timeout from the timer heaps (zero when a defer source or a posted action is waiting), wait, then mark
 /// pending the ready I/O sources, the due timers, the defer sources and the posted actions, and dispatch them
 /// all in priority order (lower first; equal priorities in the order they became pending), then the post
-/// sources if anything else ran. The loop runs on one thread; <see cref="Post"/> and <see cref="Exit"/> may be
+/// sources if anything else ran. The loop runs on one thread; <see cref="Post(Action, int)"/> and <see cref="Exit"/> may be
 /// called from any thread (they wake the poller, coalesced).
 /// </summary>
 /// <remarks>Exceptions: a callback that throws stops the loop (unless its source's <see cref="EventSource.ExitOnFailure"/>
@@ -21,10 +21,11 @@ public sealed partial class EventLoop : IDisposable
 {
     /// <summary>One callback to run this iteration: a source, a posted action, or a slim timer (its record and
     /// the generation it had when found due, so one disposed meanwhile is told apart).</summary>
-    private readonly struct Pending(EventSource? source, Action? action, int priority, long order, int timerSlot = -1, int timerGeneration = 0)
+    private readonly struct Pending(EventSource? source, Delegate? action, int priority, long order, int timerSlot = -1, int timerGeneration = 0, object? state = null)
     {
         public readonly EventSource? Source = source;
-        public readonly Action? Action = action;
+        public readonly Delegate? Action = action; // a posted Action, Action<object?> or SendOrPostCallback
+        public readonly object? State = state;
         public readonly int Priority = priority;
         public readonly int TimerSlot = timerSlot;
         public readonly int TimerGeneration = timerGeneration;
@@ -50,7 +51,7 @@ public sealed partial class EventLoop : IDisposable
     private readonly TimerTable _timers = new(); // every timer, slim or a TimerSource's, on every clock
     // Made by the first Post: a ConcurrentQueue over a value tuple is JIT-compiled (an instantiation ReadyToRun
     // cannot precompile), and a loop that is never posted to, such as the proxy's, need not pay for it at start.
-    private ConcurrentQueue<(Action Action, int Priority)>? _posted;
+    private ConcurrentQueue<(Delegate Action, object? State, int Priority)>? _posted;
     // This iteration's callbacks, in an array rather than a List<Pending>: a List over the loop's own struct is
     // JIT-compiled at start (ReadyToRun cannot precompile an instantiation of another version bubble's generic over
     // a value type), and a socket-activated proxy's first client waits for that. Sorted only when the priorities
@@ -287,7 +288,7 @@ public sealed partial class EventLoop : IDisposable
     /// (<c>WATCHDOG_USEC</c>, for this pid): the first ping at once, as sd-event's, then every half timeout from the
     /// loop's own iterations. Returns the watchdog, or null when there is none. See <see cref="LoopWatchdog"/>.</summary>
     /// <exception cref="FormatException">WATCHDOG_USEC or WATCHDOG_PID is malformed.</exception>
-    public LoopWatchdog? EnableWatchdog(SystemdNotifier? notifier) => LoopWatchdog.Enable(this, notifier);
+    public LoopWatchdog? EnableWatchdog(SdNotifier? notifier) => LoopWatchdog.Enable(this, notifier);
 
     /// <summary>True on the thread that is running an iteration right now.</summary>
     public bool IsLoopThread => _loopThread == Environment.CurrentManagedThreadId;
@@ -297,13 +298,31 @@ public sealed partial class EventLoop : IDisposable
     public void Post(Action action, int priority = 0)
     {
         ArgumentNullException.ThrowIfNull(action);
+        Enqueue(action, null, priority);
+    }
+
+    /// <summary>Runs <c>action(state)</c> on the loop thread in its next iteration, at <paramref name="priority"/>.
+    /// Any thread. Unlike a lambda that captures its data, a static lambda or a cached delegate with the data in
+    /// <paramref name="state"/> allocates nothing per post once the queue has grown (as
+    /// <c>ThreadPool.UnsafeQueueUserWorkItem(Action&lt;object?&gt;, object?, bool)</c>); a value type in
+    /// <paramref name="state"/> is boxed.</summary>
+    public void Post(Action<object?> action, object? state, int priority = 0)
+    {
+        ArgumentNullException.ThrowIfNull(action);
+        Enqueue(action, state, priority);
+    }
+
+    /// <summary>Posts one of the delegate types <see cref="Invoke"/> knows; the synchronization context posts its
+    /// <see cref="SendOrPostCallback"/> as it is, without a closure per continuation.</summary>
+    internal void Enqueue(Delegate action, object? state, int priority)
+    {
         var posted = Volatile.Read(ref _posted);
         if (posted is null)
         {
             Interlocked.CompareExchange(ref _posted, new(), null);
             posted = _posted;
         }
-        posted.Enqueue((action, priority));
+        posted.Enqueue((action, state, priority));
         WakeUp();
     }
 
@@ -533,7 +552,7 @@ public sealed partial class EventLoop : IDisposable
                 AddPending(new Pending(defer, null, defer.Priority, _order++));
         var queue = Volatile.Read(ref _posted);
         while (queue is not null && queue.TryDequeue(out var posted))
-            AddPending(new Pending(null, posted.Action, posted.Priority, _order++));
+            AddPending(new Pending(null, posted.Action, posted.Priority, _order++, state: posted.State));
         if (_pendingUnsorted)
             Array.Sort(_pending, 0, _pendingCount, ByPriority.Instance);
     }
@@ -588,7 +607,7 @@ public sealed partial class EventLoop : IDisposable
             return false; // re-armed by an earlier callback of this iteration: it fires at its new deadline, not now
         if (pending.TimerSlot >= 0)
             return InvokeSlimTimer(pending.TimerSlot, pending.TimerGeneration);
-        Invoke(pending.Source, pending.Action);
+        Invoke(pending.Source, pending.Action, pending.State);
         pending.Source?.CountDispatch(NowNanoseconds(LoopClock.Monotonic));
         return true;
     }
@@ -641,7 +660,7 @@ public sealed partial class EventLoop : IDisposable
         return true;
     }
 
-    private void Invoke(EventSource? source, Action? action)
+    private void Invoke(EventSource? source, Delegate? action, object? state = null)
     {
         Dispatches++;
         try
@@ -654,7 +673,12 @@ public sealed partial class EventLoop : IDisposable
             }
             else
             {
-                action!();
+                switch (action)
+                {
+                    case Action plain: plain(); break;
+                    case Action<object?> withState: withState(state); break;
+                    default: ((SendOrPostCallback)action!)(state); break;
+                }
             }
         }
         catch (Exception e) when (source is { ExitOnFailure: false })

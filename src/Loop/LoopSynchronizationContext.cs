@@ -7,7 +7,11 @@ public sealed class LoopSynchronizationContext(EventLoop loop) : Synchronization
     public EventLoop Loop { get; } = loop;
 
     /// <inheritdoc />
-    public override void Post(SendOrPostCallback d, object? state) => Loop.Post(() => d(state));
+    public override void Post(SendOrPostCallback d, object? state)
+    {
+        ArgumentNullException.ThrowIfNull(d);
+        Loop.Enqueue(d, state, 0); // no closure per continuation
+    }
 
     /// <inheritdoc />
     public override void Send(SendOrPostCallback d, object? state)

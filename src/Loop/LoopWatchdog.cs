@@ -18,7 +18,7 @@ public sealed class LoopWatchdog
 
     /// <summary>A watchdog pinging <paramref name="notifier"/> so that a ping arrives well within
     /// <paramref name="timeout"/> (systemd's <c>WATCHDOG_USEC</c>).</summary>
-    public LoopWatchdog(SystemdNotifier notifier, TimeSpan timeout)
+    public LoopWatchdog(SdNotifier notifier, TimeSpan timeout)
     {
         ArgumentNullException.ThrowIfNull(notifier);
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(timeout, TimeSpan.Zero);
@@ -27,16 +27,16 @@ public sealed class LoopWatchdog
         _checkInPeriod = timeout / 2;
     }
 
-    /// <summary>The watchdog systemd asked this process for (<see cref="SystemdNotifier.WatchdogTimeout()"/>), or null
+    /// <summary>The watchdog systemd asked this process for (<see cref="SdNotifier.WatchdogTimeout()"/>), or null
     /// when there is no notifier or no watchdog for this process.</summary>
     /// <exception cref="FormatException">WATCHDOG_USEC or WATCHDOG_PID is malformed.</exception>
-    public static LoopWatchdog? FromEnvironment(SystemdNotifier? notifier) =>
-        notifier is not null && SystemdNotifier.WatchdogTimeout() is { } timeout ? new LoopWatchdog(notifier, timeout) : null;
+    public static LoopWatchdog? FromEnvironment(SdNotifier? notifier) =>
+        notifier is not null && SdNotifier.WatchdogTimeout() is { } timeout ? new LoopWatchdog(notifier, timeout) : null;
 
     /// <summary>sd_event_set_watchdog for <paramref name="loop"/>: attaches it to the watchdog systemd asked this
     /// process for (see <see cref="FromEnvironment"/>); null, and nothing attached, when there is none.</summary>
     /// <exception cref="FormatException">WATCHDOG_USEC or WATCHDOG_PID is malformed.</exception>
-    internal static LoopWatchdog? Enable(EventLoop loop, SystemdNotifier? notifier)
+    internal static LoopWatchdog? Enable(EventLoop loop, SdNotifier? notifier)
     {
         var watchdog = FromEnvironment(notifier);
         if (watchdog is null)
@@ -50,7 +50,7 @@ public sealed class LoopWatchdog
     }
 
     /// <summary>Where the pings go.</summary>
-    public SystemdNotifier Notifier { get; }
+    public SdNotifier Notifier { get; }
 
     /// <summary>The manager's timeout; pings come every half of it while every member loop runs.</summary>
     public TimeSpan Timeout { get; }

@@ -9,11 +9,11 @@ namespace IoMux.SocketProxy;
 /// Best effort: a message that cannot be sent is logged (once), never a reason to stop serving.</summary>
 internal sealed class ServiceManager : IDisposable
 {
-    private readonly SystemdNotifier? _notifier;
+    private readonly SdNotifier? _notifier;
     private readonly ILogger _logger;
     private bool _failureLogged;
 
-    private ServiceManager(SystemdNotifier? notifier, LoopWatchdog? watchdog, ILogger logger)
+    private ServiceManager(SdNotifier? notifier, LoopWatchdog? watchdog, ILogger logger)
     {
         _notifier = notifier;
         Watchdog = watchdog;
@@ -24,11 +24,11 @@ internal sealed class ServiceManager : IDisposable
     /// part off (sd_notify and sd_watchdog_enabled report it as an error the daemon may ignore).</summary>
     public static ServiceManager FromEnvironment(ILogger logger)
     {
-        SystemdNotifier? notifier = null;
+        SdNotifier? notifier = null;
         LoopWatchdog? watchdog = null;
         try
         {
-            notifier = SystemdNotifier.FromEnvironment();
+            notifier = SdNotifier.FromEnvironment();
             watchdog = LoopWatchdog.FromEnvironment(notifier);
         }
         catch (Exception e) when (e is ArgumentException or FormatException or PosixException)
@@ -53,7 +53,7 @@ internal sealed class ServiceManager : IDisposable
     /// <summary>STOPPING=1 with a status line.</summary>
     public void Stopping(string status) => Send(notifier => notifier.Stopping(status));
 
-    private void Send(Action<SystemdNotifier> send)
+    private void Send(Action<SdNotifier> send)
     {
         if (_notifier is null)
             return;

@@ -510,7 +510,7 @@ public sealed partial class ContractPropertyTests(BackendProvider backend)
                     PeerDrain(t);
                     break;
                 // After the peer's SHUT_WR a TCP reset leaves EPIPE, not ECONNRESET, as the pending error (Linux
-                // tcp_reset in CLOSE_WAIT), which TryRead throws as a PosixException (rule 5): out of scope here.
+                // tcp_reset in CLOSE_WAIT), which Read throws as a PosixException (rule 5): out of scope here.
                 case OpKind.PeerReset when !m.IsPipe && !m.PeerShut:
                     PeerReset(t);
                     break;
@@ -557,7 +557,7 @@ public sealed partial class ContractPropertyTests(BackendProvider backend)
         private IoOutcome Transfer(int t, Span<byte> buffer, bool write, out int n)
         {
             if (_registrations[t] is { } registration)
-                return write ? registration.TryWrite(buffer, out n) : registration.TryRead(buffer, out n);
+                return write ? registration.Write(buffer, out n) : registration.Read(buffer, out n);
             fixed (byte* p = buffer)
             {
                 nint r = write ? LibC.write(_local[t], p, (nuint)buffer.Length) : LibC.read(_local[t], p, (nuint)buffer.Length);

@@ -4,7 +4,7 @@ namespace IoMux.Tests;
 
 /// <summary>
 /// Replays every fuzz corpus entry and every minimized regression (tests/IoMux.Fuzz/corpus/TARGET and
-/// regressions/TARGET) through the same target code afl-fuzz runs (Targets.cs is linked in), without
+/// regressions/TARGET) through the same target code afl-fuzz runs (the target files are linked in), without
 /// instrumentation: a fix that regresses, or a property that an old input now breaks, fails here on every
 /// build, not only during a campaign (docs/reliability/fuzzing.md).
 /// </summary>

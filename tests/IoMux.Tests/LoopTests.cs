@@ -192,6 +192,51 @@ public sealed unsafe class LoopTests(BackendProvider backend)
         Assert.That((ran, wrongThread), Is.EqualTo((2 * PerThread, 0)));
     }
 
+    private sealed class Counter { public int Value; public string Order = ""; }
+
+    [Test]
+    public void PostWithStateRunsTheActionWithItsStateInPriorityOrder()
+    {
+        var counter = new Counter();
+        _loop.Post(static s => ((Counter)s!).Order += "b", counter, priority: 1);
+        _loop.Post(static s => ((Counter)s!).Order += "a", counter, priority: -1);
+        _loop.Post(() => counter.Order += "0");
+        _loop.RunOnce(TimeSpan.Zero);
+        Assert.That(counter.Order, Is.EqualTo("a0b"));
+    }
+
+    [Test]
+    public void APostWithStateAndASynchronizationContextPostAllocateNothingOnceTheQueueHasGrown()
+    {
+        // What a post with a capturing lambda cannot do: its closure and delegate are two objects (88 bytes) per post.
+        const int Count = 10_000;
+        var counter = new Counter();
+        Action<object?> increment = static s => ((Counter)s!).Value++;
+        SendOrPostCallback incrementBySync = static s => ((Counter)s!).Value++;
+        var context = new LoopSynchronizationContext(_loop);
+        // The first rounds grow the pending array and the queue (a ConcurrentQueue grows by adding a segment twice the
+        // size of the last; a segment holding a whole round is then reused as a ring).
+        const int Rounds = 4;
+        for (int round = 0; round < Rounds; round++)
+        {
+            long before = GC.GetAllocatedBytesForCurrentThread();
+            for (int i = 0; i < Count; i++)
+            {
+                _loop.Post(increment, counter);
+                context.Post(incrementBySync, counter);
+            }
+            long posting = GC.GetAllocatedBytesForCurrentThread() - before;
+            _loop.RunOnce(TimeSpan.Zero);
+            long withIteration = GC.GetAllocatedBytesForCurrentThread() - before;
+            Assert.That(counter.Value, Is.EqualTo((round + 1) * 2 * Count), "every post ran in the one iteration");
+            if (round < Rounds - 1)
+                continue;
+            Assert.That(posting, Is.Zero, $"{posting} bytes for {2 * Count} posts");
+            // The iteration itself may allocate a little on a model backend (its simulated kernel), never per post.
+            Assert.That(withIteration, Is.LessThan(2 * Count), $"{withIteration} bytes for {2 * Count} posts and their iteration");
+        }
+    }
+
     [Test]
     public void ExitFromAnotherThreadEndsRunWithTheCodeAfterTheExitSources()
     {

@@ -13,7 +13,7 @@ public sealed class PollerTests
         private PollEvent[] _batch = [];
 
         public ScriptedBackend() : base(WaitLocking.None, probe: null) =>
-            Capabilities = new(BackendKind.Poll, "scripted", false, false, false, TimeSpan.FromMilliseconds(1), int.MaxValue);
+            Capabilities = new() { Kind = BackendKind.Poll, Name = "scripted", TimeoutResolution = TimeSpan.FromMilliseconds(1), MaxDescriptor = int.MaxValue, NativePriority = true };
 
         private protected override void Watch(DescriptorEntry entry) => Tokens.Add(entry.Descriptor, entry.Token);
         private protected override void Rewatch(DescriptorEntry entry, ulong token, Interest interest, TriggerMode mode)

@@ -76,11 +76,11 @@ public sealed class RegistrationOutcomeTests(BackendProvider backend)
     }
 
     [Test]
-    public void AResetIsTheConnectionResetOutcomeOfTryReadNotAnException()
+    public void AResetIsTheConnectionResetOutcomeOfReadNotAnException()
     {
         var registration = ResetByPeer();
         var buffer = new byte[16];
-        Assert.That(registration.TryRead(buffer, out int read), Is.EqualTo(IoOutcome.ConnectionReset));
+        Assert.That(registration.Read(buffer, out int read), Is.EqualTo(IoOutcome.ConnectionReset));
         Assert.That(read, Is.Zero);
     }
 
@@ -88,7 +88,7 @@ public sealed class RegistrationOutcomeTests(BackendProvider backend)
     public void AWriteAfterAResetIsAnOutcomeToo()
     {
         var registration = ResetByPeer();
-        var first = registration.TryWrite("x"u8, out int written);
+        var first = registration.Write("x"u8, out int written);
         Assert.That(written, Is.Zero);
         // Linux returns the pending ECONNRESET first, then EPIPE (the reset shut both directions); a BSD may
         // say EPIPE at once. Neither is an exception.
@@ -96,38 +96,38 @@ public sealed class RegistrationOutcomeTests(BackendProvider backend)
             Assert.That(first, Is.EqualTo(IoOutcome.ConnectionReset));
         else
             Assert.That(first, Is.AnyOf(IoOutcome.ConnectionReset, IoOutcome.BrokenPipe));
-        Assert.That(registration.TryWrite("x"u8, out _), Is.EqualTo(IoOutcome.BrokenPipe));
+        Assert.That(registration.Write("x"u8, out _), Is.EqualTo(IoOutcome.BrokenPipe));
     }
 
     [Test]
-    public void AWriteToAPeerThatClosedIsTheBrokenPipeOutcomeOfTryWrite()
+    public void AWriteToAPeerThatClosedIsTheBrokenPipeOutcomeOfWrite()
     {
         var (a, b) = _context.UnixPair();
         _context.Close(b);
         var registration = _poller.Register(a, 1, Interest.Writable);
-        Assert.That(registration.TryWrite("x"u8, out int written), Is.EqualTo(IoOutcome.BrokenPipe));
+        Assert.That(registration.Write("x"u8, out int written), Is.EqualTo(IoOutcome.BrokenPipe));
         Assert.That(written, Is.Zero);
-        Assert.That(registration.TryWrite("x"u8, out _), Is.EqualTo(IoOutcome.BrokenPipe), "and again: the outcome does not wear off");
+        Assert.That(registration.Write("x"u8, out _), Is.EqualTo(IoOutcome.BrokenPipe), "and again: the outcome does not wear off");
     }
 
     [Test]
-    public void TryAcceptReturnsThePeersAddressAsAnEndPointOrIntoAReusedSocketAddress()
+    public void AcceptReturnsThePeersAddressAsAnEndPointOrIntoAReusedSocketAddress()
     {
         var listener = Listener(new IPEndPoint(IPAddress.Loopback, 0));
         var registration = _poller.Register(listener.SafeHandle, 1, Interest.Readable);
         var first = Connect(listener);
-        Assert.That(registration.TryAccept(out var accepted, out EndPoint? peer), Is.EqualTo(IoOutcome.Completed));
+        Assert.That(registration.Accept(out var accepted, out EndPoint? peer), Is.EqualTo(IoOutcome.Completed));
         Own(accepted!);
         Assert.That(peer, Is.EqualTo(first.LocalEndPoint));
 
         var address = new SocketAddress(AddressFamily.InterNetworkV6); // room for either IP family
         var second = Connect(listener);
-        Assert.That(registration.TryAccept(out accepted, address), Is.EqualTo(IoOutcome.Completed));
+        Assert.That(registration.Accept(address, out accepted), Is.EqualTo(IoOutcome.Completed));
         Own(accepted!);
         Assert.That(address.Family, Is.EqualTo(AddressFamily.InterNetwork));
         Assert.That(new IPEndPoint(IPAddress.Any, 0).Create(address), Is.EqualTo(second.LocalEndPoint));
 
-        Assert.That(registration.TryAccept(out accepted, out peer), Is.EqualTo(IoOutcome.WouldBlock));
+        Assert.That(registration.Accept(out accepted, out peer), Is.EqualTo(IoOutcome.WouldBlock));
         Assert.That((accepted, peer), Is.EqualTo(((SafeFileHandle?)null, (EndPoint?)null)));
     }
 
@@ -138,7 +138,7 @@ public sealed class RegistrationOutcomeTests(BackendProvider backend)
         var registration = _poller.Register(listener.SafeHandle, 1, Interest.Readable);
         var client = Connect(listener);
         SafeFileHandle? accepted = null;
-        var e = Assert.Throws<ArgumentException>(() => registration.TryAccept(out accepted, new SocketAddress(AddressFamily.InterNetwork, 4)))!;
+        var e = Assert.Throws<ArgumentException>(() => registration.Accept(new SocketAddress(AddressFamily.InterNetwork, 4), out accepted))!;
         Assert.That(e.ParamName, Is.EqualTo("peerAddress"));
         Assert.That(accepted, Is.Null);
         client.ReceiveTimeout = 5000;
@@ -156,7 +156,7 @@ public sealed class RegistrationOutcomeTests(BackendProvider backend)
             var client = Own(new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified));
             client.Connect(new UnixDomainSocketEndPoint(path));
             WaitFor(1);
-            Assert.That(registration.TryAccept(out var accepted, out EndPoint? peer), Is.EqualTo(IoOutcome.Completed));
+            Assert.That(registration.Accept(out var accepted, out EndPoint? peer), Is.EqualTo(IoOutcome.Completed));
             Own(accepted!);
             Assert.That(peer, Is.InstanceOf<UnixDomainSocketEndPoint>());
             Assert.That(peer!.ToString(), Is.Empty);

@@ -10,14 +10,14 @@ public sealed class LoopWatchdogTests
 {
     private static readonly TimeSpan Timeout = TimeSpan.FromMilliseconds(400);
     private NotifySocket _manager = null!;
-    private SystemdNotifier _notifier = null!;
+    private SdNotifier _notifier = null!;
     private LoopWatchdog _watchdog = null!;
 
     [SetUp]
     public void CreateManagerAndWatchdog()
     {
         _manager = NotifySocket.Abstract();
-        _notifier = new SystemdNotifier(_manager.Address);
+        _notifier = new SdNotifier(_manager.Address);
         _watchdog = new LoopWatchdog(_notifier, Timeout);
     }
 
@@ -110,10 +110,10 @@ public sealed class LoopWatchdogTests
     [Test]
     public void EnablingTheWatchdogPingsAtOnce()
     {
-        string? usec = Environment.GetEnvironmentVariable(SystemdNotifier.WatchdogUsecVariable);
-        string? pid = Environment.GetEnvironmentVariable(SystemdNotifier.WatchdogPidVariable);
-        Environment.SetEnvironmentVariable(SystemdNotifier.WatchdogUsecVariable, "10000000");
-        Environment.SetEnvironmentVariable(SystemdNotifier.WatchdogPidVariable, Environment.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        string? usec = Environment.GetEnvironmentVariable(SdNotifier.WatchdogUsecVariable);
+        string? pid = Environment.GetEnvironmentVariable(SdNotifier.WatchdogPidVariable);
+        Environment.SetEnvironmentVariable(SdNotifier.WatchdogUsecVariable, "10000000");
+        Environment.SetEnvironmentVariable(SdNotifier.WatchdogPidVariable, Environment.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture));
         try
         {
             using var loop = new EventLoop(PollerFactory.Create());
@@ -125,8 +125,8 @@ public sealed class LoopWatchdogTests
         }
         finally
         {
-            Environment.SetEnvironmentVariable(SystemdNotifier.WatchdogUsecVariable, usec);
-            Environment.SetEnvironmentVariable(SystemdNotifier.WatchdogPidVariable, pid);
+            Environment.SetEnvironmentVariable(SdNotifier.WatchdogUsecVariable, usec);
+            Environment.SetEnvironmentVariable(SdNotifier.WatchdogPidVariable, pid);
         }
     }
 

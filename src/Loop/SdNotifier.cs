@@ -15,8 +15,9 @@ namespace IoMux.Loop;
 /// <remarks>systemd takes the sender's pid from the datagram's SCM_CREDENTIALS (the kernel adds them when the
 /// manager's socket has SO_PASSCRED), so with <c>NotifyAccess=main</c> only the main process may send: the
 /// notifier must be used in the process systemd started (not a child), which is how the proxy and the servers
-/// use it.</remarks>
-public sealed unsafe partial class SystemdNotifier : IDisposable
+/// use it. Named after sd_notify(3): <c>SystemdNotifier</c>, its name before 1.0, is also the class of
+/// Microsoft.Extensions.Hosting.Systemd, which a hosted app imports beside IoMux.Loop.</remarks>
+public sealed unsafe partial class SdNotifier : IDisposable
 {
     /// <summary>The variable systemd sets to the notify socket's address.</summary>
     public const string SocketVariable = "NOTIFY_SOCKET";
@@ -48,7 +49,7 @@ public sealed unsafe partial class SystemdNotifier : IDisposable
     /// <exception cref="ArgumentException">Neither an absolute path nor an abstract name, or too long for a
     /// sockaddr_un.</exception>
     /// <exception cref="PosixException">socket(2) failed (EMFILE...).</exception>
-    public SystemdNotifier(string address)
+    public SdNotifier(string address)
     {
         ArgumentNullException.ThrowIfNull(address);
         // sd-daemon.c accepts exactly these two forms of AF_UNIX address (socket_address_parse_unix); its vsock
@@ -88,10 +89,10 @@ public sealed unsafe partial class SystemdNotifier : IDisposable
     /// <summary>A notifier for <c>NOTIFY_SOCKET</c>, or null when the variable is unset or empty (the process is not
     /// supervised by a service manager that listens: sd_notify then sends nothing and returns 0).</summary>
     /// <exception cref="ArgumentException">The variable holds an address that is not AF_UNIX.</exception>
-    public static SystemdNotifier? FromEnvironment()
+    public static SdNotifier? FromEnvironment()
     {
         var address = Environment.GetEnvironmentVariable(SocketVariable);
-        return string.IsNullOrEmpty(address) ? null : new SystemdNotifier(address);
+        return string.IsNullOrEmpty(address) ? null : new SdNotifier(address);
     }
 
     /// <summary>The watchdog timeout systemd asked for, or null when there is none for this process, by
@@ -135,13 +136,13 @@ public sealed unsafe partial class SystemdNotifier : IDisposable
     {
         ArgumentNullException.ThrowIfNull(state);
         var bytes = Encoding.UTF8.GetBytes(state);
-        if (!TryNotify(bytes, out int errno))
+        if (!TryNotify(bytes, dontWait: false, out int errno))
             throw new PosixException("sendto", errno, $"{SocketVariable}={Address}");
     }
 
     /// <summary>Sends <paramref name="state"/>; false with the errno when it could not be sent whole. Never blocks
     /// when <paramref name="dontWait"/> (a full queue is then EAGAIN).</summary>
-    public bool TryNotify(ReadOnlySpan<byte> state, out int errno, bool dontWait = false)
+    public bool TryNotify(ReadOnlySpan<byte> state, bool dontWait, out int errno)
     {
         ObjectDisposedException.ThrowIf(_fd < 0, this);
         nint sent;
@@ -176,7 +177,7 @@ public sealed unsafe partial class SystemdNotifier : IDisposable
 
     /// <summary><c>WATCHDOG=1</c>, without blocking and without allocating; false when it could not be sent
     /// (a lost ping is the watchdog's business, not a reason to stop the loop that sends it).</summary>
-    public bool Ping() => TryNotify("WATCHDOG=1"u8, out _, dontWait: true);
+    public bool Ping() => TryNotify("WATCHDOG=1"u8, dontWait: true, out _);
 
     // A newline would start another KEY=VALUE assignment inside the status.
     private static string OneLine(string text) => text.ReplaceLineEndings(" ");

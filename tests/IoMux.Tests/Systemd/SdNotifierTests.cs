@@ -5,7 +5,7 @@ namespace IoMux.Tests.Systemd;
 
 /// <summary>The notifier against a notify socket made here, as systemd makes its own: what arrives, from whom,
 /// at a path and at an abstract name; sd_watchdog_enabled's rules for the watchdog variables.</summary>
-public sealed class SystemdNotifierTests
+public sealed class SdNotifierTests
 {
     private static readonly string[] Kinds = ["path", "abstract"];
 
@@ -15,7 +15,7 @@ public sealed class SystemdNotifierTests
     public void EachMessageArrivesAsOneDatagramFromThisProcess(string kind)
     {
         using var manager = MakeSocket(kind);
-        using var notifier = new SystemdNotifier(manager.Address);
+        using var notifier = new SdNotifier(manager.Address);
         notifier.Ready("Listening on 127.0.0.1:80");
         notifier.Status("two\nlines");
         Assert.That(notifier.Ping(), Is.True);
@@ -40,7 +40,7 @@ public sealed class SystemdNotifierTests
     public void APingAllocatesNothing()
     {
         using var manager = NotifySocket.Abstract();
-        using var notifier = new SystemdNotifier(manager.Address);
+        using var notifier = new SdNotifier(manager.Address);
         notifier.Ping(); // first call: JIT and the P/Invoke stub
         manager.Receive(TimeSpan.FromSeconds(5));
         long before = GC.GetAllocatedBytesForCurrentThread();
@@ -55,13 +55,13 @@ public sealed class SystemdNotifierTests
     public void ASocketNobodyListensOnIsAnErrorNamingTheErrnoButAPingOnlyFails()
     {
         string path = Path.Combine(Path.GetTempPath(), $"iomux-nobody-{Guid.NewGuid():N}.sock");
-        using (var atPath = new SystemdNotifier(path))
+        using (var atPath = new SdNotifier(path))
         {
             var error = Assert.Throws<PosixException>(() => atPath.Ready());
             Assert.That(error!.ErrorName, Is.EqualTo("ENOENT"));
             Assert.That(error.Message, Does.Contain(path));
         }
-        using var notifier = new SystemdNotifier($"@iomux-nobody-{Guid.NewGuid():N}");
+        using var notifier = new SdNotifier($"@iomux-nobody-{Guid.NewGuid():N}");
         Assert.That(Assert.Throws<PosixException>(() => notifier.Stopping())!.ErrorName, Is.EqualTo("ECONNREFUSED"));
         Assert.That(notifier.Ping(), Is.False);
         Assert.That(notifier.Failed, Is.EqualTo(2));
@@ -73,16 +73,16 @@ public sealed class SystemdNotifierTests
     [TestCase("vsock:2:1234")]
     [TestCase("")]
     public void AnAddressThatIsNotAnAbsolutePathOrAbstractNameIsRefused(string address) =>
-        Assert.Throws<ArgumentException>(() => new SystemdNotifier(address));
+        Assert.Throws<ArgumentException>(() => new SdNotifier(address));
 
     [Test]
     public void APathTooLongForSockaddrUnIsRefused() =>
-        Assert.Throws<ArgumentException>(() => new SystemdNotifier("/" + new string('x', 200)));
+        Assert.Throws<ArgumentException>(() => new SdNotifier("/" + new string('x', 200)));
 
     [Test]
     public void UseAfterDisposeThrows()
     {
-        var notifier = new SystemdNotifier("@iomux-disposed");
+        var notifier = new SdNotifier("@iomux-disposed");
         notifier.Dispose();
         Assert.Throws<ObjectDisposedException>(() => notifier.Ping());
     }
@@ -94,7 +94,7 @@ public sealed class SystemdNotifierTests
     [TestCase("1500", "4242", 1.5)]
     [TestCase("1000000", "4243", null)]
     public void TheWatchdogTimeoutFollowsSdWatchdogEnabled(string? usec, string? pid, double? milliseconds) =>
-        Assert.That(SystemdNotifier.WatchdogTimeout(usec, pid, ownPid: 4242)?.TotalMilliseconds, Is.EqualTo(milliseconds));
+        Assert.That(SdNotifier.WatchdogTimeout(usec, pid, ownPid: 4242)?.TotalMilliseconds, Is.EqualTo(milliseconds));
 
     [TestCase("0", null)]
     [TestCase("18446744073709551615", null)] // USEC_INFINITY
@@ -103,7 +103,7 @@ public sealed class SystemdNotifierTests
     [TestCase("1000000", "self")]
     [TestCase("1000000", "0")]
     public void MalformedWatchdogVariablesAreAFormatError(string usec, string? pid) =>
-        Assert.Throws<FormatException>(() => SystemdNotifier.WatchdogTimeout(usec, pid, ownPid: 4242));
+        Assert.Throws<FormatException>(() => SdNotifier.WatchdogTimeout(usec, pid, ownPid: 4242));
 
     /// <summary>systemd-notify (systemd's own client, the same sd_notify code) as the oracle: sent to the same
     /// NOTIFY_SOCKET value, its datagram reaches the test's socket (so the address is parsed as systemd parses
@@ -124,7 +124,7 @@ public sealed class SystemdNotifierTests
         Assert.That(oracle.WaitForExit(10_000), Is.True);
         Assert.That(oracle.ExitCode, Is.EqualTo(0), oracle.StandardError.ReadToEnd());
 
-        using var notifier = new SystemdNotifier(manager.Address);
+        using var notifier = new SdNotifier(manager.Address);
         notifier.Ready("Relaying 1 listening socket(s) to 127.0.0.1:8080");
         Assert.That(manager.Receive(TimeSpan.FromSeconds(5))?.Text, Is.EqualTo(fromSystemd!.Value.Text));
     }

@@ -65,15 +65,7 @@ public readonly struct ChildStatus
     /// <summary>The status from a POSIX wait status word (waitpid's; the encoding Linux, macOS and the BSDs share, but for
     /// WIFCONTINUED), or null when it says nothing.</summary>
     internal static ChildStatus? FromWaitStatus(int status) =>
-        FromWaitStatus(status, ContinuedWord, OperatingSystem.IsLinux() ? 18 : 19);
-
-    // WIFCONTINUED's whole status word: 0xffff on Linux, OpenBSD and NetBSD; a stop by SIGCONT (0x137f) on macOS
-    // (sys/wait.h: _WSTATUS(x) == _WSTOPPED && WSTOPSIG(x) == 0x13); the bare 0x13 on FreeBSD (freebsd-src
-    // sys/sys/wait.h: #define WIFCONTINUED(x) (x == 0x13)), which the low-bits tests below took for a death by signal 19.
-    private static int ContinuedWord =>
-        OperatingSystem.IsMacOS() || OperatingSystem.IsIOS() || OperatingSystem.IsTvOS() ? 0x137F
-        : OperatingSystem.IsFreeBSD() ? 0x13
-        : 0xFFFF;
+        FromWaitStatus(status, WaitFacts.Here.ContinuedWord, WaitFacts.Here.Sigcont);
 
     /// <summary>The same with the system's <paramref name="continuedWord"/> and <paramref name="sigcont"/> given (the
     /// decoding of another system's words, for tests).</summary>
@@ -161,11 +153,7 @@ public sealed unsafe partial class ChildSource : EventSource
         loop.WatchChildrenBySignal();
     }
 
-    // WCONTINUED differs per system.
-    private static int WContinued =>
-        OperatingSystem.IsMacOS() || OperatingSystem.IsIOS() || OperatingSystem.IsTvOS() ? 0x10
-        : OperatingSystem.IsFreeBSD() ? 4
-        : 8; // Linux, OpenBSD, illumos
+    private static int WContinued => WaitFacts.Here.WContinued;
 
     /// <summary>The child's process id.</summary>
     public int ProcessId { get; }
@@ -314,4 +302,39 @@ public sealed partial class EventLoop
             while (!child.IsDisposed && child.State != SourceState.Off && child.Registration is null && child.Poll())
                 Invoke(child, null);
     }
+}
+
+/// <summary>The wait(2) facts that differ per system, from each system's headers: WIFCONTINUED's whole status word,
+/// SIGCONT's number, and the WCONTINUED option bit.</summary>
+internal readonly record struct WaitFacts(int ContinuedWord, int Sigcont, int WContinued)
+{
+    /// <summary>This process's system.</summary>
+    public static readonly WaitFacts Here = For(
+        OperatingSystem.IsLinux() ? "linux"
+        : OperatingSystem.IsMacOS() || OperatingSystem.IsIOS() || OperatingSystem.IsTvOS() ? "macos"
+        : OperatingSystem.IsFreeBSD() ? "freebsd"
+        : Platform.Flavor == UnixFlavor.NetBSD ? "netbsd"
+        : Platform.IsIllumos ? "illumos"
+        : "openbsd"); // and DragonFly, as before (its headers not read here)
+
+    /// <summary>The facts of <paramref name="os"/> (linux, macos, freebsd, netbsd, openbsd, illumos).</summary>
+    public static WaitFacts For(string os) => os switch
+    {
+        // glibc bits/waitstatus.h __W_CONTINUED 0xffff; asm-generic/signal.h SIGCONT 18; linux/wait.h WCONTINUED 8.
+        "linux" => new(0xFFFF, 18, 8),
+        // xnu bsd/sys/wait.h (e3723e1f): WIFCONTINUED(x) (_WSTATUS(x) == _WSTOPPED && WSTOPSIG(x) == 0x13), so a stop
+        // by SIGCONT, 0x137f; WCONTINUED 0x00000010; bsd/sys/signal.h SIGCONT 19.
+        "macos" => new(0x137F, 19, 0x10),
+        // freebsd-src sys/sys/wait.h (d28066d8): #define WIFCONTINUED(x) (x == 0x13) /* 0x13 == SIGCONT */ — the bare
+        // word, whose low seven bits read as a death by signal 19 to a decoder without it; WCONTINUED 4.
+        "freebsd" => new(0x13, 19, 4),
+        // NetBSD sys/sys/wait.h 1.38 (2022/08/07): _WCONTINUED 0xffffU, WCONTINUED 0x00000010 (8 there is WALLSIG).
+        "netbsd" => new(0xFFFF, 19, 0x10),
+        // OpenBSD sys/sys/wait.h: _WCONTINUED 0177777 (read); WCONTINUED 8 and SIGCONT 19 as before (not re-read).
+        "openbsd" => new(0xFFFF, 19, 8),
+        // illumos-gate sys/iso/signal_iso.h SIGCONT 25 (read); WIFCONTINUED's 0177777 and WCONTINUED 0010 as before
+        // (usr/src/uts/common/sys/wait.h, not re-read).
+        "illumos" => new(0xFFFF, 25, 8),
+        _ => throw new ArgumentOutOfRangeException(nameof(os), os, "no wait(2) facts for this system"),
+    };
 }

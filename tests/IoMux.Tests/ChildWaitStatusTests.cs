@@ -40,4 +40,18 @@ public sealed class ChildWaitStatusTests
         if (OperatingSystem.IsLinux())
             Assert.That(ChildStatus.FromWaitStatus(0x137F)!.Value.Code, Is.EqualTo(ChildStatusCode.Stopped));
     }
+
+    /// <summary>The per-system facts, pinned to literals typed from each header: NetBSD's WCONTINUED is 0x10 (NetBSD
+    /// sys/sys/wait.h 1.38; 8 there is WALLSIG, which the old default asked for instead), illumos's SIGCONT is 25
+    /// (sys/iso/signal_iso.h; the old code said 19 for every non-Linux system).</summary>
+    [Test]
+    public void EachSystemsWaitFactsAreItsHeaders()
+    {
+        Assert.That(WaitFacts.For("netbsd"), Is.EqualTo(new WaitFacts(0xFFFF, 19, 0x10)));
+        Assert.That(WaitFacts.For("illumos").Sigcont, Is.EqualTo(25));
+        Assert.That(WaitFacts.For("freebsd"), Is.EqualTo(new WaitFacts(0x13, 19, 4)));
+        Assert.That(WaitFacts.For("macos"), Is.EqualTo(new WaitFacts(0x137F, 19, 0x10)));
+        Assert.That(WaitFacts.For("linux"), Is.EqualTo(new WaitFacts(0xFFFF, 18, 8)));
+        Assert.That(WaitFacts.Here, Is.EqualTo(WaitFacts.For("linux")), "this machine is Linux");
+    }
 }

@@ -230,6 +230,25 @@ def sample(name):
     except (OSError, StopIteration):
         return None
 
+fault_problems = []  # a fault that could not be injected as stated fails the run
+
+def wait_stopped(pid, deadline):
+    """True once every thread of pid is in the stopped state ('T' in /proc/PID/task/TID/stat); SIGSTOP stops a
+    process's threads asynchronously. False when the deadline passes first."""
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        states = []
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            try:
+                stat = open(f"/proc/{pid}/task/{tid}/stat").read()
+                states.append(stat[stat.rindex(")") + 2])
+            except OSError:
+                pass  # a thread that just exited
+        if states and all(s == "T" for s in states):
+            return True
+        time.sleep(0.001)
+    return False
+
 def fault(kind):
     window = [kind, now(), None]
     with lock: windows.append(window)
@@ -242,15 +261,25 @@ def fault(kind):
             # Only the soft limit moves: lowering the hard one could not be undone without CAP_SYS_RESOURCE.
             # To what is open plus the runtime's reserve (DescriptorBudget.Reserve = 16) and two: the proxy must stop
             # taking descriptors and keep relaying. A squeeze to open + 1, which no server can fully survive (the
-            # runtime needs two free descriptors to start any thread), is tools/fdlimit/stress.sh's job. Counted and
-            # set back to back (prlimit(2) from here, no process started in between), as the count moves with the
-            # load; the count just after is recorded, to show the headroom the squeeze really left.
+            # runtime needs two free descriptors to start any thread), is tools/fdlimit/stress.sh's job.
+            # The proxy is stopped (SIGSTOP, every thread seen stopped) while its descriptors are counted and the limit
+            # set, and continued at once: counted while it ran, a busy proxy opened 19 more between the count and
+            # prlimit (this script's threads hold the GIL in between), so the squeeze landed at zero headroom --
+            # stress.sh's case, not this one -- and the proxy aborted (two CI runs on 2026-12-07).
             pid = procs["proxy"].pid
             soft, hard = resource.prlimit(pid, resource.RLIMIT_NOFILE)
-            n = len(os.listdir(f"/proc/{pid}/fd"))
-            resource.prlimit(pid, resource.RLIMIT_NOFILE, (n + 18, hard))
-            window.append(f"limit {n + 18}, open {n} before, {len(os.listdir(f'/proc/{pid}/fd'))} just after")
-            time.sleep(3)
+            os.kill(pid, signal.SIGSTOP)
+            try:
+                stopped = wait_stopped(pid, deadline=5.0)
+                n = len(os.listdir(f"/proc/{pid}/fd"))
+                resource.prlimit(pid, resource.RLIMIT_NOFILE, (n + 18, hard))
+            finally:
+                os.kill(pid, signal.SIGCONT)
+            if not stopped:
+                with lock: fault_problems.append("squeeze: the proxy was not seen stopped within 5 s of SIGSTOP")
+            time.sleep(0.5)
+            window.append(f"limit {n + 18}, open {n} while stopped, {len(os.listdir(f'/proc/{pid}/fd'))} after 0.5 s")
+            time.sleep(2.5)
             resource.prlimit(pid, resource.RLIMIT_NOFILE, (soft, hard))
     finally:
         window[2] = now()
@@ -368,6 +397,7 @@ for name in ("proxy", "serve", "echo"):
 if total("unexplained"): problems.append(f"{total('unexplained')} unexplained failures")
 if ok("echo") == 0 or ok("file") == 0: problems.append("no verified echo or no verified download")
 if any(c != 0 for c in codes.values()): problems.append(f"exit codes {codes}")
+problems += fault_problems
 if stuck: problems.append(f"{stuck} client or fault threads still running past their deadlines")
 lines.append("verdict: " + ("PASS" if not problems else "FAIL: " + "; ".join(problems)))
 summary = "\n".join(lines)

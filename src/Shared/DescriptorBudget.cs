@@ -65,14 +65,21 @@ internal sealed unsafe partial class DescriptorBudget
     /// <summary>How close to the limit the real count is taken instead of the accounting.</summary>
     private const int NearLimit = 64;
 
-    /// <summary>Open descriptors of this process (/proc/self/fd or /dev/fd); a conservative guess where neither lists them.</summary>
-    private static int CountOpen()
+    /// <summary>Open descriptors of this process. Listing <c>/proc/self/fd</c> (Linux, illumos) or <c>/dev/fd</c> (macOS,
+    /// whose devfs lists every open descriptor) takes a descriptor itself, so it fails (EMFILE) at the limit, where the
+    /// count matters most; and FreeBSD's <c>/dev/fd</c> lists only 0, 1 and 2 unless fdescfs is mounted over it ("files
+    /// are created by default when devfs alone is mounted. fdescfs creates entries for all file descriptors": fdescfs(5),
+    /// freebsd-src share/man/man5/fdescfs.5 at 039ea811636f; sys/kern/kern_descrip.c fildesc_drvinit makes exactly those
+    /// three). Where no listing works or can be trusted, <see cref="ProbeOpen"/> counts without taking a descriptor. (The
+    /// count used to fall back to a guess of 64, which at a limit of a few hundred let a server at its limit accept.)</summary>
+    internal static int CountOpen()
     {
-        foreach (var directory in new[] { "/proc/self/fd", "/dev/fd" })
+        string? listing = OperatingSystem.IsLinux() || Platform.IsIllumos ? "/proc/self/fd" : OperatingSystem.IsMacOS() ? "/dev/fd" : null;
+        if (listing is not null)
         {
             try
             {
-                return Directory.GetFiles(directory).Length;
+                return Directory.GetFiles(listing).Length;
             }
             catch (IOException)
             {
@@ -81,6 +88,49 @@ internal sealed unsafe partial class DescriptorBudget
             {
             }
         }
-        return 64;
+        return ProbeOpen(SoftLimit());
+    }
+
+    /// <summary>How many descriptors poll(2) is given at a time: far below every system's bound on nfds (Linux refuses
+    /// more than RLIMIT_NOFILE, FreeBSD more than the limit and FD_SETSIZE, macOS more than OPEN_MAX or, unprivileged,
+    /// the limit and FD_SETSIZE) and small enough for the stack (8 bytes each).</summary>
+    private const int ProbeChunk = 256;
+
+    /// <summary>Numbers probed at most when the limit is unlimited: Linux's default fs.nr_open.</summary>
+    private const int MaxProbed = 1 << 20;
+
+    /// <summary>POLLNVAL: 0x20 on Linux, the BSDs, macOS and illumos (docs/research/kqueue-ports-constants.md; the poll
+    /// backend's PollInterop uses the same bits).</summary>
+    private const short POLLNVAL = 0x20;
+
+    [System.Runtime.InteropServices.LibraryImport("libc", SetLastError = true)]
+    private static partial int poll(PollFd* fds, nuint count, int timeoutMs);
+
+    /// <summary>Counts the open descriptors below <paramref name="limit"/> without opening one: poll(2) with a zero
+    /// timeout and no events asked for reports POLLNVAL exactly for the numbers that are not open (POSIX poll: "The
+    /// specified fd value is invalid"). One system call per 256 numbers. On macOS poll(2) "does not support devices"
+    /// (its man page, BUGS), so there it may miss device descriptors; macOS lists /dev/fd first. When poll itself fails
+    /// the answer is the limit: a budget that cannot count must not let its server take more.</summary>
+    internal static int ProbeOpen(long limit)
+    {
+        int numbers = (int)Math.Min(Math.Max(limit, 0), MaxProbed);
+        PollFd* set = stackalloc PollFd[ProbeChunk];
+        int open = 0;
+        for (int first = 0; first < numbers; first += ProbeChunk)
+        {
+            int count = Math.Min(ProbeChunk, numbers - first);
+            for (int i = 0; i < count; i++)
+                set[i] = new PollFd { Descriptor = first + i };
+            int rc;
+            do
+                rc = poll(set, (nuint)count, 0);
+            while (rc < 0 && System.Runtime.InteropServices.Marshal.GetLastSystemError() == Errno.EINTR);
+            if (rc < 0)
+                return numbers;
+            for (int i = 0; i < count; i++)
+                if ((set[i].ReturnedEvents & POLLNVAL) == 0)
+                    open++;
+        }
+        return open;
     }
 }

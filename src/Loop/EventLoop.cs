@@ -242,15 +242,16 @@ public sealed partial class EventLoop : IDisposable
     /// which a program ported from sd-event does not expect. The loop's own helpers (<see cref="SignalExit"/>, the
     /// SIGCHLD source behind child sources) do not count.</summary>
     /// <exception cref="InvalidOperationException">This loop has a source for <paramref name="signal"/> already.</exception>
-    /// <exception cref="ArgumentOutOfRangeException"><paramref name="signal"/> is one the C library and the runtime keep
-    /// for themselves (on Linux 32 up to SIGRTMIN: glibc's thread cancellation and setxid, .NET's thread activation).</exception>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="signal"/> is one a loop cannot serve: a fault the
+    /// faulting thread must handle at once (SIGILL, SIGTRAP, SIGFPE, SIGBUS, SIGSEGV, SIGSYS), SIGKILL or SIGSTOP, or one
+    /// the C library and the runtime keep for themselves (on Linux 32 up to SIGRTMIN: glibc's thread cancellation and
+    /// setxid, .NET's thread activation; FreeBSD's SIGTHR; illumos's SIGWAITING, SIGLWP, SIGCANCEL).</exception>
     public SignalSource AddSignal(PosixSignal signal, Action<SignalSource, int> callback, int priority = 0,
         SourceState state = SourceState.On, string? description = null)
     {
         ThrowIfDisposed();
-        if (OperatingSystem.IsLinux() && (int)signal >= 32 && (int)signal <= RealtimeSignals.Minimum)
-            throw new ArgumentOutOfRangeException(nameof(signal), (int)signal,
-                $"Signals 32 to SIGRTMIN ({RealtimeSignals.Minimum}) belong to the C library and the runtime.");
+        if (SignalFacts.Here.WhyRefused(signal, OperatingSystem.IsLinux() ? RealtimeSignals.Minimum : 0) is { } refused)
+            throw new ArgumentOutOfRangeException(nameof(signal), (int)signal, refused);
         foreach (var other in _signals)
             if (other.Signal == signal && !IsHelper(other))
                 throw new InvalidOperationException($"This loop has a source for {other.Description} already ({other}); one per signal per loop.");

@@ -86,6 +86,40 @@ public sealed unsafe partial class LoopPortingDecisionsTests(BackendProvider bac
         loop.AddSignal((PosixSignal)(rtmin + 1), (_, _) => { }).Dispose();
     }
 
+    /// <summary>A fault signal is the faulting thread's to handle at once (the runtime makes SIGSEGV a
+    /// NullReferenceException); a loop source that cancelled its default action would send the thread back to the
+    /// faulting instruction forever. SIGKILL and SIGSTOP cannot be caught: a clear refusal, not the runtime's
+    /// IOException "Invalid argument". Numbers from this system's table (SignalFacts, pinned below).</summary>
+    [Test]
+    public void FaultSignalsAndTheUncatchableOnesAreRefused()
+    {
+        using var loop = NewLoop();
+        var facts = SignalFacts.Here;
+        foreach (int refused in new[] { 4, 5, 8, 11, facts.Sigbus, facts.Sigsys, 9, facts.Sigstop })
+        {
+            var e = Assert.Throws<ArgumentOutOfRangeException>(() => loop.AddSignal((PosixSignal)refused, (_, _) => { }), $"signal {refused}")!;
+            Assert.That(e.ActualValue, Is.EqualTo(refused));
+        }
+        loop.AddSignal((PosixSignal)SIGUSR1, (_, _) => { }).Dispose();
+        loop.AddSignal(PosixSignal.SIGHUP, (_, _) => { }).Dispose();
+    }
+
+    /// <summary>The per-system numbers, each from the header cited in SignalFacts: a wrong one (Linux's SIGBUS 7 used on
+    /// a BSD, where 7 is SIGEMT and 10 is SIGUSR1 on Linux) refuses a signal a program may use, or lets a fault through.</summary>
+    [TestCase("linux", 7, 31, 19, new int[0])]
+    [TestCase("macos", 10, 12, 17, new int[0])]
+    [TestCase("freebsd", 10, 12, 17, new[] { 32 })]
+    [TestCase("illumos", 10, 12, 23, new[] { 32, 33, 36 })]
+    [TestCase("bsd", 10, 12, 17, new int[0])]
+    public void TheSignalNumbersPerSystemAreTheHeaders(string os, int sigbus, int sigsys, int sigstop, int[] threadLibrary)
+    {
+        var facts = SignalFacts.For(os);
+        Assert.That((facts.Sigbus, facts.Sigsys, facts.Sigstop), Is.EqualTo((sigbus, sigsys, sigstop)));
+        Assert.That(facts.ThreadLibrary, Is.EqualTo(threadLibrary));
+        // Linux's SIGUSR1 is 10, the BSDs' SIGBUS: refused there, served on Linux.
+        Assert.That(facts.WhyRefused((PosixSignal)10, 0) is null, Is.EqualTo(os == "linux"));
+    }
+
     // ---- row 1: failure handling ----
 
     /// <summary>sd-event's default (source_dispatch: "returned error, disabling"): with <see cref="EventSource.ExitOnFailure"/>

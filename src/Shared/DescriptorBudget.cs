@@ -95,8 +95,8 @@ internal sealed unsafe partial class DescriptorBudget
     }
 
     /// <summary>How many descriptors poll(2) is given at a time: far below every system's bound on nfds (Linux refuses
-    /// more than RLIMIT_NOFILE, FreeBSD more than the limit and FD_SETSIZE, macOS more than OPEN_MAX or, unprivileged,
-    /// the limit and FD_SETSIZE) and small enough for the stack (8 bytes each).</summary>
+    /// more than RLIMIT_NOFILE, FreeBSD more than kern.maxfilesperproc and FD_SETSIZE (sys_generic.c sys_poll), macOS
+    /// more than OPEN_MAX or, unprivileged, the limit and FD_SETSIZE) and small enough for the stack (8 bytes each).</summary>
     private const int ProbeChunk = 256;
 
     /// <summary>Numbers probed at most when the limit is unlimited: Linux's default fs.nr_open.</summary>

@@ -245,7 +245,7 @@ public sealed partial class EventLoop : IDisposable
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="signal"/> is one a loop cannot serve: a fault the
     /// faulting thread must handle at once (SIGILL, SIGTRAP, SIGFPE, SIGBUS, SIGSEGV, SIGSYS), SIGKILL or SIGSTOP, or one
     /// the C library and the runtime keep for themselves (on Linux 32 up to SIGRTMIN: glibc's thread cancellation and
-    /// setxid, .NET's thread activation; FreeBSD's SIGTHR; illumos's SIGWAITING, SIGLWP, SIGCANCEL).</exception>
+    /// setxid, .NET's thread activation; FreeBSD's SIGTHR and SIGLIBRT; illumos's SIGWAITING, SIGLWP, SIGCANCEL).</exception>
     public SignalSource AddSignal(PosixSignal signal, Action<SignalSource, int> callback, int priority = 0,
         SourceState state = SourceState.On, string? description = null)
     {

@@ -82,7 +82,7 @@ internal static partial class RealtimeSignals
 /// <item>SIGKILL and SIGSTOP, which no process can catch (the runtime answers EINVAL as an IOException; sd-event
 /// -EINVAL);</item>
 /// <item>the signals the C library keeps for its threads (glibc's 32 and 33 and .NET's SIGRTMIN on Linux, FreeBSD's
-/// SIGTHR, illumos's SIGWAITING, SIGLWP and SIGCANCEL).</item>
+/// SIGTHR and SIGLIBRT, illumos's SIGWAITING, SIGLWP and SIGCANCEL).</item>
 /// </list></summary>
 internal sealed record SignalFacts(int Sigbus, int Sigsys, int Sigstop, int[] ThreadLibrary)
 {
@@ -102,8 +102,10 @@ internal sealed record SignalFacts(int Sigbus, int Sigsys, int Sigstop, int[] Th
         "linux" => new(7, 31, 19, []),
         // xnu bsd/sys/signal.h (1031c584): SIGBUS 10, SIGSYS 12, SIGSTOP 17; no signal kept for threads (NSIG 32).
         "macos" => new(10, 12, 17, []),
-        // freebsd-src sys/sys/signal.h (039ea811): SIGBUS 10, SIGSYS 12, SIGSTOP 17, SIGTHR 32 "reserved by thread library".
-        "freebsd" => new(10, 12, 17, [32]),
+        // freebsd-src sys/sys/signal.h (039ea811): SIGBUS 10, SIGSYS 12, SIGSTOP 17, SIGTHR 32 "reserved by thread library",
+        // SIGLIBRT 33 "reserved by real-time library" (lib/librt/sigev_thread.c: SIGSERVICE = SIGCANCEL + 1, the service
+        // thread behind SIGEV_THREAD timers and mq_notify).
+        "freebsd" => new(10, 12, 17, [32, 33]),
         // illumos-gate usr/src/uts/common/sys/iso/signal_iso.h (19b4ae69): SIGBUS 10, SIGSYS 12, SIGSTOP 23; SIGWAITING 32
         // and SIGLWP 33 "reserved signal no longer used by threading code", SIGCANCEL 36 "reserved signal for thread
         // cancellation".

@@ -79,7 +79,10 @@ internal sealed unsafe partial class DescriptorBudget
         {
             try
             {
-                return Directory.GetFiles(listing).Length;
+                // Every entry, not GetFiles: that leaves out entries that resolve to a directory, so it missed every open
+                // directory (iomux serve's root, O_PATH | O_DIRECTORY) and the listing's own descriptor. This counts the
+                // listing's own one too: one over, the safe side.
+                return Directory.GetFileSystemEntries(listing).Length;
             }
             catch (IOException)
             {
@@ -92,8 +95,8 @@ internal sealed unsafe partial class DescriptorBudget
     }
 
     /// <summary>How many descriptors poll(2) is given at a time: far below every system's bound on nfds (Linux refuses
-    /// more than RLIMIT_NOFILE, FreeBSD more than the limit and FD_SETSIZE, macOS more than OPEN_MAX or, unprivileged,
-    /// the limit and FD_SETSIZE) and small enough for the stack (8 bytes each).</summary>
+    /// more than RLIMIT_NOFILE, FreeBSD more than kern.maxfilesperproc and FD_SETSIZE (sys_generic.c sys_poll), macOS
+    /// more than OPEN_MAX or, unprivileged, the limit and FD_SETSIZE) and small enough for the stack (8 bytes each).</summary>
     private const int ProbeChunk = 256;
 
     /// <summary>Numbers probed at most when the limit is unlimited: Linux's default fs.nr_open.</summary>
@@ -103,13 +106,24 @@ internal sealed unsafe partial class DescriptorBudget
     /// backend's PollInterop uses the same bits).</summary>
     private const short POLLNVAL = 0x20;
 
+    /// <summary>POLLIN: 0x1 on the same systems. Asked for so that macOS looks at the descriptor at all: its poll(2)
+    /// registers a kqueue filter per event asked for and reports POLLNVAL only when that registration fails; with no
+    /// events asked for it registers nothing and answers 0 for every number, open or not (xnu bsd/kern/sys_generic.c
+    /// poll_nocancel at 1031c584: "if (events &amp; (POLLIN | ...)) { kev.filter = EVFILT_READ; ... kevent_register }",
+    /// then "if (kev.flags &amp; EV_ERROR) revents = POLLNVAL; else revents = 0"), so the probe counted every number below
+    /// the limit as open. OpenBSD registers EVFILT_EXCEPT for an empty request (sys/kern/sys_generic.c ppollregister,
+    /// forcehup), and Linux, FreeBSD, NetBSD and illumos look the number up whatever is asked; POLLIN changes nothing
+    /// there, and the zero timeout means nothing is waited for.</summary>
+    private const short POLLIN = 0x1;
+
     [System.Runtime.InteropServices.LibraryImport("libc", SetLastError = true)]
     private static partial int poll(PollFd* fds, nuint count, int timeoutMs);
 
     /// <summary>Counts the open descriptors below <paramref name="limit"/> without opening one: poll(2) with a zero
-    /// timeout and no events asked for reports POLLNVAL exactly for the numbers that are not open (POSIX poll: "The
-    /// specified fd value is invalid"). One system call per 256 numbers. On macOS poll(2) "does not support devices"
-    /// (its man page, BUGS), so there it may miss device descriptors; macOS lists /dev/fd first. When poll itself fails
+    /// timeout reports POLLNVAL exactly for the numbers that are not open (POSIX poll: "The specified fd value is
+    /// invalid"; POLLIN asked for, see <see cref="POLLIN"/>). One system call per 256 numbers. On macOS poll(2) "does not
+    /// support devices" (its man page, BUGS): a descriptor whose read filter cannot be registered is reported POLLNVAL
+    /// too, so there it may miss device descriptors; macOS lists /dev/fd first. When poll itself fails
     /// the answer is the limit: a budget that cannot count must not let its server take more.</summary>
     internal static int ProbeOpen(long limit)
     {
@@ -120,11 +134,11 @@ internal sealed unsafe partial class DescriptorBudget
         {
             int count = Math.Min(ProbeChunk, numbers - first);
             for (int i = 0; i < count; i++)
-                set[i] = new PollFd { Descriptor = first + i };
+                set[i] = new PollFd { Descriptor = first + i, Events = POLLIN };
             int rc;
             do
                 rc = poll(set, (nuint)count, 0);
-            while (rc < 0 && System.Runtime.InteropServices.Marshal.GetLastSystemError() == Errno.EINTR);
+            while (rc < 0 && Errno.Last == Errno.EINTR);
             if (rc < 0)
                 return numbers;
             for (int i = 0; i < count; i++)

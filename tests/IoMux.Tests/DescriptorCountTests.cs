@@ -6,10 +6,11 @@ namespace IoMux.Tests;
 /// The descriptor budget counts what a server holds near its limit. Listing /proc/self/fd takes a descriptor and so
 /// fails at the limit; the probe (poll(2) over every number, POLLNVAL for those not open) needs none. Both must agree.
 /// </summary>
-public sealed class DescriptorCountTests
+public sealed partial class DescriptorCountTests
 {
     /// <summary>Other tests open and close descriptors on other threads: the two counts are compared a few times and
-    /// must agree exactly at least once (the listing counts its own directory descriptor, hence the one).</summary>
+    /// must agree exactly at least once (the listing counts its own directory descriptor, hence the one; every entry is
+    /// counted: Directory.GetFiles leaves out those that resolve to a directory, the listing's own one included).</summary>
     [Test]
     public void TheProbeCountsWhatProcSelfFdLists()
     {
@@ -18,7 +19,7 @@ public sealed class DescriptorCountTests
         var seen = new List<string>();
         for (int attempt = 0; attempt < 20; attempt++)
         {
-            int listed = Directory.GetFiles("/proc/self/fd").Length - 1;
+            int listed = Directory.GetFileSystemEntries("/proc/self/fd").Length - 1;
             int probed = DescriptorBudget.ProbeOpen(DescriptorBudget.SoftLimit());
             if (listed == probed)
                 return;
@@ -61,6 +62,37 @@ public sealed class DescriptorCountTests
                 LibC.close(fd);
         }
     }
+
+    /// <summary>An open directory is a descriptor like any other (iomux serve holds its root open): the budget's count must
+    /// include it. Listing with Directory.GetFiles did not (it leaves out entries that resolve to a directory). Compared a
+    /// few times, as other tests open and close descriptors meanwhile.</summary>
+    [Test]
+    public void TheCountIncludesAnOpenDirectory()
+    {
+        var deltas = new List<string>();
+        for (int attempt = 0; attempt < 20; attempt++)
+        {
+            int before = DescriptorBudget.CountOpen();
+            int fd = open("/", 0); // O_RDONLY: a directory opens read-only on every system
+            Assert.That(fd, Is.GreaterThanOrEqualTo(0), "open(\"/\")");
+            int during;
+            try
+            {
+                during = DescriptorBudget.CountOpen();
+            }
+            finally
+            {
+                LibC.close(fd);
+            }
+            if (during - before == 1)
+                return;
+            deltas.Add($"{before} -> {during}");
+        }
+        Assert.Fail("an open directory never showed in the count: " + string.Join("; ", deltas));
+    }
+
+    [System.Runtime.InteropServices.LibraryImport("libc", StringMarshalling = System.Runtime.InteropServices.StringMarshalling.Utf8)]
+    private static partial int open(string path, int flags);
 
     [Test]
     public void TheProbeStopsAtTheLimitItIsGiven()

@@ -91,7 +91,33 @@ internal sealed unsafe partial class DescriptorBudget
             {
             }
         }
+        // FreeBSD and OpenBSD say the count in one call, without a descriptor and whatever the limit (the probe's cost
+        // grows with the limit: ~1.4 ms at 20 000, ~120 ms at a million, on every count where no listing works).
+        if (Platform.Flavor == UnixFlavor.FreeBSD && FreeBsdOpenCount() is int counted)
+            return counted;
+        if (Platform.Flavor == UnixFlavor.OpenBSD)
+            return getdtablecount();
         return ProbeOpen(SoftLimit());
+    }
+
+    /// <summary>getdtablecount(2): "the number of file descriptors the process currently has open" (openbsd/src
+    /// lib/libc/sys/getdtablecount.2 1.3; OpenBSD 5.1 and later).</summary>
+    [System.Runtime.InteropServices.LibraryImport("libc")]
+    private static partial int getdtablecount();
+
+    [System.Runtime.InteropServices.LibraryImport("libc", SetLastError = true)]
+    private static partial int sysctl(int* name, uint nameLength, void* old, nuint* oldLength, void* @new, nuint newLength);
+
+    /// <summary>sysctl kern.proc.nfds: { CTL_KERN 1, KERN_PROC 14, KERN_PROC_NFDS 43, 0 } (freebsd-src sys/sys/sysctl.h at
+    /// 003ffd57) answers the calling process's open descriptors as one int (sys/kern/kern_descrip.c,
+    /// sysctl_kern_proc_nfds: the bits set in its descriptor map; the last name must be 0). Null where the kernel lacks
+    /// it (an older release; not run here: this machine is Linux): the probe then counts.</summary>
+    private static int? FreeBsdOpenCount()
+    {
+        int* name = stackalloc int[] { 1, 14, 43, 0 };
+        int count = 0;
+        nuint length = sizeof(int);
+        return sysctl(name, 4, &count, &length, null, 0) == 0 && length == sizeof(int) ? count : null;
     }
 
     /// <summary>How many descriptors poll(2) is given at a time: far below every system's bound on nfds (Linux refuses

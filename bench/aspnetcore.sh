@@ -18,7 +18,8 @@
 # GC.GetTotalAllocatedBytes over the run / requests) and system calls per request (strace -c -f for a shorter run).
 # Every run is bounded (BENCH_SECONDS, default 5). Raw lines: bench/out/aspnetcore/raw.txt; table on stdout.
 #   bench/aspnetcore.sh [rounds]            (BENCH_ONLY=yarp: the YARP rows alone; BENCH_ONLY=aot: the AOT rows
-#                                            beside their JIT builds, no YARP)
+#                                            beside their JIT builds, no YARP; BENCH_ONLY=default: the four
+#                                            transports' JIT rows on one core only, issue 23 item 5's question)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-1}
@@ -34,8 +35,10 @@ if [ -n "$need" ]; then
 fi
 dotnet publish bench/AspNetCoreServer -c Release -o "$out/server" -p:PublishReadyToRun=true -v quiet -nologo | tail -n 1
 # The native build of the same app (a 2-5 minute compile); it fails on any trim or AOT warning.
-dotnet publish bench/AspNetCoreServer -c Release -r linux-x64 -p:PublishAot=true -o "$out/server-aot" -v quiet -nologo | tail -n 1
-dotnet publish bench/YarpServer -c Release -o "$out/yarp" -p:PublishReadyToRun=true -v quiet -nologo | tail -n 1
+if [ "${BENCH_ONLY:-}" != default ]; then
+  dotnet publish bench/AspNetCoreServer -c Release -r linux-x64 -p:PublishAot=true -o "$out/server-aot" -v quiet -nologo | tail -n 1
+  dotnet publish bench/YarpServer -c Release -o "$out/yarp" -p:PublishReadyToRun=true -v quiet -nologo | tail -n 1
+fi
 dotnet publish src/Cli -c Release -r linux-x64 --self-contained false -p:PublishReadyToRun=true -o "$out/iomux" -v quiet -nologo | tail -n 1
 server="$PWD/$out/server/AspNetCoreServer"
 server_aot="$PWD/$out/server-aot/AspNetCoreServer"
@@ -104,8 +107,10 @@ PY
 contestants=(iomux-inline iomux-threadpool sockets sockets-inline aot-iomux-inline aot-sockets iomux-hello nginx)
 [ "${BENCH_ONLY:-}" = aot ] && contestants=(iomux-inline sockets aot-iomux-inline aot-sockets)
 [ "${BENCH_ONLY:-}" = yarp ] && contestants=()
+core_counts="1 2"
+[ "${BENCH_ONLY:-}" = default ] && { contestants=(iomux-threadpool iomux-inline sockets sockets-inline); core_counts=1; }
 for round in $(seq 1 "$rounds"); do
-  for cores in 1 2; do
+  for cores in $core_counts; do
     for who in "${contestants[@]}"; do
       start "$who" "$cores" || continue
       p=$(path_of "$who")
@@ -142,7 +147,7 @@ done
 # worker) and wrk on CPU 1; two: nothing pinned. The upstream's cost is in every row alike: compare the two rows.
 upstream=""
 trap '[ -n "$upstream" ] && kill "$upstream" 2>/dev/null; cleanup' EXIT
-[ "${BENCH_ONLY:-}" = aot ] && rounds_yarp=0 || rounds_yarp=$rounds
+case ${BENCH_ONLY:-} in aot|default) rounds_yarp=0 ;; *) rounds_yarp=$rounds ;; esac
 for round in $(seq 1 "$rounds_yarp"); do
   for cores in 1 2; do
     upin=""; [ "$cores" = 1 ] && upin="taskset -c 1"

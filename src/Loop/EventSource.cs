@@ -26,21 +26,17 @@ public abstract class EventSource : IDisposable
     private byte _state; // a SourceState: a byte packs with the flag below, where the int enum took a word of its own
 
     /// <summary>What few sources use (a rate limit, prepare, destroy and expire callbacks, the failure policy and
-    /// failure; for a TimerSource also its description, priority, period and an accuracy its clock has no group for),
-    /// kept out of line and made on first use: every armed timer pays for each field of the source object, and most
-    /// sources set none of these.</summary>
-    private protected sealed class Extras
+    /// failure), kept out of line and made on first use: every armed timer pays for each field of the source object,
+    /// and most sources set none of these. A TimerSource's is a subclass with more of the same kind.</summary>
+    private protected class Extras
     {
-        /// <summary>Not an accuracy: <see cref="TimerAccuracy"/> holds none (the timer's group has its accuracy).</summary>
-        public const long NoAccuracy = long.MinValue;
-
         public bool KeepGoingOnFailure;
+        /// <summary>A TimerSource's priority (see TimerSource's side object): declared here, it takes the padding after
+        /// the flag above, where the subclass's fields start on the next 8 bytes (96 bytes against 88, measured).</summary>
+        public int TimerPriority;
         public Exception? Failure;
         public RateLimit? Limit;
         public Action<EventSource>? RateLimitExpire, Prepare, Destroy;
-        public string? TimerDescription;
-        public int TimerPriority;
-        public long TimerPeriod, TimerAccuracy = NoAccuracy;
     }
 
     private Extras? _extras;
@@ -49,7 +45,10 @@ public abstract class EventSource : IDisposable
     private protected Extras? Side => _extras;
 
     /// <summary>The side object, made on first use.</summary>
-    private protected Extras More => _extras ??= new Extras();
+    private protected Extras More => _extras ??= MakeExtras();
+
+    /// <summary>A new side object of the kind this source keeps.</summary>
+    private protected virtual Extras MakeExtras() => new();
 
     private protected EventSource(EventLoop loop, int priority, SourceState state, string? description)
     {

@@ -51,11 +51,29 @@ public sealed class TimerSource : EventSource
         DeadlineNanoseconds = deadline;
         SetAccuracy(accuracy);
         if (period != 0)
-            More.TimerPeriod = period;
+            TimerMore.Period = period;
         _callback = callback;
         if (state != SourceState.Off)
             Arm();
     }
+
+    /// <summary>A timer's side object: what every source keeps there, and what only some timers set.</summary>
+    private sealed class TimerExtras : Extras
+    {
+        /// <summary>Not an accuracy: <see cref="Accuracy"/> holds none (the timer's group has its accuracy).</summary>
+        public const long NoAccuracy = long.MinValue;
+
+        public string? Description; // the priority is TimerPriority, in the base: see there
+        public long Period, Accuracy = NoAccuracy;
+    }
+
+    private protected override Extras MakeExtras() => new TimerExtras();
+
+    /// <summary>The side object, or null; a timer's is always a <see cref="TimerExtras"/>.</summary>
+    private TimerExtras? TimerSide => (TimerExtras?)Side;
+
+    /// <summary>The side object, made on first use.</summary>
+    private TimerExtras TimerMore => (TimerExtras)More;
 
     private protected override int PriorityValue
     {
@@ -69,22 +87,22 @@ public sealed class TimerSource : EventSource
 
     private protected override string? DescriptionValue
     {
-        get => Side?.TimerDescription;
+        get => TimerSide?.Description;
         set
         {
             if (value is not null || Side is not null)
-                More.TimerDescription = value;
+                TimerMore.Description = value;
         }
     }
 
     /// <summary>The clock.</summary>
     public LoopClock Clock => (LoopClock)_clock;
 
-    internal long AccuracyNanoseconds => Side is { TimerAccuracy: not Extras.NoAccuracy } side
-        ? side.TimerAccuracy
+    internal long AccuracyNanoseconds => TimerSide is { Accuracy: not TimerExtras.NoAccuracy } side
+        ? side.Accuracy
         : Loop.TimerTable.GroupAccuracy(Clock, Group);
 
-    internal long PeriodNanoseconds => Side?.TimerPeriod ?? 0;
+    internal long PeriodNanoseconds => TimerSide?.Period ?? 0;
 
     /// <summary>The group of <paramref name="accuracy"/>, and the accuracy itself in the side object when the group's
     /// is another. Only while disarmed: the group is the heap the timer sits in.</summary>
@@ -92,9 +110,9 @@ public sealed class TimerSource : EventSource
     {
         Group = Loop.TimerTable.GroupOf(Clock, accuracy);
         if (Loop.TimerTable.GroupAccuracy(Clock, Group) != accuracy)
-            More.TimerAccuracy = accuracy;
-        else if (Side is { } side)
-            side.TimerAccuracy = Extras.NoAccuracy;
+            TimerMore.Accuracy = accuracy;
+        else if (TimerSide is { } side)
+            side.Accuracy = TimerExtras.NoAccuracy;
     }
 
     /// <summary>When the timer is due, a time on its clock (see <see cref="EventLoop.Now"/>).</summary>

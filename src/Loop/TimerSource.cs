@@ -23,10 +23,9 @@ public enum LoopClock
 /// kernel timer exists per timer.
 /// </summary>
 /// <remarks>Its object holds only what every timer needs (the loop, the callback, the deadline, its heap position,
-/// its clock and accuracy group, the state, and the side object's reference): 56 bytes, 64 with its heap entry
-/// (LoopScaleTests). The accuracy is its group's; the description, a priority other than 0, the period and an
-/// accuracy that has no group of its own (past <see cref="TimerTable.MaxGroups"/> on one clock) live in the side
-/// object, made when one is set.</remarks>
+/// its clock and accuracy group, the state, and the side object's reference): 56 bytes, 64 with its heap entry.
+/// The accuracy is its group's; the description, a priority other than 0, the period and an accuracy that has no
+/// group of its own (past 16 accuracies on one clock) live in a side object, made when one is set.</remarks>
 public sealed class TimerSource : EventSource
 {
     /// <summary>The accuracy used when none is given. 1 ms: small enough for a server's protocol timeouts to

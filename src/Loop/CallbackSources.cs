@@ -8,6 +8,9 @@ public sealed class DeferSource : EventSource
 {
     private readonly Action<DeferSource> _callback;
 
+    private protected override int PriorityValue { get; set; }
+    private protected override string? DescriptionValue { get; set; }
+
     internal DeferSource(EventLoop loop, Action<DeferSource> callback, int priority, SourceState state, string? description)
         : base(loop, priority, state, description) => _callback = callback;
 
@@ -19,6 +22,9 @@ public sealed class PostSource : EventSource
 {
     private readonly Action<PostSource> _callback;
 
+    private protected override int PriorityValue { get; set; }
+    private protected override string? DescriptionValue { get; set; }
+
     internal PostSource(EventLoop loop, Action<PostSource> callback, int priority, SourceState state, string? description)
         : base(loop, priority, state, description) => _callback = callback;
 
@@ -29,6 +35,9 @@ public sealed class PostSource : EventSource
 public sealed class ExitSource : EventSource
 {
     private readonly Action<ExitSource> _callback;
+
+    private protected override int PriorityValue { get; set; }
+    private protected override string? DescriptionValue { get; set; }
 
     internal ExitSource(EventLoop loop, Action<ExitSource> callback, int priority, SourceState state, string? description)
         : base(loop, priority, state, description) => _callback = callback;

@@ -115,9 +115,15 @@ public sealed unsafe partial class ChildSource : EventSource
     private ChildStatus _status;
     private bool _reaped;
 
+    private protected override int PriorityValue { get; set; }
+    private protected override string? DescriptionValue { get; set; }
+    /// <summary>The source's token with the poller and its key in the loop's table of registered sources.</summary>
+    internal long Id { get; }
+
     internal ChildSource(EventLoop loop, int pid, ChildEvents events, Action<ChildSource, ChildStatus> callback, int priority, string? description)
         : base(loop, priority, SourceState.Oneshot, description ?? $"child {pid}")
     {
+        Id = loop.NextSourceId(); // first: the body registers with it
         if ((events & ChildEvents.Exited) == 0)
             throw new ArgumentException("A child source always reports the exit, which ends it: include ChildEvents.Exited.", nameof(events));
         ProcessId = pid;

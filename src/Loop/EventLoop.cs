@@ -48,7 +48,7 @@ public sealed partial class EventLoop : IDisposable
     private readonly List<ExitSource> _exits = [];
     private readonly List<SignalSource> _signals = [];
     private readonly LoopSynchronizationContext _context;
-    private readonly TimerTable _timers = new(); // every timer, slim or a TimerSource's, on every clock
+    private readonly TimerTable _timers = new(); // every timer, slim or a TimerSource, on every clock
     // Made by the first Post: a ConcurrentQueue over a value tuple is JIT-compiled (an instantiation ReadyToRun
     // cannot precompile), and a loop that is never posted to, such as the proxy's, need not pay for it at start.
     private ConcurrentQueue<(Delegate Action, object? State, int Priority)>? _posted;
@@ -72,9 +72,8 @@ public sealed partial class EventLoop : IDisposable
     private readonly List<ChildSource> _children = [];
     private SignalSource? _sigchld; // the SIGCHLD path for children, made on first use (no pidfd)
     private readonly List<EventSource> _limited = []; // sources held back by their rate limit
-    private EventSource[] _snapshot = new EventSource[8]; // post and exit sources, copied for a walk
-    private static readonly IComparer<EventSource> BySourcePriority = Comparer<EventSource>.Create((a, b) =>
-        a.Priority != b.Priority ? a.Priority.CompareTo(b.Priority) : a.Id.CompareTo(b.Id));
+    private EventSource[] _snapshot = new EventSource[8]; // post, exit or prepared sources, copied for a walk
+    private long[] _snapshotKeys = new long[8]; // their sort keys: priority, then place in their list
     // RunAsync (EventLoop.Run.cs): called once, its task, and the id of the thread it runs the loop on.
     private int _runAsyncCalled;
     private Task<int>? _runTask;
@@ -530,18 +529,23 @@ public sealed partial class EventLoop : IDisposable
         foreach (var clock in (ReadOnlySpan<LoopClock>)[LoopClock.Monotonic, LoopClock.Realtime, LoopClock.Boottime])
         {
             long now = NowNanoseconds(clock);
-            for (int slot; (slot = _timers.FirstDue(clock, now)) >= 0;)
+            while (true)
             {
-                ref var record = ref _timers[slot];
-                if (record.Target is TimerSource timer)
+                int slot = _timers.FirstDue(clock, now, out var timer);
+                if (timer is not null)
                 {
                     timer.OnDue();
                     AddPending(new Pending(timer, null, timer.Priority, _order++));
                 }
-                else
+                else if (slot >= 0)
                 {
+                    ref var record = ref _timers[slot];
                     _timers.Disarm(slot);
                     AddPending(new Pending(null, null, record.Priority, _order++, slot, record.Generation));
+                }
+                else
+                {
+                    break;
                 }
             }
         }
@@ -613,17 +617,28 @@ public sealed partial class EventLoop : IDisposable
         return true;
     }
 
-    /// <summary>Copies the sources that are on into a reused array, sorted by priority (callbacks may add or
-    /// dispose sources while the copy is walked). No allocation once the array has grown.</summary>
+    /// <summary>Copies the sources that are on into a reused array, sorted by priority, equal priorities in the
+    /// order of <paramref name="sources"/> (callbacks may add or dispose sources while the copy is walked). The list
+    /// order is the order the sources were added (post and exit sources) or got their prepare callback: sources keep
+    /// no creation number, which a TimerSource has no room for (docs/LOOP.md). No allocation once the arrays have grown.</summary>
     private int Snapshot<T>(List<T> sources) where T : EventSource
     {
         if (_snapshot.Length < sources.Count)
+        {
             _snapshot = new EventSource[sources.Count * 2];
+            _snapshotKeys = new long[sources.Count * 2];
+        }
         int count = 0;
         foreach (var source in sources)
-            if (source.State != SourceState.Off)
-                _snapshot[count++] = source;
-        Array.Sort(_snapshot, 0, count, BySourcePriority);
+        {
+            if (source.State == SourceState.Off)
+                continue;
+            // The priority in the high half (its sign orders it), the place in the list in the low: unique keys, so the
+            // unstable sort gives a stable order.
+            _snapshotKeys[count] = ((long)source.Priority << 32) | (uint)count;
+            _snapshot[count++] = source;
+        }
+        Array.Sort(_snapshotKeys, _snapshot, 0, count);
         return count;
     }
 

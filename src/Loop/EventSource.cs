@@ -19,15 +19,21 @@ public enum SourceState
 /// </summary>
 public abstract class EventSource : IDisposable
 {
+    // Only what every source needs is a field here: a TimerSource's object is the base's fields plus its own, and every
+    // armed timer pays for each of them (docs/LOOP.md, "Timers are records, not objects"). The priority and the
+    // description are kept by each kind of source (PriorityValue, DescriptionValue below): fields of the other
+    // sources, the side object of a TimerSource.
     private byte _state; // a SourceState: a byte packs with the flag below, where the int enum took a word of its own
-    private string? _description; // null: the type's name (kept here, not with the extras: servers name every connection's sources)
 
     /// <summary>What few sources use (a rate limit, prepare, destroy and expire callbacks, the failure policy and
-    /// failure), kept out of line and made on first use: every armed timer pays for each field of the source
-    /// object, and most sources set none of these.</summary>
-    private sealed class Extras
+    /// failure), kept out of line and made on first use: every armed timer pays for each field of the source object,
+    /// and most sources set none of these. A TimerSource's is a subclass with more of the same kind.</summary>
+    private protected class Extras
     {
         public bool KeepGoingOnFailure;
+        /// <summary>A TimerSource's priority (see TimerSource's side object): declared here, it takes the padding after
+        /// the flag above, where the subclass's fields start on the next 8 bytes (96 bytes against 88, measured).</summary>
+        public int TimerPriority;
         public Exception? Failure;
         public RateLimit? Limit;
         public Action<EventSource>? RateLimitExpire, Prepare, Destroy;
@@ -35,34 +41,50 @@ public abstract class EventSource : IDisposable
 
     private Extras? _extras;
 
-    private Extras More => _extras ??= new Extras();
+    /// <summary>The side object, or null while nothing in it was set.</summary>
+    private protected Extras? Side => _extras;
+
+    /// <summary>The side object, made on first use.</summary>
+    private protected Extras More => _extras ??= MakeExtras();
+
+    /// <summary>A new side object of the kind this source keeps.</summary>
+    private protected virtual Extras MakeExtras() => new();
 
     private protected EventSource(EventLoop loop, int priority, SourceState state, string? description)
     {
         Loop = loop;
-        Priority = priority;
         _state = (byte)state;
-        _description = description;
-        Id = loop.NextSourceId();
+        // Overridden storage, written before the derived constructor's body runs: the derived fields' initialisers
+        // have run already, and neither kind of storage reads anything else.
+        PriorityValue = priority;
+        DescriptionValue = description;
     }
 
     /// <summary>The loop the source belongs to.</summary>
     public EventLoop Loop { get; }
 
     /// <summary>Lower values are dispatched first among the pending sources of an iteration.</summary>
-    public int Priority { get; set; }
+    public int Priority
+    {
+        get => PriorityValue;
+        set => PriorityValue = value;
+    }
+
+    /// <summary>Where the kind of source keeps its priority.</summary>
+    private protected abstract int PriorityValue { get; set; }
 
     /// <summary>Free text shown in diagnostics and in exceptions that escape the callback.</summary>
     public string Description
     {
-        get => _description ?? GetType().Name;
-        set => _description = value;
+        get => DescriptionValue ?? GetType().Name;
+        set => DescriptionValue = value;
     }
+
+    /// <summary>Where the kind of source keeps its description; null: the type's name.</summary>
+    private protected abstract string? DescriptionValue { get; set; }
 
     /// <summary>True once disposed.</summary>
     public bool IsDisposed { get; private set; }
-
-    internal long Id { get; }
 
     /// <summary>On, off or oneshot. Switching a source on or off takes effect from the next dispatch decision.</summary>
     public SourceState State
@@ -114,7 +136,7 @@ public abstract class EventSource : IDisposable
         AfterDispatch(); // what the dispatch would have done after the callback (a reaped child disposes itself)
     }
 
-    private sealed class RateLimit
+    private protected sealed class RateLimit
     {
         public long Interval, WindowStart, LimitedUntil;
         public int Burst, Dispatches;

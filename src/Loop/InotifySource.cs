@@ -100,9 +100,15 @@ public sealed unsafe partial class InotifySource : EventSource
     // costs few reads; an event with a 255-byte name (the longest) still fits.
     private readonly byte[] _buffer = new byte[16 * 1024];
 
+    private protected override int PriorityValue { get; set; }
+    private protected override string? DescriptionValue { get; set; }
+    /// <summary>The source's token with the poller and its key in the loop's table of registered sources.</summary>
+    internal long Id { get; }
+
     internal InotifySource(EventLoop loop, string path, InotifyMask mask, Action<InotifySource, InotifyEvent> callback, int priority, SourceState state, string? description)
         : base(loop, priority, state, description ?? $"inotify {path}")
     {
+        Id = loop.NextSourceId(); // first: the body registers with it
         if (!OperatingSystem.IsLinux())
             throw new PlatformNotSupportedException("inotify exists on Linux only.");
         ArgumentNullException.ThrowIfNull(path);

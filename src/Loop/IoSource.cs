@@ -27,9 +27,15 @@ public sealed class IoSource : EventSource, IValueTaskSource<Readiness>
     private Action? _cancelOnLoop;
     private bool _closingNext; // DisposeBeforeClose: the descriptor is closed right after the disposal
 
+    private protected override int PriorityValue { get; set; }
+    private protected override string? DescriptionValue { get; set; }
+    /// <summary>The source's token with the poller and its key in the loop's table of registered sources.</summary>
+    internal long Id { get; }
+
     internal IoSource(EventLoop loop, int fd, SafeHandle? handle, Interest interest, TriggerMode mode, Action<IoSource, Readiness>? callback, int priority, SourceState state, string? description)
         : base(loop, priority, state, description)
     {
+        Id = loop.NextSourceId(); // first: the body registers with it
         _fd = fd;
         _handle = handle;
         Interest = interest;

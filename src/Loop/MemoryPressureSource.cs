@@ -31,10 +31,16 @@ public sealed unsafe partial class MemoryPressureSource : EventSource
     private readonly Interest _interest;
     private Registration? _registration;
 
+    private protected override int PriorityValue { get; set; }
+    private protected override string? DescriptionValue { get; set; }
+    /// <summary>The source's token with the poller and its key in the loop's table of registered sources.</summary>
+    internal long Id { get; }
+
     internal MemoryPressureSource(EventLoop loop, string path, byte[]? trigger, Action<MemoryPressureSource> callback, int priority,
         SourceState state, string? description)
         : base(loop, priority, state, description ?? $"memory pressure {path}")
     {
+        Id = loop.NextSourceId(); // first: the body registers with it
         Path = path;
         _callback = callback;
         // PSI files live in procfs and cgroupfs and signal with EPOLLPRI (sd-event checks the file system's magic; a

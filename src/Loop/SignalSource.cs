@@ -16,6 +16,9 @@ public sealed class SignalSource : EventSource
     private readonly PosixSignalRegistration _registration;
     private int _deliveries;
 
+    private protected override int PriorityValue { get; set; }
+    private protected override string? DescriptionValue { get; set; }
+
     internal SignalSource(EventLoop loop, PosixSignal signal, Action<SignalSource, int> callback, int priority, SourceState state, string? description)
         : base(loop, priority, state, description ?? Describe(signal))
     {

@@ -18,10 +18,14 @@ public enum LoopClock
 /// A timer that is a full <see cref="EventSource"/>: due at <see cref="Deadline"/>, allowed to run as late as
 /// deadline + <see cref="Accuracy"/>, so that timers whose windows overlap are served by one wakeup (sd-event's
 /// coalescing). Being a source, it has a description, a settable priority and state, a rate limit, and is
-/// named by <see cref="EventLoopException.FailedSource"/>. While armed it holds one record in the loop's timer
-/// table (see <see cref="SlimTimer"/>, the same timer without the source object around it); no kernel timer
-/// exists per timer.
+/// named by <see cref="EventLoopException.FailedSource"/>. While armed, the loop's timer table holds the source
+/// itself in a heap (one reference; see <see cref="SlimTimer"/>, the same timer as a record and no object); no
+/// kernel timer exists per timer.
 /// </summary>
+/// <remarks>Its object holds only what every timer needs (the loop, the callback, the deadline, its heap position,
+/// its clock and accuracy group, the state, and the side object's reference): 56 bytes, 64 with its heap entry.
+/// The accuracy is its group's; the description, a priority other than 0, the period and an accuracy that has no
+/// group of its own (past 16 accuracies on one clock) live in a side object, made when one is set.</remarks>
 public sealed class TimerSource : EventSource
 {
     /// <summary>The accuracy used when none is given. 1 ms: small enough for a server's protocol timeouts to
@@ -30,28 +34,85 @@ public sealed class TimerSource : EventSource
     public static readonly TimeSpan DefaultAccuracy = TimeSpan.FromMilliseconds(1);
 
     private readonly Action<TimerSource> _callback;
-    private int _slot = -1; // its record in the loop's timer table while armed
+    /// <summary>When it is due (nanoseconds on its clock); the key of its heap while armed.</summary>
+    internal long DeadlineNanoseconds;
+    /// <summary>Its place in its group's heap while armed, -1 otherwise; kept by the timer table.</summary>
+    internal int HeapIndex = -1;
+    private readonly byte _clock; // a LoopClock, as a byte: it packs with the group and the source's state and flag
+    /// <summary>Its accuracy group on its clock in the timer table, whose accuracy is the timer's unless the side
+    /// object holds another (the clock had no group left for it).</summary>
+    internal byte Group;
 
     internal TimerSource(EventLoop loop, LoopClock clock, long deadline, long accuracy, long period, Action<TimerSource> callback, int priority, SourceState state, string? description)
         : base(loop, priority, state, description)
     {
         _clock = (byte)clock;
         DeadlineNanoseconds = deadline;
-        AccuracyNanoseconds = accuracy;
-        PeriodNanoseconds = period;
+        SetAccuracy(accuracy);
+        if (period != 0)
+            TimerMore.Period = period;
         _callback = callback;
         if (state != SourceState.Off)
             Arm();
     }
 
-    private readonly byte _clock; // a LoopClock, as a byte: it packs with the source's state and flag
+    /// <summary>A timer's side object: what every source keeps there, and what only some timers set.</summary>
+    private sealed class TimerExtras : Extras
+    {
+        /// <summary>Not an accuracy: <see cref="Accuracy"/> holds none (the timer's group has its accuracy).</summary>
+        public const long NoAccuracy = long.MinValue;
+
+        public string? Description; // the priority is TimerPriority, in the base: see there
+        public long Period, Accuracy = NoAccuracy;
+    }
+
+    private protected override Extras MakeExtras() => new TimerExtras();
+
+    /// <summary>The side object, or null; a timer's is always a <see cref="TimerExtras"/>.</summary>
+    private TimerExtras? TimerSide => (TimerExtras?)Side;
+
+    /// <summary>The side object, made on first use.</summary>
+    private TimerExtras TimerMore => (TimerExtras)More;
+
+    private protected override int PriorityValue
+    {
+        get => Side?.TimerPriority ?? 0;
+        set
+        {
+            if (value != 0 || Side is not null)
+                More.TimerPriority = value;
+        }
+    }
+
+    private protected override string? DescriptionValue
+    {
+        get => TimerSide?.Description;
+        set
+        {
+            if (value is not null || Side is not null)
+                TimerMore.Description = value;
+        }
+    }
 
     /// <summary>The clock.</summary>
     public LoopClock Clock => (LoopClock)_clock;
-    internal long DeadlineNanoseconds { get; private set; }
-    internal long AccuracyNanoseconds { get; private set; }
-    internal long PeriodNanoseconds { get; }
-    internal long LatestNanoseconds => DeadlineNanoseconds + AccuracyNanoseconds;
+
+    internal long AccuracyNanoseconds => TimerSide is { Accuracy: not TimerExtras.NoAccuracy } side
+        ? side.Accuracy
+        : Loop.TimerTable.GroupAccuracy(Clock, Group);
+
+    internal long PeriodNanoseconds => TimerSide?.Period ?? 0;
+
+    /// <summary>The group of <paramref name="accuracy"/>, and the accuracy itself in the side object when the group's
+    /// is another. Only while disarmed: the group is the heap the timer sits in.</summary>
+    private void SetAccuracy(long accuracy)
+    {
+        Group = Loop.TimerTable.GroupOf(Clock, accuracy);
+        if (Loop.TimerTable.GroupAccuracy(Clock, Group) != accuracy)
+            TimerMore.Accuracy = accuracy;
+        else if (TimerSide is { } side)
+            side.Accuracy = TimerExtras.NoAccuracy;
+    }
 
     /// <summary>When the timer is due, a time on its clock (see <see cref="EventLoop.Now"/>).</summary>
     public TimeSpan Deadline => TimerSpan.ToTimeSpan(DeadlineNanoseconds);
@@ -68,7 +129,7 @@ public sealed class TimerSource : EventSource
         Disarm();
         DeadlineNanoseconds = TimerSpan.Deadline(deadlineNanoseconds);
         if (accuracy is { } a)
-            AccuracyNanoseconds = TimerSpan.Nanoseconds(a);
+            SetAccuracy(TimerSpan.Nanoseconds(a));
         if (State == SourceState.Off)
             State = SourceState.Oneshot; // arms it
         else
@@ -77,19 +138,17 @@ public sealed class TimerSource : EventSource
 
     private void Arm()
     {
-        if (_slot < 0)
-            _slot = Loop.TimerTable.Add(Clock, DeadlineNanoseconds, LatestNanoseconds, 0, this, 0);
+        if (HeapIndex < 0)
+            Loop.TimerTable.Arm(this);
     }
 
     private void Disarm()
     {
-        if (_slot < 0)
-            return;
-        Loop.TimerTable.Free(_slot);
-        _slot = -1;
+        if (HeapIndex >= 0)
+            Loop.TimerTable.Disarm(this);
     }
 
-    /// <summary>The loop took it out of the table as due: its record is freed, the source stays.</summary>
+    /// <summary>The loop took it out of the table as due: out of its heap, the source stays.</summary>
     internal void OnDue() => Disarm();
 
     /// <summary>Due <paramref name="delay"/> from the loop's cached now.</summary>
@@ -112,9 +171,10 @@ public sealed class TimerSource : EventSource
 
     internal override void Dispatch()
     {
-        if (PeriodNanoseconds > 0 && State == SourceState.On)
+        long period = PeriodNanoseconds;
+        if (period > 0 && State == SourceState.On)
         {
-            DeadlineNanoseconds = TimerTable.NextPeriodicDeadline(DeadlineNanoseconds, PeriodNanoseconds, Loop.NowNanoseconds(Clock));
+            DeadlineNanoseconds = TimerTable.NextPeriodicDeadline(DeadlineNanoseconds, period, Loop.NowNanoseconds(Clock));
             Arm();
         }
         else if (State == SourceState.Oneshot)
@@ -130,7 +190,7 @@ public sealed class TimerSource : EventSource
     }
 
     /// <summary>Armed in the table: pending and armed again means an earlier callback of this iteration moved it.</summary>
-    internal bool IsArmed => _slot >= 0;
+    internal bool IsArmed => HeapIndex >= 0;
 
     private protected override void OnDispose() => Disarm();
 

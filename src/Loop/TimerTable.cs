@@ -15,14 +15,14 @@ internal enum TimerPhase : byte
     Firing,
 }
 
-/// <summary>One timer as a plain record (48 bytes): no object, no header, no kernel timer. Its heap and heap
+/// <summary>One slim timer as a plain record (48 bytes): no object, no header, no kernel timer. Its heap and heap
 /// position live in it so that cancel is O(log n); a free record links the free list through
 /// <see cref="HeapIndex"/>.</summary>
 internal struct TimerRecord
 {
     public long Deadline, Latest, Period;
-    /// <summary>The slim timer's <see cref="Action{SlimTimer}"/>, or the <see cref="TimerSource"/> this
-    /// record arms; null when free (so a freed record holds nothing alive).</summary>
+    /// <summary>The slim timer's <see cref="Action{SlimTimer}"/> (an object, so that the table could hold other
+    /// targets); null when free (so a freed record holds nothing alive).</summary>
     public object? Target;
     public int Priority, Generation, HeapIndex;
     public byte Clock, Group;
@@ -30,16 +30,18 @@ internal struct TimerRecord
 }
 
 /// <summary>
-/// Every timer of one loop: records in one array (a free list reuses them, a generation in each tells a live
-/// handle from a stale one), and per clock one 4-ary min-heap of record numbers by deadline for each accuracy
-/// in use. Within one accuracy, deadline order is also latest-moment order, so each heap's root gives both
+/// Every timer of one loop: slim timers as records in one array (a free list reuses them, a generation in each
+/// tells a live handle from a stale one), and per clock, for each accuracy in use, one 4-ary min-heap by deadline
+/// of record numbers and one of <see cref="TimerSource"/>s themselves (a source is its own record: its deadline,
+/// heap position and group are its fields, so an armed one costs its object and one reference here). Within one accuracy, deadline order is also latest-moment order, so each heap's root gives both
 /// what is due and when the loop must wake (its deadline + the accuracy): a timer sits in one heap, where
 /// sd-event keeps two prioqs (earliest, latest) and pays for both on every add and cancel. Programs use a
 /// handful of accuracies (libevent's "common timeouts" rest on the same observation); past
 /// <see cref="MaxGroups"/> on one clock, a timer joins the group with the largest accuracy below its own
-/// (never waking late, only coalescing less), or the zero-accuracy group. 4-ary as libev's heap: half the
-/// depth of a binary one, and a node's four children are adjacent in memory. Adding or cancelling allocates
-/// nothing once the arrays have grown.
+/// (never waking late, only coalescing less), or the zero-accuracy group. A group, once made, keeps its place
+/// and accuracy for the table's life, so a group number names an accuracy (a TimerSource keeps its group, not
+/// its accuracy). 4-ary as libev's heap: half the depth of a binary one, and a node's four children are adjacent
+/// in memory. Adding or cancelling allocates nothing once the arrays have grown.
 /// </summary>
 internal sealed class TimerTable
 {
@@ -47,12 +49,21 @@ internal sealed class TimerTable
     /// <summary>Accuracy groups one clock keeps at most.</summary>
     internal const int MaxGroups = 16;
 
-    /// <summary>The timers of one clock with one accuracy.</summary>
+    /// <summary>The timers of one clock with one accuracy: slim timers' records and TimerSources, a heap each.</summary>
     private sealed class Group(long accuracy)
     {
         public readonly long Accuracy = accuracy;
         public int[] Heap = new int[16];
         public int Count;
+        public SourceEntry[] Sources = []; // grown on the first TimerSource: many groups hold slim timers only
+        public int SourceCount;
+    }
+
+    /// <summary>A heap entry of the TimerSources' heaps: a struct around the reference, so that a store into the
+    /// array needs no covariance check (an array of a class type has one on every store).</summary>
+    private struct SourceEntry
+    {
+        public TimerSource Source;
     }
 
     /// <summary>The groups of one clock; <see cref="Armed"/> counts their timers.</summary>
@@ -66,7 +77,7 @@ internal sealed class TimerTable
     private int _highWater, _freeHead = -1, _live;
     private readonly ClockTimers[] _clocks = [new(), new(), new()];
 
-    /// <summary>Records in use (armed, due, or firing).</summary>
+    /// <summary>Records in use (armed, due, or firing) and armed TimerSources: what may still run.</summary>
     public int LiveCount => _live;
 
     /// <summary>Timers armed on <paramref name="clock"/>.</summary>
@@ -129,13 +140,36 @@ internal sealed class TimerTable
         var group = timers.Groups[groupIndex];
         record.Phase = TimerPhase.Armed;
         record.Group = (byte)groupIndex;
-        if (group.Count == group.Heap.Length)
-            Array.Resize(ref group.Heap, group.Count * 2);
-        int index = group.Count++;
         timers.Armed++;
-        group.Heap[index] = slot;
-        record.HeapIndex = index;
-        Up(group.Heap, index);
+        Push(ref group.Heap, ref group.Count, slot, new RecordKeys(_records));
+    }
+
+    /// <summary>The group a timer of <paramref name="accuracy"/> on <paramref name="clock"/> goes in (a TimerSource keeps
+    /// it; see <see cref="GroupAccuracy"/>).</summary>
+    public byte GroupOf(LoopClock clock, long accuracy) => (byte)GroupFor(_clocks[(int)clock], accuracy);
+
+    /// <summary>The accuracy of <paramref name="group"/> on <paramref name="clock"/>, the same for the table's life.</summary>
+    public long GroupAccuracy(LoopClock clock, byte group) => _clocks[(int)clock].Groups[group].Accuracy;
+
+    /// <summary>Puts a TimerSource that is not in a heap into the TimerSource heap of its clock and group.</summary>
+    public void Arm(TimerSource source)
+    {
+        var timers = _clocks[(int)source.Clock];
+        var group = timers.Groups[source.Group];
+        timers.Armed++;
+        _live++;
+        Push(ref group.Sources, ref group.SourceCount, new SourceEntry { Source = source }, default(SourceKeys));
+    }
+
+    /// <summary>Takes an armed TimerSource out of its heap.</summary>
+    public void Disarm(TimerSource source)
+    {
+        var timers = _clocks[(int)source.Clock];
+        var group = timers.Groups[source.Group];
+        timers.Armed--;
+        _live--;
+        RemoveAt(group.Sources, ref group.SourceCount, source.HeapIndex, default(SourceKeys));
+        source.HeapIndex = -1;
     }
 
     /// <summary>The group of <paramref name="accuracy"/> on a clock: the one used last (the usual case), one
@@ -192,15 +226,7 @@ internal sealed class TimerTable
         var timers = _clocks[record.Clock];
         var group = timers.Groups[record.Group];
         timers.Armed--;
-        int last = --group.Count, index = record.HeapIndex;
-        if (index == last)
-            return;
-        var heap = group.Heap;
-        int moved = heap[last];
-        heap[index] = moved;
-        _records[moved].HeapIndex = index;
-        if (!Up(heap, index))
-            Down(heap, index, last);
+        RemoveAt(group.Heap, ref group.Count, record.HeapIndex, new RecordKeys(_records));
     }
 
     /// <summary>Disarms and frees a record; its generation moves on, so every handle to it is stale.</summary>
@@ -218,11 +244,13 @@ internal sealed class TimerTable
         _live--;
     }
 
-    /// <summary>The armed record on <paramref name="clock"/> with the earliest deadline (over every accuracy), if
-    /// that deadline is at or before <paramref name="now"/>; -1 otherwise. So due timers are taken in deadline
-    /// order.</summary>
-    public int FirstDue(LoopClock clock, long now)
+    /// <summary>The armed timer on <paramref name="clock"/> with the earliest deadline (over every accuracy, slim or
+    /// not), if that deadline is at or before <paramref name="now"/>: a record number (and <paramref name="source"/>
+    /// null), or -1 and the TimerSource in <paramref name="source"/>; -1 and null when none is due. So due timers are
+    /// taken in deadline order. Of equal deadlines the later group's goes first, and in a group the TimerSource.</summary>
+    public int FirstDue(LoopClock clock, long now, out TimerSource? source)
     {
+        source = null;
         var timers = _clocks[(int)clock];
         if (timers.Armed == 0)
             return -1;
@@ -231,14 +259,22 @@ internal sealed class TimerTable
         for (int i = 0; i < timers.GroupCount; i++)
         {
             var group = timers.Groups[i];
-            if (group.Count == 0)
-                continue;
-            int slot = group.Heap[0];
-            long deadline = _records[slot].Deadline;
-            if (deadline <= firstDeadline)
+            if (group.Count > 0)
             {
-                first = slot;
-                firstDeadline = deadline;
+                int slot = group.Heap[0];
+                long deadline = _records[slot].Deadline;
+                if (deadline <= firstDeadline)
+                {
+                    first = slot;
+                    source = null;
+                    firstDeadline = deadline;
+                }
+            }
+            if (group.SourceCount > 0 && group.Sources[0].Source is var root && root.DeadlineNanoseconds <= firstDeadline)
+            {
+                first = -1;
+                source = root;
+                firstDeadline = root.DeadlineNanoseconds;
             }
         }
         return first;
@@ -257,6 +293,8 @@ internal sealed class TimerTable
             var group = timers.Groups[i];
             if (group.Count > 0)
                 earliest = Math.Min(earliest, _records[group.Heap[0]].Deadline + group.Accuracy);
+            if (group.SourceCount > 0)
+                earliest = Math.Min(earliest, group.Sources[0].Source.DeadlineNanoseconds + group.Accuracy);
         }
         return earliest;
     }
@@ -270,44 +308,100 @@ internal sealed class TimerTable
         return next <= now ? now + period : next;
     }
 
-    private bool Up(int[] heap, int index)
+    /// <summary>How a heap reads an entry's deadline and tells the entry where it now is. A struct type argument, so
+    /// that each heap kind gets its own compiled code with the calls inlined.</summary>
+    private interface IHeapKeys<TEntry>
+        where TEntry : struct
     {
-        var records = _records;
-        int item = heap[index];
-        long key = records[item].Deadline;
+        long Deadline(TEntry entry);
+        void Place(TEntry entry, int index);
+    }
+
+    /// <summary>The slim timers' heaps: record numbers; the deadline and position are in the records.</summary>
+    private readonly struct RecordKeys(TimerRecord[] records) : IHeapKeys<int>
+    {
+        public long Deadline(int slot) => records[slot].Deadline;
+        public void Place(int slot, int index) => records[slot].HeapIndex = index;
+    }
+
+    /// <summary>The TimerSources' heaps: the sources; the deadline and position are their fields.</summary>
+    private readonly struct SourceKeys : IHeapKeys<SourceEntry>
+    {
+        public long Deadline(SourceEntry entry) => entry.Source.DeadlineNanoseconds;
+        public void Place(SourceEntry entry, int index) => entry.Source.HeapIndex = index;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Push<TEntry, TKeys>(ref TEntry[] heap, ref int count, TEntry entry, TKeys keys)
+        where TEntry : struct
+        where TKeys : struct, IHeapKeys<TEntry>
+    {
+        if (count == heap.Length)
+            Array.Resize(ref heap, Math.Max(16, count * 2));
+        int index = count++;
+        heap[index] = entry;
+        keys.Place(entry, index);
+        Up(heap, index, keys);
+    }
+
+    /// <summary>Takes entry <paramref name="index"/> out: the last entry fills its place and sifts. The freed end is
+    /// cleared, so a TimerSource heap holds no cancelled source alive.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void RemoveAt<TEntry, TKeys>(TEntry[] heap, ref int count, int index, TKeys keys)
+        where TEntry : struct
+        where TKeys : struct, IHeapKeys<TEntry>
+    {
+        int last = --count;
+        var moved = heap[last];
+        heap[last] = default;
+        if (index == last)
+            return;
+        heap[index] = moved;
+        keys.Place(moved, index);
+        if (!Up(heap, index, keys))
+            Down(heap, index, last, keys);
+    }
+
+    private static bool Up<TEntry, TKeys>(TEntry[] heap, int index, TKeys keys)
+        where TEntry : struct
+        where TKeys : struct, IHeapKeys<TEntry>
+    {
+        var item = heap[index];
+        long key = keys.Deadline(item);
         int start = index;
         while (index > 0)
         {
             int parent = (index - 1) / Arity;
-            int parentSlot = heap[parent];
-            if (records[parentSlot].Deadline <= key)
+            var parentItem = heap[parent];
+            if (keys.Deadline(parentItem) <= key)
                 break;
-            heap[index] = parentSlot;
-            records[parentSlot].HeapIndex = index;
+            heap[index] = parentItem;
+            keys.Place(parentItem, index);
             index = parent;
         }
         if (index == start)
             return false;
         heap[index] = item;
-        records[item].HeapIndex = index;
+        keys.Place(item, index);
         return true;
     }
 
-    private void Down(int[] heap, int index, int count)
+    private static void Down<TEntry, TKeys>(TEntry[] heap, int index, int count, TKeys keys)
+        where TEntry : struct
+        where TKeys : struct, IHeapKeys<TEntry>
     {
-        var records = _records;
-        int item = heap[index];
-        long key = records[item].Deadline;
+        var item = heap[index];
+        long key = keys.Deadline(item);
         while (true)
         {
             int first = Arity * index + 1;
             if (first >= count)
                 break;
             int end = Math.Min(first + Arity, count), smallest = first;
-            long smallestKey = records[heap[first]].Deadline;
+            long smallestKey = keys.Deadline(heap[first]);
             for (int child = first + 1; child < end; child++)
             {
-                long childKey = records[heap[child]].Deadline;
+                long childKey = keys.Deadline(heap[child]);
                 if (childKey < smallestKey)
                 {
                     smallest = child;
@@ -316,12 +410,12 @@ internal sealed class TimerTable
             }
             if (smallestKey >= key)
                 break;
-            int smallestSlot = heap[smallest];
-            heap[index] = smallestSlot;
-            records[smallestSlot].HeapIndex = index;
+            var smallestItem = heap[smallest];
+            heap[index] = smallestItem;
+            keys.Place(smallestItem, index);
             index = smallest;
         }
         heap[index] = item;
-        records[item].HeapIndex = index;
+        keys.Place(item, index);
     }
 }

@@ -196,7 +196,7 @@ public sealed class LoopSlimTimerTests(BackendProvider backend)
         }
         long previous = long.MinValue;
         int taken = 0;
-        for (int slot; (slot = table.FirstDue(LoopClock.Monotonic, long.MaxValue)) >= 0; taken++)
+        for (int slot; (slot = table.FirstDue(LoopClock.Monotonic, long.MaxValue, out _)) >= 0; taken++)
         {
             Assert.That(table[slot].Deadline, Is.GreaterThanOrEqualTo(previous), "deadline order across accuracy groups");
             previous = table[slot].Deadline;

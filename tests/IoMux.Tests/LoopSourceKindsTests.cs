@@ -14,23 +14,6 @@ public sealed unsafe class LoopSourceKindsTests(BackendProvider backend)
 {
     private const int SIGUSR1 = 10; // Linux's number
     private static readonly TimeSpan Deadline = TimeSpan.FromSeconds(10);
-    private readonly List<int> _fds = [];
-
-    [TearDown]
-    public void CloseDescriptors()
-    {
-        foreach (int fd in _fds)
-            LibC.close(fd);
-        _fds.Clear();
-    }
-
-    private int PipeReadEnd()
-    {
-        LibC.CreateNonBlockingPipe(out int r, out int w);
-        _fds.Add(r);
-        _fds.Add(w);
-        return r;
-    }
 
     /// <summary>One pending signal source and one defer source of the same priority, the defer added first: the signal
     /// callback runs first, as the loop collected them before its sources were kept by when they are visited (signals,
@@ -58,21 +41,30 @@ public sealed unsafe class LoopSourceKindsTests(BackendProvider backend)
     [Test]
     public void TheIoSourceCountCountsOnlyTheSourcesThePollerReports()
     {
-        using var loop = LoopTests.NewLoop(backend);
-        var first = loop.AddIo(PipeReadEnd(), Interest.Readable, (_, _) => { });
-        var defer = loop.AddDefer(_ => { }, state: SourceState.Off);
-        loop.AddPost(_ => { });
-        loop.AddExit(_ => { });
-        loop.AddSignal(PosixSignal.SIGHUP, (_, _) => { });
-        loop.AddTimer(TimeSpan.FromHours(1), _ => { });
-        var second = loop.AddIo(PipeReadEnd(), Interest.Readable, (_, _) => { }, state: SourceState.Off);
-        Assert.That(loop.IoSourceCount, Is.EqualTo(2), "two I/O sources, one of them off");
-        first.Dispose();
-        defer.Dispose();
-        Assert.That(loop.IoSourceCount, Is.EqualTo(1));
-        second.Dispose();
-        second.Dispose(); // idempotent: counted out once
-        Assert.That(loop.IoSourceCount, Is.Zero);
+        LibC.CreateNonBlockingPipe(out int r, out int w);
+        try
+        {
+            using var loop = LoopTests.NewLoop(backend);
+            var first = loop.AddIo(r, Interest.Readable, (_, _) => { });
+            var defer = loop.AddDefer(_ => { }, state: SourceState.Off);
+            loop.AddPost(_ => { });
+            loop.AddExit(_ => { });
+            loop.AddSignal(PosixSignal.SIGHUP, (_, _) => { });
+            loop.AddTimer(TimeSpan.FromHours(1), _ => { });
+            var second = loop.AddIo(w, Interest.Writable, (_, _) => { }, state: SourceState.Off);
+            Assert.That(loop.IoSourceCount, Is.EqualTo(2), "two I/O sources, one of them off");
+            first.Dispose();
+            defer.Dispose();
+            Assert.That(loop.IoSourceCount, Is.EqualTo(1));
+            second.Dispose();
+            second.Dispose(); // idempotent: counted out once
+            Assert.That(loop.IoSourceCount, Is.Zero);
+        }
+        finally
+        {
+            LibC.close(r);
+            LibC.close(w);
+        }
     }
 
     /// <summary>Disposing the loop disposes a live source of every kind, with no destroy callback to find it by (an owned
@@ -84,9 +76,10 @@ public sealed unsafe class LoopSourceKindsTests(BackendProvider backend)
         var loop = LoopTests.NewLoop(backend);
         var sources = new List<EventSource>();
         int child = -1, timerDestroyed = 0;
+        LibC.CreateNonBlockingPipe(out int r, out int w);
         try
         {
-            sources.Add(loop.AddIo(PipeReadEnd(), Interest.Readable, (_, _) => { }));
+            sources.Add(loop.AddIo(r, Interest.Readable, (_, _) => { }));
             sources.Add(loop.AddDefer(_ => { }));
             sources.Add(loop.AddPost(_ => { }));
             sources.Add(loop.AddExit(_ => { }));
@@ -104,6 +97,8 @@ public sealed unsafe class LoopSourceKindsTests(BackendProvider backend)
         finally
         {
             loop.Dispose();
+            LibC.close(r);
+            LibC.close(w);
         }
         try
         {

@@ -10,6 +10,8 @@ public sealed class DeferSource : EventSource
 
     private protected override int PriorityValue { get; set; }
     private protected override string? DescriptionValue { get; set; }
+    private protected override long IdValue { get; set; }
+    internal override SourceVisit Visit => SourceVisit.EachIteration;
 
     internal DeferSource(EventLoop loop, Action<DeferSource> callback, int priority, SourceState state, string? description)
         : base(loop, priority, state, description) => _callback = callback;
@@ -24,6 +26,9 @@ public sealed class PostSource : EventSource
 
     private protected override int PriorityValue { get; set; }
     private protected override string? DescriptionValue { get; set; }
+    private protected override long IdValue { get; set; }
+    internal override SourceVisit Visit => SourceVisit.AfterDispatch;
+    internal override bool CanWakeLoop => false; // it runs because something else did
 
     internal PostSource(EventLoop loop, Action<PostSource> callback, int priority, SourceState state, string? description)
         : base(loop, priority, state, description) => _callback = callback;
@@ -38,6 +43,9 @@ public sealed class ExitSource : EventSource
 
     private protected override int PriorityValue { get; set; }
     private protected override string? DescriptionValue { get; set; }
+    private protected override long IdValue { get; set; }
+    internal override SourceVisit Visit => SourceVisit.AtExit;
+    internal override bool CanWakeLoop => false; // it runs once the loop exits
 
     internal ExitSource(EventLoop loop, Action<ExitSource> callback, int priority, SourceState state, string? description)
         : base(loop, priority, state, description) => _callback = callback;

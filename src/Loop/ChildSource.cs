@@ -114,16 +114,17 @@ public sealed unsafe partial class ChildSource : EventSource
     private Registration? _registration;
     private ChildStatus _status;
     private bool _reaped;
+    private readonly bool _bySignal; // watched through SIGCHLD: no pidfd, or one the poller refused, or stops asked for
 
     private protected override int PriorityValue { get; set; }
     private protected override string? DescriptionValue { get; set; }
-    /// <summary>The source's token with the poller and its key in the loop's table of registered sources.</summary>
-    internal long Id { get; }
+    private protected override long IdValue { get; set; }
+    internal override SourceVisit Visit => _bySignal ? SourceVisit.Elsewhere : SourceVisit.WhenReported;
+    internal override bool CanWakeLoop => true; // its exit is coming, whatever its state
 
     internal ChildSource(EventLoop loop, int pid, ChildEvents events, Action<ChildSource, ChildStatus> callback, int priority, string? description)
         : base(loop, priority, SourceState.Oneshot, description ?? $"child {pid}")
     {
-        Id = loop.NextSourceId(); // first: the body registers with it
         if ((events & ChildEvents.Exited) == 0)
             throw new ArgumentException("A child source always reports the exit, which ends it: include ChildEvents.Exited.", nameof(events));
         ProcessId = pid;
@@ -156,7 +157,8 @@ public sealed unsafe partial class ChildSource : EventSource
                 _pidfd = -1;
             }
         }
-        loop.WatchChildrenBySignal();
+        _bySignal = true;
+        loop.WatchBySignal(this);
     }
 
     private static int WContinued => WaitFacts.Here.WContinued;
@@ -274,6 +276,8 @@ public sealed unsafe partial class ChildSource : EventSource
     {
         _registration?.Dispose();
         _registration = null;
+        if (_bySignal)
+            Loop.StopWatchingBySignal(this);
         if (OwnsProcess && !_reaped)
         {
             // sd-event's source_disconnect for an owned child: kill it, then reap it, blocking (SIGKILL is not ignored;
@@ -292,20 +296,26 @@ public sealed unsafe partial class ChildSource : EventSource
 // The SIGCHLD glue of child sources, for systems without pidfd and for children watched for stops and resumptions.
 public sealed partial class EventLoop
 {
+    private readonly List<ChildSource> _childrenBySignal = []; // the children SIGCHLD's deliveries poll
+    private SignalSource? _sigchld; // the SIGCHLD path for children, made on first use
+
     /// <summary>The SIGCHLD path: every delivery polls the children watched that way, each for every state change it
     /// has (a stop and a resumption may both be waiting). The first poll comes in the next iteration, for a child that
     /// changed before its source was made.</summary>
-    internal void WatchChildrenBySignal()
+    internal void WatchBySignal(ChildSource child)
     {
+        _childrenBySignal.Add(child);
         _sigchld ??= AddSignalSource(PosixSignal.SIGCHLD, (_, _) => PollChildren(), int.MinValue, SourceState.On,
-            "SIGCHLD for child sources");
+            "SIGCHLD for child sources", loopHelper: true);
         Post(PollChildren, int.MinValue);
     }
 
+    internal void StopWatchingBySignal(ChildSource child) => _childrenBySignal.Remove(child);
+
     private void PollChildren()
     {
-        foreach (var child in _children.ToArray())
-            while (!child.IsDisposed && child.State != SourceState.Off && child.Registration is null && child.Poll())
+        foreach (var child in _childrenBySignal.ToArray())
+            while (!child.IsDisposed && child.State != SourceState.Off && child.Poll())
                 Invoke(child, null);
     }
 }

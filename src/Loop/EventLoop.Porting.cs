@@ -6,8 +6,6 @@ namespace IoMux.Loop;
 // expire callback and the SIGINT/SIGTERM exit helper.
 public sealed partial class EventLoop
 {
-    private readonly List<EventSource> _prepares = []; // sources with a prepare callback
-    private readonly List<EventSource> _destroyables = []; // sources with a destroy callback (a timer is in no other list)
     private SignalSource? _sigint, _sigterm; // SignalExit's
 
     /// <summary>When true, the loop exits with code 0 as soon as no source is left that could wake it: nothing on or
@@ -30,8 +28,8 @@ public sealed partial class EventLoop
                 return;
             if (value)
             {
-                _sigint = AddSignalSource(PosixSignal.SIGINT, (s, _) => s.Loop.Exit(0), 0, SourceState.On, "signal exit SIGINT");
-                _sigterm = AddSignalSource(PosixSignal.SIGTERM, (s, _) => s.Loop.Exit(0), 0, SourceState.On, "signal exit SIGTERM");
+                _sigint = AddSignalSource(PosixSignal.SIGINT, (s, _) => s.Loop.Exit(0), 0, SourceState.On, "signal exit SIGINT", loopHelper: true);
+                _sigterm = AddSignalSource(PosixSignal.SIGTERM, (s, _) => s.Loop.Exit(0), 0, SourceState.On, "signal exit SIGTERM", loopHelper: true);
             }
             else
             {
@@ -40,22 +38,6 @@ public sealed partial class EventLoop
                 _sigint = _sigterm = null;
             }
         }
-    }
-
-    internal void TrackPrepare(EventSource source, bool add)
-    {
-        if (add)
-            _prepares.Add(source);
-        else
-            _prepares.Remove(source);
-    }
-
-    internal void TrackDestroy(EventSource source, bool add)
-    {
-        if (add)
-            _destroyables.Add(source);
-        else
-            _destroyables.Remove(source);
     }
 
     /// <summary>Before the wait: the prepare callbacks of the sources that are on and not rate limited, in priority order.
@@ -97,37 +79,9 @@ public sealed partial class EventLoop
     {
         if (_timers.LiveCount > 0 || Volatile.Read(ref _posted) is { IsEmpty: false })
             return false;
-        foreach (var source in _io.Values)
-            if (source.State != SourceState.Off)
-                return false;
-        foreach (var child in _children)
-            if (!child.IsDisposed)
-                return false;
-        foreach (var defer in _defers)
-            if (defer.State != SourceState.Off)
-                return false;
-        foreach (var signal in _signals)
-            if (signal.State != SourceState.Off && signal != _sigchld && signal != _sigint && signal != _sigterm)
+        foreach (var source in _sources.Values)
+            if (source.CanWakeLoop)
                 return false;
         return true;
-    }
-
-    /// <summary>Every source still alive, disposed with the loop, so that destroy callbacks run and signal
-    /// registrations end. The first exception a destroy callback throws is rethrown once all are disposed.</summary>
-    private Exception? DisposeSources()
-    {
-        Exception? first = null;
-        foreach (var source in _io.Values.ToList().Concat(_children).Concat(_signals).Concat(_defers).Concat(_posts).Concat(_exits).Concat(_destroyables).ToList())
-        {
-            try
-            {
-                source.Dispose();
-            }
-            catch (Exception e)
-            {
-                first ??= e;
-            }
-        }
-        return first;
     }
 }

@@ -16,9 +16,7 @@ public sealed partial class EventLoop : IAsyncDisposable
         int priority = 0, SourceState state = SourceState.On, string? description = null)
     {
         ThrowIfDisposed();
-        var source = new IoSource(this, DescriptorOf(handle), handle, interest, mode, callback, priority, state, description);
-        _io.Add(source.Id, source);
-        return source;
+        return Attach(new IoSource(this, DescriptorOf(handle), handle, interest, mode, callback, priority, state, description));
     }
 
     /// <summary>Watches the descriptor of <paramref name="handle"/> for code that awaits <see cref="IoSource.NextAsync()"/>
@@ -28,9 +26,7 @@ public sealed partial class EventLoop : IAsyncDisposable
     public IoSource AddIo(SafeHandle handle, Interest interest, int priority = 0, string? description = null)
     {
         ThrowIfDisposed();
-        var source = new IoSource(this, DescriptorOf(handle), handle, interest, TriggerMode.Oneshot, null, priority, SourceState.On, description);
-        _io.Add(source.Id, source);
-        return source;
+        return Attach(new IoSource(this, DescriptorOf(handle), handle, interest, TriggerMode.Oneshot, null, priority, SourceState.On, description));
     }
 
     private static int DescriptorOf(SafeHandle handle)

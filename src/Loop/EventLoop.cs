@@ -42,11 +42,6 @@ public sealed partial class EventLoop : IDisposable
     }
 
     private readonly bool _ownsPoller;
-    private readonly Dictionary<long, EventSource> _io = new(); // sources with a poller registration, by token
-    private readonly List<DeferSource> _defers = [];
-    private readonly List<PostSource> _posts = [];
-    private readonly List<ExitSource> _exits = [];
-    private readonly List<SignalSource> _signals = [];
     private readonly LoopSynchronizationContext _context;
     private readonly TimerTable _timers = new(); // every timer, slim or a TimerSource, on every clock
     // Made by the first Post: a ConcurrentQueue over a value tuple is JIT-compiled (an instantiation ReadyToRun
@@ -69,9 +64,6 @@ public sealed partial class EventLoop : IDisposable
     private int? _loopThread;
     private bool _disposed;
     private bool _exitSourcesRan;
-    private readonly List<ChildSource> _children = [];
-    private SignalSource? _sigchld; // the SIGCHLD path for children, made on first use (no pidfd)
-    private readonly List<EventSource> _limited = []; // sources held back by their rate limit
     private EventSource[] _snapshot = new EventSource[8]; // post, exit or prepared sources, copied for a walk
     private long[] _snapshotKeys = new long[8]; // their sort keys: priority, then place in their list
     // RunAsync (EventLoop.Run.cs): called once, its task, and the id of the thread it runs the loop on.
@@ -109,8 +101,6 @@ public sealed partial class EventLoop : IDisposable
     /// <summary>Callbacks run (the iomux.loop.dispatches metric).</summary>
     internal long Dispatches { get; private set; }
 
-    internal int IoSourceCount => _io.Count;
-
     /// <summary>The loop's cached time on <paramref name="clock"/>, read once per iteration after the wait (so every
     /// callback of an iteration sees the same now). Before the first wait, the live time (as sd_event_now falls back
     /// to now(clock)): a cache from the loop's construction would make relative timers added during a slow start due
@@ -135,18 +125,14 @@ public sealed partial class EventLoop : IDisposable
         int priority = 0, SourceState state = SourceState.On, string? description = null)
     {
         ThrowIfDisposed();
-        var source = new IoSource(this, fd, null, interest, mode, callback, priority, state, description);
-        _io.Add(source.Id, source);
-        return source;
+        return Attach(new IoSource(this, fd, null, interest, mode, callback, priority, state, description));
     }
 
     /// <summary>Watches a descriptor for code that awaits <see cref="IoSource.NextAsync()"/> on the loop thread.</summary>
     public IoSource AddIo(int fd, Interest interest, int priority = 0, string? description = null)
     {
         ThrowIfDisposed();
-        var source = new IoSource(this, fd, null, interest, TriggerMode.Oneshot, null, priority, SourceState.On, description);
-        _io.Add(source.Id, source);
-        return source;
+        return Attach(new IoSource(this, fd, null, interest, TriggerMode.Oneshot, null, priority, SourceState.On, description));
     }
 
     /// <summary>A timer due <paramref name="delay"/> from the loop's now; repeating when <paramref name="period"/> is set.</summary>
@@ -213,27 +199,21 @@ public sealed partial class EventLoop : IDisposable
     public DeferSource AddDefer(Action<DeferSource> callback, int priority = 0, SourceState state = SourceState.Oneshot, string? description = null)
     {
         ThrowIfDisposed();
-        var source = new DeferSource(this, callback, priority, state, description);
-        _defers.Add(source);
-        return source;
+        return Attach(new DeferSource(this, callback, priority, state, description));
     }
 
     /// <summary>A callback run after every iteration that dispatched something else.</summary>
     public PostSource AddPost(Action<PostSource> callback, int priority = 0, SourceState state = SourceState.On, string? description = null)
     {
         ThrowIfDisposed();
-        var source = new PostSource(this, callback, priority, state, description);
-        _posts.Add(source);
-        return source;
+        return Attach(new PostSource(this, callback, priority, state, description));
     }
 
     /// <summary>A callback run when the loop exits.</summary>
     public ExitSource AddExit(Action<ExitSource> callback, int priority = 0, SourceState state = SourceState.On, string? description = null)
     {
         ThrowIfDisposed();
-        var source = new ExitSource(this, callback, priority, state, description);
-        _exits.Add(source);
-        return source;
+        return Attach(new ExitSource(this, callback, priority, state, description));
     }
 
     /// <summary>Delivers <paramref name="signal"/> on the loop thread (see <see cref="SignalSource"/>). One source per
@@ -251,20 +231,15 @@ public sealed partial class EventLoop : IDisposable
         ThrowIfDisposed();
         if (SignalFacts.Here.WhyRefused(signal, OperatingSystem.IsLinux() ? RealtimeSignals.Minimum : 0) is { } refused)
             throw new ArgumentOutOfRangeException(nameof(signal), (int)signal, refused);
-        foreach (var other in _signals)
-            if (other.Signal == signal && !IsHelper(other))
+        foreach (var source in _whenSignalled)
+            if (source is SignalSource { IsLoopHelper: false } other && other.Signal == signal)
                 throw new InvalidOperationException($"This loop has a source for {other.Description} already ({other}); one per signal per loop.");
-        return AddSignalSource(signal, callback, priority, state, description);
+        return AddSignalSource(signal, callback, priority, state, description, loopHelper: false);
     }
 
-    private bool IsHelper(SignalSource signal) => signal == _sigchld || signal == _sigint || signal == _sigterm;
-
-    private SignalSource AddSignalSource(PosixSignal signal, Action<SignalSource, int> callback, int priority, SourceState state, string? description)
-    {
-        var source = new SignalSource(this, signal, callback, priority, state, description);
-        _signals.Add(source);
-        return source;
-    }
+    private SignalSource AddSignalSource(PosixSignal signal, Action<SignalSource, int> callback, int priority, SourceState state, string? description,
+        bool loopHelper) =>
+        Attach(new SignalSource(this, signal, callback, priority, state, description, loopHelper));
 
     /// <summary>Reports the exit of child <paramref name="pid"/> (one this process spawned and nobody else reaps;
     /// see <see cref="ChildSource"/>) with its <see cref="ChildStatus"/>, and, if <paramref name="events"/> asks, its
@@ -277,11 +252,7 @@ public sealed partial class EventLoop : IDisposable
     {
         ThrowIfDisposed();
         ArgumentNullException.ThrowIfNull(callback);
-        var source = new ChildSource(this, pid, events, callback, priority, description);
-        _children.Add(source);
-        if (source.Registration is not null)
-            _io.Add(source.Id, source);
-        return source;
+        return Attach(new ChildSource(this, pid, events, callback, priority, description));
     }
 
     /// <summary>Pings systemd's watchdog from this loop, as sd_event_set_watchdog does, when the service has one
@@ -422,7 +393,7 @@ public sealed partial class EventLoop : IDisposable
     /// one wakeup.</summary>
     private TimeSpan ComputeTimeout(TimeSpan maxTimeout)
     {
-        if (Volatile.Read(ref _posted) is { IsEmpty: false } || AnyOn(_defers) || _exitRequested || AnySignalPending())
+        if (Volatile.Read(ref _posted) is { IsEmpty: false } || _exitRequested || AnyPending(_whenSignalled) || AnyPending(_eachIteration))
             return TimeSpan.Zero;
         long wait = long.MaxValue; // nanoseconds
         long limitEnd = EarliestLimitEnd();
@@ -447,24 +418,25 @@ public sealed partial class EventLoop : IDisposable
         return timeout;
     }
 
-    private bool AnySignalPending()
-    {
-        foreach (var signal in _signals)
-            if (signal.IsPending && signal.State != SourceState.Off && !signal.IsRateLimited)
-                return true;
-        return false;
-    }
-
-    private static bool AnyOn<T>(List<T> sources) where T : EventSource
+    private static bool AnyPending(List<EventSource> sources)
     {
         foreach (var source in sources)
-            if (source.State != SourceState.Off && !source.IsRateLimited)
+            if (HasWork(source))
                 return true;
         return false;
     }
 
-    /// <summary>Sources held back by their rate limit: the loop must wake when the first limit lifts.</summary>
-    internal void Track(EventSource source) => _limited.Add(source);
+    /// <summary>A signal or defer source with something to dispatch now: on, not rate limited, and pending.</summary>
+    private static bool HasWork(EventSource source) =>
+        source.State != SourceState.Off && !source.IsRateLimited && source.IsPending;
+
+    /// <summary>The signal or defer sources of <paramref name="sources"/> that have work, pending in list order.</summary>
+    private void AddPendingFrom(List<EventSource> sources)
+    {
+        foreach (var source in sources)
+            if (HasWork(source))
+                AddPending(new Pending(source, null, source.Priority, _order++));
+    }
 
     private long EarliestLimitEnd()
     {
@@ -519,10 +491,9 @@ public sealed partial class EventLoop : IDisposable
                 ClockTimerExpired((int)(_events[i].Token - ClockTokenBase));
                 continue;
             }
-            if (_io.TryGetValue((long)_events[i].Token, out var registered) && registered.State != SourceState.Off)
+            if (_sources.TryGetValue((long)_events[i].Token, out var registered) && registered.State != SourceState.Off)
             {
-                if (registered is IoSource io)
-                    io.Pending = _events[i].Readiness;
+                registered.Reported(_events[i].Readiness);
                 AddPending(new Pending(registered, null, registered.Priority, _order++));
             }
         }
@@ -549,12 +520,8 @@ public sealed partial class EventLoop : IDisposable
                 }
             }
         }
-        foreach (var signal in _signals)
-            if (signal.IsPending && signal.State != SourceState.Off && !signal.IsRateLimited)
-                AddPending(new Pending(signal, null, signal.Priority, _order++));
-        foreach (var defer in _defers)
-            if (defer.State != SourceState.Off && !defer.IsRateLimited)
-                AddPending(new Pending(defer, null, defer.Priority, _order++));
+        AddPendingFrom(_whenSignalled); // at equal priorities, signal sources before defer sources
+        AddPendingFrom(_eachIteration);
         var queue = Volatile.Read(ref _posted);
         while (queue is not null && queue.TryDequeue(out var posted))
             AddPending(new Pending(null, posted.Action, posted.Priority, _order++, state: posted.State));
@@ -586,7 +553,7 @@ public sealed partial class EventLoop : IDisposable
         if (!dispatched)
             return;
         // Post sources: after everything else of the iteration, in priority order.
-        int count = Snapshot(_posts);
+        int count = Snapshot(_afterDispatch);
         for (int p = 0; p < count; p++)
         {
             var post = _snapshot[p];
@@ -621,7 +588,7 @@ public sealed partial class EventLoop : IDisposable
     /// order of <paramref name="sources"/> (callbacks may add or dispose sources while the copy is walked). The list
     /// order is the order the sources were added (post and exit sources) or got their prepare callback: sources keep
     /// no creation number, which a TimerSource has no room for (docs/LOOP.md). No allocation once the arrays have grown.</summary>
-    private int Snapshot<T>(List<T> sources) where T : EventSource
+    private int Snapshot(List<EventSource> sources)
     {
         if (_snapshot.Length < sources.Count)
         {
@@ -726,7 +693,7 @@ public sealed partial class EventLoop : IDisposable
         if (_exitSourcesRan)
             return;
         _exitSourcesRan = true;
-        int count = Snapshot(_exits);
+        int count = Snapshot(_atExit);
         EventLoopException? first = null;
         for (int i = 0; i < count; i++)
         {
@@ -753,21 +720,6 @@ public sealed partial class EventLoop : IDisposable
         {
             _exitCode = -1;
             ExceptionDispatchInfo.Throw(first);
-        }
-    }
-
-    internal void Forget(EventSource source)
-    {
-        switch (source)
-        {
-            case IoSource io: _io.Remove(io.Id); break;
-            case InotifySource watch: _io.Remove(watch.Id); break;
-            case MemoryPressureSource pressure: _io.Remove(pressure.Id); break;
-            case ChildSource child: _io.Remove(child.Id); _children.Remove(child); break;
-            case DeferSource d: _defers.Remove(d); break;
-            case PostSource p: _posts.Remove(p); break;
-            case ExitSource x: _exits.Remove(x); break;
-            case SignalSource g: _signals.Remove(g); break;
         }
     }
 

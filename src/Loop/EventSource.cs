@@ -58,6 +58,7 @@ public abstract class EventSource : IDisposable
         // have run already, and neither kind of storage reads anything else.
         PriorityValue = priority;
         DescriptionValue = description;
+        IdValue = loop.NextSourceId(); // before the derived body, which may register a descriptor under it
     }
 
     /// <summary>The loop the source belongs to.</summary>
@@ -82,6 +83,30 @@ public abstract class EventSource : IDisposable
 
     /// <summary>Where the kind of source keeps its description; null: the type's name.</summary>
     private protected abstract string? DescriptionValue { get; set; }
+
+    /// <summary>The source's key in the loop's sources and, for one that registers a descriptor, its token with the
+    /// poller: unique in its loop (ids count up from 1); 0 for a timer.</summary>
+    internal long Id => IdValue;
+
+    /// <summary>Where the kind of source keeps its id: a field of the other sources; a timer drops it, being in the
+    /// loop's timer table rather than among its sources (its object holds only what every timer needs).</summary>
+    private protected abstract long IdValue { get; set; }
+
+    /// <summary>When the loop's iteration visits a source of this kind (EventLoop.Sources.cs); fixed for its life.</summary>
+    internal abstract SourceVisit Visit { get; }
+
+    /// <summary>For a source the loop asks each iteration (<see cref="SourceVisit.WhenSignalled"/>,
+    /// <see cref="SourceVisit.EachIteration"/>) that is on and not rate limited: whether it has something to dispatch
+    /// now. A defer source always has; a signal source once a signal came.</summary>
+    internal virtual bool IsPending => true;
+
+    /// <summary>For a source visited <see cref="SourceVisit.WhenReported"/>: the poller reported its descriptor ready with
+    /// <paramref name="readiness"/>, and the source is pending in this iteration.</summary>
+    internal virtual void Reported(Readiness readiness) { }
+
+    /// <summary>What <see cref="EventLoop.ExitOnIdle"/> asks: could this source still wake the loop. By default while it
+    /// is not off (a source held back by its rate limit counts).</summary>
+    internal virtual bool CanWakeLoop => State != SourceState.Off;
 
     /// <summary>True once disposed.</summary>
     public bool IsDisposed { get; private set; }
@@ -272,7 +297,7 @@ public abstract class EventSource : IDisposable
             return;
         IsDisposed = true;
         OnDispose();
-        Loop.Forget(this);
+        Loop.Detach(this);
         if (_extras?.Prepare is not null)
         {
             More.Prepare = null;

@@ -94,46 +94,35 @@ public sealed unsafe partial class InotifySource : EventSource
     private static partial int inotify_add_watch(int fd, string path, uint mask);
 
     private readonly Action<InotifySource, InotifyEvent> _callback;
-    private readonly int _fd;
-    private Registration? _registration;
+    private readonly OwnedDescriptor _descriptor;
     // One read takes what is queued, up to this much: enough for 256 events with short names, so a burst of creations
     // costs few reads; an event with a 255-byte name (the longest) still fits.
     private readonly byte[] _buffer = new byte[16 * 1024];
 
     private protected override int PriorityValue { get; set; }
     private protected override string? DescriptionValue { get; set; }
-    /// <summary>The source's token with the poller and its key in the loop's table of registered sources.</summary>
-    internal long Id { get; }
+    private protected override long IdValue { get; set; }
+    internal override SourceVisit Visit => SourceVisit.WhenReported;
 
     internal InotifySource(EventLoop loop, string path, InotifyMask mask, Action<InotifySource, InotifyEvent> callback, int priority, SourceState state, string? description)
         : base(loop, priority, state, description ?? $"inotify {path}")
     {
-        Id = loop.NextSourceId(); // first: the body registers with it
         if (!OperatingSystem.IsLinux())
             throw new PlatformNotSupportedException("inotify exists on Linux only.");
         ArgumentNullException.ThrowIfNull(path);
         Path = path;
         Mask = mask;
         _callback = callback;
-        _fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-        if (_fd < 0)
+        int fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+        if (fd < 0)
             throw new PosixException("inotify_init1", Errno.Last);
-        if (inotify_add_watch(_fd, path, (uint)mask) < 0)
+        if (inotify_add_watch(fd, path, (uint)mask) < 0)
         {
             int errno = Errno.Last;
-            LibC.CloseQuietly(_fd);
+            LibC.CloseQuietly(fd);
             throw new PosixException("inotify_add_watch", errno, path);
         }
-        try
-        {
-            if (state != SourceState.Off)
-                _registration = loop.Poller.Register(_fd, (ulong)Id, Interest.Readable);
-        }
-        catch
-        {
-            LibC.CloseQuietly(_fd); // the source never existed for the caller: nothing else would close it
-            throw;
-        }
+        _descriptor = new OwnedDescriptor(this, fd, Interest.Readable);
     }
 
     /// <summary>The watched path, as given.</summary>
@@ -143,25 +132,11 @@ public sealed unsafe partial class InotifySource : EventSource
     public InotifyMask Mask { get; }
 
     /// <summary>The inotify descriptor (owned by the source).</summary>
-    public int Descriptor => _fd;
+    public int Descriptor => _descriptor.Fd;
 
-    private protected override void OnStateChanged(SourceState previous, SourceState current) => SyncRegistration();
+    private protected override void OnStateChanged(SourceState previous, SourceState current) => _descriptor.Sync();
 
-    private protected override void OnRateLimitChanged(bool limited) => SyncRegistration();
-
-    /// <summary>Registered exactly while on and not rate limited: a queue nobody reads must not keep the loop awake.</summary>
-    private void SyncRegistration()
-    {
-        if (State == SourceState.Off || IsRateLimited)
-        {
-            _registration?.Dispose();
-            _registration = null;
-        }
-        else
-        {
-            _registration ??= Loop.Poller.Register(_fd, (ulong)Id, Interest.Readable);
-        }
-    }
+    private protected override void OnRateLimitChanged(bool limited) => _descriptor.Sync();
 
     /// <summary>One read of the queue; every event in it is one callback, until the source is disposed. Events still
     /// queued in the kernel keep the descriptor readable for the next iteration.</summary>
@@ -169,7 +144,7 @@ public sealed unsafe partial class InotifySource : EventSource
     {
         int length;
         fixed (byte* buffer = _buffer)
-            length = (int)LibC.read(_fd, buffer, (nuint)_buffer.Length);
+            length = (int)LibC.read(_descriptor.Fd, buffer, (nuint)_buffer.Length);
         if (length <= 0)
             return; // EAGAIN: a wake with nothing queued
         for (int offset = 0; offset + 16 <= length && !IsDisposed;)
@@ -190,12 +165,7 @@ public sealed unsafe partial class InotifySource : EventSource
         }
     }
 
-    private protected override void OnDispose()
-    {
-        _registration?.Dispose();
-        _registration = null;
-        LibC.CloseQuietly(_fd);
-    }
+    private protected override void OnDispose() => _descriptor.Close();
 }
 
 public sealed partial class EventLoop
@@ -209,8 +179,6 @@ public sealed partial class EventLoop
     {
         ThrowIfDisposed();
         ArgumentNullException.ThrowIfNull(callback);
-        var source = new InotifySource(this, path, mask, callback, priority, state, description);
-        _io.Add(source.Id, source);
-        return source;
+        return Attach(new InotifySource(this, path, mask, callback, priority, state, description));
     }
 }

@@ -29,13 +29,12 @@ public sealed class IoSource : EventSource, IValueTaskSource<Readiness>
 
     private protected override int PriorityValue { get; set; }
     private protected override string? DescriptionValue { get; set; }
-    /// <summary>The source's token with the poller and its key in the loop's table of registered sources.</summary>
-    internal long Id { get; }
+    private protected override long IdValue { get; set; }
+    internal override SourceVisit Visit => SourceVisit.WhenReported;
 
     internal IoSource(EventLoop loop, int fd, SafeHandle? handle, Interest interest, TriggerMode mode, Action<IoSource, Readiness>? callback, int priority, SourceState state, string? description)
         : base(loop, priority, state, description)
     {
-        Id = loop.NextSourceId(); // first: the body registers with it
         _fd = fd;
         _handle = handle;
         Interest = interest;
@@ -90,6 +89,8 @@ public sealed class IoSource : EventSource, IValueTaskSource<Readiness>
     /// <summary>The poller registration while the source is on (for its I/O helpers, which re-arm edge mode).</summary>
     public Registration? Registration => _registration;
     internal Readiness Pending { get; set; }
+
+    internal override void Reported(Readiness readiness) => Pending = readiness;
 
     /// <summary>Changes the watched directions.</summary>
     public void SetInterest(Interest interest)

@@ -27,82 +27,59 @@ public sealed unsafe partial class MemoryPressureSource : EventSource
     private static partial int Open(string path, int flags);
 
     private readonly Action<MemoryPressureSource> _callback;
-    private readonly int _fd;
-    private readonly Interest _interest;
-    private Registration? _registration;
+    private readonly OwnedDescriptor _descriptor;
+    private readonly bool _drain; // a FIFO or character device: what it carries is read and dropped
 
     private protected override int PriorityValue { get; set; }
     private protected override string? DescriptionValue { get; set; }
-    /// <summary>The source's token with the poller and its key in the loop's table of registered sources.</summary>
-    internal long Id { get; }
+    private protected override long IdValue { get; set; }
+    internal override SourceVisit Visit => SourceVisit.WhenReported;
 
     internal MemoryPressureSource(EventLoop loop, string path, byte[]? trigger, Action<MemoryPressureSource> callback, int priority,
         SourceState state, string? description)
         : base(loop, priority, state, description ?? $"memory pressure {path}")
     {
-        Id = loop.NextSourceId(); // first: the body registers with it
         Path = path;
         _callback = callback;
         // PSI files live in procfs and cgroupfs and signal with EPOLLPRI (sd-event checks the file system's magic; a
         // path outside them is taken for a FIFO or a character device, which signals with readability).
         bool psi = path.StartsWith("/proc/", StringComparison.Ordinal) || path.StartsWith("/sys/fs/cgroup/", StringComparison.Ordinal);
-        _interest = psi ? Interest.Priority : Interest.Readable;
+        _drain = !psi;
         // A FIFO is opened for writing too, so that it never reports a hang-up (no writer left) forever.
-        _fd = Open(path, (psi && trigger is null ? O_RDONLY : O_RDWR) | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
-        if (_fd < 0)
+        int fd = Open(path, (psi && trigger is null ? O_RDONLY : O_RDWR) | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0)
             throw new PosixException("open", Errno.Last, path);
         if (trigger is { Length: > 0 })
         {
             fixed (byte* bytes = trigger)
             {
-                if (LibC.write(_fd, bytes, (nuint)trigger.Length) < 0)
+                if (LibC.write(fd, bytes, (nuint)trigger.Length) < 0)
                 {
                     int errno = Errno.Last;
-                    LibC.CloseQuietly(_fd);
+                    LibC.CloseQuietly(fd);
                     if (errno == EOPNOTSUPP)
                         throw new NotSupportedException($"{path}: the kernel has no PSI triggers here (EOPNOTSUPP).");
                     throw new PosixException("write", errno, $"{path}: the pressure trigger was refused");
                 }
             }
         }
-        try
-        {
-            if (state != SourceState.Off)
-                _registration = loop.Poller.Register(_fd, (ulong)Id, _interest);
-        }
-        catch
-        {
-            LibC.CloseQuietly(_fd); // a backend that cannot watch it (a PSI file is a regular file: epoll only)
-            throw;
-        }
+        // A backend that cannot watch it refuses it here (a PSI file is a regular file: epoll only).
+        _descriptor = new OwnedDescriptor(this, fd, psi ? Interest.Priority : Interest.Readable);
     }
 
     /// <summary>The file watched.</summary>
     public string Path { get; }
 
     /// <summary>The descriptor (owned by the source).</summary>
-    public int Descriptor => _fd;
+    public int Descriptor => _descriptor.Fd;
 
-    private protected override void OnStateChanged(SourceState previous, SourceState current) => SyncRegistration();
+    private protected override void OnStateChanged(SourceState previous, SourceState current) => _descriptor.Sync();
 
-    private protected override void OnRateLimitChanged(bool limited) => SyncRegistration();
-
-    private void SyncRegistration()
-    {
-        if (State == SourceState.Off || IsRateLimited)
-        {
-            _registration?.Dispose();
-            _registration = null;
-        }
-        else
-        {
-            _registration ??= Loop.Poller.Register(_fd, (ulong)Id, _interest);
-        }
-    }
+    private protected override void OnRateLimitChanged(bool limited) => _descriptor.Sync();
 
     internal override void Dispatch()
     {
-        if (_interest == Interest.Readable)
+        if (_drain)
         {
             // What a FIFO carries says nothing more than its arrival: drop it, or it would keep the source ready. One
             // read of PIPE_BUF, as sd-event's source_memory_pressure_initiate_dispatch: a character device that never
@@ -110,17 +87,12 @@ public sealed unsafe partial class MemoryPressureSource : EventSource
             // forever; what one read leaves makes the source ready again in the next iteration.
             const int PipeBuf = 4096;
             byte* scratch = stackalloc byte[PipeBuf];
-            LibC.read(_fd, scratch, PipeBuf);
+            LibC.read(_descriptor.Fd, scratch, PipeBuf);
         }
         _callback(this);
     }
 
-    private protected override void OnDispose()
-    {
-        _registration?.Dispose();
-        _registration = null;
-        LibC.CloseQuietly(_fd);
-    }
+    private protected override void OnDispose() => _descriptor.Close();
 
     /// <summary>Where sd_event_add_memory_pressure looks: <c>MEMORY_PRESSURE_WATCH</c> (empty or <c>/dev/null</c>:
     /// disabled) with <c>MEMORY_PRESSURE_WRITE</c>; else the cgroup's <c>memory.pressure</c>, else the system's.</summary>
@@ -178,8 +150,6 @@ public sealed partial class EventLoop
         SourceState state = SourceState.On, string? description = null)
     {
         ThrowIfDisposed();
-        var source = new MemoryPressureSource(this, path, trigger, callback, priority, state, description);
-        _io.Add(source.Id, source);
-        return source;
+        return Attach(new MemoryPressureSource(this, path, trigger, callback, priority, state, description));
     }
 }

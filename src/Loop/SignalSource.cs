@@ -18,11 +18,17 @@ public sealed class SignalSource : EventSource
 
     private protected override int PriorityValue { get; set; }
     private protected override string? DescriptionValue { get; set; }
+    private protected override long IdValue { get; set; }
+    internal override SourceVisit Visit => SourceVisit.WhenSignalled;
+    // The loop's own helpers (SIGCHLD for child sources, SignalExit's pair) only serve other sources.
+    internal override bool CanWakeLoop => !IsLoopHelper && base.CanWakeLoop;
 
-    internal SignalSource(EventLoop loop, PosixSignal signal, Action<SignalSource, int> callback, int priority, SourceState state, string? description)
+    internal SignalSource(EventLoop loop, PosixSignal signal, Action<SignalSource, int> callback, int priority, SourceState state, string? description,
+        bool loopHelper)
         : base(loop, priority, state, description ?? Describe(signal))
     {
         Signal = signal;
+        IsLoopHelper = loopHelper;
         _callback = callback;
         _registration = PosixSignalRegistration.Create(signal, context =>
         {
@@ -34,6 +40,11 @@ public sealed class SignalSource : EventSource
 
     /// <summary>The signal (a <see cref="PosixSignal"/> name, or a raw number cast to it).</summary>
     public PosixSignal Signal { get; }
+
+    /// <summary>Made by the loop for itself (<see cref="EventLoop.SignalExit"/>, the SIGCHLD source behind child
+    /// sources): not counted as one signal's source by <see cref="EventLoop.AddSignal"/>, nor by
+    /// <see cref="EventLoop.ExitOnIdle"/> as a source that could wake the loop.</summary>
+    internal bool IsLoopHelper { get; }
 
     /// <summary>"signal SIGTERM". The named signals are spelled here rather than by formatting the enum: that is
     /// JIT-compiled (Enum's formatting over a value type), at the start of every program that handles SIGTERM.</summary>
@@ -47,7 +58,7 @@ public sealed class SignalSource : EventSource
         _ => $"signal {signal}",
     };
 
-    internal bool IsPending => Volatile.Read(ref _deliveries) > 0;
+    internal override bool IsPending => Volatile.Read(ref _deliveries) > 0;
 
     internal override void Dispatch() => _callback(this, Interlocked.Exchange(ref _deliveries, 0));
 

@@ -94,6 +94,14 @@ public sealed class TimerSource : EventSource
         }
     }
 
+    private protected override long IdValue
+    {
+        get => 0;
+        set { } // no room, and no use: the timer table holds a timer, not the loop's sources
+    }
+
+    internal override SourceVisit Visit => SourceVisit.Elsewhere;
+
     /// <summary>The clock.</summary>
     public LoopClock Clock => (LoopClock)_clock;
 

@@ -97,6 +97,33 @@ public sealed unsafe partial class LoopMemoryPressureTests(BackendProvider backe
         Assert.That(loop.Poller.RegistrationCount, Is.Zero);
     }
 
+    /// <summary>The descriptor a source owns is registered exactly while the source is on and not rate limited, as an
+    /// I/O source's: switched off, an arrival does not wake the loop; once the rate limit holds it back, the poller no
+    /// longer watches it either.</summary>
+    [Test]
+    public void AFifoSourceIsRegisteredExactlyWhileOnAndNotRateLimited()
+    {
+        using var loop = LoopTests.NewLoop(backend);
+        string fifo = Fifo();
+        int calls = 0;
+        var source = loop.AddMemoryPressure(fifo, null, _ => calls++, state: SourceState.Off);
+        Assert.That(loop.Poller.RegistrationCount, Is.Zero, "made off");
+        source.State = SourceState.On;
+        Assert.That(loop.Poller.RegistrationCount, Is.EqualTo(1), "switched on");
+        source.State = SourceState.Off;
+        Assert.That(loop.Poller.RegistrationCount, Is.Zero, "switched off");
+        Send(fifo, "while off");
+        RunIdle(loop);
+        Assert.That(calls, Is.Zero, "switched off, it reports nothing");
+        source.SetRateLimit(TimeSpan.FromHours(1), burst: 1);
+        source.State = SourceState.On;
+        Assert.That(RunUntil(loop, () => calls > 0), Is.True, "switched on again, the arrival is reported");
+        Assert.That(source.IsRateLimited, Is.True, "one dispatch, a burst of 1");
+        Assert.That(loop.Poller.RegistrationCount, Is.Zero, "held back by its rate limit");
+        source.Dispose();
+        Assert.That(loop.Poller.RegistrationCount, Is.Zero);
+    }
+
     /// <summary>A character device that never runs dry (sd-event watches character devices too, for EPOLLIN):
     /// <c>/dev/zero</c> is always readable, so the source is ready in every iteration, but each iteration still ends
     /// (one read of what is there, as sd-event's). The dispatch read until the device was empty, which /dev/zero never

@@ -215,8 +215,13 @@ public sealed unsafe class LoopTests(BackendProvider backend)
         SendOrPostCallback incrementBySync = static s => ((Counter)s!).Value++;
         var context = new LoopSynchronizationContext(_loop);
         // The first rounds grow the pending array and the queue (a ConcurrentQueue grows by adding a segment twice the
-        // size of the last; a segment holding a whole round is then reused as a ring).
-        const int Rounds = 4;
+        // size of the last; a segment holding a whole round is then reused as a ring). The rounds after them must not
+        // allocate per post: under 1 byte per post in every one (a closure or a box would be 24+ bytes each), and
+        // nothing at all in most. Not "nothing in every round": now and then something of the runtime's own allocates
+        // a few hundred bytes on this thread in the middle of a round (552 B once in three runs at load 10, on main as
+        // well as on a branch), which says nothing about the posts.
+        const int GrowingRounds = 4, Rounds = 10;
+        var postingBytes = new List<long>();
         for (int round = 0; round < Rounds; round++)
         {
             long before = GC.GetAllocatedBytesForCurrentThread();
@@ -229,12 +234,15 @@ public sealed unsafe class LoopTests(BackendProvider backend)
             _loop.RunOnce(TimeSpan.Zero);
             long withIteration = GC.GetAllocatedBytesForCurrentThread() - before;
             Assert.That(counter.Value, Is.EqualTo((round + 1) * 2 * Count), "every post ran in the one iteration");
-            if (round < Rounds - 1)
+            if (round < GrowingRounds)
                 continue;
-            Assert.That(posting, Is.Zero, $"{posting} bytes for {2 * Count} posts");
+            postingBytes.Add(posting);
+            Assert.That(posting, Is.LessThan(2 * Count), $"{posting} bytes for {2 * Count} posts: something per post");
             // The iteration itself may allocate a little on a model backend (its simulated kernel), never per post.
             Assert.That(withIteration, Is.LessThan(2 * Count), $"{withIteration} bytes for {2 * Count} posts and their iteration");
         }
+        Assert.That(postingBytes.Count(b => b == 0), Is.GreaterThan(postingBytes.Count / 2),
+            $"posting allocated in most rounds once the queue had grown: {string.Join(", ", postingBytes)} bytes");
     }
 
     [Test]

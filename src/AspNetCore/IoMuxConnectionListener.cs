@@ -165,15 +165,12 @@ internal sealed class IoMuxConnectionListener : IConnectionListener
         source.State = SourceState.On;
     }
 
+    // LibC.Accept: non-blocking and close-on-exec, the descriptor closed again if fcntl fails (this copy of accept4
+    // leaked it until issue 25).
     private static unsafe int Accept(int listener, out int errno)
     {
-        const int SOCK_NONBLOCK_LINUX = 0x800, SOCK_CLOEXEC_LINUX = 0x80000;
-        int fd = OperatingSystem.IsLinux()
-            ? LibC.accept4(listener, null, null, SOCK_NONBLOCK_LINUX | SOCK_CLOEXEC_LINUX)
-            : LibC.accept(listener, null, null);
-        errno = fd < 0 ? Errno.Last : 0;
-        if (fd >= 0 && !OperatingSystem.IsLinux())
-            LibC.SetNonBlockingCloseOnExec(fd);
+        int fd = LibC.Accept(listener);
+        errno = fd < 0 ? -fd : 0;
         return fd;
     }
 

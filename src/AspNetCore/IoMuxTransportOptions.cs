@@ -35,9 +35,10 @@ public sealed class IoMuxTransportOptions
     /// <c>IOMUX_BACKEND</c> environment variable applies then).</summary>
     public string? Backend { get; set; }
 
-    /// <summary>Creates the backend of each loop (overrides <see cref="Backend"/>). Internal: the backends are (the
-    /// tests use it for the kqueue and ports models).</summary>
-    internal Func<PollerBackend>? BackendFactory { get; set; }
+    /// <summary>Creates the poller of each loop (overrides <see cref="Backend"/>). Internal: the tests use it for the
+    /// kqueue and ports models, whose backends only a test can wrap in a poller (the Poller constructor is internal to
+    /// IoMux.Core, which grants this assembly no access).</summary>
+    internal Func<Poller>? PollerOverride { get; set; }
 
     /// <summary>Where application code runs. Default: the thread pool.</summary>
     public ApplicationScheduling Scheduling { get; set; } = ApplicationScheduling.ThreadPool;
@@ -68,7 +69,7 @@ public sealed class IoMuxTransportOptions
 
     internal Poller CreatePoller()
     {
-        var poller = BackendFactory is { } factory ? new Poller(factory())
+        var poller = PollerOverride is { } factory ? factory()
             : Backend is { } name ? PollerFactory.Create(name)
             : PollerFactory.Create();
         poller.UseServerSpin(); // catch the next request awake (Poller.SpinBeforeSleep)
@@ -91,7 +92,7 @@ internal sealed class IoMuxTransportOptionsValidator : IValidateOptions<IoMuxTra
             failures.Add($"{nameof(IoMuxTransportOptions.MaxWriteBufferSize)} must be null or at least 0 (was {options.MaxWriteBufferSize}).");
         if (options.Backlog < 0)
             failures.Add($"{nameof(IoMuxTransportOptions.Backlog)} must be at least 0 (was {options.Backlog}).");
-        if (options.Backend is { } backend && options.BackendFactory is null)
+        if (options.Backend is { } backend && options.PollerOverride is null)
         {
             try
             {

@@ -161,7 +161,7 @@ internal sealed unsafe class EpollBackend : PollerBackend
         if (errno == Errno.EPERM)
         {
             // epoll refuses descriptors without a poll method: regular files and directories.
-            DescriptorProbe.RequireWaitable(fd, "epoll_ctl(ADD)");
+            OsCalls.Native.RequireWaitable(fd, "epoll_ctl(ADD)");
             throw new UnsupportedDescriptorException(fd, "descriptor without readiness support");
         }
         if (errno != 0)

@@ -1,15 +1,16 @@
 using System.Runtime.InteropServices;
+using IoMux.Interop;
 
 namespace IoMux.Backends.Epoll;
 
 /// <summary>epoll(7) and eventfd(2) as libc exports them.</summary>
 internal static unsafe partial class EpollInterop
 {
-    public const int EPOLL_CLOEXEC = 0x80000;
+    public const int EPOLL_CLOEXEC = LibC.O_CLOEXEC_LINUX; // uapi/linux/eventpoll.h: O_CLOEXEC
     public const int EPOLL_CTL_ADD = 1, EPOLL_CTL_DEL = 2, EPOLL_CTL_MOD = 3;
     public const uint EPOLLIN = 0x001, EPOLLPRI = 0x002, EPOLLOUT = 0x004, EPOLLERR = 0x008, EPOLLHUP = 0x010;
     public const uint EPOLLRDHUP = 0x2000, EPOLLEXCLUSIVE = 1u << 28, EPOLLONESHOT = 1u << 30, EPOLLET = 1u << 31;
-    public const int EFD_CLOEXEC = 0x80000, EFD_NONBLOCK = 0x800;
+    public const int EFD_CLOEXEC = LibC.O_CLOEXEC_LINUX, EFD_NONBLOCK = LibC.O_NONBLOCK_LINUX; // linux/eventfd.h: O_CLOEXEC, O_NONBLOCK
 
     /// <summary>struct epoll_event is packed on x86-64 only (uapi eventpoll.h: EPOLL_PACKED under __x86_64__):
     /// 12 bytes with the data word at offset 4. Everywhere else it is naturally aligned: 16 bytes, data at 8.</summary>
@@ -37,18 +38,4 @@ internal static unsafe partial class EpollInterop
 
     public static uint ReadEvents(byte* slot) => *(uint*)slot;
     public static ulong ReadData(byte* slot) => *(ulong*)(slot + DataOffset);
-}
-
-/// <summary>struct timespec on LP64 systems.</summary>
-[StructLayout(LayoutKind.Sequential)]
-internal struct Timespec
-{
-    public long Seconds;
-    public long Nanoseconds;
-
-    public static Timespec From(TimeSpan span) => new()
-    {
-        Seconds = span.Ticks / TimeSpan.TicksPerSecond,
-        Nanoseconds = span.Ticks % TimeSpan.TicksPerSecond * 100,
-    };
 }

@@ -6,13 +6,6 @@ namespace IoMux.Backends.EventPorts;
 /// <summary>The real event-port calls of illumos and Solaris libc.</summary>
 internal sealed unsafe partial class NativeEventPorts : IEventPortSystem
 {
-    [StructLayout(LayoutKind.Sequential)]
-    private struct Timespec
-    {
-        public long Seconds;
-        public long Nanoseconds;
-    }
-
     [LibraryImport("libc", SetLastError = true)] private static partial int port_create();
     [LibraryImport("libc", SetLastError = true)] private static partial int port_associate(int port, int source, nuint obj, int events, void* user);
     [LibraryImport("libc", SetLastError = true)] private static partial int port_dissociate(int port, int source, nuint obj);
@@ -46,7 +39,7 @@ internal sealed unsafe partial class NativeEventPorts : IEventPortSystem
             int rc;
             if (timeout is { } t)
             {
-                var ts = new Timespec { Seconds = t.Ticks / TimeSpan.TicksPerSecond, Nanoseconds = t.Ticks % TimeSpan.TicksPerSecond * 100 };
+                var ts = Timespec.From(t);
                 rc = port_getn(port, list, (uint)events.Length, n, &ts);
             }
             else

@@ -12,13 +12,6 @@ internal sealed unsafe partial class NativeKqueue : IKqueueSystem
 {
     public const string LibraryVariable = "IOMUX_KQUEUE_LIBRARY";
 
-    [StructLayout(LayoutKind.Sequential)]
-    private struct Timespec
-    {
-        public long Seconds;
-        public long Nanoseconds;
-    }
-
     [LibraryImport("libc", SetLastError = true)] private static partial int kqueue();
     [LibraryImport("libc", SetLastError = true)] private static partial int kevent(int kq, byte* changes, int changeCount, byte* events, int eventCount, Timespec* timeout);
 
@@ -93,7 +86,7 @@ internal sealed unsafe partial class NativeKqueue : IKqueueSystem
         Timespec* tp = null;
         if (timeout is { } t)
         {
-            ts = new Timespec { Seconds = t.Ticks / TimeSpan.TicksPerSecond, Nanoseconds = t.Ticks % TimeSpan.TicksPerSecond * 100 };
+            ts = Timespec.From(t);
             tp = &ts;
         }
         int n;

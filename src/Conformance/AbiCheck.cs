@@ -92,9 +92,8 @@ public static class AbiCheck
             new($"offsetof(stat, {mtim})", stat.ModifiedOffset, $"offsetof(struct stat, {mtim})"),
             new("sizeof(struct stat)", stat.Size, "sizeof(struct stat)"),
             new("sizeof(struct pollfd)", Marshal.SizeOf<PollFd>(), "sizeof(struct pollfd)"),
-            // Every Timespec IoMux declares (NativeKqueue, NativeEventPorts, Interop.Epoll: private each, issue 25 merges
-            // them) is two 64-bit fields; this row checks the OS's struct against that width, not each copy.
-            new("sizeof(struct timespec)", 16, "sizeof(struct timespec)"),
+            // The one Timespec (src/Interop/Timespec.cs) that epoll_pwait2, kevent and port_getn take.
+            new("sizeof(struct timespec)", Marshal.SizeOf<Timespec>(), "sizeof(struct timespec)"),
             new("sizeof(sockaddr_un.sun_path)", OsAbi.SunPathLength(os), "sizeof(((struct sockaddr_un*)0)->sun_path)"),
         };
         // Every errno IoMux names (Errno's fields); -1 there means "this OS has none".

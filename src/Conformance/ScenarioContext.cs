@@ -75,7 +75,7 @@ public sealed unsafe class ScenarioContext : IDisposable
     public (int A, int B) UnixPair()
     {
         const int AF_UNIX = 1;
-        int sockStream = Platform.IsIllumos ? 2 : 1;
+        int sockStream = OsAbi.SockStream(Platform.Flavor);
         int* fds = stackalloc int[2];
         if (LibC.socketpair(AF_UNIX, sockStream, 0, fds) != 0)
             throw Errno.Fail("socketpair");

@@ -130,7 +130,7 @@ internal sealed class DescriptorTable
     {
         if (Find(fd) is not null)
             throw new AlreadyRegisteredException(fd);
-        var kind = DescriptorProbe.RequireWaitable(Os, fd, operation);
+        var kind = Os.RequireWaitable(fd, operation);
         var entry = Add(fd, token, interest, mode, owner);
         entry.Kind = kind;
         entry.CanDeriveEndOfStream = HangupDerivation.CanDerive(Os, fd, kind);

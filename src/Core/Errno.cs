@@ -11,12 +11,13 @@ public static class Errno
 {
     private enum Family { Linux, Bsd, Illumos }
 
-    private static readonly Family Os =
-        OperatingSystem.IsLinux() || OperatingSystem.IsAndroid() ? Family.Linux
-        : OperatingSystem.IsMacOS() || OperatingSystem.IsFreeBSD() || OperatingSystem.IsIOS() ? Family.Bsd
-        : RuntimeInformation.OSDescription.Contains("SunOS", StringComparison.OrdinalIgnoreCase)
-          || RuntimeInformation.OSDescription.Contains("illumos", StringComparison.OrdinalIgnoreCase) ? Family.Illumos
-        : Family.Bsd; // NetBSD, OpenBSD, DragonFly share the 4.4BSD numbering for everything below.
+    // Which OS this is: Platform.Flavor, the one place that tells illumos apart (src/Interop/Platform.cs).
+    private static readonly Family Os = Interop.Platform.Flavor switch
+    {
+        Interop.UnixFlavor.Linux => Family.Linux,
+        Interop.UnixFlavor.Illumos or Interop.UnixFlavor.Solaris => Family.Illumos,
+        _ => Family.Bsd, // macOS, NetBSD, OpenBSD, DragonFly share the 4.4BSD numbering for everything below.
+    };
 
     private static int Pick(int linux, int bsd, int illumos) => Os switch
     {

@@ -34,8 +34,12 @@ public sealed class Poller : IDisposable
     /// <summary>The backend's diagnostic counters.</summary>
     public BackendCounters Counters => _backend.Counters;
 
-    /// <summary>The backend's own descriptor when it can be polled by another poller (epoll), else -1.</summary>
-    internal int PollDescriptor => _backend.PollDescriptor;
+    /// <summary>The poller's own kernel descriptor, which polls readable while a registration has an event to report,
+    /// for waiting on this poller from another event loop (sd_event_get_fd's role; <c>EventLoop.Descriptor</c> builds
+    /// on it); -1 when the backend has none that another poller could watch (only epoll's is offered: poll and select
+    /// have no kernel object, kqueue and event ports are not wired up). The descriptor belongs to the poller: never
+    /// close it, and never register it back in this same poller.</summary>
+    public int Descriptor => _backend.PollDescriptor;
 
     /// <summary>How many registrations are live.</summary>
     public int RegistrationCount => _backend.Count;
@@ -199,8 +203,11 @@ public sealed class Poller : IDisposable
     /// (docs/BENCHMARKS.md, "Latency at one connection").</summary>
     internal static readonly TimeSpan ServerSpin = TimeSpan.FromMicroseconds(50);
 
-    /// <summary>Servers call this on their loops' pollers: <see cref="ServerSpin"/>, unless <c>IOMUX_SPIN_US</c> says otherwise.</summary>
-    internal void UseServerSpin()
+    /// <summary>Sets <see cref="SpinBeforeSleep"/> to the budget IoMux's own servers (HTTP, echo, the proxy, the Kestrel
+    /// transport) use on their loops' pollers, 50 µs: about one loopback round trip plus a wake-up, so a client that
+    /// sends its next request at once finds the loop awake (docs/BENCHMARKS.md, "Latency at one connection"). Does
+    /// nothing when <c>IOMUX_SPIN_US</c> is set: the operator's value, applied when the poller was made, stays.</summary>
+    public void UseServerSpin()
     {
         if (SpinFromEnvironment() is null)
             SpinBeforeSleep = ServerSpin;

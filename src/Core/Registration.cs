@@ -267,26 +267,18 @@ public sealed unsafe class Registration : IDisposable
 
     private IoOutcome AcceptCore(out SafeFileHandle? connection, byte* address, uint capacity, out uint addressLength)
     {
-        const int SOCK_NONBLOCK_LINUX = 0x800, SOCK_CLOEXEC_LINUX = 0x80000;
         while (true)
         {
             uint length = capacity;
             uint* lengthPointer = address is null ? null : &length;
-            int fd = OperatingSystem.IsLinux()
-                ? LibC.accept4(Descriptor, address, lengthPointer, SOCK_NONBLOCK_LINUX | SOCK_CLOEXEC_LINUX)
-                : LibC.accept(Descriptor, address, lengthPointer);
+            int fd = LibC.Accept(Descriptor, address, lengthPointer); // non-blocking, close-on-exec; closed if fcntl fails
             if (fd >= 0)
             {
                 addressLength = length;
                 connection = new SafeFileHandle(fd, ownsHandle: true);
-                if (!OperatingSystem.IsLinux())
-                {
-                    try { LibC.SetNonBlockingCloseOnExec(fd); }
-                    catch { connection.Dispose(); throw; }
-                }
                 return IoOutcome.Completed;
             }
-            int errno = Errno.Last;
+            int errno = -fd;
             if (errno == Errno.EINTR || errno == Errno.ECONNABORTED)
                 continue;
             connection = null;

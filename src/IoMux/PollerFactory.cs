@@ -1,3 +1,5 @@
+using IoMux.Interop;
+
 namespace IoMux;
 
 /// <summary>The front door: a <see cref="Poller"/> on the best backend for this OS.</summary>

@@ -9,7 +9,6 @@ public sealed unsafe partial class EventLoop
 {
     private enum Phase : byte { Initial, Prepared, Waited }
 
-    private const int EFD_NONBLOCK = 0x800, EFD_CLOEXEC = 0x80000;
     private const ulong EmbedWakeToken = ClockTokenBase + 3;
 
     [LibraryImport("libc", SetLastError = true)] private static partial int eventfd(uint initial, int flags);
@@ -41,7 +40,7 @@ public sealed unsafe partial class EventLoop
 
     private void SetUpEmbedWake()
     {
-        int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        int fd = eventfd(0, LibC.O_NONBLOCK_LINUX | LibC.O_CLOEXEC_LINUX) /* EFD_NONBLOCK | EFD_CLOEXEC */;
         if (fd < 0)
             throw new PosixException("eventfd", Errno.Last);
         _embedWakeRegistration = Poller.Register(fd, EmbedWakeToken, Interest.Readable);
@@ -70,7 +69,7 @@ public sealed unsafe partial class EventLoop
         get
         {
             ThrowIfDisposed();
-            int fd = Poller.PollDescriptor;
+            int fd = Poller.Descriptor;
             if (fd < 0)
                 throw new NotSupportedException($"The {Poller.Capabilities.Name} backend has no descriptor another loop could poll; epoll has.");
             if (!_clockTimerTried[(int)LoopClock.Monotonic])

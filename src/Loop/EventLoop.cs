@@ -1,3 +1,4 @@
+using IoMux.Interop;
 using System.Collections.Concurrent;
 using System.Runtime.InteropServices;
 using System.Runtime.ExceptionServices;

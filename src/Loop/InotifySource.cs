@@ -87,7 +87,6 @@ public readonly struct InotifyEvent
 /// </summary>
 public sealed unsafe partial class InotifySource : EventSource
 {
-    private const int IN_NONBLOCK = 0x800, IN_CLOEXEC = 0x80000;
 
     [LibraryImport("libc", SetLastError = true)] private static partial int inotify_init1(int flags);
     [LibraryImport("libc", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
@@ -113,7 +112,7 @@ public sealed unsafe partial class InotifySource : EventSource
         Path = path;
         Mask = mask;
         _callback = callback;
-        int fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+        int fd = inotify_init1(LibC.O_NONBLOCK_LINUX | LibC.O_CLOEXEC_LINUX) /* IN_NONBLOCK | IN_CLOEXEC */;
         if (fd < 0)
             throw new PosixException("inotify_init1", Errno.Last);
         if (inotify_add_watch(fd, path, (uint)mask) < 0)

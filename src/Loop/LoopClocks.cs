@@ -59,7 +59,6 @@ internal abstract class AbsoluteClockTimer : IDisposable
 internal sealed unsafe partial class TimerFd : AbsoluteClockTimer
 {
     private const int CLOCK_REALTIME = 0, CLOCK_MONOTONIC = 1, CLOCK_BOOTTIME = 7;
-    private const int TFD_CLOEXEC = 0x80000, TFD_NONBLOCK = 0x800; // O_CLOEXEC, O_NONBLOCK on Linux
     private const int TFD_TIMER_ABSTIME = 1, TFD_TIMER_CANCEL_ON_SET = 2;
 
     [LibraryImport("libc", SetLastError = true)] private static partial int timerfd_create(int clock, int flags);
@@ -77,7 +76,7 @@ internal sealed unsafe partial class TimerFd : AbsoluteClockTimer
     public static TimerFd? TryCreate(LoopClock clock)
     {
         int id = clock switch { LoopClock.Realtime => CLOCK_REALTIME, LoopClock.Monotonic => CLOCK_MONOTONIC, _ => CLOCK_BOOTTIME };
-        int fd = timerfd_create(id, TFD_NONBLOCK | TFD_CLOEXEC);
+        int fd = timerfd_create(id, LibC.O_NONBLOCK_LINUX | LibC.O_CLOEXEC_LINUX) /* TFD_NONBLOCK | TFD_CLOEXEC */;
         if (fd < 0)
             return null; // an old kernel or a seccomp filter: the relative wait remains
         // Realtime: also cancelled (readable, read answers ECANCELED) whenever the wall clock is set, so that the loop

@@ -17,7 +17,7 @@ namespace IoMux.Loop;
 /// </summary>
 public sealed unsafe partial class MemoryPressureSource : EventSource
 {
-    private const int O_RDONLY = 0, O_RDWR = 2, O_NOCTTY = 0x100, O_NONBLOCK = 0x800, O_CLOEXEC = 0x80000, EOPNOTSUPP = 95;
+    private const int O_RDONLY = 0, O_RDWR = 2, O_NOCTTY = 0x100, EOPNOTSUPP = 95;
 
     /// <summary>sd-event's default trigger (MEMORY_PRESSURE_DEFAULT_TYPE, _THRESHOLD_USEC, _WINDOW_USEC), with the NUL
     /// the kernel's psi_write expects: it overwrites the last byte written with one.</summary>
@@ -46,7 +46,7 @@ public sealed unsafe partial class MemoryPressureSource : EventSource
         bool psi = path.StartsWith("/proc/", StringComparison.Ordinal) || path.StartsWith("/sys/fs/cgroup/", StringComparison.Ordinal);
         _drain = !psi;
         // A FIFO is opened for writing too, so that it never reports a hang-up (no writer left) forever.
-        int fd = Open(path, (psi && trigger is null ? O_RDONLY : O_RDWR) | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+        int fd = Open(path, (psi && trigger is null ? O_RDONLY : O_RDWR) | LibC.O_NONBLOCK_LINUX | LibC.O_CLOEXEC_LINUX | O_NOCTTY);
         if (fd < 0)
             throw new PosixException("open", Errno.Last, path);
         if (trigger is { Length: > 0 })

@@ -28,7 +28,7 @@ public sealed unsafe partial class SdNotifier : IDisposable
     /// <summary>The variable naming the process the watchdog timeout is meant for.</summary>
     public const string WatchdogPidVariable = "WATCHDOG_PID";
 
-    private const int AF_UNIX = 1, SOCK_DGRAM_Linux = 2, SOCK_CLOEXEC_Linux = 0x80000, MSG_NOSIGNAL_Linux = 0x4000;
+    private const int AF_UNIX = 1, SOCK_DGRAM_Linux = 2, MSG_NOSIGNAL_Linux = 0x4000;
 
     [LibraryImport("libc", SetLastError = true)]
     private static partial int socket(int domain, int type, int protocol);
@@ -73,12 +73,12 @@ public sealed unsafe partial class SdNotifier : IDisposable
         _sendFlags = linux ? MSG_NOSIGNAL_Linux : 0;
         _pingFlags = _sendFlags | LibC.MSG_DONTWAIT;
         // illumos kept SVR4's numbering, where SOCK_DGRAM is 1.
-        int type = linux ? SOCK_DGRAM_Linux | SOCK_CLOEXEC_Linux : Platform.IsIllumos ? 1 : 2;
+        int type = linux ? SOCK_DGRAM_Linux | LibC.O_CLOEXEC_LINUX /* SOCK_CLOEXEC */ : Platform.IsIllumos ? 1 : 2;
         _fd = socket(AF_UNIX, type, 0);
         if (_fd < 0)
             throw Errno.Fail("socket", "AF_UNIX SOCK_DGRAM for " + SocketVariable);
-        // Elsewhere there is no SOCK_CLOEXEC flag: F_SETFD (2) with FD_CLOEXEC (1), the same numbers everywhere.
-        if (!linux && LibC.fcntl(_fd, 2, 1) < 0)
+        // Elsewhere there is no SOCK_CLOEXEC flag: F_SETFD with FD_CLOEXEC.
+        if (!linux && LibC.fcntl(_fd, LibC.F_SETFD, LibC.FD_CLOEXEC) < 0)
         {
             var error = Errno.Fail("fcntl", "FD_CLOEXEC");
             LibC.CloseQuietly(_fd);

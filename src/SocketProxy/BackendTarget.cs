@@ -11,7 +11,7 @@ public sealed partial class BackendTarget
 {
     private readonly EndPoint? _fixed;
 
-    /// <summary>sockaddr_un's sun_path less its terminator (<see cref="Interop.OsAbi.SunPathLength"/>: 108 on Linux and
+    /// <summary>sockaddr_un's sun_path less its terminator (<c>OsAbi.SunPathLength</c>: 108 on Linux and
     /// illumos, 104 on the BSDs and macOS).</summary>
     private static int MaxSocketPathBytes { get; } = Interop.OsAbi.SunPathLength(Interop.Platform.Flavor) - 1;
 

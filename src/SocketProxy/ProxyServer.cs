@@ -131,7 +131,7 @@ public sealed class ProxyServer
                 PauseAccepting(Errno.EMFILE); // the clients wait in the backlog; the runtime keeps its reserve
                 break;
             }
-            int fd = Sockets.Accept(listener.Descriptor);
+            int fd = LibC.Accept(listener.Descriptor);
             if (fd >= 0)
             {
                 if (!Options.QueueAtLimit && _connections.Count > Options.ConnectionsMax)

@@ -55,7 +55,7 @@ internal sealed unsafe class SplicePipe : RelayBuffer
     public SplicePipe()
     {
         int* fds = stackalloc int[2];
-        if (Sockets.pipe2(fds, Sockets.O_NONBLOCK_CLOEXEC) != 0)
+        if (Sockets.pipe2(fds, LibC.O_NONBLOCK_LINUX | LibC.O_CLOEXEC_LINUX) != 0)
             throw Errno.Fail("pipe2");
         _readEnd = fds[0];
         _writeEnd = fds[1];

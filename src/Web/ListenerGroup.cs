@@ -38,7 +38,7 @@ public sealed class ListenerGroup : IDisposable
     public static ListenerGroup Bind(IPEndPoint endpoint, int size, int backlog = 4096)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(size, 1);
-        if (RefusalReason(size, Sockets.SO_REUSEPORT is not null, Platform.Flavor) is { } reason)
+        if (RefusalReason(size, Sockets.SO_REUSEPORT is not null, Platform.Flavor.ToString()) is { } reason)
             throw new PlatformNotSupportedException(reason);
         bool reusePort = Sockets.SO_REUSEPORT is not null;
         if (endpoint.Port != 0) // port 0: the kernel picks a free one
@@ -64,7 +64,7 @@ public sealed class ListenerGroup : IDisposable
     /// <summary>Why a group of <paramref name="size"/> cannot be made on <paramref name="os"/>, or null. Without
     /// SO_REUSEPORT a second bind to the address fails (EADDRINUSE), or, with the number another option has there
     /// (illumos's 0x200 is SO_DGRAM_ERRIND), silently means something else: so the group is refused up front.</summary>
-    internal static string? RefusalReason(int size, bool hasReusePort, UnixFlavor os) =>
+    internal static string? RefusalReason(int size, bool hasReusePort, string os) =>
         size <= 1 || hasReusePort ? null
         : $"a listener group of {size} needs SO_REUSEPORT, which {os} does not have (illumos-gate usr/src/uts/common/sys/socket.h defines none); run one loop thread";
 
@@ -100,7 +100,7 @@ public sealed class ListenerGroup : IDisposable
         var drained = new List<int>();
         if (MigrationEnabled != true)
         {
-            for (int accepted; (accepted = Sockets.Accept(fd)) >= 0;)
+            for (int accepted; (accepted = LibC.Accept(fd)) >= 0;)
                 drained.Add(accepted);
         }
         _listeners[index] = -1;

@@ -55,7 +55,7 @@ public sealed class ApplicationHost : IAsyncDisposable
             builder.WebHost.UseIoMux(o =>
             {
                 o.ThreadCount = 2;
-                o.BackendFactory = backend.Create;
+                o.PollerOverride = () => new Poller(backend.Create());
                 o.Scheduling = target.Scheduling;
             });
         }

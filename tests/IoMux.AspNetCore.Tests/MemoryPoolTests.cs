@@ -196,7 +196,7 @@ public sealed class MemoryPoolAllocationTests
 
     private static async Task<double> BytesPerRoundTripAsync(BackendProvider provider, IMemoryPoolFactory<byte>? pools)
     {
-        var options = Options.Create(new IoMuxTransportOptions { ThreadCount = 1, BackendFactory = provider.Create });
+        var options = Options.Create(new IoMuxTransportOptions { ThreadCount = 1, PollerOverride = () => new Poller(provider.Create()) });
         await using var transport = new IoMuxTransportFactory(options, null, pools);
         var listener = await transport.BindAsync(new IPEndPoint(IPAddress.Loopback, 0));
         try

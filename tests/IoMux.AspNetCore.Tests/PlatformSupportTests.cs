@@ -1,3 +1,4 @@
+using IoMux.Interop;
 using IoMux.AspNetCore;
 using IoMux.Hosting;
 using IoMux.Loop;

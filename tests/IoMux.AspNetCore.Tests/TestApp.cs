@@ -85,7 +85,7 @@ public sealed class TestApp : IAsyncDisposable
             builder.WebHost.UseIoMux(o =>
             {
                 o.ThreadCount = threads;
-                o.BackendFactory = backend.Create;
+                o.PollerOverride = () => new Poller(backend.Create());
                 o.Scheduling = target.Scheduling;
                 transport?.Invoke(o);
             });

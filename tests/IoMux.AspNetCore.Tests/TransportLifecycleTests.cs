@@ -168,7 +168,7 @@ public sealed partial class TransportFailureTests(TransportTarget target)
         builder.Logging.ClearProviders();
         await using var services = builder.Build();
         var pools = services.Services.GetRequiredService<IMemoryPoolFactory<byte>>();
-        var options = new IoMuxTransportOptions { ThreadCount = 1, BackendFactory = backend.Create, Scheduling = target.Scheduling };
+        var options = new IoMuxTransportOptions { ThreadCount = 1, PollerOverride = () => new Poller(backend.Create()), Scheduling = target.Scheduling };
         await using var factory = new IoMuxTransportFactory(Options.Create(options), NullLoggerFactory.Instance, pools);
         var doomed = await factory.BindAsync(new IPEndPoint(IPAddress.Loopback, 0), token);
         var other = await factory.BindAsync(new IPEndPoint(IPAddress.Loopback, 0), token);

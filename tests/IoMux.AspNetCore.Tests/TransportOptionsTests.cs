@@ -45,7 +45,7 @@ public sealed class TransportOptionsTests
         {
             await using var app = await TestApp.StartAsync(Epoll, transport: o =>
             {
-                o.BackendFactory = null;
+                o.PollerOverride = null;
                 o.Backend = "no-such-backend";
             }).WaitAsync(TimeSpan.FromSeconds(60));
         });

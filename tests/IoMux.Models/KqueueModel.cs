@@ -307,7 +307,7 @@ internal sealed unsafe partial class KqueueModel : IKqueueSystem
     private static (ulong, ulong) Identity(int fd)
     {
         byte* stat = stackalloc byte[256];
-        if (LibC.fstat(fd, stat) != 0)
+        if (DescriptorProbe.Fstat(fd, stat) != 0)
             return (ulong.MaxValue, ulong.MaxValue);
         return (*(ulong*)stat, *(ulong*)(stat + 8)); // Linux x86-64 and the generic layout: st_dev, st_ino first
     }

@@ -127,7 +127,7 @@ internal sealed record TargetAbi(string Name, UnixFlavor Os, string Citation)
     public static unsafe bool IsLinuxSocket(int fd)
     {
         byte* stat = stackalloc byte[256];
-        return LibC.fstat(fd, stat) == 0 && (*(uint*)(stat + Linux.Stat.Mode) & 0xF000) == 0xC000;
+        return DescriptorProbe.Fstat(fd, stat) == 0 && (*(uint*)(stat + Linux.Stat.Mode) & 0xF000) == 0xC000;
     }
 
     /// <summary>A Linux errno as this OS numbers it (the errors the models pass on from the Linux calls underneath).</summary>

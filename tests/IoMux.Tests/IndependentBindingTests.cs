@@ -1,9 +1,11 @@
+extern alias core;
 using System.Net;
 using System.Net.Sockets;
 using IoMux.Backends.Poll;
 using IoMux.Interop;
 using Mono.Unix.Native;
 using NativeErrno = Mono.Unix.Native.Errno;
+using CoreInterop = core::IoMux.Interop; // the poll backend takes IoMux.Core's PollFd (tests/LinkedInterop.props)
 
 namespace IoMux.Tests;
 
@@ -92,7 +94,7 @@ public sealed unsafe class IndependentBindingTests
             int fd = Prepare(scenario, owned, fds);
             // Mono.Posix's PollEvents has no POLLRDHUP (a Linux extension): both bindings ask without it.
             short requested = (short)(PollInterop.POLLIN | PollInterop.POLLOUT | PollInterop.POLLPRI);
-            var ours = new PollFd { Descriptor = fd, Events = requested };
+            var ours = new CoreInterop.PollFd { Descriptor = fd, Events = requested };
             Assert.That(PollInterop.poll(&ours, 1, 1000), Is.EqualTo(1), "IoMux's binding: one descriptor ready");
             var theirs = new[] { new Pollfd { fd = fd, events = NativeConvert.ToPollEvents(requested) } };
             Assert.That(Syscall.poll(theirs, 1000), Is.EqualTo(1), "Mono.Posix: one descriptor ready");

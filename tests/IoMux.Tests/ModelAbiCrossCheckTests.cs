@@ -28,8 +28,8 @@ public sealed class ModelAbiCrossCheckTests
 
     private static void Compare(TargetAbi model)
     {
-        var os = model.Os;
-        const string Table = "src/Core/Interop/OsAbi.cs";
+        var os = (UnixFlavor)model.Os; // the model names IoMux.Core's copy of the enum, the table here is this assembly's
+        const string Table = "src/Interop/OsAbi.cs";
         var stat = OsAbi.Stat(os, RuntimeInformation.ProcessArchitecture); // the model's layouts are this machine's architecture's (x86-64)
         var errnos = OsAbi.Errnos(os);
         Assert.Multiple(() =>

@@ -1,6 +1,10 @@
+extern alias core;
 using System.Runtime.InteropServices;
 using IoMux.Backends.Kqueue;
 using IoMux.Interop;
+// IoMux.Core's own copy of the interop, for its methods and the backends' that take its types (this assembly compiles
+// one of its own: tests/LinkedInterop.props).
+using CoreInterop = core::IoMux.Interop;
 
 namespace IoMux.Tests;
 
@@ -88,10 +92,10 @@ public sealed class PerOsAbiTests
     [Test(Description = "A listener group of more than one member on illumos is refused with the cause named; one member needs no SO_REUSEPORT.")]
     public void ListenerGroupsAreRefusedWithoutReusePort()
     {
-        string? reason = IoMux.Web.ListenerGroup.RefusalReason(2, OsAbi.SoReusePort(UnixFlavor.Illumos) is not null, UnixFlavor.Illumos);
+        string? reason = IoMux.Web.ListenerGroup.RefusalReason(2, OsAbi.SoReusePort(UnixFlavor.Illumos) is not null, nameof(UnixFlavor.Illumos));
         Assert.That(reason, Does.Contain("SO_REUSEPORT").And.Contain("Illumos"));
-        Assert.That(IoMux.Web.ListenerGroup.RefusalReason(1, false, UnixFlavor.Illumos), Is.Null, "a group of one");
-        Assert.That(IoMux.Web.ListenerGroup.RefusalReason(4, OsAbi.SoReusePort(UnixFlavor.Linux) is not null, UnixFlavor.Linux), Is.Null);
+        Assert.That(IoMux.Web.ListenerGroup.RefusalReason(1, false, nameof(UnixFlavor.Illumos)), Is.Null, "a group of one");
+        Assert.That(IoMux.Web.ListenerGroup.RefusalReason(4, OsAbi.SoReusePort(UnixFlavor.Linux) is not null, nameof(UnixFlavor.Linux)), Is.Null);
     }
 
     // illumos-gate usr/src/uts/common/sys/poll.h @0ceaf38333191201001ea6ff4813aef604f0c792: POLLRDHUP 0x4000
@@ -159,9 +163,9 @@ public sealed class PerOsAbiTests
     [Test(Description = "DragonFly's OS name has no \"BSD\" in it; kqueue must still count as available there.")]
     public void KqueueIsAvailableOnDragonFly()
     {
-        Assert.That(KqueueBackend.UnsupportedReason(Platform.Classify("DragonFly 6.4-RELEASE DragonFly v6.4.0-RELEASE #0"), libKqueueNamed: false), Is.Null);
-        Assert.That(KqueueBackend.UnsupportedReason(UnixFlavor.Illumos, libKqueueNamed: false), Is.Not.Null);
-        Assert.That(KqueueBackend.UnsupportedReason(UnixFlavor.Linux, libKqueueNamed: true), Is.Null, "libkqueue named");
+        Assert.That(KqueueBackend.UnsupportedReason(CoreInterop.Platform.Classify("DragonFly 6.4-RELEASE DragonFly v6.4.0-RELEASE #0"), libKqueueNamed: false), Is.Null);
+        Assert.That(KqueueBackend.UnsupportedReason(CoreInterop.UnixFlavor.Illumos, libKqueueNamed: false), Is.Not.Null);
+        Assert.That(KqueueBackend.UnsupportedReason(CoreInterop.UnixFlavor.Linux, libKqueueNamed: true), Is.Null, "libkqueue named");
     }
 
     // apple-oss-distributions/xnu bsd/sys/event.h: EVFILT_SYSCOUNT 17 at xnu-10002.81.5 (5e3eaea3) line 89, 18 since
@@ -181,9 +185,9 @@ public sealed class PerOsAbiTests
     [Test]
     public void GetpeernameEinvalAfterLocalShutWrCountsAsConnectedOnIllumos()
     {
-        var illumos = OsCalls.WithNumbersOf(UnixFlavor.Illumos);
-        var solaris = OsCalls.WithNumbersOf(UnixFlavor.Solaris);
-        var linux = OsCalls.WithNumbersOf(UnixFlavor.Linux);
+        var illumos = OsCalls.WithNumbersOf(CoreInterop.UnixFlavor.Illumos);
+        var solaris = OsCalls.WithNumbersOf(CoreInterop.UnixFlavor.Solaris);
+        var linux = OsCalls.WithNumbersOf(CoreInterop.UnixFlavor.Linux);
         Assert.That(HangupDerivation.PeerNameMeansConnected(22 /* EINVAL */, illumos), Is.True);
         Assert.That(HangupDerivation.PeerNameMeansConnected(22, solaris), Is.True);
         Assert.That(HangupDerivation.PeerNameMeansConnected(134 /* illumos ENOTCONN */, illumos), Is.False, "never connected");

@@ -131,6 +131,29 @@ public sealed class RegistrationOutcomeTests(BackendProvider backend)
         Assert.That((accepted, peer), Is.EqualTo(((SafeFileHandle?)null, (EndPoint?)null)));
     }
 
+    /// <summary>Every accept in IoMux is LibC.Accept (issue 25: one accept4): the connection comes out non-blocking (a
+    /// read after a readiness report must not block the loop) and close-on-exec (a child the server starts must not
+    /// hold the client's connection open), through each overload.</summary>
+    [Test]
+    public void AnAcceptedConnectionIsNonBlockingAndCloseOnExec()
+    {
+        var listener = Listener(new IPEndPoint(IPAddress.Loopback, 0));
+        var registration = _poller.Register(listener.SafeHandle, 1, Interest.Readable);
+        Connect(listener);
+        Assert.That(registration.Accept(out var withAddress, out EndPoint? _), Is.EqualTo(IoOutcome.Completed));
+        AssertNonBlockingCloseOnExec(Own(withAddress!), "Accept(out connection, out peer)");
+        Connect(listener);
+        Assert.That(registration.Accept(out var plain), Is.EqualTo(IoOutcome.Completed));
+        AssertNonBlockingCloseOnExec(Own(plain!), "Accept(out connection)");
+    }
+
+    private static void AssertNonBlockingCloseOnExec(SafeFileHandle connection, string how)
+    {
+        int fd = (int)connection.DangerousGetHandle();
+        Assert.That(LibC.fcntl(fd, LibC.F_GETFL, 0) & LibC.O_NONBLOCK, Is.Not.Zero, $"{how}: O_NONBLOCK");
+        Assert.That(LibC.fcntl(fd, LibC.F_GETFD, 0) & LibC.FD_CLOEXEC, Is.Not.Zero, $"{how}: FD_CLOEXEC");
+    }
+
     [Test]
     public void ASocketAddressTooSmallForThePeerIsRefusedAndTheConnectionIsClosed()
     {

@@ -42,7 +42,7 @@ public sealed class EchoService : IDisposable
                 {
                     for (int n = 0; n < 64 && gate!.Admits(); n++)
                     {
-                        int fd = Sockets.Accept(listener);
+                        int fd = LibC.Accept(listener);
                         if (fd < 0)
                         {
                             if (gate!.Failed(-fd))

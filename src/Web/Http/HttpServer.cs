@@ -241,7 +241,7 @@ internal sealed class HttpWorker
     {
         for (int i = 0; i < 64 && _connections.Count < Options.MaxConnectionsPerThread && _gate.Admits(); i++)
         {
-            int fd = Sockets.Accept(listener);
+            int fd = LibC.Accept(listener);
             if (fd < 0)
             {
                 if (_gate.Failed(-fd))

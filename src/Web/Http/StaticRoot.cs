@@ -12,7 +12,7 @@ namespace IoMux.Web.Http;
 /// one system call, no check-then-open race); elsewhere the real path is checked (realpath) before opening.</summary>
 internal sealed unsafe partial class StaticRoot : IDisposable
 {
-    private const int O_RDONLY = 0, O_DIRECTORY_LINUX = 0x10000, O_PATH_LINUX = 0x200000, O_CLOEXEC_LINUX = 0x80000;
+    private const int O_RDONLY = 0, O_DIRECTORY_LINUX = 0x10000, O_PATH_LINUX = 0x200000;
     private const ulong RESOLVE_NO_MAGICLINKS = 0x02, RESOLVE_BENEATH = 0x08;
     private const long SYS_openat2 = 437;
     private const int EXDEV = 18; // Linux only, like openat2 // the same number on every Linux architecture (added after the unification)
@@ -31,7 +31,7 @@ internal sealed unsafe partial class StaticRoot : IDisposable
         RealRoot = RealPath(Path.GetFullPath(root)) ?? throw new DirectoryNotFoundException(root);
         if (OperatingSystem.IsLinux())
         {
-            _rootFd = open(RealRoot, O_PATH_LINUX | O_DIRECTORY_LINUX | O_CLOEXEC_LINUX);
+            _rootFd = open(RealRoot, O_PATH_LINUX | O_DIRECTORY_LINUX | LibC.O_CLOEXEC_LINUX);
             _openat2 = _rootFd >= 0;
         }
     }
@@ -149,7 +149,7 @@ internal sealed unsafe partial class StaticRoot : IDisposable
         else
             path[..length].CopyTo(terminated);
         terminated[Math.Max(length, 1)] = 0;
-        int flags = O_RDONLY | LibC.O_NONBLOCK | (OperatingSystem.IsLinux() ? O_CLOEXEC_LINUX : 0);
+        int flags = O_RDONLY | LibC.O_NONBLOCK | (OperatingSystem.IsLinux() ? LibC.O_CLOEXEC_LINUX : 0);
         if (_openat2)
         {
             var how = new OpenHow { Flags = (ulong)flags, Resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS };

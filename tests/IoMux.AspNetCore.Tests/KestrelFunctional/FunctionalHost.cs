@@ -83,7 +83,7 @@ public sealed class FunctionalHost : IAsyncDisposable
             builder.WebHost.UseIoMux(o =>
             {
                 o.ThreadCount = 2;
-                o.BackendFactory = backend.Create;
+                o.PollerOverride = () => new Poller(backend.Create());
                 o.Scheduling = target.Scheduling;
                 o.MaxReadBufferSize = maxReadBufferSize;
                 o.MaxWriteBufferSize = maxWriteBufferSize;

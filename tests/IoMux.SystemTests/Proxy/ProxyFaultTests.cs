@@ -235,7 +235,7 @@ public sealed class ProxyFaultTests
         Assert.That(proxy.CountDescriptors().Pipes, Is.EqualTo(pipesBefore + 4), "the bulk connection did not splice both ways");
         // Room for that one relayed connection (6 descriptors) above the reserve the proxy keeps free for the runtime
         // (DescriptorBudget), and not for a second.
-        TestProcesses.SetDescriptorLimit(proxy.Pid, open + 6 + IoMux.SocketProxy.DescriptorBudget.Reserve + 2);
+        TestProcesses.SetDescriptorLimit(proxy.Pid, open + 6 + IoMux.Interop.DescriptorBudget.Reserve + 2);
 
         using var second = proxy.Connect(); // accepted by the kernel into the backlog
         await TestBackend.SendAll(second, new byte[100], cancel);

@@ -70,7 +70,7 @@ public sealed class ListenerGroupTests
                 LibC.close(group.Listeners[0]); // what a server does without either answer
             }
             Thread.Sleep(100); // lets the kernel reset (or migrate) the closed member's queue
-            for (int fd; (fd = Sockets.Accept(group.Listeners[1])) >= 0;)
+            for (int fd; (fd = LibC.Accept(group.Listeners[1])) >= 0;)
                 accepted.Add(fd);
 
             int served = 0;
@@ -146,7 +146,7 @@ public sealed class ListenerGroupExclusiveTests
             int accepted = -1;
             for (int attempt = 0; attempt < 200 && accepted < 0; attempt++)
             {
-                accepted = Math.Max(Sockets.Accept(first.Listeners[0]), Sockets.Accept(first.Listeners[1]));
+                accepted = Math.Max(LibC.Accept(first.Listeners[0]), LibC.Accept(first.Listeners[1]));
                 if (accepted < 0)
                     Thread.Sleep(10);
             }

@@ -103,7 +103,7 @@ public sealed partial class SharedListenerTests
                 {
                     if (pollers[i].Wait(events) == 0)
                         continue;
-                    int fd = Sockets.Accept(listener);
+                    int fd = LibC.Accept(listener);
                     if (fd >= 0)
                     {
                         Interlocked.Increment(ref accepted);

@@ -1,6 +1,7 @@
 using System.Runtime.InteropServices;
+using IoMux.Interop;
 
-namespace IoMux.Interop;
+namespace IoMux;
 
 /// <summary>
 /// The libc calls through which a backend learns what a descriptor is and whether it is at end of stream — fstat,
@@ -56,7 +57,7 @@ internal unsafe class OsCalls
 
     /// <summary>fstat(2) into <paramref name="buffer"/> (at least <see cref="StatLayout.Size"/> bytes, laid out as
     /// <see cref="Stat"/>): 0, or the errno.</summary>
-    public virtual int Fstat(int fd, byte* buffer) => LibC.fstat(fd, buffer) == 0 ? 0 : Errno.Last;
+    public virtual int Fstat(int fd, byte* buffer) => DescriptorProbe.Fstat(fd, buffer) == 0 ? 0 : Errno.Last;
 
     /// <summary>ioctl(2) with an int argument: 0, or the errno.</summary>
     public virtual int Ioctl(int fd, nuint request, int* value) => LibC.ioctl(fd, request, value) == 0 ? 0 : Errno.Last;
@@ -74,5 +75,31 @@ internal unsafe class OsCalls
         byte* address = stackalloc byte[128];
         uint length = 128;
         return LibC.getpeername(fd, address, &length) == 0 ? 0 : Errno.Last;
+    }
+
+    /// <summary>The descriptor's kind through <see cref="Fstat"/>, read with <see cref="Stat"/>: 0, or -errno when
+    /// fstat fails (e.g. EBADF for a closed fd).</summary>
+    public int TryGetKind(int fd, out DescriptorKind kind)
+    {
+        byte* buffer = stackalloc byte[DescriptorProbe.BufferSize];
+        kind = DescriptorKind.Other;
+        int errno = Fstat(fd, buffer);
+        if (errno != 0)
+            return -errno;
+        DescriptorProbe.Read(buffer, Stat, out kind, out _, out _);
+        return 0;
+    }
+
+    /// <summary>The check every backend makes on add: the descriptor must be open and waitable.</summary>
+    public DescriptorKind RequireWaitable(int fd, string operation)
+    {
+        int rc = TryGetKind(fd, out var kind);
+        if (rc < 0)
+            throw new PosixException(operation, -rc, $"fd {fd}");
+        if (kind == DescriptorKind.RegularFile)
+            throw new UnsupportedDescriptorException(fd, "regular file");
+        if (kind == DescriptorKind.Directory)
+            throw new UnsupportedDescriptorException(fd, "directory");
+        return kind;
     }
 }

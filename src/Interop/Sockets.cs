@@ -1,13 +1,8 @@
-using IoMux.Interop;
 using System.Runtime.InteropServices;
 
-// Compiled into the assemblies that use it (IoMux.Web, iomux-socket-proxyd), not into Core: app-level interop
-// is not part of the poller. Each assembly gets its own internal copy, in its own namespace.
-#if IOMUX_SOCKET_PROXY
-namespace IoMux.SocketProxy;
-#else
+// Linked into the assemblies that serve (IoMux.Web, iomux-socket-proxyd), not into Core: app-level interop is not
+// part of the poller. Each gets its own internal copy (docs/API-REVIEW.md, "One interop home").
 namespace IoMux.Interop;
-#endif
 
 /// <summary>The socket and splice calls of the proxy and the web building blocks, beyond <c>LibC</c>. Constants are per OS:
 /// Linux numbers its socket options differently from the BSDs and illumos, and only Linux has splice,
@@ -15,29 +10,28 @@ namespace IoMux.Interop;
 internal static unsafe partial class Sockets
 {
     private static readonly bool Linux = OperatingSystem.IsLinux();
-    private static readonly bool Illumos = Platform.IsIllumos;
 
     public const int AF_UNIX = 1, AF_INET = 2;
-    /// <summary><see cref="OsAbi.AfInet6"/>.</summary>
+    /// <summary><c>OsAbi.AfInet6</c>.</summary>
     public static readonly int AF_INET6 = OsAbi.AfInet6(Platform.Flavor);
-    /// <summary>illumos kept SVR4's numbering, where SOCK_STREAM is 2.</summary>
-    public static readonly int SOCK_STREAM = Illumos ? 2 : 1;
-    public static readonly int SOL_SOCKET = Linux ? 1 : 0xffff;
+    /// <summary><c>OsAbi.SockStream</c> (2 on illumos, which kept SVR4's numbering).</summary>
+    public static readonly int SOCK_STREAM = OsAbi.SockStream(Platform.Flavor);
+    /// <summary><c>OsAbi.SolSocket</c>.</summary>
+    public static readonly int SOL_SOCKET = OsAbi.SolSocket(Platform.Flavor);
     public static readonly int SO_REUSEADDR = Linux ? 2 : 0x4;
-    /// <summary>The option a listener group sets (<see cref="OsAbi.SoReusePort"/>), or null where the OS has none (illumos).
+    /// <summary>The option a listener group sets (<c>OsAbi.SoReusePort</c>), or null where the OS has none (illumos).
     /// Linux balances connections across a SO_REUSEPORT group; FreeBSD balances only with SO_REUSEPORT_LB (0x10000),
     /// its SO_REUSEPORT (0x200) just allows the second bind, as macOS's does.</summary>
     public static readonly int? SO_REUSEPORT = OsAbi.SoReusePort(Platform.Flavor);
-    public static readonly int SO_TYPE = Linux ? 3 : 0x1008;
+    /// <summary><c>OsAbi.SoType</c>.</summary>
+    public static readonly int SO_TYPE = OsAbi.SoType(Platform.Flavor);
     public static readonly int SO_ERROR = Linux ? 4 : 0x1007;
     public static readonly int SO_LINGER = Linux ? 13 : 0x80;
     public static readonly int SO_ACCEPTCONN = Linux ? 30 : 0x2;
     public const int SHUT_RD = 0, SHUT_WR = 1;
     public const int IPPROTO_TCP = 6, TCP_NODELAY = 1;
 
-    // Linux only.
-    public const int SOCK_NONBLOCK = 0x800, SOCK_CLOEXEC = 0x80000;
-    public const int O_NONBLOCK_CLOEXEC = 0x800 | 0x80000;
+    // Linux only (SOCK_NONBLOCK and SOCK_CLOEXEC, pipe2's flags: LibC.O_NONBLOCK_LINUX, LibC.O_CLOEXEC_LINUX).
     public const int F_SETPIPE_SZ = 1031, F_GETPIPE_SZ = 1032;
     public const uint SPLICE_F_MOVE = 1, SPLICE_F_NONBLOCK = 2;
 
@@ -77,37 +71,13 @@ internal static unsafe partial class Sockets
     public static int OpenStreamSocket(int family)
     {
         int fd = Linux
-            ? socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)
+            ? socket(family, SOCK_STREAM | LibC.O_NONBLOCK_LINUX | LibC.O_CLOEXEC_LINUX, 0)
             : socket(family, SOCK_STREAM, 0);
         if (fd < 0)
             throw Errno.Fail("socket");
         if (!Linux)
-            ConfigureOrClose(fd);
+            LibC.SetNonBlockingCloseOnExecOrClose(fd);
         return fd;
-    }
-
-    /// <summary>accept with the new descriptor non-blocking and close-on-exec; -errno on failure.</summary>
-    public static int Accept(int listener)
-    {
-        int fd = Linux ? LibC.accept4(listener, null, null, SOCK_NONBLOCK | SOCK_CLOEXEC) : LibC.accept(listener, null, null);
-        if (fd < 0)
-            return -Errno.Last;
-        if (!Linux)
-            ConfigureOrClose(fd);
-        return fd;
-    }
-
-    private static void ConfigureOrClose(int fd)
-    {
-        try
-        {
-            LibC.SetNonBlockingCloseOnExec(fd);
-        }
-        catch
-        {
-            LibC.CloseQuietly(fd);
-            throw;
-        }
     }
 
     /// <summary>The address family a <see cref="System.Net.SocketAddress"/> holds, in this OS's numbering

@@ -189,7 +189,7 @@ internal static unsafe partial class ReadHangupProbe
         if (bit == 0)
             return false;
         int* pair = stackalloc int[2];
-        if (LibC.socketpair(1 /* AF_UNIX, every OS */, Platform.IsIllumos ? 2 : 1 /* SOCK_STREAM */, 0, pair) != 0)
+        if (LibC.socketpair(1 /* AF_UNIX, every OS */, OsAbi.SockStream(Platform.Flavor), 0, pair) != 0)
             return false;
         try
         {

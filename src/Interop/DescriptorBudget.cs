@@ -1,11 +1,6 @@
-using IoMux.Interop;
-
-// Compiled into the assemblies that use it (IoMux.Web, iomux-socket-proxyd), not into Core.
-#if IOMUX_SOCKET_PROXY
-namespace IoMux.SocketProxy;
-#else
+// Linked into the assemblies that serve (IoMux.Web, IoMux.AspNetCore, iomux-socket-proxyd), not into Core: app-level
+// interop is not part of the poller. Each gets its own internal copy (docs/API-REVIEW.md, "One interop home").
 namespace IoMux.Interop;
-#endif
 
 /// <summary>
 /// Keeps a server's own descriptors <see cref="Reserve"/> below the soft RLIMIT_NOFILE, so the .NET runtime always

@@ -1,11 +1,6 @@
-using IoMux.Interop;
-// Compiled into the assemblies that use it (IoMux.Web, iomux-socket-proxyd), not into Core: app-level interop
-// is not part of the poller. Each assembly gets its own internal copy, in its own namespace.
-#if IOMUX_SOCKET_PROXY
-namespace IoMux.SocketProxy;
-#else
+// Linked into the assemblies that serve (IoMux.Web, IoMux.AspNetCore, iomux-socket-proxyd), not into Core: app-level
+// interop is not part of the poller. Each gets its own internal copy (docs/API-REVIEW.md, "One interop home").
 namespace IoMux.Interop;
-#endif
 
 /// <summary>A few descriptors (/dev/null) held while the process is well and given back when it hits its
 /// descriptor limit (EMFILE), so it keeps some headroom there: the .NET runtime itself needs a descriptor now
@@ -27,7 +22,9 @@ internal sealed partial class SpareDescriptors(int count = 4) : IDisposable
         return fds;
     }
 
-    private static int OpenOne() => open("/dev/null", OperatingSystem.IsLinux() ? 0x80000 : 0); // O_RDONLY | O_CLOEXEC
+    // O_RDONLY (0 everywhere) | O_CLOEXEC on Linux; elsewhere without it (a spare is closed again long before any exec
+    // a server makes matters little, and O_CLOEXEC's number differs per OS).
+    private static int OpenOne() => open("/dev/null", OperatingSystem.IsLinux() ? LibC.O_CLOEXEC_LINUX : 0);
 
     /// <summary>How many spares are not held now (given back, or failed to open).</summary>
     public int Missing => _fds.Count(fd => fd < 0);

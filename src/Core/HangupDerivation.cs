@@ -1,4 +1,6 @@
-namespace IoMux.Interop;
+using IoMux.Interop;
+
+namespace IoMux;
 
 /// <summary>
 /// Read hangup for kernels that do not report it (select everywhere; poll without POLLRDHUP). A readable
@@ -66,7 +68,7 @@ internal static unsafe class HangupDerivation
     /// </summary>
     public static void ExplainLoneHangup(OsCalls os, int fd, ref bool input, ref bool hangup)
     {
-        if (DescriptorProbe.TryGetKind(os, fd, out var kind) != 0 || kind != DescriptorKind.Socket)
+        if (os.TryGetKind(fd, out var kind) != 0 || kind != DescriptorKind.Socket)
             return;
         if (os.GetPeerName(fd) != os.Errnos.Enotconn)
             return;

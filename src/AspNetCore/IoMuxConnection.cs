@@ -40,7 +40,6 @@ internal sealed partial class IoMuxConnection : ConnectionContext,
 
     [LibraryImport("libc", SetLastError = true)] private static unsafe partial nint writev(int fd, IoVec* vectors, int count);
     [LibraryImport("libc", SetLastError = true)] private static partial int shutdown(int fd, int how);
-    [LibraryImport("libc", SetLastError = true)] private static unsafe partial int setsockopt(int fd, int level, int option, void* value, uint length);
 
     private readonly Socket _socket;
     private readonly int _fd;
@@ -419,19 +418,9 @@ internal sealed partial class IoMuxConnection : ConnectionContext,
                 return;
             }
             TransportLog.WriteRst(_logger, ConnectionId, abortReason.Message);
-            SetAbortiveClose(_fd);
+            Sockets.SetAbortiveClose(_fd); // SO_LINGER {1, 0}: close() resets (one home: src/Interop/Sockets.cs)
             CloseSocket();
         });
-    }
-
-    private static unsafe void SetAbortiveClose(int fd)
-    {
-        const int SOL_SOCKET_LINUX = 1, SO_LINGER_LINUX = 13, SOL_SOCKET_BSD = 0xffff, SO_LINGER_BSD = 0x80;
-        int* linger = stackalloc int[2] { 1, 0 }; // struct linger { l_onoff = 1, l_linger = 0 }
-        if (OperatingSystem.IsLinux())
-            setsockopt(fd, SOL_SOCKET_LINUX, SO_LINGER_LINUX, linger, 2 * sizeof(int));
-        else
-            setsockopt(fd, SOL_SOCKET_BSD, SO_LINGER_BSD, linger, 2 * sizeof(int));
     }
 
     /// <summary>On the loop: stops watching the descriptor, then closes it (once).</summary>

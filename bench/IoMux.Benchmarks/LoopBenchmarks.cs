@@ -94,8 +94,19 @@ public class TimerChurn
     private static readonly Action<SlimTimer> NothingSlim = _ => { };
     private static readonly TimerCallback NothingThreading = _ => { };
 
+    /// <summary>True: the loop has run an iteration, as it has whenever a callback adds a timer (its now is the
+    /// wait's cached reading). False: a loop that never ran, where a relative timer reads the live clock
+    /// (<c>EventLoop.Now</c>'s start-up rule, sd_event_now's fallback): one clock_gettime per add.</summary>
+    [Params(true, false)]
+    public bool Running { get; set; }
+
     [GlobalSetup]
-    public void Setup() => _loop = new EventLoop(new Poller(Fixtures.Backend("epoll")));
+    public void Setup()
+    {
+        _loop = new EventLoop(new Poller(Fixtures.Backend("epoll")));
+        if (Running)
+            _loop.RunOnce(TimeSpan.Zero);
+    }
 
     [Benchmark(Baseline = true, OperationsPerInvoke = Count)]
     public void SystemThreadingTimer()

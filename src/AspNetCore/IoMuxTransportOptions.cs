@@ -37,7 +37,7 @@ public sealed class IoMuxTransportOptions
 
     /// <summary>Creates the poller of each loop (overrides <see cref="Backend"/>). Internal: the tests use it for the
     /// kqueue and ports models, whose backends only a test can wrap in a poller (the Poller constructor is internal to
-    /// IoMux.Core, which grants this assembly no access).</summary>
+    /// the IoMux assembly, which grants this one no access).</summary>
     internal Func<Poller>? PollerOverride { get; set; }
 
     /// <summary>Where application code runs. Default: the thread pool.</summary>

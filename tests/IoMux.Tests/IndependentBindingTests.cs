@@ -5,7 +5,7 @@ using IoMux.Backends.Poll;
 using IoMux.Interop;
 using Mono.Unix.Native;
 using NativeErrno = Mono.Unix.Native.Errno;
-using CoreInterop = core::IoMux.Interop; // the poll backend takes IoMux.Core's PollFd (tests/LinkedInterop.props)
+using CoreInterop = core::IoMux.Interop; // the poll backend takes IoMux's PollFd (tests/LinkedInterop.props)
 
 namespace IoMux.Tests;
 

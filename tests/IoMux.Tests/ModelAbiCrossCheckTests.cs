@@ -28,7 +28,7 @@ public sealed class ModelAbiCrossCheckTests
 
     private static void Compare(TargetAbi model)
     {
-        var os = (UnixFlavor)model.Os; // the model names IoMux.Core's copy of the enum, the table here is this assembly's
+        var os = (UnixFlavor)model.Os; // the model names IoMux's copy of the enum, the table here is this assembly's
         const string Table = "src/Interop/OsAbi.cs";
         var stat = OsAbi.Stat(os, RuntimeInformation.ProcessArchitecture); // the model's layouts are this machine's architecture's (x86-64)
         var errnos = OsAbi.Errnos(os);
@@ -60,7 +60,7 @@ public sealed class ModelAbiCrossCheckTests
         var model = KqueueAbi.All.Single(k => k.Name == name);
         var backend = KqueueProfile.All.SingleOrDefault(p => p.Name == model.Name);
         Assert.That(backend, Is.Not.Null, $"the backend has no table for {model.Name}");
-        const string Table = "src/Backends.Kqueue/KqueueProfile.cs";
+        const string Table = "src/IoMux/Backends/Kqueue/KqueueProfile.cs";
         Assert.Multiple(() =>
         {
             Same("EVFILT_READ", backend!.Read, Table, model.Read, model.Citation);
@@ -78,7 +78,7 @@ public sealed class ModelAbiCrossCheckTests
     [Test]
     public void TheKeventFlagsAgreeWithTheModel()
     {
-        const string Table = "src/Backends.Kqueue/KEvent.cs Kq";
+        const string Table = "src/IoMux/Backends/Kqueue/KEvent.cs Kq";
         const string Model = "tests/IoMux.Models/ModelAbi.cs KqueueAbi";
         Assert.Multiple(() =>
         {
@@ -102,7 +102,7 @@ public sealed class ModelAbiCrossCheckTests
     {
         var backend = name == "illumos" ? PortPollBits.Illumos : PortPollBits.Solaris;
         var model = name == "illumos" ? TargetAbi.Illumos : TargetAbi.Solaris;
-        const string Table = "src/Backends.EventPorts/IEventPortSystem.cs";
+        const string Table = "src/IoMux/Backends/EventPorts/IEventPortSystem.cs";
         const string Model = "tests/IoMux.Models/ModelAbi.cs PortAbi";
         Assert.Multiple(() =>
         {

@@ -2,7 +2,7 @@ extern alias core;
 using System.Runtime.InteropServices;
 using IoMux.Backends.Kqueue;
 using IoMux.Interop;
-// IoMux.Core's own copy of the interop, for its methods and the backends' that take its types (this assembly compiles
+// IoMux's own copy of the interop, for its methods and the backends' that take its types (this assembly compiles
 // one of its own: tests/LinkedInterop.props).
 using CoreInterop = core::IoMux.Interop;
 

@@ -16,7 +16,7 @@ out="$root/bench/out/fuzz"
 bin="$out/bin"
 tool_dir="${SHARPFUZZ_TOOL_PATH:-/tmp/sharpfuzz-tool}"
 # The assemblies whose branches afl sees (the harness itself and the framework are not instrumented).
-instrumented=(IoMux.Core.dll IoMux.Web.dll iomux-socket-proxyd.dll IoMux.Backends.Kqueue.dll IoMux.Backends.EventPorts.dll)
+instrumented=(IoMux.dll IoMux.Web.dll iomux-socket-proxyd.dll)
 
 if ! command -v afl-fuzz >/dev/null; then
     if [ "$(id -u)" = 0 ]; then

@@ -127,6 +127,32 @@ public sealed class PackageInstallTests
             Assert.That(output, Does.Contain("backend=epoll"));
     }
 
+    /// <summary>Issue 25: the poller, the backends and the selection ship as one assembly in one package, and every
+    /// other library package depends on IoMux packages by public API only (no IoMux.Core or IoMux.Backends.* package
+    /// is left to mix versions with).</summary>
+    [Test]
+    public void TheIoMuxPackageIsOneAssemblyAndTheLibrariesDependOnItAlone()
+    {
+        var artifacts = Artifacts();
+        using (var package = System.IO.Compression.ZipFile.OpenRead(Path.Combine(artifacts, $"IoMux.{Version}.nupkg")))
+        {
+            var assemblies = package.Entries.Where(e => e.FullName.StartsWith("lib/", StringComparison.Ordinal) && e.FullName.EndsWith(".dll", StringComparison.Ordinal))
+                .Select(e => e.FullName).ToList();
+            Assert.That(assemblies, Is.EqualTo(new[] { "lib/net10.0/IoMux.dll" }), "the IoMux package's assemblies");
+        }
+        foreach (var id in new[] { "IoMux.Loop", "IoMux.Web", "IoMux.Hosting", "IoMux.AspNetCore" })
+        {
+            using var package = System.IO.Compression.ZipFile.OpenRead(Path.Combine(artifacts, $"{id}.{Version}.nupkg"));
+            using var reader = new StreamReader(package.GetEntry($"{id}.nuspec")!.Open());
+            var nuspec = System.Xml.Linq.XDocument.Parse(reader.ReadToEnd());
+            var ioMuxDependencies = nuspec.Descendants().Where(e => e.Name.LocalName == "dependency")
+                .Select(e => (string)e.Attribute("id")!).Where(d => d.StartsWith("IoMux", StringComparison.Ordinal)).Distinct().ToList();
+            Assert.That(ioMuxDependencies, Does.Contain("IoMux"), $"{id} depends on the IoMux package");
+            Assert.That(ioMuxDependencies.Where(d => d.StartsWith("IoMux.Core", StringComparison.Ordinal) || d.StartsWith("IoMux.Backends", StringComparison.Ordinal)),
+                Is.Empty, $"{id}'s dependencies");
+        }
+    }
+
     [Test] // no CancelAfter: every command runs under Run's own timeout
     public void TheHostingPackageRunsALoopWithAGenericHostsLifetime()
     {

@@ -1,6 +1,7 @@
 using System.CommandLine.Parsing;
 using System.Runtime.InteropServices;
 using IoMux.SocketProxy;
+using IoMux.Interop;
 
 namespace IoMux.Cli;
 

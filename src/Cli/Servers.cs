@@ -3,6 +3,7 @@ using System.Runtime.InteropServices;
 using IoMux.SocketProxy;
 using IoMux.Web.Echo;
 using IoMux.Web.Http;
+using IoMux.Interop;
 
 namespace IoMux.Cli;
 

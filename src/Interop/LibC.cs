@@ -4,6 +4,13 @@ namespace IoMux.Interop;
 
 /// <summary>The portable libc calls IoMux shares across backends. Every call records errno
 /// (SetLastError); read it with <see cref="Errno.Last"/> right after the call.</summary>
+/// <remarks>How IoMux's own wrappers below <see cref="PosixException"/> answer a failure, one rule by the shape of
+/// the call (issue 25): a call that only succeeds or fails returns <b>0 or the errno</b> (epoll_ctl, kevent's change
+/// list, fstat, getsockopt: <c>if (errno != 0)</c>); a call that produces a number returns <b>the number or -errno</b>,
+/// the kernel's own convention (accept, a kevent wait, read/write/splice counts); a call that can produce a number
+/// <i>and</i> fail in the same call returns the number with an <b><c>out int errno</c></b> (a backend's
+/// <c>KernelWait</c>: port_getn hands over events with ETIME or EINTR; sendfile moves part of a file, then
+/// fails).</remarks>
 internal static unsafe partial class LibC
 {
     /// <summary>fcntl commands and the descriptor flag FD_CLOEXEC: Version 7's and 4.4BSD's numbers on every OS here

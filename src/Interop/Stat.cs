@@ -52,14 +52,14 @@ internal static unsafe partial class DescriptorProbe
         _ => fstat_plain(fd, buffer),
     };
 
-    /// <summary>Kind, size and modification time (seconds since the epoch) in one fstat(2); 0, or -errno.</summary>
+    /// <summary>Kind, size and modification time (seconds since the epoch) in one fstat(2); 0, or the errno.</summary>
     public static int TryGetKindSizeAndModified(int fd, out DescriptorKind kind, out long size, out long modified)
     {
         byte* buffer = stackalloc byte[BufferSize];
         kind = DescriptorKind.Other;
         size = modified = 0;
         if (Fstat(fd, buffer) != 0)
-            return -Errno.Last;
+            return Errno.Last;
         Read(buffer, Layout, out kind, out size, out modified);
         return 0;
     }

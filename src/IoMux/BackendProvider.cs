@@ -58,23 +58,23 @@ public static class BackendCatalog
     private static string? IllumosOnly() => Platform.IsIllumos ? null : "event ports exist on illumos and Solaris only";
 
     /// <summary>epoll (Linux).</summary>
-    public static readonly BackendProvider Epoll = new(BackendKind.Epoll, "epoll",
+    internal static readonly BackendProvider Epoll = new(BackendKind.Epoll, "epoll",
         "Linux epoll(7); eventfd wake; epoll_pwait2 for sub-millisecond timeouts", LinuxOnly, () => new EpollBackend());
 
     /// <summary>poll(2) (any POSIX system).</summary>
-    public static readonly BackendProvider Poll = new(BackendKind.Poll, "poll",
+    internal static readonly BackendProvider Poll = new(BackendKind.Poll, "poll",
         "poll(2); pipe wake; edge and oneshot emulated", PosixOnly, () => new PollBackend());
 
     /// <summary>select(2), descriptors below FD_SETSIZE only.</summary>
-    public static readonly BackendProvider Select = new(BackendKind.Select, "select",
+    internal static readonly BackendProvider Select = new(BackendKind.Select, "select",
         "select(2); pipe wake; edge, oneshot and hangups emulated; fds below FD_SETSIZE", PosixOnly, () => new SelectBackend());
 
     /// <summary>Event ports (illumos, Solaris).</summary>
-    public static readonly BackendProvider EventPorts = new(BackendKind.EventPorts, "ports",
+    internal static readonly BackendProvider EventPorts = new(BackendKind.EventPorts, "ports",
         "event ports; port_send wake; level and edge emulated over one-shot associations", IllumosOnly, () => new EventPortsBackend());
 
     /// <summary>kqueue (FreeBSD, macOS, the BSDs; on Linux through libkqueue when IOMUX_KQUEUE_LIBRARY is set).</summary>
-    public static readonly BackendProvider Kqueue = new(BackendKind.Kqueue, "kqueue",
+    internal static readonly BackendProvider Kqueue = new(BackendKind.Kqueue, "kqueue",
         "kqueue(2); EVFILT_USER wake (pipe where absent); per-filter events merged, oneshot across filters",
         () => KqueueBackend.UnsupportedReason(), () => new KqueueBackend()); // lambdas: its assembly loads only when asked
 
@@ -98,4 +98,17 @@ public static class BackendCatalog
     /// <summary>Finds a backend or variant by name (case-insensitive).</summary>
     public static BackendProvider? Find(string name) =>
         All.Concat(TestVariants).FirstOrDefault(p => string.Equals(p.Name, name, StringComparison.OrdinalIgnoreCase));
+
+    /// <summary>The backend of <paramref name="kind"/> (every kind has one in every build; whether it runs here is
+    /// <see cref="BackendProvider.IsSupported"/>).</summary>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="kind"/> is not a <see cref="BackendKind"/>.</exception>
+    public static BackendProvider Find(BackendKind kind) => kind switch
+    {
+        BackendKind.Epoll => Epoll,
+        BackendKind.Kqueue => Kqueue,
+        BackendKind.EventPorts => EventPorts,
+        BackendKind.Poll => Poll,
+        BackendKind.Select => Select,
+        _ => throw new ArgumentOutOfRangeException(nameof(kind), kind, "not a backend kind"),
+    };
 }

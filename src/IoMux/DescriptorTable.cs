@@ -42,7 +42,7 @@ internal sealed class DescriptorEntry
     internal Registration? Registration { get; set; }
 
     /// <summary>After an event was reported: oneshot disarms every direction, edge the reported ones (they
-    /// come back through <see cref="DescriptorTable.TryRearm"/> when the consumer hits would-block); level
+    /// come back through <see cref="DescriptorTable.TryArmAfterWouldBlock"/> when the consumer hits would-block); level
     /// keeps everything. Returns true when the armed set changed.</summary>
     public bool DisarmReported(Readiness reported)
     {
@@ -140,7 +140,7 @@ internal sealed class DescriptorTable
     /// <summary>The consumer hit would-block in <paramref name="directions"/>: arms them again on an edge entry.
     /// Returns the entry when its armed set grew (the backend then watches it again), else null (unknown
     /// descriptor — deleted meanwhile by another thread —, not edge, or nothing new).</summary>
-    public DescriptorEntry? TryRearm(int fd, Interest directions)
+    public DescriptorEntry? TryArmAfterWouldBlock(int fd, Interest directions)
     {
         if (Find(fd) is not { Mode: TriggerMode.Edge } entry)
             return null;

@@ -25,13 +25,13 @@ public class PosixException : IOException
     public int Errno { get; }
 
     /// <summary>The errno's symbolic name, e.g. "EBADF".</summary>
-    public string ErrorName => IoMux.Errno.Name(Errno);
+    public string ErrorName => Interop.Errno.Name(Errno);
 
     /// <summary>The call that failed, e.g. "epoll_ctl(ADD)".</summary>
     public string Operation { get; }
 
     private static string Format(string operation, int errno, string? detail) =>
-        $"{operation} failed: {IoMux.Errno.Name(errno)} ({IoMux.Errno.Describe(errno)})" + (detail is null ? "" : $"; {detail}");
+        $"{operation} failed: {Interop.Errno.Name(errno)} ({Interop.Errno.Describe(errno)})" + (detail is null ? "" : $"; {detail}");
 }
 
 /// <summary>The descriptor is already registered with this poller.</summary>

@@ -77,7 +77,7 @@ internal unsafe class OsCalls
         return LibC.getpeername(fd, address, &length) == 0 ? 0 : Errno.Last;
     }
 
-    /// <summary>The descriptor's kind through <see cref="Fstat"/>, read with <see cref="Stat"/>: 0, or -errno when
+    /// <summary>The descriptor's kind through <see cref="Fstat"/>, read with <see cref="Stat"/>: 0, or the errno when
     /// fstat fails (e.g. EBADF for a closed fd).</summary>
     public int TryGetKind(int fd, out DescriptorKind kind)
     {
@@ -85,7 +85,7 @@ internal unsafe class OsCalls
         kind = DescriptorKind.Other;
         int errno = Fstat(fd, buffer);
         if (errno != 0)
-            return -errno;
+            return errno;
         DescriptorProbe.Read(buffer, Stat, out kind, out _, out _);
         return 0;
     }
@@ -93,9 +93,9 @@ internal unsafe class OsCalls
     /// <summary>The check every backend makes on add: the descriptor must be open and waitable.</summary>
     public DescriptorKind RequireWaitable(int fd, string operation)
     {
-        int rc = TryGetKind(fd, out var kind);
-        if (rc < 0)
-            throw new PosixException(operation, -rc, $"fd {fd}");
+        int errno = TryGetKind(fd, out var kind);
+        if (errno != 0)
+            throw new PosixException(operation, errno, $"fd {fd}");
         if (kind == DescriptorKind.RegularFile)
             throw new UnsupportedDescriptorException(fd, "regular file");
         if (kind == DescriptorKind.Directory)

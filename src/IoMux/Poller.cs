@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using IoMux.Interop;
 
 namespace IoMux;
 
@@ -126,7 +127,7 @@ public sealed class Poller : IDisposable
             _backend.Delete(registration, closing);
     }
 
-    internal void Rearm(Registration registration, Interest directions)
+    internal void NotifyWouldBlock(Registration registration, Interest directions)
     {
         if (registration.IsActive && _state < Disposed)
             _backend.NotifyWouldBlock(registration.Descriptor, directions);

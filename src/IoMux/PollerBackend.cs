@@ -207,7 +207,7 @@ internal abstract class PollerBackend : IDisposable
             return; // native edge re-arms itself when new readiness arrives
         lock (_lock)
         {
-            if (!_disposed && Table.TryRearm(fd, directions) is { Closed: false } entry)
+            if (!_disposed && Table.TryArmAfterWouldBlock(fd, directions) is { Closed: false } entry)
                 Rewatch(entry);
         }
     }

@@ -35,7 +35,7 @@ public sealed unsafe class Registration : IDisposable
     private readonly Poller _poller;
     private readonly SafeHandle? _handle;
     private volatile bool _active = true;
-    private bool _needsRearm;
+    private bool _emulatedEdge;
 
     internal Registration(Poller poller, int fd, ulong token, Interest interest, TriggerMode mode, SafeHandle? handle)
     {
@@ -65,7 +65,7 @@ public sealed unsafe class Registration : IDisposable
     {
         Interest = interest;
         Mode = mode;
-        _needsRearm = mode == TriggerMode.Edge && !_poller.Capabilities.NativeEdge;
+        _emulatedEdge = mode == TriggerMode.Edge && !_poller.Capabilities.NativeEdge;
     }
 
     /// <summary>Changes the watched directions and mode; also re-arms a oneshot registration and every
@@ -82,8 +82,8 @@ public sealed unsafe class Registration : IDisposable
     /// write (<see cref="Interest.Writable"/>) returned EAGAIN. Cheap and harmless on every mode and backend.</summary>
     public void NotifyWouldBlock(Interest directions)
     {
-        if (_needsRearm)
-            _poller.Rearm(this, directions);
+        if (_emulatedEdge)
+            _poller.NotifyWouldBlock(this, directions);
     }
 
     /// <summary>Reads without blocking. Returns <see cref="IoOutcome.Completed"/> with the byte count,

@@ -3,41 +3,9 @@ using System.Runtime.InteropServices;
 namespace IoMux.Loop;
 
 // The loop in a host: RunAsync on a thread of its own, cancellation through the loop's wake, DisposeAsync
-// that waits for that thread, and I/O sources on a SafeHandle.
+// that waits for that thread.
 public sealed partial class EventLoop : IAsyncDisposable
 {
-    /// <summary>Watches the descriptor of <paramref name="handle"/>, as <see cref="Poller.Register(SafeHandle, ulong, Interest, TriggerMode)"/>
-    /// does: the handle is referenced while each registration call runs, and once it is closed the source
-    /// reports nothing more, even if its number is reused. A <see cref="System.Net.Sockets.Socket"/>'s handle must
-    /// be non-blocking (<c>Socket.Blocking = false</c>). Dispose the source before or after the handle, either order.</summary>
-    /// <exception cref="ObjectDisposedException">The handle is closed.</exception>
-    /// <exception cref="BlockingSocketException">The handle is a socket in blocking mode.</exception>
-    public IoSource AddIo(SafeHandle handle, Interest interest, Action<IoSource, Readiness> callback, TriggerMode mode = TriggerMode.Level,
-        int priority = 0, SourceState state = SourceState.On, string? description = null)
-    {
-        ThrowIfDisposed();
-        return Attach(new IoSource(this, DescriptorOf(handle), handle, interest, mode, callback, priority, state, description));
-    }
-
-    /// <summary>Watches the descriptor of <paramref name="handle"/> for code that awaits <see cref="IoSource.NextAsync()"/>
-    /// on the loop thread (see <see cref="AddIo(SafeHandle, Interest, Action{IoSource, Readiness}, TriggerMode, int, SourceState, string?)"/>).</summary>
-    /// <exception cref="ObjectDisposedException">The handle is closed.</exception>
-    /// <exception cref="BlockingSocketException">The handle is a socket in blocking mode.</exception>
-    public IoSource AddIo(SafeHandle handle, Interest interest, int priority = 0, string? description = null)
-    {
-        ThrowIfDisposed();
-        return Attach(new IoSource(this, DescriptorOf(handle), handle, interest, TriggerMode.Oneshot, null, priority, SourceState.On, description));
-    }
-
-    private static int DescriptorOf(SafeHandle handle)
-    {
-        ArgumentNullException.ThrowIfNull(handle);
-        ObjectDisposedException.ThrowIf(handle.IsClosed, handle);
-        if (handle.IsInvalid)
-            throw new ArgumentException("The handle is invalid.", nameof(handle));
-        return (int)handle.DangerousGetHandle();
-    }
-
     /// <summary>
     /// Runs the loop (as <see cref="Run"/>) on a thread of its own and completes with the exit code once the
     /// loop has exited, its exit sources ran and its thread has ended; faults with <see cref="EventLoopException"/> when a callback

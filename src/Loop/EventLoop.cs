@@ -136,6 +136,38 @@ public sealed partial class EventLoop : IDisposable
         return Attach(new IoSource(this, fd, null, interest, TriggerMode.Oneshot, null, priority, SourceState.On, description));
     }
 
+    /// <summary>Watches the descriptor of <paramref name="handle"/>, as <see cref="Poller.Register(SafeHandle, ulong, Interest, TriggerMode)"/>
+    /// does: the handle is referenced while each registration call runs, and once it is closed the source
+    /// reports nothing more, even if its number is reused. A <see cref="System.Net.Sockets.Socket"/>'s handle must
+    /// be non-blocking (<c>Socket.Blocking = false</c>). Dispose the source before or after the handle, either order.</summary>
+    /// <exception cref="ObjectDisposedException">The handle is closed.</exception>
+    /// <exception cref="BlockingSocketException">The handle is a socket in blocking mode.</exception>
+    public IoSource AddIo(SafeHandle handle, Interest interest, Action<IoSource, Readiness> callback, TriggerMode mode = TriggerMode.Level,
+        int priority = 0, SourceState state = SourceState.On, string? description = null)
+    {
+        ThrowIfDisposed();
+        return Attach(new IoSource(this, DescriptorOf(handle), handle, interest, mode, callback, priority, state, description));
+    }
+
+    /// <summary>Watches the descriptor of <paramref name="handle"/> for code that awaits <see cref="IoSource.NextAsync()"/>
+    /// on the loop thread (see <see cref="AddIo(SafeHandle, Interest, Action{IoSource, Readiness}, TriggerMode, int, SourceState, string?)"/>).</summary>
+    /// <exception cref="ObjectDisposedException">The handle is closed.</exception>
+    /// <exception cref="BlockingSocketException">The handle is a socket in blocking mode.</exception>
+    public IoSource AddIo(SafeHandle handle, Interest interest, int priority = 0, string? description = null)
+    {
+        ThrowIfDisposed();
+        return Attach(new IoSource(this, DescriptorOf(handle), handle, interest, TriggerMode.Oneshot, null, priority, SourceState.On, description));
+    }
+
+    private static int DescriptorOf(SafeHandle handle)
+    {
+        ArgumentNullException.ThrowIfNull(handle);
+        ObjectDisposedException.ThrowIf(handle.IsClosed, handle);
+        if (handle.IsInvalid)
+            throw new ArgumentException("The handle is invalid.", nameof(handle));
+        return (int)handle.DangerousGetHandle();
+    }
+
     /// <summary>A timer due <paramref name="delay"/> from the loop's now; repeating when <paramref name="period"/> is set.</summary>
     public TimerSource AddTimer(TimeSpan delay, Action<TimerSource> callback, TimeSpan? accuracy = null, TimeSpan? period = null,
         LoopClock clock = LoopClock.Monotonic, int priority = 0, string? description = null)

@@ -1,4 +1,5 @@
 using Microsoft.Extensions.Logging;
+using IoMux.Interop;
 
 namespace IoMux.SocketProxy;
 

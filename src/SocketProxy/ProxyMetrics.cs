@@ -1,5 +1,6 @@
 using System.Diagnostics.Metrics;
 using IoMux.Loop;
+using IoMux.Interop;
 
 namespace IoMux.SocketProxy;
 

@@ -1,3 +1,5 @@
+using IoMux.Interop;
+
 namespace IoMux.SocketProxy;
 
 /// <summary>systemd.time(7) spans exactly as systemd parses them (<c>parse_sec</c>, what systemd-socket-proxyd and
@@ -46,8 +48,8 @@ public static class TimeSpans
     private const string Whitespace = " \t\n\r";
 
     /// <summary>Parses <paramref name="text"/> into microseconds (<see cref="Infinity"/> for "infinity").</summary>
-    /// <returns>0, or the errno parse_time answers: <see cref="Errno.EINVAL"/> (not a time span) or
-    /// <see cref="Errno.ERANGE"/> (negative, or too long for 64 bits of microseconds).</returns>
+    /// <returns>0, or the errno parse_time answers: <c>EINVAL</c> (not a time span) or
+    /// <c>ERANGE</c> (negative, or too long for 64 bits of microseconds).</returns>
     public static int ParseMicroseconds(string text, out ulong microseconds)
     {
         microseconds = 0;

@@ -1,5 +1,6 @@
 using IoMux.Loop;
 using Microsoft.Extensions.Logging;
+using IoMux.Interop;
 
 namespace IoMux.Web;
 

@@ -1,4 +1,5 @@
 using IoMux.Cli;
+using IoMux.Interop;
 
 namespace IoMux.Tests;
 

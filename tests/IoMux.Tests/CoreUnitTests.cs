@@ -1,3 +1,5 @@
+using IoMux.Interop;
+
 namespace IoMux.Tests;
 
 /// <summary>The pieces of Core that are pure logic: the readiness rules, deadlines, the wake gate, errno names.</summary>

@@ -1,3 +1,5 @@
+using IoMux.Interop;
+
 namespace IoMux.Tests;
 
 public sealed class SelectionTests

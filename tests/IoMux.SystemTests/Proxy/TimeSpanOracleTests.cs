@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Text.RegularExpressions;
 using IoMux.SocketProxy;
+using IoMux.Interop;
 
 namespace IoMux.Tests.Proxy;
 

@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using IoMux.Interop;
 
 namespace IoMux.Tests.Web;
 
@@ -48,7 +49,7 @@ internal static unsafe partial class NetworkNamespace
             try
             {
                 if (unshare(CLONE_NEWNET) != 0)
-                    throw new InvalidOperationException($"unshare(CLONE_NEWNET): {IoMux.Errno.Name(Marshal.GetLastPInvokeError())} (needs CAP_SYS_ADMIN)");
+                    throw new InvalidOperationException($"unshare(CLONE_NEWNET): {Interop.Errno.Name(Marshal.GetLastPInvokeError())} (needs CAP_SYS_ADMIN)");
                 BringLoopbackUp();
                 result = body();
             }
@@ -84,10 +85,10 @@ internal static unsafe partial class NetworkNamespace
             ifreq[0] = (byte)'l';
             ifreq[1] = (byte)'o';
             if (ioctl(fd, SIOCGIFFLAGS, ifreq) != 0)
-                throw new InvalidOperationException($"SIOCGIFFLAGS lo: {IoMux.Errno.Name(Marshal.GetLastPInvokeError())}");
+                throw new InvalidOperationException($"SIOCGIFFLAGS lo: {Interop.Errno.Name(Marshal.GetLastPInvokeError())}");
             *(short*)(ifreq + 16) |= IFF_UP;
             if (ioctl(fd, SIOCSIFFLAGS, ifreq) != 0)
-                throw new InvalidOperationException($"SIOCSIFFLAGS lo: {IoMux.Errno.Name(Marshal.GetLastPInvokeError())}");
+                throw new InvalidOperationException($"SIOCSIFFLAGS lo: {Interop.Errno.Name(Marshal.GetLastPInvokeError())}");
         }
         finally
         {

@@ -1,5 +1,6 @@
 using System.Runtime.InteropServices;
 using IoMux.Web;
+using IoMux.Interop;
 
 namespace IoMux.Tests.Web;
 
@@ -37,7 +38,7 @@ internal static unsafe partial class SendFileModels
             moved += n;
             if ((nuint)n < length)
             {
-                errno = IoMux.Errno.EAGAIN; // a non-blocking BSD socket: partial progress, then EAGAIN
+                errno = Interop.Errno.EAGAIN; // a non-blocking BSD socket: partial progress, then EAGAIN
                 return moved;
             }
         }
@@ -59,7 +60,7 @@ internal static unsafe partial class SendFileModels
             remaining -= n;
             if (interrupt)
             {
-                errno = IoMux.Errno.EINTR;
+                errno = Interop.Errno.EINTR;
                 return moved;
             }
         }

@@ -1,21 +1,22 @@
 using System.Runtime.InteropServices;
 
-namespace IoMux;
+namespace IoMux.Interop;
 
 /// <summary>
 /// errno values for the OS this process runs on, and their symbolic names. The numbers differ per OS
 /// (EAGAIN is 11 on Linux and illumos, 35 on the BSDs and macOS), so code compares against these fields,
-/// never against literals.
+/// never against literals. Internal (issue 25): a user meets an errno as <see cref="PosixException.Errno"/> and its name
+/// as <see cref="PosixException.ErrorName"/>; the table is plumbing, linked into each assembly that calls libc.
 /// </summary>
-public static class Errno
+internal static class Errno
 {
     private enum Family { Linux, Bsd, Illumos }
 
     // Which OS this is: Platform.Flavor, the one place that tells illumos apart (src/Interop/Platform.cs).
-    private static readonly Family Os = Interop.Platform.Flavor switch
+    private static readonly Family Os = Platform.Flavor switch
     {
-        Interop.UnixFlavor.Linux => Family.Linux,
-        Interop.UnixFlavor.Illumos or Interop.UnixFlavor.Solaris => Family.Illumos,
+        UnixFlavor.Linux => Family.Linux,
+        UnixFlavor.Illumos or UnixFlavor.Solaris => Family.Illumos,
         _ => Family.Bsd, // macOS, NetBSD, OpenBSD, DragonFly share the 4.4BSD numbering for everything below.
     };
 
@@ -26,7 +27,6 @@ public static class Errno
         _ => illumos,
     };
 
-#pragma warning disable CS1591 // the names are the documentation
     public static readonly int EPERM = 1, ENOENT = 2, ESRCH = 3, EINTR = 4, EIO = 5, EBADF = 9, ECHILD = 10;
     public static readonly int ENOMEM = 12, EACCES = 13, EFAULT = 14, EEXIST = 17, EINVAL = 22;
     public static readonly int ENOTDIR = 20, ENFILE = 23, EMFILE = 24, ESPIPE = 29, EROFS = 30, EPIPE = 32, ERANGE = 34;
@@ -43,14 +43,13 @@ public static class Errno
     public static readonly int ECONNABORTED = Pick(103, 53, 130);
     public static readonly int ECONNRESET = Pick(104, 54, 131);
     public static readonly int ENOBUFS = Pick(105, 55, 132);
-    public static readonly int ENOTCONN = Interop.OsAbi.Errnos(Interop.Platform.Flavor).Enotconn; // the one table: OsAbi.Errnos
+    public static readonly int ENOTCONN = OsAbi.Errnos(Platform.Flavor).Enotconn; // the one table: OsAbi.Errnos
     public static readonly int ETIMEDOUT = Pick(110, 60, 145);
     public static readonly int ECONNREFUSED = Pick(111, 61, 146);
-    public static readonly int ETIME = Interop.OsAbi.Errnos(Interop.Platform.Flavor).Etime; // -1 where the OS has none
-    public static readonly int EBADFD = Interop.OsAbi.Errnos(Interop.Platform.Flavor).Ebadfd;
+    public static readonly int ETIME = OsAbi.Errnos(Platform.Flavor).Etime; // -1 where the OS has none
+    public static readonly int EBADFD = OsAbi.Errnos(Platform.Flavor).Ebadfd;
     // FreeBSD's Capsicum (sys/sys/errno.h: ENOTCAPABLE 93); on macOS 93 is ENOATTR, elsewhere there is none.
-    public static readonly int ENOTCAPABLE = Interop.OsAbi.Errnos(Interop.Platform.Flavor).Enotcapable;
-#pragma warning restore CS1591
+    public static readonly int ENOTCAPABLE = OsAbi.Errnos(Platform.Flavor).Enotcapable;
 
     private static readonly Dictionary<int, string> Names = BuildNames();
 

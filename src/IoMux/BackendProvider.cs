@@ -76,7 +76,7 @@ public static class BackendCatalog
     /// <summary>kqueue (FreeBSD, macOS, the BSDs; on Linux through libkqueue when IOMUX_KQUEUE_LIBRARY is set).</summary>
     internal static readonly BackendProvider Kqueue = new(BackendKind.Kqueue, "kqueue",
         "kqueue(2); EVFILT_USER wake (pipe where absent); per-filter events merged, oneshot across filters",
-        () => KqueueBackend.UnsupportedReason(), () => new KqueueBackend()); // lambdas: its assembly loads only when asked
+        () => KqueueBackend.UnsupportedReason(), () => new KqueueBackend());
 
     /// <summary>Every backend in this build, best first for this OS: event ports first on illumos and Solaris
     /// (illumos's own epoll(5) says native applications should prefer them), epoll first on Linux; poll and

@@ -116,6 +116,20 @@ public sealed class SelectionTests
         Assert.That(poller.Capabilities.Name, Is.EqualTo(name));
     }
 
+    /// <summary>The public lookup that replaced the five catalogue fields (issue 25): each kind finds the catalogue's own
+    /// provider of that kind (not a test variant), and a number that is no kind is refused rather than answered.</summary>
+    [Test]
+    public void FindByKindAnswersTheCataloguesProviderOfThatKind()
+    {
+        foreach (var kind in Enum.GetValues<BackendKind>())
+        {
+            var provider = BackendCatalog.Find(kind);
+            Assert.That(provider.Kind, Is.EqualTo(kind), $"Find({kind})");
+            Assert.That(provider, Is.SameAs(BackendCatalog.All.Single(p => p.Kind == kind)), $"Find({kind}) is All's one {kind} provider");
+        }
+        Assert.Throws<ArgumentOutOfRangeException>(() => BackendCatalog.Find((BackendKind)99));
+    }
+
     [Test]
     public void FactoryRefusesAKindThisOsCannotRunAndSaysHowToGetIt()
     {

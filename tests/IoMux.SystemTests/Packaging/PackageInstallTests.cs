@@ -139,18 +139,27 @@ public sealed class PackageInstallTests
             var assemblies = package.Entries.Where(e => e.FullName.StartsWith("lib/", StringComparison.Ordinal) && e.FullName.EndsWith(".dll", StringComparison.Ordinal))
                 .Select(e => e.FullName).ToList();
             Assert.That(assemblies, Is.EqualTo(new[] { "lib/net10.0/IoMux.dll" }), "the IoMux package's assemblies");
+            // The split layout's IoMux package also held one lib/net10.0/IoMux.dll (the selection) and pulled the poller and
+            // the backends in as IoMux.Core and IoMux.Backends.* packages: only its dependencies tell the two apart.
+            Assert.That(IoMuxDependencies(package, "IoMux"), Is.Empty, "the IoMux package depends on no other IoMux package");
         }
         foreach (var id in new[] { "IoMux.Loop", "IoMux.Web", "IoMux.Hosting", "IoMux.AspNetCore" })
         {
             using var package = System.IO.Compression.ZipFile.OpenRead(Path.Combine(artifacts, $"{id}.{Version}.nupkg"));
-            using var reader = new StreamReader(package.GetEntry($"{id}.nuspec")!.Open());
-            var nuspec = System.Xml.Linq.XDocument.Parse(reader.ReadToEnd());
-            var ioMuxDependencies = nuspec.Descendants().Where(e => e.Name.LocalName == "dependency")
-                .Select(e => (string)e.Attribute("id")!).Where(d => d.StartsWith("IoMux", StringComparison.Ordinal)).Distinct().ToList();
+            var ioMuxDependencies = IoMuxDependencies(package, id);
             Assert.That(ioMuxDependencies, Does.Contain("IoMux"), $"{id} depends on the IoMux package");
             Assert.That(ioMuxDependencies.Where(d => d.StartsWith("IoMux.Core", StringComparison.Ordinal) || d.StartsWith("IoMux.Backends", StringComparison.Ordinal)),
                 Is.Empty, $"{id}'s dependencies");
         }
+    }
+
+    /// <summary>The ids of the IoMux packages <paramref name="package"/>'s nuspec depends on.</summary>
+    private static List<string> IoMuxDependencies(System.IO.Compression.ZipArchive package, string id)
+    {
+        using var reader = new StreamReader(package.GetEntry($"{id}.nuspec")!.Open());
+        var nuspec = System.Xml.Linq.XDocument.Parse(reader.ReadToEnd());
+        return nuspec.Descendants().Where(e => e.Name.LocalName == "dependency")
+            .Select(e => (string)e.Attribute("id")!).Where(d => d.StartsWith("IoMux", StringComparison.Ordinal)).Distinct().ToList();
     }
 
     [Test] // no CancelAfter: every command runs under Run's own timeout

@@ -55,9 +55,9 @@ internal sealed class ScriptedEventPorts(PortPollBits bits, FuzzInput input) : I
     {
         byte first = input.Byte();
         if (first >= 0xF8)
-            return -Errno.EINTR; // nget left as passed, nothing written
+            return Errno.EINTR; // nget left as passed, nothing written
         if (first >= 0xF0)
-            return -Errno.EBADF;
+            return Errno.EBADF;
         int wanted = Math.Min(first % 9, events.Length);
         var delivered = new HashSet<ulong>();
         int count = 0;
@@ -69,7 +69,7 @@ internal sealed class ScriptedEventPorts(PortPollBits bits, FuzzInput input) : I
             events[count++] = record;
         }
         nget = (uint)count;
-        return (first & 0x80) != 0 ? -Errno.ETIME : 0;
+        return (first & 0x80) != 0 ? Errno.ETIME : 0;
     }
 
     private PortEvent Record()

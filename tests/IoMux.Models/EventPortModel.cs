@@ -93,14 +93,14 @@ internal sealed unsafe partial class EventPortModel : IEventPortSystem
     private static int BadPort(string call, int port)
     {
         Refused.Enqueue($"{call} port {port}: EBADF");
-        return -9; // EBADF, Version 7's number everywhere
+        return 9; // EBADF, Version 7's number everywhere
     }
 
     /// <inheritdoc />
     public int Associate(int port, int fd, int events, ulong user)
     {
         if (LibC.fcntl(fd, LinuxF_GETFD, 0) < 0)
-            return -Target.Errnos.Ebadfd; // port_associate_fd: "if ((fp = getf(fd)) == NULL) return (EBADFD)"
+            return Target.Errnos.Ebadfd; // port_associate_fd: "if ((fp = getf(fd)) == NULL) return (EBADFD)"
         lock (_gate)
         {
             if (Find(port) is not { } p)
@@ -120,7 +120,7 @@ internal sealed unsafe partial class EventPortModel : IEventPortSystem
                 return BadPort("port_dissociate", port);
             if (p.Associations.Remove(fd))
                 return 0;
-            return LibC.fcntl(fd, LinuxF_GETFD, 0) < 0 ? -Target.Errnos.Ebadfd : -Target.Errnos.Enoent;
+            return LibC.fcntl(fd, LinuxF_GETFD, 0) < 0 ? Target.Errnos.Ebadfd : Target.Errnos.Enoent;
         }
     }
 
@@ -175,7 +175,7 @@ internal sealed unsafe partial class EventPortModel : IEventPortSystem
             if (left <= 0)
             {
                 nget = (uint)count;
-                return -Target.Errnos.Etime; // "the timeout elapsed before nget events": what was retrieved stays in list
+                return Target.Errnos.Etime; // "the timeout elapsed before nget events": what was retrieved stays in list
             }
             // Block until a descriptor or the doorbell (associate, send) fires, then look again.
             int ms = deadline == long.MaxValue ? -1 : (int)Math.Min(int.MaxValue, (left * 1000 + Stopwatch.Frequency - 1) / Stopwatch.Frequency);
@@ -184,7 +184,7 @@ internal sealed unsafe partial class EventPortModel : IEventPortSystem
                 // libc's port_getn sets errno and returns -1 without touching *nget for every error but ETIME.
                 // Events retrieved before the signal stay in the list here (the model retrieved them itself); a
                 // real port would not have retrieved them, so the count given back is the caller's own.
-                return -Target.Errnos.Eintr;
+                return Target.Errnos.Eintr;
             }
         }
     }

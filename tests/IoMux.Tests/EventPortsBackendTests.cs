@@ -70,7 +70,7 @@ public sealed unsafe class EventPortsBackendTests
             int r = Pipe(fds);
             backend.Add(r, 77, Interest.Readable, TriggerMode.Level);
             ulong user = system.Associations.Last().User;
-            system.Next = (-errno, [
+            system.Next = (errno, [
                 new PortEvent { Source = PortSource.User, Events = 0, User = DescriptorTable.WakeData },
                 new PortEvent { Source = PortSource.Fd, Events = 0x1, Object = (ulong)r, User = user },
             ]);
@@ -102,7 +102,7 @@ public sealed unsafe class EventPortsBackendTests
             var events = new PollEvent[4];
             Assert.That(backend.Wait(events, TimeSpan.FromSeconds(5)), Is.EqualTo(1), "the byte");
             ConformanceRead(r);
-            system.Next = (-Errno.EINTR, null);
+            system.Next = (Errno.EINTR, null);
             Assert.That(backend.Wait(events, TimeSpan.FromMilliseconds(50)), Is.Zero, "the previous batch is not reported again");
             Assert.That(backend.Counters.Interruptions, Is.EqualTo(1));
         }

@@ -76,9 +76,9 @@ internal sealed class EventPortsBackend : PollerBackend
     {
         if (why == Removal.Closed)
             return;
-        int rc = _system.Dissociate(_port, entry.Descriptor);
-        if (rc < 0 && -rc != _errnos.Enoent && -rc != _errnos.Ebadf && -rc != _errnos.Ebadfd)
-            throw new PosixException("port_dissociate", -rc, $"fd {entry.Descriptor}");
+        int errno = _system.Dissociate(_port, entry.Descriptor);
+        if (errno != 0 && errno != _errnos.Enoent && errno != _errnos.Ebadf && errno != _errnos.Ebadfd)
+            throw new PosixException("port_dissociate", errno, $"fd {entry.Descriptor}");
     }
 
     private int KernelEvents(Interest armed)
@@ -97,9 +97,9 @@ internal sealed class EventPortsBackend : PollerBackend
             _system.Dissociate(_port, entry.Descriptor); // ENOENT is fine: nothing to stop
             return;
         }
-        int rc = _system.Associate(_port, entry.Descriptor, KernelEvents(entry.Armed), entry.KernelData);
-        if (rc < 0)
-            throw new PosixException("port_associate", -rc, $"fd {entry.Descriptor}");
+        int errno = _system.Associate(_port, entry.Descriptor, KernelEvents(entry.Armed), entry.KernelData);
+        if (errno != 0)
+            throw new PosixException("port_associate", errno, $"fd {entry.Descriptor}");
     }
 
     private protected override string KernelCallName => "port_getn";
@@ -115,10 +115,11 @@ internal sealed class EventPortsBackend : PollerBackend
         // unfilled so that such a slot is skipped by its source, as libuv's sunos.c does.
         _buffer[0].Source = 0;
         uint nget = 1;
-        int rc = _system.GetN(_port, _buffer.AsSpan(0, capacity), ref nget, slice == Timeout.InfiniteTimeSpan ? null : slice);
+        errno = _system.GetN(_port, _buffer.AsSpan(0, capacity), ref nget, slice == Timeout.InfiniteTimeSpan ? null : slice);
         // ETIME (the timeout passed) is not an error, and may come with events: nget says how many were retrieved
         // (T3; port_getn(3C), and libuv's sunos.c and libev's ev_port.c rely on the same).
-        errno = rc < 0 && -rc != _errnos.Etime ? -rc : 0;
+        if (errno == _errnos.Etime)
+            errno = 0;
         return Math.Min((int)nget, capacity);
     }
 
@@ -135,13 +136,13 @@ internal sealed class EventPortsBackend : PollerBackend
                 StopWatchingClosed(entry); // the number may name another file by now: never associate it again
                 continue;
             }
-            int rc = _system.Associate(_port, entry.Descriptor, KernelEvents(entry.Armed), entry.KernelData);
+            int errno = _system.Associate(_port, entry.Descriptor, KernelEvents(entry.Armed), entry.KernelData);
             // Closed without deregistering: stop watching, as epoll would. illumos answers EBADFD for a closed
             // descriptor (port_associate(3C)).
-            if (rc == -_errnos.Ebadf || rc == -_errnos.Ebadfd)
+            if (errno == _errnos.Ebadf || errno == _errnos.Ebadfd)
                 StopWatchingClosed(entry);
-            else if (rc < 0)
-                throw new PosixException("port_associate", -rc, $"fd {entry.Descriptor}");
+            else if (errno != 0)
+                throw new PosixException("port_associate", errno, $"fd {entry.Descriptor}");
         }
         _pendingCount = 0;
     }

@@ -36,21 +36,21 @@ internal interface IEventPortSystem
     /// <summary>port_create(3C): a port descriptor, or a negative errno.</summary>
     int Create();
 
-    /// <summary>port_associate(port, PORT_SOURCE_FD, fd, events, user): 0 or a negative errno (EBADFD for a closed
+    /// <summary>port_associate(port, PORT_SOURCE_FD, fd, events, user): 0 or the errno (EBADFD for a closed
     /// descriptor, EBADF for an invalid port: port_fd.c port_associate_fd).</summary>
     int Associate(int port, int fd, int events, ulong user);
 
-    /// <summary>port_dissociate(port, PORT_SOURCE_FD, fd): 0 or a negative errno: ENOENT when not associated (its
+    /// <summary>port_dissociate(port, PORT_SOURCE_FD, fd): 0 or the errno: ENOENT when not associated (its
     /// event already retrieved included), EBADFD for a closed descriptor, EBADF for an invalid port (port_fd.c).</summary>
     int Dissociate(int port, int fd);
 
     /// <summary>port_getn(3C): blocks until <paramref name="nget"/> events are available (at most
-    /// <paramref name="events"/>.Length), or the timeout (null: infinite) passes. Returns 0, or a negative errno.
+    /// <paramref name="events"/>.Length), or the timeout (null: infinite) passes. Returns 0, or the errno.
     /// With ETIME events may still have been retrieved and <paramref name="nget"/> says how many; with any other
     /// error (EINTR) nget is left as it was passed (illumos libc event_port.c).</summary>
     int GetN(int port, Span<PortEvent> events, ref uint nget, TimeSpan? timeout);
 
-    /// <summary>port_send(3C): queues a PORT_SOURCE_USER event; 0 or a negative errno.</summary>
+    /// <summary>port_send(3C): queues a PORT_SOURCE_USER event; 0 or the errno.</summary>
     int Send(int port, int events, ulong user);
 
     /// <summary>Closes the port.</summary>

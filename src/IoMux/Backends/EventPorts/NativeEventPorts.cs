@@ -26,10 +26,10 @@ internal sealed unsafe partial class NativeEventPorts : IEventPortSystem
     }
 
     public int Associate(int port, int fd, int events, ulong user) =>
-        port_associate(port, PortSource.Fd, (nuint)fd, events, (void*)user) == 0 ? 0 : -Errno.Last;
+        port_associate(port, PortSource.Fd, (nuint)fd, events, (void*)user) == 0 ? 0 : Errno.Last;
 
     public int Dissociate(int port, int fd) =>
-        port_dissociate(port, PortSource.Fd, (nuint)fd) == 0 ? 0 : -Errno.Last;
+        port_dissociate(port, PortSource.Fd, (nuint)fd) == 0 ? 0 : Errno.Last;
 
     public int GetN(int port, Span<PortEvent> events, ref uint nget, TimeSpan? timeout)
     {
@@ -46,11 +46,11 @@ internal sealed unsafe partial class NativeEventPorts : IEventPortSystem
             {
                 rc = port_getn(port, list, (uint)events.Length, n, null);
             }
-            return rc == 0 ? 0 : -Errno.Last;
+            return rc == 0 ? 0 : Errno.Last;
         }
     }
 
-    public int Send(int port, int events, ulong user) => port_send(port, events, (void*)user) == 0 ? 0 : -Errno.Last;
+    public int Send(int port, int events, ulong user) => port_send(port, events, (void*)user) == 0 ? 0 : Errno.Last;
 
     public void Close(int port) => LibC.CloseQuietly(port);
 }

@@ -142,6 +142,8 @@ public sealed unsafe partial class SdNotifier : IDisposable
 
     /// <summary>Sends <paramref name="state"/>; false with the errno when it could not be sent whole. Never blocks
     /// when <paramref name="dontWait"/> (a full queue is then EAGAIN).</summary>
+    /// <remarks><paramref name="errno"/> is this OS's number (EAGAIN is 11 on Linux, 35 on the BSDs); its portable
+    /// name is <c>new PosixException("sendto", errno).ErrorName</c> ("EAGAIN"), as <see cref="Notify"/> throws it.</remarks>
     public bool TryNotify(ReadOnlySpan<byte> state, bool dontWait, out int errno)
     {
         ObjectDisposedException.ThrowIf(_fd < 0, this);

@@ -18,7 +18,8 @@
 #   accept -> backend connect             per-connection set-up
 #   backend connect -> first byte         connect, the request relayed, the backend's answer relayed, the client woken
 # "activation's share" is client start -> execve, "proxy's share" execve -> first byte. The plain and traced totals
-# side by side show what the tracer costs. Needs perf (linux-perf) with tracepoints; run as root.
+# side by side show what the tracer costs; at the end, what one page fault costs on CPU 0 (bench/c/page_fault.c).
+# Needs perf (linux-perf) with tracepoints; run as root.
 # Without a LABEL: systemd-socket-proxyd and the Native AOT proxy (bench/aot-publish.sh, built first).
 #   bench/startup-phases.sh 20
 #   bench/startup-phases.sh 20 systemd=/lib/systemd/systemd-socket-proxyd aot=/tmp/aot/bin/iomux-socket-proxyd
@@ -42,6 +43,7 @@ fi
 command -v perf >/dev/null 2>&1 || { echo "startup-phases: needs perf (Debian: linux-perf)" >&2; exit 1; }
 command -v gcc >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq gcc libc6-dev >/dev/null; }
 gcc -O2 -o "$out/hello_epoll" bench/c/hello_epoll.c
+gcc -O2 -o "$out/page_fault" bench/c/page_fault.c
 taskset -c 1 "$out/hello_epoll" hello "$backend" >/dev/null 2>&1 &
 hello=$!
 trap 'kill $hello 2>/dev/null || true' EXIT
@@ -85,4 +87,6 @@ for round in $(seq 1 "$n"); do
   done
 done
 echo "startup-phases: load average after: $(cut -d' ' -f1-3 /proc/loadavg); raw lines in $raw"
+# The price of one page fault here, on the proxies' CPU: the phases above take hundreds of them.
+echo "startup-phases: $(taskset -c 0 "$out/page_fault" 213 21)"
 python3 bench/proxy/phases.py "$raw" | tee "$out/summary.md"

@@ -53,8 +53,10 @@ internal sealed class TimerTable
     private sealed class Group(long accuracy)
     {
         public readonly long Accuracy = accuracy;
+        /// <summary>Record numbers: <c>Heap[..Sorted]</c> is the 4-ary heap; <c>Heap[Sorted..Count]</c> are records
+        /// armed since the heap was last read, in no order (see <see cref="Settle"/>).</summary>
         public int[] Heap = new int[16];
-        public int Count;
+        public int Count, Sorted;
         public SourceEntry[] Sources = []; // grown on the first TimerSource: many groups hold slim timers only
         public int SourceCount;
     }
@@ -141,7 +143,24 @@ internal sealed class TimerTable
         record.Phase = TimerPhase.Armed;
         record.Group = (byte)groupIndex;
         timers.Armed++;
-        Push(ref group.Heap, ref group.Count, slot, new RecordKeys(_records));
+        // Appended past the heap, not sifted in: most timers are cancelled before they are due (timeouts), and one
+        // added and cancelled before the loop next reads its heaps then costs no sift at either end. Settle sifts
+        // the rest in when the heap is read (FirstDue, EarliestLatest) or an entry of the heap proper leaves it.
+        if (group.Count == group.Heap.Length)
+            Array.Resize(ref group.Heap, group.Count * 2);
+        int index = group.Count++;
+        group.Heap[index] = slot;
+        record.HeapIndex = index;
+    }
+
+    /// <summary>Sifts the records armed since <paramref name="group"/>'s heap was last read into it, in the order
+    /// they were armed: the heap then holds what eager pushes would have built.</summary>
+    private void Settle(Group group)
+    {
+        var keys = new RecordKeys(_records);
+        for (int i = group.Sorted; i < group.Count; i++)
+            Up(group.Heap, i, keys);
+        group.Sorted = group.Count;
     }
 
     /// <summary>The group a timer of <paramref name="accuracy"/> on <paramref name="clock"/> goes in (a TimerSource keeps
@@ -226,7 +245,22 @@ internal sealed class TimerTable
         var timers = _clocks[record.Clock];
         var group = timers.Groups[record.Group];
         timers.Armed--;
-        RemoveAt(group.Heap, ref group.Count, record.HeapIndex, new RecordKeys(_records));
+        int index = record.HeapIndex;
+        if (index >= group.Sorted)
+        {
+            // Not in the heap proper yet: the last entry, past the heap too, takes its place; nothing sifts.
+            int moved = group.Heap[--group.Count];
+            group.Heap[index] = moved;
+            _records[moved].HeapIndex = index;
+            return;
+        }
+        if (group.Sorted != group.Count)
+        {
+            Settle(group); // the last entry must be in the heap proper to fill a place in it
+            index = record.HeapIndex;
+        }
+        RemoveAt(group.Heap, ref group.Count, index, new RecordKeys(_records));
+        group.Sorted = group.Count;
     }
 
     /// <summary>Disarms and frees a record; its generation moves on, so every handle to it is stale.</summary>
@@ -259,6 +293,8 @@ internal sealed class TimerTable
         for (int i = 0; i < timers.GroupCount; i++)
         {
             var group = timers.Groups[i];
+            if (group.Sorted != group.Count)
+                Settle(group);
             if (group.Count > 0)
             {
                 int slot = group.Heap[0];
@@ -291,6 +327,8 @@ internal sealed class TimerTable
         for (int i = 0; i < timers.GroupCount; i++)
         {
             var group = timers.Groups[i];
+            if (group.Sorted != group.Count)
+                Settle(group);
             if (group.Count > 0)
                 earliest = Math.Min(earliest, _records[group.Heap[0]].Deadline + group.Accuracy);
             if (group.SourceCount > 0)

@@ -128,18 +128,18 @@ internal sealed class TimerTable
         record.Clock = (byte)clock;
         generation = record.Generation;
         _live++;
-        Arm(slot);
+        Arm(ref record, slot);
         return slot;
     }
 
     /// <summary>Puts a record that is not in a heap (new, due or firing) into the heap of its clock and accuracy.</summary>
+    public void Arm(int slot) => Arm(ref _records[slot], slot);
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public void Arm(int slot)
+    private void Arm(ref TimerRecord record, int slot)
     {
-        ref var record = ref _records[slot];
         var timers = _clocks[record.Clock];
-        int groupIndex = GroupFor(timers, record.Latest - record.Deadline);
-        var group = timers.Groups[groupIndex];
+        var group = GroupFor(timers, record.Latest - record.Deadline, out int groupIndex);
         record.Phase = TimerPhase.Armed;
         record.Group = (byte)groupIndex;
         timers.Armed++;
@@ -165,7 +165,11 @@ internal sealed class TimerTable
 
     /// <summary>The group a timer of <paramref name="accuracy"/> on <paramref name="clock"/> goes in (a TimerSource keeps
     /// it; see <see cref="GroupAccuracy"/>).</summary>
-    public byte GroupOf(LoopClock clock, long accuracy) => (byte)GroupFor(_clocks[(int)clock], accuracy);
+    public byte GroupOf(LoopClock clock, long accuracy)
+    {
+        GroupFor(_clocks[(int)clock], accuracy, out int index);
+        return (byte)index;
+    }
 
     /// <summary>The accuracy of <paramref name="group"/> on <paramref name="clock"/>, the same for the table's life.</summary>
     public long GroupAccuracy(LoopClock clock, byte group) => _clocks[(int)clock].Groups[group].Accuracy;
@@ -194,12 +198,14 @@ internal sealed class TimerTable
     /// <summary>The group of <paramref name="accuracy"/> on a clock: the one used last (the usual case), one
     /// found or made, or past <see cref="MaxGroups"/> the one with the largest accuracy not above it.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static int GroupFor(ClockTimers timers, long accuracy)
+    private static Group GroupFor(ClockTimers timers, long accuracy, out int index)
     {
-        int last = timers.LastGroup;
-        if (last < timers.GroupCount && timers.Groups[last].Accuracy == accuracy)
-            return last;
-        return timers.LastGroup = FindOrMakeGroup(timers, accuracy);
+        index = timers.LastGroup;
+        var group = timers.Groups[index]; // null only past GroupCount: groups are never removed
+        if (group is not null && group.Accuracy == accuracy)
+            return group;
+        index = timers.LastGroup = FindOrMakeGroup(timers, accuracy);
+        return timers.Groups[index];
     }
 
     private static int FindOrMakeGroup(ClockTimers timers, long accuracy)
@@ -263,11 +269,25 @@ internal sealed class TimerTable
         group.Sorted = group.Count;
     }
 
-    /// <summary>Disarms and frees a record; its generation moves on, so every handle to it is stale.</summary>
+    /// <summary>Frees record <paramref name="slot"/> if it is in use under <paramref name="generation"/>
+    /// (<see cref="IsLive"/> and <see cref="Free(int)"/> with one look-up: a slim timer's cancel).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public void Free(int slot)
+    public void Free(int slot, int generation)
     {
-        ref var record = ref _records[slot];
+        var records = _records;
+        if ((uint)slot >= (uint)records.Length)
+            return;
+        ref var record = ref records[slot];
+        if (record.Generation == generation && record.Phase != TimerPhase.Free)
+            Free(ref record, slot);
+    }
+
+    /// <summary>Disarms and frees a record; its generation moves on, so every handle to it is stale.</summary>
+    public void Free(int slot) => Free(ref _records[slot], slot);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void Free(ref TimerRecord record, int slot)
+    {
         if (record.Phase == TimerPhase.Armed)
             RemoveFromHeap(ref record);
         record.Target = null;

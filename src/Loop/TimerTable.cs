@@ -41,7 +41,9 @@ internal struct TimerRecord
 /// (never waking late, only coalescing less), or the zero-accuracy group. A group, once made, keeps its place
 /// and accuracy for the table's life, so a group number names an accuracy (a TimerSource keeps its group, not
 /// its accuracy). 4-ary as libev's heap: half the depth of a binary one, and a node's four children are adjacent
-/// in memory. Adding or cancelling allocates nothing once the arrays have grown.
+/// in memory. Adding or cancelling allocates nothing once the arrays have grown. A slim timer armed since its heap was
+/// last read waits past the heap's end, unsorted, and is sifted in by the next read: so a timeout added and
+/// cancelled within one iteration, the common case, never sifts (see <see cref="Settle"/>).
 /// </summary>
 internal sealed class TimerTable
 {
@@ -132,7 +134,8 @@ internal sealed class TimerTable
         return slot;
     }
 
-    /// <summary>Puts a record that is not in a heap (new, due or firing) into the heap of its clock and accuracy.</summary>
+    /// <summary>Puts a record that is not in a heap (new, due or firing) into the heap of its clock and accuracy (past
+    /// its end until the heap is next read).</summary>
     public void Arm(int slot) => Arm(ref _records[slot], slot);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -210,14 +210,22 @@ public sealed partial class EventLoop : IDisposable
     {
         ArgumentNullException.ThrowIfNull(callback);
         ThrowIfCannotAddTimer(clock);
-        deadlineNanoseconds = TimerSpan.Deadline(deadlineNanoseconds);
+        // The deadline is saturated already: TimerSpan.After and TimerSpan.Nanoseconds both stop at Never.
         long latest = deadlineNanoseconds + TimerSpan.Nanoseconds(accuracy ?? TimerSource.DefaultAccuracy);
         long periodNs = TimerSpan.Nanoseconds(period ?? TimeSpan.Zero);
         int slot = _timers.Add(clock, deadlineNanoseconds, latest, periodNs, callback, priority, out int generation);
         return new SlimTimer(this, slot, generation);
     }
 
+    /// <summary>A monotonic timer on a live loop, the usual case, costs one test; the rest is out of line.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
     private void ThrowIfCannotAddTimer(LoopClock clock)
+    {
+        if (_disposed | clock != LoopClock.Monotonic)
+            CheckUnusualTimer(clock);
+    }
+
+    private void CheckUnusualTimer(LoopClock clock)
     {
         ThrowIfDisposed();
         if (clock == LoopClock.Boottime && !BootClock.IsAvailable)

@@ -84,11 +84,7 @@ public readonly struct SlimTimer : IDisposable, IEquatable<SlimTimer>
 
     /// <summary>Cancels the timer and frees its record. Idempotent, a stale or default handle does nothing; safe
     /// inside any callback, its own included.</summary>
-    public void Dispose()
-    {
-        if (_loop is not null && _loop.TimerTable.IsLive(_slot, _generation))
-            _loop.TimerTable.Free(_slot);
-    }
+    public void Dispose() => _loop?.TimerTable.Free(_slot, _generation);
 
     private TimerTable Table
     {

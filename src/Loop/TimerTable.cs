@@ -41,7 +41,9 @@ internal struct TimerRecord
 /// (never waking late, only coalescing less), or the zero-accuracy group. A group, once made, keeps its place
 /// and accuracy for the table's life, so a group number names an accuracy (a TimerSource keeps its group, not
 /// its accuracy). 4-ary as libev's heap: half the depth of a binary one, and a node's four children are adjacent
-/// in memory. Adding or cancelling allocates nothing once the arrays have grown.
+/// in memory. Adding or cancelling allocates nothing once the arrays have grown. A slim timer armed since its heap was
+/// last read waits past the heap's end, unsorted, and is sifted in by the next read: so a timeout added and
+/// cancelled within one iteration, the common case, never sifts (see <see cref="Settle"/>).
 /// </summary>
 internal sealed class TimerTable
 {
@@ -53,8 +55,10 @@ internal sealed class TimerTable
     private sealed class Group(long accuracy)
     {
         public readonly long Accuracy = accuracy;
+        /// <summary>Record numbers: <c>Heap[..Sorted]</c> is the 4-ary heap; <c>Heap[Sorted..Count]</c> are records
+        /// armed since the heap was last read, in no order (see <see cref="Settle"/>).</summary>
         public int[] Heap = new int[16];
-        public int Count;
+        public int Count, Sorted;
         public SourceEntry[] Sources = []; // grown on the first TimerSource: many groups hold slim timers only
         public int SourceCount;
     }
@@ -126,27 +130,49 @@ internal sealed class TimerTable
         record.Clock = (byte)clock;
         generation = record.Generation;
         _live++;
-        Arm(slot);
+        Arm(ref record, slot);
         return slot;
     }
 
-    /// <summary>Puts a record that is not in a heap (new, due or firing) into the heap of its clock and accuracy.</summary>
+    /// <summary>Puts a record that is not in a heap (new, due or firing) into the heap of its clock and accuracy (past
+    /// its end until the heap is next read).</summary>
+    public void Arm(int slot) => Arm(ref _records[slot], slot);
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public void Arm(int slot)
+    private void Arm(ref TimerRecord record, int slot)
     {
-        ref var record = ref _records[slot];
         var timers = _clocks[record.Clock];
-        int groupIndex = GroupFor(timers, record.Latest - record.Deadline);
-        var group = timers.Groups[groupIndex];
+        var group = GroupFor(timers, record.Latest - record.Deadline, out int groupIndex);
         record.Phase = TimerPhase.Armed;
         record.Group = (byte)groupIndex;
         timers.Armed++;
-        Push(ref group.Heap, ref group.Count, slot, new RecordKeys(_records));
+        // Appended past the heap, not sifted in: most timers are cancelled before they are due (timeouts), and one
+        // added and cancelled before the loop next reads its heaps then costs no sift at either end. Settle sifts
+        // the rest in when the heap is read (FirstDue, EarliestLatest) or an entry of the heap proper leaves it.
+        if (group.Count == group.Heap.Length)
+            Array.Resize(ref group.Heap, group.Count * 2);
+        int index = group.Count++;
+        group.Heap[index] = slot;
+        record.HeapIndex = index;
+    }
+
+    /// <summary>Sifts the records armed since <paramref name="group"/>'s heap was last read into it, in the order
+    /// they were armed: the heap then holds what eager pushes would have built.</summary>
+    private void Settle(Group group)
+    {
+        var keys = new RecordKeys(_records);
+        for (int i = group.Sorted; i < group.Count; i++)
+            Up(group.Heap, i, keys);
+        group.Sorted = group.Count;
     }
 
     /// <summary>The group a timer of <paramref name="accuracy"/> on <paramref name="clock"/> goes in (a TimerSource keeps
     /// it; see <see cref="GroupAccuracy"/>).</summary>
-    public byte GroupOf(LoopClock clock, long accuracy) => (byte)GroupFor(_clocks[(int)clock], accuracy);
+    public byte GroupOf(LoopClock clock, long accuracy)
+    {
+        GroupFor(_clocks[(int)clock], accuracy, out int index);
+        return (byte)index;
+    }
 
     /// <summary>The accuracy of <paramref name="group"/> on <paramref name="clock"/>, the same for the table's life.</summary>
     public long GroupAccuracy(LoopClock clock, byte group) => _clocks[(int)clock].Groups[group].Accuracy;
@@ -175,12 +201,14 @@ internal sealed class TimerTable
     /// <summary>The group of <paramref name="accuracy"/> on a clock: the one used last (the usual case), one
     /// found or made, or past <see cref="MaxGroups"/> the one with the largest accuracy not above it.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static int GroupFor(ClockTimers timers, long accuracy)
+    private static Group GroupFor(ClockTimers timers, long accuracy, out int index)
     {
-        int last = timers.LastGroup;
-        if (last < timers.GroupCount && timers.Groups[last].Accuracy == accuracy)
-            return last;
-        return timers.LastGroup = FindOrMakeGroup(timers, accuracy);
+        index = timers.LastGroup;
+        var group = timers.Groups[index]; // null only past GroupCount: groups are never removed
+        if (group is not null && group.Accuracy == accuracy)
+            return group;
+        index = timers.LastGroup = FindOrMakeGroup(timers, accuracy);
+        return timers.Groups[index];
     }
 
     private static int FindOrMakeGroup(ClockTimers timers, long accuracy)
@@ -226,14 +254,43 @@ internal sealed class TimerTable
         var timers = _clocks[record.Clock];
         var group = timers.Groups[record.Group];
         timers.Armed--;
-        RemoveAt(group.Heap, ref group.Count, record.HeapIndex, new RecordKeys(_records));
+        int index = record.HeapIndex;
+        if (index >= group.Sorted)
+        {
+            // Not in the heap proper yet: the last entry, past the heap too, takes its place; nothing sifts.
+            int moved = group.Heap[--group.Count];
+            group.Heap[index] = moved;
+            _records[moved].HeapIndex = index;
+            return;
+        }
+        if (group.Sorted != group.Count)
+        {
+            Settle(group); // the last entry must be in the heap proper to fill a place in it
+            index = record.HeapIndex;
+        }
+        RemoveAt(group.Heap, ref group.Count, index, new RecordKeys(_records));
+        group.Sorted = group.Count;
+    }
+
+    /// <summary>Frees record <paramref name="slot"/> if it is in use under <paramref name="generation"/>
+    /// (<see cref="IsLive"/> and <see cref="Free(int)"/> with one look-up: a slim timer's cancel).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void Free(int slot, int generation)
+    {
+        var records = _records;
+        if ((uint)slot >= (uint)records.Length)
+            return;
+        ref var record = ref records[slot];
+        if (record.Generation == generation && record.Phase != TimerPhase.Free)
+            Free(ref record, slot);
     }
 
     /// <summary>Disarms and frees a record; its generation moves on, so every handle to it is stale.</summary>
+    public void Free(int slot) => Free(ref _records[slot], slot);
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public void Free(int slot)
+    private void Free(ref TimerRecord record, int slot)
     {
-        ref var record = ref _records[slot];
         if (record.Phase == TimerPhase.Armed)
             RemoveFromHeap(ref record);
         record.Target = null;
@@ -259,6 +316,8 @@ internal sealed class TimerTable
         for (int i = 0; i < timers.GroupCount; i++)
         {
             var group = timers.Groups[i];
+            if (group.Sorted != group.Count)
+                Settle(group);
             if (group.Count > 0)
             {
                 int slot = group.Heap[0];
@@ -291,6 +350,8 @@ internal sealed class TimerTable
         for (int i = 0; i < timers.GroupCount; i++)
         {
             var group = timers.Groups[i];
+            if (group.Sorted != group.Count)
+                Settle(group);
             if (group.Count > 0)
                 earliest = Math.Min(earliest, _records[group.Heap[0]].Deadline + group.Accuracy);
             if (group.SourceCount > 0)

@@ -204,4 +204,44 @@ public sealed class LoopSlimTimerTests(BackendProvider backend)
         }
         Assert.That((taken, table.LiveCount, table.ArmedCount(LoopClock.Monotonic)), Is.EqualTo((TimerTable.MaxGroups * 3, 0, 0)));
     }
+
+    /// <summary>Timers armed since the heaps were last read sit past their heap, unsorted, until a read sifts them
+    /// in: adds and cancels interleaved with reads, in every mix, must leave exactly the timers not cancelled, taken
+    /// in deadline order, with every cancel taking out its own timer (a stale heap place would take out another).</summary>
+    [Test]
+    public void AddsAndCancelsBetweenReadsOfTheHeapsLeaveExactlyTheOtherTimersInDeadlineOrder()
+    {
+        var table = new TimerTable();
+        var random = new Random(11);
+        var armed = new Dictionary<int, long>(); // slot -> deadline
+        for (int step = 0; step < 20_000; step++)
+        {
+            int what = random.Next(10);
+            if (what < 5 || armed.Count == 0)
+            {
+                long deadline = 1_000 + random.Next(1_000);
+                armed[table.Add(LoopClock.Monotonic, deadline, deadline, 0, this, 0)] = deadline;
+            }
+            else if (what < 9)
+            {
+                int slot = armed.Keys.ElementAt(random.Next(armed.Count));
+                table.Free(slot);
+                armed.Remove(slot);
+            }
+            else
+            {
+                table.EarliestLatest(LoopClock.Monotonic); // a read: sifts the unsorted ones in
+            }
+        }
+        for (int i = 0; i < 3; i++) // the earliest of all still unsorted when the heap is next read
+            armed[table.Add(LoopClock.Monotonic, 500 + i, 500 + i, 0, this, 0)] = 500 + i;
+        for (int slot; (slot = table.FirstDue(LoopClock.Monotonic, long.MaxValue, out _)) >= 0;)
+        {
+            long earliest = armed.Values.Min();
+            Assert.That(armed.Remove(slot, out long deadline), Is.True, $"record {slot} came out but was cancelled or taken");
+            Assert.That(deadline, Is.EqualTo(earliest), "the earliest deadline of those left");
+            table.Free(slot);
+        }
+        Assert.That((armed.Count, table.LiveCount, table.ArmedCount(LoopClock.Monotonic)), Is.EqualTo((0, 0, 0)), "every armed timer came out once");
+    }
 }

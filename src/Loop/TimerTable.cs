@@ -156,8 +156,9 @@ internal sealed class TimerTable
         record.HeapIndex = index;
     }
 
-    /// <summary>Sifts the records armed since <paramref name="group"/>'s heap was last read into it, in the order
-    /// they were armed: the heap then holds what eager pushes would have built.</summary>
+    /// <summary>Sifts the records armed since <paramref name="group"/>'s heap was last read into it, in the tail's
+    /// order: the order they were armed, but for the last entry a tail cancel moved into the freed place. Either way a
+    /// valid heap; only the order among equal deadlines may differ from eager pushes', and none is promised.</summary>
     private void Settle(Group group)
     {
         var keys = new RecordKeys(_records);

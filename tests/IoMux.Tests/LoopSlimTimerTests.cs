@@ -244,4 +244,138 @@ public sealed class LoopSlimTimerTests(BackendProvider backend)
         }
         Assert.That((armed.Count, table.LiveCount, table.ArmedCount(LoopClock.Monotonic)), Is.EqualTo((0, 0, 0)), "every armed timer came out once");
     }
+
+    /// <summary>Every way the loop changes or reads the slim timers' heaps, mixed at random on two clocks with more
+    /// accuracies than a clock keeps groups for: adds, cancels (armed or due), moves (SetDeadline: out of the heap or
+    /// its unsorted tail and back in), due collection with a repeating re-arm or a oneshot's free, and reads of the
+    /// wake time. Against a model: the due ones come out earliest first and none early, the wake time is exactly the
+    /// earliest root's deadline + its group's accuracy (never later than a timer's latest moment), and the counts
+    /// match; a heap read that skipped the unsorted tail would wake the loop late.</summary>
+    [Test]
+    public void EveryHeapOperationMixedAcrossGroupsAndClocksMatchesAModel()
+    {
+        var table = new TimerTable();
+        var random = new Random(5);
+        var clocks = new[] { LoopClock.Monotonic, LoopClock.Realtime };
+        var armed = new Dictionary<int, LoopClock>(); // slot -> clock, records in a heap
+        var due = new List<int>(); // records taken as due, not yet run
+        long Accuracy() => random.Next(TimerTable.MaxGroups + 4) * 7L; // more accuracies than groups
+        void Check(LoopClock clock, int step)
+        {
+            long expected = long.MaxValue, latest = long.MaxValue;
+            foreach (var (slot, c) in armed)
+            {
+                if (c != clock)
+                    continue;
+                ref var record = ref table[slot];
+                expected = Math.Min(expected, record.Deadline + table.GroupAccuracy(clock, record.Group));
+                latest = Math.Min(latest, record.Latest);
+            }
+            long earliestLatest = table.EarliestLatest(clock);
+            Assert.That(earliestLatest, Is.EqualTo(expected), $"{clock} wake time at step {step}");
+            Assert.That(earliestLatest, Is.LessThanOrEqualTo(latest), $"{clock} never late, step {step}");
+            Assert.That(table.ArmedCount(clock), Is.EqualTo(armed.Values.Count(c => c == clock)), $"{clock} armed, step {step}");
+            Assert.That(table.LiveCount, Is.EqualTo(armed.Count + due.Count), $"live, step {step}");
+        }
+        for (int step = 0; step < 20_000; step++)
+        {
+            var clock = clocks[random.Next(clocks.Length)];
+            int what = random.Next(20);
+            if (what < 8 || armed.Count == 0)
+            {
+                long deadline = 1_000 + random.Next(1_000);
+                armed[table.Add(clock, deadline, deadline + Accuracy(), 0, this, 0)] = clock;
+            }
+            else if (what < 12)
+            {
+                // A cancel, of an armed record or of one due but not yet run (disposed by an earlier callback).
+                if (due.Count > 0 && random.Next(4) == 0)
+                {
+                    int slot = due[random.Next(due.Count)];
+                    table.Free(slot);
+                    due.Remove(slot);
+                }
+                else
+                {
+                    int slot = armed.Keys.ElementAt(random.Next(armed.Count));
+                    table.Free(slot);
+                    armed.Remove(slot);
+                }
+            }
+            else if (what < 15)
+            {
+                // SetDeadline's steps on an armed record (in the heap proper or its tail) or a due one.
+                bool ofDue = due.Count > 0 && random.Next(4) == 0;
+                int slot = ofDue ? due[random.Next(due.Count)] : armed.Keys.ElementAt(random.Next(armed.Count));
+                table.Disarm(slot);
+                ref var record = ref table[slot];
+                record.Deadline = 1_000 + random.Next(1_000);
+                record.Latest = record.Deadline + Accuracy();
+                table.Arm(slot);
+                if (ofDue)
+                    due.Remove(slot);
+                armed[slot] = (LoopClock)record.Clock;
+            }
+            else if (what < 17)
+            {
+                Check(clock, step);
+            }
+            else
+            {
+                // An iteration's due collection, then its dispatch: a repeating timer re-armed, a oneshot freed.
+                long now = 1_000 + random.Next(1_000);
+                for (int slot; (slot = table.FirstDue(clock, now, out _)) >= 0;)
+                {
+                    long earliest = armed.Where(a => a.Value == clock).Min(a => table[a.Key].Deadline);
+                    Assert.That(armed.Remove(slot), Is.True, $"record {slot} came out but is not armed, step {step}");
+                    Assert.That(table[slot].Deadline, Is.EqualTo(earliest).And.LessThanOrEqualTo(now), $"earliest first, none early, step {step}");
+                    table.Disarm(slot);
+                    due.Add(slot);
+                }
+                Assert.That(armed.Where(a => a.Value == clock).All(a => table[a.Key].Deadline > now), Is.True, $"every due one taken, step {step}");
+                foreach (int slot in due.ToArray())
+                {
+                    int fate = random.Next(3);
+                    if (fate == 0)
+                        continue; // not run yet: a later step may move or cancel it while due
+                    due.Remove(slot);
+                    if (fate == 1)
+                    {
+                        table.Free(slot);
+                        continue;
+                    }
+                    ref var record = ref table[slot];
+                    record.Deadline += 1 + random.Next(500);
+                    record.Latest = record.Deadline + Accuracy();
+                    table.Arm(slot);
+                    armed[slot] = (LoopClock)record.Clock;
+                }
+            }
+        }
+        foreach (var clock in clocks)
+            Check(clock, -1);
+        foreach (int slot in armed.Keys.Concat(due).ToArray())
+            table.Free(slot);
+        Assert.That((table.LiveCount, table.ArmedCount(LoopClock.Monotonic), table.ArmedCount(LoopClock.Realtime)), Is.EqualTo((0, 0, 0)));
+    }
+
+    /// <summary>A timer added after a later one, both still in the unsorted tail of their heap, sets the wait: the
+    /// wait's timeout (monotonic) or the absolute kernel timer (realtime, boottime) must come from the sorted heap,
+    /// not from whichever record was armed first. Read wrongly, the loop sleeps the whole 10 s of RunOnce.</summary>
+    [TestCase(LoopClock.Monotonic)]
+    [TestCase(LoopClock.Realtime)]
+    [TestCase(LoopClock.Boottime)]
+    public void ATimerArmedAfterALaterOneWakesTheLoopOnTimeOnEveryClock(LoopClock clock)
+    {
+        if (clock == LoopClock.Boottime && !BootClock.IsAvailable)
+            Assert.Ignore("CLOCK_BOOTTIME exists on Linux only");
+        bool fired = false;
+        using var later = _loop.AddSlimTimer(TimeSpan.FromHours(1), _ => { }, accuracy: TimeSpan.Zero, clock: clock);
+        using var sooner = _loop.AddSlimTimer(TimeSpan.FromMilliseconds(200), _ => fired = true, accuracy: TimeSpan.Zero, clock: clock);
+        var elapsed = System.Diagnostics.Stopwatch.StartNew();
+        while (!fired && elapsed.Elapsed < TimeSpan.FromSeconds(5))
+            _loop.RunOnce(TimeSpan.FromSeconds(10));
+        Assert.That((fired, elapsed.Elapsed < TimeSpan.FromSeconds(5)), Is.EqualTo((true, true)),
+            $"the 200 ms timer fired, and the loop did not sleep past it ({elapsed.Elapsed})");
+    }
 }

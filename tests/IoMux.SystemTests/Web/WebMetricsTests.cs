@@ -127,7 +127,13 @@ public sealed class WebMetricsTests
                 socket.Send(Encoding.ASCII.GetBytes($"GET {target} HTTP/1.1\r\nHost: t\r\n\r\n"));
                 Assert.That(socket.Receive(buffer), Is.GreaterThan(0));
             }
-            readings.Observe();
+            // The loop counts a response once its last byte is written, which can be after the client has read it:
+            // wait (bounded) until all four are counted, then check that no more were.
+            Assert.That(ProxyProcess.Eventually(() =>
+            {
+                readings.Observe();
+                return readings.Responses[200] - okBefore >= 3 && readings.Responses[404] - missingBefore >= 1;
+            }, TimeSpan.FromSeconds(10)), Is.True, $"four responses counted: 200 x{readings.Responses[200] - okBefore}, 404 x{readings.Responses[404] - missingBefore}");
             Assert.That(readings.Active, Is.EqualTo(activeBefore + 1), "the open connection");
             Assert.That(readings.Accepted, Is.EqualTo(acceptedBefore + 1));
             Assert.That(readings.Responses[200] - okBefore, Is.EqualTo(3));
